@@ -1,0 +1,276 @@
+"""Settings for every Cardinsa process, read from the environment and `.env`.
+
+Every variable is named ``CARDINSA_<FIELD>`` (``DATABASE_URL`` and ``ENVIRONMENT``
+are also accepted bare, because hosting platforms inject them that way). The
+settings are validated once at start: a production process refuses to start with
+a secret that is empty or still has its development default, or with debug on,
+so a forgotten variable fails loudly instead of running insecurely.
+
+Services subclass :class:`Settings` to add their own fields (ports, peers) and
+get them through ``get_settings(TheirSettings)``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Final, TypeVar, overload
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX: Final = "CARDINSA_"
+ASYNC_URL_PREFIX: Final = "postgresql+asyncpg://"
+
+# Development defaults of the secrets. They are public (they are in this file), so
+# a production process refuses to start while any secret still equals one of them.
+DEV_SIGNING_KEY_ENCRYPTION_KEY: Final = "dev-only-signing-key-encryption-key-not-secret"
+DEV_PAGE_TOKEN_SECRET: Final = "dev-only-page-token-secret-not-secret"  # noqa: S105
+MIN_PRODUCTION_SECRET_LENGTH: Final = 32
+
+
+def find_project_root() -> Path:
+    """Locate the repository root so relative paths (``.data/...``) do not depend on cwd.
+
+    Looked up from this package's location first (editable install / source tree),
+    then from the working directory; the working directory itself is the fallback.
+    """
+    for start in (Path(__file__).resolve().parent, Path.cwd().resolve()):
+        for candidate in (start, *start.parents):
+            if (candidate / "pyproject.toml").is_file() and (candidate / "shared").is_dir():
+                return candidate
+    return Path.cwd().resolve()
+
+
+PROJECT_ROOT: Final = find_project_root()
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+def _env_names(field: str, *, bare: bool = False) -> AliasChoices:
+    """Accept ``CARDINSA_<FIELD>`` and, for a few platform-standard names, ``<FIELD>``.
+
+    The field name itself is accepted too, so code and tests can pass
+    ``Settings(database_url=...)``.
+    """
+    names = [f"{ENV_PREFIX}{field.upper()}"]
+    if bare:
+        names.append(field.upper())
+    names.append(field)
+    return AliasChoices(*names)
+
+
+SettingsT = TypeVar("SettingsT", bound="Settings")
+
+
+class Settings(BaseSettings):
+    """Configuration shared by every Cardinsa service (subclass it to add fields)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=(PROJECT_ROOT / ".env", Path(".env")),
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        # A validation error must never print a value: it may be a secret or a
+        # database URL carrying a password.
+        hide_input_in_errors=True,
+        validate_default=True,
+    )
+
+    # --- process -----------------------------------------------------------------
+    environment: Environment = Field(
+        default=Environment.DEVELOPMENT, validation_alias=_env_names("environment", bare=True)
+    )
+    debug: bool = False
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # --- database ----------------------------------------------------------------
+    database_url: SecretStr | None = Field(
+        default=None, validation_alias=_env_names("database_url", bare=True)
+    )
+    database_admin_url: SecretStr | None = None
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_timeout_s: float = Field(default=10.0, gt=0)
+    db_pool_recycle_s: int = Field(default=1800, ge=-1)
+    db_pool_pre_ping: bool = True
+    db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    db_connect_timeout_s: float = Field(default=5.0, gt=0)
+    embedded_postgres_dir: Path = Path(".data/postgres")
+    embedded_postgres_port: int = Field(default=55432, ge=1, le=65535)
+
+    # --- serving -----------------------------------------------------------------
+    grpc_host: str = "127.0.0.1"
+    workers: int = Field(default=1, ge=1)
+    metrics_host: str = "127.0.0.1"
+    grace_period_s: float = Field(default=10.0, ge=0)
+
+    # --- tokens ------------------------------------------------------------------
+    jwt_issuer: str = "cardinsa-identity"
+    jwt_audience: str = "cardinsa"
+    access_token_ttl_s: int = Field(default=900, ge=1)
+    clock_skew_s: int = Field(default=30, ge=0)
+    jwks_cache_ttl_s: int = Field(default=300, ge=0)
+
+    # --- secrets -----------------------------------------------------------------
+    signing_key_encryption_key: SecretStr = SecretStr(DEV_SIGNING_KEY_ENCRYPTION_KEY)
+    page_token_secret: SecretStr = SecretStr(DEV_PAGE_TOKEN_SECRET)
+
+    # --- HTTP edge ---------------------------------------------------------------
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://localhost:3000"]
+    )
+
+    # Secrets checked in production, with their development default ("" = none).
+    # Subclasses add theirs: ``SECRET_DEFAULTS = {**Settings.SECRET_DEFAULTS, ...}``.
+    SECRET_DEFAULTS: ClassVar[Mapping[str, str]] = {
+        "signing_key_encryption_key": DEV_SIGNING_KEY_ENCRYPTION_KEY,
+        "page_token_secret": DEV_PAGE_TOKEN_SECRET,
+    }
+
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _lower_environment(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        """Accept a JSON list or the friendlier comma-separated form."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("database_url", "database_admin_url", mode="after")
+    @classmethod
+    def _async_driver(cls, value: SecretStr | None) -> SecretStr | None:
+        """Normalise ``postgresql://`` / ``postgres://`` to the asyncpg driver we use.
+
+        A URL of another kind is left as is and reported by the model check, which
+        controls the error's content (the URL may carry a password).
+        """
+        if value is None:
+            return None
+        url = value.get_secret_value().strip()
+        if not url:
+            return None
+        for plain in ("postgresql://", "postgres://"):
+            if url.startswith(plain):
+                url = ASYNC_URL_PREFIX + url[len(plain) :]
+        return SecretStr(url)
+
+    @field_validator("embedded_postgres_dir", mode="after")
+    @classmethod
+    def _anchor_to_project(cls, value: Path) -> Path:
+        return value if value.is_absolute() else PROJECT_ROOT / value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_settings(self) -> Settings:
+        """Refuse unusable URLs always; in production also default/empty secrets and debug.
+
+        Each error names the setting and carries no value (``input`` is a
+        placeholder), so logging the exception cannot leak a secret.
+        """
+        problems: list[tuple[str, str]] = []
+        for name in ("database_url", "database_admin_url"):
+            url = getattr(self, name)
+            if url is not None and not url.get_secret_value().startswith(ASYNC_URL_PREFIX):
+                problems.append(
+                    (
+                        name,
+                        f"{ENV_PREFIX}{name.upper()} must be a PostgreSQL URL "
+                        "(postgresql:// or postgresql+asyncpg://)",
+                    )
+                )
+        if self.environment is Environment.PRODUCTION:
+            problems.extend(self._production_problems())
+        if problems:
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("unsafe_setting", message),
+                        loc=(name,),
+                        input="<hidden>",
+                    )
+                    for name, message in problems
+                ],
+            )
+        return self
+
+    def _production_problems(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        for name, dev_default in self.SECRET_DEFAULTS.items():
+            secret = getattr(self, name)
+            value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+            env_name = f"{ENV_PREFIX}{name.upper()}"
+            if not value:
+                problems.append((name, f"{env_name} must be set in production"))
+            elif dev_default and value == dev_default:
+                problems.append(
+                    (name, f"{env_name} still has its development default; set a real secret")
+                )
+            elif len(value) < MIN_PRODUCTION_SECRET_LENGTH:
+                problems.append(
+                    (
+                        name,
+                        f"{env_name} is too short for production "
+                        f"(at least {MIN_PRODUCTION_SECRET_LENGTH} characters)",
+                    )
+                )
+        if self.database_url is None:
+            problems.append(
+                (
+                    "database_url",
+                    f"{ENV_PREFIX}DATABASE_URL must be set in production "
+                    "(the embedded PostgreSQL is for development only)",
+                )
+            )
+        if self.debug:
+            problems.append(("debug", f"{ENV_PREFIX}DEBUG must be false in production"))
+        return problems
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment is Environment.PRODUCTION
+
+
+_settings_cache: dict[type[Settings], Settings] = {}
+
+
+@overload
+def get_settings() -> Settings: ...
+@overload
+def get_settings(settings_cls: type[SettingsT]) -> SettingsT: ...
+def get_settings(settings_cls: type[Settings] = Settings) -> Settings:
+    """The process-wide settings of ``settings_cls``, read and validated once."""
+    cached = _settings_cache.get(settings_cls)
+    if cached is None:
+        cached = settings_cls()
+        _settings_cache[settings_cls] = cached
+    return cached
+
+
+def clear_settings_cache() -> None:
+    """Forget cached settings (tests that change the environment call this)."""
+    _settings_cache.clear()
