@@ -1,0 +1,634 @@
+"""List pagination for every Cardinsa service (AIP-158): page sizes, opaque page
+tokens and keyset queries. There is no other way to page a list.
+
+A service's List handler writes roughly::
+
+    order = parse_order_by(request.order_by, ORDER_FIELDS, default=DEFAULT_ORDER)
+    stmt = select(User).where(User.company_id == company_id)
+    condition = USER_FILTER.parse(request.filter)
+    if condition is not None:
+        stmt = stmt.where(condition)
+    page = await paginate(
+        session,
+        stmt,
+        order=order,
+        page_size=request.page_size,
+        page_token=request.page_token,
+        fingerprint=query_fingerprint(
+            filter=request.filter,
+            order_by=request.order_by,
+            show_deleted=request.show_deleted,
+        ),
+        secret=settings.page_token_secret,
+    )
+    return ListUsersResponse(users=[...page.items], next_page_token=page.next_page_token)
+
+Page size
+    ``0`` means the default (20), anything above the maximum (100) is clamped, a
+    negative size is INVALID_ARGUMENT (``page_size``, reason ``INVALID_PAGE_SIZE``).
+
+Page tokens
+    A token is the url-safe base64 (no padding) of a version byte, a compact JSON
+    payload carrying the keyset position (the sort-key values of the last row of
+    the page, and optionally an expiry) and an HMAC-SHA256 over the payload, the
+    query fingerprint and the shape of the ordering. The key is derived from the
+    ``page_token_secret`` setting. The fingerprint binds the token to the request
+    that produced it -- filter, order_by, show_deleted, parent, the caller's
+    company id, the RPC method and whatever else the service passes -- so a token
+    that is malformed, forged, signed with another key, expired, or replayed with
+    other parameters or by another tenant fails the MAC check, and the only answer
+    is INVALID_ARGUMENT on ``page_token`` with reason ``INVALID_PAGE_TOKEN``. A
+    token is not encrypted: it reveals the sort-key values of a row the caller has
+    already received, nothing else. ``page_size`` is not part of the fingerprint:
+    AIP-158 lets a client change it between pages.
+
+Keyset pagination
+    Rows are ordered by the requested terms followed by the primary key (appended
+    automatically when absent), so the order is total and deterministic. Page N
+    fetches ``page_size + 1`` rows *after* the last row of page N-1 with a WHERE
+    condition on the sort keys -- never OFFSET -- so every page costs what the
+    first one costs, provided an index matches the ordering. When every sort key
+    is NOT NULL and all go the same direction, the condition is one row-value
+    comparison ``(k1, k2, id) > (:v1, :v2, :v3)`` that PostgreSQL answers with an
+    index range scan. With mixed directions the leading key is bounded
+    (``k1 >= :v1``) so the index scan still starts at the position, and the rest
+    is resolved among the ties of the leading key.
+
+NULLs
+    A NULL sorts as if it were greater than every value -- PostgreSQL's own
+    default: ``ASC NULLS LAST`` and ``DESC NULLS FIRST`` -- so a plain b-tree
+    index serves both directions. When the leading sort key is nullable, the rows
+    after a position may lie in two contiguous regions (the rest of the non-NULL
+    values, then the NULLs, or the reverse for descending); each is fetched with
+    its own index-bounded query, the second only when the first does not fill the
+    page.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import enum
+import functools
+import hashlib
+import hmac
+import json
+import math
+import struct
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final, Generic, TypeVar
+
+from pydantic import SecretStr
+from sqlalchemy import ColumnElement, Select, and_, literal, or_, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import QueryableAttribute
+
+from cardinsa_foundation.context import current_company_id, method_var
+from cardinsa_foundation.errors import FieldViolation, InvalidArgument
+
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE_SIZE",
+    "OrderTerm",
+    "Page",
+    "decode_page_token",
+    "encode_page_token",
+    "keyset_queries",
+    "normalize_page_size",
+    "paginate",
+    "query_fingerprint",
+]
+
+DEFAULT_PAGE_SIZE: Final = 20
+MAX_PAGE_SIZE: Final = 100
+MAX_PAGE_TOKEN_LENGTH: Final = 4096
+INVALID_PAGE_TOKEN: Final = "INVALID_PAGE_TOKEN"  # noqa: S105 - an error reason
+INVALID_PAGE_SIZE: Final = "INVALID_PAGE_SIZE"
+
+_T = TypeVar("_T")
+_TOKEN_VERSION: Final = 1
+_MAC_SIZE: Final = 32
+_KEY_LABEL: Final = b"cardinsa/page-token/v1"
+_B64_ALPHABET: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_KEY_LABEL_PREFIX: Final = "_cardinsa_k"
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+def normalize_page_size(
+    page_size: int, *, default: int = DEFAULT_PAGE_SIZE, maximum: int = MAX_PAGE_SIZE
+) -> int:
+    """Apply the AIP-158 rules: 0 → ``default``, above ``maximum`` → ``maximum``,
+    negative → INVALID_ARGUMENT on ``page_size``."""
+    if page_size < 0:
+        raise InvalidArgument(
+            "page_size must not be negative.",
+            reason=INVALID_PAGE_SIZE,
+            metadata={"page_size": str(page_size)},
+            field_violations=[FieldViolation("page_size", "must be 0 (default) or positive")],
+        )
+    if page_size == 0:
+        return default
+    return min(page_size, maximum)
+
+
+# --------------------------------------------------------------------------- ordering
+
+
+@dataclasses.dataclass(frozen=True, slots=True, init=False)
+class OrderTerm:
+    """One sort key: a column (or SQL expression) and its direction.
+
+    ``nullable`` says whether the key can be NULL; by default it is read from the
+    column (``Column.nullable``) and assumed true for any other expression, which
+    is always correct but gives the planner a looser bound. ``name`` identifies
+    the term inside page tokens (defaults to the column's key).
+    """
+
+    column: ColumnElement[Any]
+    descending: bool
+    nullable: bool
+    name: str
+
+    def __init__(
+        self,
+        column: ColumnElement[Any] | QueryableAttribute[Any],
+        descending: bool = False,
+        *,
+        nullable: bool | None = None,
+        name: str | None = None,
+    ) -> None:
+        element = _as_column(column)
+        if nullable is None:
+            declared = getattr(element, "nullable", None)
+            nullable = declared if isinstance(declared, bool) else True
+        if name is None:
+            key = getattr(element, "key", None)
+            name = key if isinstance(key, str) and key else type(element).__name__
+        object.__setattr__(self, "column", element)
+        object.__setattr__(self, "descending", descending)
+        object.__setattr__(self, "nullable", nullable)
+        object.__setattr__(self, "name", name)
+
+    def clause(self) -> ColumnElement[Any]:
+        """The ORDER BY element (NULLs explicit for nullable keys, see module doc)."""
+        if self.descending:
+            ordered = self.column.desc()
+            return ordered.nulls_first() if self.nullable else ordered
+        ordered = self.column.asc()
+        return ordered.nulls_last() if self.nullable else ordered
+
+
+def _as_column(column: ColumnElement[Any] | QueryableAttribute[Any]) -> ColumnElement[Any]:
+    if isinstance(column, ColumnElement):
+        return column
+    element = column.__clause_element__()
+    if not isinstance(element, ColumnElement):  # pragma: no cover - relationship attributes
+        raise TypeError(f"{column!r} is not a column expression")
+    return element
+
+
+def _primary_key(stmt: Select[Any]) -> list[ColumnElement[Any]]:
+    """The primary-key columns of the statement's main entity or table."""
+    descriptions = stmt.column_descriptions
+    entity = descriptions[0].get("entity") if descriptions else None
+    if entity is not None:
+        from sqlalchemy import inspect
+
+        mapper = inspect(entity).mapper
+        return [
+            _as_column(getattr(entity, mapper.get_property_by_column(col).key))
+            for col in mapper.primary_key
+        ]
+    froms = stmt.get_final_froms()
+    if len(froms) == 1:
+        primary_key: list[ColumnElement[Any]] = list(froms[0].primary_key)
+        if primary_key:
+            return primary_key
+    raise ValueError("cannot find the primary key of this statement; pass tiebreaker= explicitly")
+
+
+def _complete_order(
+    stmt: Select[Any],
+    order: Sequence[OrderTerm],
+    tiebreaker: Sequence[ColumnElement[Any] | QueryableAttribute[Any]] | None,
+) -> tuple[OrderTerm, ...]:
+    """``order`` followed by the unique tiebreaker columns it does not already contain."""
+    unique_cols = _primary_key(stmt) if tiebreaker is None else [_as_column(c) for c in tiebreaker]
+    terms = list(order)
+    last_descending = terms[-1].descending if terms else False
+    for col in unique_cols:
+        if not any(term.column.compare(col) for term in terms):
+            terms.append(OrderTerm(col, last_descending, nullable=False))
+    return tuple(terms)
+
+
+def _order_shape(terms: Sequence[OrderTerm]) -> bytes:
+    return ",".join(f"{t.name}:{'d' if t.descending else 'a'}" for t in terms).encode()
+
+
+# --------------------------------------------------------------------------- fingerprint
+
+
+class _Current(enum.Enum):
+    VALUE = "current"
+
+
+CURRENT: Final = _Current.VALUE
+"""Default of :func:`query_fingerprint` arguments read from the request context."""
+
+FingerprintValue = str | int | bool | None
+
+
+def query_fingerprint(
+    *,
+    filter: str = "",
+    order_by: str = "",
+    show_deleted: bool = False,
+    parent: str = "",
+    company_id: str | _Current | None = CURRENT,
+    method: str | _Current | None = CURRENT,
+    **extra: FingerprintValue,
+) -> bytes:
+    """A digest of everything that defines a List query except the page size/token.
+
+    ``company_id`` and ``method`` default to the caller's company (from the
+    verified token) and the RPC being served, so a token cannot be replayed by
+    another tenant or against another List method. Pass every other request
+    parameter that changes the result set as keyword arguments.
+    """
+    if company_id is CURRENT:
+        company_id = current_company_id()
+    if method is CURRENT:
+        method = method_var.get()
+    for key, value in extra.items():
+        if value is not None and not isinstance(value, str | int | bool):
+            raise TypeError(f"fingerprint parameter {key!r} must be str, int, bool or None")
+    document = [filter, order_by, show_deleted, parent, company_id, method, sorted(extra.items())]
+    canonical = json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).digest()
+
+
+# --------------------------------------------------------------------------- token codec
+
+
+def _invalid_token(description: str = "is not valid for this request") -> InvalidArgument:
+    return InvalidArgument(
+        "The page_token is not valid for this request; repeat the request without it "
+        "to start from the first page.",
+        reason=INVALID_PAGE_TOKEN,
+        field_violations=[FieldViolation("page_token", description)],
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _derived_key(secret: bytes) -> bytes:
+    return hmac.new(secret, _KEY_LABEL, hashlib.sha256).digest()
+
+
+def _secret_bytes(secret: SecretStr | str | bytes) -> bytes:
+    if isinstance(secret, SecretStr):
+        secret = secret.get_secret_value()
+    raw = secret.encode() if isinstance(secret, str) else secret
+    if len(raw) < 16:
+        raise ValueError("the page token secret must be at least 16 bytes long")
+    return raw
+
+
+def _mac(key: bytes, fingerprint: bytes, shape: bytes, body: bytes) -> bytes:
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    for part in (fingerprint, shape):
+        mac.update(struct.pack(">I", len(part)))
+        mac.update(part)
+    mac.update(body)
+    return mac.digest()
+
+
+def _encode_value(value: Any) -> Any:
+    # Order matters: bool is an int, datetime is a date, StrEnum is a str.
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, enum.Enum):
+        return ["e", value.name]
+    if isinstance(value, int | str):
+        return value
+    if isinstance(value, datetime):
+        return ["t", value.isoformat()]
+    if isinstance(value, date):
+        return ["d", value.isoformat()]
+    if isinstance(value, uuid.UUID):
+        return ["u", value.hex]
+    if isinstance(value, Decimal):
+        return ["n", str(value)]
+    if isinstance(value, float):
+        return ["f", repr(value)]
+    raise TypeError(f"cannot put a {type(value).__name__} sort key into a page token")
+
+
+def _decode_value(raw: Any) -> Any:
+    if raw is None or isinstance(raw, bool | str):
+        return raw
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, list) and len(raw) == 2 and isinstance(raw[1], str):
+        tag, text = raw
+        decoder = _DECODERS.get(tag) if isinstance(tag, str) else None
+        if decoder is not None:
+            return decoder(text)
+    raise ValueError("bad value")
+
+
+def _decode_float(text: str) -> float:
+    value = float(text)
+    if math.isnan(value) and text != "nan":  # pragma: no cover - defensive
+        raise ValueError(text)
+    return value
+
+
+_DECODERS: Final[dict[str, Callable[[str], Any]]] = {
+    "e": str,  # an enum member travels by name; SQLAlchemy's Enum type binds names
+    "t": datetime.fromisoformat,
+    "d": date.fromisoformat,
+    "u": lambda text: uuid.UUID(hex=text),
+    "n": Decimal,
+    "f": _decode_float,
+}
+
+
+def encode_page_token(
+    position: Sequence[Any],
+    *,
+    fingerprint: bytes,
+    secret: SecretStr | str | bytes,
+    shape: bytes = b"",
+    ttl: timedelta | None = None,
+) -> str:
+    """Sign a keyset position (the last row's sort-key values) into an opaque token."""
+    payload: dict[str, Any] = {"k": [_encode_value(v) for v in position]}
+    if ttl is not None:
+        payload["x"] = math.ceil(time.time() + ttl.total_seconds())
+    body = (
+        bytes([_TOKEN_VERSION])
+        + json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    )
+    mac = _mac(_derived_key(_secret_bytes(secret)), fingerprint, shape, body)
+    return base64.urlsafe_b64encode(body + mac).rstrip(b"=").decode("ascii")
+
+
+def decode_page_token(
+    token: str,
+    *,
+    fingerprint: bytes,
+    secret: SecretStr | str | bytes,
+    shape: bytes = b"",
+    expected_length: int | None = None,
+) -> tuple[Any, ...]:
+    """Verify a token from :func:`encode_page_token` and return its position.
+
+    Anything wrong with it -- syntax, signature, key, fingerprint, shape, expiry,
+    length -- raises the same INVALID_ARGUMENT (``page_token``,
+    ``INVALID_PAGE_TOKEN``).
+    """
+    key = _derived_key(_secret_bytes(secret))
+    if not token or len(token) > MAX_PAGE_TOKEN_LENGTH or not _B64_ALPHABET.issuperset(token):
+        raise _invalid_token()
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        raise _invalid_token() from None
+    # Reject non-canonical encodings (stray bits in the last character), so that
+    # exactly one string is valid for a given token.
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != token:
+        raise _invalid_token()
+    if len(raw) <= _MAC_SIZE + 1 or raw[0] != _TOKEN_VERSION:
+        raise _invalid_token()
+    body, mac = raw[:-_MAC_SIZE], raw[-_MAC_SIZE:]
+    if not hmac.compare_digest(mac, _mac(key, fingerprint, shape, body)):
+        raise _invalid_token()
+    # Authentic from here on: failures below mean an incompatible (older) token.
+    try:
+        payload = json.loads(body[1:])
+        values = payload["k"]
+        expiry = payload.get("x")
+        if not isinstance(values, list) or (
+            expected_length is not None and len(values) != expected_length
+        ):
+            raise ValueError("bad position")
+        position = tuple(_decode_value(v) for v in values)
+    except (ValueError, KeyError, TypeError, AttributeError, InvalidOperation):
+        raise _invalid_token() from None
+    if expiry is not None and (not isinstance(expiry, int) or time.time() > expiry):
+        raise _invalid_token("has expired")
+    return position
+
+
+# --------------------------------------------------------------------------- keyset
+
+
+def _bind(term: OrderTerm, value: Any) -> ColumnElement[Any]:
+    return literal(value, term.column.type)
+
+
+def _strictly_after(term: OrderTerm, value: Any) -> ColumnElement[bool] | None:
+    """Rows whose key comes strictly after ``value`` (NULL = greatest); None = no row."""
+    col = term.column
+    if value is None:
+        return col.is_not(None) if term.descending else None
+    if term.descending:
+        return col < _bind(term, value)
+    if term.nullable:
+        return or_(col > _bind(term, value), col.is_(None))
+    return col > _bind(term, value)
+
+
+def _tie(term: OrderTerm, value: Any) -> ColumnElement[bool]:
+    return term.column.is_(None) if value is None else term.column == _bind(term, value)
+
+
+def _after(terms: Sequence[OrderTerm], values: Sequence[Any]) -> ColumnElement[bool] | None:
+    """after(i) = strictly_after(i) OR (tie(i) AND after(i+1)); None = no row."""
+    condition: ColumnElement[bool] | None = None
+    for term, value in zip(reversed(terms), reversed(values), strict=True):
+        gt = _strictly_after(term, value)
+        tail = None if condition is None else and_(_tie(term, value), condition)
+        if gt is None:
+            condition = tail
+        elif tail is None:
+            condition = gt
+        else:
+            condition = or_(gt, tail)
+    return condition
+
+
+def _after_regions(terms: Sequence[OrderTerm], values: Sequence[Any]) -> list[ColumnElement[bool]]:
+    """The rows after ``values`` as consecutive, disjoint, index-bounded regions."""
+    first, v1 = terms[0], values[0]
+    desc = first.descending
+
+    if not first.nullable and v1 is not None:
+        # Longest leading run of NOT NULL keys going the same direction: a row-value
+        # comparison on it is an exact index range bound.
+        run = 1
+        while (
+            run < len(terms)
+            and not terms[run].nullable
+            and values[run] is not None
+            and terms[run].descending == desc
+        ):
+            run += 1
+        lhs: ColumnElement[Any]
+        rhs: ColumnElement[Any]
+        if run == 1:
+            lhs, rhs = first.column, _bind(first, v1)
+        else:
+            lhs = tuple_(*(t.column for t in terms[:run]))
+            rhs = tuple_(*(_bind(t, v) for t, v in zip(terms[:run], values[:run], strict=True)))
+        strict = lhs < rhs if desc else lhs > rhs
+        tail = _after(terms[run:], values[run:])
+        if tail is None:
+            return [strict]
+        bound = lhs <= rhs if desc else lhs >= rhs
+        ties = [_tie(t, v) for t, v in zip(terms[:run], values[:run], strict=True)]
+        return [and_(bound, or_(strict, and_(*ties, tail)))]
+
+    col = first.column
+    rest = _after(terms[1:], values[1:])
+    regions: list[ColumnElement[bool]] = []
+    if v1 is None:
+        # Inside the NULLs of the leading key: its remaining ties first, then (when
+        # descending, NULLs first) every non-NULL row.
+        if rest is not None:
+            regions.append(and_(col.is_(None), rest))
+        if desc:
+            regions.append(col.is_not(None))
+        return regions
+    value = _bind(first, v1)
+    strict = col < value if desc else col > value
+    bound = col <= value if desc else col >= value
+    regions.append(strict if rest is None else and_(bound, or_(strict, and_(col == value, rest))))
+    if not desc:
+        regions.append(col.is_(None))  # NULLs sort last when ascending
+    return regions
+
+
+def keyset_queries(
+    stmt: Select[Any],
+    *,
+    order: Sequence[OrderTerm],
+    position: Sequence[Any] | None,
+    limit: int,
+    tiebreaker: Sequence[ColumnElement[Any] | QueryableAttribute[Any]] | None = None,
+) -> list[Select[Any]]:
+    """The SELECTs :func:`paginate` runs, in order, for the rows after ``position``.
+
+    Usually one statement; two when the leading sort key is nullable and the
+    page may cross from its non-NULL values into its NULLs (or back). Each has
+    the sort keys appended as labelled columns, the full ORDER BY and ``LIMIT
+    limit`` -- and never an OFFSET. Exposed for tests and EXPLAIN.
+    """
+    terms = _complete_order(stmt, order, tiebreaker)
+    return _Plan(stmt, terms).queries(position, limit)
+
+
+class _Plan:
+    __slots__ = ("base", "terms")
+
+    def __init__(self, stmt: Select[Any], terms: tuple[OrderTerm, ...]) -> None:
+        self.terms = terms
+        keys = [t.column.label(f"{_KEY_LABEL_PREFIX}{i}") for i, t in enumerate(terms)]
+        self.base = (
+            stmt.add_columns(*keys)
+            .order_by(None)
+            .order_by(*(t.clause() for t in terms))
+            .offset(None)
+        )
+
+    def queries(self, position: Sequence[Any] | None, limit: int) -> list[Select[Any]]:
+        if position is None:
+            return [self.base.limit(limit)]
+        if len(position) != len(self.terms):
+            raise ValueError("position does not match the ordering")
+        return [self.base.where(cond).limit(limit) for cond in _after_regions(self.terms, position)]
+
+
+# --------------------------------------------------------------------------- paginate
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Page(Generic[_T]):
+    """One page of a List: the items and the token of the next page ("" at the end)."""
+
+    items: list[_T]
+    next_page_token: str
+
+
+async def paginate(
+    session: AsyncSession | AsyncConnection,
+    stmt: Select[Any],
+    *,
+    order: Sequence[OrderTerm],
+    page_size: int,
+    page_token: str,
+    fingerprint: bytes,
+    secret: SecretStr | str | bytes,
+    tiebreaker: Sequence[ColumnElement[Any] | QueryableAttribute[Any]] | None = None,
+    ttl: timedelta | None = None,
+    default_page_size: int = DEFAULT_PAGE_SIZE,
+    max_page_size: int = MAX_PAGE_SIZE,
+) -> Page[Any]:
+    """Run one page of ``stmt`` with keyset pagination.
+
+    ``stmt`` is the List query with its WHERE conditions (tenant, soft delete,
+    filter); its own ORDER BY, LIMIT and OFFSET are replaced. ``order`` is the
+    requested ordering (from :func:`cardinsa_foundation.filtering.parse_order_by`);
+    the primary key of the statement's entity (or ``tiebreaker``) is appended so
+    the order is total. ``page_size`` is the raw request value (normalised here),
+    ``page_token`` the raw request token ("" for the first page), ``fingerprint``
+    from :func:`query_fingerprint`, ``secret`` the ``page_token_secret`` setting.
+
+    Items are what the statement selects: the entity (or value) for a statement
+    with a single column/entity, otherwise the whole row (with the sort keys
+    appended as ``_cardinsa_k<i>`` columns).
+    """
+    size = normalize_page_size(page_size, default=default_page_size, maximum=max_page_size)
+    terms = _complete_order(stmt, order, tiebreaker)
+    shape = _order_shape(terms)
+    position = (
+        decode_page_token(
+            page_token,
+            fingerprint=fingerprint,
+            secret=secret,
+            shape=shape,
+            expected_length=len(terms),
+        )
+        if page_token
+        else None
+    )
+    single = len(stmt.column_descriptions) == 1
+    nkeys = len(terms)
+    rows: list[Any] = []
+    for query in _Plan(stmt, terms).queries(position, size + 1):
+        need = size + 1 - len(rows)
+        if need <= 0:
+            break
+        result = await session.execute(query.limit(need))
+        rows.extend(result.all())
+
+    items = [row[0] if single else row for row in rows[:size]]
+    next_token = ""
+    if len(rows) > size:
+        last = rows[size - 1]
+        next_token = encode_page_token(
+            tuple(last[-nkeys:]),
+            fingerprint=fingerprint,
+            secret=secret,
+            shape=shape,
+            ttl=ttl,
+        )
+    return Page(items, next_token)
