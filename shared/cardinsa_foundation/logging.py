@@ -66,14 +66,15 @@ _SENSITIVE_KEY = re.compile(_KEY_FRAGMENT, re.IGNORECASE)
 # Substrings (of the lower-cased text) without which no key=value secret can be present.
 _KEY_TRIGGERS = ("pass", "secret", "token", "api", "authorization", "private", "cookie")
 
-# key = value / "key": "value" / key: value, matched on the lower-cased text (Python's
-# case-insensitive matching is several times slower). The value is quoted, escaped-
-# quoted or bare; an auth scheme such as "Bearer" is swallowed with the credential.
+# key = value / "key": "value" / key: value / ('key', 'value'), matched on the
+# lower-cased text (Python's case-insensitive matching is several times slower). The
+# value is quoted, escaped-quoted or bare; an auth scheme such as "Bearer" is
+# swallowed with the credential.
 # The key is matched from its secret fragment on: what precedes it ("refresh_") is
 # kept as is anyway.
 _KV = re.compile(
     rf"(?:{_KEY_FRAGMENT})[a-z0-9_\-]{{0,40}}+"
-    r"(?P<sep>\\?[\"']?\s*[:=]\s*)"
+    r"(?P<sep>\\?[\"']?\s*[:=]\s*|[\"']\s*,\s*(?=[\"']))"  # also ('key', 'value')
     r"(?P<val>"
     r"\\\"(?:[^\"\\]|\\[^\"])*\\\""
     r"|\"(?:[^\"\\]|\\.)*\""

@@ -46,6 +46,7 @@ SECRET_TEXTS = {
     "reset_token": (RESET, f"{{'reset_token': '{RESET}', 'user': 'u1'}}"),
     "api_key": (API_KEY, f"service account presented {API_KEY}"),
     "api_key_header": ("k-ZZZ-123-secret", "x-api-key: k-ZZZ-123-secret"),
+    "grpc_metadata": ("k-ZZZ-123-secret", "metadata (('x-api-key', 'k-ZZZ-123-secret'),)"),
     "db_url": ("pg-S3cret", "connecting to postgresql+asyncpg://cardinsa:pg-S3cret@db:5432/x"),
     "password_hash": (HASH, f"stored hash {HASH}"),
     "proto_text": (PASSWORD, f'request: email: "a@b.c" password: "{PASSWORD}"'),
