@@ -216,7 +216,7 @@ def append_only_ddl(schema: str, table: str) -> list[str]:
         "BEGIN\n"
         "  RAISE EXCEPTION USING\n"
         "    MESSAGE = 'audit log ' || TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME\n"
-        "              || ' is append-only: ' || TG_OP || ' refused',\n"
+        "              || ' is append-only (' || TG_OP || ' refused)',\n"
         "    ERRCODE = 'insufficient_privilege';\n"
         "END\n"
         "$body$",

@@ -260,10 +260,13 @@ async def _create_role_if_missing(connection: Any, role: str, password: str | No
             "the services must not connect as such a role"
         )
     if password is not None:
-        # format(%L) quotes the literal on the server: no password in our SQL text.
+        # The server quotes both (format %I / %L), so no password can break out of the literal.
         statement = (
             await connection.execute(
-                text("SELECT format('ALTER ROLE %I PASSWORD %L', :role, :password)"),
+                text(
+                    "SELECT format('ALTER ROLE %I PASSWORD %L', "
+                    "CAST(:role AS text), CAST(:password AS text))"
+                ),
                 {"role": role, "password": password},
             )
         ).scalar_one()
