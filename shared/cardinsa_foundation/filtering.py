@@ -491,6 +491,8 @@ class _Parser:
                 "is not supported; write field = value)",
                 tok.pos,
             )
+        if self.peek().kind == "LPAREN":
+            _fail("functions are not supported", self.peek().pos)
         field = self.spec.fields.get(name)
         if field is None:
             _fail(
@@ -500,8 +502,6 @@ class _Parser:
             )
         op_tok = self.advance()
         if op_tok.kind != "OP":
-            if op_tok.kind == "LPAREN":
-                _fail("functions are not supported", op_tok.pos)
             _fail(
                 f"expected an operator (= != < <= > >= :) after '{name}', "
                 f"found {self.describe(op_tok)}",

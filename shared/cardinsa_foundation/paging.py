@@ -451,19 +451,53 @@ def _tie(term: OrderTerm, value: Any) -> ColumnElement[bool]:
     return term.column.is_(None) if value is None else term.column == _bind(term, value)
 
 
+def _run(terms: Sequence[OrderTerm], values: Sequence[Any]) -> int:
+    """Length of the leading run of NOT NULL keys going the first key's direction."""
+    run = 0
+    while (
+        run < len(terms)
+        and not terms[run].nullable
+        and values[run] is not None
+        and terms[run].descending == terms[0].descending
+    ):
+        run += 1
+    return run
+
+
+def _run_sides(
+    terms: Sequence[OrderTerm], values: Sequence[Any], run: int
+) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    """Both sides of a comparison on the first ``run`` keys (a row value when run > 1)."""
+    if run == 1:
+        return terms[0].column, _bind(terms[0], values[0])
+    return (
+        tuple_(*(t.column for t in terms[:run])),
+        tuple_(*(_bind(t, v) for t, v in zip(terms[:run], values[:run], strict=True))),
+    )
+
+
 def _after(terms: Sequence[OrderTerm], values: Sequence[Any]) -> ColumnElement[bool] | None:
-    """after(i) = strictly_after(i) OR (tie(i) AND after(i+1)); None = no row."""
-    condition: ColumnElement[bool] | None = None
-    for term, value in zip(reversed(terms), reversed(values), strict=True):
-        gt = _strictly_after(term, value)
-        tail = None if condition is None else and_(_tie(term, value), condition)
-        if gt is None:
-            condition = tail
-        elif tail is None:
-            condition = gt
-        else:
-            condition = or_(gt, tail)
-    return condition
+    """Rows strictly after ``values``: after(i) = gt(i) OR (tie(i) AND after(i+1)).
+
+    A run of NOT NULL keys in one direction is compared as one row value. None
+    means no row at all.
+    """
+    if not terms:
+        return None
+    run = _run(terms, values)
+    if run:
+        lhs, rhs = _run_sides(terms, values, run)
+        gt: ColumnElement[bool] | None = lhs < rhs if terms[0].descending else lhs > rhs
+        ties = [_tie(t, v) for t, v in zip(terms[:run], values[:run], strict=True)]
+    else:
+        run = 1
+        gt = _strictly_after(terms[0], values[0])
+        ties = [_tie(terms[0], values[0])]
+    rest = _after(terms[run:], values[run:])
+    tail = None if rest is None else and_(*ties, rest)
+    if gt is None:
+        return tail
+    return gt if tail is None else or_(gt, tail)
 
 
 def _after_regions(terms: Sequence[OrderTerm], values: Sequence[Any]) -> list[ColumnElement[bool]]:
@@ -471,31 +505,17 @@ def _after_regions(terms: Sequence[OrderTerm], values: Sequence[Any]) -> list[Co
     first, v1 = terms[0], values[0]
     desc = first.descending
 
-    if not first.nullable and v1 is not None:
-        # Longest leading run of NOT NULL keys going the same direction: a row-value
-        # comparison on it is an exact index range bound.
-        run = 1
-        while (
-            run < len(terms)
-            and not terms[run].nullable
-            and values[run] is not None
-            and terms[run].descending == desc
-        ):
-            run += 1
-        lhs: ColumnElement[Any]
-        rhs: ColumnElement[Any]
-        if run == 1:
-            lhs, rhs = first.column, _bind(first, v1)
-        else:
-            lhs = tuple_(*(t.column for t in terms[:run]))
-            rhs = tuple_(*(_bind(t, v) for t, v in zip(terms[:run], values[:run], strict=True)))
+    run = _run(terms, values)
+    if run:
+        # A row-value comparison on the leading run is an exact index range bound.
+        lhs, rhs = _run_sides(terms, values, run)
         strict = lhs < rhs if desc else lhs > rhs
-        tail = _after(terms[run:], values[run:])
-        if tail is None:
+        rest = _after(terms[run:], values[run:])
+        if rest is None:
             return [strict]
         bound = lhs <= rhs if desc else lhs >= rhs
         ties = [_tie(t, v) for t, v in zip(terms[:run], values[:run], strict=True)]
-        return [and_(bound, or_(strict, and_(*ties, tail)))]
+        return [and_(bound, or_(strict, and_(*ties, rest)))]
 
     col = first.column
     rest = _after(terms[1:], values[1:])
