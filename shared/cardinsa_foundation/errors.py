@@ -301,7 +301,8 @@ def _constraint_violation(constraint: str | None) -> CardinsaError:
 
 
 def _db_unavailable(reason: str = "DATABASE_UNAVAILABLE") -> CardinsaError:
-    return Unavailable("the database is unavailable, retry later", reason=reason)
+    state = "unavailable" if reason == "DATABASE_UNAVAILABLE" else "busy"
+    return Unavailable(f"the database is {state}, retry later", reason=reason)
 
 
 def _map_sqlstate(sqlstate: str, constraint: str | None) -> CardinsaError | None:
