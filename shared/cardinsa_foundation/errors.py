@@ -78,7 +78,7 @@ INTERNAL_MESSAGE = "internal error"
 #: (pk_/uq_/fk_/ck_/ix_/ex_ + table and columns). Only such names may be echoed
 #: to a client in ErrorInfo metadata; PostgreSQL's generated names
 #: (``users_pkey``, ``users_email_key``) and anything else stay in the log.
-OUR_CONSTRAINT_NAME = re.compile(r"^(?:pk|uq|fk|ck|ix|ex)_[a-z0-9_]{1,59}$")
+OUR_CONSTRAINT_NAME = re.compile(r"^(?:pk|uq|fk|ck|ix|ex)_[a-z0-9_]{1,60}$")  # ≤ 63 chars
 
 # AIP-193: reason is UPPER_SNAKE, at most 63 characters.
 _REASON = re.compile(r"^[A-Z][A-Z0-9_]{0,61}[A-Z0-9]$")

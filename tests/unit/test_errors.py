@@ -277,6 +277,8 @@ def test_unique_violation_names_our_constraint_only() -> None:
     assert postgres_named.metadata == {}
     weird = from_exception(pg_error("23505", "uq_users; DROP TABLE users"))
     assert weird.metadata == {}
+    longest = "fk_" + "x" * 60  # PostgreSQL's identifier limit is 63 characters
+    assert from_exception(pg_error("23503", longest)).metadata == {"constraint": longest}
 
     fk = from_exception(sqlalchemy_wrapped(pg_error("23503", "fk_claims_company_id_policy")))
     assert isinstance(fk, FailedPrecondition)
