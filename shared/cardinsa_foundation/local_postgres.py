@@ -107,6 +107,9 @@ def _looks_like_postgres(pid: int) -> bool:
 def _port_in_use(host: str, port: int) -> bool:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As PostgreSQL does: connections of a previous run in TIME_WAIT do not
+        # count, a program listening on the port does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
@@ -357,14 +360,32 @@ class LocalPostgres:
             "host    all   all   ::1/128        trust\n"
         )
 
-    def _server_options(self) -> str:
+    def _remove_stale_lock_files(self, socket_dir: Path) -> None:
+        """Delete lock files a crashed server left behind (called only when none runs).
+
+        PostgreSQL refuses to start while a lock file names a live PID, and a
+        killed postmaster that nothing has reaped yet still looks alive to it
+        (a zombie); we know better, because we hold this data directory's lock.
+        """
+        candidates = [self.data_dir / "postmaster.pid", *socket_dir.glob(".s.PGSQL.*.lock")]
+        for lock_file in candidates:
+            try:
+                first_line = lock_file.read_text().split("\n", 1)[0].strip()
+            except OSError:
+                continue
+            pid = int(first_line) if first_line.isdigit() else None
+            if pid is None or not _process_alive(pid) or not _looks_like_postgres(pid):
+                logger.info("removing stale lock file %s", lock_file)
+                lock_file.unlink(missing_ok=True)
+
+    def _server_options(self, socket_dir: Path) -> str:
         options = [
             "-c",
             f"listen_addresses={self.host}",
             "-p",
             str(self.port),
             "-k",
-            str(self._socket_dir()),
+            str(socket_dir),
             "-c",
             f"max_connections={self.max_connections}",
         ]
@@ -376,10 +397,8 @@ class LocalPostgres:
 
     def _pg_ctl_start(self) -> None:
         logger.info("starting PostgreSQL of %s on %s:%d", self.data_dir, self.host, self.port)
-        stale = self._read_postmaster_info()
-        if stale is not None:
-            # The PID in it is dead or not a postgres process: a crash left it behind.
-            (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
+        socket_dir = self._socket_dir()
+        self._remove_stale_lock_files(socket_dir)
         try:
             self._run_pg_tool(
                 "pg_ctl",
@@ -393,7 +412,7 @@ class LocalPostgres:
                     "-l",
                     str(self.log_path),
                     "-o",
-                    self._server_options(),
+                    self._server_options(socket_dir),
                 ],
                 timeout_s=self.start_timeout_s + 5,
             )
