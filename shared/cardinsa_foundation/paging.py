@@ -21,7 +21,9 @@ A service's List handler writes roughly::
         ),
         secret=settings.page_token_secret,
     )
-    return ListUsersResponse(users=[...page.items], next_page_token=page.next_page_token)
+    return ListUsersResponse(
+        users=[to_proto(user) for user in page.items], next_page_token=page.next_page_token
+    )
 
 Page size
     ``0`` means the default (20), anything above the maximum (100) is clamped, a
@@ -44,24 +46,28 @@ Page tokens
 
 Keyset pagination
     Rows are ordered by the requested terms followed by the primary key (appended
-    automatically when absent), so the order is total and deterministic. Page N
-    fetches ``page_size + 1`` rows *after* the last row of page N-1 with a WHERE
-    condition on the sort keys -- never OFFSET -- so every page costs what the
-    first one costs, provided an index matches the ordering. When every sort key
-    is NOT NULL and all go the same direction, the condition is one row-value
-    comparison ``(k1, k2, id) > (:v1, :v2, :v3)`` that PostgreSQL answers with an
-    index range scan. With mixed directions the leading key is bounded
-    (``k1 >= :v1``) so the index scan still starts at the position, and the rest
-    is resolved among the ties of the leading key.
+    automatically when absent, in the direction of the last term), so the order is
+    total and deterministic. A page fetches ``page_size + 1`` rows *after* the last
+    row of the previous page with a WHERE condition on the sort keys -- never
+    OFFSET -- so every page costs what the first one costs, given an index that
+    matches the ordering:
+
+    * keys all NOT NULL and in one direction (the usual ``create_time desc``):
+      one query, ``WHERE (k1, k2, id) < (:v1, :v2, :v3)``, an index range scan
+      starting exactly at the position;
+    * mixed directions or nullable keys: the rows after the position form a few
+      consecutive regions -- those tying with it on the leading run of keys
+      (``k1 = :v1 AND (k2, id) > (:v2, :v3)``), then those strictly after it
+      (``k1 < :v1``), and for a nullable leading key its NULLs -- each an index
+      range of its own, so a page never reads the rows before the position even
+      when millions tie on the first key. The extra row fetched tells which
+      region the next page starts in, and the token records it, so a page is one
+      query except when it crosses from one region into the next.
 
 NULLs
     A NULL sorts as if it were greater than every value -- PostgreSQL's own
-    default: ``ASC NULLS LAST`` and ``DESC NULLS FIRST`` -- so a plain b-tree
-    index serves both directions. When the leading sort key is nullable, the rows
-    after a position may lie in two contiguous regions (the rest of the non-NULL
-    values, then the NULLs, or the reverse for descending); each is fetched with
-    its own index-bounded query, the second only when the first does not fill the
-    page.
+    default: ``ASC NULLS LAST`` and ``DESC NULLS FIRST`` (written out in the
+    ORDER BY of nullable keys) -- so a plain b-tree index serves both directions.
 """
 
 from __future__ import annotations
@@ -81,7 +87,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, NamedTuple, TypeVar
 
 from pydantic import SecretStr
 from sqlalchemy import ColumnElement, Select, and_, literal, or_, tuple_
@@ -94,6 +100,7 @@ from cardinsa_foundation.errors import FieldViolation, InvalidArgument
 __all__ = [
     "DEFAULT_PAGE_SIZE",
     "MAX_PAGE_SIZE",
+    "Cursor",
     "OrderTerm",
     "Page",
     "decode_page_token",
@@ -361,16 +368,27 @@ _DECODERS: Final[dict[str, Callable[[str], Any]]] = {
 }
 
 
+class Cursor(NamedTuple):
+    """What a page token carries: the sort-key values of the last row returned and
+    the region (see :func:`keyset_queries`) holding the next row."""
+
+    position: tuple[Any, ...]
+    region: int = 0
+
+
 def encode_page_token(
     position: Sequence[Any],
     *,
     fingerprint: bytes,
     secret: SecretStr | str | bytes,
     shape: bytes = b"",
+    region: int = 0,
     ttl: timedelta | None = None,
 ) -> str:
     """Sign a keyset position (the last row's sort-key values) into an opaque token."""
     payload: dict[str, Any] = {"k": [_encode_value(v) for v in position]}
+    if region:
+        payload["r"] = region
     if ttl is not None:
         payload["x"] = math.ceil(time.time() + ttl.total_seconds())
     body = (
@@ -388,8 +406,8 @@ def decode_page_token(
     secret: SecretStr | str | bytes,
     shape: bytes = b"",
     expected_length: int | None = None,
-) -> tuple[Any, ...]:
-    """Verify a token from :func:`encode_page_token` and return its position.
+) -> Cursor:
+    """Verify a token from :func:`encode_page_token` and return its cursor.
 
     Anything wrong with it -- syntax, signature, key, fingerprint, shape, expiry,
     length -- raises the same INVALID_ARGUMENT (``page_token``,
@@ -415,17 +433,21 @@ def decode_page_token(
     try:
         payload = json.loads(body[1:])
         values = payload["k"]
+        region = payload.get("r", 0)
         expiry = payload.get("x")
-        if not isinstance(values, list) or (
-            expected_length is not None and len(values) != expected_length
+        if (
+            not isinstance(values, list)
+            or (expected_length is not None and len(values) != expected_length)
+            or type(region) is not int
+            or region < 0
         ):
             raise ValueError("bad position")
         position = tuple(_decode_value(v) for v in values)
     except (ValueError, KeyError, TypeError, AttributeError, InvalidOperation):
         raise _invalid_token() from None
-    if expiry is not None and (not isinstance(expiry, int) or time.time() > expiry):
+    if expiry is not None and (type(expiry) is not int or time.time() > expiry):
         raise _invalid_token("has expired")
-    return position
+    return Cursor(position, region)
 
 
 # --------------------------------------------------------------------------- keyset
@@ -500,41 +522,94 @@ def _after(terms: Sequence[OrderTerm], values: Sequence[Any]) -> ColumnElement[b
     return gt if tail is None else or_(gt, tail)
 
 
-def _after_regions(terms: Sequence[OrderTerm], values: Sequence[Any]) -> list[ColumnElement[bool]]:
-    """The rows after ``values`` as consecutive, disjoint, index-bounded regions."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Region:
+    """A contiguous slice of the rows after a position, in sort order.
+
+    ``condition`` builds its WHERE (index-bounded); ``holds`` tells, for the sort
+    keys of a row known to lie after the position, whether it is in this region
+    rather than a later one.
+    """
+
+    condition: Callable[[], ColumnElement[bool]]
+    holds: Callable[[Sequence[Any]], bool]
+
+
+def _always(_keys: Sequence[Any]) -> bool:
+    return True
+
+
+def _after_bounded(terms: Sequence[OrderTerm], values: Sequence[Any]) -> ColumnElement[bool] | None:
+    """:func:`_after` plus a redundant range on its leading run, for the index."""
+    run = _run(terms, values)
+    if not run or run == len(terms):
+        return _after(terms, values)
+    lhs, rhs = _run_sides(terms, values, run)
+    rest = _after(terms[run:], values[run:])
+    strict = lhs < rhs if terms[0].descending else lhs > rhs
+    if rest is None:
+        return strict
+    bound = lhs <= rhs if terms[0].descending else lhs >= rhs
+    ties = [_tie(t, v) for t, v in zip(terms[:run], values[:run], strict=True)]
+    return and_(bound, or_(strict, and_(*ties, rest)))
+
+
+def _regions(terms: Sequence[OrderTerm], values: Sequence[Any]) -> list[_Region]:
+    """The rows after ``values``: consecutive, disjoint regions, each one index range.
+
+    * All keys NOT NULL and one direction: one region, ``(k1, .., kn) > (v1, .., vn)``.
+    * Otherwise, with R the leading run of NOT NULL keys in one direction (or the
+      leading key alone when it is nullable): first the rows that tie with the
+      position on R and come after it on the remaining keys (``R = v AND ...``),
+      then the rows strictly after it on R (``R > v``); a nullable leading key
+      splits the latter into its non-NULL values and its NULLs.
+
+    Each region bounds the index scan by equality/range on its leading keys, so a
+    page never reads rows before the position, however many rows tie on the
+    first key (a low-cardinality key such as a state with mixed directions).
+    """
     first, v1 = terms[0], values[0]
     desc = first.descending
-
     run = _run(terms, values)
-    if run:
-        # A row-value comparison on the leading run is an exact index range bound.
+    if run == len(terms):
         lhs, rhs = _run_sides(terms, values, run)
-        strict = lhs < rhs if desc else lhs > rhs
-        rest = _after(terms[run:], values[run:])
-        if rest is None:
-            return [strict]
-        bound = lhs <= rhs if desc else lhs >= rhs
-        ties = [_tie(t, v) for t, v in zip(terms[:run], values[:run], strict=True)]
-        return [and_(bound, or_(strict, and_(*ties, rest)))]
+        return [_Region(lambda: lhs < rhs if desc else lhs > rhs, _always)]
+
+    width = max(run, 1)
+    head_values = tuple(values[:width])
+    regions: list[_Region] = []
+    rest = _after_bounded(terms[width:], values[width:])
+    if rest is not None:
+        ties = [_tie(t, v) for t, v in zip(terms[:width], values[:width], strict=True)]
+        tail = rest
+        regions.append(
+            _Region(
+                lambda: and_(*ties, tail),
+                lambda keys: tuple(keys[:width]) == head_values,
+            )
+        )
+    if run:
+        lhs, rhs = _run_sides(terms, values, run)
+        regions.append(_Region(lambda: lhs < rhs if desc else lhs > rhs, _always))
+        return regions
 
     col = first.column
-    rest = _after(terms[1:], values[1:])
-    regions: list[ColumnElement[bool]] = []
     if v1 is None:
-        # Inside the NULLs of the leading key: its remaining ties first, then (when
-        # descending, NULLs first) every non-NULL row.
-        if rest is not None:
-            regions.append(and_(col.is_(None), rest))
-        if desc:
-            regions.append(col.is_not(None))
+        if desc:  # NULLs first: every non-NULL value follows
+            regions.append(_Region(lambda: col.is_not(None), _always))
         return regions
     value = _bind(first, v1)
-    strict = col < value if desc else col > value
-    bound = col <= value if desc else col >= value
-    regions.append(strict if rest is None else and_(bound, or_(strict, and_(col == value, rest))))
-    if not desc:
-        regions.append(col.is_(None))  # NULLs sort last when ascending
+    if desc:
+        regions.append(_Region(lambda: col < value, _always))
+    else:
+        regions.append(_Region(lambda: col > value, lambda keys: keys[0] is not None))
+        if first.nullable:
+            regions.append(_Region(lambda: col.is_(None), _always))  # NULLs sort last
     return regions
+
+
+def _region_of(regions: Sequence[_Region], keys: Sequence[Any]) -> int:
+    return next(i for i, region in enumerate(regions) if region.holds(keys))
 
 
 def keyset_queries(
@@ -543,17 +618,22 @@ def keyset_queries(
     order: Sequence[OrderTerm],
     position: Sequence[Any] | None,
     limit: int,
+    region: int = 0,
     tiebreaker: Sequence[ColumnElement[Any] | QueryableAttribute[Any]] | None = None,
 ) -> list[Select[Any]]:
-    """The SELECTs :func:`paginate` runs, in order, for the rows after ``position``.
+    """The SELECTs :func:`paginate` may run, in order, for the rows after ``position``.
 
-    Usually one statement; two when the leading sort key is nullable and the
-    page may cross from its non-NULL values into its NULLs (or back). Each has
-    the sort keys appended as labelled columns, the full ORDER BY and ``LIMIT
-    limit`` -- and never an OFFSET. Exposed for tests and EXPLAIN.
+    One per region (see :func:`_regions`) from ``region`` on; :func:`paginate`
+    runs the next one only while the page is not full, and the page token
+    remembers the region holding the next row, so a page is one query except
+    when it crosses from one region into the next. Each statement has the sort
+    keys appended as labelled columns, the full ORDER BY and ``LIMIT limit`` --
+    never an OFFSET. Exposed for tests and EXPLAIN.
     """
-    terms = _complete_order(stmt, order, tiebreaker)
-    return _Plan(stmt, terms).queries(position, limit)
+    plan = _Plan(stmt, _complete_order(stmt, order, tiebreaker))
+    if position is None:
+        return [plan.first(limit)]
+    return [plan.base.where(r.condition()).limit(limit) for r in plan.regions(position)[region:]]
 
 
 class _Plan:
@@ -569,12 +649,13 @@ class _Plan:
             .offset(None)
         )
 
-    def queries(self, position: Sequence[Any] | None, limit: int) -> list[Select[Any]]:
-        if position is None:
-            return [self.base.limit(limit)]
+    def first(self, limit: int) -> Select[Any]:
+        return self.base.limit(limit)
+
+    def regions(self, position: Sequence[Any]) -> list[_Region]:
         if len(position) != len(self.terms):
             raise ValueError("position does not match the ordering")
-        return [self.base.where(cond).limit(limit) for cond in _after_regions(self.terms, position)]
+        return _regions(self.terms, position)
 
 
 # --------------------------------------------------------------------------- paginate
@@ -619,7 +700,7 @@ async def paginate(
     size = normalize_page_size(page_size, default=default_page_size, maximum=max_page_size)
     terms = _complete_order(stmt, order, tiebreaker)
     shape = _order_shape(terms)
-    position = (
+    cursor = (
         decode_page_token(
             page_token,
             fingerprint=fingerprint,
@@ -630,25 +711,33 @@ async def paginate(
         if page_token
         else None
     )
-    single = len(stmt.column_descriptions) == 1
+    plan = _Plan(stmt, terms)
     nkeys = len(terms)
     rows: list[Any] = []
-    for query in _Plan(stmt, terms).queries(position, size + 1):
-        need = size + 1 - len(rows)
-        if need <= 0:
-            break
-        result = await session.execute(query.limit(need))
-        rows.extend(result.all())
+    if cursor is None:
+        rows.extend((await session.execute(plan.first(size + 1))).all())
+    else:
+        regions = plan.regions(cursor.position)
+        if cursor.region >= len(regions):
+            raise _invalid_token()
+        for region in regions[cursor.region :]:
+            query = plan.base.where(region.condition()).limit(size + 1 - len(rows))
+            rows.extend((await session.execute(query)).all())
+            if len(rows) > size:
+                break
 
+    single = len(stmt.column_descriptions) == 1
     items = [row[0] if single else row for row in rows[:size]]
     next_token = ""
     if len(rows) > size:
-        last = rows[size - 1]
+        last_keys = tuple(rows[size - 1][-nkeys:])
+        following = tuple(rows[size][-nkeys:])
         next_token = encode_page_token(
-            tuple(last[-nkeys:]),
+            last_keys,
             fingerprint=fingerprint,
             secret=secret,
             shape=shape,
+            region=_region_of(_regions(terms, last_keys), following),
             ttl=ttl,
         )
     return Page(items, next_token)

@@ -89,7 +89,9 @@ POSITION: tuple[Any, ...] = (
 
 def test_token_round_trip_preserves_every_type() -> None:
     token = encode_page_token(POSITION, fingerprint=FP, secret=SECRET)
-    decoded = decode_page_token(token, fingerprint=FP, secret=SECRET)
+    cursor = decode_page_token(token, fingerprint=FP, secret=SECRET)
+    assert cursor.region == 0
+    decoded = cursor.position
     assert decoded == POSITION
     assert [type(v) for v in decoded] == [type(v) for v in POSITION]
     assert decoded[8].utcoffset() == timedelta(hours=-5)
@@ -106,7 +108,7 @@ def test_token_is_url_safe_and_compact() -> None:
 
 def test_enum_members_travel_by_name() -> None:
     token = encode_page_token((Color.RED,), fingerprint=FP, secret=SECRET)
-    assert decode_page_token(token, fingerprint=FP, secret=SECRET) == ("RED",)
+    assert decode_page_token(token, fingerprint=FP, secret=SECRET).position == ("RED",)
 
 
 def test_unsupported_sort_key_type_is_a_programming_error() -> None:
@@ -116,7 +118,7 @@ def test_unsupported_sort_key_type_is_a_programming_error() -> None:
 
 def test_secret_forms_and_minimum_length() -> None:
     token = encode_page_token((1,), fingerprint=FP, secret=SecretStr(SECRET))
-    assert decode_page_token(token, fingerprint=FP, secret=SECRET.encode()) == (1,)
+    assert decode_page_token(token, fingerprint=FP, secret=SECRET.encode()).position == (1,)
     with pytest.raises(ValueError, match="at least 16 bytes"):
         encode_page_token((1,), fingerprint=FP, secret="short")
 
@@ -195,7 +197,7 @@ def test_another_query_or_tenant_is_rejected(token: str) -> None:
 
 def test_another_ordering_shape_is_rejected() -> None:
     made = encode_page_token((1, 2), fingerprint=FP, secret=SECRET, shape=b"a:a,id:a")
-    assert decode_page_token(made, fingerprint=FP, secret=SECRET, shape=b"a:a,id:a") == (1, 2)
+    assert decode_page_token(made, fingerprint=FP, secret=SECRET, shape=b"a:a,id:a") == ((1, 2), 0)
     assert_invalid_token(made, shape=b"a:d,id:d")
     assert_invalid_token(made, shape=b"a:a,id:a", expected_length=3)
 
@@ -232,7 +234,7 @@ def test_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
     now = 1_800_000_000.0
     monkeypatch.setattr(paging, "time", SimpleNamespace(time=lambda: now))
     made = encode_page_token((1,), fingerprint=FP, secret=SECRET, ttl=timedelta(minutes=10))
-    assert decode_page_token(made, fingerprint=FP, secret=SECRET) == (1,)
+    assert decode_page_token(made, fingerprint=FP, secret=SECRET).position == (1,)
     now += 601
     err = assert_invalid_token(made)
     assert err.field_violations[0].description == "has expired"
@@ -348,29 +350,51 @@ def test_same_direction_not_null_keys_use_one_row_comparison() -> None:
     )
 
 
-def test_mixed_directions_bound_the_leading_key() -> None:
-    (query,) = keyset_queries(
-        select(Item),
-        order=[OrderTerm(Item.score, descending=True), OrderTerm(Item.name)],
-        position=(5, "m", CID, IID),
-        limit=21,
+def test_mixed_directions_read_the_ties_then_the_rest() -> None:
+    order = [OrderTerm(Item.score, descending=True), OrderTerm(Item.name)]
+    ties, rest = keyset_queries(select(Item), order=order, position=(5, "m", CID, IID), limit=21)
+    assert where_and_order(ties).startswith(
+        f"WHERE items.score = [5] AND (items.name, items.company_id, items.id) > (['m'], {C}, {ID})"
+        " ORDER BY items.score DESC, items.name ASC, items.company_id ASC, items.id ASC LIMIT [21]"
     )
-    text = where_and_order(query)
-    assert text.startswith(
-        "WHERE items.score <= [5] AND (items.score < [5] OR "
-        f"items.score = [5] AND (items.name, items.company_id, items.id) > (['m'], {C}, {ID}))"
+    assert where_and_order(rest).startswith("WHERE items.score < [5] ORDER BY")
+    # a token that says the next row is past the ties starts with the second region
+    (only,) = keyset_queries(
+        select(Item), order=order, position=(5, "m", CID, IID), limit=21, region=1
     )
-    assert "ORDER BY items.score DESC, items.name ASC, items.company_id ASC, items.id ASC" in text
+    assert where_and_order(only).startswith("WHERE items.score < [5] ORDER BY")
+
+
+def test_three_direction_changes_bound_every_level() -> None:
+    order = [OrderTerm(Item.score), OrderTerm(Item.create_time, descending=True)]
+    ties, rest = keyset_queries(
+        select(Item), order=order, position=(5, WHEN, IID), limit=21, tiebreaker=[Item.id]
+    )
+    assert where_and_order(ties).startswith(
+        f"WHERE items.score = [5] AND (items.create_time, items.id) < ([{WHEN!r}], {ID}) ORDER BY"
+    )
+    assert where_and_order(rest).startswith("WHERE items.score > [5] ORDER BY")
+    order = [OrderTerm(Item.score), OrderTerm(Item.name, descending=True), OrderTerm(Item.id)]
+    ties, rest = keyset_queries(
+        select(Item), order=order, position=(5, "m", IID), limit=21, tiebreaker=[Item.id]
+    )
+    # inside the ties of the first key, the second is range-bounded too
+    assert where_and_order(ties).startswith(
+        "WHERE items.score = [5] AND items.name <= ['m'] AND "
+        f"(items.name < ['m'] OR items.name = ['m'] AND items.id > {ID}) ORDER BY"
+    )
 
 
 def test_nullable_key_ascending_reads_the_nulls_after_the_values() -> None:
     order = [OrderTerm(Item.email)]
-    first, nulls = keyset_queries(select(Item), order=order, position=("m", CID, IID), limit=21)
-    assert where_and_order(first).startswith(
-        "WHERE items.email >= ['m'] AND (items.email > ['m'] OR "
-        f"items.email = ['m'] AND (items.company_id, items.id) > ({C}, {ID}))"
+    ties, values, nulls = keyset_queries(
+        select(Item), order=order, position=("m", CID, IID), limit=21
     )
-    assert "ORDER BY items.email ASC NULLS LAST" in where_and_order(first)
+    assert where_and_order(ties).startswith(
+        f"WHERE items.email = ['m'] AND (items.company_id, items.id) > ({C}, {ID}) "
+        "ORDER BY items.email ASC NULLS LAST, items.company_id ASC, items.id ASC"
+    )
+    assert where_and_order(values).startswith("WHERE items.email > ['m'] ORDER BY")
     assert where_and_order(nulls).startswith("WHERE items.email IS NULL ORDER BY")
     # inside the NULLs only their own ties remain
     (only,) = keyset_queries(select(Item), order=order, position=(None, CID, IID), limit=21)
@@ -381,26 +405,36 @@ def test_nullable_key_ascending_reads_the_nulls_after_the_values() -> None:
 
 def test_nullable_key_descending_reads_the_values_after_the_nulls() -> None:
     order = [OrderTerm(Item.email, descending=True)]
-    (query,) = keyset_queries(select(Item), order=order, position=("m", CID, IID), limit=21)
-    assert where_and_order(query).startswith(
-        "WHERE items.email <= ['m'] AND (items.email < ['m'] OR items.email = ['m'] AND "
-        f"(items.company_id, items.id) < ({C}, {ID}))"
+    ties, values = keyset_queries(select(Item), order=order, position=("m", CID, IID), limit=21)
+    assert where_and_order(ties).startswith(
+        f"WHERE items.email = ['m'] AND (items.company_id, items.id) < ({C}, {ID}) "
+        "ORDER BY items.email DESC NULLS FIRST"
     )
-    assert "ORDER BY items.email DESC NULLS FIRST" in where_and_order(query)
+    assert where_and_order(values).startswith("WHERE items.email < ['m'] ORDER BY")
     nulls, values = keyset_queries(select(Item), order=order, position=(None, CID, IID), limit=21)
-    assert where_and_order(nulls).startswith("WHERE items.email IS NULL AND (items.company_id")
+    assert where_and_order(nulls).startswith(
+        f"WHERE items.email IS NULL AND (items.company_id, items.id) < ({C}, {ID}) ORDER BY"
+    )
     assert where_and_order(values).startswith("WHERE items.email IS NOT NULL ORDER BY")
 
 
 def test_nullable_key_in_second_place() -> None:
     order = [OrderTerm(Item.name), OrderTerm(Item.email, descending=True)]
-    (query,) = keyset_queries(select(Item), order=order, position=("n", None, CID, IID), limit=5)
-    text = where_and_order(query)
-    assert text.startswith(
-        "WHERE items.name >= ['n'] AND (items.name > ['n'] OR "
-        "items.name = ['n'] AND (items.email IS NOT NULL OR items.email IS NULL "
-        f"AND (items.company_id, items.id) < ({C}, {ID})))"
+    ties, rest = keyset_queries(select(Item), order=order, position=("n", None, CID, IID), limit=5)
+    assert where_and_order(ties).startswith(
+        "WHERE items.name = ['n'] AND (items.email IS NOT NULL OR items.email IS NULL "
+        f"AND (items.company_id, items.id) < ({C}, {ID})) ORDER BY"
     )
+    assert where_and_order(rest).startswith("WHERE items.name > ['n'] ORDER BY")
+
+
+def test_region_of_the_next_row() -> None:
+    terms = [OrderTerm(Item.email), OrderTerm(Item.id)]
+    regions = paging._regions(terms, ("m", IID))
+    assert len(regions) == 3
+    assert paging._region_of(regions, ("m", uuid.UUID(int=3))) == 0  # a tie
+    assert paging._region_of(regions, ("n", uuid.UUID(int=0))) == 1  # a greater value
+    assert paging._region_of(regions, (None, uuid.UUID(int=0))) == 2  # the NULLs
 
 
 def test_present_primary_key_is_not_repeated_and_core_tables_work() -> None:
