@@ -139,9 +139,13 @@ class PasswordHasher:
             self.dummy_verify(password)
             return False, None
         normalized = normalize_password(password)
-        if self._context.identify(stored_hash) == "bcrypt":
-            return self._verify_bcrypt(password, normalized, stored_hash)
-        ok, new_hash = self._context.verify_and_update(normalized, stored_hash)
+        try:
+            if self._context.identify(stored_hash) == "bcrypt":
+                return self._verify_bcrypt(password, normalized, stored_hash)
+            ok, new_hash = self._context.verify_and_update(normalized, stored_hash)
+        except ValueError:  # recognised scheme, malformed hash (passlib's MalformedHashError)
+            self.dummy_verify(password)
+            return False, None
         return bool(ok), new_hash if ok else None
 
     def dummy_verify(self, password: str) -> None:
@@ -154,7 +158,12 @@ class PasswordHasher:
 
     def needs_rehash(self, stored_hash: str) -> bool:
         """Whether a stored hash is of a deprecated scheme or outdated parameters."""
-        return self._is_known_hash(stored_hash) and bool(self._context.needs_update(stored_hash))
+        if not self._is_known_hash(stored_hash):
+            return False
+        try:
+            return bool(self._context.needs_update(stored_hash))
+        except ValueError:  # malformed: nothing to upgrade, it does not verify anyway
+            return False
 
     @property
     def dummy_hash(self) -> str:
@@ -218,11 +227,7 @@ class PasswordHasher:
         candidates = [normalized] if normalized == raw else [normalized, raw]
         for candidate in candidates:
             secret = candidate.encode()[:_BCRYPT_MAX_BYTES]
-            try:
-                matched = bool(self._context.verify(secret, stored_hash))
-            except ValueError:  # a malformed bcrypt string
-                matched = False
-            if matched:
+            if self._context.verify(secret, stored_hash):
                 # Re-hash what the user typed, in full: the new hash no longer
                 # silently ignores everything after byte 72.
                 return True, self.hash_password(raw)

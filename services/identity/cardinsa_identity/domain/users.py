@@ -120,10 +120,11 @@ _TLD = re.compile(r"^(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
 _E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 # Separators people type in phone numbers; everything else is kept (and refused).
 _PHONE_SEPARATORS = re.compile(r"[\s\-.()/]")
-# language[-script][-region](-variant)*: the BCP 47 subset used for UI locales;
-# extensions and private use are refused.
+# language[-script][-region](-variant)*: the BCP 47 subset used for UI locales.
+# Languages are ISO 639 codes (2-3 letters; BCP 47's registered 5-8 letter
+# language subtags are not in use); extensions and private use are refused.
 _LOCALE = re.compile(
-    r"^(?P<language>[a-z]{2,3}|[a-z]{5,8})"
+    r"^(?P<language>[a-z]{2,3})"
     r"(?:-(?P<script>[a-z]{4}))?"
     r"(?:-(?P<region>[a-z]{2}|[0-9]{3}))?"
     r"(?P<variants>(?:-(?:[a-z0-9]{5,8}|[0-9][a-z0-9]{3}))*)$"
