@@ -6,7 +6,8 @@ security reads (``cardinsa.company_id``) and whether cross-tenant access was
 explicitly asked for (``cardinsa.cross_tenant``). Both settings are
 transaction-local, so a pooled connection never carries a previous caller's
 tenant; a session opened any other way runs with an empty tenant and sees no
-tenant rows (fails closed).
+tenant rows (fails closed). :func:`tenant_isolation_ddl` gives migrations the
+policy that reads these settings.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.pool import NullPool
 
 from cardinsa_foundation import errors
-from cardinsa_foundation.config import ASYNC_URL_PREFIX, Environment, Settings
+from cardinsa_foundation.config import ASYNC_URL_PREFIX, Environment, Settings, get_settings
 from cardinsa_foundation.context import current_company_id
 from cardinsa_foundation.local_postgres import LocalPostgres
 
@@ -48,7 +49,7 @@ _SET_TENANT_SQL: Final = text(
     f"SELECT set_config('{TENANT_SETTING}', :company_id, true), "
     f"set_config('{CROSS_TENANT_SETTING}', :cross_tenant, true)"
 )
-_ROLE_NAME: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_IDENTIFIER: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 class _CurrentPrincipalCompany:
@@ -114,7 +115,7 @@ class Database:
         *,
         application_name: str = "cardinsa",
     ) -> None:
-        settings = settings if settings is not None else Settings()
+        settings = settings if settings is not None else get_settings()
         self.settings = settings
         self.engine: AsyncEngine = create_async_engine(
             to_async_url(url),
@@ -220,7 +221,7 @@ async def ensure_app_role(
     database is recognised and accepted). An existing role that is a superuser or
     bypasses RLS is refused, because row-level security would not apply to it.
     """
-    if not _ROLE_NAME.match(role):
+    if not _IDENTIFIER.match(role):
         raise ValueError(f"not a plain role name: {role!r}")
     engine = create_async_engine(
         to_async_url(admin_url), poolclass=NullPool, isolation_level="AUTOCOMMIT"
@@ -271,3 +272,35 @@ async def _create_role_if_missing(connection: Any, role: str, password: str | No
             )
         ).scalar_one()
         await connection.exec_driver_sql(statement)
+
+
+def _quote_identifier(name: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a plain SQL identifier: {name!r}")
+    return f'"{name}"'
+
+
+def tenant_isolation_ddl(schema: str, table: str, *, column: str = "company_id") -> list[str]:
+    """SQL that puts a tenant table under row-level security keyed on the unit of work.
+
+    A row is visible and writable only when its ``column`` equals the
+    transaction's ``cardinsa.company_id``, or when the transaction explicitly
+    asked for cross-tenant access. An empty tenant matches nothing. FORCE makes
+    the policy bind the table owner too; a data migration that must see every
+    tenant sets ``cardinsa.cross_tenant`` to ``on`` for its transaction.
+    Idempotent; no ``%`` or ``:name`` in the text, so Alembic's ``op.execute``
+    runs it unchanged.
+    """
+    qualified = f"{_quote_identifier(schema)}.{_quote_identifier(table)}"
+    condition = (
+        f"current_setting('{CROSS_TENANT_SETTING}', true) = 'on' OR "
+        f"{_quote_identifier(column)} = "
+        f"CAST(nullif(current_setting('{TENANT_SETTING}', true), '') AS uuid)"
+    )
+    return [
+        f"ALTER TABLE {qualified} ENABLE ROW LEVEL SECURITY",
+        f"ALTER TABLE {qualified} FORCE ROW LEVEL SECURITY",
+        f"DROP POLICY IF EXISTS tenant_isolation ON {qualified}",
+        f"CREATE POLICY tenant_isolation ON {qualified} USING ({condition}) "
+        f"WITH CHECK ({condition})",
+    ]

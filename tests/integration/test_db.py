@@ -5,12 +5,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
 from sqlalchemy import make_url, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -18,7 +20,12 @@ from sqlalchemy.pool import NullPool
 from cardinsa_foundation import errors
 from cardinsa_foundation.config import Settings
 from cardinsa_foundation.context import Principal, PrincipalKind, principal_var
-from cardinsa_foundation.db import Database, ensure_app_role, normalize_company_id
+from cardinsa_foundation.db import (
+    Database,
+    ensure_app_role,
+    normalize_company_id,
+    tenant_isolation_ddl,
+)
 from cardinsa_foundation.local_postgres import find_free_port
 
 SCHEMA = f"t_db_{uuid.uuid4().hex[:8]}"
@@ -149,6 +156,13 @@ async def test_plain_session_runs_with_an_empty_tenant(db: Database) -> None:
         assert await current_tenant(session) == ("", "off")
 
 
+def test_tenant_isolation_ddl_is_safe_for_alembic_and_refuses_odd_names() -> None:
+    statements = tenant_isolation_ddl("svc", "policies")
+    assert not any("%" in s or re.search(r"(?<!:):[a-z_]", s) for s in statements)
+    with pytest.raises(ValueError, match="identifier"):
+        tenant_isolation_ddl("svc", 'x"; DROP TABLE y; --')
+
+
 def test_company_id_must_be_a_uuid() -> None:
     with pytest.raises(ValueError, match="badly formed"):
         normalize_company_id("not-a-uuid")
@@ -169,14 +183,15 @@ async def test_row_level_security_applies_to_the_app_role(
         async with admin.begin() as connection:
             for statement in (
                 f"CREATE TABLE {table} (company_id uuid NOT NULL, body text)",
-                f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
-                f"CREATE POLICY tenant ON {table} USING ("
-                "current_setting('cardinsa.cross_tenant', true) = 'on' OR "
-                "company_id = nullif(current_setting('cardinsa.company_id', true), '')::uuid)",
+                *tenant_isolation_ddl(SCHEMA, "rls_notes"),
+                *tenant_isolation_ddl(SCHEMA, "rls_notes"),  # idempotent
                 f'GRANT USAGE ON SCHEMA "{SCHEMA}" TO "{role}"',
                 f'GRANT SELECT, INSERT ON {table} TO "{role}"',
             ):
                 await connection.execute(text(statement))
+            # FORCE: even the owner (here a superuser, which bypasses RLS anyway)
+            # writes other tenants' rows only by asking for cross-tenant access.
+            await connection.execute(text("SELECT set_config('cardinsa.cross_tenant', 'on', true)"))
             await connection.execute(
                 text(f"INSERT INTO {table} VALUES (:a, 'a'), (:b, 'b')"),
                 {"a": COMPANY_A, "b": COMPANY_B},
@@ -193,6 +208,16 @@ async def test_row_level_security_applies_to_the_app_role(
             async with app.unit_of_work(company_id=None, cross_tenant=True) as session:
                 rows = (await session.execute(text(f"SELECT body FROM {table}"))).scalars().all()
             assert sorted(rows) == ["a", "b"]
+            # WITH CHECK: a tenant cannot write a row into another tenant.
+            with pytest.raises(DBAPIError, match="row-level security"):
+                async with app.unit_of_work(company_id=COMPANY_A) as session:
+                    await session.execute(
+                        text(f"INSERT INTO {table} VALUES (:b, 'sneaky')"), {"b": COMPANY_B}
+                    )
+            async with app.unit_of_work(company_id=COMPANY_A) as session:
+                await session.execute(
+                    text(f"INSERT INTO {table} VALUES (:a, 'mine')"), {"a": COMPANY_A}
+                )
         finally:
             await app.dispose()
     finally:
