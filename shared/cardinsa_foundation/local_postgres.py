@@ -253,9 +253,10 @@ class LocalPostgres:
         with self._locked():
             info = self._running_info()
             pid = info.pid if info is not None else self._pid
-            if pid is None or not _process_alive(pid):
-                self._pid = None
+            if pid is None or not _process_alive(pid) or not _looks_like_postgres(pid):
+                self._pid = None  # never signal a PID that is no longer our postmaster
                 return
+            pg_ctl_stopped = True
             try:
                 self._run_pg_tool(
                     "pg_ctl",
@@ -272,8 +273,9 @@ class LocalPostgres:
                     timeout_s=timeout_s + 5,
                 )
             except LocalPostgresError as exc:
+                pg_ctl_stopped = False
                 logger.warning("pg_ctl stop failed (%s); killing postmaster %d", exc, pid)
-            if not self._wait_gone(pid, timeout_s=timeout_s):
+            if not pg_ctl_stopped or not self._wait_gone(pid, timeout_s=5.0):
                 self._kill(pid)
             self._pid = None
             logger.info("stopped PostgreSQL (pid %d) of %s", pid, self.data_dir)

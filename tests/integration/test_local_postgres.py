@@ -137,7 +137,7 @@ def test_stop_kills_by_pid_when_pg_ctl_fails(
         raise LocalPostgresError(f"{tool} {args[0]} failed: simulated")
 
     monkeypatch.setattr(server, "_run_pg_tool", broken_pg_ctl)
-    server.stop(timeout_s=1)
+    server.stop()
     assert not _process_alive(pid)
     deadline = time.monotonic() + 10
     while postgres_processes_of(server.data_dir) and time.monotonic() < deadline:
@@ -219,3 +219,18 @@ def test_resolve_database_url_starts_the_embedded_server_only_without_a_url(
     finally:
         server.stop()
     assert postgres_processes_of(data_dir) == []
+
+
+def test_stop_never_signals_a_pid_that_is_not_its_postmaster(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        pg = LocalPostgres(tmp_path / "never-started", find_free_port())
+        pg._pid = bystander.pid  # as if a stale record pointed at a reused PID
+        pg.stop()
+        assert bystander.poll() is None  # still running
+    finally:
+        bystander.kill()
+        bystander.wait()
