@@ -1,0 +1,234 @@
+"""Access-token verification: JWTs signed by identity, checked against its JWKS.
+
+Every service verifies tokens locally. Only asymmetric algorithms are accepted
+(EdDSA, ES256), only tokens whose type is ``access``, only from our issuer and
+for our audience, with a small clock-skew leeway. Keys come from identity's
+JWKS, cached and refetched when a token names an unknown ``kid``. Verified
+tokens are cached until they expire so a token is not re-verified on each call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from cardinsa_foundation.context import Principal, PrincipalKind
+from cardinsa_foundation.errors import Unauthenticated
+
+log = logging.getLogger(__name__)
+
+ALLOWED_ALGORITHMS = frozenset({"EdDSA", "ES256"})
+ACCESS_TOKEN_TYPE = "access"
+# Claims every access token carries (see ARCHITECTURE.md, "Authentication").
+REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti", "typ", "kind")
+
+JwksFetcher = Callable[[], Awaitable[Mapping[str, Any]]]
+
+
+def _unauthenticated(
+    reason: str, message: str = "the access token is not valid"
+) -> Unauthenticated:
+    return Unauthenticated(message, reason=reason)
+
+
+@dataclass(slots=True)
+class _Key:
+    kid: str
+    algorithm: str
+    key: Any
+
+
+class JwksCache:
+    """Public signing keys by ``kid``, fetched from identity.
+
+    Refetches after ``ttl_s``, or at once when a token names a kid it does not
+    know (at most once per ``min_refetch_interval_s``, so a flood of tokens with
+    made-up kids cannot turn into a flood of JWKS fetches).
+    """
+
+    def __init__(
+        self,
+        fetch: JwksFetcher,
+        *,
+        ttl_s: float = 300.0,
+        min_refetch_interval_s: float = 5.0,
+    ) -> None:
+        self._fetch = fetch
+        self._ttl_s = ttl_s
+        self._min_refetch_interval_s = min_refetch_interval_s
+        self._keys: dict[str, _Key] = {}
+        self._fetched_at = float("-inf")
+        self._lock = asyncio.Lock()
+        self.on_refresh: Callable[[frozenset[str]], None] | None = None
+
+    @property
+    def kids(self) -> frozenset[str]:
+        return frozenset(self._keys)
+
+    async def get(self, kid: str) -> _Key:
+        now = time.monotonic()
+        key = self._keys.get(kid)
+        if key is not None and now - self._fetched_at < self._ttl_s:
+            return key
+        if key is None and now - self._fetched_at < self._min_refetch_interval_s:
+            raise _unauthenticated("UNKNOWN_SIGNING_KEY")
+        await self.refresh(force=key is None)
+        key = self._keys.get(kid)
+        if key is None:
+            raise _unauthenticated("UNKNOWN_SIGNING_KEY")
+        return key
+
+    async def refresh(self, *, force: bool = False) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            # Another caller may have refreshed while we waited for the lock.
+            if not force and now - self._fetched_at < self._ttl_s:
+                return
+            if force and now - self._fetched_at < self._min_refetch_interval_s:
+                return
+            try:
+                document = await self._fetch()
+            except Exception:
+                # Keep serving with the keys we have; a token with an unknown
+                # kid is refused until identity answers again.
+                log.warning("fetching the JWKS failed", exc_info=True)
+                self._fetched_at = now - self._ttl_s + self._min_refetch_interval_s
+                return
+            self._keys = _parse_jwks(document)
+            self._fetched_at = now
+        if self.on_refresh is not None:
+            self.on_refresh(self.kids)
+
+
+def _parse_jwks(document: Mapping[str, Any]) -> dict[str, _Key]:
+    keys: dict[str, _Key] = {}
+    for entry in document.get("keys", []):
+        jwk = {k: v for k, v in dict(entry).items() if v not in ("", None)}
+        kid = jwk.get("kid")
+        alg = jwk.get("alg")
+        if not kid or alg not in ALLOWED_ALGORITHMS:
+            continue
+        try:
+            keys[kid] = _Key(kid=kid, algorithm=alg, key=jwt.PyJWK(jwk, algorithm=alg).key)
+        except (jwt.PyJWKError, ValueError, TypeError):
+            log.warning("ignoring an unusable key in the JWKS", extra={"kid": kid})
+    return keys
+
+
+class TokenVerifier:
+    """Turns a bearer token into a :class:`Principal`, or raises UNAUTHENTICATED."""
+
+    def __init__(
+        self,
+        jwks: JwksCache,
+        *,
+        issuer: str,
+        audience: str,
+        leeway_s: float = 30.0,
+        cache_size: int = 10_000,
+    ) -> None:
+        self._jwks = jwks
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway_s = leeway_s
+        self._cache_size = cache_size
+        self._verified: OrderedDict[str, tuple[Principal, float, str]] = OrderedDict()
+        jwks.on_refresh = self._forget_retired_keys
+
+    def _forget_retired_keys(self, kids: frozenset[str]) -> None:
+        stale = [token for token, (_, _, kid) in self._verified.items() if kid not in kids]
+        for token in stale:
+            del self._verified[token]
+
+    async def verify(self, token: str) -> Principal:
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, expires_at, _ = cached
+            if time.time() < expires_at + self._leeway_s:
+                return principal
+            del self._verified[token]
+        principal, expires_at, kid = await self._verify_uncached(token)
+        self._verified[token] = (principal, expires_at, kid)
+        if len(self._verified) > self._cache_size:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _verify_uncached(self, token: str) -> tuple[Principal, float, str]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise _unauthenticated("MALFORMED_TOKEN") from None
+        alg = header.get("alg")
+        kid = header.get("kid")
+        if alg not in ALLOWED_ALGORITHMS:
+            raise _unauthenticated("UNSUPPORTED_TOKEN_ALGORITHM")
+        if not isinstance(kid, str) or not kid:
+            raise _unauthenticated("UNKNOWN_SIGNING_KEY")
+        key = await self._jwks.get(kid)
+        if key.algorithm != alg:
+            raise _unauthenticated("UNSUPPORTED_TOKEN_ALGORITHM")
+        try:
+            claims = jwt.decode(
+                token,
+                key=key.key,
+                algorithms=[key.algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway_s,
+                options={"require": list(REQUIRED_CLAIMS)},
+            )
+        except jwt.ExpiredSignatureError:
+            raise _unauthenticated("TOKEN_EXPIRED", "the access token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise _unauthenticated("TOKEN_NOT_YET_VALID") from None
+        except jwt.InvalidAudienceError:
+            raise _unauthenticated("WRONG_AUDIENCE") from None
+        except jwt.InvalidIssuerError:
+            raise _unauthenticated("WRONG_ISSUER") from None
+        except jwt.PyJWTError:
+            raise _unauthenticated("INVALID_TOKEN") from None
+        if claims.get("typ") != ACCESS_TOKEN_TYPE:
+            raise _unauthenticated("NOT_AN_ACCESS_TOKEN", "an access token is required")
+        return principal_from_claims(claims), float(claims["exp"]), kid
+
+
+def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
+    try:
+        kind = PrincipalKind(claims["kind"])
+    except ValueError:
+        raise _unauthenticated("INVALID_TOKEN") from None
+    permissions = claims.get("perms") or []
+    roles = claims.get("roles") or []
+    if not isinstance(permissions, list) or not isinstance(roles, list):
+        raise _unauthenticated("INVALID_TOKEN")
+    company_id = claims.get("cid") or None
+    return Principal(
+        subject=str(claims["sub"]),
+        kind=kind,
+        company_id=str(company_id) if company_id else None,
+        permissions=frozenset(str(p) for p in permissions),
+        roles=frozenset(str(r) for r in roles),
+        session_id=claims.get("sid"),
+        token_id=str(claims["jti"]),
+        on_behalf_of=claims.get("act"),
+    )
+
+
+def bearer_token(metadata: Mapping[str, str]) -> str | None:
+    """The token of an ``authorization: Bearer <token>`` header, if any."""
+    value = metadata.get("authorization")
+    if not value:
+        return None
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthenticated(
+            "MALFORMED_AUTHORIZATION_HEADER", "use 'authorization: Bearer <token>'"
+        )
+    return token.strip()
