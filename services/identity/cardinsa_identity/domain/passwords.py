@@ -9,7 +9,10 @@ Why these choices:
   instead. Argon2 hashes made with older parameters are upgraded the same way.
 - Unknown emails must cost what a wrong password costs (see ARCHITECTURE.md,
   "Bar to beat"): `dummy_verify` runs a real argon2 verification against a hash
-  made with the current parameters.
+  made with the current parameters. Known limit: a wrong password for an account
+  still on a bcrypt hash costs bcrypt's work factor, not argon2's, so such
+  accounts can be told apart by timing until their first successful login
+  upgrades them (wrapping legacy hashes at import time would close that gap).
 - Hashing is CPU-bound and takes tens of milliseconds, so the async wrappers run
   it in a small bounded thread pool: the event loop keeps serving, and a burst of
   logins queues instead of starting dozens of 32 MiB hashes at once (argon2-cffi
@@ -114,8 +117,10 @@ class PasswordHasher:
         )
         self._max_concurrency = max_concurrency
         self._executor: ThreadPoolExecutor | None = None
-        self._dummy_hash: str | None = None
         self._lock = threading.Lock()
+        # Made now, not on the first unknown email: that login would otherwise pay
+        # for a hash on top of the verification and stand out.
+        self._dummy_hash: str = self._context.hash("cardinsa-dummy-password")
 
     # ------------------------------------------------------------------ sync API
 
@@ -167,11 +172,7 @@ class PasswordHasher:
 
     @property
     def dummy_hash(self) -> str:
-        """An argon2id hash with the current parameters, made once on first use."""
-        if self._dummy_hash is None:
-            with self._lock:
-                if self._dummy_hash is None:
-                    self._dummy_hash = self._context.hash("cardinsa-dummy-password")
+        """The argon2id hash (current parameters) that `dummy_verify` checks against."""
         return self._dummy_hash
 
     # ----------------------------------------------------------------- async API
