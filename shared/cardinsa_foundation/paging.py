@@ -87,12 +87,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final, Generic, NamedTuple, TypeVar
+from typing import Any, Final, Generic, NamedTuple, TypeVar, overload
 
 from pydantic import SecretStr
-from sqlalchemy import ColumnElement, Select, and_, literal, or_, tuple_
+from sqlalchemy import ColumnElement, Row, Select, and_, inspect, literal, or_, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import QueryableAttribute
+from sqlalchemy.util.typing import TupleAny
 
 from cardinsa_foundation.context import current_company_id, method_var
 from cardinsa_foundation.errors import FieldViolation, InvalidArgument
@@ -148,7 +149,7 @@ def normalize_page_size(
 # --------------------------------------------------------------------------- ordering
 
 
-@dataclasses.dataclass(frozen=True, slots=True, init=False)
+@dataclasses.dataclass(frozen=True, slots=True, init=False, eq=False)
 class OrderTerm:
     """One sort key: a column (or SQL expression) and its direction.
 
@@ -201,18 +202,20 @@ def _as_column(column: ColumnElement[Any] | QueryableAttribute[Any]) -> ColumnEl
     return element
 
 
-def _primary_key(stmt: Select[Any]) -> list[ColumnElement[Any]]:
+@functools.lru_cache(maxsize=512)
+def _entity_primary_key(entity: Any) -> tuple[ColumnElement[Any], ...]:
+    mapper = inspect(entity).mapper
+    return tuple(
+        _as_column(getattr(entity, mapper.get_property_by_column(col).key))
+        for col in mapper.primary_key
+    )
+
+
+def _primary_key(stmt: Select[Any], descriptions: Sequence[Any]) -> Sequence[ColumnElement[Any]]:
     """The primary-key columns of the statement's main entity or table."""
-    descriptions = stmt.column_descriptions
     entity = descriptions[0].get("entity") if descriptions else None
     if entity is not None:
-        from sqlalchemy import inspect
-
-        mapper = inspect(entity).mapper
-        return [
-            _as_column(getattr(entity, mapper.get_property_by_column(col).key))
-            for col in mapper.primary_key
-        ]
+        return _entity_primary_key(entity)
     froms = stmt.get_final_froms()
     if len(froms) == 1:
         primary_key: list[ColumnElement[Any]] = list(froms[0].primary_key)
@@ -225,9 +228,15 @@ def _complete_order(
     stmt: Select[Any],
     order: Sequence[OrderTerm],
     tiebreaker: Sequence[ColumnElement[Any] | QueryableAttribute[Any]] | None,
+    descriptions: Sequence[Any] | None = None,
 ) -> tuple[OrderTerm, ...]:
     """``order`` followed by the unique tiebreaker columns it does not already contain."""
-    unique_cols = _primary_key(stmt) if tiebreaker is None else [_as_column(c) for c in tiebreaker]
+    if tiebreaker is not None:
+        unique_cols: Sequence[ColumnElement[Any]] = [_as_column(c) for c in tiebreaker]
+    else:
+        if descriptions is None:
+            descriptions = stmt.column_descriptions
+        unique_cols = _primary_key(stmt, descriptions)
     terms = list(order)
     last_descending = terms[-1].descending if terms else False
     for col in unique_cols:
@@ -571,26 +580,31 @@ def _regions(terms: Sequence[OrderTerm], values: Sequence[Any]) -> list[_Region]
     first, v1 = terms[0], values[0]
     desc = first.descending
     run = _run(terms, values)
-    if run == len(terms):
+
+    def strictly_after_run() -> ColumnElement[bool]:
         lhs, rhs = _run_sides(terms, values, run)
-        return [_Region(lambda: lhs < rhs if desc else lhs > rhs, _always)]
+        return lhs < rhs if desc else lhs > rhs
+
+    if run == len(terms):
+        return [_Region(strictly_after_run, _always)]
 
     width = max(run, 1)
     head_values = tuple(values[:width])
     regions: list[_Region] = []
-    rest = _after_bounded(terms[width:], values[width:])
-    if rest is not None:
-        ties = [_tie(t, v) for t, v in zip(terms[:width], values[:width], strict=True)]
-        tail = rest
-        regions.append(
-            _Region(
-                lambda: and_(*ties, tail),
-                lambda keys: tuple(keys[:width]) == head_values,
-            )
-        )
+    # after() is empty only when every remaining key is ascending and at NULL.
+    if any(
+        v is not None or t.descending for t, v in zip(terms[width:], values[width:], strict=True)
+    ):
+
+        def ties_then_after() -> ColumnElement[bool]:
+            ties = [_tie(t, v) for t, v in zip(terms[:width], values[:width], strict=True)]
+            rest = _after_bounded(terms[width:], values[width:])
+            assert rest is not None
+            return and_(*ties, rest)
+
+        regions.append(_Region(ties_then_after, lambda keys: tuple(keys[:width]) == head_values))
     if run:
-        lhs, rhs = _run_sides(terms, values, run)
-        regions.append(_Region(lambda: lhs < rhs if desc else lhs > rhs, _always))
+        regions.append(_Region(strictly_after_run, _always))
         return regions
 
     col = first.column
@@ -598,13 +612,11 @@ def _regions(terms: Sequence[OrderTerm], values: Sequence[Any]) -> list[_Region]
         if desc:  # NULLs first: every non-NULL value follows
             regions.append(_Region(lambda: col.is_not(None), _always))
         return regions
-    value = _bind(first, v1)
     if desc:
-        regions.append(_Region(lambda: col < value, _always))
+        regions.append(_Region(lambda: col < _bind(first, v1), _always))
     else:
-        regions.append(_Region(lambda: col > value, lambda keys: keys[0] is not None))
-        if first.nullable:
-            regions.append(_Region(lambda: col.is_(None), _always))  # NULLs sort last
+        regions.append(_Region(lambda: col > _bind(first, v1), lambda keys: keys[0] is not None))
+        regions.append(_Region(lambda: col.is_(None), _always))  # NULLs sort last
     return regions
 
 
@@ -669,6 +681,40 @@ class Page(Generic[_T]):
     next_page_token: str
 
 
+@overload
+async def paginate(
+    session: AsyncSession | AsyncConnection,
+    stmt: Select[_T],
+    *,
+    order: Sequence[OrderTerm],
+    page_size: int,
+    page_token: str,
+    fingerprint: bytes,
+    secret: SecretStr | str | bytes,
+    tiebreaker: Sequence[ColumnElement[Any] | QueryableAttribute[Any]] | None = ...,
+    ttl: timedelta | None = ...,
+    default_page_size: int = ...,
+    max_page_size: int = ...,
+) -> Page[_T]: ...
+
+
+@overload
+async def paginate(
+    session: AsyncSession | AsyncConnection,
+    stmt: Select[*TupleAny],
+    *,
+    order: Sequence[OrderTerm],
+    page_size: int,
+    page_token: str,
+    fingerprint: bytes,
+    secret: SecretStr | str | bytes,
+    tiebreaker: Sequence[ColumnElement[Any] | QueryableAttribute[Any]] | None = ...,
+    ttl: timedelta | None = ...,
+    default_page_size: int = ...,
+    max_page_size: int = ...,
+) -> Page[Row[*TupleAny]]: ...
+
+
 async def paginate(
     session: AsyncSession | AsyncConnection,
     stmt: Select[Any],
@@ -698,7 +744,8 @@ async def paginate(
     appended as ``_cardinsa_k<i>`` columns).
     """
     size = normalize_page_size(page_size, default=default_page_size, maximum=max_page_size)
-    terms = _complete_order(stmt, order, tiebreaker)
+    descriptions = stmt.column_descriptions
+    terms = _complete_order(stmt, order, tiebreaker, descriptions)
     shape = _order_shape(terms)
     cursor = (
         decode_page_token(
@@ -726,7 +773,7 @@ async def paginate(
             if len(rows) > size:
                 break
 
-    single = len(stmt.column_descriptions) == 1
+    single = len(descriptions) == 1
     items = [row[0] if single else row for row in rows[:size]]
     next_token = ""
     if len(rows) > size:

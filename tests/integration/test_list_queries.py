@@ -207,7 +207,7 @@ async def list_page(
     if condition is not None:
         stmt = stmt.where(condition)
     async with AsyncSession(data.engine) as session:
-        return await paginate(
+        page: Page[Any] = await paginate(
             session,
             stmt,
             order=parse_order_by(order_by, ORDER_FIELDS, default=DEFAULT_ORDER),
@@ -221,6 +221,7 @@ async def list_page(
             ),
             secret=SECRET,
         )
+    return page
 
 
 async def walk(
