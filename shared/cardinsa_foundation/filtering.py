@@ -64,7 +64,9 @@ An empty filter matches everything. Otherwise::
   (each List may document other limits).
 * Not supported (rejected with INVALID_ARGUMENT): bare values without a field
   (global search), functions, comparing two fields, ``:`` on non-string fields,
-  ordering operators on booleans, uuids and enums, single quotes.
+  ordering operators on booleans, uuids and enums, single quotes. Error
+  descriptions name the problem and, where it has one, its position
+  ("at character N", counted from 1).
 
 Order syntax (AIP-132)
 ======================
