@@ -25,7 +25,7 @@ from cardinsa_foundation.errors import Unauthenticated
 log = logging.getLogger(__name__)
 
 ALLOWED_ALGORITHMS = frozenset({"EdDSA", "ES256"})
-ACCESS_TOKEN_TYPE = "access"
+ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a token type name, not a secret
 # Claims every access token carries (see ARCHITECTURE.md, "Authentication").
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti", "typ", "kind")
 

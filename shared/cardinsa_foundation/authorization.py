@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from google.protobuf.descriptor import ServiceDescriptor
 
@@ -80,11 +81,8 @@ def rules_for(services: Iterable[ServiceDescriptor]) -> dict[str, MethodRule]:
         for method in service.methods:
             path = f"/{service.full_name}/{method.name}"
             opts = method.GetOptions()
-            declared = (
-                opts.Extensions[common_pb2.authorization]
-                if opts.HasExtension(common_pb2.authorization)
-                else None
-            )
+            extension: Any = common_pb2.authorization
+            declared = opts.Extensions[extension] if opts.HasExtension(extension) else None
             table[path] = rule_of(path, declared)
     return table
 

@@ -43,6 +43,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import exc as orm_exc
 
 from cardinsa_foundation.context import current_request_id
 
@@ -418,6 +419,12 @@ def _map(exc: BaseException) -> CardinsaError:
             return _db_unavailable()
 
     # The outermost non-database exception decides from here on.
+    if isinstance(exc, orm_exc.StaleDataError):
+        # Optimistic concurrency: another writer changed the row since it was read.
+        return Aborted(
+            "the resource changed since it was read; read it again and retry",
+            reason="CONCURRENT_MODIFICATION",
+        )
     if isinstance(exc, grpc.RpcError):
         return _map_grpc_error(exc)
     # asyncio.TimeoutError is TimeoutError since 3.11, and TimeoutError is an

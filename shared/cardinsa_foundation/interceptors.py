@@ -174,11 +174,11 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 if not isinstance(exc, Exception):
                     code = "CANCELLED"
                     raise
-                error = from_exception(exc)
-                code = error.code.name
-                if isinstance(error, Internal):
+                mapped = from_exception(exc)
+                code = mapped.code.name
+                if isinstance(mapped, Internal):
                     error_log.error("unexpected error", exc_info=exc, extra=describe_for_log(exc))
-                await context.abort_with_status(to_rpc_status(error, request_id))
+                await context.abort_with_status(to_rpc_status(mapped, request_id))
             finally:
                 in_flight.__exit__(None, None, None)
                 elapsed = time.perf_counter() - started
@@ -213,7 +213,7 @@ def _status_name(context: ServicerContext) -> str:
     code = getattr(context, "code", None)
     value = code() if callable(code) else None
     if isinstance(value, grpc.StatusCode):
-        return value.name
+        return str(value.name)
     return "UNKNOWN"
 
 

@@ -21,6 +21,8 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
+from support.tokens import AUDIENCE, ISSUER, TokenMinter, unsigned_token
+from support.tools import venv_tool
 
 from cardinsa.common.v1 import common_pb2
 from cardinsa.identity.v1 import (
@@ -33,14 +35,12 @@ from cardinsa.identity.v1 import (
 from cardinsa_foundation import auth as auth_module
 from cardinsa_foundation import metrics
 from cardinsa_foundation.auth import JwksCache, TokenVerifier
-from cardinsa_foundation.context import current_principal, current_request_id
+from cardinsa_foundation.context import current_principal
 from cardinsa_foundation.errors import NotFound
 from cardinsa_foundation.interceptors import CallPipeline
 from cardinsa_foundation.paging import normalize_page_size
 from cardinsa_foundation.server import GrpcServer, ServiceRegistration
 from cardinsa_foundation.server_info import ServerInfoProvider
-from support.tools import venv_tool
-from support.tokens import AUDIENCE, ISSUER, TokenMinter, unsigned_token
 
 USERS = "/cardinsa.identity.v1.UserService/"
 KNOWN_USER = str(uuid.uuid4())
@@ -462,7 +462,7 @@ async def test_metrics_move_after_calls(running: dict[str, Any]) -> None:
     def scrape() -> str:
         import urllib.request
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             return response.read().decode()
 
     def handled(text: str, code: str) -> float:

@@ -461,3 +461,18 @@ async def test_abort_sends_rich_status_over_a_real_channel() -> None:
     request_info = error_details_pb2.RequestInfo()
     req[0].Unpack(request_info)
     assert request_info.request_id == "req-from-context"
+
+
+def test_lost_optimistic_concurrency_race_is_aborted() -> None:
+    from sqlalchemy.orm.exc import StaleDataError
+
+    from cardinsa_foundation.errors import Aborted, from_exception
+
+    mapped = from_exception(
+        StaleDataError(
+            "UPDATE statement on table 'users' expected to update 1 row(s); 0 were matched."
+        )
+    )
+    assert isinstance(mapped, Aborted)
+    assert mapped.reason == "CONCURRENT_MODIFICATION"
+    assert "users" not in str(mapped)
