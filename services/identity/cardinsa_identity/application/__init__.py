@@ -1,0 +1,1 @@
+"""Use cases of the identity service: each public coroutine is one transaction boundary."""

@@ -1,0 +1,547 @@
+"""Login, token refresh, logout, passwords and API-key exchange.
+
+Rules that matter here (ARCHITECTURE.md, "Bar to beat"):
+- an unknown email and a wrong password get the same answer and cost the same
+  hashing work;
+- failed logins are counted per account and per client address before the
+  password is checked, and the limit is enforced (see ``throttle``);
+- refresh tokens are opaque, stored as hashes, single-use; presenting a used
+  one revokes the whole session (family) and is audited;
+- password change, reset, lock and deactivation revoke every session;
+- reset tokens are stored as hashes, single-use, expire, and go to the user
+  through the notifier, never to the log or the response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cardinsa_foundation import metrics
+from cardinsa_foundation.context import Principal, PrincipalKind, client_address_var, principal_var
+from cardinsa_foundation.errors import FieldViolation, InvalidArgument, PermissionDenied, Unauthenticated
+from cardinsa_identity.application import throttle
+from cardinsa_identity.application.context import IdentityContext, require_principal, roles_and_permissions
+from cardinsa_identity.domain.api_keys import parse_api_key, verify_api_key_secret
+from cardinsa_identity.domain.password_policy import check_password
+from cardinsa_identity.domain.permissions import ALL_PERMISSIONS
+from cardinsa_identity.domain.tokens import (
+    OpaqueTokenKind,
+    build_access_claims,
+    hash_opaque_token,
+    is_well_formed_opaque_token,
+    new_opaque_token,
+    sign_access_token,
+)
+from cardinsa_identity.domain.users import UserState, normalize_email
+from cardinsa_identity.repository.models import (
+    ApiKeyRow,
+    PasswordResetRow,
+    RefreshTokenRow,
+    ServiceAccountRow,
+    SessionRow,
+    UserRow,
+)
+
+log = logging.getLogger(__name__)
+
+INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+
+
+def _invalid_credentials() -> Unauthenticated:
+    return Unauthenticated("the email or password is not correct", reason=INVALID_CREDENTIALS)
+
+
+def _invalid_refresh_token() -> Unauthenticated:
+    return Unauthenticated(
+        "the refresh token is not valid; log in again", reason="INVALID_REFRESH_TOKEN"
+    )
+
+
+def _required(**fields: str) -> None:
+    missing = [FieldViolation(name, "required") for name, value in fields.items() if not value]
+    if missing:
+        raise InvalidArgument("required fields are missing", field_violations=missing)
+
+
+@dataclass(frozen=True)
+class IssuedTokens:
+    access_token: str
+    access_expire_time: datetime
+    expires_in: timedelta
+    refresh_token: str = ""
+    refresh_expire_time: datetime | None = None
+    session_id: str = ""
+
+
+def _as_user_principal(user: UserRow, session_id: uuid.UUID | None = None) -> Principal:
+    return Principal(
+        subject=str(user.id),
+        kind=PrincipalKind.USER,
+        company_id=str(user.company_id),
+        session_id=str(session_id) if session_id else None,
+    )
+
+
+async def revoke_user_sessions(session: AsyncSession, user_id: uuid.UUID, reason: str) -> int:
+    """Revoke every open session of a user (their refresh tokens stop working)."""
+    result = await session.execute(
+        update(SessionRow)
+        .where(SessionRow.user_id == user_id, SessionRow.revoke_time.is_(None))
+        .values(revoke_time=datetime.now(UTC), revoke_reason=reason)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+class AuthUseCases:
+    def __init__(self, ctx: IdentityContext) -> None:
+        self.ctx = ctx
+        settings = ctx.settings
+        self.policy = throttle.ThrottlePolicy(
+            max_failures_per_account=settings.login_max_failures_per_account,
+            max_failures_per_address=settings.login_max_failures_per_address,
+            window=timedelta(seconds=settings.login_failure_window_s),
+            lock_base=timedelta(seconds=settings.login_lock_base_s),
+            lock_max=timedelta(seconds=settings.login_lock_max_s),
+        )
+        self.access_ttl = timedelta(seconds=settings.access_token_ttl_s)
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ tokens
+
+    def _sign(
+        self,
+        *,
+        subject: str,
+        kind: PrincipalKind,
+        company_id: str | None,
+        roles: list[str],
+        permissions: frozenset[str],
+        session_id: str | None = None,
+    ) -> tuple[str, datetime]:
+        now = datetime.now(UTC)
+        claims = build_access_claims(
+            issuer=self.ctx.settings.jwt_issuer,
+            audience=self.ctx.settings.jwt_audience,
+            subject=subject,
+            kind=kind,
+            company_id=company_id,
+            roles=roles,
+            permissions=permissions,
+            ttl=self.access_ttl,
+            session_id=session_id,
+            now=now,
+        )
+        return sign_access_token(claims, self.ctx.keys.signer), datetime.fromtimestamp(
+            claims["exp"], UTC
+        )
+
+    async def _open_session(
+        self, session: AsyncSession, user: UserRow, user_agent: str | None
+    ) -> tuple[SessionRow, str]:
+        now = datetime.now(UTC)
+        settings = self.ctx.settings
+        row = SessionRow(
+            id=uuid.uuid4(),
+            company_id=user.company_id,
+            user_id=user.id,
+            last_use_time=now,
+            idle_expire_time=now + timedelta(seconds=settings.session_idle_ttl_s),
+            expire_time=now + timedelta(seconds=settings.session_absolute_ttl_s),
+            client_address=client_address_var.get(),
+            user_agent=(user_agent or "")[:256] or None,
+        )
+        session.add(row)
+        await session.flush()
+        refresh = new_opaque_token(OpaqueTokenKind.REFRESH)
+        session.add(
+            RefreshTokenRow(token_hash=refresh.token_hash, session_id=row.id, company_id=user.company_id)
+        )
+        return row, refresh.token
+
+    # ------------------------------------------------------------------- login
+
+    async def login(self, email: str, password: str, user_agent: str | None = None) -> IssuedTokens:
+        _required(email=email, password=password)
+        try:
+            email_key = normalize_email(email)
+        except ValueError:
+            email_key = email.strip().lower()
+        address = client_address_var.get() or "unknown"
+        keys = [(throttle.ACCOUNT, email_key), (throttle.ADDRESS, address)]
+        db = self.ctx.db
+
+        async with db.unit_of_work(company_id=None, cross_tenant=True) as session:
+            locked_until, newly_locked = await throttle.reserve_attempt(session, self.policy, keys)
+            user = (
+                await session.scalars(
+                    select(UserRow).where(UserRow.email == email_key, UserRow.delete_time.is_(None))
+                )
+            ).first()
+            for scope, _key in newly_locked:
+                metrics.IDENTITY_LOCKOUTS.inc()
+                await self.ctx.audit.record(
+                    session,
+                    action="login.lockout",
+                    entity_type="user" if scope == throttle.ACCOUNT else "client_address",
+                    entity_id=(user.id if user else None) if scope == throttle.ACCOUNT else None,
+                    company_id=user.company_id if user and scope == throttle.ACCOUNT else None,
+                    detail={"scope": scope, "client_address": address},
+                )
+        if locked_until is not None:
+            raise throttle.locked_error(locked_until)
+
+        # The hash runs outside any transaction: no connection is held for it.
+        if user is None:
+            await self.ctx.hasher.dummy_verify_async(password)
+            ok, new_hash = False, None
+        else:
+            ok, new_hash = await self.ctx.hasher.verify_password_async(password, user.password_hash)
+
+        if not ok:
+            metrics.IDENTITY_LOGIN_FAILURES.inc()
+            async with db.unit_of_work(company_id=None, cross_tenant=True) as session:
+                await self.ctx.audit.record(
+                    session,
+                    action="login.failed",
+                    entity_type="user",
+                    entity_id=user.id if user else None,
+                    company_id=user.company_id if user else None,
+                    detail={"client_address": address},
+                )
+            raise _invalid_credentials()
+
+        assert user is not None
+        principal_var.set(_as_user_principal(user))
+        if user.state != UserState.ACTIVE:
+            async with db.unit_of_work(company_id=user.company_id) as session:
+                await self.ctx.audit.record(
+                    session,
+                    action="login.refused",
+                    entity_type="user",
+                    entity_id=user.id,
+                    detail={"state": user.state, "client_address": address},
+                )
+            raise Unauthenticated(
+                "this account cannot log in", reason=f"ACCOUNT_{user.state}", metadata={"state": user.state}
+            )
+
+        async with db.unit_of_work(company_id=user.company_id) as session:
+            fresh = await session.get(UserRow, user.id, with_for_update=True)
+            if fresh is None or fresh.delete_time is not None or fresh.state != UserState.ACTIVE:
+                raise _invalid_credentials()
+            fresh.last_login_time = datetime.now(UTC)
+            if new_hash is not None and fresh.password_hash == user.password_hash:
+                fresh.password_hash = new_hash
+            await throttle.clear(session, throttle.ACCOUNT, email_key)
+            roles, permissions = await roles_and_permissions(session, fresh.id)
+            session_row, refresh_token = await self._open_session(session, fresh, user_agent)
+            principal_var.set(_as_user_principal(fresh, session_row.id))
+            await self.ctx.audit.record(
+                session,
+                action="login.succeeded",
+                entity_type="user",
+                entity_id=fresh.id,
+                detail={"session_id": str(session_row.id), "client_address": address},
+            )
+        access, access_exp = self._sign(
+            subject=str(fresh.id),
+            kind=PrincipalKind.USER,
+            company_id=str(fresh.company_id),
+            roles=roles,
+            permissions=permissions,
+            session_id=str(session_row.id),
+        )
+        return IssuedTokens(
+            access_token=access,
+            access_expire_time=access_exp,
+            expires_in=self.access_ttl,
+            refresh_token=refresh_token,
+            refresh_expire_time=session_row.expire_time,
+            session_id=str(session_row.id),
+        )
+
+    # ----------------------------------------------------------------- refresh
+
+    async def refresh(self, refresh_token: str) -> IssuedTokens:
+        _required(refresh_token=refresh_token)
+        if not is_well_formed_opaque_token(refresh_token, OpaqueTokenKind.REFRESH):
+            raise _invalid_refresh_token()
+        token_hash = hash_opaque_token(refresh_token)
+        now = datetime.now(UTC)
+        reused = False
+        async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
+            token = await session.get(RefreshTokenRow, token_hash, with_for_update=True)
+            if token is None:
+                raise _invalid_refresh_token()
+            family = await session.get(SessionRow, token.session_id, with_for_update=True)
+            if family is None:
+                raise _invalid_refresh_token()
+            user = await session.get(UserRow, family.user_id)
+            if user is not None:
+                principal_var.set(_as_user_principal(user, family.id))
+            if token.use_time is not None:
+                # A rotated token came back: it was stolen or replayed. End the
+                # whole family so neither the thief nor the victim keeps it.
+                reused = True
+                metrics.IDENTITY_REFRESH_TOKEN_REUSE.inc()
+                if family.revoke_time is None:
+                    family.revoke_time = now
+                    family.revoke_reason = "refresh_token_reuse"
+                await self.ctx.audit.record(
+                    session,
+                    action="refresh_token.reuse",
+                    entity_type="session",
+                    entity_id=family.id,
+                    company_id=family.company_id,
+                    detail={"user_id": str(family.user_id), "client_address": client_address_var.get()},
+                )
+            else:
+                if (
+                    family.revoke_time is not None
+                    or family.expire_time <= now
+                    or family.idle_expire_time <= now
+                ):
+                    raise _invalid_refresh_token()
+                if user is None or user.delete_time is not None or user.state != UserState.ACTIVE:
+                    raise _invalid_refresh_token()
+                token.use_time = now
+                replacement = new_opaque_token(OpaqueTokenKind.REFRESH)
+                session.add(
+                    RefreshTokenRow(
+                        token_hash=replacement.token_hash,
+                        session_id=family.id,
+                        company_id=family.company_id,
+                    )
+                )
+                family.last_use_time = now
+                family.idle_expire_time = min(
+                    now + timedelta(seconds=self.ctx.settings.session_idle_ttl_s), family.expire_time
+                )
+                roles, permissions = await roles_and_permissions(session, user.id)
+        if reused:
+            raise Unauthenticated(
+                "the refresh token was already used; the session is revoked, log in again",
+                reason="REFRESH_TOKEN_REUSED",
+            )
+        assert user is not None
+        access, access_exp = self._sign(
+            subject=str(user.id),
+            kind=PrincipalKind.USER,
+            company_id=str(user.company_id),
+            roles=roles,
+            permissions=permissions,
+            session_id=str(family.id),
+        )
+        return IssuedTokens(
+            access_token=access,
+            access_expire_time=access_exp,
+            expires_in=self.access_ttl,
+            refresh_token=replacement.token,
+            refresh_expire_time=family.expire_time,
+            session_id=str(family.id),
+        )
+
+    # ------------------------------------------------------------------ logout
+
+    async def logout(self, refresh_token: str) -> None:
+        principal = require_principal()
+        async with self.ctx.db.unit_of_work() as session:
+            session_id: uuid.UUID | None = None
+            if refresh_token:
+                token = (
+                    await session.get(RefreshTokenRow, hash_opaque_token(refresh_token))
+                    if is_well_formed_opaque_token(refresh_token, OpaqueTokenKind.REFRESH)
+                    else None
+                )
+                if token is None:
+                    raise _invalid_refresh_token()
+                session_id = token.session_id
+            elif principal.session_id:
+                session_id = uuid.UUID(principal.session_id)
+            if session_id is None:
+                raise InvalidArgument(
+                    "this token belongs to no session; pass the refresh token",
+                    field_violations=[FieldViolation("refresh_token", "required for this caller")],
+                )
+            family = await session.get(SessionRow, session_id, with_for_update=True)
+            if family is None or str(family.user_id) != principal.subject:
+                raise _invalid_refresh_token()
+            if family.revoke_time is None:
+                family.revoke_time = datetime.now(UTC)
+                family.revoke_reason = "logout"
+                await self.ctx.audit.record(
+                    session, action="session.revoke", entity_type="session", entity_id=family.id,
+                    detail={"reason": "logout"},
+                )
+
+    # --------------------------------------------------------------- passwords
+
+    def _check_new_password(self, password: str, email: str, field: str) -> None:
+        violations = check_password(
+            password, email=email, field=field, min_length=self.ctx.settings.password_min_length
+        )
+        if violations:
+            raise InvalidArgument("the new password does not meet the password policy", field_violations=violations)
+
+    async def change_password(self, current_password: str, new_password: str) -> None:
+        principal = require_principal()
+        _required(current_password=current_password, new_password=new_password)
+        if principal.kind is not PrincipalKind.USER:
+            raise PermissionDenied("only users have passwords", reason="NOT_A_USER")
+        user_id = uuid.UUID(principal.subject)
+        async with self.ctx.db.unit_of_work() as session:
+            user = await session.get(UserRow, user_id)
+            if user is None or user.delete_time is not None:
+                raise Unauthenticated("the account no longer exists", reason="ACCOUNT_NOT_FOUND")
+            keys = [(throttle.ACCOUNT, user.email)]
+            locked_until, _ = await throttle.reserve_attempt(session, self.policy, keys)
+            stored_hash, email = user.password_hash, user.email
+        if locked_until is not None:
+            raise throttle.locked_error(locked_until)
+        ok, _ = await self.ctx.hasher.verify_password_async(current_password, stored_hash)
+        if not ok:
+            metrics.IDENTITY_LOGIN_FAILURES.inc()
+            raise InvalidArgument(
+                "the current password is not correct",
+                reason="WRONG_CURRENT_PASSWORD",
+                field_violations=[FieldViolation("current_password", "is not correct")],
+            )
+        self._check_new_password(new_password, email, "new_password")
+        new_hash = await self.ctx.hasher.hash_password_async(new_password)
+        async with self.ctx.db.unit_of_work() as session:
+            user = await session.get(UserRow, user_id, with_for_update=True)
+            assert user is not None
+            user.password_hash = new_hash
+            user.password_change_time = datetime.now(UTC)
+            await throttle.clear(session, throttle.ACCOUNT, email)
+            revoked = await revoke_user_sessions(session, user_id, "password_change")
+            await self.ctx.audit.record(
+                session, action="user.change_password", entity_type="user", entity_id=user_id,
+                changed_fields=["password"], detail={"sessions_revoked": revoked},
+            )
+
+    async def request_password_reset(self, email: str) -> None:
+        """Answers the same for every email; the work happens in the background."""
+        _required(email=email)
+        try:
+            email_key = normalize_email(email)
+        except ValueError:
+            return
+        task = asyncio.create_task(self._issue_reset(email_key, client_address_var.get()))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _issue_reset(self, email: str, client_address: str | None) -> None:
+        try:
+            async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
+                user = (
+                    await session.scalars(
+                        select(UserRow).where(UserRow.email == email, UserRow.delete_time.is_(None))
+                    )
+                ).first()
+                if user is None or user.state != UserState.ACTIVE:
+                    return
+                reset = new_opaque_token(OpaqueTokenKind.PASSWORD_RESET)
+                expire = datetime.now(UTC) + timedelta(seconds=self.ctx.settings.password_reset_ttl_s)
+                session.add(
+                    PasswordResetRow(
+                        token_hash=reset.token_hash, company_id=user.company_id, user_id=user.id,
+                        expire_time=expire,
+                    )
+                )
+                await self.ctx.audit.record(
+                    session, action="password_reset.request", entity_type="user", entity_id=user.id,
+                    company_id=user.company_id, detail={"client_address": client_address},
+                )
+            await self.ctx.notifier.send_password_reset(email=email, token=reset.token, expire_time=expire)
+        except Exception:
+            log.exception("issuing a password reset failed")
+
+    async def wait_for_background(self) -> None:
+        """For tests and shutdown: let pending reset notifications finish."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def confirm_password_reset(self, reset_token: str, new_password: str) -> None:
+        _required(reset_token=reset_token, new_password=new_password)
+        invalid = Unauthenticated(
+            "the reset token is not valid or has expired; request a new one",
+            reason="INVALID_RESET_TOKEN",
+        )
+        if not is_well_formed_opaque_token(reset_token, OpaqueTokenKind.PASSWORD_RESET):
+            raise invalid
+        token_hash = hash_opaque_token(reset_token)
+        async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
+            row = await session.get(PasswordResetRow, token_hash)
+            now = datetime.now(UTC)
+            if row is None or row.use_time is not None or row.expire_time <= now:
+                raise invalid
+            user = await session.get(UserRow, row.user_id)
+            if user is None or user.delete_time is not None or user.state != UserState.ACTIVE:
+                raise invalid
+            email, user_id, company_id = user.email, user.id, user.company_id
+        self._check_new_password(new_password, email, "new_password")
+        new_hash = await self.ctx.hasher.hash_password_async(new_password)
+        async with self.ctx.db.unit_of_work(company_id=company_id) as session:
+            # Single use, also under concurrency: only one UPDATE finds it unused.
+            claimed = await session.execute(
+                update(PasswordResetRow)
+                .where(PasswordResetRow.token_hash == token_hash, PasswordResetRow.use_time.is_(None))
+                .values(use_time=datetime.now(UTC))
+            )
+            if not claimed.rowcount:  # type: ignore[attr-defined]
+                raise invalid
+            # Every other outstanding reset token of the user dies with this one.
+            await session.execute(
+                update(PasswordResetRow)
+                .where(PasswordResetRow.user_id == user_id, PasswordResetRow.use_time.is_(None))
+                .values(use_time=datetime.now(UTC))
+            )
+            user = await session.get(UserRow, user_id, with_for_update=True)
+            assert user is not None
+            principal_var.set(_as_user_principal(user))
+            user.password_hash = new_hash
+            user.password_change_time = datetime.now(UTC)
+            await throttle.clear(session, throttle.ACCOUNT, email)
+            revoked = await revoke_user_sessions(session, user_id, "password_reset")
+            await self.ctx.audit.record(
+                session, action="password_reset.confirm", entity_type="user", entity_id=user_id,
+                changed_fields=["password"], detail={"sessions_revoked": revoked},
+            )
+
+    # ---------------------------------------------------------------- API keys
+
+    async def exchange_api_key(self, api_key: str) -> IssuedTokens:
+        _required(api_key=api_key)
+        invalid = Unauthenticated("the API key is not valid", reason="INVALID_API_KEY")
+        parsed = parse_api_key(api_key)
+        if parsed is None:
+            raise invalid
+        now = datetime.now(UTC)
+        async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
+            key = (await session.scalars(select(ApiKeyRow).where(ApiKeyRow.prefix == parsed.prefix))).first()
+            if key is None or not verify_api_key_secret(parsed.secret, key.secret_hash):
+                raise invalid
+            if key.revoke_time is not None or (key.expire_time is not None and key.expire_time <= now):
+                raise invalid
+            account = await session.get(ServiceAccountRow, key.service_account_id)
+            if account is None or account.delete_time is not None:
+                raise invalid
+            key.last_use_time = now
+            permissions = frozenset(key.permissions) & ALL_PERMISSIONS
+            subject, company = str(account.id), str(account.company_id)
+        access, access_exp = self._sign(
+            subject=subject,
+            kind=PrincipalKind.SERVICE_ACCOUNT,
+            company_id=company,
+            roles=[],
+            permissions=permissions,
+        )
+        return IssuedTokens(access_token=access, access_expire_time=access_exp, expires_in=self.access_ttl)

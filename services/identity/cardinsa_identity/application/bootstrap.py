@@ -1,0 +1,92 @@
+"""Creating the first accounts: never through an open RPC, only from the command line."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from cardinsa_foundation.context import Principal, PrincipalKind, principal_var
+from cardinsa_foundation.errors import InvalidArgument
+from cardinsa_identity.application.context import IdentityContext
+from cardinsa_identity.domain.password_policy import check_password
+from cardinsa_identity.domain.users import UserState, check_email, normalize_email
+from cardinsa_identity.repository.models import RoleBindingRow, RoleRow, UserRow
+
+SYSTEM_ACTOR = "system:bootstrap"
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    user_id: uuid.UUID
+    company_id: uuid.UUID
+    email: str
+    password: str | None  # set only when generated here (to print once)
+    created: bool
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(18)
+
+
+async def ensure_user_with_role(
+    ctx: IdentityContext,
+    *,
+    email: str,
+    password: str | None,
+    company_id: uuid.UUID,
+    role_name: str,
+    display_name: str = "",
+) -> BootstrapResult:
+    """Create (or find) a user with ``email`` in ``company_id`` bound to a built-in role.
+
+    Idempotent: an existing user keeps its password (None is returned for it).
+    """
+    email = normalize_email(email)
+    violations = check_email(email, field="email")
+    generated = password is None
+    password = password or generate_password()
+    violations += check_password(password, email=email, field="password",
+                                 min_length=ctx.settings.password_min_length)
+    if violations:
+        raise InvalidArgument("the bootstrap account is not valid", field_violations=violations)
+    principal_var.set(Principal(subject=SYSTEM_ACTOR, kind=PrincipalKind.SERVICE_ACCOUNT, company_id=str(company_id)))
+    async with ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
+        existing = (await session.scalars(select(UserRow).where(UserRow.email == email))).first()
+        role = (
+            await session.scalars(
+                select(RoleRow).where(RoleRow.name == role_name, RoleRow.built_in.is_(True))
+            )
+        ).first()
+        if role is None:
+            raise RuntimeError(f"built-in role {role_name} is missing; start identity once or migrate")
+        if existing is not None:
+            user, created = existing, False
+        else:
+            user = UserRow(
+                id=uuid.uuid4(),
+                company_id=company_id,
+                email=email,
+                display_name=display_name or email.split("@")[0],
+                state=UserState.ACTIVE.value,
+                password_hash=await ctx.hasher.hash_password_async(password),
+            )
+            session.add(user)
+            await session.flush()
+            created = True
+        bound = await session.scalar(
+            select(RoleBindingRow.id).where(RoleBindingRow.user_id == user.id, RoleBindingRow.role_id == role.id)
+        )
+        if bound is None:
+            session.add(RoleBindingRow(company_id=user.company_id, user_id=user.id, role_id=role.id))
+        if created or bound is None:
+            await ctx.audit.record(
+                session, action="user.bootstrap", entity_type="user", entity_id=user.id,
+                company_id=user.company_id, detail={"role": role_name},
+            )
+        return BootstrapResult(
+            user_id=user.id, company_id=user.company_id, email=email,
+            password=password if created and generated else None, created=created,
+        )

@@ -1,0 +1,106 @@
+"""What every identity use case needs: the database, settings, audit writer, keys."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cardinsa_foundation.audit import AuditWriter
+from cardinsa_foundation.context import Principal, current_principal
+from cardinsa_foundation.db import Database
+from cardinsa_foundation.errors import InvalidArgument, FieldViolation, NotFound, PermissionDenied, Unauthenticated
+from cardinsa_identity.application.notifier import Notifier
+from cardinsa_identity.application.signing_keys import SigningKeyStore
+from cardinsa_identity.domain.passwords import PasswordHasher
+from cardinsa_identity.domain.permissions import BUILT_IN_ROLES, effective_permissions
+from cardinsa_identity.repository.models import AuditEventRow, RoleBindingRow, RoleRow
+from cardinsa_identity.settings import IdentitySettings
+
+
+@dataclass
+class IdentityContext:
+    db: Database
+    settings: IdentitySettings
+    hasher: PasswordHasher
+    keys: SigningKeyStore
+    notifier: Notifier
+    audit: AuditWriter[AuditEventRow]
+
+
+def require_principal() -> Principal:
+    principal = current_principal()
+    if principal is None:
+        raise Unauthenticated("an access token is required", reason="MISSING_TOKEN")
+    return principal
+
+
+def parse_uuid(value: str, field: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        raise InvalidArgument(
+            f"{field} must be a UUID",
+            field_violations=[FieldViolation(field, "must be a UUID")],
+        ) from None
+
+
+def lookup_uuid(value: str, resource: str) -> uuid.UUID | None:
+    """An id from a path: a malformed one simply names nothing (NOT_FOUND, like
+    another tenant's id), so probing ids tells nothing."""
+    try:
+        return uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def not_found(resource: str, resource_id: str) -> NotFound:
+    return NotFound(
+        f"{resource} not found",
+        reason=f"{resource.upper().replace(' ', '_')}_NOT_FOUND",
+        metadata={"id": resource_id[:64]},
+    )
+
+
+def target_company(principal: Principal, requested: str, field: str = "company_id") -> uuid.UUID:
+    """The company a call acts in: the caller's own, unless a platform admin names another.
+
+    Anyone else naming another company gets PERMISSION_DENIED (permission is
+    checked before existence, so this reveals nothing about that company).
+    """
+    own = principal.company_id
+    if requested:
+        wanted = parse_uuid(requested, field)
+        if principal.is_platform_admin or (own and str(wanted) == own):
+            return wanted
+        raise PermissionDenied(
+            "only platform administrators act in another company",
+            reason="CROSS_COMPANY_DENIED",
+        )
+    if own is None:
+        raise InvalidArgument(
+            f"{field} is required for a caller without a company",
+            field_violations=[FieldViolation(field, "required")],
+        )
+    return uuid.UUID(own)
+
+
+async def roles_and_permissions(session: AsyncSession, user_id: uuid.UUID) -> tuple[list[str], frozenset[str]]:
+    """Role names bound to a user and the permissions they grant (live roles only)."""
+    rows = (
+        await session.execute(
+            select(RoleRow.name, RoleRow.permissions, RoleRow.built_in)
+            .join(RoleBindingRow, RoleBindingRow.role_id == RoleRow.id)
+            .where(RoleBindingRow.user_id == user_id, RoleRow.delete_time.is_(None))
+        )
+    ).all()
+    names = sorted({row.name for row in rows})
+    sets = []
+    for row in rows:
+        built_in = BUILT_IN_ROLES.get(row.name) if row.built_in else None
+        # Built-in roles take their permissions from code, so a new release's
+        # catalogue applies without a data migration.
+        sets.append(built_in.permissions if built_in else row.permissions)
+    return names, effective_permissions(sets)

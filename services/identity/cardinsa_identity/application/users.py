@@ -1,0 +1,352 @@
+"""Users: standard methods, lifecycle transitions and sessions.
+
+Tenancy: every query is scoped to the company the call acts in (the caller's,
+or the one a platform admin names), and row-level security backs that up in
+the database. Another company's user behaves exactly like one that does not
+exist.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import Select, select
+
+from cardinsa_foundation.errors import AlreadyExists, FailedPrecondition, FieldViolation, InvalidArgument
+from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec, parse_order_by
+from cardinsa_foundation.models import check_etag
+from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
+from cardinsa_identity.application.auth import revoke_user_sessions
+from cardinsa_identity.application.context import (
+    IdentityContext,
+    lookup_uuid,
+    not_found,
+    require_principal,
+    roles_and_permissions,
+    target_company,
+)
+from cardinsa_identity.domain.password_policy import check_password
+from cardinsa_identity.domain.users import (
+    PROFILE_FIELDS,
+    UserAction,
+    UserProfile,
+    UserState,
+    check_profile,
+    default_display_name,
+    normalize_profile,
+    revokes_sessions,
+    transition,
+)
+from cardinsa_identity.repository.models import IdempotencyRow, SessionRow, UserRow
+
+USER_FILTER = FilterSpec(
+    {
+        "email": FilterField(UserRow.email, FieldType.STRING),
+        "display_name": FilterField(UserRow.display_name, FieldType.STRING),
+        "given_name": FilterField(UserRow.given_name, FieldType.STRING),
+        "family_name": FilterField(UserRow.family_name, FieldType.STRING),
+        "state": FilterField(UserRow.state, FieldType.ENUM, values=[s.value for s in UserState]),
+        "create_time": FilterField(UserRow.create_time, FieldType.TIMESTAMP),
+        "last_login_time": FilterField(UserRow.last_login_time, FieldType.TIMESTAMP),
+    }
+)
+USER_ORDER = {
+    "create_time": UserRow.create_time,
+    "email": UserRow.email,
+    "display_name": UserRow.display_name,
+    "family_name": UserRow.family_name,
+}
+DEFAULT_USER_ORDER = [OrderTerm(UserRow.create_time, True)]
+CREATE_USER = "CreateUser"
+
+
+class UserUseCases:
+    def __init__(self, ctx: IdentityContext) -> None:
+        self.ctx = ctx
+
+    async def create(
+        self, profile: UserProfile, password: str, *, company_id: str, request_id: str
+    ) -> tuple[UserRow, list[str]]:
+        principal = require_principal()
+        company = target_company(principal, company_id, "user.company_id")
+        profile = normalize_profile(profile)
+        violations = list(check_profile(profile, prefix="user"))
+        if not profile.email:
+            violations.append(FieldViolation("user.email", "required"))
+        if not password:
+            violations.append(FieldViolation("password", "required"))
+        else:
+            violations.extend(
+                check_password(
+                    password, email=profile.email, field="password",
+                    min_length=self.ctx.settings.password_min_length,
+                )
+            )
+        if request_id and lookup_uuid(request_id, "request") is None:
+            violations.append(FieldViolation("request_id", "must be a UUID"))
+        if violations:
+            raise InvalidArgument("the user is not valid", field_violations=violations)
+        if request_id:
+            async with self.ctx.db.unit_of_work(company_id=company) as session:
+                seen = await session.get(IdempotencyRow, (company, CREATE_USER, request_id))
+                if seen is not None:
+                    user = await self._get_scoped(session, company, seen.resource_id)
+                    return user, (await roles_and_permissions(session, user.id))[0]
+        password_hash = await self.ctx.hasher.hash_password_async(password)
+        async with self.ctx.db.unit_of_work(company_id=company) as session:
+            if await self._email_taken(profile.email):
+                raise AlreadyExists(
+                    "a user with this email already exists",
+                    reason="EMAIL_TAKEN",
+                    field_violations=[FieldViolation("user.email", "already in use")],
+                )
+            user = UserRow(
+                id=uuid.uuid4(),
+                company_id=company,
+                email=profile.email,
+                given_name=profile.given_name,
+                family_name=profile.family_name,
+                display_name=profile.display_name
+                or default_display_name(profile.given_name, profile.family_name, profile.email),
+                phone=profile.phone,
+                locale=profile.locale,
+                state=UserState.ACTIVE.value,
+                password_hash=password_hash,
+                password_change_time=datetime.now(UTC),
+            )
+            session.add(user)
+            if request_id:
+                session.add(
+                    IdempotencyRow(company_id=company, method=CREATE_USER, request_id=request_id,
+                                   resource_id=str(user.id))
+                )
+            await session.flush()
+            await self.ctx.audit.record(
+                session, action="user.create", entity_type="user", entity_id=user.id,
+                company_id=company, changed_fields=sorted(PROFILE_FIELDS),
+            )
+        return user, []
+
+    async def _email_taken(self, email: str) -> bool:
+        """Email is unique on the whole platform, so the check looks across tenants
+        (it reveals only "taken", which the unique index would reveal anyway)."""
+        async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
+            found = await session.scalar(select(UserRow.id).where(UserRow.email == email).limit(1))
+            return found is not None
+
+    async def get(self, user_id: str) -> tuple[UserRow, list[str]]:
+        principal = require_principal()
+        company = target_company(principal, "") if not principal.is_platform_admin else None
+        async with self.ctx.db.unit_of_work(
+            company_id=company, cross_tenant=principal.is_platform_admin
+        ) as session:
+            key = lookup_uuid(user_id, "user")
+            stmt = select(UserRow).where(UserRow.id == key) if key else None
+            if stmt is not None and company is not None:
+                stmt = stmt.where(UserRow.company_id == company)
+            user = (await session.scalars(stmt)).first() if stmt is not None else None
+            if user is None:
+                raise not_found("user", user_id)
+            roles, _ = await roles_and_permissions(session, user.id)
+            return user, roles
+
+    async def list(
+        self,
+        *,
+        page_size: int,
+        page_token: str,
+        filter: str,
+        order_by: str,
+        show_deleted: bool,
+        company_id: str,
+    ) -> Page[UserRow]:
+        principal = require_principal()
+        company = target_company(principal, company_id)
+        condition = USER_FILTER.parse(filter)
+        order = parse_order_by(order_by, USER_ORDER, default=DEFAULT_USER_ORDER)
+        stmt: Select[tuple[UserRow]] = select(UserRow).where(UserRow.company_id == company)
+        if not show_deleted:
+            stmt = stmt.where(UserRow.delete_time.is_(None))
+        if condition is not None:
+            stmt = stmt.where(condition)
+        fingerprint = query_fingerprint(
+            filter=filter, order_by=order_by, show_deleted=show_deleted, company_id=str(company)
+        )
+        async with self.ctx.db.unit_of_work(company_id=company) as session:
+            return await paginate(
+                session, stmt, order=order, page_size=page_size, page_token=page_token,
+                fingerprint=fingerprint, secret=self.ctx.settings.page_token_secret,
+            )
+
+    async def update(self, user_id: str, profile: UserProfile, mask: list[str], etag: str) -> tuple[UserRow, list[str]]:
+        principal = require_principal()
+        if not mask:
+            raise InvalidArgument(
+                "update_mask is required", field_violations=[FieldViolation("update_mask", "required")]
+            )
+        unknown = [path for path in mask if path not in PROFILE_FIELDS]
+        if unknown:
+            raise InvalidArgument(
+                "update_mask names fields that cannot be updated",
+                field_violations=[
+                    FieldViolation("update_mask", f"'{path}' cannot be updated; updatable: "
+                                   + ", ".join(sorted(PROFILE_FIELDS)))
+                    for path in unknown
+                ],
+            )
+        profile = normalize_profile(profile)
+        violations = check_profile(profile, prefix="user", fields=frozenset(mask))
+        if violations:
+            raise InvalidArgument("the user is not valid", field_violations=violations)
+        company = target_company(principal, "") if not principal.is_platform_admin else None
+        async with self.ctx.db.unit_of_work(
+            company_id=company, cross_tenant=principal.is_platform_admin
+        ) as session:
+            user = await self._get_scoped(session, company, user_id, lock=True)
+            check_etag(user, etag)
+            if "email" in mask and profile.email != user.email:
+                if await self._email_taken(profile.email):
+                    raise AlreadyExists(
+                        "a user with this email already exists", reason="EMAIL_TAKEN",
+                        field_violations=[FieldViolation("user.email", "already in use")],
+                    )
+            changed = []
+            for path in mask:
+                value = getattr(profile, path)
+                if getattr(user, path) != value:
+                    setattr(user, path, value)
+                    changed.append(path)
+            if changed:
+                await session.flush()
+                await self.ctx.audit.record(
+                    session, action="user.update", entity_type="user", entity_id=user.id,
+                    company_id=user.company_id, changed_fields=changed,
+                )
+            roles, _ = await roles_and_permissions(session, user.id)
+            return user, roles
+
+    async def _get_scoped(
+        self, session: object, company: uuid.UUID | None, user_id: str, *, lock: bool = False
+    ) -> UserRow:
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        assert isinstance(session, AsyncSession)
+        key = lookup_uuid(user_id, "user")
+        if key is None:
+            raise not_found("user", user_id)
+        stmt = select(UserRow).where(UserRow.id == key)
+        if company is not None:
+            stmt = stmt.where(UserRow.company_id == company)
+        if lock:
+            stmt = stmt.with_for_update()
+        user = (await session.scalars(stmt)).first()
+        if user is None:
+            raise not_found("user", user_id)
+        return user
+
+    async def _mutate(
+        self, user_id: str, etag: str, action: str, apply: object, *, reason: str = ""
+    ) -> tuple[UserRow, list[str]]:
+        principal = require_principal()
+        company = target_company(principal, "") if not principal.is_platform_admin else None
+        async with self.ctx.db.unit_of_work(
+            company_id=company, cross_tenant=principal.is_platform_admin
+        ) as session:
+            user = await self._get_scoped(session, company, user_id, lock=True)
+            check_etag(user, etag)
+            assert callable(apply)
+            detail: dict[str, object] = apply(user) or {}
+            if reason:
+                detail["reason"] = reason[:500]
+            if detail.pop("revoke", False):
+                detail["sessions_revoked"] = await revoke_user_sessions(session, user.id, action)
+            await session.flush()
+            await self.ctx.audit.record(
+                session, action=f"user.{action}", entity_type="user", entity_id=user.id,
+                company_id=user.company_id, changed_fields=detail.pop("changed", []), detail=detail,
+            )
+            roles, _ = await roles_and_permissions(session, user.id)
+            return user, roles
+
+    async def transition(self, user_id: str, action: UserAction, etag: str, reason: str = "") -> tuple[UserRow, list[str]]:
+        def apply(user: UserRow) -> dict[str, object]:
+            new_state = transition(UserState(user.state), action)
+            detail: dict[str, object] = {"from_state": user.state, "to_state": new_state.value,
+                                         "changed": ["state"]}
+            user.state = new_state.value
+            if revokes_sessions(action):
+                detail["revoke"] = True
+            return detail
+
+        result = await self._mutate(user_id, etag, action.value.lower(), apply, reason=reason)
+        if action is UserAction.UNLOCK:
+            await self._clear_login_lock(result[0].email)
+        return result
+
+    async def _clear_login_lock(self, email: str) -> None:
+        from cardinsa_identity.application import throttle
+
+        async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
+            await throttle.clear(session, throttle.ACCOUNT, email)
+
+    async def delete(self, user_id: str, etag: str) -> tuple[UserRow, list[str]]:
+        def apply(user: UserRow) -> dict[str, object]:
+            if user.delete_time is None:
+                user.soft_delete()
+            return {"changed": ["delete_time"], "revoke": True}
+
+        return await self._mutate(user_id, etag, "delete", apply)
+
+    async def undelete(self, user_id: str, etag: str) -> tuple[UserRow, list[str]]:
+        def apply(user: UserRow) -> dict[str, object]:
+            if user.delete_time is None:
+                raise FailedPrecondition(
+                    "the user is not deleted", reason="NOT_DELETED", metadata={"user_id": str(user.id)}
+                )
+            user.undelete()
+            return {"changed": ["delete_time"]}
+
+        return await self._mutate(user_id, etag, "undelete", apply)
+
+    # ---------------------------------------------------------------- sessions
+
+    async def list_sessions(
+        self, user_id: str, *, page_size: int, page_token: str, show_revoked: bool
+    ) -> Page[SessionRow]:
+        principal = require_principal()
+        company = target_company(principal, "") if not principal.is_platform_admin else None
+        async with self.ctx.db.unit_of_work(
+            company_id=company, cross_tenant=principal.is_platform_admin
+        ) as session:
+            user = await self._get_scoped(session, company, user_id)
+            stmt = select(SessionRow).where(SessionRow.user_id == user.id)
+            if not show_revoked:
+                stmt = stmt.where(
+                    SessionRow.revoke_time.is_(None), SessionRow.expire_time > datetime.now(UTC)
+                )
+            fingerprint = query_fingerprint(parent=str(user.id), show_revoked=show_revoked)
+            return await paginate(
+                session, stmt, order=[OrderTerm(SessionRow.create_time, True)], page_size=page_size,
+                page_token=page_token, fingerprint=fingerprint, secret=self.ctx.settings.page_token_secret,
+            )
+
+    async def revoke_session(self, user_id: str, session_id: str) -> None:
+        principal = require_principal()
+        company = target_company(principal, "") if not principal.is_platform_admin else None
+        async with self.ctx.db.unit_of_work(
+            company_id=company, cross_tenant=principal.is_platform_admin
+        ) as session:
+            user = await self._get_scoped(session, company, user_id)
+            key = lookup_uuid(session_id, "session")
+            family = await session.get(SessionRow, key, with_for_update=True) if key else None
+            if family is None or family.user_id != user.id:
+                raise not_found("session", session_id)
+            if family.revoke_time is None:
+                family.revoke_time = datetime.now(UTC)
+                family.revoke_reason = "revoked_by_admin"
+                await self.ctx.audit.record(
+                    session, action="session.revoke", entity_type="session", entity_id=family.id,
+                    company_id=family.company_id, detail={"user_id": str(user.id), "reason": "admin"},
+                )
+

@@ -1,0 +1,123 @@
+"""Operator commands of identity: migrate, create-platform-admin, seed-demo.
+
+    python -m cardinsa_identity.cli migrate
+    python -m cardinsa_identity.cli create-platform-admin --email ops@example.com
+    python -m cardinsa_identity.cli seed-demo --company-id <uuid>
+
+Generated passwords are printed once to the terminal (stdout), never logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+import uuid
+from pathlib import Path
+
+from cardinsa_foundation.config import get_settings
+from cardinsa_foundation.context import PLATFORM_ADMIN_ROLE
+from cardinsa_foundation.db import resolve_database_url
+from cardinsa_foundation.errors import CardinsaError
+from cardinsa_foundation.logging import configure_logging
+from cardinsa_foundation.migrations import downgrade, upgrade
+from cardinsa_identity.application.bootstrap import BootstrapResult, ensure_user_with_role
+from cardinsa_identity.main import SERVICE_NAME, build, service_database_url
+from cardinsa_identity.repository.models import SCHEMA
+from cardinsa_identity.settings import IdentitySettings
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+COMPANY_ADMIN_ROLE = "company-admin"
+
+
+async def migrate(settings: IdentitySettings, revision: str, *, down: bool = False) -> None:
+    admin_url, server = resolve_database_url(settings, admin=True)
+    try:
+        if down:
+            await downgrade(MIGRATIONS, admin_url, SCHEMA, revision)
+        else:
+            await upgrade(MIGRATIONS, admin_url, SCHEMA, revision=revision)
+    finally:
+        if server is not None and server.started_here:
+            server.stop()
+
+
+async def bootstrap_user(
+    settings: IdentitySettings, *, email: str, password: str | None, company_id: uuid.UUID, role: str
+) -> BootstrapResult:
+    url, server = service_database_url(settings)
+    app = build(settings, url, port=0, metrics_port=None)
+    try:
+        await app.prepare()
+        return await ensure_user_with_role(
+            app.ctx, email=email, password=password, company_id=company_id, role_name=role
+        )
+    finally:
+        await app.ctx.keys.stop()
+        app.ctx.hasher.close()
+        await app.ctx.db.dispose()
+        if server is not None and server.started_here:
+            server.stop()
+
+
+def _print_result(result: BootstrapResult, role: str) -> None:
+    state = "created" if result.created else "already exists"
+    print(f"{role} {result.email} ({state}) in company {result.company_id}")
+    if result.password:
+        print(f"  password (shown once): {result.password}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cardinsa-identity-cli")
+    sub = parser.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("migrate", help="migrate the identity schema (as the owner role)")
+    m.add_argument("--revision", default="head")
+    d = sub.add_parser("downgrade", help="migrate the identity schema down to REVISION")
+    d.add_argument("revision")
+    p = sub.add_parser("create-platform-admin", help="create the first platform administrator")
+    p.add_argument("--email", required=True)
+    p.add_argument("--company-id", default=None, help="the operator's company (default: a new id)")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    s = sub.add_parser("seed-demo", help="create the demo company's admin (idempotent)")
+    s.add_argument("--company-id", required=True)
+    s.add_argument("--email", default=os.environ.get("CARDINSA_DEMO_ADMIN_EMAIL", "admin@demo.cardinsa.local"))
+    args = parser.parse_args(argv)
+
+    settings = get_settings(IdentitySettings)
+    configure_logging(settings.log_level, settings.log_json, SERVICE_NAME)
+    try:
+        if args.command == "migrate":
+            asyncio.run(migrate(settings, args.revision))
+            print(f"identity schema migrated to {args.revision}")
+        elif args.command == "downgrade":
+            asyncio.run(migrate(settings, args.revision, down=True))
+            print(f"identity schema migrated down to {args.revision}")
+        elif args.command == "create-platform-admin":
+            password = None
+            if args.password_stdin:
+                password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass()
+            company = uuid.UUID(args.company_id) if args.company_id else uuid.uuid4()
+            result = asyncio.run(
+                bootstrap_user(settings, email=args.email, password=password, company_id=company,
+                               role=PLATFORM_ADMIN_ROLE)
+            )
+            _print_result(result, "platform admin")
+        elif args.command == "seed-demo":
+            password = settings.demo_admin_password.get_secret_value() if settings.demo_admin_password else None
+            email = settings.demo_admin_email or args.email
+            result = asyncio.run(
+                bootstrap_user(settings, email=email, password=password,
+                               company_id=uuid.UUID(args.company_id), role=COMPANY_ADMIN_ROLE)
+            )
+            _print_result(result, "demo company admin")
+    except CardinsaError as error:
+        details = "; ".join(f"{v.field}: {v.description}" for v in error.field_violations)
+        print(f"error: {error}{' (' + details + ')' if details else ''}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""gRPC servicers of identity: translate protobuf to use-case calls and back, nothing else."""

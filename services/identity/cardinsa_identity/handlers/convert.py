@@ -1,0 +1,186 @@
+"""Protobuf ⇄ domain/repository values, in one place for every identity handler."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.protobuf import struct_pb2
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from cardinsa.common.v1 import common_pb2
+from cardinsa.identity.v1 import auth_service_pb2, resources_pb2
+from cardinsa_foundation.errors import FieldViolation, InvalidArgument
+from cardinsa_identity.application.auth import IssuedTokens
+from cardinsa_identity.domain.users import UserProfile
+from cardinsa_identity.repository.models import (
+    ApiKeyRow,
+    AuditEventRow,
+    RoleBindingRow,
+    RoleRow,
+    ServiceAccountRow,
+    SessionRow,
+    SigningKeyRow,
+    UserRow,
+)
+
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def optional_time(message: Any, field: str) -> datetime | None:
+    """A Timestamp field of a request as an aware datetime, None when unset."""
+    if not message.HasField(field):
+        return None
+    stamp: Timestamp = getattr(message, field)
+    try:
+        return stamp.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidArgument(
+            f"{field} is out of range", field_violations=[FieldViolation(field, "out of range")]
+        ) from None
+
+
+def user_to_proto(user: UserRow, roles: list[str]) -> resources_pb2.User:
+    return resources_pb2.User(
+        id=str(user.id),
+        company_id=str(user.company_id),
+        email=user.email,
+        given_name=user.given_name,
+        family_name=user.family_name,
+        display_name=user.display_name,
+        phone=user.phone,
+        locale=user.locale,
+        state=resources_pb2.User.State.Value(user.state),
+        last_login_time=timestamp(user.last_login_time),
+        create_time=timestamp(user.create_time),
+        update_time=timestamp(user.update_time),
+        delete_time=timestamp(user.delete_time),
+        etag=user.etag,
+        roles=roles,
+    )
+
+
+def profile_from_proto(user: resources_pb2.User) -> UserProfile:
+    return UserProfile(
+        email=user.email,
+        given_name=user.given_name,
+        family_name=user.family_name,
+        display_name=user.display_name,
+        phone=user.phone,
+        locale=user.locale,
+    )
+
+
+def session_to_proto(row: SessionRow) -> resources_pb2.Session:
+    return resources_pb2.Session(
+        id=str(row.id),
+        user_id=str(row.user_id),
+        create_time=timestamp(row.create_time),
+        last_use_time=timestamp(row.last_use_time),
+        expire_time=timestamp(row.expire_time),
+        revoke_time=timestamp(row.revoke_time),
+        revoke_reason=row.revoke_reason or "",
+        client_address=row.client_address or "",
+        user_agent=row.user_agent or "",
+    )
+
+
+def tokens_to_proto(tokens: IssuedTokens) -> auth_service_pb2.TokenPair:
+    expires_in = Duration()
+    expires_in.FromTimedelta(tokens.expires_in if tokens.expires_in else timedelta(0))
+    return auth_service_pb2.TokenPair(
+        access_token=tokens.access_token,
+        access_token_expire_time=timestamp(tokens.access_expire_time),
+        refresh_token=tokens.refresh_token,
+        refresh_token_expire_time=timestamp(tokens.refresh_expire_time),
+        token_type="Bearer",
+        expires_in=expires_in,
+        session_id=tokens.session_id,
+    )
+
+
+def role_to_proto(row: RoleRow, permissions: list[str] | None = None) -> resources_pb2.Role:
+    return resources_pb2.Role(
+        id=str(row.id),
+        company_id=str(row.company_id) if row.company_id else "",
+        name=row.name,
+        description=row.description,
+        permissions=sorted(permissions if permissions is not None else row.permissions),
+        built_in=row.built_in,
+        create_time=timestamp(row.create_time),
+        update_time=timestamp(row.update_time),
+        delete_time=timestamp(row.delete_time),
+        etag=row.etag,
+    )
+
+
+def role_binding_to_proto(row: RoleBindingRow) -> resources_pb2.RoleBinding:
+    return resources_pb2.RoleBinding(
+        id=str(row.id),
+        company_id=str(row.company_id),
+        user_id=str(row.user_id),
+        role_id=str(row.role_id),
+        create_time=timestamp(row.create_time),
+    )
+
+
+def service_account_to_proto(row: ServiceAccountRow) -> resources_pb2.ServiceAccount:
+    return resources_pb2.ServiceAccount(
+        id=str(row.id),
+        company_id=str(row.company_id),
+        name=row.name,
+        description=row.description,
+        create_time=timestamp(row.create_time),
+        delete_time=timestamp(row.delete_time),
+        etag=row.etag,
+    )
+
+
+def api_key_to_proto(row: ApiKeyRow) -> resources_pb2.ApiKey:
+    return resources_pb2.ApiKey(
+        id=str(row.id),
+        service_account_id=str(row.service_account_id),
+        prefix=row.prefix,
+        display_name=row.display_name,
+        permissions=sorted(row.permissions),
+        expire_time=timestamp(row.expire_time),
+        last_use_time=timestamp(row.last_use_time),
+        revoke_time=timestamp(row.revoke_time),
+        create_time=timestamp(row.create_time),
+    )
+
+
+def signing_key_to_proto(row: SigningKeyRow) -> resources_pb2.SigningKey:
+    return resources_pb2.SigningKey(
+        kid=row.kid,
+        algorithm=row.algorithm,
+        state=resources_pb2.SigningKey.State.Value(row.state),
+        create_time=timestamp(row.create_time),
+        activate_time=timestamp(row.activate_time),
+        retire_time=timestamp(row.retire_time),
+    )
+
+
+def audit_event_to_proto(row: AuditEventRow) -> common_pb2.AuditEvent:
+    detail = struct_pb2.Struct()
+    detail.update(row.detail or {})
+    return common_pb2.AuditEvent(
+        id=str(row.id),
+        create_time=timestamp(row.create_time),
+        company_id=str(row.company_id) if row.company_id else "",
+        actor_id=row.actor_id or "",
+        on_behalf_of_id=row.on_behalf_of_id or "",
+        action=row.action,
+        entity_type=row.entity_type,
+        entity_id=row.entity_id or "",
+        changed_fields=row.changed_fields,
+        request_id=row.request_id or "",
+        detail=detail,
+    )

@@ -1,0 +1,75 @@
+"""IdentityService servicer: server info, JWKS, permissions, signing keys, audit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cardinsa.common.v1 import common_pb2
+from cardinsa.identity.v1 import identity_service_pb2, identity_service_pb2_grpc, resources_pb2
+from cardinsa_foundation.errors import PermissionDenied
+from cardinsa_foundation.server_info import ServerInfoProvider
+from cardinsa_identity.application.audit_log import AuditLogUseCases
+from cardinsa_identity.application.context import IdentityContext, require_principal
+from cardinsa_identity.domain.permissions import CATALOGUE
+from cardinsa_identity.handlers.convert import audit_event_to_proto, signing_key_to_proto
+
+
+class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
+    def __init__(self, ctx: IdentityContext, info: ServerInfoProvider, audit: AuditLogUseCases) -> None:
+        self.ctx = ctx
+        self.info = info
+        self.audit = audit
+        self._permissions = identity_service_pb2.ListPermissionsResponse(
+            permissions=[resources_pb2.Permission(name=p.name, description=p.description) for p in CATALOGUE]
+        )
+
+    async def GetServerInfo(
+        self, request: identity_service_pb2.GetServerInfoRequest, context: Any
+    ) -> common_pb2.ServerInfo:
+        return await self.info.build_message()
+
+    async def GetJwks(self, request: identity_service_pb2.GetJwksRequest, context: Any) -> identity_service_pb2.Jwks:
+        return identity_service_pb2.Jwks(keys=[resources_pb2.Jwk(**jwk) for jwk in self.ctx.keys.jwks()["keys"]])
+
+    async def ListPermissions(
+        self, request: identity_service_pb2.ListPermissionsRequest, context: Any
+    ) -> identity_service_pb2.ListPermissionsResponse:
+        return self._permissions
+
+    async def ListSigningKeys(
+        self, request: identity_service_pb2.ListSigningKeysRequest, context: Any
+    ) -> identity_service_pb2.ListSigningKeysResponse:
+        rows = await self.ctx.keys.list_keys()
+        return identity_service_pb2.ListSigningKeysResponse(signing_keys=[signing_key_to_proto(r) for r in rows])
+
+    async def RotateSigningKey(
+        self, request: identity_service_pb2.RotateSigningKeyRequest, context: Any
+    ) -> resources_pb2.SigningKey:
+        principal = require_principal()
+        if not principal.is_platform_admin:
+            # Signing keys are platform-wide: a company role must never rotate them,
+            # even if a custom role was given the permission.
+            raise PermissionDenied(
+                "only platform administrators rotate signing keys", reason="PLATFORM_ADMIN_ONLY"
+            )
+        created = await self.ctx.keys.reconcile(publish_new=True)
+        assert created is not None
+        async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
+            await self.ctx.audit.record(
+                session, action="signing_key.rotate", entity_type="signing_key", entity_id=created.kid,
+                company_id=None,
+            )
+        return signing_key_to_proto(created)
+
+    async def ListAuditEvents(
+        self, request: identity_service_pb2.ListAuditEventsRequest, context: Any
+    ) -> identity_service_pb2.ListAuditEventsResponse:
+        page = await self.audit.list(
+            page_size=request.page_size,
+            page_token=request.page_token,
+            filter=request.filter,
+            company_id=request.company_id,
+        )
+        return identity_service_pb2.ListAuditEventsResponse(
+            audit_events=[audit_event_to_proto(e) for e in page.items], next_page_token=page.next_page_token
+        )

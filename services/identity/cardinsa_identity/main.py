@@ -1,0 +1,213 @@
+"""Composition root of the identity service: settings → database → use cases → server.
+
+`python -m cardinsa_identity.main` serves (``--workers N`` starts N processes on
+consecutive ports). `cardinsa_identity.cli` has migrate, create-platform-admin
+and seed-demo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.engine import make_url
+
+from cardinsa.identity.v1 import (
+    access_service_pb2,
+    access_service_pb2_grpc,
+    auth_service_pb2,
+    auth_service_pb2_grpc,
+    identity_service_pb2,
+    identity_service_pb2_grpc,
+    user_service_pb2,
+    user_service_pb2_grpc,
+)
+from cardinsa_foundation import __version__, metrics
+from cardinsa_foundation.audit import AuditWriter
+from cardinsa_foundation.auth import JwksCache, TokenVerifier
+from cardinsa_foundation.config import get_settings
+from cardinsa_foundation.db import DEFAULT_APP_ROLE, Database, resolve_database_url
+from cardinsa_foundation.local_postgres import LocalPostgres
+from cardinsa_foundation.logging import configure_logging
+from cardinsa_foundation.server import GrpcServer, ServiceRegistration, run_workers, worker_index
+from cardinsa_foundation.server_info import ServerInfoProvider
+from cardinsa_identity.application.access import AccessUseCases
+from cardinsa_identity.application.audit_log import AuditLogUseCases
+from cardinsa_identity.application.auth import AuthUseCases
+from cardinsa_identity.application.context import IdentityContext
+from cardinsa_identity.application.notifier import FileNotifier, Notifier
+from cardinsa_identity.application.signing_keys import SigningKeyStore
+from cardinsa_identity.application.users import UserUseCases
+from cardinsa_identity.domain.passwords import PasswordHasher
+from cardinsa_identity.domain.signing_keys import PrivateKeyCipher
+from cardinsa_identity.handlers.access import AccessServicer
+from cardinsa_identity.handlers.auth import AuthServicer, UserServicer
+from cardinsa_identity.handlers.identity import IdentityServicer
+from cardinsa_identity.repository.models import AuditEventRow
+from cardinsa_identity.settings import IdentitySettings
+
+SERVICE_NAME = "identity"
+
+
+def app_role_url(url: str, role: str = DEFAULT_APP_ROLE) -> str:
+    """The same server and database, as the services' role (trust/peer auth setups)."""
+    return make_url(url).set(username=role, password=None).render_as_string(hide_password=False)
+
+
+def service_database_url(settings: IdentitySettings) -> tuple[str, LocalPostgres | None]:
+    """The URL the service connects with: the configured one, or the embedded
+    server's as the non-owner app role."""
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value(), None
+    admin_url, server = resolve_database_url(settings)
+    return app_role_url(admin_url), server
+
+
+@dataclass
+class IdentityApp:
+    ctx: IdentityContext
+    server: GrpcServer
+    auth: AuthUseCases
+    users: UserUseCases
+    access: AccessUseCases
+
+    async def prepare(self) -> None:
+        """Load (or create) the signing keys and the built-in roles."""
+        await self.ctx.keys.start()
+        await self.access.ensure_built_in_roles()
+
+    async def start(self) -> None:
+        await self.prepare()
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+
+def build(
+    settings: IdentitySettings,
+    database_url: str,
+    *,
+    port: int | None = None,
+    metrics_port: int | None = None,
+    notifier: Notifier | None = None,
+) -> IdentityApp:
+    db = Database(database_url, settings, application_name=SERVICE_NAME)
+    metrics.register_pool_collector(SERVICE_NAME, lambda: metrics.PoolStats.from_pool(db.engine.pool))
+    hasher = PasswordHasher()
+    keys = SigningKeyStore(
+        db,
+        PrivateKeyCipher(settings.signing_key_encryption_key.get_secret_value()),
+        publish_delay=timedelta(seconds=settings.signing_key_publish_delay_s),
+        token_ttl=timedelta(seconds=settings.access_token_ttl_s + settings.clock_skew_s),
+        refresh_interval_s=settings.signing_key_refresh_s,
+    )
+    ctx = IdentityContext(
+        db=db,
+        settings=settings,
+        hasher=hasher,
+        keys=keys,
+        notifier=notifier or FileNotifier(settings.notification_dir),
+        audit=AuditWriter(AuditEventRow),
+    )
+    auth = AuthUseCases(ctx)
+    users = UserUseCases(ctx)
+    access = AccessUseCases(ctx)
+    info = ServerInfoProvider(
+        name=SERVICE_NAME,
+        version=__version__,
+        environment=settings.environment.value,
+        apis=[
+            "cardinsa.identity.v1.IdentityService",
+            "cardinsa.identity.v1.AuthService",
+            "cardinsa.identity.v1.UserService",
+            "cardinsa.identity.v1.AccessService",
+        ],
+        dependencies={"database": db.ping},
+    )
+    # Identity verifies its own tokens against the keys it holds in memory;
+    # the short TTL makes a rotation visible here within seconds.
+    verifier = TokenVerifier(
+        JwksCache(keys.fetch_jwks, ttl_s=5.0, min_refetch_interval_s=1.0),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway_s=settings.clock_skew_s,
+    )
+
+    async def close() -> None:
+        await auth.wait_for_background()
+        await keys.stop()
+        hasher.close()
+        metrics.unregister_pool_collector(SERVICE_NAME)
+        await db.dispose()
+
+    server = GrpcServer(
+        name=SERVICE_NAME,
+        services=[
+            ServiceRegistration(
+                identity_service_pb2.DESCRIPTOR.services_by_name["IdentityService"],
+                identity_service_pb2_grpc.add_IdentityServiceServicer_to_server,
+                IdentityServicer(ctx, info, AuditLogUseCases(ctx)),
+            ),
+            ServiceRegistration(
+                auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"],
+                auth_service_pb2_grpc.add_AuthServiceServicer_to_server,
+                AuthServicer(auth),
+            ),
+            ServiceRegistration(
+                user_service_pb2.DESCRIPTOR.services_by_name["UserService"],
+                user_service_pb2_grpc.add_UserServiceServicer_to_server,
+                UserServicer(users),
+            ),
+            ServiceRegistration(
+                access_service_pb2.DESCRIPTOR.services_by_name["AccessService"],
+                access_service_pb2_grpc.add_AccessServiceServicer_to_server,
+                AccessServicer(access),
+            ),
+        ],
+        host=settings.grpc_host,
+        port=settings.identity_port if port is None else port,
+        verifier=verifier,
+        readiness=db,
+        metrics_host=settings.metrics_host,
+        metrics_port=settings.identity_metrics_port if metrics_port is None else metrics_port,
+        grace_period_s=settings.grace_period_s,
+        gateway_secret=settings.gateway_secret.get_secret_value() if settings.gateway_secret else None,
+        on_stop=[close],
+    )
+    return IdentityApp(ctx=ctx, server=server, auth=auth, users=users, access=access)
+
+
+async def serve(settings: IdentitySettings, index: int) -> None:
+    url, embedded = service_database_url(settings)
+    app = build(
+        settings,
+        url,
+        port=settings.identity_port + index,
+        metrics_port=settings.identity_metrics_port + index,
+    )
+    await app.prepare()
+    await app.server.serve_until_signal()
+    if embedded is not None and embedded.started_here:
+        embedded.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cardinsa-identity", description="Run the identity gRPC service.")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes, each on its own port")
+    args = parser.parse_args(argv)
+    settings = get_settings(IdentitySettings)
+    workers = args.workers or settings.workers
+    index = worker_index()
+    if workers > 1 and index is None:
+        return run_workers(workers, [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
+    configure_logging(settings.log_level, settings.log_json, SERVICE_NAME)
+    asyncio.run(serve(settings, index or 0))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Persistence of the identity service: SQLAlchemy models and queries (schema ``identity``)."""

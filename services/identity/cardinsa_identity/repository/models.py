@@ -1,0 +1,290 @@
+"""Tables of the identity schema.
+
+Tenant-owned tables carry ``company_id`` and reference each other through
+``(company_id, id)`` pairs, so a row can never point into another tenant and
+the tables can later be distributed by company. Secrets are stored only as
+hashes (refresh, reset and API-key secrets) or encrypted (signing keys).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    TIMESTAMP,
+    Boolean,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from cardinsa_foundation.audit import AuditLogMixin
+from cardinsa_foundation.models import (
+    TYPE_ANNOTATION_MAP,
+    MetadataMixin,
+    ResourceMixin,
+    TenantResourceMixin,
+    make_metadata,
+)
+
+SCHEMA = "identity"
+
+
+class Base(DeclarativeBase):
+    metadata = make_metadata(SCHEMA)
+    type_annotation_map = TYPE_ANNOTATION_MAP
+
+
+class UserRow(TenantResourceMixin, MetadataMixin, Base):
+    __tablename__ = "users"
+
+    email: Mapped[str] = mapped_column(Text, nullable=False)
+    given_name: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    family_name: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    display_name: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    phone: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    locale: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    state: Mapped[str] = mapped_column(Text, nullable=False, default="ACTIVE")
+    password_hash: Mapped[str] = mapped_column(Text, nullable=False)
+    password_change_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    last_login_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+
+    __table_args__ = (
+        # Email is the login name: unique on the platform, whatever the case.
+        # (Emails are stored normalised to lower case.)
+        UniqueConstraint("email"),
+        UniqueConstraint("company_id", "id"),
+        Index(None, "company_id", "create_time", "id"),
+    )
+
+
+class SessionRow(Base):
+    """A login session = one refresh-token family."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    company_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    user_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    create_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.now()
+    )
+    last_use_time: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True), nullable=False)
+    idle_expire_time: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True), nullable=False)
+    expire_time: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True), nullable=False)
+    revoke_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    revoke_reason: Mapped[str | None] = mapped_column(Text)
+    client_address: Mapped[str | None] = mapped_column(Text)
+    user_agent: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        ForeignKeyConstraint(["company_id", "user_id"], ["users.company_id", "users.id"]),
+        Index(None, "user_id", "create_time"),
+    )
+    __mapper_args__ = {"eager_defaults": True}
+
+
+class RefreshTokenRow(Base):
+    """One refresh token of a family. Only its SHA-256 is stored."""
+
+    __tablename__ = "refresh_tokens"
+
+    token_hash: Mapped[str] = mapped_column(Text, primary_key=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    company_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    create_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.now()
+    )
+    # Set when the token was exchanged; presenting it again is reuse.
+    use_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+
+    __table_args__ = (Index(None, "session_id"),)
+    __mapper_args__ = {"eager_defaults": True}
+
+
+class RoleRow(ResourceMixin, Base):
+    __tablename__ = "roles"
+
+    # NULL for the built-in roles, which every company sees.
+    company_id: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True), nullable=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    permissions: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, default=list)
+    built_in: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+    __table_args__ = (
+        Index(
+            "uq_roles_company_id_name",
+            text("coalesce(company_id, '00000000-0000-0000-0000-000000000000'::uuid)"),
+            "name",
+            unique=True,
+            postgresql_where=text("delete_time IS NULL"),
+        ),
+    )
+
+
+class RoleBindingRow(Base):
+    __tablename__ = "role_bindings"
+
+    id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    company_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    user_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    role_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    create_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.now()
+    )
+    created_by: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
+
+    __table_args__ = (
+        UniqueConstraint("company_id", "user_id", "role_id"),
+        ForeignKeyConstraint(["company_id", "user_id"], ["users.company_id", "users.id"]),
+        ForeignKeyConstraint(["role_id"], ["roles.id"]),
+    )
+    __mapper_args__ = {"eager_defaults": True}
+
+
+class ServiceAccountRow(TenantResourceMixin, Base):
+    __tablename__ = "service_accounts"
+
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+
+    __table_args__ = (
+        UniqueConstraint("company_id", "id"),
+        Index(
+            "uq_service_accounts_company_id_name",
+            "company_id",
+            "name",
+            unique=True,
+            postgresql_where=text("delete_time IS NULL"),
+        ),
+    )
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    company_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    service_account_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    prefix: Mapped[str] = mapped_column(Text, nullable=False)
+    secret_hash: Mapped[str] = mapped_column(Text, nullable=False)
+    display_name: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    permissions: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, default=list)
+    expire_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    last_use_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    revoke_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    create_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.now()
+    )
+    created_by: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
+
+    __table_args__ = (
+        UniqueConstraint("prefix"),
+        ForeignKeyConstraint(
+            ["company_id", "service_account_id"],
+            ["service_accounts.company_id", "service_accounts.id"],
+        ),
+    )
+    __mapper_args__ = {"eager_defaults": True}
+
+
+class SigningKeyRow(Base):
+    """Platform-wide: the keys that sign every access token."""
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(Text, primary_key=True)
+    algorithm: Mapped[str] = mapped_column(Text, nullable=False)
+    state: Mapped[str] = mapped_column(Text, nullable=False)
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    # AES-256-GCM ciphertext; the key comes from settings, never from the database.
+    private_key_encrypted: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    create_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.now()
+    )
+    activate_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    retire_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    __mapper_args__ = {"eager_defaults": True}
+
+
+class PasswordResetRow(Base):
+    """A single-use password-reset token, stored as its SHA-256 only."""
+
+    __tablename__ = "password_resets"
+
+    token_hash: Mapped[str] = mapped_column(Text, primary_key=True)
+    company_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    user_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    create_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.now()
+    )
+    expire_time: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True), nullable=False)
+    use_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+
+    __table_args__ = (
+        ForeignKeyConstraint(["company_id", "user_id"], ["users.company_id", "users.id"]),
+        Index(None, "user_id"),
+    )
+    __mapper_args__ = {"eager_defaults": True}
+
+
+class LoginThrottleRow(Base):
+    """Failed-login state per account (scope ``account``) or client address (``address``)."""
+
+    __tablename__ = "login_throttles"
+
+    scope: Mapped[str] = mapped_column(Text, primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    window_start: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True), nullable=False)
+    locked_until: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    # How many times this key was locked in a row: the next lock lasts longer.
+    lock_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+class IdempotencyRow(Base):
+    """The first answer to a request id, so a retry gets it again (AIP-155)."""
+
+    __tablename__ = "idempotency_keys"
+
+    company_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
+    method: Mapped[str] = mapped_column(Text, primary_key=True)
+    request_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    resource_id: Mapped[str] = mapped_column(Text, nullable=False)
+    create_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.now()
+    )
+    __mapper_args__ = {"eager_defaults": True}
+
+
+class AuditEventRow(AuditLogMixin, Base):
+    __tablename__ = "audit_events"
+
+
+__all__ = [
+    "SCHEMA",
+    "ApiKeyRow",
+    "AuditEventRow",
+    "Base",
+    "IdempotencyRow",
+    "LoginThrottleRow",
+    "PasswordResetRow",
+    "RefreshTokenRow",
+    "RoleBindingRow",
+    "RoleRow",
+    "ServiceAccountRow",
+    "SessionRow",
+    "SigningKeyRow",
+    "UserRow",
+]

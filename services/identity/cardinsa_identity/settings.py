@@ -1,0 +1,37 @@
+"""Settings of the identity service (on top of the foundation's)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+
+from cardinsa_foundation.config import PROJECT_ROOT, Settings
+
+
+class IdentitySettings(Settings):
+    identity_port: int = Field(default=50051, ge=0, le=65535)
+    identity_metrics_port: int = Field(default=9051, ge=0, le=65535)
+    # Sessions (refresh-token families).
+    session_idle_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    session_absolute_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
+    # Brute-force protection: failures per window before a temporary lock,
+    # and the lock's length, doubling with each lock in a row up to the maximum.
+    login_max_failures_per_account: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=20, ge=1)
+    login_failure_window_s: int = Field(default=900, ge=1)
+    login_lock_base_s: int = Field(default=60, ge=1)
+    login_lock_max_s: int = Field(default=3600, ge=1)
+    password_min_length: int = Field(default=12, ge=8)
+    password_reset_ttl_s: int = Field(default=1800, ge=60)
+    # Signing keys: how long a new key is published before it signs (longer than
+    # every verifier's JWKS cache), how often workers re-read the key table.
+    signing_key_publish_delay_s: int = Field(default=600, ge=0)
+    signing_key_refresh_s: float = Field(default=30.0, gt=0)
+    # Where the development notifier writes password-reset messages.
+    notification_dir: Path = PROJECT_ROOT / ".data" / "notifications"
+    # Proof that a call came through our gateway (then its client-address
+    # header is trusted for brute-force counting). Unset: only the gRPC peer.
+    gateway_secret: SecretStr | None = None
+    demo_admin_email: str | None = None
+    demo_admin_password: SecretStr | None = None
