@@ -54,8 +54,8 @@ test: lint ## everything: linters, unit, integration and end-to-end tests
 	@echo "==> pytest"; $(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: up
-up: setup ## start the whole suite (Ctrl-C stops it)
-	@$(PY) -m cardinsa_foundation.devsuite $(ARGS)
+up: setup ## start the whole suite (Ctrl-C stops it); ARGS="--workers 2"
+	@$(PY) scripts/suite.py $(ARGS)
 
 .PHONY: fmt
 fmt: $(VENV_STAMP) ## format the code

@@ -63,7 +63,15 @@ def main() -> None:
         (tmp / "python" / "cardinsa" / "py.typed").touch()
         # One descriptor set with every import (google/api, google/rpc/error_details,
         # well-known types) for the gateway's transcoder and for contract tests.
-        run([str(BIN / "buf"), "build", "--as-file-descriptor-set", "-o", str(tmp / "descriptor.binpb")])
+        run(
+            [
+                str(BIN / "buf"),
+                "build",
+                "--as-file-descriptor-set",
+                "-o",
+                str(tmp / "descriptor.binpb"),
+            ]
+        )
         if GEN.exists():
             shutil.rmtree(GEN)
         tmp.rename(GEN)

@@ -45,7 +45,12 @@ async def migrate(settings: IdentitySettings, revision: str, *, down: bool = Fal
 
 
 async def bootstrap_user(
-    settings: IdentitySettings, *, email: str, password: str | None, company_id: uuid.UUID, role: str
+    settings: IdentitySettings,
+    *,
+    email: str,
+    password: str | None,
+    company_id: uuid.UUID,
+    role: str,
 ) -> BootstrapResult:
     url, server = service_database_url(settings)
     app = build(settings, url, port=0, metrics_port=None)
@@ -82,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     s = sub.add_parser("seed-demo", help="create the demo company's admin (idempotent)")
     s.add_argument("--company-id", required=True)
-    s.add_argument("--email", default=os.environ.get("CARDINSA_DEMO_ADMIN_EMAIL", "admin@demo.cardinsa.local"))
+    s.add_argument(
+        "--email", default=os.environ.get("CARDINSA_DEMO_ADMIN_EMAIL", "admin@demo.cardinsa.local")
+    )
     args = parser.parse_args(argv)
 
     settings = get_settings(IdentitySettings)
@@ -97,19 +104,37 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "create-platform-admin":
             password = None
             if args.password_stdin:
-                password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass()
+                password = (
+                    sys.stdin.readline().rstrip("\n")
+                    if not sys.stdin.isatty()
+                    else getpass.getpass()
+                )
             company = uuid.UUID(args.company_id) if args.company_id else uuid.uuid4()
             result = asyncio.run(
-                bootstrap_user(settings, email=args.email, password=password, company_id=company,
-                               role=PLATFORM_ADMIN_ROLE)
+                bootstrap_user(
+                    settings,
+                    email=args.email,
+                    password=password,
+                    company_id=company,
+                    role=PLATFORM_ADMIN_ROLE,
+                )
             )
             _print_result(result, "platform admin")
         elif args.command == "seed-demo":
-            password = settings.demo_admin_password.get_secret_value() if settings.demo_admin_password else None
+            password = (
+                settings.demo_admin_password.get_secret_value()
+                if settings.demo_admin_password
+                else None
+            )
             email = settings.demo_admin_email or args.email
             result = asyncio.run(
-                bootstrap_user(settings, email=email, password=password,
-                               company_id=uuid.UUID(args.company_id), role=COMPANY_ADMIN_ROLE)
+                bootstrap_user(
+                    settings,
+                    email=email,
+                    password=password,
+                    company_id=uuid.UUID(args.company_id),
+                    role=COMPANY_ADMIN_ROLE,
+                )
             )
             _print_result(result, "demo company admin")
     except CardinsaError as error:

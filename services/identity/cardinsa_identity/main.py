@@ -96,7 +96,9 @@ def build(
     notifier: Notifier | None = None,
 ) -> IdentityApp:
     db = Database(database_url, settings, application_name=SERVICE_NAME)
-    metrics.register_pool_collector(SERVICE_NAME, lambda: metrics.PoolStats.from_pool(db.engine.pool))
+    metrics.register_pool_collector(
+        SERVICE_NAME, lambda: metrics.PoolStats.from_pool(db.engine.pool)
+    )
     hasher = PasswordHasher()
     keys = SigningKeyStore(
         db,
@@ -175,7 +177,9 @@ def build(
         metrics_host=settings.metrics_host,
         metrics_port=settings.identity_metrics_port if metrics_port is None else metrics_port,
         grace_period_s=settings.grace_period_s,
-        gateway_secret=settings.gateway_secret.get_secret_value() if settings.gateway_secret else None,
+        gateway_secret=settings.gateway_secret.get_secret_value()
+        if settings.gateway_secret
+        else None,
         on_stop=[close],
     )
     return IdentityApp(ctx=ctx, server=server, auth=auth, users=users, access=access)
@@ -196,8 +200,12 @@ async def serve(settings: IdentitySettings, index: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cardinsa-identity", description="Run the identity gRPC service.")
-    parser.add_argument("--workers", type=int, default=None, help="worker processes, each on its own port")
+    parser = argparse.ArgumentParser(
+        prog="cardinsa-identity", description="Run the identity gRPC service."
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes, each on its own port"
+    )
     args = parser.parse_args(argv)
     settings = get_settings(IdentitySettings)
     workers = args.workers or settings.workers

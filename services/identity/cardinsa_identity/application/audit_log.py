@@ -25,7 +25,9 @@ class AuditLogUseCases:
     def __init__(self, ctx: IdentityContext) -> None:
         self.ctx = ctx
 
-    async def list(self, *, page_size: int, page_token: str, filter: str, company_id: str) -> Page[AuditEventRow]:
+    async def list(
+        self, *, page_size: int, page_token: str, filter: str, company_id: str
+    ) -> Page[AuditEventRow]:
         principal = require_principal()
         condition = AUDIT_FILTER.parse(filter)
         stmt = select(AuditEventRow)
@@ -36,8 +38,15 @@ class AuditLogUseCases:
         if condition is not None:
             stmt = stmt.where(condition)
         fingerprint = query_fingerprint(filter=filter, parent=str(company or "*"))
-        async with self.ctx.db.unit_of_work(company_id=company, cross_tenant=all_companies) as session:
+        async with self.ctx.db.unit_of_work(
+            company_id=company, cross_tenant=all_companies
+        ) as session:
             return await paginate(
-                session, stmt, order=[OrderTerm(AuditEventRow.create_time, True)], page_size=page_size,
-                page_token=page_token, fingerprint=fingerprint, secret=self.ctx.settings.page_token_secret,
+                session,
+                stmt,
+                order=[OrderTerm(AuditEventRow.create_time, True)],
+                page_size=page_size,
+                page_token=page_token,
+                fingerprint=fingerprint,
+                secret=self.ctx.settings.page_token_secret,
             )

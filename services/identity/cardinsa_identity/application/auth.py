@@ -25,9 +25,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_foundation import metrics
 from cardinsa_foundation.context import Principal, PrincipalKind, client_address_var, principal_var
-from cardinsa_foundation.errors import FieldViolation, InvalidArgument, PermissionDenied, Unauthenticated
+from cardinsa_foundation.errors import (
+    FieldViolation,
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+)
 from cardinsa_identity.application import throttle
-from cardinsa_identity.application.context import IdentityContext, require_principal, roles_and_permissions
+from cardinsa_identity.application.context import (
+    IdentityContext,
+    require_principal,
+    roles_and_permissions,
+)
 from cardinsa_identity.domain.api_keys import parse_api_key, verify_api_key_secret
 from cardinsa_identity.domain.password_policy import check_password
 from cardinsa_identity.domain.permissions import ALL_PERMISSIONS
@@ -161,7 +170,9 @@ class AuthUseCases:
         await session.flush()
         refresh = new_opaque_token(OpaqueTokenKind.REFRESH)
         session.add(
-            RefreshTokenRow(token_hash=refresh.token_hash, session_id=row.id, company_id=user.company_id)
+            RefreshTokenRow(
+                token_hash=refresh.token_hash, session_id=row.id, company_id=user.company_id
+            )
         )
         return row, refresh.token
 
@@ -229,7 +240,9 @@ class AuthUseCases:
                     detail={"state": user.state, "client_address": address},
                 )
             raise Unauthenticated(
-                "this account cannot log in", reason=f"ACCOUNT_{user.state}", metadata={"state": user.state}
+                "this account cannot log in",
+                reason=f"ACCOUNT_{user.state}",
+                metadata={"state": user.state},
             )
 
         async with db.unit_of_work(company_id=user.company_id) as session:
@@ -300,7 +313,10 @@ class AuthUseCases:
                     entity_type="session",
                     entity_id=family.id,
                     company_id=family.company_id,
-                    detail={"user_id": str(family.user_id), "client_address": client_address_var.get()},
+                    detail={
+                        "user_id": str(family.user_id),
+                        "client_address": client_address_var.get(),
+                    },
                 )
             else:
                 if (
@@ -322,7 +338,8 @@ class AuthUseCases:
                 )
                 family.last_use_time = now
                 family.idle_expire_time = min(
-                    now + timedelta(seconds=self.ctx.settings.session_idle_ttl_s), family.expire_time
+                    now + timedelta(seconds=self.ctx.settings.session_idle_ttl_s),
+                    family.expire_time,
                 )
                 roles, permissions = await roles_and_permissions(session, user.id)
         if reused:
@@ -377,7 +394,10 @@ class AuthUseCases:
                 family.revoke_time = datetime.now(UTC)
                 family.revoke_reason = "logout"
                 await self.ctx.audit.record(
-                    session, action="session.revoke", entity_type="session", entity_id=family.id,
+                    session,
+                    action="session.revoke",
+                    entity_type="session",
+                    entity_id=family.id,
                     detail={"reason": "logout"},
                 )
 
@@ -388,7 +408,9 @@ class AuthUseCases:
             password, email=email, field=field, min_length=self.ctx.settings.password_min_length
         )
         if violations:
-            raise InvalidArgument("the new password does not meet the password policy", field_violations=violations)
+            raise InvalidArgument(
+                "the new password does not meet the password policy", field_violations=violations
+            )
 
     async def change_password(self, current_password: str, new_password: str) -> None:
         principal = require_principal()
@@ -423,8 +445,12 @@ class AuthUseCases:
             await throttle.clear(session, throttle.ACCOUNT, email)
             revoked = await revoke_user_sessions(session, user_id, "password_change")
             await self.ctx.audit.record(
-                session, action="user.change_password", entity_type="user", entity_id=user_id,
-                changed_fields=["password"], detail={"sessions_revoked": revoked},
+                session,
+                action="user.change_password",
+                entity_type="user",
+                entity_id=user_id,
+                changed_fields=["password"],
+                detail={"sessions_revoked": revoked},
             )
 
     async def request_password_reset(self, email: str) -> None:
@@ -449,18 +475,28 @@ class AuthUseCases:
                 if user is None or user.state != UserState.ACTIVE:
                     return
                 reset = new_opaque_token(OpaqueTokenKind.PASSWORD_RESET)
-                expire = datetime.now(UTC) + timedelta(seconds=self.ctx.settings.password_reset_ttl_s)
+                expire = datetime.now(UTC) + timedelta(
+                    seconds=self.ctx.settings.password_reset_ttl_s
+                )
                 session.add(
                     PasswordResetRow(
-                        token_hash=reset.token_hash, company_id=user.company_id, user_id=user.id,
+                        token_hash=reset.token_hash,
+                        company_id=user.company_id,
+                        user_id=user.id,
                         expire_time=expire,
                     )
                 )
                 await self.ctx.audit.record(
-                    session, action="password_reset.request", entity_type="user", entity_id=user.id,
-                    company_id=user.company_id, detail={"client_address": client_address},
+                    session,
+                    action="password_reset.request",
+                    entity_type="user",
+                    entity_id=user.id,
+                    company_id=user.company_id,
+                    detail={"client_address": client_address},
                 )
-            await self.ctx.notifier.send_password_reset(email=email, token=reset.token, expire_time=expire)
+            await self.ctx.notifier.send_password_reset(
+                email=email, token=reset.token, expire_time=expire
+            )
         except Exception:
             log.exception("issuing a password reset failed")
 
@@ -493,7 +529,9 @@ class AuthUseCases:
             # Single use, also under concurrency: only one UPDATE finds it unused.
             claimed = await session.execute(
                 update(PasswordResetRow)
-                .where(PasswordResetRow.token_hash == token_hash, PasswordResetRow.use_time.is_(None))
+                .where(
+                    PasswordResetRow.token_hash == token_hash, PasswordResetRow.use_time.is_(None)
+                )
                 .values(use_time=datetime.now(UTC))
             )
             if not claimed.rowcount:  # type: ignore[attr-defined]
@@ -512,8 +550,12 @@ class AuthUseCases:
             await throttle.clear(session, throttle.ACCOUNT, email)
             revoked = await revoke_user_sessions(session, user_id, "password_reset")
             await self.ctx.audit.record(
-                session, action="password_reset.confirm", entity_type="user", entity_id=user_id,
-                changed_fields=["password"], detail={"sessions_revoked": revoked},
+                session,
+                action="password_reset.confirm",
+                entity_type="user",
+                entity_id=user_id,
+                changed_fields=["password"],
+                detail={"sessions_revoked": revoked},
             )
 
     # ---------------------------------------------------------------- API keys
@@ -526,10 +568,14 @@ class AuthUseCases:
             raise invalid
         now = datetime.now(UTC)
         async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
-            key = (await session.scalars(select(ApiKeyRow).where(ApiKeyRow.prefix == parsed.prefix))).first()
+            key = (
+                await session.scalars(select(ApiKeyRow).where(ApiKeyRow.prefix == parsed.prefix))
+            ).first()
             if key is None or not verify_api_key_secret(parsed.secret, key.secret_hash):
                 raise invalid
-            if key.revoke_time is not None or (key.expire_time is not None and key.expire_time <= now):
+            if key.revoke_time is not None or (
+                key.expire_time is not None and key.expire_time <= now
+            ):
                 raise invalid
             account = await session.get(ServiceAccountRow, key.service_account_id)
             if account is None or account.delete_time is not None:
@@ -544,4 +590,6 @@ class AuthUseCases:
             roles=[],
             permissions=permissions,
         )
-        return IssuedTokens(access_token=access, access_expire_time=access_exp, expires_in=self.access_ttl)
+        return IssuedTokens(
+            access_token=access, access_expire_time=access_exp, expires_in=self.access_ttl
+        )

@@ -48,11 +48,30 @@ async def ensure_user_with_role(
     violations = check_email(email, field="email")
     generated = password is None
     password = password or generate_password()
-    violations += check_password(password, email=email, field="password",
-                                 min_length=ctx.settings.password_min_length)
+    violations += check_password(
+        password, email=email, field="password", min_length=ctx.settings.password_min_length
+    )
     if violations:
         raise InvalidArgument("the bootstrap account is not valid", field_violations=violations)
-    principal_var.set(Principal(subject=SYSTEM_ACTOR, kind=PrincipalKind.SERVICE_ACCOUNT, company_id=str(company_id)))
+    actor = Principal(
+        subject=SYSTEM_ACTOR, kind=PrincipalKind.SERVICE_ACCOUNT, company_id=str(company_id)
+    )
+    token = principal_var.set(actor)
+    try:
+        return await _ensure(ctx, email, password, generated, company_id, role_name, display_name)
+    finally:
+        principal_var.reset(token)
+
+
+async def _ensure(
+    ctx: IdentityContext,
+    email: str,
+    password: str,
+    generated: bool,
+    company_id: uuid.UUID,
+    role_name: str,
+    display_name: str,
+) -> BootstrapResult:
     async with ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
         existing = (await session.scalars(select(UserRow).where(UserRow.email == email))).first()
         role = (
@@ -61,7 +80,9 @@ async def ensure_user_with_role(
             )
         ).first()
         if role is None:
-            raise RuntimeError(f"built-in role {role_name} is missing; start identity once or migrate")
+            raise RuntimeError(
+                f"built-in role {role_name} is missing; start identity once or migrate"
+            )
         if existing is not None:
             user, created = existing, False
         else:
@@ -77,16 +98,27 @@ async def ensure_user_with_role(
             await session.flush()
             created = True
         bound = await session.scalar(
-            select(RoleBindingRow.id).where(RoleBindingRow.user_id == user.id, RoleBindingRow.role_id == role.id)
+            select(RoleBindingRow.id).where(
+                RoleBindingRow.user_id == user.id, RoleBindingRow.role_id == role.id
+            )
         )
         if bound is None:
-            session.add(RoleBindingRow(company_id=user.company_id, user_id=user.id, role_id=role.id))
+            session.add(
+                RoleBindingRow(company_id=user.company_id, user_id=user.id, role_id=role.id)
+            )
         if created or bound is None:
             await ctx.audit.record(
-                session, action="user.bootstrap", entity_type="user", entity_id=user.id,
-                company_id=user.company_id, detail={"role": role_name},
+                session,
+                action="user.bootstrap",
+                entity_type="user",
+                entity_id=user.id,
+                company_id=user.company_id,
+                detail={"role": role_name},
             )
         return BootstrapResult(
-            user_id=user.id, company_id=user.company_id, email=email,
-            password=password if created and generated else None, created=created,
+            user_id=user.id,
+            company_id=user.company_id,
+            email=email,
+            password=password if created and generated else None,
+            created=created,
         )

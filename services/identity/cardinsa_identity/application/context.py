@@ -11,7 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.context import Principal, current_principal
 from cardinsa_foundation.db import Database
-from cardinsa_foundation.errors import InvalidArgument, FieldViolation, NotFound, PermissionDenied, Unauthenticated
+from cardinsa_foundation.errors import (
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 from cardinsa_identity.application.notifier import Notifier
 from cardinsa_identity.application.signing_keys import SigningKeyStore
 from cardinsa_identity.domain.passwords import PasswordHasher
@@ -87,7 +93,9 @@ def target_company(principal: Principal, requested: str, field: str = "company_i
     return uuid.UUID(own)
 
 
-async def roles_and_permissions(session: AsyncSession, user_id: uuid.UUID) -> tuple[list[str], frozenset[str]]:
+async def roles_and_permissions(
+    session: AsyncSession, user_id: uuid.UUID
+) -> tuple[list[str], frozenset[str]]:
     """Role names bound to a user and the permissions they grant (live roles only)."""
     rows = (
         await session.execute(

@@ -15,7 +15,9 @@ from typing import Protocol
 
 
 class Notifier(Protocol):
-    async def send_password_reset(self, *, email: str, token: str, expire_time: datetime) -> None: ...
+    async def send_password_reset(
+        self, *, email: str, token: str, expire_time: datetime
+    ) -> None: ...
 
 
 class FileNotifier:
@@ -41,7 +43,9 @@ class FileNotifier:
         found: list[dict[str, str]] = []
         if not self.directory.exists():
             return found
-        for path in sorted(self.directory.glob("password-reset-*.json"), key=lambda p: p.stat().st_mtime_ns):
+        for path in sorted(
+            self.directory.glob("password-reset-*.json"), key=lambda p: p.stat().st_mtime_ns
+        ):
             data = json.loads(path.read_text())
             if data.get("to") == email:
                 found.append(data)

@@ -94,7 +94,9 @@ class SigningKeyStore:
             try:
                 await self.reconcile()
             except Exception:
-                log.warning("refreshing signing keys failed; keeping the current ones", exc_info=True)
+                log.warning(
+                    "refreshing signing keys failed; keeping the current ones", exc_info=True
+                )
 
     async def reconcile(self, *, publish_new: bool = False) -> SigningKeyRow | None:
         """Apply the rotation plan (creating a key when needed) and reload the cache.
@@ -112,13 +114,17 @@ class SigningKeyStore:
                 session.add(created)
                 rows.append(created)
                 await session.flush()
-            plan = plan_rotation([_record(r) for r in rows], now, self._publish_delay, self._token_ttl)
+            plan = plan_rotation(
+                [_record(r) for r in rows], now, self._publish_delay, self._token_ttl
+            )
             if plan.needs_new_key:
                 # Nothing can sign (all retired): a key must sign at once.
                 created = self._new_row(active=True, now=now)
                 session.add(created)
                 rows.append(created)
-                plan = plan_rotation([_record(r) for r in rows], now, self._publish_delay, self._token_ttl)
+                plan = plan_rotation(
+                    [_record(r) for r in rows], now, self._publish_delay, self._token_ttl
+                )
             by_kid = {r.kid: r for r in rows}
             for record in plan.keys:
                 row = by_kid[record.kid]
@@ -128,9 +134,8 @@ class SigningKeyStore:
                     row.retire_time = record.retire_time
             signer_row = by_kid[plan.signing_kid] if plan.signing_kid else None
             published = [by_kid[kid].public_jwk for kid in plan.published_kids]
-        if signer_row is not None:
-            if self._signer is None or self._signer.kid != signer_row.kid:
-                self._signer = self._cipher.decrypt(signer_row.kid, signer_row.private_key_encrypted)
+        if signer_row is not None and (self._signer is None or self._signer.kid != signer_row.kid):
+            self._signer = self._cipher.decrypt(signer_row.kid, signer_row.private_key_encrypted)
         self._jwks = {"keys": published}
         return created
 
@@ -148,5 +153,7 @@ class SigningKeyStore:
 
     async def list_keys(self) -> list[SigningKeyRow]:
         async with self._db.unit_of_work(company_id=None, cross_tenant=True) as session:
-            rows = await session.scalars(select(SigningKeyRow).order_by(SigningKeyRow.create_time.desc()))
+            rows = await session.scalars(
+                select(SigningKeyRow).order_by(SigningKeyRow.create_time.desc())
+            )
             return list(rows.all())

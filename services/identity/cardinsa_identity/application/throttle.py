@@ -25,7 +25,8 @@ ADDRESS = "address"
 
 _RESERVE = text(
     """
-    INSERT INTO identity.login_throttles AS t (scope, key, failures, window_start, locked_until, lock_count)
+    INSERT INTO identity.login_throttles AS t
+        (scope, key, failures, window_start, locked_until, lock_count)
     VALUES (:scope, :key, 1, :now, NULL, 0)
     ON CONFLICT (scope, key) DO UPDATE SET
         failures = CASE
@@ -111,7 +112,9 @@ async def reserve_attempt(
         if row.failures > policy.limit(scope):
             until = now + policy.lock_length(row.lock_count)
             placed = (
-                await session.execute(_LOCK, {"scope": scope, "key": key, "until": until, "now": now})
+                await session.execute(
+                    _LOCK, {"scope": scope, "key": key, "until": until, "now": now}
+                )
             ).first()
             if placed is not None:
                 newly_locked.append((scope, key))

@@ -9,11 +9,18 @@ exist.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 
-from cardinsa_foundation.errors import AlreadyExists, FailedPrecondition, FieldViolation, InvalidArgument
+from cardinsa_foundation.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+)
 from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec, parse_order_by
 from cardinsa_foundation.models import check_etag
 from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
@@ -79,7 +86,9 @@ class UserUseCases:
         else:
             violations.extend(
                 check_password(
-                    password, email=profile.email, field="password",
+                    password,
+                    email=profile.email,
+                    field="password",
                     min_length=self.ctx.settings.password_min_length,
                 )
             )
@@ -118,13 +127,21 @@ class UserUseCases:
             session.add(user)
             if request_id:
                 session.add(
-                    IdempotencyRow(company_id=company, method=CREATE_USER, request_id=request_id,
-                                   resource_id=str(user.id))
+                    IdempotencyRow(
+                        company_id=company,
+                        method=CREATE_USER,
+                        request_id=request_id,
+                        resource_id=str(user.id),
+                    )
                 )
             await session.flush()
             await self.ctx.audit.record(
-                session, action="user.create", entity_type="user", entity_id=user.id,
-                company_id=company, changed_fields=sorted(PROFILE_FIELDS),
+                session,
+                action="user.create",
+                entity_type="user",
+                entity_id=user.id,
+                company_id=company,
+                changed_fields=sorted(PROFILE_FIELDS),
             )
         return user, []
 
@@ -151,7 +168,7 @@ class UserUseCases:
             roles, _ = await roles_and_permissions(session, user.id)
             return user, roles
 
-    async def list(
+    async def list_users(
         self,
         *,
         page_size: int,
@@ -165,7 +182,7 @@ class UserUseCases:
         company = target_company(principal, company_id)
         condition = USER_FILTER.parse(filter)
         order = parse_order_by(order_by, USER_ORDER, default=DEFAULT_USER_ORDER)
-        stmt: Select[tuple[UserRow]] = select(UserRow).where(UserRow.company_id == company)
+        stmt = select(UserRow).where(UserRow.company_id == company)
         if not show_deleted:
             stmt = stmt.where(UserRow.delete_time.is_(None))
         if condition is not None:
@@ -175,23 +192,34 @@ class UserUseCases:
         )
         async with self.ctx.db.unit_of_work(company_id=company) as session:
             return await paginate(
-                session, stmt, order=order, page_size=page_size, page_token=page_token,
-                fingerprint=fingerprint, secret=self.ctx.settings.page_token_secret,
+                session,
+                stmt,
+                order=order,
+                page_size=page_size,
+                page_token=page_token,
+                fingerprint=fingerprint,
+                secret=self.ctx.settings.page_token_secret,
             )
 
-    async def update(self, user_id: str, profile: UserProfile, mask: list[str], etag: str) -> tuple[UserRow, list[str]]:
+    async def update(
+        self, user_id: str, profile: UserProfile, mask: list[str], etag: str
+    ) -> tuple[UserRow, list[str]]:
         principal = require_principal()
         if not mask:
             raise InvalidArgument(
-                "update_mask is required", field_violations=[FieldViolation("update_mask", "required")]
+                "update_mask is required",
+                field_violations=[FieldViolation("update_mask", "required")],
             )
         unknown = [path for path in mask if path not in PROFILE_FIELDS]
         if unknown:
             raise InvalidArgument(
                 "update_mask names fields that cannot be updated",
                 field_violations=[
-                    FieldViolation("update_mask", f"'{path}' cannot be updated; updatable: "
-                                   + ", ".join(sorted(PROFILE_FIELDS)))
+                    FieldViolation(
+                        "update_mask",
+                        f"'{path}' cannot be updated; updatable: "
+                        + ", ".join(sorted(PROFILE_FIELDS)),
+                    )
                     for path in unknown
                 ],
             )
@@ -205,12 +233,16 @@ class UserUseCases:
         ) as session:
             user = await self._get_scoped(session, company, user_id, lock=True)
             check_etag(user, etag)
-            if "email" in mask and profile.email != user.email:
-                if await self._email_taken(profile.email):
-                    raise AlreadyExists(
-                        "a user with this email already exists", reason="EMAIL_TAKEN",
-                        field_violations=[FieldViolation("user.email", "already in use")],
-                    )
+            if (
+                "email" in mask
+                and profile.email != user.email
+                and await self._email_taken(profile.email)
+            ):
+                raise AlreadyExists(
+                    "a user with this email already exists",
+                    reason="EMAIL_TAKEN",
+                    field_violations=[FieldViolation("user.email", "already in use")],
+                )
             changed = []
             for path in mask:
                 value = getattr(profile, path)
@@ -220,8 +252,12 @@ class UserUseCases:
             if changed:
                 await session.flush()
                 await self.ctx.audit.record(
-                    session, action="user.update", entity_type="user", entity_id=user.id,
-                    company_id=user.company_id, changed_fields=changed,
+                    session,
+                    action="user.update",
+                    entity_type="user",
+                    entity_id=user.id,
+                    company_id=user.company_id,
+                    changed_fields=changed,
                 )
             roles, _ = await roles_and_permissions(session, user.id)
             return user, roles
@@ -246,7 +282,13 @@ class UserUseCases:
         return user
 
     async def _mutate(
-        self, user_id: str, etag: str, action: str, apply: object, *, reason: str = ""
+        self,
+        user_id: str,
+        etag: str,
+        action: str,
+        apply: Callable[[UserRow], dict[str, Any]],
+        *,
+        reason: str = "",
     ) -> tuple[UserRow, list[str]]:
         principal = require_principal()
         company = target_company(principal, "") if not principal.is_platform_admin else None
@@ -255,25 +297,38 @@ class UserUseCases:
         ) as session:
             user = await self._get_scoped(session, company, user_id, lock=True)
             check_etag(user, etag)
-            assert callable(apply)
-            detail: dict[str, object] = apply(user) or {}
+            detail = apply(user) or {}
             if reason:
                 detail["reason"] = reason[:500]
             if detail.pop("revoke", False):
                 detail["sessions_revoked"] = await revoke_user_sessions(session, user.id, action)
             await session.flush()
             await self.ctx.audit.record(
-                session, action=f"user.{action}", entity_type="user", entity_id=user.id,
-                company_id=user.company_id, changed_fields=detail.pop("changed", []), detail=detail,
+                session,
+                action=f"user.{action}",
+                entity_type="user",
+                entity_id=user.id,
+                company_id=user.company_id,
+                changed_fields=detail.pop("changed", []),
+                detail=detail,
             )
             roles, _ = await roles_and_permissions(session, user.id)
             return user, roles
 
-    async def transition(self, user_id: str, action: UserAction, etag: str, reason: str = "") -> tuple[UserRow, list[str]]:
-        def apply(user: UserRow) -> dict[str, object]:
+    async def transition(
+        self, user_id: str, action: UserAction, etag: str, reason: str = ""
+    ) -> tuple[UserRow, list[str]]:
+        def apply(user: UserRow) -> dict[str, Any]:
+            if action is UserAction.UNLOCK and user.state == UserState.ACTIVE:
+                # Not locked by an admin, perhaps by failed logins: clearing
+                # that temporary lock is what the caller wants.
+                return {"cleared": "login_lock"}
             new_state = transition(UserState(user.state), action)
-            detail: dict[str, object] = {"from_state": user.state, "to_state": new_state.value,
-                                         "changed": ["state"]}
+            detail: dict[str, Any] = {
+                "from_state": user.state,
+                "to_state": new_state.value,
+                "changed": ["state"],
+            }
             user.state = new_state.value
             if revokes_sessions(action):
                 detail["revoke"] = True
@@ -291,7 +346,7 @@ class UserUseCases:
             await throttle.clear(session, throttle.ACCOUNT, email)
 
     async def delete(self, user_id: str, etag: str) -> tuple[UserRow, list[str]]:
-        def apply(user: UserRow) -> dict[str, object]:
+        def apply(user: UserRow) -> dict[str, Any]:
             if user.delete_time is None:
                 user.soft_delete()
             return {"changed": ["delete_time"], "revoke": True}
@@ -299,10 +354,12 @@ class UserUseCases:
         return await self._mutate(user_id, etag, "delete", apply)
 
     async def undelete(self, user_id: str, etag: str) -> tuple[UserRow, list[str]]:
-        def apply(user: UserRow) -> dict[str, object]:
+        def apply(user: UserRow) -> dict[str, Any]:
             if user.delete_time is None:
                 raise FailedPrecondition(
-                    "the user is not deleted", reason="NOT_DELETED", metadata={"user_id": str(user.id)}
+                    "the user is not deleted",
+                    reason="NOT_DELETED",
+                    metadata={"user_id": str(user.id)},
                 )
             user.undelete()
             return {"changed": ["delete_time"]}
@@ -327,8 +384,13 @@ class UserUseCases:
                 )
             fingerprint = query_fingerprint(parent=str(user.id), show_revoked=show_revoked)
             return await paginate(
-                session, stmt, order=[OrderTerm(SessionRow.create_time, True)], page_size=page_size,
-                page_token=page_token, fingerprint=fingerprint, secret=self.ctx.settings.page_token_secret,
+                session,
+                stmt,
+                order=[OrderTerm(SessionRow.create_time, True)],
+                page_size=page_size,
+                page_token=page_token,
+                fingerprint=fingerprint,
+                secret=self.ctx.settings.page_token_secret,
             )
 
     async def revoke_session(self, user_id: str, session_id: str) -> None:
@@ -346,7 +408,10 @@ class UserUseCases:
                 family.revoke_time = datetime.now(UTC)
                 family.revoke_reason = "revoked_by_admin"
                 await self.ctx.audit.record(
-                    session, action="session.revoke", entity_type="session", entity_id=family.id,
-                    company_id=family.company_id, detail={"user_id": str(user.id), "reason": "admin"},
+                    session,
+                    action="session.revoke",
+                    entity_type="session",
+                    entity_id=family.id,
+                    company_id=family.company_id,
+                    detail={"user_id": str(user.id), "reason": "admin"},
                 )
-

@@ -35,15 +35,21 @@ class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
     def __init__(self, auth: AuthUseCases) -> None:
         self.auth = auth
 
-    async def Login(self, request: auth_service_pb2.LoginRequest, context: Any) -> auth_service_pb2.TokenPair:
-        return tokens_to_proto(await self.auth.login(request.email, request.password, _user_agent(context)))
+    async def Login(
+        self, request: auth_service_pb2.LoginRequest, context: Any
+    ) -> auth_service_pb2.TokenPair:
+        return tokens_to_proto(
+            await self.auth.login(request.email, request.password, _user_agent(context))
+        )
 
     async def RefreshToken(
         self, request: auth_service_pb2.RefreshTokenRequest, context: Any
     ) -> auth_service_pb2.TokenPair:
         return tokens_to_proto(await self.auth.refresh(request.refresh_token))
 
-    async def Logout(self, request: auth_service_pb2.LogoutRequest, context: Any) -> empty_pb2.Empty:
+    async def Logout(
+        self, request: auth_service_pb2.LogoutRequest, context: Any
+    ) -> empty_pb2.Empty:
         await self.auth.logout(request.refresh_token)
         return empty_pb2.Empty()
 
@@ -75,7 +81,9 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
     def __init__(self, users: UserUseCases) -> None:
         self.users = users
 
-    async def CreateUser(self, request: user_service_pb2.CreateUserRequest, context: Any) -> resources_pb2.User:
+    async def CreateUser(
+        self, request: user_service_pb2.CreateUserRequest, context: Any
+    ) -> resources_pb2.User:
         user, roles = await self.users.create(
             profile_from_proto(request.user),
             request.password,
@@ -84,13 +92,15 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
         )
         return user_to_proto(user, roles)
 
-    async def GetUser(self, request: user_service_pb2.GetUserRequest, context: Any) -> resources_pb2.User:
+    async def GetUser(
+        self, request: user_service_pb2.GetUserRequest, context: Any
+    ) -> resources_pb2.User:
         return user_to_proto(*await self.users.get(request.user_id))
 
     async def ListUsers(
         self, request: user_service_pb2.ListUsersRequest, context: Any
     ) -> user_service_pb2.ListUsersResponse:
-        page = await self.users.list(
+        page = await self.users.list_users(
             page_size=request.page_size,
             page_token=request.page_token,
             filter=request.filter,
@@ -102,7 +112,9 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
             users=[user_to_proto(u, []) for u in page.items], next_page_token=page.next_page_token
         )
 
-    async def UpdateUser(self, request: user_service_pb2.UpdateUserRequest, context: Any) -> resources_pb2.User:
+    async def UpdateUser(
+        self, request: user_service_pb2.UpdateUserRequest, context: Any
+    ) -> resources_pb2.User:
         user, roles = await self.users.update(
             request.user.id,
             profile_from_proto(request.user),
@@ -111,7 +123,9 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
         )
         return user_to_proto(user, roles)
 
-    async def DeleteUser(self, request: user_service_pb2.DeleteUserRequest, context: Any) -> resources_pb2.User:
+    async def DeleteUser(
+        self, request: user_service_pb2.DeleteUserRequest, context: Any
+    ) -> resources_pb2.User:
         return user_to_proto(*await self.users.delete(request.user_id, request.etag))
 
     async def UndeleteUser(
@@ -119,25 +133,37 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
     ) -> resources_pb2.User:
         return user_to_proto(*await self.users.undelete(request.user_id, request.etag))
 
-    async def LockUser(self, request: user_service_pb2.LockUserRequest, context: Any) -> resources_pb2.User:
+    async def LockUser(
+        self, request: user_service_pb2.LockUserRequest, context: Any
+    ) -> resources_pb2.User:
         return user_to_proto(
-            *await self.users.transition(request.user_id, UserAction.LOCK, request.etag, request.reason)
+            *await self.users.transition(
+                request.user_id, UserAction.LOCK, request.etag, request.reason
+            )
         )
 
-    async def UnlockUser(self, request: user_service_pb2.UnlockUserRequest, context: Any) -> resources_pb2.User:
-        return user_to_proto(*await self.users.transition(request.user_id, UserAction.UNLOCK, request.etag))
+    async def UnlockUser(
+        self, request: user_service_pb2.UnlockUserRequest, context: Any
+    ) -> resources_pb2.User:
+        return user_to_proto(
+            *await self.users.transition(request.user_id, UserAction.UNLOCK, request.etag)
+        )
 
     async def DeactivateUser(
         self, request: user_service_pb2.DeactivateUserRequest, context: Any
     ) -> resources_pb2.User:
         return user_to_proto(
-            *await self.users.transition(request.user_id, UserAction.DEACTIVATE, request.etag, request.reason)
+            *await self.users.transition(
+                request.user_id, UserAction.DEACTIVATE, request.etag, request.reason
+            )
         )
 
     async def ReactivateUser(
         self, request: user_service_pb2.ReactivateUserRequest, context: Any
     ) -> resources_pb2.User:
-        return user_to_proto(*await self.users.transition(request.user_id, UserAction.REACTIVATE, request.etag))
+        return user_to_proto(
+            *await self.users.transition(request.user_id, UserAction.REACTIVATE, request.etag)
+        )
 
     async def ListSessions(
         self, request: user_service_pb2.ListSessionsRequest, context: Any
@@ -152,6 +178,8 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
             sessions=[session_to_proto(s) for s in page.items], next_page_token=page.next_page_token
         )
 
-    async def RevokeSession(self, request: user_service_pb2.RevokeSessionRequest, context: Any) -> empty_pb2.Empty:
+    async def RevokeSession(
+        self, request: user_service_pb2.RevokeSessionRequest, context: Any
+    ) -> empty_pb2.Empty:
         await self.users.revoke_session(request.user_id, request.session_id)
         return empty_pb2.Empty()

@@ -57,7 +57,7 @@ def user_to_proto(user: UserRow, roles: list[str]) -> resources_pb2.User:
         display_name=user.display_name,
         phone=user.phone,
         locale=user.locale,
-        state=resources_pb2.User.State.Value(user.state),
+        state=user.state,  # the enum value's name
         last_login_time=timestamp(user.last_login_time),
         create_time=timestamp(user.create_time),
         update_time=timestamp(user.update_time),
@@ -100,7 +100,7 @@ def tokens_to_proto(tokens: IssuedTokens) -> auth_service_pb2.TokenPair:
         access_token_expire_time=timestamp(tokens.access_expire_time),
         refresh_token=tokens.refresh_token,
         refresh_token_expire_time=timestamp(tokens.refresh_expire_time),
-        token_type="Bearer",
+        token_type="Bearer",  # noqa: S106 - the scheme name, not a secret
         expires_in=expires_in,
         session_id=tokens.session_id,
     )
@@ -161,7 +161,7 @@ def signing_key_to_proto(row: SigningKeyRow) -> resources_pb2.SigningKey:
     return resources_pb2.SigningKey(
         kid=row.kid,
         algorithm=row.algorithm,
-        state=resources_pb2.SigningKey.State.Value(row.state),
+        state=row.state,  # the enum value's name
         create_time=timestamp(row.create_time),
         activate_time=timestamp(row.activate_time),
         retire_time=timestamp(row.retire_time),

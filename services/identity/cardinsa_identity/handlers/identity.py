@@ -15,12 +15,16 @@ from cardinsa_identity.handlers.convert import audit_event_to_proto, signing_key
 
 
 class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
-    def __init__(self, ctx: IdentityContext, info: ServerInfoProvider, audit: AuditLogUseCases) -> None:
+    def __init__(
+        self, ctx: IdentityContext, info: ServerInfoProvider, audit: AuditLogUseCases
+    ) -> None:
         self.ctx = ctx
         self.info = info
         self.audit = audit
         self._permissions = identity_service_pb2.ListPermissionsResponse(
-            permissions=[resources_pb2.Permission(name=p.name, description=p.description) for p in CATALOGUE]
+            permissions=[
+                resources_pb2.Permission(name=p.name, description=p.description) for p in CATALOGUE
+            ]
         )
 
     async def GetServerInfo(
@@ -28,8 +32,12 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     ) -> common_pb2.ServerInfo:
         return await self.info.build_message()
 
-    async def GetJwks(self, request: identity_service_pb2.GetJwksRequest, context: Any) -> identity_service_pb2.Jwks:
-        return identity_service_pb2.Jwks(keys=[resources_pb2.Jwk(**jwk) for jwk in self.ctx.keys.jwks()["keys"]])
+    async def GetJwks(
+        self, request: identity_service_pb2.GetJwksRequest, context: Any
+    ) -> identity_service_pb2.Jwks:
+        return identity_service_pb2.Jwks(
+            keys=[resources_pb2.Jwk(**jwk) for jwk in self.ctx.keys.jwks()["keys"]]
+        )
 
     async def ListPermissions(
         self, request: identity_service_pb2.ListPermissionsRequest, context: Any
@@ -40,7 +48,9 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
         self, request: identity_service_pb2.ListSigningKeysRequest, context: Any
     ) -> identity_service_pb2.ListSigningKeysResponse:
         rows = await self.ctx.keys.list_keys()
-        return identity_service_pb2.ListSigningKeysResponse(signing_keys=[signing_key_to_proto(r) for r in rows])
+        return identity_service_pb2.ListSigningKeysResponse(
+            signing_keys=[signing_key_to_proto(r) for r in rows]
+        )
 
     async def RotateSigningKey(
         self, request: identity_service_pb2.RotateSigningKeyRequest, context: Any
@@ -56,7 +66,10 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
         assert created is not None
         async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
             await self.ctx.audit.record(
-                session, action="signing_key.rotate", entity_type="signing_key", entity_id=created.kid,
+                session,
+                action="signing_key.rotate",
+                entity_type="signing_key",
+                entity_id=created.kid,
                 company_id=None,
             )
         return signing_key_to_proto(created)
@@ -71,5 +84,6 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
             company_id=request.company_id,
         )
         return identity_service_pb2.ListAuditEventsResponse(
-            audit_events=[audit_event_to_proto(e) for e in page.items], next_page_token=page.next_page_token
+            audit_events=[audit_event_to_proto(e) for e in page.items],
+            next_page_token=page.next_page_token,
         )

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 from cardinsa_foundation.audit import append_only_ddl
 from cardinsa_foundation.db import CROSS_TENANT_SETTING, TENANT_SETTING, tenant_isolation_ddl
 from cardinsa_foundation.migrations import grant_app_role_ddl
-from sqlalchemy.dialects import postgresql
 
 revision: str = "identity_0001"
 down_revision: str | None = None

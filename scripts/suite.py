@@ -1,0 +1,211 @@
+"""`make up`: the whole suite on one machine, stopped cleanly by Ctrl-C.
+
+1. PostgreSQL: CARDINSA_DATABASE_URL (or DATABASE_URL) when set, else the
+   embedded server in .data/postgres (reused across runs);
+2. migrations of every service (as the owner role);
+3. the services as child processes (``--workers N`` each), connected as the
+   non-owner role ``cardinsa_app`` so row-level security applies;
+4. waits until every gRPC health check is SERVING, with progress;
+5. seeds the demo company's admin (credentials printed once, when created);
+6. prints the endpoints and how to try them.
+
+Every child is stopped by its PID on Ctrl-C, SIGTERM or any failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from cardinsa_foundation.config import PROJECT_ROOT, Environment
+from cardinsa_foundation.local_postgres import LocalPostgres
+from cardinsa_identity.main import app_role_url
+from cardinsa_identity.settings import IdentitySettings
+
+DEMO_COMPANY_FILE = PROJECT_ROOT / ".data" / "demo-company-id"
+
+
+@dataclass
+class Service:
+    name: str
+    module: str
+    cli: str
+    port: int
+
+
+def say(message: str) -> None:
+    print(f"[cardinsa] {message}", flush=True)
+
+
+def demo_company_id() -> str:
+    DEMO_COMPANY_FILE.parent.mkdir(parents=True, exist_ok=True)
+    if DEMO_COMPANY_FILE.exists():
+        return DEMO_COMPANY_FILE.read_text().strip()
+    company = str(uuid.uuid4())
+    DEMO_COMPANY_FILE.write_text(company + "\n")
+    return company
+
+
+async def wait_serving(address: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{address} did not become SERVING within {timeout_s:.0f} s")
+            await asyncio.sleep(0.2)
+
+
+def run_checked(args: list[str], env: dict[str, str], what: str) -> str:
+    done = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout + done.stderr)
+        raise SystemExit(f"{what} failed (exit {done.returncode})")
+    return done.stdout
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="make up", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=1, help="worker processes per service")
+    parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for health")
+    args = parser.parse_args()
+
+    settings = IdentitySettings()
+    services = [
+        Service(
+            "identity", "cardinsa_identity.main", "cardinsa_identity.cli", settings.identity_port
+        )
+    ]
+    embedded: LocalPostgres | None = None
+    children: list[subprocess.Popen[bytes]] = []
+    stopping = False
+
+    def stop_all(*_: object) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        say("stopping…")
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + settings.grace_period_s + 5
+        for child in children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        if embedded is not None and embedded.started_here:
+            say("stopping the embedded PostgreSQL")
+            embedded.stop()
+        say("stopped")
+
+    def interrupted(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    try:
+        env = dict(os.environ)
+        configured = settings.database_url
+        if configured is None:
+            if settings.environment is Environment.PRODUCTION:
+                raise SystemExit("CARDINSA_DATABASE_URL must be set in production")
+            say(
+                f"starting the embedded PostgreSQL ({settings.embedded_postgres_dir}, "
+                f"port {settings.embedded_postgres_port})"
+            )
+            embedded = LocalPostgres(
+                settings.embedded_postgres_dir, settings.embedded_postgres_port
+            )
+            embedded.start()
+            admin_url = embedded.admin_url()
+            env["CARDINSA_DATABASE_ADMIN_URL"] = admin_url
+            env["CARDINSA_DATABASE_URL"] = app_role_url(admin_url)
+        else:
+            say("using the configured database")
+        env.setdefault("CARDINSA_LOG_JSON", "true")
+
+        for service in services:
+            say(f"migrating {service.name}")
+            run_checked(
+                [sys.executable, "-m", service.cli, "migrate"], env, f"migrating {service.name}"
+            )
+
+        for service in services:
+            say(f"starting {service.name} on 127.0.0.1:{service.port} ({args.workers} worker(s))")
+            child = subprocess.Popen(
+                [sys.executable, "-m", service.module, "--workers", str(args.workers)], env=env
+            )
+            children.append(child)
+
+        for service in services:
+            for index in range(args.workers):
+                address = f"127.0.0.1:{service.port + index}"
+                say(f"waiting for {service.name} at {address} …")
+                asyncio.run(wait_serving(address, args.timeout))
+                say(f"{service.name} at {address} is SERVING")
+
+        company = demo_company_id()
+        say("seeding the demo company admin")
+        print(
+            run_checked(
+                [
+                    sys.executable,
+                    "-m",
+                    "cardinsa_identity.cli",
+                    "seed-demo",
+                    "--company-id",
+                    company,
+                ],
+                env,
+                "seeding the demo company",
+            ).rstrip()
+        )
+        identity = f"127.0.0.1:{settings.identity_port}"
+        say("ready")
+        print(
+            f"""
+  identity  grpc://{identity}   (health, reflection: grpcurl -plaintext {identity} list)
+  metrics   http://127.0.0.1:{settings.identity_metrics_port}/metrics
+
+  Try it:
+    .venv/bin/grpcurl -plaintext {identity} list
+    .venv/bin/grpcurl -plaintext -d '{{"email": "<demo admin email>", "password": "<password>"}}' \\
+        {identity} cardinsa.identity.v1.AuthService/Login
+
+  Ctrl-C stops everything.
+""",
+            flush=True,
+        )
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        failed = [c for c in children if c.poll() not in (None, 0)]
+        if failed:
+            say("a service exited unexpectedly; stopping the rest")
+            return 1
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
