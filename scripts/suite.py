@@ -101,6 +101,10 @@ def main() -> int:
         if stopping:
             return
         stopping = True
+        # Ctrl-C reaches every process of the terminal's group at once; further
+        # signals must not cut the orderly stop short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         say("stopping…")
         for child in children:
             if child.poll() is None:

@@ -37,6 +37,33 @@ _MAX_PARALLEL_SESSIONS = 16
 _owns_embedded_server = False
 
 
+GENERATED_STAMP = PROJECT_ROOT / "gen" / ".stamp"
+PROTO_INPUTS = [
+    PROJECT_ROOT / "protos",
+    PROJECT_ROOT / "third_party",
+    PROJECT_ROOT / "buf.yaml",
+    PROJECT_ROOT / "scripts" / "codegen.py",
+]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to test against generated code older than the protos it came from."""
+    newest = max(
+        (
+            p.stat().st_mtime
+            for root in PROTO_INPUTS
+            for p in ([root] if root.is_file() else root.rglob("*"))
+            if p.is_file()
+        ),
+        default=0.0,
+    )
+    if not GENERATED_STAMP.exists() or GENERATED_STAMP.stat().st_mtime < newest:
+        pytest.exit(
+            "generated code is missing or older than protos/: run `make proto` (make test does)",
+            returncode=4,
+        )
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark everything under tests/integration (before ``-m`` deselects)."""

@@ -20,7 +20,7 @@ from typing import Any
 import jwt
 
 from cardinsa_foundation.context import Principal, PrincipalKind
-from cardinsa_foundation.errors import Unauthenticated
+from cardinsa_foundation.errors import CardinsaError, Unauthenticated, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class JwksCache:
         self._keys: dict[str, _Key] = {}
         self._fetched_at = float("-inf")
         self._lock = asyncio.Lock()
+        self._last_fetch_failed = False
         self.on_refresh: Callable[[frozenset[str]], None] | None = None
 
     @property
@@ -78,12 +79,20 @@ class JwksCache:
         if key is not None and now - self._fetched_at < self._ttl_s:
             return key
         if key is None and now - self._fetched_at < self._min_refetch_interval_s:
-            raise _unauthenticated("UNKNOWN_SIGNING_KEY")
+            raise self._unknown_key()
         await self.refresh(force=key is None)
         key = self._keys.get(kid)
         if key is None:
-            raise _unauthenticated("UNKNOWN_SIGNING_KEY")
+            raise self._unknown_key()
         return key
+
+    def _unknown_key(self) -> CardinsaError:
+        if not self._keys and self._last_fetch_failed:
+            # Not the caller's fault: we cannot verify anything until identity answers.
+            return Unavailable(
+                "token verification is unavailable, retry later", reason="JWKS_UNAVAILABLE"
+            )
+        return _unauthenticated("UNKNOWN_SIGNING_KEY")
 
     async def refresh(self, *, force: bool = False) -> None:
         async with self._lock:
@@ -100,9 +109,11 @@ class JwksCache:
                 # kid is refused until identity answers again.
                 log.warning("fetching the JWKS failed", exc_info=True)
                 self._fetched_at = now - self._ttl_s + self._min_refetch_interval_s
+                self._last_fetch_failed = True
                 return
             self._keys = _parse_jwks(document)
             self._fetched_at = now
+            self._last_fetch_failed = False
         if self.on_refresh is not None:
             self.on_refresh(self.kids)
 
@@ -232,3 +243,23 @@ def bearer_token(metadata: Mapping[str, str]) -> str | None:
             "MALFORMED_AUTHORIZATION_HEADER", "use 'authorization: Bearer <token>'"
         )
     return token.strip()
+
+
+def identity_jwks_fetcher(channel: Any, *, timeout_s: float = 2.0) -> JwksFetcher:
+    """A JWKS source that asks identity over gRPC (``IdentityService/GetJwks``).
+
+    ``channel`` is a ``grpc.aio.Channel`` to identity; the call is public, has a
+    deadline, and is retried by :class:`JwksCache` only as its TTL and the
+    unknown-``kid`` rule allow. Used by every service except identity itself.
+    """
+    from google.protobuf.json_format import MessageToDict
+
+    from cardinsa.identity.v1 import identity_service_pb2, identity_service_pb2_grpc
+
+    stub = identity_service_pb2_grpc.IdentityServiceStub(channel)  # type: ignore[no-untyped-call]
+
+    async def fetch() -> Mapping[str, Any]:
+        reply = await stub.GetJwks(identity_service_pb2.GetJwksRequest(), timeout=timeout_s)
+        return MessageToDict(reply, preserving_proto_field_name=True)
+
+    return fetch

@@ -34,7 +34,12 @@ from grpc.aio import ServicerContext
 
 from cardinsa_foundation import metrics
 from cardinsa_foundation.auth import TokenVerifier, bearer_token
-from cardinsa_foundation.authorization import Access, MethodRule, rule_for_path
+from cardinsa_foundation.authorization import (
+    INFRASTRUCTURE_SERVICES,
+    Access,
+    MethodRule,
+    rule_for_path,
+)
 from cardinsa_foundation.context import (
     Principal,
     client_address_var,
@@ -141,6 +146,13 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         verifier = self._verifier
         principal_check = self._principal_check
         needs_token = rule.access is not Access.PUBLIC
+        # Health probes arrive every second from load balancers: count them,
+        # but keep them out of the INFO access log.
+        log_level = (
+            logging.DEBUG
+            if method[1:].split("/", 1)[0] in INFRASTRUCTURE_SERVICES
+            else logging.INFO
+        )
 
         async def call(request: Any, context: ServicerContext) -> Any:
             started = time.perf_counter()
@@ -183,7 +195,8 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 in_flight.__exit__(None, None, None)
                 elapsed = time.perf_counter() - started
                 metrics.observe_rpc(method, code, elapsed)
-                access_log.info(
+                access_log.log(
+                    log_level,
                     "rpc",
                     extra={"code": code, "duration_ms": round(elapsed * 1000, 3)},
                 )

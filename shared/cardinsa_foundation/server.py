@@ -220,9 +220,12 @@ class GrpcServer:
         try:
             await stop.wait()
         finally:
+            # Handlers stay installed while stopping: a second Ctrl-C (or the
+            # supervisor's SIGTERM after the terminal's SIGINT) must not kill
+            # the process half-way through the drain.
+            await self.stop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
-            await self.stop()
 
 
 def worker_index() -> int | None:
