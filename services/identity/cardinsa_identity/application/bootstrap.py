@@ -58,13 +58,22 @@ async def ensure_user_with_role(
     )
     token = principal_var.set(actor)
     try:
-        return await _ensure(ctx, email, password, generated, company_id, role_name, display_name)
+        return await _ensure(
+            ctx,
+            email=email,
+            password=password,
+            generated=generated,
+            company_id=company_id,
+            role_name=role_name,
+            display_name=display_name,
+        )
     finally:
         principal_var.reset(token)
 
 
 async def _ensure(
     ctx: IdentityContext,
+    *,
     email: str,
     password: str,
     generated: bool,
@@ -90,7 +99,7 @@ async def _ensure(
                 id=uuid.uuid4(),
                 company_id=company_id,
                 email=email,
-                display_name=display_name or email.split("@")[0],
+                display_name=display_name or email.split("@", maxsplit=1)[0],
                 state=UserState.ACTIVE.value,
                 password_hash=await ctx.hasher.hash_password_async(password),
             )
