@@ -264,6 +264,7 @@ async def test_call_without_token_is_refused(running: dict[str, Any]) -> None:
     details = details_of(caught.value)
     assert details["ErrorInfo"].reason == "MISSING_TOKEN"
     assert details["RequestInfo"].request_id == "req-1"
+    assert dict(caught.value.trailing_metadata())["x-request-id"] == "req-1"
 
 
 @pytest.mark.parametrize(
@@ -338,21 +339,21 @@ async def test_allowed_call_sees_tenant_from_token_and_returns_request_id(
     )
     user = await call
     assert user.company_id == company  # never the header's
-    initial = dict(await call.initial_metadata())
-    assert initial["x-request-id"] == "trace-42"
+    trailing = dict(await call.trailing_metadata())
+    assert trailing["x-request-id"] == "trace-42"
 
     generated = stub.GetUser(
         user_service_pb2.GetUserRequest(user_id=KNOWN_USER), metadata=bearer(token)
     )
     await generated
-    assert uuid.UUID(dict(await generated.initial_metadata())["x-request-id"])
+    assert uuid.UUID(dict(await generated.trailing_metadata())["x-request-id"])
 
     malformed = stub.GetUser(
         user_service_pb2.GetUserRequest(user_id=KNOWN_USER),
         metadata=bearer(token, "bad id with spaces"),
     )
     await malformed
-    assert dict(await malformed.initial_metadata())["x-request-id"] != "bad id with spaces"
+    assert dict(await malformed.trailing_metadata())["x-request-id"] != "bad id with spaces"
 
 
 async def test_error_details_arrive_intact(running: dict[str, Any]) -> None:
