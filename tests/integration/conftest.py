@@ -1,4 +1,5 @@
-"""A real identity server on 127.0.0.1 over a real, migrated PostgreSQL.
+"""Servers shared by the integration suites: a real identity server on 127.0.0.1
+over a real, migrated PostgreSQL (company and core tests need its tokens too).
 
 Session-scoped: migrating and starting once keeps the suite fast; tests create
 their own users (unique emails) so they do not depend on each other.
