@@ -38,6 +38,7 @@ PLATFORM_ONLY = {
     "companies.reactivate",
     "companies.close",
     "companies.delete",
+    "companies.get_status",
 }
 ADMIN = BUILT_IN_ROLES[COMPANY_ADMIN_ROLE].permissions
 NOW = datetime(2030, 1, 1, tzinfo=UTC)

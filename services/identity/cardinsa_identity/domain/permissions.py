@@ -125,6 +125,11 @@ def _build_catalogue() -> tuple[Permission, ...]:
         Permission("companies.suspend", "Suspend a company: its users and keys stop working"),
         Permission("companies.reactivate", "Reactivate a suspended company"),
         Permission("companies.close", "Close a company for good"),
+        Permission(
+            "companies.get_status",
+            "Read whether any company may act, with its currency, time zone and locale "
+            "(for the platform's service accounts; not limited to the caller's company)",
+        ),
         *_crud("departments", "department", "departments"),
         *_crud("units", "unit", "units"),
         # --- core: policyholders and products -------------------------------------
@@ -241,6 +246,7 @@ def _names(*names: str) -> frozenset[str]:
 # whole platform's trust root, and creating, suspending, reactivating, closing or
 # deleting a company are the platform's decisions about a tenant (a company admin
 # who could reactivate their own suspended company would make suspension moot).
+# Reading any company's status is the platform services' view across tenants.
 _PLATFORM_ONLY = frozenset(
     {
         "signing_keys.list",
@@ -250,6 +256,7 @@ _PLATFORM_ONLY = frozenset(
         "companies.reactivate",
         "companies.close",
         "companies.delete",
+        "companies.get_status",
     }
 )
 
