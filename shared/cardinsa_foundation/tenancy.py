@@ -1,0 +1,153 @@
+"""Is this tenant allowed to act? Asked of the company service, cached briefly.
+
+Every service refuses calls from a principal whose company is not ACTIVE
+(suspended or closed). The answer comes from the company service over gRPC
+(``CompanyService/GetCompanyStatus``), authenticated as a service account, with
+a deadline; it is cached for ``ttl_s`` seconds, so a suspension takes effect
+everywhere within ``ttl_s`` (plus the duration of calls already running) —
+that is the documented bound. An unknown company is refused like a suspended
+one. When the company service cannot be reached and no cached answer exists,
+calls fail with UNAVAILABLE rather than being let through.
+
+Service-to-service credentials live here too: a service account's access
+token, obtained from identity with an API key and renewed before it expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cardinsa_foundation.context import Principal
+from cardinsa_foundation.errors import NotFound, PermissionDenied, Unavailable
+
+ACTIVE = "ACTIVE"
+
+
+@dataclass(frozen=True, slots=True)
+class TenantStatus:
+    company_id: str
+    state: str
+    default_currency: str = ""
+    time_zone: str = ""
+    locale: str = ""
+
+
+# Fetches a company's status; raises NotFound for an unknown company.
+StatusFetcher = Callable[[str], Awaitable[TenantStatus]]
+
+
+def tenant_inactive(company_id: str, state: str) -> PermissionDenied:
+    return PermissionDenied(
+        "the company is not active; its users cannot act",
+        reason="TENANT_NOT_ACTIVE",
+        metadata={"company_id": company_id, "state": state},
+    )
+
+
+class TenantStatusCache:
+    def __init__(
+        self, fetch: StatusFetcher, *, ttl_s: float = 10.0, max_entries: int = 10_000
+    ) -> None:
+        self._fetch = fetch
+        self.ttl_s = ttl_s
+        self._max_entries = max_entries
+        self._entries: dict[str, tuple[float, TenantStatus | None]] = {}
+        self._inflight: dict[str, asyncio.Future[TenantStatus | None]] = {}
+
+    async def status(self, company_id: str) -> TenantStatus | None:
+        """The company's status (None: no such company), at most ``ttl_s`` old."""
+        now = time.monotonic()
+        cached = self._entries.get(company_id)
+        if cached is not None and now - cached[0] < self.ttl_s:
+            return cached[1]
+        pending = self._inflight.get(company_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[TenantStatus | None] = asyncio.get_running_loop().create_future()
+        self._inflight[company_id] = future
+        try:
+            try:
+                value: TenantStatus | None = await self._fetch(company_id)
+            except NotFound:
+                value = None
+            except Exception as exc:
+                error = Unavailable(
+                    "cannot confirm the company's status right now; retry later",
+                    reason="TENANT_STATUS_UNAVAILABLE",
+                )
+                future.set_exception(error)
+                future.exception()  # mark retrieved: waiters re-raise it themselves
+                raise error from exc
+            if len(self._entries) >= self._max_entries:
+                self._entries.clear()
+            self._entries[company_id] = (time.monotonic(), value)
+            future.set_result(value)
+            return value
+        finally:
+            self._inflight.pop(company_id, None)
+
+    async def require_active(self, company_id: str | None) -> TenantStatus:
+        if not company_id:
+            raise PermissionDenied("the caller belongs to no company", reason="NO_TENANT")
+        status = await self.status(company_id)
+        if status is None:
+            raise tenant_inactive(company_id, "UNKNOWN")
+        if status.state != ACTIVE:
+            raise tenant_inactive(company_id, status.state)
+        return status
+
+    async def check_principal(self, principal: Principal) -> None:
+        """For ``CallPipeline(principal_check=...)``: refuse inactive tenants."""
+        await self.require_active(principal.company_id)
+
+    def forget(self, company_id: str) -> None:
+        self._entries.pop(company_id, None)
+
+
+class ServiceCredentials:
+    """A service account's access token, renewed shortly before it expires.
+
+    ``obtain`` returns ``(token, expires_at_epoch_seconds)`` — an API-key
+    exchange with identity, or identity signing one for itself.
+    """
+
+    def __init__(
+        self, obtain: Callable[[], Awaitable[tuple[str, float]]], *, renew_before_s: float = 60
+    ) -> None:
+        self._obtain = obtain
+        self._renew_before_s = renew_before_s
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def token(self) -> str:
+        if self._token is not None and time.time() < self._expires_at - self._renew_before_s:
+            return self._token
+        async with self._lock:
+            if self._token is None or time.time() >= self._expires_at - self._renew_before_s:
+                self._token, self._expires_at = await self._obtain()
+        return self._token
+
+    async def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {await self.token()}"),)
+
+
+def api_key_credentials(
+    identity_channel: Any, api_key: str, *, timeout_s: float = 3.0
+) -> ServiceCredentials:
+    """Credentials from an API key, exchanged with identity over gRPC."""
+    from cardinsa.identity.v1 import auth_service_pb2, auth_service_pb2_grpc
+
+    stub = auth_service_pb2_grpc.AuthServiceStub(identity_channel)  # type: ignore[no-untyped-call]
+
+    async def obtain() -> tuple[str, float]:
+        reply = await stub.ExchangeApiKey(
+            auth_service_pb2.ExchangeApiKeyRequest(api_key=api_key), timeout=timeout_s
+        )
+        return reply.access_token, float(reply.access_token_expire_time.seconds)
+
+    return ServiceCredentials(obtain)
