@@ -1,0 +1,1 @@
+"""The core service: policyholders, products, policies and claims (``cardinsa.core.v1``)."""
