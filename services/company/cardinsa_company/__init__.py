@@ -1,0 +1,1 @@
+"""The company service: tenants, their lifecycle and settings, and their org structure."""

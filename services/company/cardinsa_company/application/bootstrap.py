@@ -1,0 +1,57 @@
+"""Operator bootstrap: register a company from the command line (no caller, no token).
+
+Used to register the company that identity's first platform admin or the demo
+admin already belongs to. Idempotent: an existing company is left as it is.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from cardinsa_company.application.context import CompanyContext
+from cardinsa_company.domain.companies import (
+    UPDATABLE_FIELDS,
+    CompanyProfile,
+    check_profile,
+    normalize_profile,
+)
+from cardinsa_company.domain.lifecycle import CompanyState
+from cardinsa_company.repository.documents import write_profile
+from cardinsa_company.repository.models import CompanyRow
+from cardinsa_foundation.errors import InvalidArgument
+
+
+async def ensure_company(
+    ctx: CompanyContext, *, company_id: uuid.UUID, profile: CompanyProfile
+) -> tuple[CompanyRow, bool]:
+    """The company with this id, created ACTIVE from ``profile`` when missing;
+    the flag says whether it was created (audited as ``company.create`` by the CLI)."""
+    profile = normalize_profile(profile)
+    violations = check_profile(profile)
+    if violations:
+        raise InvalidArgument("the company is not valid", field_violations=violations)
+    # The tenant of this transaction is the company itself: nothing else is visible.
+    async with ctx.db.unit_of_work(company_id=company_id) as session:
+        row = await session.get(CompanyRow, company_id)
+        if row is not None:
+            return row, False
+        row = CompanyRow(
+            id=company_id,
+            state=CompanyState.ACTIVE.value,
+            state_reason="",
+            state_change_time=datetime.now(UTC),
+        )
+        write_profile(row, profile)
+        session.add(row)
+        await session.flush()
+        await ctx.audit.record(
+            session,
+            action="company.create",
+            entity_type="company",
+            entity_id=row.id,
+            company_id=row.id,
+            changed_fields=sorted(UPDATABLE_FIELDS),
+            detail={"via": "cli", "display_name": row.display_name},
+        )
+        return row, True

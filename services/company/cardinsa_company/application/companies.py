@@ -1,0 +1,396 @@
+"""Companies: create, read, list, update, delete/undelete, lifecycle, tenant status.
+
+Creating, deleting and the lifecycle transitions are the platform's: the
+contract asks for platform-only permissions and the use case also requires the
+platform-admin role. Everything else works on the caller's own company (any
+company for a platform admin); see :mod:`cardinsa_company.application.context`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Final
+
+from sqlalchemy import false, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cardinsa_company.application.context import (
+    PLATFORM_SCOPE,
+    CompanyContext,
+    CompanyScope,
+    claim_request_id,
+    company_scope,
+    lookup_uuid,
+    not_found,
+    request_id_violations,
+    require_platform_admin,
+    require_principal,
+    violated_constraint,
+)
+from cardinsa_company.domain.companies import (
+    UPDATABLE_FIELDS,
+    CompanyProfile,
+    changed_fields,
+    check_profile,
+    merge_update,
+    normalize_profile,
+    parse_update_mask,
+)
+from cardinsa_company.domain.lifecycle import (
+    CompanyState,
+    CompanyTransition,
+    check_reason,
+    transition,
+)
+from cardinsa_company.repository.documents import profile_of, write_profile
+from cardinsa_company.repository.models import CompanyRow
+from cardinsa_foundation.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+)
+from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec, parse_order_by
+from cardinsa_foundation.models import check_etag
+from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
+
+COMPANY_FILTER: Final = FilterSpec(
+    {
+        "display_name": FilterField(CompanyRow.display_name, FieldType.STRING),
+        "legal_name": FilterField(CompanyRow.legal_name, FieldType.STRING),
+        "registration_number": FilterField(CompanyRow.registration_number, FieldType.STRING),
+        "country": FilterField(CompanyRow.country, FieldType.STRING),
+        "default_currency": FilterField(CompanyRow.default_currency, FieldType.STRING),
+        "state": FilterField(
+            CompanyRow.state, FieldType.ENUM, values=[s.value for s in CompanyState]
+        ),
+        "create_time": FilterField(CompanyRow.create_time, FieldType.TIMESTAMP),
+        "update_time": FilterField(CompanyRow.update_time, FieldType.TIMESTAMP),
+    }
+)
+COMPANY_ORDER: Final = {
+    "create_time": CompanyRow.create_time,
+    "update_time": CompanyRow.update_time,
+    "display_name": CompanyRow.display_name,
+    "country": CompanyRow.country,
+}
+DEFAULT_COMPANY_ORDER: Final = [OrderTerm(CompanyRow.create_time, True)]
+CREATE_COMPANY: Final = "CreateCompany"
+REGISTRATION_INDEX: Final = "uq_companies_country_registration_number"
+
+#: The gRPC method name of each transition, the key of its idempotency records.
+_TRANSITION_METHODS: Final = {
+    CompanyTransition.SUSPEND: "SuspendCompany",
+    CompanyTransition.REACTIVATE: "ReactivateCompany",
+    CompanyTransition.CLOSE: "CloseCompany",
+}
+
+
+def _registration_taken() -> AlreadyExists:
+    return AlreadyExists(
+        "a live company of this country already has this registration number",
+        reason="REGISTRATION_NUMBER_TAKEN",
+        field_violations=[FieldViolation("company.registration_number", "already in use")],
+    )
+
+
+async def _flush(session: AsyncSession) -> None:
+    """Flush, turning the registration-number index into its own clear error."""
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        if violated_constraint(exc) == REGISTRATION_INDEX:
+            raise _registration_taken() from exc
+        raise
+
+
+class CompanyUseCases:
+    def __init__(self, ctx: CompanyContext) -> None:
+        self.ctx = ctx
+
+    # ------------------------------------------------------------------ create
+
+    async def create(
+        self, profile: CompanyProfile, *, company_id: str, request_id: str
+    ) -> CompanyRow:
+        principal = require_principal()
+        require_platform_admin(principal, "create companies")
+        profile = normalize_profile(profile)
+        violations = check_profile(profile)
+        new_id = lookup_uuid(company_id) if company_id else uuid.uuid4()
+        if new_id is None:
+            violations.append(FieldViolation("company_id", "must be a UUID"))
+        violations += request_id_violations(request_id)
+        if violations or new_id is None:
+            raise InvalidArgument("the company is not valid", field_violations=violations)
+        # The company does not exist yet and the idempotency record is
+        # platform-scoped: the explicit cross-tenant path.
+        async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
+            if request_id:
+                earlier = await claim_request_id(
+                    session,
+                    company_id=PLATFORM_SCOPE,
+                    method=CREATE_COMPANY,
+                    request_id=request_id,
+                    resource_id=str(new_id),
+                )
+                if earlier is not None:
+                    row = await session.get(CompanyRow, uuid.UUID(earlier))
+                    if row is None:  # pragma: no cover - companies are never hard-deleted
+                        raise not_found("company", earlier)
+                    return row
+            if await session.get(CompanyRow, new_id) is not None:
+                raise AlreadyExists(
+                    "a company with this id already exists",
+                    reason="COMPANY_ID_TAKEN",
+                    field_violations=[FieldViolation("company_id", "already in use")],
+                )
+            row = CompanyRow(
+                id=new_id,
+                state=CompanyState.ACTIVE.value,
+                state_reason="",
+                state_change_time=datetime.now(UTC),
+            )
+            write_profile(row, profile)
+            session.add(row)
+            await _flush(session)
+            await self.ctx.audit.record(
+                session,
+                action="company.create",
+                entity_type="company",
+                entity_id=row.id,
+                company_id=row.id,
+                changed_fields=sorted(UPDATABLE_FIELDS),
+                detail={
+                    "display_name": row.display_name,
+                    "country": row.country,
+                    "default_currency": row.default_currency,
+                    "cross_company": True,
+                },
+            )
+            return row
+
+    # ------------------------------------------------------------------ reads
+
+    async def get(self, company_id: str) -> CompanyRow:
+        scope = company_scope(require_principal(), company_id)
+        async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
+            return await self._row(session, scope, company_id)
+
+    async def list_companies(
+        self, *, page_size: int, page_token: str, filter: str, order_by: str, show_deleted: bool
+    ) -> Page[CompanyRow]:
+        principal = require_principal()
+        condition = COMPANY_FILTER.parse(filter)
+        order = parse_order_by(order_by, COMPANY_ORDER, default=DEFAULT_COMPANY_ORDER)
+        stmt = select(CompanyRow)
+        own = lookup_uuid(principal.company_id or "")
+        if not principal.is_platform_admin:
+            # Everyone else lists their own company at most; RLS holds it too.
+            stmt = stmt.where(CompanyRow.id == own) if own else stmt.where(false())
+        if not show_deleted:
+            stmt = stmt.where(CompanyRow.delete_time.is_(None))
+        if condition is not None:
+            stmt = stmt.where(condition)
+        fingerprint = query_fingerprint(
+            filter=filter,
+            order_by=order_by,
+            show_deleted=show_deleted,
+            parent="*" if principal.is_platform_admin else str(own or ""),
+        )
+        async with self.ctx.db.unit_of_work(
+            company_id=None if principal.is_platform_admin else own,
+            cross_tenant=principal.is_platform_admin,
+        ) as session:
+            return await paginate(
+                session,
+                stmt,
+                order=order,
+                page_size=page_size,
+                page_token=page_token,
+                fingerprint=fingerprint,
+                secret=self.ctx.settings.page_token_secret,
+            )
+
+    async def status(self, company_id: str) -> CompanyRow:
+        """Any company's row, for GetCompanyStatus (callers hold the platform's
+        ``companies.get_status``; not limited to their own company).
+
+        The transaction's tenant is the company asked about, so row-level
+        security lets this read see that one company and nothing else.
+        """
+        require_principal()
+        key = lookup_uuid(company_id)
+        if key is None:
+            raise not_found("company", company_id)
+        async with self.ctx.db.unit_of_work(company_id=key) as session:
+            row = await session.scalar(select(CompanyRow).where(CompanyRow.id == key))
+            if row is None:
+                raise not_found("company", company_id)
+            return row
+
+    # ------------------------------------------------------------------ writes
+
+    async def update(
+        self, company_id: str, patch: CompanyProfile, mask_paths: list[str], etag: str
+    ) -> CompanyRow:
+        principal = require_principal()
+        mask = parse_update_mask(mask_paths)
+        scope = company_scope(principal, company_id)
+        async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
+            row = await self._row(session, scope, company_id, lock=True)
+            check_etag(row, etag)
+            self._require_changeable(row)
+            current = profile_of(row)
+            updated = normalize_profile(merge_update(current, patch, mask))
+            violations = check_profile(updated)
+            if violations:
+                raise InvalidArgument("the company is not valid", field_violations=violations)
+            changed = changed_fields(current, updated)
+            if changed:
+                write_profile(row, updated)
+                await _flush(session)
+                await self.ctx.audit.record(
+                    session,
+                    action="company.update",
+                    entity_type="company",
+                    entity_id=row.id,
+                    company_id=row.id,
+                    changed_fields=changed,
+                    detail=scope.audit_detail(),
+                )
+            return row
+
+    async def delete(self, company_id: str, etag: str) -> CompanyRow:
+        principal = require_principal()
+        require_platform_admin(principal, "delete companies")
+        scope = company_scope(principal, company_id)
+        async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
+            row = await self._row(session, scope, company_id, lock=True)
+            check_etag(row, etag)
+            if row.delete_time is None:
+                row.soft_delete()
+                await _flush(session)
+                await self.ctx.audit.record(
+                    session,
+                    action="company.delete",
+                    entity_type="company",
+                    entity_id=row.id,
+                    company_id=row.id,
+                    changed_fields=["delete_time"],
+                    detail=scope.audit_detail(state=row.state),
+                )
+            return row
+
+    async def undelete(self, company_id: str, etag: str) -> CompanyRow:
+        principal = require_principal()
+        require_platform_admin(principal, "restore companies")
+        scope = company_scope(principal, company_id)
+        async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
+            row = await self._row(session, scope, company_id, lock=True)
+            check_etag(row, etag)
+            if row.delete_time is None:
+                raise FailedPrecondition(
+                    "the company is not deleted",
+                    reason="NOT_DELETED",
+                    metadata={"company_id": str(row.id)},
+                )
+            row.undelete()
+            await _flush(session)
+            await self.ctx.audit.record(
+                session,
+                action="company.undelete",
+                entity_type="company",
+                entity_id=row.id,
+                company_id=row.id,
+                changed_fields=["delete_time"],
+                detail=scope.audit_detail(),
+            )
+            return row
+
+    async def transition(
+        self,
+        company_id: str,
+        action: CompanyTransition,
+        *,
+        etag: str,
+        reason: str,
+        request_id: str,
+    ) -> CompanyRow:
+        principal = require_principal()
+        require_platform_admin(principal, f"{action.value} companies")
+        violations = check_reason(action, reason) + request_id_violations(request_id)
+        if violations:
+            raise InvalidArgument(
+                f"the request to {action.value} the company is not valid",
+                field_violations=violations,
+            )
+        scope = company_scope(principal, company_id)
+        async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
+            if request_id:
+                earlier = await claim_request_id(
+                    session,
+                    company_id=scope.company_id,
+                    method=_TRANSITION_METHODS[action],
+                    request_id=request_id,
+                    resource_id=str(scope.company_id),
+                )
+                if earlier is not None:
+                    return await self._row(session, scope, company_id)
+            row = await self._row(session, scope, company_id, lock=True)
+            check_etag(row, etag)
+            if row.delete_time is not None:
+                raise FailedPrecondition(
+                    f"cannot {action.value} a deleted company; undelete it first",
+                    reason="COMPANY_DELETED",
+                    metadata={"company_id": str(row.id), "transition": action.value},
+                )
+            before = CompanyState(row.state)
+            after = transition(before, action)
+            row.state = after.value
+            row.state_reason = reason.strip()
+            row.state_change_time = datetime.now(UTC)
+            await _flush(session)
+            await self.ctx.audit.record(
+                session,
+                action=f"company.{action.value}",
+                entity_type="company",
+                entity_id=row.id,
+                company_id=row.id,
+                changed_fields=["state", "state_reason", "state_change_time"],
+                detail=scope.audit_detail(
+                    from_state=before.value, to_state=after.value, reason=row.state_reason
+                ),
+            )
+            return row
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    async def _row(
+        session: AsyncSession, scope: CompanyScope, company_id: str, *, lock: bool = False
+    ) -> CompanyRow:
+        stmt = select(CompanyRow).where(CompanyRow.id == scope.company_id)
+        if lock:
+            stmt = stmt.with_for_update()
+        row = await session.scalar(stmt)
+        if row is None:
+            raise not_found("company", company_id)
+        return row
+
+    @staticmethod
+    def _require_changeable(row: CompanyRow) -> None:
+        if row.state == CompanyState.CLOSED:
+            raise FailedPrecondition(
+                "a closed company cannot be changed",
+                reason="COMPANY_CLOSED",
+                metadata={"company_id": str(row.id), "current_state": row.state},
+            )
+        if row.delete_time is not None:
+            raise FailedPrecondition(
+                "a deleted company cannot be changed; undelete it first",
+                reason="COMPANY_DELETED",
+                metadata={"company_id": str(row.id)},
+            )

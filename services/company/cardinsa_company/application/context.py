@@ -1,0 +1,165 @@
+"""What every company use case needs, and the tenancy rules they share.
+
+Who sees which company:
+
+* a platform admin sees every company. Calls about one company run with the
+  transaction's tenant set to *that* company, so row-level security still binds
+  them to it; only calls that span companies (ListCompanies, the audit log of
+  every company, CreateCompany, whose idempotency record is platform-scoped)
+  open the explicit cross-tenant unit of work;
+* anyone else sees their own company only. Another company's id -- existing or
+  not, well-formed or not -- answers NOT_FOUND, exactly like an id that names
+  nothing, and the query runs under the caller's tenant so the database would
+  hide the row anyway.
+
+Writes by a platform admin in a company not their own are audited with
+``detail.cross_company = true``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cardinsa_company.repository.models import AuditEventRow, IdempotencyRow
+from cardinsa_company.settings import CompanyServiceSettings
+from cardinsa_foundation.audit import AuditWriter
+from cardinsa_foundation.context import Principal, current_principal
+from cardinsa_foundation.db import Database
+from cardinsa_foundation.errors import (
+    Aborted,
+    FieldViolation,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
+
+#: The company of platform-scoped idempotency records (no tenant owns them).
+PLATFORM_SCOPE: Final = uuid.UUID(int=0)
+
+
+@dataclass
+class CompanyContext:
+    db: Database
+    settings: CompanyServiceSettings
+    audit: AuditWriter[AuditEventRow]
+
+
+def require_principal() -> Principal:
+    principal = current_principal()
+    if principal is None:
+        raise Unauthenticated("an access token is required", reason="MISSING_TOKEN")
+    return principal
+
+
+def require_platform_admin(principal: Principal, what: str) -> None:
+    """Platform decisions about tenants: the permission alone is not enough.
+
+    The contract already limits these methods to permissions no company role or
+    key can hold; this keeps a mistakenly granted permission from acting too.
+    """
+    if not principal.is_platform_admin:
+        raise PermissionDenied(f"only platform administrators {what}", reason="PLATFORM_ADMIN_ONLY")
+
+
+def lookup_uuid(value: str) -> uuid.UUID | None:
+    """An id from a path: a malformed one simply names nothing (NOT_FOUND, like
+    another tenant's id), so probing ids tells nothing."""
+    try:
+        return uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def not_found(resource: str, resource_id: str) -> NotFound:
+    return NotFound(
+        f"{resource} not found",
+        reason=f"{resource.upper().replace(' ', '_')}_NOT_FOUND",
+        metadata={"id": resource_id[:64]},
+    )
+
+
+def request_id_violations(request_id: str) -> list[FieldViolation]:
+    if request_id and lookup_uuid(request_id) is None:
+        return [FieldViolation("request_id", "must be a UUID")]
+    return []
+
+
+@dataclass(frozen=True, slots=True)
+class CompanyScope:
+    """The one company a call acts in, as the caller may see it."""
+
+    company_id: uuid.UUID
+    #: A platform admin acting in a company that is not their own.
+    cross_company: bool
+
+    def audit_detail(self, **detail: Any) -> dict[str, Any]:
+        return {**detail, "cross_company": True} if self.cross_company else detail
+
+
+def company_scope(principal: Principal, company_id: str) -> CompanyScope:
+    """The company named by a request, or NOT_FOUND when the caller cannot see it.
+
+    The answer for another tenant's company is the answer for a company that
+    does not exist; the caller learns nothing from it.
+    """
+    key = lookup_uuid(company_id)
+    if key is not None:
+        own = principal.company_id == str(key)
+        if own or principal.is_platform_admin:
+            return CompanyScope(key, cross_company=not own)
+    raise not_found("company", company_id)
+
+
+async def claim_request_id(
+    session: AsyncSession,
+    *,
+    company_id: uuid.UUID,
+    method: str,
+    request_id: str,
+    resource_id: str,
+) -> str | None:
+    """Record that ``request_id`` produced ``resource_id``; when an earlier call
+    already recorded it, return that call's resource id instead (AIP-155).
+
+    The insert is the lock: a concurrent retry waits for the first call's
+    transaction and then sees its record, so the work is never done twice; when
+    the first call rolls back, its record goes with it and the retry does the work.
+    """
+    inserted = await session.scalar(
+        pg_insert(IdempotencyRow)
+        .values(
+            company_id=company_id, method=method, request_id=request_id, resource_id=resource_id
+        )
+        .on_conflict_do_nothing()
+        .returning(IdempotencyRow.request_id)
+    )
+    if inserted is not None:
+        return None
+    seen = await session.get(IdempotencyRow, (company_id, method, request_id))
+    if seen is None:  # pragma: no cover - the conflicting row is always visible here
+        raise Aborted("the request conflicted with a concurrent one, retry", reason="RETRY")
+    return seen.resource_id
+
+
+def violated_constraint(exc: BaseException) -> str | None:
+    """The name of the constraint a database error reports, if any (asyncpg puts it
+    on the driver error that SQLAlchemy wraps)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        error = todo.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        name = getattr(error, "constraint_name", None)
+        if isinstance(name, str):
+            return name
+        for nested in (getattr(error, "orig", None), error.__cause__):
+            if isinstance(nested, BaseException):
+                todo.append(nested)
+    return None

@@ -1,0 +1,1 @@
+"""Company domain: lifecycle, field rules, reference data. No ORM, no gRPC, no protobuf."""

@@ -1,0 +1,1 @@
+"""gRPC servicers of the company service and the protobuf ⇄ domain conversions."""

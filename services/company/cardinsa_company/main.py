@@ -1,0 +1,195 @@
+"""Composition root of the company service: settings → database → use cases → server.
+
+`python -m cardinsa_company.main` serves (``--workers N`` starts N processes on
+consecutive ports). `cardinsa_company.cli` has migrate, downgrade and
+register-company. Access tokens are verified locally against identity's JWKS,
+fetched over gRPC from ``identity_address``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy.engine import make_url
+
+from cardinsa.company.v1 import (
+    company_service_pb2,
+    company_service_pb2_grpc,
+    organization_service_pb2,
+    organization_service_pb2_grpc,
+)
+from cardinsa_company.application.audit_log import AuditLogUseCases
+from cardinsa_company.application.companies import CompanyUseCases
+from cardinsa_company.application.context import CompanyContext
+from cardinsa_company.application.organization import OrganizationUseCases
+from cardinsa_company.handlers.companies import CompanyServicer
+from cardinsa_company.handlers.organization import OrganizationServicer
+from cardinsa_company.repository.models import AuditEventRow
+from cardinsa_company.settings import CompanyServiceSettings
+from cardinsa_foundation import __version__, metrics
+from cardinsa_foundation.audit import AuditWriter
+from cardinsa_foundation.auth import JwksCache, TokenVerifier, identity_jwks_fetcher
+from cardinsa_foundation.config import get_settings
+from cardinsa_foundation.db import DEFAULT_APP_ROLE, Database, resolve_database_url
+from cardinsa_foundation.local_postgres import LocalPostgres
+from cardinsa_foundation.logging import configure_logging
+from cardinsa_foundation.server import GrpcServer, ServiceRegistration, run_workers, worker_index
+from cardinsa_foundation.server_info import DependencyProbe, ServerInfoProvider
+
+SERVICE_NAME = "company"
+
+
+def app_role_url(url: str, role: str = DEFAULT_APP_ROLE) -> str:
+    """The same server and database, as the services' role (trust/peer auth setups)."""
+    return make_url(url).set(username=role, password=None).render_as_string(hide_password=False)
+
+
+def service_database_url(settings: CompanyServiceSettings) -> tuple[str, LocalPostgres | None]:
+    """The URL the service connects with: the configured one, or the embedded
+    server's as the non-owner app role."""
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value(), None
+    admin_url, server = resolve_database_url(settings)
+    return app_role_url(admin_url), server
+
+
+def identity_probe(channel: grpc.aio.Channel, timeout_s: float) -> DependencyProbe:
+    """Server-info probe of identity: its gRPC health, with a deadline."""
+    stub = health_pb2_grpc.HealthStub(channel)
+
+    async def probe() -> float:
+        started = time.perf_counter()
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s)
+        if reply.status != health_pb2.HealthCheckResponse.SERVING:
+            raise RuntimeError("identity is not serving")
+        return time.perf_counter() - started
+
+    return probe
+
+
+@dataclass
+class CompanyApp:
+    ctx: CompanyContext
+    server: GrpcServer
+    companies: CompanyUseCases
+    organization: OrganizationUseCases
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+
+def build(
+    settings: CompanyServiceSettings,
+    database_url: str,
+    *,
+    port: int | None = None,
+    metrics_port: int | None = None,
+    verifier: TokenVerifier | None = None,
+) -> CompanyApp:
+    """Wire the service; call from inside the event loop that will serve it (the
+    channel to identity binds to it)."""
+    db = Database(database_url, settings, application_name=SERVICE_NAME)
+    metrics.register_pool_collector(
+        SERVICE_NAME, lambda: metrics.PoolStats.from_pool(db.engine.pool)
+    )
+    identity_channel = grpc.aio.insecure_channel(settings.identity_address)
+    if verifier is None:
+        verifier = TokenVerifier(
+            JwksCache(
+                identity_jwks_fetcher(identity_channel, timeout_s=settings.identity_timeout_s),
+                ttl_s=settings.jwks_cache_ttl_s,
+            ),
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            leeway_s=settings.clock_skew_s,
+        )
+    ctx = CompanyContext(db=db, settings=settings, audit=AuditWriter(AuditEventRow))
+    companies = CompanyUseCases(ctx)
+    organization = OrganizationUseCases(ctx)
+    info = ServerInfoProvider(
+        name=SERVICE_NAME,
+        version=__version__,
+        environment=settings.environment.value,
+        apis=["cardinsa.company.v1.CompanyService", "cardinsa.company.v1.OrganizationService"],
+        dependencies={
+            "database": db.ping,
+            "identity": identity_probe(identity_channel, settings.identity_timeout_s),
+        },
+    )
+
+    async def close() -> None:
+        await identity_channel.close()
+        metrics.unregister_pool_collector(SERVICE_NAME)
+        await db.dispose()
+
+    server = GrpcServer(
+        name=SERVICE_NAME,
+        services=[
+            ServiceRegistration(
+                company_service_pb2.DESCRIPTOR.services_by_name["CompanyService"],
+                company_service_pb2_grpc.add_CompanyServiceServicer_to_server,
+                CompanyServicer(companies, AuditLogUseCases(ctx), info),
+            ),
+            ServiceRegistration(
+                organization_service_pb2.DESCRIPTOR.services_by_name["OrganizationService"],
+                organization_service_pb2_grpc.add_OrganizationServiceServicer_to_server,
+                OrganizationServicer(organization),
+            ),
+        ],
+        host=settings.grpc_host,
+        port=settings.company_port if port is None else port,
+        verifier=verifier,
+        readiness=db,
+        metrics_host=settings.metrics_host,
+        metrics_port=settings.company_metrics_port if metrics_port is None else metrics_port,
+        grace_period_s=settings.grace_period_s,
+        gateway_secret=settings.gateway_secret.get_secret_value()
+        if settings.gateway_secret
+        else None,
+        on_stop=[close],
+    )
+    return CompanyApp(ctx=ctx, server=server, companies=companies, organization=organization)
+
+
+async def serve(settings: CompanyServiceSettings, index: int) -> None:
+    url, embedded = service_database_url(settings)
+    app = build(
+        settings,
+        url,
+        port=settings.company_port + index,
+        metrics_port=settings.company_metrics_port + index,
+    )
+    await app.server.serve_until_signal()
+    if embedded is not None and embedded.started_here:
+        embedded.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="cardinsa-company", description="Run the company gRPC service."
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes, each on its own port"
+    )
+    args = parser.parse_args(argv)
+    settings = get_settings(CompanyServiceSettings)
+    workers = args.workers or settings.workers
+    index = worker_index()
+    if workers > 1 and index is None:
+        return run_workers(workers, [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
+    configure_logging(settings.log_level, settings.log_json, SERVICE_NAME)
+    asyncio.run(serve(settings, index or 0))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

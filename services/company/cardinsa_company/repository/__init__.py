@@ -1,0 +1,1 @@
+"""The company schema: SQLAlchemy models (the only module that knows the tables)."""

@@ -1,0 +1,179 @@
+"""Tables of the company schema.
+
+``companies`` is keyed by the tenant's own id: its row-level security policy
+reads ``id``, every other tenant table's reads ``company_id``. Departments and
+units reference each other through ``(company_id, id)`` pairs, so a row can
+never point into another tenant, and the tables can later be distributed by
+company.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    TIMESTAMP,
+    CheckConstraint,
+    Date,
+    ForeignKeyConstraint,
+    Index,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from cardinsa_foundation.audit import AuditLogMixin
+from cardinsa_foundation.models import (
+    TYPE_ANNOTATION_MAP,
+    ResourceMixin,
+    TenantResourceMixin,
+    make_metadata,
+)
+
+SCHEMA = "company"
+_NO_PARENT = "'00000000-0000-0000-0000-000000000000'::uuid"
+
+
+class Base(DeclarativeBase):
+    metadata = make_metadata(SCHEMA)
+    type_annotation_map = TYPE_ANNOTATION_MAP
+
+
+class CompanyRow(ResourceMixin, Base):
+    """A tenant. ``contact``, ``settings`` and ``feature_flags`` are JSON documents
+    validated by the domain (cardinsa_company.domain.companies) before every write."""
+
+    __tablename__ = "companies"
+
+    display_name: Mapped[str] = mapped_column(Text, nullable=False)
+    legal_name: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    registration_number: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    tax_id: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    licence_number: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    licence_expiry_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    country: Mapped[str] = mapped_column(Text, nullable=False)
+    default_currency: Mapped[str] = mapped_column(Text, nullable=False)
+    time_zone: Mapped[str] = mapped_column(Text, nullable=False)
+    locale: Mapped[str] = mapped_column(Text, nullable=False)
+    contact: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, nullable=False, default=dict, server_default=text("'{}'::jsonb")
+    )
+    settings: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, nullable=False, default=dict, server_default=text("'{}'::jsonb")
+    )
+    feature_flags: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, nullable=False, default=dict, server_default=text("'{}'::jsonb")
+    )
+    state: Mapped[str] = mapped_column(Text, nullable=False, default="ACTIVE")
+    state_reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    state_change_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.now()
+    )
+
+    __table_args__ = (
+        CheckConstraint("state IN ('ACTIVE', 'SUSPENDED', 'CLOSED')", name="state"),
+        # A registration number names one live company per country.
+        Index(
+            "uq_companies_country_registration_number",
+            "country",
+            "registration_number",
+            unique=True,
+            postgresql_where=text("registration_number <> '' AND delete_time IS NULL"),
+        ),
+        Index(None, "create_time", "id"),
+    )
+
+
+class DepartmentRow(TenantResourceMixin, Base):
+    __tablename__ = "departments"
+
+    parent_department_id: Mapped[uuid.UUID | None] = mapped_column(
+        PG_UUID(as_uuid=True), nullable=True
+    )
+    display_name: Mapped[str] = mapped_column(Text, nullable=False)
+    code: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+
+    __table_args__ = (
+        UniqueConstraint("company_id", "id"),
+        ForeignKeyConstraint(["company_id"], ["companies.id"]),
+        ForeignKeyConstraint(
+            ["company_id", "parent_department_id"],
+            ["departments.company_id", "departments.id"],
+        ),
+        # Names are unique, ignoring case, among the live children of one parent.
+        Index(
+            "uq_departments_company_id_parent_display_name",
+            "company_id",
+            text(f"coalesce(parent_department_id, {_NO_PARENT})"),
+            text("lower(display_name)"),
+            unique=True,
+            postgresql_where=text("delete_time IS NULL"),
+        ),
+        Index(None, "company_id", "parent_department_id"),
+    )
+
+
+class UnitRow(TenantResourceMixin, Base):
+    __tablename__ = "units"
+
+    department_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    display_name: Mapped[str] = mapped_column(Text, nullable=False)
+    code: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+
+    __table_args__ = (
+        UniqueConstraint("company_id", "id"),
+        ForeignKeyConstraint(
+            ["company_id", "department_id"], ["departments.company_id", "departments.id"]
+        ),
+        Index(
+            "uq_units_company_id_department_id_display_name",
+            "company_id",
+            "department_id",
+            text("lower(display_name)"),
+            unique=True,
+            postgresql_where=text("delete_time IS NULL"),
+        ),
+    )
+
+
+class IdempotencyRow(Base):
+    """The first answer to a request id, so a retry gets it again (AIP-155).
+
+    ``company_id`` is the company the call acted in (row-level security reads
+    it); platform-scoped calls (CreateCompany) use the nil UUID, which only the
+    cross-tenant path sees.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    company_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
+    method: Mapped[str] = mapped_column(Text, primary_key=True)
+    request_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    resource_id: Mapped[str] = mapped_column(Text, nullable=False)
+    create_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.now()
+    )
+    __mapper_args__ = {"eager_defaults": True}
+
+
+class AuditEventRow(AuditLogMixin, Base):
+    __tablename__ = "audit_events"
+
+
+__all__ = [
+    "SCHEMA",
+    "AuditEventRow",
+    "Base",
+    "CompanyRow",
+    "DepartmentRow",
+    "IdempotencyRow",
+    "UnitRow",
+]

@@ -1,0 +1,19 @@
+"""Settings of the company service (on top of the foundation's)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from cardinsa_foundation.config import Settings
+
+
+class CompanyServiceSettings(Settings):
+    company_port: int = Field(default=50052, ge=0, le=65535)
+    company_metrics_port: int = Field(default=9052, ge=0, le=65535)
+    # Where identity serves gRPC: the JWKS that verifies access tokens comes from there.
+    identity_address: str = "127.0.0.1:50051"
+    # Deadline of one JWKS fetch from identity.
+    identity_timeout_s: float = Field(default=2.0, gt=0)
+    # Proof that a call came through our gateway (then its client-address header
+    # is trusted for the access log). Unset: only the gRPC peer.
+    gateway_secret: SecretStr | None = None
