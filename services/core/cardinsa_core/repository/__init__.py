@@ -1,0 +1,1 @@
+"""Core's tables (SQLAlchemy models) and the few SQL statements that are not plain ORM."""

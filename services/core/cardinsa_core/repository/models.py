@@ -1,0 +1,437 @@
+"""Tables of the core schema.
+
+Every table is tenant-owned: it carries ``company_id``, sits under row-level
+security, and tables reference each other through ``(company_id, id)`` pairs
+so a row can never point into another tenant (and the schema can later be
+distributed by company). Money is NUMERIC(19, 4) next to an ISO 4217 currency
+column, never a float. Logs (policy versions, policy status changes, claim log
+entries) are append-only like the audit table.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    TIMESTAMP,
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    Numeric,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from cardinsa_foundation.audit import AuditLogMixin
+from cardinsa_foundation.models import (
+    TYPE_ANNOTATION_MAP,
+    TenantResourceMixin,
+    TimestampMixin,
+    VersionedMixin,
+    make_metadata,
+)
+
+SCHEMA = "core"
+MONEY = Numeric(19, 4)
+
+
+class Base(DeclarativeBase):
+    metadata = make_metadata(SCHEMA)
+    type_annotation_map = TYPE_ANNOTATION_MAP
+
+
+def _uuid_pk() -> Mapped[uuid.UUID]:
+    return mapped_column(PG_UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+
+
+def _company() -> Mapped[uuid.UUID]:
+    return mapped_column(PG_UUID(as_uuid=True), nullable=False)
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(TIMESTAMP(timezone=True), nullable=False, server_default=func.now())
+
+
+# ------------------------------------------------------------------ parties
+
+
+class PolicyholderRow(TenantResourceMixin, Base):
+    __tablename__ = "policyholders"
+
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    given_name: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    family_name: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    date_of_birth: Mapped[date | None] = mapped_column(Date)
+    gender: Mapped[str] = mapped_column(Text, nullable=False, default="GENDER_UNSPECIFIED")
+    legal_name: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    registration_number: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    national_id: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    email: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    phone: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    address_line1: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    address_line2: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    address_city: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    address_region: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    address_postal_code: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    address_country_code: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    display_name: Mapped[str] = mapped_column(Text, nullable=False, default="")
+
+    __table_args__ = (
+        UniqueConstraint("company_id", "id"),
+        Index(None, "company_id", "create_time", "id"),
+        Index(None, "company_id", "display_name", "id"),
+        Index(None, "company_id", "national_id"),
+        Index(None, "company_id", "email"),
+    )
+
+
+class DependentRow(Base):
+    """A dependent of one policyholder; removed ones stay (policies may name them)."""
+
+    __tablename__ = "dependents"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    company_id: Mapped[uuid.UUID] = _company()
+    policyholder_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    relation: Mapped[str] = mapped_column(Text, nullable=False)
+    given_name: Mapped[str] = mapped_column(Text, nullable=False)
+    family_name: Mapped[str] = mapped_column(Text, nullable=False)
+    date_of_birth: Mapped[date | None] = mapped_column(Date)
+    gender: Mapped[str] = mapped_column(Text, nullable=False, default="GENDER_UNSPECIFIED")
+    national_id: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    create_time: Mapped[datetime] = _created()
+    remove_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("company_id", "id"),
+        ForeignKeyConstraint(
+            ["company_id", "policyholder_id"], ["policyholders.company_id", "policyholders.id"]
+        ),
+        Index(None, "company_id", "policyholder_id"),
+    )
+    __mapper_args__ = {"eager_defaults": True}
+
+
+# ------------------------------------------------------------------ products
+
+
+class ProductRow(TenantResourceMixin, Base):
+    """A product and a copy of its current version's headline terms (for lists)."""
+
+    __tablename__ = "products"
+
+    code: Mapped[str] = mapped_column(Text, nullable=False)
+    line_of_business: Mapped[str] = mapped_column(Text, nullable=False)
+    state: Mapped[str] = mapped_column(Text, nullable=False)
+    current_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    currency: Mapped[str] = mapped_column(Text, nullable=False)
+
+    __table_args__ = (
+        UniqueConstraint("company_id", "id"),
+        Index(
+            "uq_products_company_id_code",
+            "company_id",
+            "code",
+            unique=True,
+            postgresql_where=text("delete_time IS NULL"),
+        ),
+        Index(None, "company_id", "create_time", "id"),
+    )
+
+
+class ProductVersionRow(Base):
+    """The terms of one version of a product (changed in place only while DRAFT)."""
+
+    __tablename__ = "product_versions"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    company_id: Mapped[uuid.UUID] = _company()
+    product_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    currency: Mapped[str] = mapped_column(Text, nullable=False)
+    base_premium: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    term_months: Mapped[int] = mapped_column(Integer, nullable=False)
+    create_time: Mapped[datetime] = _created()
+    created_by: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
+
+    __table_args__ = (
+        UniqueConstraint("company_id", "id"),
+        UniqueConstraint("company_id", "product_id", "version"),
+        ForeignKeyConstraint(["company_id", "product_id"], ["products.company_id", "products.id"]),
+    )
+    __mapper_args__ = {"eager_defaults": True}
+
+
+class CoverageRow(Base):
+    __tablename__ = "coverages"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    company_id: Mapped[uuid.UUID] = _company()
+    product_version_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    code: Mapped[str] = mapped_column(Text, nullable=False)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    limit_amount: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    limit_period: Mapped[str] = mapped_column(Text, nullable=False)
+    deductible: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    copay: Mapped[Decimal | None] = mapped_column(MONEY)
+    coinsurance_percent: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))
+    waiting_period_days: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+    __table_args__ = (
+        UniqueConstraint("company_id", "product_version_id", "code"),
+        ForeignKeyConstraint(
+            ["company_id", "product_version_id"],
+            ["product_versions.company_id", "product_versions.id"],
+            ondelete="CASCADE",
+        ),
+    )
+
+
+# ------------------------------------------------------------------ policies
+
+
+class PolicyRow(TenantResourceMixin, Base):
+    __tablename__ = "policies"
+
+    policy_number: Mapped[str | None] = mapped_column(Text)
+    policyholder_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    product_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    product_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    state: Mapped[str] = mapped_column(Text, nullable=False)
+    effective_date: Mapped[date] = mapped_column(Date, nullable=False)
+    expiry_date: Mapped[date] = mapped_column(Date, nullable=False)
+    currency: Mapped[str] = mapped_column(Text, nullable=False)
+    premium: Mapped[Decimal | None] = mapped_column(MONEY)
+    sum_insured: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    payment_frequency: Mapped[str] = mapped_column(Text, nullable=False)
+    insures_holder: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    insured_dependent_ids: Mapped[list[uuid.UUID]] = mapped_column(
+        ARRAY(PG_UUID(as_uuid=True)), nullable=False, default=list
+    )
+    current_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    version_effective_date: Mapped[date | None] = mapped_column(Date)
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    cancel_effective_date: Mapped[date | None] = mapped_column(Date)
+    lapse_date: Mapped[date | None] = mapped_column(Date)
+    termination_note: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    previous_policy_id: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
+    successor_policy_id: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
+    bind_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    activate_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("company_id", "id"),
+        UniqueConstraint("company_id", "policy_number"),
+        ForeignKeyConstraint(
+            ["company_id", "policyholder_id"], ["policyholders.company_id", "policyholders.id"]
+        ),
+        ForeignKeyConstraint(
+            ["company_id", "product_id", "product_version"],
+            [
+                "product_versions.company_id",
+                "product_versions.product_id",
+                "product_versions.version",
+            ],
+            # The conventional name would be longer than PostgreSQL's 63 characters.
+            name="fk_policies_product_version_product_versions",
+        ),
+        Index(None, "company_id", "create_time", "id"),
+        Index(None, "company_id", "policyholder_id"),
+    )
+
+
+class PolicyVersionRow(Base):
+    """One immutable version of a bound policy (append-only)."""
+
+    __tablename__ = "policy_versions"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    company_id: Mapped[uuid.UUID] = _company()
+    policy_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    effective_date: Mapped[date] = mapped_column(Date, nullable=False)
+    currency: Mapped[str] = mapped_column(Text, nullable=False)
+    premium: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    sum_insured: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    insures_holder: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    insured_dependent_ids: Mapped[list[uuid.UUID]] = mapped_column(
+        ARRAY(PG_UUID(as_uuid=True)), nullable=False, default=list
+    )
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    changed_fields: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, default=list)
+    create_time: Mapped[datetime] = _created()
+    created_by: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
+
+    __table_args__ = (
+        UniqueConstraint("company_id", "policy_id", "version"),
+        ForeignKeyConstraint(["company_id", "policy_id"], ["policies.company_id", "policies.id"]),
+    )
+    __mapper_args__ = {"eager_defaults": True}
+
+
+class PolicyStatusChangeRow(Base):
+    """The status log of a policy (append-only)."""
+
+    __tablename__ = "policy_status_changes"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    company_id: Mapped[uuid.UUID] = _company()
+    policy_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    from_state: Mapped[str | None] = mapped_column(Text)
+    to_state: Mapped[str] = mapped_column(Text, nullable=False)
+    transition: Mapped[str] = mapped_column(Text, nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    effective_date: Mapped[date | None] = mapped_column(Date)
+    actor_id: Mapped[str | None] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(Text)
+    create_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.clock_timestamp()
+    )
+
+    __table_args__ = (
+        ForeignKeyConstraint(["company_id", "policy_id"], ["policies.company_id", "policies.id"]),
+        Index(None, "company_id", "policy_id", "create_time"),
+    )
+    __mapper_args__ = {"eager_defaults": True}
+
+
+# ------------------------------------------------------------------ claims
+
+
+class ClaimRow(TenantResourceMixin, Base):
+    __tablename__ = "claims"
+
+    claim_number: Mapped[str | None] = mapped_column(Text)
+    policy_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    policy_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    claimant_dependent_id: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
+    claim_type: Mapped[str] = mapped_column(Text, nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False)
+    coverage_code: Mapped[str] = mapped_column(Text, nullable=False)
+    incident_date: Mapped[date] = mapped_column(Date, nullable=False)
+    report_date: Mapped[date] = mapped_column(Date, nullable=False)
+    currency: Mapped[str] = mapped_column(Text, nullable=False)
+    claimed_amount: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    approved_amount: Mapped[Decimal | None] = mapped_column(MONEY)
+    paid_amount: Mapped[Decimal | None] = mapped_column(MONEY)
+    payment_reference: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    deny_reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    state: Mapped[str] = mapped_column(Text, nullable=False)
+    assigned_adjuster_id: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
+
+    __table_args__ = (
+        UniqueConstraint("company_id", "id"),
+        UniqueConstraint("company_id", "claim_number"),
+        ForeignKeyConstraint(["company_id", "policy_id"], ["policies.company_id", "policies.id"]),
+        Index(None, "company_id", "create_time", "id"),
+        Index(None, "company_id", "policy_id"),
+    )
+
+
+class ClaimLogEntryRow(Base):
+    """The action log of a claim (append-only)."""
+
+    __tablename__ = "claim_log_entries"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    company_id: Mapped[uuid.UUID] = _company()
+    claim_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    action: Mapped[str] = mapped_column(Text, nullable=False)
+    from_state: Mapped[str | None] = mapped_column(Text)
+    to_state: Mapped[str] = mapped_column(Text, nullable=False)
+    amount: Mapped[Decimal | None] = mapped_column(MONEY)
+    currency: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    payment_reference: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    actor_id: Mapped[str | None] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(Text)
+    create_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.clock_timestamp()
+    )
+
+    __table_args__ = (
+        ForeignKeyConstraint(["company_id", "claim_id"], ["claims.company_id", "claims.id"]),
+        Index(None, "company_id", "claim_id", "create_time"),
+    )
+    __mapper_args__ = {"eager_defaults": True}
+
+
+class ApprovalBandsRow(TimestampMixin, VersionedMixin, Base):
+    """A company's claim-approval bands (absent: the settings' defaults)."""
+
+    __tablename__ = "approval_bands"
+
+    company_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
+    currency: Mapped[str] = mapped_column(Text, nullable=False)
+    band_1_limit: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    band_2_limit: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    updated_by: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
+
+
+# ------------------------------------------------------------------ plumbing
+
+
+class NumberCounterRow(Base):
+    """The last policy or claim number handed out in a company (see repository.numbers)."""
+
+    __tablename__ = "number_counters"
+
+    company_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
+    kind: Mapped[str] = mapped_column(Text, primary_key=True)
+    last_value: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class IdempotencyRow(Base):
+    """The resource a request id acted on, so a retry does nothing twice (AIP-155)."""
+
+    __tablename__ = "idempotency_keys"
+
+    company_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
+    method: Mapped[str] = mapped_column(Text, primary_key=True)
+    request_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    resource_id: Mapped[str] = mapped_column(Text, nullable=False)
+    create_time: Mapped[datetime] = _created()
+    __mapper_args__ = {"eager_defaults": True}
+
+
+class AuditEventRow(AuditLogMixin, Base):
+    __tablename__ = "audit_events"
+
+
+#: Tables whose rows are only ever inserted.
+APPEND_ONLY_TABLES = ("policy_versions", "policy_status_changes", "claim_log_entries")
+
+__all__ = [
+    "APPEND_ONLY_TABLES",
+    "MONEY",
+    "SCHEMA",
+    "ApprovalBandsRow",
+    "AuditEventRow",
+    "Base",
+    "ClaimLogEntryRow",
+    "ClaimRow",
+    "CoverageRow",
+    "DependentRow",
+    "IdempotencyRow",
+    "NumberCounterRow",
+    "PolicyRow",
+    "PolicyStatusChangeRow",
+    "PolicyVersionRow",
+    "PolicyholderRow",
+    "ProductRow",
+    "ProductVersionRow",
+]
