@@ -1,4 +1,4 @@
-"""Regenerate everything derived from protos/: lint, Python stubs, descriptor set.
+"""Regenerate everything derived from protos/: lint, Python stubs, descriptor set, OpenAPI.
 
 Run through `make proto` (and automatically by `make up` / `make test` whenever a
 .proto file changed). Output goes to gen/, which is git-ignored: generated code
@@ -19,12 +19,26 @@ PROTOS = ROOT / "protos"
 VENDORED = ROOT / "third_party" / "googleapis"
 GEN = ROOT / "gen"
 BIN = Path(sys.executable).parent
+GATEWAY = ROOT / "gateway"
 
 
 def run(cmd: list[str]) -> None:
     result = subprocess.run(cmd, cwd=ROOT, check=False)
     if result.returncode != 0:
         sys.exit(f"codegen: {' '.join(cmd[:3])} ... failed (exit {result.returncode})")
+
+
+def write_openapi(descriptor: Path, output: Path) -> None:
+    """The OpenAPI 3.1 document of the REST surface (served by the gateway)."""
+    if str(GATEWAY) not in sys.path:
+        sys.path.insert(0, str(GATEWAY))
+    from cardinsa_gateway.contract import Contract
+    from cardinsa_gateway.openapi import render_openapi
+
+    contract = Contract.load(descriptor)
+    if not contract.has_source_info():
+        sys.exit("codegen: the descriptor set carries no source info (comments)")
+    output.write_text(render_openapi(contract), encoding="utf-8")
 
 
 def main() -> None:
@@ -63,6 +77,8 @@ def main() -> None:
         (tmp / "python" / "cardinsa" / "py.typed").touch()
         # One descriptor set with every import (google/api, google/rpc/error_details,
         # well-known types) for the gateway's transcoder and for contract tests.
+        # Source info (comments) stays in: `buf build` keeps it unless told
+        # --exclude-source-info; the OpenAPI descriptions come from it.
         run(
             [
                 str(BIN / "buf"),
@@ -72,6 +88,7 @@ def main() -> None:
                 str(tmp / "descriptor.binpb"),
             ]
         )
+        write_openapi(tmp / "descriptor.binpb", tmp / "openapi.json")
         if GEN.exists():
             shutil.rmtree(GEN)
         tmp.rename(GEN)
