@@ -333,20 +333,27 @@ def strategic_merge(base: Any, patch: Any, field: str = "") -> Any:
         key = _merge_key(field, base, patch)
         if key is None or not isinstance(base, list):
             return [_strip_nulls(v) for v in patch]
-        merged_list = [copy.deepcopy(item) for item in base]
+        # kustomize (kyaml) order: the patch's items first, in the patch's order
+        # (merged into their base item when there is one), then the base's other
+        # items in their order.
+        base_items = {item.get(key): item for item in base if isinstance(item, dict)}
+        merged_list: list[Any] = []
         for item in patch:
             if not isinstance(item, dict) or key not in item:
                 raise KustomizeError(f"list {field}: every item needs its merge key {key}")
-            index = next(
-                (i for i, old in enumerate(merged_list) if old.get(key) == item[key]), None
-            )
+            old = base_items.get(item[key])
             if item.get("$patch") == "delete":
-                if index is not None:
-                    del merged_list[index]
-            elif index is None:
+                continue
+            if old is None:
                 merged_list.append(_strip_nulls(item))
             else:
-                merged_list[index] = strategic_merge(merged_list[index], item, field)
+                merged_list.append(strategic_merge(copy.deepcopy(old), item, field))
+        patched = {item[key] for item in patch}
+        merged_list.extend(
+            copy.deepcopy(item)
+            for item in base
+            if not (isinstance(item, dict) and item.get(key) in patched)
+        )
         return merged_list
     return patch
 
