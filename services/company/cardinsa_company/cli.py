@@ -17,12 +17,14 @@ import uuid
 from pathlib import Path
 
 from cardinsa_company.application.bootstrap import ensure_company
+from cardinsa_company.application.context import CompanyContext
 from cardinsa_company.domain.companies import CompanyProfile
-from cardinsa_company.main import SERVICE_NAME, build, service_database_url
-from cardinsa_company.repository.models import SCHEMA
+from cardinsa_company.main import SERVICE_NAME, service_database_url
+from cardinsa_company.repository.models import SCHEMA, AuditEventRow
 from cardinsa_company.settings import CompanyServiceSettings
+from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.config import get_settings
-from cardinsa_foundation.db import resolve_database_url
+from cardinsa_foundation.db import Database, resolve_database_url
 from cardinsa_foundation.errors import CardinsaError
 from cardinsa_foundation.logging import configure_logging
 from cardinsa_foundation.migrations import downgrade, upgrade
@@ -46,13 +48,13 @@ async def register_company(
     settings: CompanyServiceSettings, company_id: uuid.UUID, profile: CompanyProfile
 ) -> bool:
     url, server = service_database_url(settings)
-    app = build(settings, url, port=0, metrics_port=None)
+    db = Database(url, settings, application_name=f"{SERVICE_NAME}-cli")
     try:
-        _, created = await ensure_company(app.ctx, company_id=company_id, profile=profile)
+        ctx = CompanyContext(db=db, settings=settings, audit=AuditWriter(AuditEventRow))
+        _, created = await ensure_company(ctx, company_id=company_id, profile=profile)
         return created
     finally:
-        await app.server.stop()
-        await app.ctx.db.dispose()
+        await db.dispose()
         if server is not None and server.started_here:
             server.stop()
 
