@@ -1,0 +1,212 @@
+"""Company field rules, update masks, money and the stored documents."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from cardinsa_company.domain.companies import (
+    UPDATABLE_FIELDS,
+    ApprovalBands,
+    CompanyProfile,
+    CompanySettings,
+    Contact,
+    DateParts,
+    MoneyAmount,
+    changed_fields,
+    check_profile,
+    merge_update,
+    normalize_profile,
+    parse_update_mask,
+)
+from cardinsa_company.repository.documents import (
+    settings_from_document,
+    settings_to_document,
+)
+from cardinsa_foundation.errors import InvalidArgument
+
+
+def valid(**changes: Any) -> CompanyProfile:
+    base = CompanyProfile(
+        display_name="Acme", country="DE", default_currency="EUR", time_zone="Europe/Berlin"
+    )
+    return normalize_profile(replace(base, **changes))
+
+
+def fields_of(profile: CompanyProfile) -> set[str]:
+    return {v.field for v in check_profile(profile)}
+
+
+def eur(units: int, nanos: int = 0, currency: str = "") -> MoneyAmount:
+    return MoneyAmount(currency, units, nanos)
+
+
+def test_a_minimal_company_is_valid_and_normalised() -> None:
+    profile = valid(country=" de ", default_currency="eur", locale="pt_br")
+    assert check_profile(profile) == []
+    assert (profile.country, profile.default_currency, profile.locale) == ("DE", "EUR", "pt-BR")
+    assert valid().locale == "en"
+    assert profile.settings.fiscal_year_start_month == 1
+
+
+def test_required_fields_and_codes() -> None:
+    assert fields_of(normalize_profile(CompanyProfile())) == {
+        "company.display_name",
+        "company.country",
+        "company.default_currency",
+        "company.time_zone",
+    }
+    assert fields_of(valid(country="XX", default_currency="ABC", time_zone="Europe/Paris ")) == {
+        "company.country",
+        "company.default_currency",
+    }
+    assert fields_of(valid(time_zone="Europe/Nowhere", locale="english")) == {
+        "company.time_zone",
+        "company.locale",
+    }
+
+
+def test_contact_rules() -> None:
+    good = valid(
+        contact=Contact(
+            email="Info@Acme.example",
+            phone="0049 (30) 123-45",
+            postal_code="sw1a 1aa",
+            website="https://acme.example/about",
+        )
+    )
+    assert check_profile(good) == []
+    assert (good.contact.email, good.contact.phone, good.contact.postal_code) == (
+        "info@acme.example",
+        "+493012345",
+        "SW1A 1AA",
+    )
+    bad = valid(
+        contact=Contact(
+            email="a@b", phone="12345", website="javascript:alert(1)", postal_code="<script>"
+        )
+    )
+    assert fields_of(bad) == {
+        "company.contact.email",
+        "company.contact.phone",
+        "company.contact.website",
+        "company.contact.postal_code",
+    }
+    assert fields_of(valid(contact=Contact(website="https://user:pw@acme.example"))) == {
+        "company.contact.website"
+    }
+
+
+def test_licence_expiry_must_be_a_real_date() -> None:
+    assert check_profile(valid(licence_expiry_date=DateParts(2030, 12, 31))) == []
+    for parts in (DateParts(2030, 2, 30), DateParts(0, 1, 1), DateParts(2030, 13, 1)):
+        assert fields_of(valid(licence_expiry_date=parts)) == {"company.licence_expiry_date"}
+
+
+def test_claim_approval_bands() -> None:
+    good = CompanySettings(
+        default_claim_approval_bands=ApprovalBands("", eur(1000), eur(5000, 500_000_000)),
+        claim_approval_bands=(ApprovalBands("motor", eur(500), eur(1000), eur(2000, 0, "eur")),),
+    )
+    profile = valid(settings=good)
+    assert check_profile(profile) == []
+    motor = profile.settings.claim_approval_bands[0]
+    assert motor.band_3_limit == MoneyAmount("EUR", 2000, 0)
+    bad = CompanySettings(
+        fiscal_year_start_month=13,
+        default_claim_approval_bands=ApprovalBands("motor", eur(10), None),
+        claim_approval_bands=(
+            ApprovalBands("motor", eur(0), eur(1, 1)),
+            ApprovalBands("motor", eur(-1, 5), eur(10, 0, "USD")),
+            ApprovalBands("x", eur(10), eur(5)),
+        ),
+    )
+    found = fields_of(valid(settings=bad))
+    p = "company.settings"
+    assert found == {
+        f"{p}.fiscal_year_start_month",
+        f"{p}.default_claim_approval_bands.line_of_business",
+        f"{p}.default_claim_approval_bands.band_2_limit",
+        f"{p}.claim_approval_bands[0].band_1_limit",  # not positive
+        f"{p}.claim_approval_bands[0].band_2_limit",  # more decimals than EUR has
+        f"{p}.claim_approval_bands[1].line_of_business",  # twice
+        f"{p}.claim_approval_bands[1].band_1_limit",  # malformed sign
+        f"{p}.claim_approval_bands[1].band_2_limit.currency_code",
+        f"{p}.claim_approval_bands[2].line_of_business",  # too short
+        f"{p}.claim_approval_bands[2].band_2_limit",  # not above band 1
+    }
+
+
+def test_feature_flag_names() -> None:
+    assert check_profile(valid(feature_flags={"claims_portal": True, "x1": False})) == []
+    assert fields_of(valid(feature_flags={"Claims": True})) == {'company.feature_flags["Claims"]'}
+    assert fields_of(valid(feature_flags={f"f{i}": True for i in range(65)})) == {
+        "company.feature_flags"
+    }
+
+
+def test_money_amounts_are_exact() -> None:
+    money = MoneyAmount("EUR", 12, 340_000_000)
+    assert money.amount == Decimal("12.34")
+    assert MoneyAmount.of("EUR", Decimal("-1.75")) == MoneyAmount("EUR", -1, -750_000_000)
+    assert not MoneyAmount("EUR", 1, -1).well_formed
+    assert not MoneyAmount("EUR", 0, 1_000_000_000).well_formed
+
+
+def test_settings_documents_round_trip_without_floats() -> None:
+    settings = normalize_profile(
+        valid(
+            settings=CompanySettings(
+                fiscal_year_start_month=4,
+                default_claim_approval_bands=ApprovalBands("", eur(1000), eur(10_000)),
+                claim_approval_bands=(ApprovalBands("motor", eur(0, 500_000_000), eur(7)),),
+            )
+        )
+    ).settings
+    document = settings_to_document(settings)
+    assert document["claim_approval_bands"][0]["band_1_limit"] == {
+        "currency_code": "EUR",
+        "amount": "0.5",
+    }
+    assert document["default_claim_approval_bands"]["band_2_limit"]["amount"] == "10000"
+    assert settings_from_document(document) == settings
+
+
+def test_update_masks() -> None:
+    assert parse_update_mask(["*"]) == sorted(UPDATABLE_FIELDS)
+    assert parse_update_mask(["contact.city", "settings.claim_approval_bands"]) == [
+        "contact.city",
+        "settings.claim_approval_bands",
+    ]
+    for paths in ([], ["state"], ["etag"], ["contact.fax"], ["display_name.x"], ["*", "country"]):
+        with pytest.raises(InvalidArgument) as caught:
+            parse_update_mask(paths)
+        assert caught.value.field_violations[0].field == "update_mask", paths
+
+
+def test_merge_takes_only_masked_fields_and_reports_real_changes() -> None:
+    current = valid(legal_name="Acme AG", contact=Contact(city="Berlin", email="a@acme.example"))
+    patch = CompanyProfile(
+        display_name="Acme New",
+        legal_name="Ignored",
+        contact=Contact(city="Hamburg"),
+        licence_expiry_date=DateParts.of(date(2031, 1, 1)),
+    )
+    merged = normalize_profile(
+        merge_update(current, patch, ["display_name", "contact.city", "licence_expiry_date"])
+    )
+    assert merged.legal_name == "Acme AG"
+    assert merged.contact == Contact(city="Hamburg", email="a@acme.example")
+    assert changed_fields(current, merged) == [
+        "contact.city",
+        "display_name",
+        "licence_expiry_date",
+    ]
+    same = normalize_profile(
+        merge_update(current, CompanyProfile(display_name=" Acme "), ["display_name"])
+    )
+    assert changed_fields(current, same) == []
