@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import grpc
@@ -439,3 +440,43 @@ async def test_delete_hides_from_lists_and_undelete_restores(company: CompanyHar
         )
     )
     assert again.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_concurrent_retries_of_one_create_make_one_company(company: CompanyHarness) -> None:
+    request_id = str(uuid.uuid4())
+    name = f"Raced {uuid.uuid4().hex[:6]}"
+    results = await asyncio.gather(
+        *(company.create_company(display_name=name, request_id=request_id) for _ in range(5))
+    )
+    assert len({c.id for c in results}) == 1
+    listed = await company.companies.ListCompanies(
+        pb.ListCompaniesRequest(filter=f'display_name = "{name}"'),
+        metadata=await company.as_(company.platform_admin),
+    )
+    assert len(listed.companies) == 1
+
+
+async def test_concurrent_updates_with_one_etag_let_exactly_one_win(
+    company: CompanyHarness,
+) -> None:
+    created = await company.create_company()
+    admin = await company.as_(company.platform_admin)
+    results = await asyncio.gather(
+        *(
+            company.companies.UpdateCompany(
+                pb.UpdateCompanyRequest(
+                    company=resources_pb2.Company(
+                        id=created.id, display_name=f"Writer {i}", etag=created.etag
+                    ),
+                    update_mask=field_mask_pb2.FieldMask(paths=["display_name"]),
+                ),
+                metadata=admin,
+            )
+            for i in range(4)
+        ),
+        return_exceptions=True,
+    )
+    winners = [r for r in results if isinstance(r, resources_pb2.Company)]
+    losers = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(winners) == 1
+    assert {e.code() for e in losers} == {grpc.StatusCode.ABORTED}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -309,3 +310,21 @@ async def test_another_companys_structure_is_not_found(company: CompanyHarness) 
         metadata=await company.as_(company.platform_admin),
     )
     assert got.id == b_department.id
+
+
+async def test_concurrent_moves_cannot_build_a_cycle(company: CompanyHarness) -> None:
+    as_a = await company.as_(company.admin_a)
+    a = company.company_a.id
+    for _ in range(3):
+        first = await _department(company, as_a, a)
+        second = await _department(company, as_a, a)
+        # Each move alone is legal; both together would make a cycle.
+        results = await asyncio.gather(
+            _move(company, as_a, first, second.id),
+            _move(company, as_a, second, first.id),
+            return_exceptions=True,
+        )
+        failures = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+        assert len(failures) == 1, results
+        assert failures[0].code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert error_info(failures[0]).reason == "DEPARTMENT_CYCLE"
