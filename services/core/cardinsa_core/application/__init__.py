@@ -1,0 +1,1 @@
+"""Core's use cases: one unit of work per call, tenancy, idempotency, audit."""

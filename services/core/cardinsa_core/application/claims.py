@@ -1,0 +1,702 @@
+"""Claims: first notice of loss to closure, with an action log and approval bands.
+
+Eligibility (checked on create, on update and again on submit, since the
+policy may have changed in between): the policy was in force on the incident
+date; the claimant is insured by the policy version in effect that day; the
+coverage belongs to the policy's product version and its waiting period has
+passed. Claim numbers are assigned on submit from the company's counter, like
+policy numbers.
+
+Approval authority is checked before the claim is even read (permission
+before existence): the amount's band depends only on the request and the
+company's bands, so a caller without the authority learns nothing about the
+claim. Outside the band the answer is PERMISSION_DENIED (reason
+APPROVAL_AUTHORITY_EXCEEDED): the caller lacks an authority another approver
+has; nothing about the claim's state is wrong.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cardinsa_core.application.context import (
+    CoreContext,
+    actor_uuid,
+    check_mask,
+    check_note,
+    check_request_id,
+    deleted,
+    invalid,
+    log_request_id,
+    lookup_uuid,
+    not_found,
+    own_company,
+    require_principal,
+)
+from cardinsa_core.application.inputs import MemberRef, MoneyInput
+from cardinsa_core.application.policies import PolicyUseCases, policy_of
+from cardinsa_core.application.products import ProductUseCases, coverage_of
+from cardinsa_core.application.requests import claim_request_id, request_id_reused
+from cardinsa_core.domain.claims import (
+    CLAIM_LIFECYCLE,
+    ApprovalBands,
+    Claim,
+    ClaimAction,
+    ClaimDetails,
+    ClaimState,
+    ClaimType,
+    check_claim_details,
+)
+from cardinsa_core.domain.money import Money, check_currency
+from cardinsa_core.domain.numbering import NumberKind, format_number
+from cardinsa_core.domain.policies import InsuredMembers
+from cardinsa_core.domain.products import Coverage
+from cardinsa_core.repository.models import (
+    ApprovalBandsRow,
+    ClaimLogEntryRow,
+    ClaimRow,
+    PolicyRow,
+    PolicyVersionRow,
+)
+from cardinsa_core.repository.numbers import next_number
+from cardinsa_foundation.errors import Aborted, FailedPrecondition, FieldViolation, InvalidArgument
+from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec, parse_order_by
+from cardinsa_foundation.models import check_etag
+from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
+
+CLAIM_FILTER = FilterSpec(
+    {
+        "state": FilterField(ClaimRow.state, FieldType.ENUM, values=[s.value for s in ClaimState]),
+        "claim_number": FilterField(ClaimRow.claim_number, FieldType.STRING),
+        "policy_id": FilterField(ClaimRow.policy_id, FieldType.UUID),
+        "claim_type": FilterField(
+            ClaimRow.claim_type, FieldType.ENUM, values=[t.value for t in ClaimType]
+        ),
+        "coverage_code": FilterField(ClaimRow.coverage_code, FieldType.STRING),
+        "incident_date": FilterField(ClaimRow.incident_date, FieldType.DATE),
+        "report_date": FilterField(ClaimRow.report_date, FieldType.DATE),
+        "create_time": FilterField(ClaimRow.create_time, FieldType.TIMESTAMP),
+    }
+)
+CLAIM_ORDER = {
+    "create_time": ClaimRow.create_time,
+    "claim_number": ClaimRow.claim_number,
+    "incident_date": ClaimRow.incident_date,
+}
+DEFAULT_ORDER = [OrderTerm(ClaimRow.create_time, True)]
+CREATE = "CreateClaim"
+UPDATABLE = frozenset(
+    {
+        "claimant",
+        "claim_type",
+        "description",
+        "coverage_code",
+        "incident_date",
+        "report_date",
+        "claimed_amount",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimInput:
+    """A claim as a request describes it."""
+
+    policy_id: str = ""
+    claimant: MemberRef | None = None
+    claim_type: ClaimType | None = None
+    description: str = ""
+    coverage_code: str = ""
+    incident_date: date | None = None
+    report_date: date | None = None
+    claimed_amount: MoneyInput | None = None
+
+
+@dataclass(slots=True)
+class _Outcome:
+    claim: Claim
+    amount: Money | None = None
+    note: str = ""
+    payment_reference: str = ""
+    changed: list[str] = field(default_factory=list)
+
+
+def claim_of(row: ClaimRow) -> Claim:
+    currency = row.currency
+    return Claim(
+        state=ClaimState(row.state),
+        details=ClaimDetails(
+            claim_type=ClaimType(row.claim_type),
+            description=row.description,
+            incident_date=row.incident_date,
+            report_date=row.report_date,
+            claimed_amount=Money.of(row.claimed_amount, currency),
+            coverage_code=row.coverage_code,
+            claimant_dependent_id=row.claimant_dependent_id,
+        ),
+        claim_number=row.claim_number,
+        approved_amount=Money.of(row.approved_amount, currency)
+        if row.approved_amount is not None
+        else None,
+        paid_amount=Money.of(row.paid_amount, currency) if row.paid_amount is not None else None,
+        payment_reference=row.payment_reference,
+        deny_reason=row.deny_reason,
+    )
+
+
+def apply_claim(row: ClaimRow, claim: Claim) -> list[str]:
+    details = claim.details
+    assert details.claim_type is not None
+    values: dict[str, object] = {
+        "state": claim.state.value,
+        "claim_type": details.claim_type.value,
+        "description": details.description,
+        "incident_date": details.incident_date,
+        "report_date": details.report_date,
+        "currency": details.claimed_amount.currency,
+        "claimed_amount": details.claimed_amount.amount,
+        "coverage_code": details.coverage_code,
+        "claimant_dependent_id": details.claimant_dependent_id,
+        "claim_number": claim.claim_number,
+        "approved_amount": claim.approved_amount.amount if claim.approved_amount else None,
+        "paid_amount": claim.paid_amount.amount if claim.paid_amount else None,
+        "payment_reference": claim.payment_reference,
+        "deny_reason": claim.deny_reason,
+    }
+    changed = []
+    for column, value in values.items():
+        if getattr(row, column) != value:
+            setattr(row, column, value)
+            changed.append(column)
+    return changed
+
+
+def _member(ref: MemberRef | None, path: str) -> uuid.UUID | None:
+    """The claimant's dependent id (None: the policyholder)."""
+    if ref is None:
+        raise InvalidArgument(
+            "the claimant is required", field_violations=[FieldViolation(path, "required")]
+        )
+    if ref.policyholder:
+        return None
+    found = lookup_uuid(ref.dependent_id)
+    if found is None:
+        raise InvalidArgument(
+            "the claimant is not valid",
+            field_violations=[FieldViolation(f"{path}.dependent_id", "must be a dependent id")],
+        )
+    return found
+
+
+class ClaimUseCases:
+    def __init__(
+        self, ctx: CoreContext, policies: PolicyUseCases, products: ProductUseCases
+    ) -> None:
+        self.ctx = ctx
+        self.policies = policies
+        self.products = products
+
+    # ------------------------------------------------------------- reading
+
+    @staticmethod
+    async def load(
+        session: AsyncSession, company: uuid.UUID, claim_id: str, *, lock: bool = False
+    ) -> ClaimRow:
+        key = lookup_uuid(claim_id)
+        row = None
+        if key is not None:
+            stmt = select(ClaimRow).where(ClaimRow.company_id == company, ClaimRow.id == key)
+            if lock:
+                stmt = stmt.with_for_update()
+            row = (await session.scalars(stmt)).first()
+        if row is None:
+            raise not_found("claim", claim_id)
+        return row
+
+    async def get(self, claim_id: str) -> ClaimRow:
+        company = own_company(require_principal())
+        async with self.ctx.db.unit_of_work(company_id=company) as session:
+            return await self.load(session, company, claim_id)
+
+    async def list_claims(
+        self, *, page_size: int, page_token: str, filter: str, order_by: str, show_deleted: bool
+    ) -> Page[ClaimRow]:
+        company = own_company(require_principal())
+        condition = CLAIM_FILTER.parse(filter)
+        order = parse_order_by(order_by, CLAIM_ORDER, default=DEFAULT_ORDER)
+        stmt = select(ClaimRow).where(ClaimRow.company_id == company)
+        if not show_deleted:
+            stmt = stmt.where(ClaimRow.delete_time.is_(None))
+        if condition is not None:
+            stmt = stmt.where(condition)
+        async with self.ctx.db.unit_of_work(company_id=company) as session:
+            return await paginate(
+                session,
+                stmt,
+                order=order,
+                page_size=page_size,
+                page_token=page_token,
+                fingerprint=query_fingerprint(
+                    filter=filter, order_by=order_by, show_deleted=show_deleted
+                ),
+                secret=self.ctx.settings.page_token_secret,
+            )
+
+    async def list_log(
+        self, claim_id: str, *, page_size: int, page_token: str
+    ) -> Page[ClaimLogEntryRow]:
+        company = own_company(require_principal())
+        async with self.ctx.db.unit_of_work(company_id=company) as session:
+            claim = await self.load(session, company, claim_id)
+            return await paginate(
+                session,
+                select(ClaimLogEntryRow).where(
+                    ClaimLogEntryRow.company_id == company, ClaimLogEntryRow.claim_id == claim.id
+                ),
+                order=[OrderTerm(ClaimLogEntryRow.create_time, True)],
+                page_size=page_size,
+                page_token=page_token,
+                fingerprint=query_fingerprint(parent=str(claim.id)),
+                secret=self.ctx.settings.page_token_secret,
+            )
+
+    # ------------------------------------------------------------- eligibility
+
+    async def _coverage(self, session: AsyncSession, policy: PolicyRow, code: str) -> Coverage:
+        version = await self.products.load_version(
+            session, policy.company_id, policy.product_id, policy.product_version
+        )
+        found = next((c for c in version.coverages if c.code == code), None) if version else None
+        if found is None:
+            raise InvalidArgument(
+                "the policy's product has no such coverage",
+                reason="UNKNOWN_COVERAGE",
+                field_violations=[
+                    FieldViolation("claim.coverage_code", "not a coverage of the policy's product")
+                ],
+            )
+        return coverage_of(found, policy.currency)
+
+    async def _eligible(
+        self, session: AsyncSession, policy: PolicyRow, details: ClaimDetails
+    ) -> int:
+        """The policy version in effect on the incident date, after every check."""
+        incident = details.incident_date
+        if policy.delete_time is not None or not policy_of(policy).covers(incident):
+            raise FailedPrecondition(
+                f"the policy was not in force on {incident.isoformat()}",
+                reason="POLICY_NOT_IN_FORCE",
+                metadata={"incident_date": incident.isoformat(), "policy_state": policy.state},
+            )
+        version = (
+            await session.scalars(
+                select(PolicyVersionRow)
+                .where(
+                    PolicyVersionRow.company_id == policy.company_id,
+                    PolicyVersionRow.policy_id == policy.id,
+                    PolicyVersionRow.effective_date <= incident,
+                )
+                .order_by(PolicyVersionRow.version.desc())
+                .limit(1)
+            )
+        ).first()
+        if version is None:  # pragma: no cover - an activated policy has version 1
+            raise FailedPrecondition("the policy has no version", reason="POLICY_NOT_IN_FORCE")
+        insured = InsuredMembers(version.insures_holder, frozenset(version.insured_dependent_ids))
+        if not insured.includes(details.claimant_dependent_id):
+            raise FailedPrecondition(
+                "the claimant was not insured by the policy on the incident date",
+                reason="CLAIMANT_NOT_INSURED",
+                metadata={"policy_version": str(version.version)},
+            )
+        coverage = await self._coverage(session, policy, details.coverage_code)
+        waiting_ends = policy.effective_date + timedelta(days=coverage.waiting_period_days)
+        if incident < waiting_ends:
+            raise FailedPrecondition(
+                f"the coverage's waiting period runs until {waiting_ends.isoformat()}",
+                reason="WAITING_PERIOD",
+                metadata={"waiting_period_ends": waiting_ends.isoformat()},
+            )
+        return version.version
+
+    def _details(
+        self, data: ClaimInput, fields: frozenset[str], base: ClaimDetails | None, currency: str
+    ) -> ClaimDetails:
+        """The details a request describes: ``fields`` from ``data``, the rest from ``base``."""
+        today = self.ctx.today()
+        if base is None:
+            fields = UPDATABLE
+            base = ClaimDetails(
+                claim_type=None,
+                description="",
+                incident_date=today,
+                report_date=today,
+                claimed_amount=Money.zero(currency),
+                coverage_code="",
+            )
+        invalid(
+            "the claim is not valid",
+            [
+                FieldViolation(f"claim.{name}", "required")
+                for name in ("incident_date", "claimed_amount")
+                if name in fields and getattr(data, name) is None
+            ],
+        )
+        details = base
+        if "claim_type" in fields:
+            details = replace(details, claim_type=data.claim_type)
+        if "description" in fields:
+            details = replace(details, description=data.description.strip())
+        if "incident_date" in fields and data.incident_date is not None:
+            details = replace(details, incident_date=data.incident_date)
+        if "report_date" in fields:
+            details = replace(details, report_date=data.report_date or today)
+        if "claimed_amount" in fields and data.claimed_amount is not None:
+            details = replace(
+                details,
+                claimed_amount=data.claimed_amount.resolve(currency, "claim.claimed_amount"),
+            )
+        if "coverage_code" in fields:
+            details = replace(details, coverage_code=data.coverage_code.strip())
+        if "claimant" in fields:
+            details = replace(
+                details, claimant_dependent_id=_member(data.claimant, "claim.claimant")
+            )
+        invalid("the claim is not valid", check_claim_details(details, currency, today))
+        return details
+
+    # ------------------------------------------------------------- writing
+
+    async def _log(
+        self,
+        session: AsyncSession,
+        row: ClaimRow,
+        *,
+        action: str,
+        from_state: str | None,
+        outcome: _Outcome,
+        request_id: str,
+    ) -> None:
+        session.add(
+            ClaimLogEntryRow(
+                id=uuid.uuid4(),
+                company_id=row.company_id,
+                claim_id=row.id,
+                action=action,
+                from_state=from_state,
+                to_state=row.state,
+                amount=outcome.amount.amount if outcome.amount else None,
+                currency=outcome.amount.currency if outcome.amount else None,
+                note=outcome.note,
+                payment_reference=outcome.payment_reference,
+                actor_id=require_principal().subject,
+                request_id=log_request_id(request_id),
+            )
+        )
+        await session.flush()
+
+    async def create(self, data: ClaimInput, *, request_id: str) -> ClaimRow:
+        company = own_company(require_principal())
+        invalid("the claim is not valid", check_request_id(request_id))
+        new_id = uuid.uuid4()
+        async with self.ctx.db.unit_of_work(company_id=company) as session:
+            if request_id:
+                seen = await claim_request_id(session, company, CREATE, request_id, str(new_id))
+                if seen is not None:
+                    return await self.load(session, company, seen)
+            policy = await self.policies.load(session, company, data.policy_id)
+            details = self._details(data, UPDATABLE, None, policy.currency)
+            version = await self._eligible(session, policy, details)
+            claim = Claim(state=ClaimState.DRAFT, details=details)
+            row = ClaimRow(
+                id=new_id, company_id=company, policy_id=policy.id, policy_version=version
+            )
+            apply_claim(row, claim)
+            session.add(row)
+            await session.flush()
+            await self._log(
+                session,
+                row,
+                action="create",
+                from_state=None,
+                outcome=_Outcome(claim, amount=details.claimed_amount),
+                request_id=request_id,
+            )
+            await self.ctx.audit.record(
+                session,
+                action="claim.create",
+                entity_type="claim",
+                entity_id=row.id,
+                changed_fields=sorted(UPDATABLE | {"policy_id"}),
+                detail={"policy_id": str(policy.id), "claimed_amount": str(details.claimed_amount)},
+            )
+            return row
+
+    async def update(
+        self, claim_id: str, data: ClaimInput, mask: Sequence[str], etag: str
+    ) -> ClaimRow:
+        check_mask(mask, UPDATABLE)
+
+        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> _Outcome:
+            CLAIM_LIFECYCLE.next_state(claim.state, ClaimAction.UPDATE)
+            policy = await self.policies.load(session, row.company_id, str(row.policy_id))
+            details = self._details(data, frozenset(mask), claim.details, row.currency)
+            row.policy_version = await self._eligible(session, policy, details)
+            return _Outcome(claim.update(details), amount=details.claimed_amount)
+
+        return await self._transition(
+            claim_id, etag=etag, request_id="", method="update", apply=apply
+        )
+
+    async def _transition(
+        self,
+        claim_id: str,
+        *,
+        etag: str,
+        request_id: str,
+        method: str,
+        apply: Callable[[AsyncSession, ClaimRow, Claim], Awaitable[_Outcome]],
+        allow_deleted: bool = False,
+    ) -> ClaimRow:
+        company = own_company(require_principal())
+        invalid("the request is not valid", check_request_id(request_id))
+        async with self.ctx.db.unit_of_work(company_id=company) as session:
+            key = lookup_uuid(claim_id)
+            if key is None:
+                raise not_found("claim", claim_id)
+            if request_id:
+                seen = await claim_request_id(session, company, method, request_id, str(key))
+                if seen is not None:
+                    if seen != str(key):
+                        raise request_id_reused()
+                    return await self.load(session, company, claim_id)
+            row = await self.load(session, company, claim_id, lock=True)
+            check_etag(row, etag)
+            if row.delete_time is not None and not allow_deleted:
+                raise deleted("claim")
+            before = row.state
+            outcome = await apply(session, row, claim_of(row))
+            changed = apply_claim(row, outcome.claim) + outcome.changed
+            row.update_time = datetime.now(UTC)
+            await session.flush()
+            await self._log(
+                session,
+                row,
+                action=method,
+                from_state=before,
+                outcome=outcome,
+                request_id=request_id,
+            )
+            detail: dict[str, object] = {"from_state": before, "to_state": row.state}
+            if outcome.amount is not None:
+                detail["amount"] = str(outcome.amount)
+            await self.ctx.audit.record(
+                session,
+                action=f"claim.{method}",
+                entity_type="claim",
+                entity_id=row.id,
+                changed_fields=changed,
+                detail=detail,
+            )
+            return row
+
+    async def submit(self, claim_id: str, etag: str, request_id: str) -> ClaimRow:
+        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> _Outcome:
+            CLAIM_LIFECYCLE.next_state(claim.state, ClaimAction.SUBMIT)
+            policy = await self.policies.load(session, row.company_id, str(row.policy_id))
+            invalid(
+                "the claim is not valid",
+                check_claim_details(claim.details, row.currency, self.ctx.today()),
+            )
+            row.policy_version = await self._eligible(session, policy, claim.details)
+            value = await next_number(session, row.company_id, NumberKind.CLAIM)
+            submitted = claim.submit(format_number(self.ctx.settings.claim_number_prefix, value))
+            return _Outcome(submitted, amount=claim.details.claimed_amount)
+
+        return await self._transition(
+            claim_id, etag=etag, request_id=request_id, method="submit", apply=apply
+        )
+
+    async def review(self, claim_id: str, etag: str, request_id: str) -> ClaimRow:
+        adjuster = actor_uuid(require_principal())
+
+        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> _Outcome:
+            reviewed = claim.review()
+            row.assigned_adjuster_id = adjuster
+            return _Outcome(reviewed, changed=["assigned_adjuster_id"])
+
+        return await self._transition(
+            claim_id, etag=etag, request_id=request_id, method="review", apply=apply
+        )
+
+    async def approve(
+        self, claim_id: str, etag: str, request_id: str, amount: MoneyInput | None, note: str
+    ) -> ClaimRow:
+        principal = require_principal()
+        company = own_company(principal)
+        violations = check_note(note, "note") + check_request_id(request_id)
+        if amount is None:
+            violations.append(FieldViolation("approved_amount", "required"))
+        elif not amount.currency:
+            violations.append(FieldViolation("approved_amount.currency_code", "required"))
+        else:
+            violations += check_currency(amount.currency, "approved_amount.currency_code")
+        invalid("the approval is not valid", violations)
+        assert amount is not None
+        money = amount.resolve(amount.currency, "approved_amount")
+        bands = await self.bands(company)
+        # Permission before existence: the band depends on the request only.
+        bands.check_authority(money, principal.permissions)
+
+        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> _Outcome:
+            CLAIM_LIFECYCLE.next_state(claim.state, ClaimAction.APPROVE)
+            policy = await self.policies.load(session, row.company_id, str(row.policy_id))
+            coverage = await self._coverage(session, policy, row.coverage_code)
+            approved = claim.approve(
+                money, coverage_limit=coverage.limit, bands=bands, permissions=principal.permissions
+            )
+            return _Outcome(approved, amount=money, note=note.strip())
+
+        return await self._transition(
+            claim_id, etag=etag, request_id=request_id, method="approve", apply=apply
+        )
+
+    async def deny(self, claim_id: str, etag: str, request_id: str, reason: str) -> ClaimRow:
+        invalid("the request is not valid", check_note(reason, "reason"))
+
+        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> _Outcome:
+            return _Outcome(claim.deny(reason.strip()), note=reason.strip())
+
+        return await self._transition(
+            claim_id, etag=etag, request_id=request_id, method="deny", apply=apply
+        )
+
+    async def pay(self, claim_id: str, etag: str, request_id: str, reference: str) -> ClaimRow:
+        reference = reference.strip()
+        if len(reference) > 100:
+            invalid(
+                "the request is not valid", [FieldViolation("payment_reference", "at most 100")]
+            )
+
+        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> _Outcome:
+            paid, amount = claim.pay(reference)
+            return _Outcome(paid, amount=amount, payment_reference=reference)
+
+        return await self._transition(
+            claim_id, etag=etag, request_id=request_id, method="pay", apply=apply
+        )
+
+    async def close(self, claim_id: str, etag: str, request_id: str, note: str) -> ClaimRow:
+        invalid("the request is not valid", check_note(note, "note"))
+
+        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> _Outcome:
+            return _Outcome(claim.close(), note=note.strip())
+
+        return await self._transition(
+            claim_id, etag=etag, request_id=request_id, method="close", apply=apply
+        )
+
+    async def reopen(self, claim_id: str, etag: str, request_id: str, reason: str) -> ClaimRow:
+        invalid("the request is not valid", check_note(reason, "reason"))
+
+        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> _Outcome:
+            return _Outcome(claim.reopen(reason.strip()), note=reason.strip())
+
+        return await self._transition(
+            claim_id, etag=etag, request_id=request_id, method="reopen", apply=apply
+        )
+
+    async def delete(self, claim_id: str, etag: str) -> ClaimRow:
+        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> _Outcome:
+            claim.check_delete()
+            row.soft_delete()
+            return _Outcome(claim, changed=["delete_time"])
+
+        return await self._transition(
+            claim_id, etag=etag, request_id="", method="delete", apply=apply, allow_deleted=True
+        )
+
+    async def undelete(self, claim_id: str, etag: str) -> ClaimRow:
+        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> _Outcome:
+            if row.delete_time is None:
+                raise FailedPrecondition("the claim is not deleted", reason="NOT_DELETED")
+            row.undelete()
+            return _Outcome(claim, changed=["delete_time"])
+
+        return await self._transition(
+            claim_id, etag=etag, request_id="", method="undelete", apply=apply, allow_deleted=True
+        )
+
+    # ------------------------------------------------------------- bands
+
+    async def _bands_row(self, company: uuid.UUID) -> ApprovalBandsRow | None:
+        async with self.ctx.db.unit_of_work(company_id=company) as session:
+            return await session.get(ApprovalBandsRow, company)
+
+    async def bands(self, company: uuid.UUID) -> ApprovalBands:
+        """The company's bands, or the settings' limits in the company's currency."""
+        row = await self._bands_row(company)
+        if row is not None:
+            return ApprovalBands((row.band_1_limit, row.band_2_limit), row.currency)
+        currency = await self.ctx.tenants.default_currency(company)
+        return ApprovalBands(self.ctx.settings.claim_approval_band_limits, currency)
+
+    async def get_bands(self) -> tuple[ApprovalBands, ApprovalBandsRow | None]:
+        company = own_company(require_principal())
+        return await self.bands(company), await self._bands_row(company)
+
+    async def update_bands(
+        self, band_1: MoneyInput | None, band_2: MoneyInput | None, etag: str
+    ) -> tuple[ApprovalBands, ApprovalBandsRow]:
+        principal = require_principal()
+        company = own_company(principal)
+        violations = []
+        for name, value in (("band_1_limit", band_1), ("band_2_limit", band_2)):
+            if value is None or not value.currency:
+                violations.append(
+                    FieldViolation(f"approval_bands.{name}", "an amount with its currency_code")
+                )
+        invalid("the bands are not valid", violations)
+        assert band_1 is not None and band_2 is not None
+        currency = band_1.currency
+        first = band_1.resolve(currency, "approval_bands.band_1_limit")
+        second = band_2.resolve(currency, "approval_bands.band_2_limit")
+        bands = ApprovalBands((first.amount, second.amount), currency)
+        invalid("the bands are not valid", bands.violations())
+        async with self.ctx.db.unit_of_work(company_id=company) as session:
+            row = await session.get(ApprovalBandsRow, company, with_for_update=True)
+            if row is None:
+                if etag:
+                    # The defaults have no etag: a client that read other bands is stale.
+                    raise Aborted(
+                        "the resource changed since it was read; read it again and retry",
+                        reason="ETAG_MISMATCH",
+                    )
+                row = ApprovalBandsRow(company_id=company, currency=currency)
+                session.add(row)
+            else:
+                check_etag(row, etag)
+            row.currency = currency
+            row.band_1_limit = first.amount
+            row.band_2_limit = second.amount
+            row.updated_by = actor_uuid(principal)
+            row.update_time = datetime.now(UTC)
+            await session.flush()
+            await self.ctx.audit.record(
+                session,
+                action="approval_bands.update",
+                entity_type="approval_bands",
+                entity_id=str(company),
+                changed_fields=["band_1_limit", "band_2_limit", "currency"],
+                detail={"band_1_limit": str(first), "band_2_limit": str(second)},
+            )
+            return bands, row
+
+
+__all__ = ["ClaimInput", "ClaimUseCases", "claim_of"]

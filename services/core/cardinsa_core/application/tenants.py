@@ -1,0 +1,78 @@
+"""Which tenants may act, and in which currency: the company service's answer.
+
+The application asks a :class:`TenantDirectory`; it does not care where the
+answer comes from. Two implementations:
+
+- :class:`CompanyServiceDirectory` asks the company service
+  (``CompanyService/GetCompanyStatus`` through :mod:`cardinsa_core.clients.company`,
+  as a service account, cached briefly by the foundation's
+  ``TenantStatusCache``): a suspended or closed tenant's calls are refused and
+  products default to the company's currency.
+- :class:`SettingsTenantDirectory`, the fallback while the company service is
+  not wired: every tenant with a company counts as active and its currency
+  comes from the settings (``tenant_currencies`` per company id, else
+  ``default_currency``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Protocol
+
+from cardinsa_core.settings import CoreSettings
+from cardinsa_foundation.context import Principal
+from cardinsa_foundation.errors import PermissionDenied
+from cardinsa_foundation.tenancy import TenantStatusCache
+
+__all__ = ["CompanyServiceDirectory", "SettingsTenantDirectory", "TenantDirectory"]
+
+
+class TenantDirectory(Protocol):
+    """What core needs to know about tenants."""
+
+    #: ``company-service`` or ``settings`` (for server info and logs).
+    source: str
+
+    async def check_principal(self, principal: Principal) -> None:
+        """Refuse a caller whose company may not act (PERMISSION_DENIED)."""
+
+    async def default_currency(self, company_id: uuid.UUID) -> str:
+        """The company's ISO 4217 currency."""
+
+
+def _no_tenant() -> PermissionDenied:
+    return PermissionDenied("the caller belongs to no company", reason="NO_TENANT")
+
+
+class SettingsTenantDirectory:
+    """Fallback: tenants are active; currencies come from the settings."""
+
+    source = "settings"
+
+    def __init__(self, settings: CoreSettings) -> None:
+        self._default = settings.default_currency
+        self._currencies = {k.lower(): v for k, v in settings.tenant_currencies.items()}
+
+    async def check_principal(self, principal: Principal) -> None:
+        if not principal.company_id:
+            raise _no_tenant()
+
+    async def default_currency(self, company_id: uuid.UUID) -> str:
+        return self._currencies.get(str(company_id), self._default)
+
+
+class CompanyServiceDirectory:
+    """The company service's view, cached; the settings fill in a missing currency."""
+
+    source = "company-service"
+
+    def __init__(self, cache: TenantStatusCache, fallback: SettingsTenantDirectory) -> None:
+        self._cache = cache
+        self._fallback = fallback
+
+    async def check_principal(self, principal: Principal) -> None:
+        await self._cache.check_principal(principal)
+
+    async def default_currency(self, company_id: uuid.UUID) -> str:
+        status = await self._cache.require_active(str(company_id))
+        return status.default_currency or await self._fallback.default_currency(company_id)

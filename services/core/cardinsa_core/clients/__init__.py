@@ -1,0 +1,1 @@
+"""Calls core makes to other services, through their generated gRPC stubs."""

@@ -1,0 +1,1 @@
+"""gRPC servicers of core: protobuf in, use case, protobuf out."""

@@ -1,0 +1,160 @@
+"""ClaimService servicer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cardinsa.core.v1 import claim_service_pb2 as pb
+from cardinsa.core.v1 import claim_service_pb2_grpc, resources_pb2
+from cardinsa_core.application.claims import ClaimInput, ClaimUseCases
+from cardinsa_core.domain.claims import ClaimType
+from cardinsa_core.handlers.convert import (
+    bands_to_proto,
+    claim_log_to_proto,
+    claim_to_proto,
+    enum_in,
+    from_date,
+    from_money,
+    mask_paths,
+    member_in,
+)
+
+_CL = resources_pb2.Claim
+
+
+def claim_input(message: resources_pb2.Claim) -> ClaimInput:
+    return ClaimInput(
+        policy_id=message.policy_id,
+        claimant=member_in(message.claimant) if message.HasField("claimant") else None,
+        claim_type=enum_in(ClaimType, _CL.ClaimType, message.claim_type),
+        description=message.description,
+        coverage_code=message.coverage_code,
+        incident_date=from_date(message, "incident_date", "claim.incident_date"),
+        report_date=from_date(message, "report_date", "claim.report_date"),
+        claimed_amount=from_money(message, "claimed_amount"),
+    )
+
+
+class ClaimServicer(claim_service_pb2_grpc.ClaimServiceServicer):
+    def __init__(self, claims: ClaimUseCases) -> None:
+        self.claims = claims
+
+    async def CreateClaim(
+        self, request: pb.CreateClaimRequest, context: Any
+    ) -> resources_pb2.Claim:
+        row = await self.claims.create(claim_input(request.claim), request_id=request.request_id)
+        return claim_to_proto(row)
+
+    async def GetClaim(self, request: pb.GetClaimRequest, context: Any) -> resources_pb2.Claim:
+        return claim_to_proto(await self.claims.get(request.claim_id))
+
+    async def ListClaims(
+        self, request: pb.ListClaimsRequest, context: Any
+    ) -> pb.ListClaimsResponse:
+        page = await self.claims.list_claims(
+            page_size=request.page_size,
+            page_token=request.page_token,
+            filter=request.filter,
+            order_by=request.order_by,
+            show_deleted=request.show_deleted,
+        )
+        return pb.ListClaimsResponse(
+            claims=[claim_to_proto(r) for r in page.items], next_page_token=page.next_page_token
+        )
+
+    async def UpdateClaim(
+        self, request: pb.UpdateClaimRequest, context: Any
+    ) -> resources_pb2.Claim:
+        row = await self.claims.update(
+            request.claim.id,
+            claim_input(request.claim),
+            mask_paths(request.update_mask),
+            request.claim.etag,
+        )
+        return claim_to_proto(row)
+
+    async def DeleteClaim(
+        self, request: pb.DeleteClaimRequest, context: Any
+    ) -> resources_pb2.Claim:
+        return claim_to_proto(await self.claims.delete(request.claim_id, request.etag))
+
+    async def UndeleteClaim(
+        self, request: pb.UndeleteClaimRequest, context: Any
+    ) -> resources_pb2.Claim:
+        return claim_to_proto(await self.claims.undelete(request.claim_id, request.etag))
+
+    async def SubmitClaim(
+        self, request: pb.SubmitClaimRequest, context: Any
+    ) -> resources_pb2.Claim:
+        row = await self.claims.submit(request.claim_id, request.etag, request.request_id)
+        return claim_to_proto(row)
+
+    async def ReviewClaim(
+        self, request: pb.ReviewClaimRequest, context: Any
+    ) -> resources_pb2.Claim:
+        row = await self.claims.review(request.claim_id, request.etag, request.request_id)
+        return claim_to_proto(row)
+
+    async def ApproveClaim(
+        self, request: pb.ApproveClaimRequest, context: Any
+    ) -> resources_pb2.Claim:
+        row = await self.claims.approve(
+            request.claim_id,
+            request.etag,
+            request.request_id,
+            from_money(request, "approved_amount"),
+            request.note,
+        )
+        return claim_to_proto(row)
+
+    async def DenyClaim(self, request: pb.DenyClaimRequest, context: Any) -> resources_pb2.Claim:
+        row = await self.claims.deny(
+            request.claim_id, request.etag, request.request_id, request.reason
+        )
+        return claim_to_proto(row)
+
+    async def PayClaim(self, request: pb.PayClaimRequest, context: Any) -> resources_pb2.Claim:
+        row = await self.claims.pay(
+            request.claim_id, request.etag, request.request_id, request.payment_reference
+        )
+        return claim_to_proto(row)
+
+    async def CloseClaim(self, request: pb.CloseClaimRequest, context: Any) -> resources_pb2.Claim:
+        row = await self.claims.close(
+            request.claim_id, request.etag, request.request_id, request.note
+        )
+        return claim_to_proto(row)
+
+    async def ReopenClaim(
+        self, request: pb.ReopenClaimRequest, context: Any
+    ) -> resources_pb2.Claim:
+        row = await self.claims.reopen(
+            request.claim_id, request.etag, request.request_id, request.reason
+        )
+        return claim_to_proto(row)
+
+    async def ListClaimLogEntries(
+        self, request: pb.ListClaimLogEntriesRequest, context: Any
+    ) -> pb.ListClaimLogEntriesResponse:
+        page = await self.claims.list_log(
+            request.claim_id, page_size=request.page_size, page_token=request.page_token
+        )
+        return pb.ListClaimLogEntriesResponse(
+            claim_log_entries=[claim_log_to_proto(r) for r in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def GetApprovalBands(
+        self, request: pb.GetApprovalBandsRequest, context: Any
+    ) -> resources_pb2.ApprovalBands:
+        bands, row = await self.claims.get_bands()
+        return bands_to_proto(bands, row)
+
+    async def UpdateApprovalBands(
+        self, request: pb.UpdateApprovalBandsRequest, context: Any
+    ) -> resources_pb2.ApprovalBands:
+        message = request.approval_bands
+        bands, row = await self.claims.update_bands(
+            from_money(message, "band_1_limit"), from_money(message, "band_2_limit"), message.etag
+        )
+        return bands_to_proto(bands, row)

@@ -1,0 +1,474 @@
+"""Protobuf ⇄ application values, in one place for every core handler.
+
+Enums travel by name (the domain enums' values are the proto names); an
+unset (``*_UNSPECIFIED``) enum becomes None so the application can say
+"required". Money arrives as :class:`MoneyInput` (the currency may be empty
+and is resolved by the use case) and leaves as google.type.Money.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from google.protobuf import struct_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+from google.type import date_pb2, money_pb2
+
+from cardinsa.common.v1 import common_pb2
+from cardinsa.core.v1 import resources_pb2
+from cardinsa_core.application.inputs import MemberRef, MoneyInput
+from cardinsa_core.application.policyholders import PolicyholderView
+from cardinsa_core.application.products import CoverageInput, ProductInput, ProductView, VersionView
+from cardinsa_core.domain.claims import ApprovalBands
+from cardinsa_core.domain.money import Money
+from cardinsa_core.domain.policyholders import (
+    Address,
+    DependentSpec,
+    Gender,
+    PartyKind,
+    PolicyholderSpec,
+    Relation,
+    shown_national_id,
+)
+from cardinsa_core.domain.products import LimitPeriod, LineOfBusiness
+from cardinsa_core.repository.models import (
+    ApprovalBandsRow,
+    AuditEventRow,
+    ClaimLogEntryRow,
+    ClaimRow,
+    DependentRow,
+    PolicyRow,
+    PolicyStatusChangeRow,
+    PolicyVersionRow,
+)
+from cardinsa_foundation.errors import FieldViolation, InvalidArgument
+from cardinsa_foundation.models import check_etag
+
+E = TypeVar("E", bound=StrEnum)
+
+__all__ = ["check_etag"]
+
+
+# ------------------------------------------------------------------ scalars
+
+
+def timestamp(value: dt.datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def to_date(value: dt.date | None) -> date_pb2.Date | None:
+    if value is None:
+        return None
+    return date_pb2.Date(year=value.year, month=value.month, day=value.day)
+
+
+def from_date(message: Any, field: str, path: str | None = None) -> dt.date | None:
+    """A google.type.Date field as a date; None when unset or all zero."""
+    if not message.HasField(field):
+        return None
+    value: date_pb2.Date = getattr(message, field)
+    if value.year == value.month == value.day == 0:
+        return None
+    try:
+        return dt.date(value.year, value.month, value.day)
+    except ValueError:
+        where = path or field
+        raise InvalidArgument(
+            f"{where} is not a valid calendar date",
+            field_violations=[FieldViolation(where, "a full date (year, month and day)")],
+        ) from None
+
+
+def to_money(amount: Decimal | None, currency: str) -> money_pb2.Money | None:
+    if amount is None:
+        return None
+    units, nanos = Money.of(amount, currency).units_nanos()
+    return money_pb2.Money(currency_code=currency, units=units, nanos=nanos)
+
+
+def money_out(value: Money | None) -> money_pb2.Money | None:
+    return None if value is None else to_money(value.amount, value.currency)
+
+
+def from_money(message: Any, field: str) -> MoneyInput | None:
+    if not message.HasField(field):
+        return None
+    value: money_pb2.Money = getattr(message, field)
+    return MoneyInput(value.units, value.nanos, value.currency_code)
+
+
+def enum_in(enum: type[E], proto_enum: Any, number: int) -> E | None:
+    """The domain enum member named like the proto value; None for 0 (unspecified)
+    and for numbers this server does not know."""
+    if number == 0:
+        return None
+    try:
+        return enum(proto_enum.Name(number))
+    except ValueError:
+        return None
+
+
+def enum_out(value: str | None) -> str | None:
+    """An enum field's value by name (None: unspecified)."""
+    return value or None
+
+
+def member_in(member: resources_pb2.InsuredMember) -> MemberRef:
+    if member.WhichOneof("member") == "policyholder" and member.policyholder:
+        return MemberRef(policyholder=True)
+    return MemberRef(policyholder=False, dependent_id=member.dependent_id)
+
+
+def members_out(holder: bool, dependents: Iterable[Any]) -> list[resources_pb2.InsuredMember]:
+    out = [resources_pb2.InsuredMember(policyholder=True)] if holder else []
+    return out + [resources_pb2.InsuredMember(dependent_id=str(d)) for d in sorted(dependents)]
+
+
+# ------------------------------------------------------------------ policyholders
+
+_P = resources_pb2.Policyholder
+_D = resources_pb2.Dependent
+
+
+def _dependent_out(row: DependentRow, reveal: bool) -> resources_pb2.Dependent:
+    national_id, masked = shown_national_id(
+        row.national_id, {"policyholders.read_national_id"} if reveal else ()
+    )
+    return _D(
+        id=str(row.id),
+        relation=enum_out(row.relation),
+        given_name=row.given_name,
+        family_name=row.family_name,
+        date_of_birth=to_date(row.date_of_birth),
+        gender=enum_out(row.gender),
+        national_id=national_id,
+        national_id_masked=masked,
+        create_time=timestamp(row.create_time),
+    )
+
+
+def policyholder_to_proto(view: PolicyholderView) -> resources_pb2.Policyholder:
+    row = view.row
+    national_id, masked = shown_national_id(
+        row.national_id, {"policyholders.read_national_id"} if view.reveal_national_id else ()
+    )
+    return _P(
+        id=str(row.id),
+        kind=enum_out(row.kind),
+        given_name=row.given_name,
+        family_name=row.family_name,
+        date_of_birth=to_date(row.date_of_birth),
+        gender=enum_out(row.gender),
+        legal_name=row.legal_name,
+        registration_number=row.registration_number,
+        national_id=national_id,
+        national_id_masked=masked,
+        email=row.email,
+        phone=row.phone,
+        address=resources_pb2.Address(
+            line1=row.address_line1,
+            line2=row.address_line2,
+            city=row.address_city,
+            region=row.address_region,
+            postal_code=row.address_postal_code,
+            country_code=row.address_country_code,
+        ),
+        dependents=[_dependent_out(d, view.reveal_national_id) for d in view.dependents],
+        display_name=row.display_name,
+        create_time=timestamp(row.create_time),
+        update_time=timestamp(row.update_time),
+        delete_time=timestamp(row.delete_time),
+        etag=row.etag,
+    )
+
+
+def policyholder_spec(message: resources_pb2.Policyholder) -> PolicyholderSpec:
+    address = message.address
+    return PolicyholderSpec(
+        kind=enum_in(PartyKind, _P.Kind, message.kind),
+        given_name=message.given_name,
+        family_name=message.family_name,
+        date_of_birth=from_date(message, "date_of_birth", "policyholder.date_of_birth"),
+        gender=enum_in(Gender, _P.Gender, message.gender) or Gender.UNSPECIFIED,
+        legal_name=message.legal_name,
+        registration_number=message.registration_number,
+        national_id=message.national_id,
+        email=message.email,
+        phone=message.phone,
+        address=Address(
+            line1=address.line1,
+            line2=address.line2,
+            city=address.city,
+            region=address.region,
+            postal_code=address.postal_code,
+            country_code=address.country_code,
+        ),
+        dependents=tuple(
+            DependentSpec(
+                relation=enum_in(Relation, _D.Relation, dep.relation),
+                given_name=dep.given_name,
+                family_name=dep.family_name,
+                date_of_birth=from_date(dep, "date_of_birth", f"policyholder.dependents[{i}]"),
+                gender=enum_in(Gender, _P.Gender, dep.gender) or Gender.UNSPECIFIED,
+                national_id=dep.national_id,
+                id=dep.id,
+            )
+            for i, dep in enumerate(message.dependents)
+        ),
+    )
+
+
+# ------------------------------------------------------------------ products
+
+_C = resources_pb2.Coverage
+_PR = resources_pb2.Product
+
+
+def _coverages_out(view: VersionView) -> list[resources_pb2.Coverage]:
+    currency = view.row.currency
+    out = []
+    for row in view.coverages:
+        coverage = _C(
+            code=row.code,
+            name=row.name,
+            limit=to_money(row.limit_amount, currency),
+            limit_period=enum_out(row.limit_period),
+            deductible=to_money(row.deductible, currency),
+            copay=to_money(row.copay, currency),
+            waiting_period_days=row.waiting_period_days,
+        )
+        if row.coinsurance_percent is not None:
+            coverage.coinsurance_basis_points = int(row.coinsurance_percent * 100)
+        out.append(coverage)
+    return out
+
+
+def product_to_proto(view: ProductView) -> resources_pb2.Product:
+    row, version = view.row, view.version.row
+    return _PR(
+        id=str(row.id),
+        code=row.code,
+        line_of_business=enum_out(row.line_of_business),
+        state=enum_out(row.state),
+        version=row.current_version,
+        name=version.name,
+        description=version.description,
+        currency_code=version.currency,
+        base_premium=to_money(version.base_premium, version.currency),
+        term_months=version.term_months,
+        coverages=_coverages_out(view.version),
+        create_time=timestamp(row.create_time),
+        update_time=timestamp(row.update_time),
+        delete_time=timestamp(row.delete_time),
+        etag=row.etag,
+    )
+
+
+def product_version_to_proto(view: VersionView) -> resources_pb2.ProductVersion:
+    row = view.row
+    return resources_pb2.ProductVersion(
+        product_id=str(row.product_id),
+        version=row.version,
+        name=row.name,
+        description=row.description,
+        currency_code=row.currency,
+        base_premium=to_money(row.base_premium, row.currency),
+        term_months=row.term_months,
+        coverages=_coverages_out(view),
+        create_time=timestamp(row.create_time),
+        created_by=str(row.created_by) if row.created_by else "",
+    )
+
+
+def product_input(message: resources_pb2.Product) -> ProductInput:
+    return ProductInput(
+        code=message.code,
+        line_of_business=enum_in(LineOfBusiness, _PR.LineOfBusiness, message.line_of_business),
+        name=message.name,
+        description=message.description,
+        currency=message.currency_code,
+        base_premium=from_money(message, "base_premium"),
+        term_months=message.term_months,
+        coverages=tuple(
+            CoverageInput(
+                code=c.code,
+                name=c.name,
+                limit=from_money(c, "limit"),
+                limit_period=enum_in(LimitPeriod, _C.LimitPeriod, c.limit_period),
+                deductible=from_money(c, "deductible"),
+                copay=from_money(c, "copay"),
+                coinsurance_basis_points=c.coinsurance_basis_points
+                if c.HasField("coinsurance_basis_points")
+                else None,
+                waiting_period_days=c.waiting_period_days,
+            )
+            for c in message.coverages
+        ),
+    )
+
+
+# ------------------------------------------------------------------ policies
+
+_PO = resources_pb2.Policy
+
+
+def policy_to_proto(row: PolicyRow) -> resources_pb2.Policy:
+    currency = row.currency
+    return _PO(
+        id=str(row.id),
+        policy_number=row.policy_number or "",
+        policyholder_id=str(row.policyholder_id),
+        product_id=str(row.product_id),
+        product_version=row.product_version,
+        state=enum_out(row.state),
+        effective_date=to_date(row.effective_date),
+        expiry_date=to_date(row.expiry_date),
+        currency_code=currency,
+        premium=to_money(row.premium, currency),
+        sum_insured=to_money(row.sum_insured, currency),
+        payment_frequency=enum_out(row.payment_frequency),
+        insured_members=members_out(row.insures_holder, row.insured_dependent_ids),
+        version=row.current_version,
+        version_effective_date=to_date(row.version_effective_date),
+        cancel_reason=enum_out(row.cancel_reason),
+        cancel_effective_date=to_date(row.cancel_effective_date),
+        lapse_date=to_date(row.lapse_date),
+        termination_note=row.termination_note,
+        previous_policy_id=str(row.previous_policy_id) if row.previous_policy_id else "",
+        successor_policy_id=str(row.successor_policy_id) if row.successor_policy_id else "",
+        bind_time=timestamp(row.bind_time),
+        activate_time=timestamp(row.activate_time),
+        create_time=timestamp(row.create_time),
+        update_time=timestamp(row.update_time),
+        delete_time=timestamp(row.delete_time),
+        etag=row.etag,
+    )
+
+
+def policy_version_to_proto(row: PolicyVersionRow) -> resources_pb2.PolicyVersion:
+    return resources_pb2.PolicyVersion(
+        policy_id=str(row.policy_id),
+        version=row.version,
+        effective_date=to_date(row.effective_date),
+        premium=to_money(row.premium, row.currency),
+        sum_insured=to_money(row.sum_insured, row.currency),
+        insured_members=members_out(row.insures_holder, row.insured_dependent_ids),
+        description=row.description,
+        changed_fields=row.changed_fields,
+        create_time=timestamp(row.create_time),
+        created_by=str(row.created_by) if row.created_by else "",
+    )
+
+
+def status_change_to_proto(row: PolicyStatusChangeRow) -> resources_pb2.PolicyStatusChange:
+    return resources_pb2.PolicyStatusChange(
+        id=str(row.id),
+        policy_id=str(row.policy_id),
+        from_state=enum_out(row.from_state),
+        to_state=enum_out(row.to_state),
+        transition=row.transition,
+        reason=row.reason,
+        effective_date=to_date(row.effective_date),
+        actor_id=row.actor_id or "",
+        request_id=row.request_id or "",
+        create_time=timestamp(row.create_time),
+    )
+
+
+# ------------------------------------------------------------------ claims
+
+_CL = resources_pb2.Claim
+
+
+def claim_to_proto(row: ClaimRow) -> resources_pb2.Claim:
+    currency = row.currency
+    claimant = (
+        resources_pb2.InsuredMember(dependent_id=str(row.claimant_dependent_id))
+        if row.claimant_dependent_id
+        else resources_pb2.InsuredMember(policyholder=True)
+    )
+    return _CL(
+        id=str(row.id),
+        claim_number=row.claim_number or "",
+        policy_id=str(row.policy_id),
+        policy_version=row.policy_version,
+        claimant=claimant,
+        claim_type=enum_out(row.claim_type),
+        description=row.description,
+        coverage_code=row.coverage_code,
+        incident_date=to_date(row.incident_date),
+        report_date=to_date(row.report_date),
+        claimed_amount=to_money(row.claimed_amount, currency),
+        state=enum_out(row.state),
+        approved_amount=to_money(row.approved_amount, currency),
+        paid_amount=to_money(row.paid_amount, currency),
+        payment_reference=row.payment_reference,
+        deny_reason=row.deny_reason,
+        assigned_adjuster_id=str(row.assigned_adjuster_id) if row.assigned_adjuster_id else "",
+        create_time=timestamp(row.create_time),
+        update_time=timestamp(row.update_time),
+        delete_time=timestamp(row.delete_time),
+        etag=row.etag,
+    )
+
+
+def claim_log_to_proto(row: ClaimLogEntryRow) -> resources_pb2.ClaimLogEntry:
+    return resources_pb2.ClaimLogEntry(
+        id=str(row.id),
+        claim_id=str(row.claim_id),
+        action=row.action,
+        from_state=enum_out(row.from_state),
+        to_state=enum_out(row.to_state),
+        amount=to_money(row.amount, row.currency) if row.currency else None,
+        note=row.note,
+        payment_reference=row.payment_reference,
+        actor_id=row.actor_id or "",
+        request_id=row.request_id or "",
+        create_time=timestamp(row.create_time),
+    )
+
+
+def bands_to_proto(
+    bands: ApprovalBands, row: ApprovalBandsRow | None
+) -> resources_pb2.ApprovalBands:
+    currency = bands.currency or ""
+    return resources_pb2.ApprovalBands(
+        band_1_limit=to_money(bands.limits[0], currency),
+        band_2_limit=to_money(bands.limits[1], currency),
+        configured=row is not None,
+        update_time=timestamp(row.update_time) if row else None,
+        etag=row.etag if row else "",
+    )
+
+
+# ------------------------------------------------------------------ audit
+
+
+def audit_event_to_proto(row: AuditEventRow) -> common_pb2.AuditEvent:
+    detail = struct_pb2.Struct()
+    detail.update(row.detail or {})
+    return common_pb2.AuditEvent(
+        id=str(row.id),
+        create_time=timestamp(row.create_time),
+        company_id=str(row.company_id) if row.company_id else "",
+        actor_id=row.actor_id or "",
+        on_behalf_of_id=row.on_behalf_of_id or "",
+        action=row.action,
+        entity_type=row.entity_type,
+        entity_id=row.entity_id or "",
+        changed_fields=row.changed_fields,
+        request_id=row.request_id or "",
+        detail=detail,
+    )
+
+
+def mask_paths(mask: Any) -> Sequence[str]:
+    return list(mask.paths)

@@ -1,0 +1,271 @@
+"""Composition root of the core service: settings → database → use cases → server.
+
+`python -m cardinsa_core.main` serves (``--workers N`` starts N processes on
+consecutive ports). `cardinsa_core.cli` has migrate and downgrade.
+
+What is wired to other services:
+- identity: access tokens are verified against identity's JWKS, fetched over
+  gRPC from ``identity_address`` (always);
+- company: with ``company_address`` (and ``service_api_key``, exchanged with
+  identity for core's service-account token) every call's tenant must be
+  ACTIVE in the company service and products default to the company's
+  currency; without it the settings fallback is used (every tenant active,
+  currency from ``tenant_currencies`` / ``default_currency``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+
+import grpc
+from sqlalchemy.engine import make_url
+
+from cardinsa.core.v1 import (
+    claim_service_pb2,
+    claim_service_pb2_grpc,
+    core_service_pb2,
+    core_service_pb2_grpc,
+    policy_service_pb2,
+    policy_service_pb2_grpc,
+    policyholder_service_pb2,
+    policyholder_service_pb2_grpc,
+    product_service_pb2,
+    product_service_pb2_grpc,
+)
+from cardinsa_core.application.audit_log import AuditLogUseCases
+from cardinsa_core.application.claims import ClaimUseCases
+from cardinsa_core.application.context import CoreContext, utc_today
+from cardinsa_core.application.policies import PolicyUseCases
+from cardinsa_core.application.policyholders import PolicyholderUseCases
+from cardinsa_core.application.products import ProductUseCases
+from cardinsa_core.application.tenants import (
+    CompanyServiceDirectory,
+    SettingsTenantDirectory,
+    TenantDirectory,
+)
+from cardinsa_core.clients.company import company_status_fetcher
+from cardinsa_core.handlers.claims import ClaimServicer
+from cardinsa_core.handlers.core import CoreServicer
+from cardinsa_core.handlers.policies import PolicyServicer
+from cardinsa_core.handlers.policyholders import PolicyholderServicer
+from cardinsa_core.handlers.products import ProductServicer
+from cardinsa_core.repository.models import AuditEventRow
+from cardinsa_core.settings import CoreSettings
+from cardinsa_foundation import __version__, metrics
+from cardinsa_foundation.audit import AuditWriter
+from cardinsa_foundation.auth import JwksCache, TokenVerifier, identity_jwks_fetcher
+from cardinsa_foundation.config import get_settings
+from cardinsa_foundation.db import DEFAULT_APP_ROLE, Database, resolve_database_url
+from cardinsa_foundation.local_postgres import LocalPostgres
+from cardinsa_foundation.logging import configure_logging
+from cardinsa_foundation.server import GrpcServer, ServiceRegistration, run_workers, worker_index
+from cardinsa_foundation.server_info import ServerInfoProvider
+from cardinsa_foundation.tenancy import TenantStatusCache, api_key_credentials
+
+SERVICE_NAME = "core"
+APIS = [
+    "cardinsa.core.v1.CoreService",
+    "cardinsa.core.v1.PolicyholderService",
+    "cardinsa.core.v1.ProductService",
+    "cardinsa.core.v1.PolicyService",
+    "cardinsa.core.v1.ClaimService",
+]
+
+
+def app_role_url(url: str, role: str = DEFAULT_APP_ROLE) -> str:
+    """The same server and database, as the services' role (trust/peer auth setups)."""
+    return make_url(url).set(username=role, password=None).render_as_string(hide_password=False)
+
+
+def service_database_url(settings: CoreSettings) -> tuple[str, LocalPostgres | None]:
+    """The URL the service connects with: the configured one, or the embedded
+    server's as the non-owner app role."""
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value(), None
+    admin_url, server = resolve_database_url(settings)
+    return app_role_url(admin_url), server
+
+
+@dataclass
+class CoreApp:
+    ctx: CoreContext
+    server: GrpcServer
+    policyholders: PolicyholderUseCases
+    products: ProductUseCases
+    policies: PolicyUseCases
+    claims: ClaimUseCases
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+
+def tenant_directory(
+    settings: CoreSettings, identity_channel: grpc.aio.Channel
+) -> tuple[TenantDirectory, grpc.aio.Channel | None]:
+    """The company service's view when it is configured, else the settings'."""
+    fallback = SettingsTenantDirectory(settings)
+    if not settings.company_address:
+        return fallback, None
+    if settings.service_api_key is None:
+        raise RuntimeError(
+            "CARDINSA_SERVICE_API_KEY is needed to call the company service "
+            "(CARDINSA_COMPANY_ADDRESS is set)"
+        )
+    channel = grpc.aio.insecure_channel(settings.company_address)
+    credentials = api_key_credentials(identity_channel, settings.service_api_key.get_secret_value())
+    fetch = company_status_fetcher(channel, credentials, timeout_s=settings.company_call_timeout_s)
+    cache = TenantStatusCache(fetch, ttl_s=settings.tenant_status_ttl_s)
+    return CompanyServiceDirectory(cache, fallback), channel
+
+
+def build(
+    settings: CoreSettings,
+    database_url: str,
+    *,
+    port: int | None = None,
+    metrics_port: int | None = None,
+    tenants: TenantDirectory | None = None,
+    today: Callable[[], date] = utc_today,
+) -> CoreApp:
+    db = Database(database_url, settings, application_name=SERVICE_NAME)
+    metrics.register_pool_collector(
+        SERVICE_NAME, lambda: metrics.PoolStats.from_pool(db.engine.pool)
+    )
+    identity_channel = grpc.aio.insecure_channel(settings.identity_address)
+    company_channel: grpc.aio.Channel | None = None
+    if tenants is None:
+        tenants, company_channel = tenant_directory(settings, identity_channel)
+    ctx = CoreContext(
+        db=db,
+        settings=settings,
+        audit=AuditWriter(AuditEventRow),
+        tenants=tenants,
+        today=today,
+    )
+    policyholders = PolicyholderUseCases(ctx)
+    products = ProductUseCases(ctx)
+    policies = PolicyUseCases(ctx, products)
+    claims = ClaimUseCases(ctx, policies, products)
+    info = ServerInfoProvider(
+        name=SERVICE_NAME,
+        version=__version__,
+        environment=settings.environment.value,
+        apis=APIS,
+        dependencies={"database": db.ping},
+    )
+    verifier = TokenVerifier(
+        JwksCache(identity_jwks_fetcher(identity_channel), ttl_s=settings.jwks_cache_ttl_s),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway_s=settings.clock_skew_s,
+    )
+
+    async def close() -> None:
+        await identity_channel.close()
+        if company_channel is not None:
+            await company_channel.close()
+        metrics.unregister_pool_collector(SERVICE_NAME)
+        await db.dispose()
+
+    def registration(
+        module: object, grpc_module: object, name: str, servicer: object
+    ) -> ServiceRegistration:
+        return ServiceRegistration(
+            module.DESCRIPTOR.services_by_name[name],  # type: ignore[attr-defined]
+            getattr(grpc_module, f"add_{name}Servicer_to_server"),
+            servicer,
+        )
+
+    server = GrpcServer(
+        name=SERVICE_NAME,
+        services=[
+            registration(
+                core_service_pb2,
+                core_service_pb2_grpc,
+                "CoreService",
+                CoreServicer(info, AuditLogUseCases(ctx)),
+            ),
+            registration(
+                policyholder_service_pb2,
+                policyholder_service_pb2_grpc,
+                "PolicyholderService",
+                PolicyholderServicer(policyholders),
+            ),
+            registration(
+                product_service_pb2,
+                product_service_pb2_grpc,
+                "ProductService",
+                ProductServicer(products),
+            ),
+            registration(
+                policy_service_pb2,
+                policy_service_pb2_grpc,
+                "PolicyService",
+                PolicyServicer(policies),
+            ),
+            registration(
+                claim_service_pb2, claim_service_pb2_grpc, "ClaimService", ClaimServicer(claims)
+            ),
+        ],
+        host=settings.grpc_host,
+        port=settings.core_port if port is None else port,
+        verifier=verifier,
+        readiness=db,
+        metrics_host=settings.metrics_host,
+        metrics_port=settings.core_metrics_port if metrics_port is None else metrics_port,
+        grace_period_s=settings.grace_period_s,
+        gateway_secret=settings.gateway_secret.get_secret_value()
+        if settings.gateway_secret
+        else None,
+        principal_check=tenants.check_principal,
+        on_stop=[close],
+    )
+    return CoreApp(
+        ctx=ctx,
+        server=server,
+        policyholders=policyholders,
+        products=products,
+        policies=policies,
+        claims=claims,
+    )
+
+
+async def serve(settings: CoreSettings, index: int) -> None:
+    url, embedded = service_database_url(settings)
+    app = build(
+        settings,
+        url,
+        port=settings.core_port + index,
+        metrics_port=settings.core_metrics_port + index,
+    )
+    await app.server.serve_until_signal()
+    if embedded is not None and embedded.started_here:
+        embedded.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cardinsa-core", description="Run the core gRPC service.")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes, each on its own port"
+    )
+    args = parser.parse_args(argv)
+    settings = get_settings(CoreSettings)
+    workers = args.workers or settings.workers
+    index = worker_index()
+    if workers > 1 and index is None:
+        return run_workers(workers, [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
+    configure_logging(settings.log_level, settings.log_json, SERVICE_NAME)
+    asyncio.run(serve(settings, index or 0))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
