@@ -37,6 +37,7 @@ from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.auth import JwksCache, TokenVerifier, identity_jwks_fetcher
 from cardinsa_foundation.config import get_settings
 from cardinsa_foundation.db import DEFAULT_APP_ROLE, Database, resolve_database_url
+from cardinsa_foundation.interceptors import PrincipalCheck
 from cardinsa_foundation.local_postgres import LocalPostgres
 from cardinsa_foundation.logging import configure_logging
 from cardinsa_foundation.server import GrpcServer, ServiceRegistration, run_workers, worker_index
@@ -94,9 +95,12 @@ def build(
     port: int | None = None,
     metrics_port: int | None = None,
     verifier: TokenVerifier | None = None,
+    principal_check: PrincipalCheck | None = None,
 ) -> CompanyApp:
     """Wire the service; call from inside the event loop that will serve it (the
-    channel to identity binds to it)."""
+    channel to identity binds to it). ``verifier`` replaces the JWKS-from-identity
+    verifier (tests); ``principal_check`` runs after authorization on every call
+    (the tenant-status check)."""
     db = Database(database_url, settings, application_name=SERVICE_NAME)
     metrics.register_pool_collector(
         SERVICE_NAME, lambda: metrics.PoolStats.from_pool(db.engine.pool)
@@ -155,6 +159,7 @@ def build(
         gateway_secret=settings.gateway_secret.get_secret_value()
         if settings.gateway_secret
         else None,
+        principal_check=principal_check,
         on_stop=[close],
     )
     return CompanyApp(ctx=ctx, server=server, companies=companies, organization=organization)
