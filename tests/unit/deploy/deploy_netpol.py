@@ -97,7 +97,7 @@ def _port_matches(rule_port: Obj, destination: Endpoint, port: Port) -> bool:
             p.name == wanted and p.number == port.number and p.protocol == port.protocol
             for p in destination.ports
         )
-    end = rule_port.get("endPort", wanted)
+    end = rule_port.get("endPort") or wanted
     return int(wanted) <= port.number <= int(end)
 
 
