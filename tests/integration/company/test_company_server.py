@@ -61,6 +61,15 @@ async def test_grpcurl_lists_and_describes_the_company_services(company: Company
     assert {d["name"] for d in info["dependencies"]} == {"database", "identity"}
 
 
+def _clean_env(**settings: str) -> dict[str, str]:
+    """This process's environment without any CARDINSA_ setting, plus ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDINSA_")}
+    env.pop("DATABASE_URL", None)
+    env.pop("ENVIRONMENT", None)
+    env.update(CARDINSA_ENVIRONMENT="test", CARDINSA_LOG_LEVEL="WARNING", **settings)
+    return env
+
+
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cardinsa_company.cli", *args],
@@ -75,13 +84,10 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 async def test_cli_migrates_and_registers_companies(
     company: CompanyHarness, company_database: str
 ) -> None:
-    env = {
-        **os.environ,
-        "CARDINSA_ENVIRONMENT": "test",
-        "CARDINSA_LOG_LEVEL": "WARNING",
-        "CARDINSA_DATABASE_ADMIN_URL": company_database,
-        "CARDINSA_DATABASE_URL": app_role_url(company_database),
-    }
+    env = _clean_env(
+        CARDINSA_DATABASE_ADMIN_URL=company_database,
+        CARDINSA_DATABASE_URL=app_role_url(company_database),
+    )
     migrated = await asyncio.to_thread(_cli, env, "migrate")
     assert migrated.returncode == 0, migrated.stderr
     assert "company schema migrated to head" in migrated.stdout
@@ -150,15 +156,12 @@ async def test_main_serves_with_workers_verifies_identity_tokens_and_stops_on_si
     company: CompanyHarness, company_database: str
 ) -> None:
     grpc_base, metrics_base = _free_port_pair(), _free_port_pair()
-    env = {
-        **os.environ,
-        "CARDINSA_ENVIRONMENT": "test",
-        "CARDINSA_LOG_LEVEL": "WARNING",
-        "CARDINSA_DATABASE_URL": app_role_url(company_database),
-        "CARDINSA_COMPANY_PORT": str(grpc_base),
-        "CARDINSA_COMPANY_METRICS_PORT": str(metrics_base),
-        "CARDINSA_IDENTITY_ADDRESS": company.identity.app.server.address,
-    }
+    env = _clean_env(
+        CARDINSA_DATABASE_URL=app_role_url(company_database),
+        CARDINSA_COMPANY_PORT=str(grpc_base),
+        CARDINSA_COMPANY_METRICS_PORT=str(metrics_base),
+        CARDINSA_IDENTITY_ADDRESS=company.identity.app.server.address,
+    )
     parent = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block
         [sys.executable, "-m", "cardinsa_company.main", "--workers", "2"],
         env=env,
