@@ -6,17 +6,22 @@
 3. the services as child processes (``--workers N`` each), connected as the
    non-owner role ``cardinsa_app`` so row-level security applies;
 4. waits until every gRPC health check is SERVING, with progress;
-5. seeds the demo company's admin (credentials printed once, when created);
-6. prints the endpoints and how to try them.
+5. renders the gateway configuration for those services (gateway/cardinsa_gateway)
+   and starts Envoy, waiting until it is ready and sees every service healthy;
+6. seeds the demo company's admin (credentials printed once, when created);
+7. prints the endpoints and how to try them.
 
-Every child is stopped by its PID on Ctrl-C, SIGTERM or any failure.
+Every child is stopped by its PID on Ctrl-C, SIGTERM or any failure; Envoy runs
+in its own process group and is stopped last, after the services have drained.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -26,13 +31,26 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pydantic import SecretStr
 
 from cardinsa_foundation.config import PROJECT_ROOT, Environment
 from cardinsa_foundation.local_postgres import LocalPostgres
 from cardinsa_identity.main import app_role_url
 from cardinsa_identity.settings import IdentitySettings
 
+# The gateway package (gateway/cardinsa_gateway); on the path here until the
+# editable install lists gateway/.
+sys.path.insert(0, str(PROJECT_ROOT / "gateway"))
+from cardinsa_gateway.process import (
+    EnvoyProcess,
+    render_to_file,
+    select_upstreams,
+    stop_stale,
+)
+from cardinsa_gateway.settings import GatewaySettings
+
 DEMO_COMPANY_FILE = PROJECT_ROOT / ".data" / "demo-company-id"
+GATEWAY_DIR = PROJECT_ROOT / ".data" / "gateway"
 
 
 @dataclass
@@ -72,6 +90,18 @@ async def wait_serving(address: str, timeout_s: float) -> None:
             await asyncio.sleep(0.2)
 
 
+def demo_credentials(seed_output: str) -> tuple[str, str]:
+    """The demo admin's email and, on the run that created it, its one-time password."""
+    email, password = "<demo admin email>", "<the password printed when it was created>"
+    emails = [word for word in seed_output.split() if "@" in word]
+    if emails:
+        email = emails[0]
+    for line in seed_output.splitlines():
+        if "password (shown once):" in line:
+            password = line.split("password (shown once):", 1)[1].strip()
+    return email, password
+
+
 def run_checked(args: list[str], env: dict[str, str], what: str) -> str:
     done = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -94,6 +124,7 @@ def main() -> int:
     ]
     embedded: LocalPostgres | None = None
     children: list[subprocess.Popen[bytes]] = []
+    gateway: EnvoyProcess | None = None
     stopping = False
 
     def stop_all(*_: object) -> None:
@@ -116,6 +147,10 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+        if gateway is not None and gateway.alive():
+            say("stopping the gateway")
+            gateway.stop()
+            (GATEWAY_DIR / "envoy.pid").unlink(missing_ok=True)
         if embedded is not None and embedded.started_here:
             say("stopping the embedded PostgreSQL")
             embedded.stop()
@@ -145,6 +180,11 @@ def main() -> int:
         else:
             say("using the configured database")
         env.setdefault("CARDINSA_LOG_JSON", "true")
+        # The proof the gateway puts on every call (the services then trust the
+        # client address it forwards): the configured one, else one per run.
+        secret = settings.gateway_secret or SecretStr(secrets.token_urlsafe(32))
+        env["CARDINSA_GATEWAY_SECRET"] = secret.get_secret_value()
+        gateway_settings = GatewaySettings(gateway_secret=secret)
 
         for service in services:
             say(f"migrating {service.name}")
@@ -166,43 +206,69 @@ def main() -> int:
                 asyncio.run(wait_serving(address, args.timeout))
                 say(f"{service.name} at {address} is SERVING")
 
+        listen = f"{gateway_settings.gateway_host}:{gateway_settings.gateway_port}"
+        config = GATEWAY_DIR / "envoy.json"
+        if stop_stale(GATEWAY_DIR / "envoy.pid", config):
+            say("stopped a gateway left running by an earlier run")
+        render_to_file(
+            config,
+            settings=gateway_settings,
+            upstreams=select_upstreams([service.name for service in services]),
+            workers=args.workers,
+        )
+        say(f"starting the gateway (Envoy) on {listen}")
+        gateway = EnvoyProcess(config, gateway_settings.gateway_admin_port, listen)
+        gateway.start(own_process_group=True)
+        (GATEWAY_DIR / "envoy.pid").write_text(f"{gateway.pid}\n")
+        say(f"waiting for the gateway at {listen} …")
+        gateway.wait_ready(args.timeout)
+        say(f"gateway at {listen} is ready (pid {gateway.pid})")
+
         company = demo_company_id()
         say("seeding the demo company admin")
-        print(
-            run_checked(
-                [
-                    sys.executable,
-                    "-m",
-                    "cardinsa_identity.cli",
-                    "seed-demo",
-                    "--company-id",
-                    company,
-                ],
-                env,
-                "seeding the demo company",
-            ).rstrip()
-        )
+        seeded = run_checked(
+            [
+                sys.executable,
+                "-m",
+                "cardinsa_identity.cli",
+                "seed-demo",
+                "--company-id",
+                company,
+            ],
+            env,
+            "seeding the demo company",
+        ).rstrip()
+        print(seeded)
+        email, password = demo_credentials(seeded)
+        login = json.dumps({"email": email, "password": password})
         identity = f"127.0.0.1:{settings.identity_port}"
+        local = gateway_settings.gateway_host in {"127.0.0.1", "0.0.0.0", ""}  # noqa: S104
+        curl_address = f"localhost:{gateway_settings.gateway_port}" if local else listen
         say("ready")
         print(
             f"""
+  gateway   http://{listen}   REST/JSON and gRPC on one port
+            OpenAPI http://{listen}/openapi.json, docs http://{listen}/docs
   identity  grpc://{identity}   (health, reflection: grpcurl -plaintext {identity} list)
   metrics   http://127.0.0.1:{settings.identity_metrics_port}/metrics
 
   Try it:
-    .venv/bin/grpcurl -plaintext {identity} list
-    .venv/bin/grpcurl -plaintext -d '{{"email": "<demo admin email>", "password": "<password>"}}' \\
-        {identity} cardinsa.identity.v1.AuthService/Login
+    curl -s -X POST {curl_address}/v1/auth:login -d '{login}'
+    .venv/bin/grpcurl -plaintext {listen} list
+    .venv/bin/grpcurl -plaintext -d '{login}' {listen} cardinsa.identity.v1.AuthService/Login
 
   Ctrl-C stops everything.
 """,
             flush=True,
         )
-        while all(child.poll() is None for child in children):
+        while all(child.poll() is None for child in children) and gateway.alive():
             time.sleep(0.5)
         failed = [c for c in children if c.poll() not in (None, 0)]
         if failed:
             say("a service exited unexpectedly; stopping the rest")
+            return 1
+        if not gateway.alive():
+            say("the gateway exited unexpectedly; stopping the rest")
             return 1
         return 0
     except KeyboardInterrupt:

@@ -398,7 +398,8 @@ class EnvoyConfig:
                         "upstream": "%UPSTREAM_CLUSTER%",
                         "upstream_host": "%UPSTREAM_HOST%",
                         "duration_ms": "%DURATION%",
-                        "upstream_ms": "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
+                        "response_ms": "%RESPONSE_DURATION%",
+                        "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
                         "bytes_in": "%BYTES_RECEIVED%",
                         "bytes_out": "%BYTES_SENT%",
                         "user_agent": "%REQ(USER-AGENT)%",
@@ -503,9 +504,10 @@ class EnvoyConfig:
                     TYPE: T_HEALTH,
                     "pass_through_mode": False,
                     "headers": [_exact(":path", HEALTH_PATH)],
-                    # Healthy while every service has at least one healthy worker.
+                    # Healthy while every service has at least one healthy worker (Envoy
+                    # truncates the percentage to an integer: 1 % = "any healthy host").
                     "cluster_min_healthy_percentages": {
-                        u.name: {"value": 0.1} for u in self.upstreams
+                        u.name: {"value": 1} for u in self.upstreams
                     },
                 },
             },

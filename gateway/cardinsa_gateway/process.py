@@ -130,7 +130,9 @@ class EnvoyProcess:
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
-    def start(self) -> None:
+    def start(self, *, own_process_group: bool = False) -> None:
+        """Start Envoy. ``own_process_group``: a terminal's Ctrl-C does not reach
+        it, so the launcher can stop it last (after the services have drained)."""
         self.process = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
             [
                 envoy_binary(),
@@ -146,6 +148,7 @@ class EnvoyProcess:
             ],
             stdout=self.stdout,
             stderr=self.stderr,
+            process_group=0 if own_process_group else None,
         )
 
     def alive(self) -> bool:
@@ -182,3 +185,32 @@ class EnvoyProcess:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def stop_stale(pid_file: Path, config: Path, timeout_s: float = 10.0) -> int | None:
+    """Stop an Envoy a killed launcher left running with ``config`` (by the PID it
+    recorded; a PID now used by another program is never signalled)."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    cmdline = _cmdline(pid)
+    if not cmdline or "envoy" not in Path(cmdline[0]).name or str(config) not in cmdline:
+        pid_file.unlink(missing_ok=True)
+        return None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while _cmdline(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _cmdline(pid):
+        os.kill(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+    return pid

@@ -13,6 +13,7 @@ import json
 import urllib.parse
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gateway_harness import CORS_ORIGIN, LOGIN_LIMIT, Gateway, Reply
@@ -33,11 +34,11 @@ def client_address() -> str:
     return f"198.51.100.{uuid.uuid4().int % 250 + 1}"
 
 
-def assert_error(reply: Reply, status: int, code: int) -> dict[str, object]:
+def assert_error(reply: Reply, status: int, code: int) -> dict[str, Any]:
     """The one error shape: google.rpc.Status as JSON, no gRPC headers."""
     assert reply.status == status, (reply.status, reply.body)
     assert reply.header("content-type") == "application/json"
-    body = reply.json()
+    body: dict[str, Any] = reply.json()
     assert set(body) <= {"code", "message", "details"}, body
     assert body["code"] == code, body
     assert isinstance(body["message"], str) and body["message"]
@@ -53,10 +54,11 @@ def assert_error(reply: Reply, status: int, code: int) -> dict[str, object]:
     return body
 
 
-def error_info(body: dict[str, object]) -> dict[str, object]:
-    details = body["details"]
-    assert isinstance(details, list)
-    return next(d for d in details if d["@type"].endswith("google.rpc.ErrorInfo"))
+def error_info(body: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = next(
+        d for d in body["details"] if d["@type"].endswith("google.rpc.ErrorInfo")
+    )
+    return found
 
 
 async def test_login_jwks_and_an_authenticated_read(

@@ -1,0 +1,262 @@
+"""The generated gateway configuration and OpenAPI document, checked without traffic.
+
+- ``envoy --mode validate`` accepts what the generator renders (defaults; several
+  workers; host-name upstreams as in Kubernetes; an external JWKS URL);
+- every Cardinsa package in the contract has an upstream in the one list;
+- the JWT rules open exactly the public methods (from the contract) and the
+  operator services, and require a token everywhere else;
+- retries only on reads (GET), the login limit only on login, timeouts per route;
+- gen/openapi.json is current, valid OpenAPI 3.1 and matches the contract.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cardinsa_gateway.contract import Access, Contract
+from cardinsa_gateway.envoy import (
+    F_JWT,
+    F_LOGIN_LIMIT,
+    F_TRANSCODER,
+    EnvoyConfig,
+    unrouted_packages,
+)
+from cardinsa_gateway.openapi import openapi_path, render_openapi
+from cardinsa_gateway.process import validate
+from cardinsa_gateway.services import LOGIN_METHOD, OPERATOR_SERVICES, UPSTREAMS
+from gateway_harness import Endpoint, GatewaySettings, render_to_file, select_upstreams
+from openapi_spec_validator import validate as validate_openapi
+from pydantic import ValidationError
+
+GEN = Path(__file__).resolve().parents[3] / "gen"
+DESCRIPTOR = GEN / "descriptor.binpb"
+OPENAPI = GEN / "openapi.json"
+
+
+@pytest.fixture(scope="module")
+def contract() -> Contract:
+    return Contract.load(DESCRIPTOR)
+
+
+def settings(**overrides: Any) -> GatewaySettings:
+    return GatewaySettings(_env_file=None, **overrides)
+
+
+def render(contract: Contract, **overrides: Any) -> dict[str, Any]:
+    s = settings(**overrides)
+    return EnvoyConfig(
+        contract,
+        s,
+        descriptor_path=DESCRIPTOR,
+        openapi_path=OPENAPI,
+        endpoints={u.name: [Endpoint("127.0.0.1", u.port)] for u in UPSTREAMS},
+    ).build()
+
+
+def http_filter(config: dict[str, Any], name: str) -> dict[str, Any]:
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    found = [f for f in manager["typed_config"]["http_filters"] if f["name"] == name]
+    assert len(found) == 1, name
+    return dict(found[0]["typed_config"])
+
+
+def routes(config: dict[str, Any]) -> list[dict[str, Any]]:
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    return list(manager["typed_config"]["route_config"]["virtual_hosts"][0]["routes"])
+
+
+@pytest.mark.parametrize(
+    "variant",
+    ["defaults", "workers", "kubernetes", "external-jwks"],
+)
+def test_envoy_accepts_the_generated_config(
+    variant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for upstream in UPSTREAMS:
+        monkeypatch.delenv(f"CARDINSA_{upstream.name.upper()}_ADDRESS", raising=False)
+    overrides: dict[str, Any] = {"gateway_secret": "x" * 40}
+    workers = 1
+    if variant == "workers":
+        workers = 3
+    if variant == "kubernetes":
+        overrides["gateway_host"] = "0.0.0.0"  # noqa: S104
+        for upstream in UPSTREAMS:
+            monkeypatch.setenv(
+                f"CARDINSA_{upstream.name.upper()}_ADDRESS", f"{upstream.name}:{upstream.port}"
+            )
+    if variant == "external-jwks":
+        overrides["gateway_jwks_uri"] = "https://id.example.test/.well-known/jwks.json"
+    config = render_to_file(
+        tmp_path / "envoy.json", settings=settings(**overrides), workers=workers
+    )
+    assert config.stat().st_mode & 0o077 == 0  # it carries the gateway secret
+    result = validate(config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    document = json.loads(config.read_text())
+    clusters = {c["name"]: c for c in document["static_resources"]["clusters"]}
+    for upstream in UPSTREAMS:
+        cluster = clusters[upstream.name]
+        endpoints = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        assert len(endpoints) == workers
+        assert cluster["common_lb_config"]["healthy_panic_threshold"] == {"value": 0}
+        check = cluster["health_checks"][0]
+        assert "grpc_health_check" in check and check["no_traffic_interval"]
+        assert cluster["type"] == ("STRICT_DNS" if variant == "kubernetes" else "STATIC")
+    assert document["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+
+
+def test_every_package_of_the_contract_has_an_upstream(contract: Contract) -> None:
+    assert unrouted_packages(contract) == []
+    for upstream in UPSTREAMS:
+        assert contract.services(upstream.packages), upstream.name
+
+
+def test_the_descriptor_set_carries_comments(contract: Contract) -> None:
+    assert contract.has_source_info()
+    login = next(m for m in contract.methods if m.grpc_path == LOGIN_METHOD)
+    assert "email and password" in login.comment
+
+
+def test_jwt_rules_open_exactly_the_public_methods(contract: Contract) -> None:
+    config = render(contract)
+    jwt = http_filter(config, F_JWT)
+    provider = jwt["providers"]["identity"]
+    assert provider["from_headers"] == [{"name": "authorization", "value_prefix": "Bearer "}]
+    assert "remote_jwks" in provider and "local_jwks" not in provider
+    rules = jwt["rules"]
+    opened = {r["match"].get("path") or r["match"]["prefix"] for r in rules if "requires" not in r}
+    public = {m.grpc_path for m in contract.cardinsa_methods() if m.access is Access.PUBLIC}
+    operators = {f"/{s}/" for s in OPERATOR_SERVICES}
+    assert opened == public | operators
+    assert rules[-1] == {"match": {"prefix": "/"}, "requires": {"provider_name": "identity"}}
+    assert LOGIN_METHOD in public
+    assert "/cardinsa.identity.v1.IdentityService/GetJwks" in public
+
+
+def test_transcoder_settings(contract: Contract) -> None:
+    transcoder = http_filter(render(contract), F_TRANSCODER)
+    assert sorted(transcoder["services"]) == sorted(
+        contract.services(tuple(p for u in UPSTREAMS for p in u.packages))
+    )
+    assert transcoder["request_validation_options"]["reject_unknown_method"] is True
+    assert transcoder["request_validation_options"]["reject_unknown_query_parameters"] is True
+    assert transcoder["convert_grpc_status"] is True
+    assert transcoder["print_options"]["preserve_proto_field_names"] is True
+
+
+def test_retries_only_for_reads_and_login_limit_only_on_login(contract: Contract) -> None:
+    by_path = {r["match"].get("path"): r for r in routes(render(contract)) if "path" in r["match"]}
+    reads = {m.grpc_path for m in contract.cardinsa_methods() if m.is_read}
+    retried = {path for path, r in by_path.items() if "retry_policy" in r.get("route", {})}
+    assert retried == reads
+    limited = {
+        path for path, r in by_path.items() if F_LOGIN_LIMIT in r.get("typed_per_filter_config", {})
+    }
+    assert limited == {LOGIN_METHOD}
+    identity = next(u for u in UPSTREAMS if u.name == "identity")
+    assert (
+        by_path[LOGIN_METHOD]["route"]["timeout"]
+        == f"{identity.method_timeouts['AuthService/Login']:g}s"
+    )
+    for route in routes(render(contract)):
+        action = route.get("route", {})
+        if action.get("cluster") and route["match"].get("prefix", "").startswith("/cardinsa."):
+            assert action["timeout"] != "0s"
+            assert "retry_policy" not in action  # writes are never retried
+
+
+def test_unsafe_settings_are_refused() -> None:
+    with pytest.raises(ValidationError, match="GATEWAY_SECRET"):
+        settings(environment="production")
+    with pytest.raises(ValidationError, match="GATEWAY_SECRET"):
+        settings(environment="production", gateway_secret="short")
+    settings(environment="production", gateway_secret="s" * 32)
+    with pytest.raises(ValidationError, match="origins"):
+        settings(cors_origins="*")
+
+
+def test_only_selected_upstreams_are_routed(contract: Contract, tmp_path: Path) -> None:
+    config = json.loads(
+        render_to_file(
+            tmp_path / "envoy.json",
+            settings=settings(),
+            upstreams=select_upstreams(["identity"]),
+        ).read_text()
+    )
+    clusters = {c["name"] for c in config["static_resources"]["clusters"]}
+    assert clusters == {"identity", "jwks"}
+    transcoded = http_filter(config, F_TRANSCODER)["services"]
+    assert all(s.startswith("cardinsa.identity.v1.") for s in transcoded)
+    with pytest.raises(ValueError, match="unknown service"):
+        select_upstreams(["nope"])
+
+
+# --- OpenAPI ------------------------------------------------------------------------
+
+
+def test_openapi_document_is_current_and_valid(contract: Contract) -> None:
+    assert OPENAPI.exists(), "gen/openapi.json is missing: run `make proto`"
+    assert OPENAPI.read_text() == render_openapi(contract), (
+        "gen/openapi.json is older than the descriptor set or the generator: run `make proto`"
+    )
+    document = json.loads(OPENAPI.read_text())
+    validate_openapi(document)
+    assert document["openapi"].startswith("3.1")
+
+
+def test_openapi_matches_the_contract(contract: Contract) -> None:
+    document = json.loads(OPENAPI.read_text())
+    paths = document["paths"]
+    for method in contract.cardinsa_methods():
+        for binding in method.bindings:
+            operation = paths[openapi_path(binding.path)][binding.verb.lower()]
+            assert operation["x-grpc-method"] == method.grpc_path
+            if method.is_public:
+                assert operation["security"] == []
+            else:
+                assert "security" not in operation  # the global bearerAuth applies
+                assert "401" in operation["responses"]
+            if method.permission:
+                assert method.permission in operation["description"]
+            assert operation["description"].startswith(method.comment.split("\n")[0])
+    assert document["security"] == [{"bearerAuth": []}]
+    assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+
+
+def test_openapi_schemas(contract: Contract) -> None:
+    document = json.loads(OPENAPI.read_text())
+    schemas = document["components"]["schemas"]
+    user = schemas["cardinsa.identity.v1.User"]
+    assert user["properties"]["create_time"]["format"] == "date-time"
+    assert user["properties"]["create_time"]["readOnly"] is True
+    assert user["properties"]["state"]["$ref"].endswith("cardinsa.identity.v1.User.State")
+    assert "ACTIVE" in schemas["cardinsa.identity.v1.User.State"]["enum"]
+    assert user["description"]
+    tokens = schemas["cardinsa.identity.v1.TokenPair"]["properties"]
+    assert tokens["expires_in"]["type"] == "string"  # Duration
+    assert tokens["access_token"]["description"]
+    login = schemas["cardinsa.identity.v1.LoginRequest"]
+    assert set(login["required"]) == {"email", "password"}
+    update = paths_operation(document, "/v1/users/{user.id}", "patch")
+    mask = next(p for p in update["parameters"] if p["name"] == "update_mask")
+    assert mask["schema"]["type"] == "string"  # FieldMask
+    audit = schemas["cardinsa.common.v1.AuditEvent"]["properties"]
+    assert audit["detail"]["type"] == "object"  # Struct
+    assert schemas["google.type.Date"]["properties"]["year"]["type"] == "integer"
+    assert schemas["google.type.Money"]["properties"]["units"]["type"] == "string"  # int64
+    status = schemas["google.rpc.Status"]
+    assert set(status["properties"]) == {"code", "message", "details"}
+    assert "google.rpc.BadRequest" in schemas and "google.rpc.ErrorInfo" in schemas
+    get_user = paths_operation(document, "/v1/users/{user_id}", "get")
+    assert [p["name"] for p in get_user["parameters"] if p["in"] == "path"] == ["user_id"]
+    error = document["components"]["responses"]["BadRequest"]
+    assert error["content"]["application/json"]["schema"]["$ref"].endswith("google.rpc.Status")
+
+
+def paths_operation(document: dict[str, Any], path: str, verb: str) -> dict[str, Any]:
+    operation = document["paths"][path][verb]
+    assert isinstance(operation, dict)
+    return operation
