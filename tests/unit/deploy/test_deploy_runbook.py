@@ -27,7 +27,7 @@ SECTIONS = (
 )
 # Settings the manifests pass before every service reads them (peer addresses of
 # services still being written). Remove an entry once a settings class has the field.
-PENDING_SETTINGS = {"CARDINSA_COMPANY_ADDRESS", "CARDINSA_CORE_ADDRESS"}
+PENDING_SETTINGS: set[str] = set()
 
 
 @pytest.fixture(scope="module")
