@@ -21,14 +21,14 @@ async def test_quote_bind_and_the_policy_is_in_force(tenant: Tenant) -> None:
     product = await tenant.product(base_premium="333.33")
     draft = await tenant.draft(holder, product)
     assert draft.state == P.DRAFT and draft.policy_number == "" and draft.version == 0
-    assert pydate(draft.expiry_date) == pydate(draft.effective_date) + timedelta(days=364) or (
-        pydate(draft.expiry_date) > pydate(draft.effective_date)
-    )
+    # The product's 12-month term: the day before the same date next year.
+    start = pydate(draft.effective_date)
+    assert pydate(draft.expiry_date) == start.replace(year=start.year + 1) - timedelta(days=1)
     quoted = await policies.QuotePolicy(
         pb.QuotePolicyRequest(policy_id=draft.id, etag=draft.etag), metadata=md
     )
     assert quoted.state == P.QUOTED
-    # Two insured members × 333.33, exactly.
+    # Two insured members at 333.33 each, exactly.
     assert amount(quoted.premium) == Decimal("666.66") and quoted.premium.currency_code == "USD"
     bound = await policies.BindPolicy(
         pb.BindPolicyRequest(policy_id=quoted.id, etag=quoted.etag), metadata=md

@@ -1,0 +1,344 @@
+"""Claims over gRPC: first notice of loss to payment and reopening, eligibility,
+amounts, approval authority bands, and the action log."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import grpc
+import pytest
+from core_harness import TODAY, C, P, Tenant, amount, gdate, mask, money
+from support.grpc_errors import error_info, field_violations
+
+from cardinsa.core.v1 import claim_service_pb2 as cb
+from cardinsa.core.v1 import policy_service_pb2 as pb
+from cardinsa.core.v1 import resources_pb2
+
+
+async def test_from_first_notice_of_loss_to_closure_and_reopening(tenant: Tenant) -> None:
+    claims = tenant.harness.claims
+    agent, adjuster = await tenant.md("agent"), await tenant.md("claims-adjuster")
+    policy = await tenant.in_force()
+    claim = await tenant.claim(policy, claimed="800")
+    assert claim.state == C.DRAFT and claim.claim_number == "" and claim.policy_version == 1
+    assert claim.report_date.year == TODAY.year and amount(claim.claimed_amount) == 800
+    submitted = await claims.SubmitClaim(
+        cb.SubmitClaimRequest(claim_id=claim.id, etag=claim.etag), metadata=agent
+    )
+    assert submitted.state == C.SUBMITTED and submitted.claim_number == "CLM-00000001"
+    reviewed = await claims.ReviewClaim(cb.ReviewClaimRequest(claim_id=claim.id), metadata=adjuster)
+    assert reviewed.state == C.UNDER_REVIEW and reviewed.assigned_adjuster_id
+    approved = await claims.ApproveClaim(
+        cb.ApproveClaimRequest(claim_id=claim.id, approved_amount=money("750"), note="ok"),
+        metadata=adjuster,
+    )
+    assert approved.state == C.APPROVED and amount(approved.approved_amount) == 750
+    paid = await claims.PayClaim(
+        cb.PayClaimRequest(claim_id=claim.id, payment_reference="TRX-1"), metadata=adjuster
+    )
+    assert paid.state == C.PAID and amount(paid.paid_amount) == 750
+    closed = await claims.CloseClaim(cb.CloseClaimRequest(claim_id=claim.id), metadata=adjuster)
+    assert closed.state == C.CLOSED
+    reopened = await claims.ReopenClaim(
+        cb.ReopenClaimRequest(claim_id=claim.id, reason="late invoice"), metadata=adjuster
+    )
+    assert reopened.state == C.UNDER_REVIEW
+    topped = await claims.ApproveClaim(
+        cb.ApproveClaimRequest(claim_id=claim.id, approved_amount=money("800")), metadata=adjuster
+    )
+    paid = await claims.PayClaim(
+        cb.PayClaimRequest(claim_id=topped.id, payment_reference="TRX-2"), metadata=adjuster
+    )
+    assert amount(paid.paid_amount) == 800
+    log = await claims.ListClaimLogEntries(
+        cb.ListClaimLogEntriesRequest(claim_id=claim.id, page_size=100), metadata=adjuster
+    )
+    entries = list(reversed(log.claim_log_entries))
+    assert [e.action for e in entries] == [
+        "create",
+        "submit",
+        "review",
+        "approve",
+        "pay",
+        "close",
+        "reopen",
+        "approve",
+        "pay",
+    ]
+    pays = [e for e in entries if e.action == "pay"]
+    assert [amount(e.amount) for e in pays] == [Decimal(750), Decimal(50)]
+    assert pays[0].payment_reference == "TRX-1" and entries[6].note == "late invoice"
+    assert all(e.actor_id for e in entries)
+
+
+async def test_deny_and_reopen(tenant: Tenant) -> None:
+    claims, md = tenant.harness.claims, await tenant.md("claims-adjuster")
+    claim = await tenant.claim_under_review(await tenant.in_force())
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await claims.DenyClaim(cb.DenyClaimRequest(claim_id=claim.id), metadata=md)
+    assert field_violations(caught.value) == {"reason": "required"}
+    denied = await claims.DenyClaim(
+        cb.DenyClaimRequest(claim_id=claim.id, reason="not covered"), metadata=md
+    )
+    assert denied.state == C.DENIED and denied.deny_reason == "not covered"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await claims.PayClaim(
+            cb.PayClaimRequest(claim_id=claim.id, payment_reference="x"), metadata=md
+        )
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert dict(error_info(caught.value).metadata) == {
+        "current_state": "DENIED",
+        "transition": "pay",
+    }
+    reopened = await claims.ReopenClaim(
+        cb.ReopenClaimRequest(claim_id=claim.id, reason="appeal"), metadata=md
+    )
+    assert reopened.state == C.UNDER_REVIEW and reopened.deny_reason == ""
+
+
+async def test_approval_outside_the_approvers_band_is_permission_denied(tenant: Tenant) -> None:
+    claims = tenant.harness.claims
+    adjuster, admin = await tenant.md("claims-adjuster"), await tenant.md()
+    claim = await tenant.claim_under_review(await tenant.in_force(), claimed="4000")
+    # The claims-adjuster role holds band 1 (up to 1 000 by default).
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await claims.ApproveClaim(
+            cb.ApproveClaimRequest(claim_id=claim.id, approved_amount=money("3000")),
+            metadata=adjuster,
+        )
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    info = error_info(caught.value)
+    assert info.reason == "APPROVAL_AUTHORITY_EXCEEDED"
+    assert info.metadata["required_permission"] == "claims.approve_band_2"
+    # Permission before existence: the same answer for a claim that does not exist.
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await claims.ApproveClaim(
+            cb.ApproveClaimRequest(
+                claim_id="00000000-0000-4000-8000-000000000000", approved_amount=money("3000")
+            ),
+            metadata=adjuster,
+        )
+    assert missing.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # The company admin holds every band.
+    approved = await claims.ApproveClaim(
+        cb.ApproveClaimRequest(claim_id=claim.id, approved_amount=money("3000")), metadata=admin
+    )
+    assert approved.state == C.APPROVED
+
+
+async def test_company_bands_move_the_authority(tenant: Tenant) -> None:
+    claims, admin, adjuster = (
+        tenant.harness.claims,
+        await tenant.md(),
+        await tenant.md("claims-adjuster"),
+    )
+    default = await claims.GetApprovalBands(cb.GetApprovalBandsRequest(), metadata=adjuster)
+    assert (amount(default.band_1_limit), amount(default.band_2_limit)) == (1000, 5000)
+    assert not default.configured and default.band_1_limit.currency_code == "USD"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await claims.UpdateApprovalBands(
+            cb.UpdateApprovalBandsRequest(
+                approval_bands=resources_pb2.ApprovalBands(
+                    band_1_limit=money("5000"), band_2_limit=money("20000")
+                )
+            ),
+            metadata=adjuster,
+        )
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await claims.UpdateApprovalBands(
+            cb.UpdateApprovalBandsRequest(
+                approval_bands=resources_pb2.ApprovalBands(
+                    band_1_limit=money("5000"), band_2_limit=money("100")
+                )
+            ),
+            metadata=admin,
+        )
+    assert "approval_bands.band_2_limit" in field_violations(caught.value)
+    bands = await claims.UpdateApprovalBands(
+        cb.UpdateApprovalBandsRequest(
+            approval_bands=resources_pb2.ApprovalBands(
+                band_1_limit=money("5000"), band_2_limit=money("20000")
+            )
+        ),
+        metadata=admin,
+    )
+    assert bands.configured and bands.etag
+    claim = await tenant.claim_under_review(await tenant.in_force(), claimed="4000")
+    approved = await claims.ApproveClaim(
+        cb.ApproveClaimRequest(claim_id=claim.id, approved_amount=money("4000")),
+        metadata=adjuster,
+    )
+    assert approved.state == C.APPROVED
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await claims.UpdateApprovalBands(
+            cb.UpdateApprovalBandsRequest(
+                approval_bands=resources_pb2.ApprovalBands(
+                    band_1_limit=money("1"), band_2_limit=money("2"), etag='"stale"'
+                )
+            ),
+            metadata=admin,
+        )
+    assert caught.value.code() == grpc.StatusCode.ABORTED
+
+
+async def test_approval_within_the_coverage_limit_and_the_claimed_amount(tenant: Tenant) -> None:
+    claims, admin = tenant.harness.claims, await tenant.md()
+    policy = await tenant.in_force(product=await tenant.product(limit="900"))
+    claim = await tenant.claim_under_review(policy, claimed="1200")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await claims.ApproveClaim(
+            cb.ApproveClaimRequest(claim_id=claim.id, approved_amount=money("901")), metadata=admin
+        )
+    assert error_info(caught.value).reason == "COVERAGE_LIMIT_EXCEEDED"
+    other = await tenant.claim_under_review(policy, claimed="100")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await claims.ApproveClaim(
+            cb.ApproveClaimRequest(claim_id=other.id, approved_amount=money("100.01")),
+            metadata=admin,
+        )
+    assert error_info(caught.value).reason == "APPROVED_EXCEEDS_CLAIMED"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await claims.ApproveClaim(
+            cb.ApproveClaimRequest(claim_id=other.id, approved_amount=money("50", "EUR")),
+            metadata=admin,
+        )
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_info(caught.value).reason == "NO_APPROVAL_BANDS_FOR_CURRENCY"
+
+
+async def test_eligibility_of_a_claim(tenant: Tenant) -> None:
+    claims, policies, md = tenant.harness.claims, tenant.harness.policies, await tenant.md()
+    holder = await tenant.holder(dependents=2)
+    policy = await tenant.in_force(holder, effective=TODAY - timedelta(days=60))
+
+    async def refused(claim: resources_pb2.Claim) -> grpc.aio.AioRpcError:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await claims.CreateClaim(cb.CreateClaimRequest(claim=claim), metadata=md)
+        return caught.value
+
+    def claim(**fields: object) -> resources_pb2.Claim:
+        values: dict[str, object] = {
+            "policy_id": policy.id,
+            "claimant": resources_pb2.InsuredMember(policyholder=True),
+            "claim_type": C.MEDICAL,
+            "description": "fall",
+            "coverage_code": "OUTPATIENT",
+            "incident_date": gdate(TODAY - timedelta(days=3)),
+            "claimed_amount": money("100"),
+        }
+        values.update(fields)
+        return resources_pb2.Claim(**values)
+
+    error = await refused(claim(incident_date=gdate(TODAY - timedelta(days=61))))
+    assert error_info(error).reason == "POLICY_NOT_IN_FORCE"
+    error = await refused(
+        claim(
+            incident_date=gdate(TODAY - timedelta(days=2)),
+            report_date=gdate(TODAY - timedelta(days=3)),
+        )
+    )
+    assert "claim.incident_date" in field_violations(error)
+    error = await refused(claim(claimed_amount=money("100", "EUR")))
+    assert "claim.claimed_amount.currency_code" in field_violations(error)
+    error = await refused(claim(claimed_amount=money("0")))
+    assert "claim.claimed_amount" in field_violations(error)
+    error = await refused(claim(coverage_code="DENTAL"))
+    assert error_info(error).reason == "UNKNOWN_COVERAGE"
+    error = await refused(claim(policy_id="00000000-0000-4000-8000-000000000000"))
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+
+    # The second child leaves the policy ten days ago: insured before, not after.
+    child = holder.dependents[1].id
+    await policies.EndorsePolicy(
+        pb.EndorsePolicyRequest(
+            policy_id=policy.id,
+            effective_date=gdate(TODAY - timedelta(days=10)),
+            description="child leaves",
+            policy=resources_pb2.Policy(
+                insured_members=[
+                    resources_pb2.InsuredMember(policyholder=True),
+                    resources_pb2.InsuredMember(dependent_id=holder.dependents[0].id),
+                ]
+            ),
+            update_mask=mask("insured_members"),
+        ),
+        metadata=md,
+    )
+    member = resources_pb2.InsuredMember(dependent_id=child)
+    error = await refused(claim(claimant=member))
+    assert error_info(error).reason == "CLAIMANT_NOT_INSURED"
+    before = await claims.CreateClaim(
+        cb.CreateClaimRequest(
+            claim=claim(claimant=member, incident_date=gdate(TODAY - timedelta(days=20)))
+        ),
+        metadata=md,
+    )
+    assert before.policy_version == 1 and before.claimant.dependent_id == child
+
+    # A cancellation ends cover from its date on.
+    await policies.CancelPolicy(
+        pb.CancelPolicyRequest(
+            policy_id=policy.id,
+            reason=P.FRAUD,
+            effective_date=gdate(TODAY - timedelta(days=5)),
+        ),
+        metadata=md,
+    )
+    error = await refused(claim(incident_date=gdate(TODAY - timedelta(days=5))))
+    assert error_info(error).reason == "POLICY_NOT_IN_FORCE"
+    assert (
+        await claims.CreateClaim(
+            cb.CreateClaimRequest(claim=claim(incident_date=gdate(TODAY - timedelta(days=6)))),
+            metadata=md,
+        )
+    ).state == C.DRAFT
+
+
+async def test_waiting_period(tenant: Tenant) -> None:
+    product = await tenant.product(waiting_days=30)
+    policy = await tenant.in_force(product=product, effective=TODAY - timedelta(days=10))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await tenant.claim(policy)
+    assert error_info(caught.value).reason == "WAITING_PERIOD"
+
+
+async def test_only_drafts_are_updated_or_deleted(tenant: Tenant) -> None:
+    claims, md = tenant.harness.claims, await tenant.md("agent")
+    policy = await tenant.in_force()
+    claim = await tenant.claim(policy)
+    updated = await claims.UpdateClaim(
+        cb.UpdateClaimRequest(
+            claim=resources_pb2.Claim(id=claim.id, etag=claim.etag, claimed_amount=money("99.5")),
+            update_mask=mask("claimed_amount"),
+        ),
+        metadata=md,
+    )
+    assert amount(updated.claimed_amount) == Decimal("99.5")
+    submitted = await claims.SubmitClaim(cb.SubmitClaimRequest(claim_id=claim.id), metadata=md)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await claims.UpdateClaim(
+            cb.UpdateClaimRequest(
+                claim=resources_pb2.Claim(id=claim.id, description="changed"),
+                update_mask=mask("description"),
+            ),
+            metadata=md,
+        )
+    assert dict(error_info(caught.value).metadata) == {
+        "current_state": "SUBMITTED",
+        "transition": "update",
+    }
+    admin = await tenant.md()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await claims.DeleteClaim(cb.DeleteClaimRequest(claim_id=submitted.id), metadata=admin)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    draft = await tenant.claim(policy)
+    gone = await claims.DeleteClaim(cb.DeleteClaimRequest(claim_id=draft.id), metadata=admin)
+    assert gone.delete_time.seconds
+    listed = await claims.ListClaims(cb.ListClaimsRequest(), metadata=admin)
+    assert draft.id not in {c.id for c in listed.claims}
+    listed = await claims.ListClaims(cb.ListClaimsRequest(show_deleted=True), metadata=admin)
+    assert draft.id in {c.id for c in listed.claims}
+    back = await claims.UndeleteClaim(cb.UndeleteClaimRequest(claim_id=draft.id), metadata=admin)
+    assert not back.HasField("delete_time")
