@@ -161,8 +161,12 @@ class TokenVerifier:
     async def verify(self, token: str) -> Principal:
         cached = self._verified.get(token)
         if cached is not None:
-            principal, expires_at, _ = cached
+            principal, expires_at, kid = cached
             if time.time() < expires_at + self._leeway_s:
+                # The signature is not checked again, but its key must still be
+                # published: a retired (e.g. compromised) key ends its tokens
+                # within the JWKS cache's TTL. A dict lookup while fresh.
+                await self._jwks.get(kid)
                 return principal
             del self._verified[token]
         principal, expires_at, kid = await self._verify_uncached(token)

@@ -313,18 +313,10 @@ async def test_a_new_key_is_published_before_it_signs(identity: IdentityHarness)
 
 
 class RotatedTwice(AssertionError):
-    """Raised only by the final check of the xfail test below."""
+    """Raised by the final check of the test below (it failed there while the
+    handler ignored request_id)."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RotatedTwice,
-    reason=(
-        "services/identity/cardinsa_identity/handlers/identity.py RotateSigningKey ignores "
-        "RotateSigningKeyRequest.request_id, documented in identity_service.proto as the "
-        "idempotency key: a retried call rotates again and creates a second key"
-    ),
-)
 async def test_rotate_signing_key_is_idempotent_by_request_id(identity: IdentityHarness) -> None:
     metadata = await root(identity)
     before = set(await key_states(identity, metadata))
@@ -342,20 +334,10 @@ async def test_rotate_signing_key_is_idempotent_by_request_id(identity: Identity
 
 
 class RetiredKeyTokenAccepted(AssertionError):
-    """Raised only by the final check of the xfail test below, so that any other
-    failure on the way there fails that test for real."""
+    """Raised by the final check of the test below (it failed there while cached
+    tokens skipped the key check)."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RetiredKeyTokenAccepted,
-    reason=(
-        "shared/cardinsa_foundation/auth.py TokenVerifier.verify returns a token from its "
-        "verified-token cache without consulting the JWKS cache: a token verified before its "
-        "key was retired stays accepted after the JWKS TTL until some other token's cache "
-        "miss happens to refresh the JWKS (only then does _forget_retired_keys evict it)"
-    ),
-)
 async def test_a_token_verified_before_its_key_retired_is_refused_after(
     identity: IdentityHarness,
 ) -> None:

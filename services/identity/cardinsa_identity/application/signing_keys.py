@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,10 +30,13 @@ from cardinsa_identity.domain.signing_keys import (
     plan_rotation,
     public_jwk,
 )
-from cardinsa_identity.repository.models import SigningKeyRow
+from cardinsa_identity.repository.models import IdempotencyRow, SigningKeyRow
 
 log = logging.getLogger(__name__)
 
+# Idempotency records of platform-wide operations use the nil company.
+PLATFORM = uuid.UUID(int=0)
+ROTATE = "RotateSigningKey"
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('cardinsa.identity.signing_keys'))"
 
 
@@ -98,21 +102,38 @@ class SigningKeyStore:
                     "refreshing signing keys failed; keeping the current ones", exc_info=True
                 )
 
-    async def reconcile(self, *, publish_new: bool = False) -> SigningKeyRow | None:
+    async def reconcile(
+        self, *, publish_new: bool = False, request_id: str = ""
+    ) -> SigningKeyRow | None:
         """Apply the rotation plan (creating a key when needed) and reload the cache.
 
         ``publish_new`` starts a rotation: a new key is published now and signs
-        after the publication delay. Returns the new key's row, if one was made.
+        after the publication delay. Returns the new key's row, if one was made;
+        a rotation retried with the same ``request_id`` returns the first one's key.
         """
         created: SigningKeyRow | None = None
         async with self._db.unit_of_work(company_id=None, cross_tenant=True) as session:
             await session.execute(text(_LOCK))
             rows = list((await session.scalars(select(SigningKeyRow))).all())
             now = datetime.now(UTC)
+            if publish_new and request_id:
+                seen = await session.get(IdempotencyRow, (PLATFORM, ROTATE, request_id))
+                if seen is not None:
+                    publish_new = False
+                    created = next((r for r in rows if r.kid == seen.resource_id), None)
             if publish_new or not rows:
                 created = self._new_row(active=not rows, now=now)
                 session.add(created)
                 rows.append(created)
+                if publish_new and request_id:
+                    session.add(
+                        IdempotencyRow(
+                            company_id=PLATFORM,
+                            method=ROTATE,
+                            request_id=request_id,
+                            resource_id=created.kid,
+                        )
+                    )
                 await session.flush()
             plan = plan_rotation(
                 [_record(r) for r in rows], now, self._publish_delay, self._token_ttl

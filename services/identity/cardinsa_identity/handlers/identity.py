@@ -9,7 +9,7 @@ from cardinsa.identity.v1 import identity_service_pb2, identity_service_pb2_grpc
 from cardinsa_foundation.errors import PermissionDenied
 from cardinsa_foundation.server_info import ServerInfoProvider
 from cardinsa_identity.application.audit_log import AuditLogUseCases
-from cardinsa_identity.application.context import IdentityContext, require_principal
+from cardinsa_identity.application.context import IdentityContext, parse_uuid, require_principal
 from cardinsa_identity.domain.permissions import CATALOGUE
 from cardinsa_identity.handlers.convert import audit_event_to_proto, signing_key_to_proto
 
@@ -62,7 +62,9 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
             raise PermissionDenied(
                 "only platform administrators rotate signing keys", reason="PLATFORM_ADMIN_ONLY"
             )
-        created = await self.ctx.keys.reconcile(publish_new=True)
+        if request.request_id:
+            parse_uuid(request.request_id, "request_id")
+        created = await self.ctx.keys.reconcile(publish_new=True, request_id=request.request_id)
         assert created is not None
         async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
             await self.ctx.audit.record(
