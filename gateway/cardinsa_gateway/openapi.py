@@ -329,13 +329,13 @@ class OpenApiBuilder:
                 param["description"] = comment
             parameters.append(param)
         skip = set(variables)
-        operation: Json = {}
         if binding.body != "*":
             if binding.body:
                 skip.add(binding.body)
             parameters.extend(self._query_parameters(method.input_type, skip))
+        request_body: Json | None = None
         if binding.body:
-            operation["requestBody"] = {
+            request_body = {
                 "required": True,
                 "content": {
                     "application/json": {
@@ -382,22 +382,23 @@ class OpenApiBuilder:
         responses["503"] = {"$ref": "#/components/responses/Unavailable"}
         responses["default"] = {"$ref": "#/components/responses/Error"}
 
-        operation.update(
-            {
-                "operationId": operation_id,
-                "summary": _first_sentence(method.comment) or method.name,
-                "description": description,
-                "tags": [method.service],
-                "responses": responses,
-                "x-grpc-method": method.grpc_path,
-                "x-cardinsa-authorization": {"access": method.access.value}
-                | ({"permission": method.permission} if method.permission else {}),
-            }
-        )
-        if parameters:
-            operation["parameters"] = parameters
+        operation: Json = {
+            "operationId": operation_id,
+            "summary": _first_sentence(method.comment) or method.name,
+            "description": description,
+            "tags": [method.service],
+        }
         if method.is_public:
             operation["security"] = []
+        if parameters:
+            operation["parameters"] = parameters
+        if request_body is not None:
+            operation["requestBody"] = request_body
+        operation["responses"] = responses
+        operation["x-grpc-method"] = method.grpc_path
+        operation["x-cardinsa-authorization"] = {"access": method.access.value} | (
+            {"permission": method.permission} if method.permission else {}
+        )
         return operation
 
     # --- document -----------------------------------------------------------------
