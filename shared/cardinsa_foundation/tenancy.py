@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cardinsa_foundation.context import Principal
+from cardinsa_foundation.context import Principal, PrincipalKind
 from cardinsa_foundation.errors import NotFound, PermissionDenied, Unavailable
 
 ACTIVE = "ACTIVE"
@@ -34,6 +34,12 @@ class TenantStatus:
     default_currency: str = ""
     time_zone: str = ""
     locale: str = ""
+    # ACTIVE and not deleted: the one thing that decides whether users may act.
+    active: bool | None = None
+
+    @property
+    def may_act(self) -> bool:
+        return self.active if self.active is not None else self.state == ACTIVE
 
 
 # Fetches a company's status; raises NotFound for an unknown company.
@@ -96,12 +102,21 @@ class TenantStatusCache:
         status = await self.status(company_id)
         if status is None:
             raise tenant_inactive(company_id, "UNKNOWN")
-        if status.state != ACTIVE:
-            raise tenant_inactive(company_id, status.state)
+        if not status.may_act:
+            raise tenant_inactive(company_id, status.state if status.state != ACTIVE else "DELETED")
         return status
 
     async def check_principal(self, principal: Principal) -> None:
-        """For ``CallPipeline(principal_check=...)``: refuse inactive tenants."""
+        """For ``CallPipeline(principal_check=...)``: refuse inactive tenants.
+
+        Platform administrators and the platform's own service accounts (a
+        service account without a company, e.g. identity calling company) act
+        for the platform, not for a tenant, and are not checked.
+        """
+        if principal.is_platform_admin:
+            return
+        if principal.company_id is None and principal.kind is PrincipalKind.SERVICE_ACCOUNT:
+            return
         await self.require_active(principal.company_id)
 
     def forget(self, company_id: str) -> None:
@@ -151,3 +166,38 @@ def api_key_credentials(
         return reply.access_token, float(reply.access_token_expire_time.seconds)
 
     return ServiceCredentials(obtain)
+
+
+def company_status_fetcher(
+    company_channel: Any, credentials: ServiceCredentials, *, timeout_s: float = 2.0
+) -> StatusFetcher:
+    """Fetch a tenant's status from the company service (``GetCompanyStatus``)."""
+    import grpc
+
+    from cardinsa.company.v1 import company_service_pb2, company_service_pb2_grpc
+
+    stub = company_service_pb2_grpc.CompanyServiceStub(company_channel)  # type: ignore[no-untyped-call]
+
+    async def fetch(company_id: str) -> TenantStatus:
+        try:
+            reply = await stub.GetCompanyStatus(
+                company_service_pb2.GetCompanyStatusRequest(company_id=company_id),
+                timeout=timeout_s,
+                metadata=await credentials.metadata(),
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() is grpc.StatusCode.NOT_FOUND:
+                raise NotFound("no such company") from None
+            raise
+        from cardinsa.company.v1 import resources_pb2
+
+        return TenantStatus(
+            company_id=reply.company_id,
+            state=resources_pb2.Company.State.Name(reply.state),
+            default_currency=reply.default_currency,
+            time_zone=reply.time_zone,
+            locale=reply.locale,
+            active=reply.active,
+        )
+
+    return fetch

@@ -141,11 +141,9 @@ def test_dotenv_in_the_working_directory_is_read_by_default(tmp_path: Path) -> N
     assert Settings().jwt_audience == "from-cwd-dotenv"
 
 
-def test_env_example_documents_every_setting_and_loads() -> None:
+def test_env_example_loads() -> None:
+    """(That it documents every setting of every service: tests/unit/test_env_example.py.)"""
     example = PROJECT_ROOT / ".env.example"
-    documented = set(re.findall(r"^#?\s*CARDINSA_([A-Z0-9_]+)=", example.read_text(), re.M))
-    fields = {name.upper() for name in Settings.model_fields}
-    assert fields == documented
     settings = Settings(_env_file=example)  # type: ignore[call-arg]
     assert settings.environment is Environment.DEVELOPMENT
     assert settings.database_url is None  # empty means "use the embedded server"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from cardinsa.company.v1 import (
@@ -26,22 +27,24 @@ from cardinsa.company.v1 import (
 )
 from cardinsa_company.application.audit_log import AuditLogUseCases
 from cardinsa_company.application.companies import CompanyUseCases
-from cardinsa_company.application.context import CompanyContext
+from cardinsa_company.application.context import CompanyContext, lookup_uuid
 from cardinsa_company.application.organization import OrganizationUseCases
 from cardinsa_company.handlers.companies import CompanyServicer
 from cardinsa_company.handlers.organization import OrganizationServicer
-from cardinsa_company.repository.models import AuditEventRow
+from cardinsa_company.repository.models import AuditEventRow, CompanyRow
 from cardinsa_company.settings import CompanyServiceSettings
 from cardinsa_foundation import __version__, metrics
 from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.auth import JwksCache, TokenVerifier, identity_jwks_fetcher
 from cardinsa_foundation.config import get_settings
 from cardinsa_foundation.db import DEFAULT_APP_ROLE, Database, resolve_database_url
+from cardinsa_foundation.errors import NotFound
 from cardinsa_foundation.interceptors import PrincipalCheck
 from cardinsa_foundation.local_postgres import LocalPostgres
 from cardinsa_foundation.logging import configure_logging
 from cardinsa_foundation.server import GrpcServer, ServiceRegistration, run_workers, worker_index
 from cardinsa_foundation.server_info import DependencyProbe, ServerInfoProvider
+from cardinsa_foundation.tenancy import StatusFetcher, TenantStatus, TenantStatusCache
 
 SERVICE_NAME = "company"
 
@@ -88,6 +91,29 @@ class CompanyApp:
         await self.server.stop()
 
 
+def local_status_fetcher(db: Database) -> StatusFetcher:
+    """The company service answers tenant status from its own table."""
+
+    async def fetch(company_id: str) -> TenantStatus:
+        key = lookup_uuid(company_id)
+        if key is None:
+            raise NotFound("no such company")
+        async with db.unit_of_work(company_id=key) as session:
+            row = await session.scalar(select(CompanyRow).where(CompanyRow.id == key))
+        if row is None:
+            raise NotFound("no such company")
+        return TenantStatus(
+            company_id=company_id,
+            state=row.state,
+            default_currency=row.default_currency,
+            time_zone=row.time_zone,
+            locale=row.locale,
+            active=row.state == "ACTIVE" and row.delete_time is None,
+        )
+
+    return fetch
+
+
 def build(
     settings: CompanyServiceSettings,
     database_url: str,
@@ -102,6 +128,10 @@ def build(
     verifier (tests); ``principal_check`` runs after authorization on every call
     (the tenant-status check)."""
     db = Database(database_url, settings, application_name=SERVICE_NAME)
+    if principal_check is None and settings.tenant_status_check:
+        principal_check = TenantStatusCache(
+            local_status_fetcher(db), ttl_s=settings.tenant_status_ttl_s
+        ).check_principal
     metrics.register_pool_collector(
         SERVICE_NAME, lambda: metrics.PoolStats.from_pool(db.engine.pool)
     )

@@ -17,3 +17,9 @@ class CompanyServiceSettings(Settings):
     # Proof that a call came through our gateway (then its client-address header
     # is trusted for the access log). Unset: only the gRPC peer.
     gateway_secret: SecretStr | None = None
+    # Callers whose company is not active (suspended, closed, deleted, unknown)
+    # are refused on every call; the company's state is cached this long, so a
+    # suspension takes effect within that many seconds. Platform admins and the
+    # platform's own service accounts are not checked.
+    tenant_status_check: bool = True
+    tenant_status_ttl_s: float = Field(default=10.0, ge=0)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+import grpc
 from sqlalchemy.engine import make_url
 
 from cardinsa.identity.v1 import (
@@ -29,11 +31,17 @@ from cardinsa_foundation import __version__, metrics
 from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.auth import JwksCache, TokenVerifier
 from cardinsa_foundation.config import get_settings
+from cardinsa_foundation.context import PrincipalKind
 from cardinsa_foundation.db import DEFAULT_APP_ROLE, Database, resolve_database_url
 from cardinsa_foundation.local_postgres import LocalPostgres
 from cardinsa_foundation.logging import configure_logging
 from cardinsa_foundation.server import GrpcServer, ServiceRegistration, run_workers, worker_index
 from cardinsa_foundation.server_info import ServerInfoProvider
+from cardinsa_foundation.tenancy import (
+    ServiceCredentials,
+    TenantStatusCache,
+    company_status_fetcher,
+)
 from cardinsa_identity.application.access import AccessUseCases
 from cardinsa_identity.application.audit_log import AuditLogUseCases
 from cardinsa_identity.application.auth import AuthUseCases
@@ -43,6 +51,7 @@ from cardinsa_identity.application.signing_keys import SigningKeyStore
 from cardinsa_identity.application.users import UserUseCases
 from cardinsa_identity.domain.passwords import PasswordHasher
 from cardinsa_identity.domain.signing_keys import PrivateKeyCipher
+from cardinsa_identity.domain.tokens import build_access_claims, sign_access_token
 from cardinsa_identity.handlers.access import AccessServicer
 from cardinsa_identity.handlers.auth import AuthServicer, UserServicer
 from cardinsa_identity.handlers.identity import IdentityServicer
@@ -50,6 +59,7 @@ from cardinsa_identity.repository.models import AuditEventRow
 from cardinsa_identity.settings import IdentitySettings
 
 SERVICE_NAME = "identity"
+IDENTITY_SERVICE_SUBJECT = "service:identity"
 
 
 def app_role_url(url: str, role: str = DEFAULT_APP_ROLE) -> str:
@@ -87,6 +97,28 @@ class IdentityApp:
         await self.server.stop()
 
 
+def _self_signed_service_token(
+    ctx: IdentityContext,
+) -> Callable[[], Awaitable[tuple[str, float]]]:
+    """Identity's own service token (it holds the signing key, so it needs no API
+    key): a platform service account with only the permissions identity uses."""
+
+    async def obtain() -> tuple[str, float]:
+        claims = build_access_claims(
+            issuer=ctx.settings.jwt_issuer,
+            audience=ctx.settings.jwt_audience,
+            subject=IDENTITY_SERVICE_SUBJECT,
+            kind=PrincipalKind.SERVICE_ACCOUNT,
+            company_id=None,
+            roles=[],
+            permissions=["companies.get_status"],
+            ttl=timedelta(seconds=ctx.settings.access_token_ttl_s),
+        )
+        return sign_access_token(claims, ctx.keys.signer), float(claims["exp"])
+
+    return obtain
+
+
 def build(
     settings: IdentitySettings,
     database_url: str,
@@ -115,6 +147,17 @@ def build(
         notifier=notifier or FileNotifier(settings.notification_dir),
         audit=AuditWriter(AuditEventRow),
     )
+    company_channel: grpc.aio.Channel | None = None
+    if settings.company_address:
+        company_channel = grpc.aio.insecure_channel(settings.company_address)
+        ctx.tenants = TenantStatusCache(
+            company_status_fetcher(
+                company_channel,
+                ServiceCredentials(_self_signed_service_token(ctx)),
+                timeout_s=settings.company_timeout_s,
+            ),
+            ttl_s=settings.tenant_status_ttl_s,
+        )
     auth = AuthUseCases(ctx)
     users = UserUseCases(ctx)
     access = AccessUseCases(ctx)
@@ -141,6 +184,8 @@ def build(
 
     async def close() -> None:
         await auth.wait_for_background()
+        if company_channel is not None:
+            await company_channel.close()
         await keys.stop()
         hasher.close()
         metrics.unregister_pool_collector(SERVICE_NAME)
@@ -180,6 +225,7 @@ def build(
         gateway_secret=settings.gateway_secret.get_secret_value()
         if settings.gateway_secret
         else None,
+        principal_check=ctx.tenants.check_principal if ctx.tenants is not None else None,
         on_stop=[close],
     )
     return IdentityApp(ctx=ctx, server=server, auth=auth, users=users, access=access)

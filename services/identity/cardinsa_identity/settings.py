@@ -33,5 +33,12 @@ class IdentitySettings(Settings):
     # Proof that a call came through our gateway (then its client-address
     # header is trusted for brute-force counting). Unset: only the gRPC peer.
     gateway_secret: SecretStr | None = None
+    # The company service, asked whether a tenant may act (login, refresh, API-key
+    # exchange and every authenticated call). Unset: tenant status is not checked
+    # (identity alone, as in its own tests). Answers are cached this long: a
+    # suspension takes effect within that many seconds.
+    company_address: str | None = None
+    company_timeout_s: float = Field(default=2.0, gt=0)
+    tenant_status_ttl_s: float = Field(default=10.0, ge=0)
     demo_admin_email: str | None = None
     demo_admin_password: SecretStr | None = None

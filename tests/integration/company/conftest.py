@@ -36,6 +36,8 @@ def company_settings(identity: IdentityHarness) -> CompanyServiceSettings:
         _env_file=None,
         environment="test",
         identity_address=identity.app.server.address,
+        # Short, so the suspension test sees the documented bound in seconds.
+        tenant_status_ttl_s=1.0,
         db_pool_size=5,
         db_max_overflow=10,
     )

@@ -104,7 +104,7 @@ async def test_a_service_account_with_the_permission_reads_any_company_and_nothi
     stub, minter = service_token_server
     token = minter.token(
         kind="service_account",
-        cid=str(uuid.uuid4()),  # the platform's own company, not A or B
+        cid=None,  # a platform service account (as identity's own): no tenant to check
         perms=["companies.get_status"],
         roles=[],
     )

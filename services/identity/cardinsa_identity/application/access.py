@@ -176,6 +176,7 @@ def grant_violations(
     held: Collection[str],
     field: str,
     already: Collection[str] = frozenset(),
+    ceiling: Collection[str] = COMPANY_CEILING,
 ) -> list[FieldViolation]:
     """Violations of permissions a caller wants to put into a role or an API key.
 
@@ -190,7 +191,7 @@ def grant_violations(
         path = f"{field}[{index}]"
         if path in flagged or name not in ALL_PERMISSIONS:
             continue
-        if name not in COMPANY_CEILING:
+        if name not in ceiling:
             violations.append(
                 FieldViolation(
                     path,
@@ -274,12 +275,21 @@ def check_service_account_spec(spec: ServiceAccountSpec) -> list[FieldViolation]
 
 
 def check_api_key_spec(
-    spec: ApiKeySpec, *, held: Collection[str], now: datetime
+    spec: ApiKeySpec,
+    *,
+    held: Collection[str],
+    now: datetime,
+    ceiling: Collection[str] = COMPANY_CEILING,
 ) -> list[FieldViolation]:
+    """``ceiling`` is the company ceiling, except for keys a platform admin issues
+    to a service account of its own (platform) company: the platform's services
+    (identity, core) need platform permissions such as ``companies.get_status``."""
     violations = check_text(
         spec.display_name, "api_key.display_name", MAX_API_KEY_DISPLAY_NAME_LENGTH
     )
-    violations += grant_violations(spec.permissions, held=held, field="api_key.permissions")
+    violations += grant_violations(
+        spec.permissions, held=held, field="api_key.permissions", ceiling=ceiling
+    )
     if spec.expire_time is not None and spec.expire_time <= now:
         violations.append(FieldViolation("api_key.expire_time", "must be in the future"))
     return violations
@@ -929,7 +939,12 @@ class AccessUseCases:
         """
         principal = require_principal()
         company = target_company(principal, "")
-        violations = check_api_key_spec(spec, held=principal.permissions, now=datetime.now(UTC))
+        violations = check_api_key_spec(
+            spec,
+            held=principal.permissions,
+            now=datetime.now(UTC),
+            ceiling=ALL_PERMISSIONS if principal.is_platform_admin else COMPANY_CEILING,
+        )
         if violations:
             raise InvalidArgument("the API key is not valid", field_violations=violations)
         async with self.ctx.db.unit_of_work(company_id=company) as session:

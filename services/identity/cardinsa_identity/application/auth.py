@@ -245,6 +245,7 @@ class AuthUseCases:
                 metadata={"state": user.state},
             )
 
+        await self.ctx.require_active_tenant(user.company_id)
         async with db.unit_of_work(company_id=user.company_id) as session:
             fresh = await session.get(UserRow, user.id, with_for_update=True)
             if fresh is None or fresh.delete_time is not None or fresh.state != UserState.ACTIVE:
@@ -342,6 +343,8 @@ class AuthUseCases:
                     family.expire_time,
                 )
                 roles, permissions = await roles_and_permissions(session, user.id)
+        if not reused:
+            await self.ctx.require_active_tenant(family.company_id)
         if reused:
             raise Unauthenticated(
                 "the refresh token was already used; the session is revoked, log in again",
@@ -583,6 +586,7 @@ class AuthUseCases:
             key.last_use_time = now
             permissions = frozenset(key.permissions) & ALL_PERMISSIONS
             subject, company = str(account.id), str(account.company_id)
+        await self.ctx.require_active_tenant(company)
         access, access_exp = self._sign(
             subject=subject,
             kind=PrincipalKind.SERVICE_ACCOUNT,

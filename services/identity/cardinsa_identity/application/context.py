@@ -18,6 +18,7 @@ from cardinsa_foundation.errors import (
     PermissionDenied,
     Unauthenticated,
 )
+from cardinsa_foundation.tenancy import TenantStatusCache
 from cardinsa_identity.application.notifier import Notifier
 from cardinsa_identity.application.signing_keys import SigningKeyStore
 from cardinsa_identity.domain.passwords import PasswordHasher
@@ -34,6 +35,12 @@ class IdentityContext:
     keys: SigningKeyStore
     notifier: Notifier
     audit: AuditWriter[AuditEventRow]
+    # Tenant status from the company service; None when not configured.
+    tenants: TenantStatusCache | None = None
+
+    async def require_active_tenant(self, company_id: uuid.UUID | str) -> None:
+        if self.tenants is not None:
+            await self.tenants.require_active(str(company_id))
 
 
 def require_principal() -> Principal:
