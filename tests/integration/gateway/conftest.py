@@ -18,6 +18,7 @@ from gateway_harness import (
     select_upstreams,
     wait_until_serving,
 )
+from pydantic import SecretStr
 from support.identity_harness import GATEWAY_SECRET, IdentityHarness
 
 from cardinsa_foundation.local_postgres import find_free_port
@@ -29,13 +30,13 @@ async def gateway(
 ) -> AsyncIterator[Gateway]:
     folder = tmp_path_factory.mktemp("gateway")
     port, admin_port, dead_port = find_free_port(), find_free_port(), find_free_port()
-    settings = GatewaySettings(
+    settings = GatewaySettings(  # type: ignore[call-arg]
         _env_file=None,
         environment="test",
         gateway_host="127.0.0.1",
         gateway_port=port,
         gateway_admin_port=admin_port,
-        gateway_secret=GATEWAY_SECRET,
+        gateway_secret=SecretStr(GATEWAY_SECRET),
         gateway_trusted_hops=1,
         gateway_login_limit=LOGIN_LIMIT,
         gateway_access_log=str(folder / "access.log"),

@@ -42,7 +42,7 @@ def contract() -> Contract:
 
 
 def settings(**overrides: Any) -> GatewaySettings:
-    return GatewaySettings(_env_file=None, **overrides)
+    return GatewaySettings(_env_file=None, **overrides)  # type: ignore[call-arg]
 
 
 def render(contract: Contract, **overrides: Any) -> dict[str, Any]:
