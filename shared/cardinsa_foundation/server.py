@@ -39,6 +39,10 @@ from cardinsa_foundation.interceptors import CallPipeline, PrincipalCheck
 log = logging.getLogger(__name__)
 
 WORKER_INDEX_ENV = "CARDINSA_WORKER_INDEX"
+# Health name for liveness probes: SERVING while the process runs, whatever its
+# database does (a database outage must not get every pod restarted); the
+# overall name "" and the per-service names follow the database (readiness).
+LIVENESS_SERVICE = "cardinsa.liveness"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -144,6 +148,7 @@ class GrpcServer:
             self._metrics_handle = metrics.start_metrics_server(
                 self.metrics_host, self.metrics_port
             )
+        await self.health.set(LIVENESS_SERVICE, SERVING)
         await self._set_serving(await self._probe())
         self._watcher = asyncio.create_task(self._watch_readiness(), name=f"{self.name}-health")
         log.info(

@@ -212,6 +212,9 @@ async def test_health_follows_database_reachability(running: dict[str, Any]) -> 
             break
         await asyncio.sleep(0.05)
     assert await status() == health_pb2.HealthCheckResponse.NOT_SERVING
+    # Liveness stays SERVING: the process is fine, only its database is not.
+    live = await stub.Check(health_pb2.HealthCheckRequest(service="cardinsa.liveness"))
+    assert live.status == health_pb2.HealthCheckResponse.SERVING
     running["database"].up = True
     for _ in range(50):
         if await status() == health_pb2.HealthCheckResponse.SERVING:
