@@ -163,7 +163,7 @@ def default_endpoints(
 
     ``CARDINSA_<NAME>_ADDRESS`` (``host:port``, for example a headless Kubernetes
     Service ``identity:50051`` that resolves to every ready pod) wins; otherwise
-    one endpoint per worker on ``upstream_host``: ``CARDINSA_<NAME>_PORT + i``.
+    one endpoint per worker on ``gateway_upstream_host``: ``CARDINSA_<NAME>_PORT + i``.
     """
     env = os.environ if environ is None else environ
     found: dict[str, list[Endpoint]] = {}
@@ -175,7 +175,7 @@ def default_endpoints(
             continue
         base = int(env.get(f"{prefix}_PORT", upstream.port))
         found[upstream.name] = [
-            Endpoint(settings.upstream_host, base + i) for i in range(max(1, workers))
+            Endpoint(settings.gateway_upstream_host, base + i) for i in range(max(1, workers))
         ]
     return found
 

@@ -44,7 +44,7 @@ class GatewaySettings(BaseSettings):
     gateway_trusted_hops: int = Field(default=0, ge=0)
 
     # --- upstreams ------------------------------------------------------------
-    upstream_host: str = "127.0.0.1"
+    gateway_upstream_host: str = "127.0.0.1"
     gateway_connect_timeout_s: float = Field(default=2.0, gt=0)
     gateway_health_interval_s: float = Field(default=2.0, gt=0)
     gateway_health_timeout_s: float = Field(default=1.0, gt=0)
