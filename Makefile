@@ -11,7 +11,8 @@ PY := $(BIN)/python
 export BUF_CACHE_DIR := $(CURDIR)/.cache/buf
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-PROTO_SRC := $(shell find protos third_party/googleapis -name '*.proto' 2>/dev/null) buf.yaml scripts/codegen.py
+PROTO_SRC := $(shell find protos third_party/googleapis -name '*.proto' 2>/dev/null) buf.yaml scripts/codegen.py \
+	gateway/cardinsa_gateway/openapi.py gateway/cardinsa_gateway/contract.py
 GEN_STAMP := gen/.stamp
 VENV_STAMP := $(VENV)/.installed
 

@@ -30,8 +30,6 @@ def run(cmd: list[str]) -> None:
 
 def write_openapi(descriptor: Path, output: Path) -> None:
     """The OpenAPI 3.1 document of the REST surface (served by the gateway)."""
-    if str(GATEWAY) not in sys.path:
-        sys.path.insert(0, str(GATEWAY))
     from cardinsa_gateway.contract import Contract
     from cardinsa_gateway.openapi import render_openapi
 

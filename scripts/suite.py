@@ -35,12 +35,6 @@ from pydantic import SecretStr
 
 from cardinsa_foundation.config import PROJECT_ROOT, Environment
 from cardinsa_foundation.local_postgres import LocalPostgres
-from cardinsa_identity.main import app_role_url
-from cardinsa_identity.settings import IdentitySettings
-
-# The gateway package (gateway/cardinsa_gateway); on the path here until the
-# editable install lists gateway/.
-sys.path.insert(0, str(PROJECT_ROOT / "gateway"))
 from cardinsa_gateway.process import (
     EnvoyProcess,
     render_to_file,
@@ -48,6 +42,8 @@ from cardinsa_gateway.process import (
     stop_stale,
 )
 from cardinsa_gateway.settings import GatewaySettings
+from cardinsa_identity.main import app_role_url
+from cardinsa_identity.settings import IdentitySettings
 
 DEMO_COMPANY_FILE = PROJECT_ROOT / ".data" / "demo-company-id"
 GATEWAY_DIR = PROJECT_ROOT / ".data" / "gateway"

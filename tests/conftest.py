@@ -43,6 +43,8 @@ PROTO_INPUTS = [
     PROJECT_ROOT / "third_party",
     PROJECT_ROOT / "buf.yaml",
     PROJECT_ROOT / "scripts" / "codegen.py",
+    PROJECT_ROOT / "gateway" / "cardinsa_gateway" / "openapi.py",
+    PROJECT_ROOT / "gateway" / "cardinsa_gateway" / "contract.py",
 ]
 
 

@@ -10,9 +10,15 @@ from pydantic_settings import BaseSettings
 
 from cardinsa_company.settings import CompanyServiceSettings
 from cardinsa_foundation.config import Settings
+from cardinsa_gateway.settings import GatewaySettings
 from cardinsa_identity.settings import IdentitySettings
 
-SETTINGS_CLASSES: list[type[BaseSettings]] = [Settings, IdentitySettings, CompanyServiceSettings]
+SETTINGS_CLASSES: list[type[BaseSettings]] = [
+    Settings,
+    IdentitySettings,
+    CompanyServiceSettings,
+    GatewaySettings,
+]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
 DOCUMENTED = set(re.findall(r"^#?\s*(CARDINSA_[A-Z0-9_]+)=", EXAMPLE.read_text(), re.MULTILINE))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,10 +27,6 @@ from typing import Any
 from support.identity_harness import IdentityHarness
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
-# The gateway package lives in gateway/; until pyproject lists it among the
-# editable folders, put it on the path here.
-if str(PROJECT_ROOT / "gateway") not in sys.path:
-    sys.path.insert(0, str(PROJECT_ROOT / "gateway"))
 
 from cardinsa_gateway.envoy import Endpoint  # noqa: E402
 from cardinsa_gateway.process import (  # noqa: E402
