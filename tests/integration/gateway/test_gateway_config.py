@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gateway_harness import Endpoint, GatewaySettings, render_to_file, select_upstreams
+from openapi_spec_validator import validate as validate_openapi
+from pydantic import ValidationError
+
 from cardinsa_gateway.contract import Access, Contract
 from cardinsa_gateway.envoy import (
     F_JWT,
@@ -27,9 +31,6 @@ from cardinsa_gateway.envoy import (
 from cardinsa_gateway.openapi import openapi_path, render_openapi
 from cardinsa_gateway.process import validate
 from cardinsa_gateway.services import LOGIN_METHOD, OPERATOR_SERVICES, UPSTREAMS
-from gateway_harness import Endpoint, GatewaySettings, render_to_file, select_upstreams
-from openapi_spec_validator import validate as validate_openapi
-from pydantic import ValidationError
 
 GEN = Path(__file__).resolve().parents[3] / "gen"
 DESCRIPTOR = GEN / "descriptor.binpb"
