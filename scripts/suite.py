@@ -33,6 +33,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import SecretStr
 
+from cardinsa_company.settings import CompanyServiceSettings
 from cardinsa_foundation.config import PROJECT_ROOT, Environment
 from cardinsa_foundation.local_postgres import LocalPostgres
 from cardinsa_gateway.process import (
@@ -113,10 +114,17 @@ def main() -> int:
     args = parser.parse_args()
 
     settings = IdentitySettings()
+    company_settings = CompanyServiceSettings()
     services = [
         Service(
             "identity", "cardinsa_identity.main", "cardinsa_identity.cli", settings.identity_port
-        )
+        ),
+        Service(
+            "company",
+            "cardinsa_company.main",
+            "cardinsa_company.cli",
+            company_settings.company_port,
+        ),
     ]
     embedded: LocalPostgres | None = None
     children: list[subprocess.Popen[bytes]] = []
@@ -176,6 +184,8 @@ def main() -> int:
         else:
             say("using the configured database")
         env.setdefault("CARDINSA_LOG_JSON", "true")
+        # Identity asks the company service whether a tenant may act.
+        env.setdefault("CARDINSA_COMPANY_ADDRESS", f"127.0.0.1:{company_settings.company_port}")
         # The proof the gateway puts on every call (the services then trust the
         # client address it forwards): the configured one, else one per run.
         secret = settings.gateway_secret or SecretStr(secrets.token_urlsafe(32))
@@ -221,6 +231,27 @@ def main() -> int:
         say(f"gateway at {listen} is ready (pid {gateway.pid})")
 
         company = demo_company_id()
+        say("registering the demo company")
+        run_checked(
+            [
+                sys.executable,
+                "-m",
+                "cardinsa_company.cli",
+                "register-company",
+                "--company-id",
+                company,
+                "--display-name",
+                "Demo Insurance",
+                "--country",
+                "DE",
+                "--currency",
+                "EUR",
+                "--time-zone",
+                "Europe/Berlin",
+            ],
+            env,
+            "registering the demo company",
+        )
         say("seeding the demo company admin")
         seeded = run_checked(
             [
@@ -246,7 +277,9 @@ def main() -> int:
   gateway   http://{listen}   REST/JSON and gRPC on one port
             OpenAPI http://{listen}/openapi.json, docs http://{listen}/docs
   identity  grpc://{identity}   (health, reflection: grpcurl -plaintext {identity} list)
-  metrics   http://127.0.0.1:{settings.identity_metrics_port}/metrics
+  company   grpc://127.0.0.1:{company_settings.company_port}
+  metrics   http://127.0.0.1:{settings.identity_metrics_port}/metrics (identity), \
+http://127.0.0.1:{company_settings.company_metrics_port}/metrics (company)
 
   Try it:
     curl -s -X POST {curl_address}/v1/auth:login -d '{login}'
