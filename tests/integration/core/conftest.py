@@ -48,7 +48,7 @@ def core_settings(identity: IdentityHarness) -> CoreSettings:
 async def core(
     core_database: str, core_settings: CoreSettings, identity: IdentityHarness
 ) -> AsyncIterator[CoreHarness]:
-    app = build(core_settings, app_role_url(core_database), port=0, metrics_port=None)
+    app = build(core_settings, app_role_url(core_database), port=0, metrics_port=0)
     await app.start()
     channel = grpc.aio.insecure_channel(app.server.address)
     try:
