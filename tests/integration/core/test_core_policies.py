@@ -306,3 +306,24 @@ async def test_list_filters_orders_and_pages(tenant: Tenant) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await policies.ListPolicies(pb.ListPoliciesRequest(filter="premium > 3"), metadata=md)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_every_change_is_audited_in_the_same_transaction(tenant: Tenant) -> None:
+    from cardinsa.core.v1 import core_service_pb2 as xb
+
+    policy = await tenant.in_force()
+    admin = await tenant.md()
+    events = await tenant.harness.core.ListAuditEvents(
+        xb.ListAuditEventsRequest(filter=f'entity_id = "{policy.id}"'), metadata=admin
+    )
+    actions = [e.action for e in reversed(events.audit_events)]
+    assert actions == ["policy.create", "policy.quote", "policy.bind"]
+    bind = events.audit_events[0]
+    assert bind.actor_id == tenant.admin.user_id and bind.request_id
+    assert {"state", "policy_number", "current_version"} <= set(bind.changed_fields)
+    assert bind.detail["from_state"] == "QUOTED" and bind.detail["to_state"] == "IN_FORCE"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await tenant.harness.core.ListAuditEvents(
+            xb.ListAuditEventsRequest(), metadata=await tenant.md("underwriter")
+        )
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -111,6 +111,15 @@ def test_a_product_without_coverages_cannot_be_activated() -> None:
     assert caught.value.reason == "PRODUCT_INCOMPLETE"
 
 
+def test_a_product_on_sale_keeps_a_coverage() -> None:
+    with pytest.raises(FailedPrecondition) as caught:
+        IN_STATE[S.ACTIVE].update(dataclasses.replace(TERMS, coverages=()))
+    assert caught.value.reason == "PRODUCT_INCOMPLETE"
+    assert (
+        IN_STATE[S.DRAFT].update(dataclasses.replace(TERMS, coverages=()))[0].terms.coverages == ()
+    )
+
+
 def test_only_active_products_are_on_sale() -> None:
     IN_STATE[S.ACTIVE].check_on_sale()
     for state in (S.DRAFT, S.RETIRED):

@@ -621,10 +621,12 @@ class PolicyUseCases:
                     )
                 )
                 row.activate_time = now
-            apply_policy(row, bound)
-            await session.flush()
             session.add(self._version_row(row, bound, description="", changed=[]))
-            return _Outcome(steps, {"policy_number": bound.policy_number})
+            return _Outcome(
+                steps,
+                {"policy_number": bound.policy_number},
+                changed=["bind_time", *(["activate_time"] if row.activate_time else [])],
+            )
 
         return await self._transition(
             policy_id, etag=etag, request_id=request_id, method="bind", apply=apply
@@ -636,7 +638,10 @@ class PolicyUseCases:
         async def apply(session: AsyncSession, row: PolicyRow, policy: Policy) -> _Outcome:
             active = policy.activate(today)
             row.activate_time = datetime.now(UTC)
-            return _Outcome([_Step(active, "activate", effective_date=policy.terms.effective_date)])
+            return _Outcome(
+                [_Step(active, "activate", effective_date=policy.terms.effective_date)],
+                changed=["activate_time"],
+            )
 
         return await self._transition(
             policy_id, etag=etag, request_id=request_id, method="activate", apply=apply

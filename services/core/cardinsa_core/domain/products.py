@@ -212,6 +212,12 @@ class Product:
         PRODUCT_LIFECYCLE.next_state(self.state, ProductAction.UPDATE)
         if self.state is ProductState.DRAFT:
             return replace(self, terms=terms), False
+        if not terms.coverages:
+            raise FailedPrecondition(
+                "a product on sale keeps at least one coverage",
+                reason="PRODUCT_INCOMPLETE",
+                metadata={"missing": "coverages"},
+            )
         return replace(self, terms=terms, version=self.version + 1), True
 
     def activate(self) -> Product:

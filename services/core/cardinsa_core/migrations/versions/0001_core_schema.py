@@ -618,6 +618,10 @@ _TENANT = f"CAST(nullif(current_setting('{TENANT_SETTING}', true), '') AS uuid)"
 def _secure() -> None:
     for statement in grant_app_role_ddl(SCHEMA, APP_ROLE):
         op.execute(statement)
+    # The migration history is the owner's alone.
+    op.execute(
+        f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {SCHEMA}.alembic_version FROM {APP_ROLE}"
+    )
     for table in TENANT_TABLES:
         for statement in tenant_isolation_ddl(SCHEMA, table):
             op.execute(statement)
