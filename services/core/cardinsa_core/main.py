@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,13 +60,15 @@ from cardinsa_core.settings import CoreSettings
 from cardinsa_foundation import __version__, metrics
 from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.auth import JwksCache, TokenVerifier, identity_jwks_fetcher
-from cardinsa_foundation.config import get_settings
+from cardinsa_foundation.config import Environment, get_settings
 from cardinsa_foundation.db import DEFAULT_APP_ROLE, Database, resolve_database_url
 from cardinsa_foundation.local_postgres import LocalPostgres
 from cardinsa_foundation.logging import configure_logging
 from cardinsa_foundation.server import GrpcServer, ServiceRegistration, run_workers, worker_index
 from cardinsa_foundation.server_info import ServerInfoProvider
 from cardinsa_foundation.tenancy import TenantStatusCache, api_key_credentials
+
+log = logging.getLogger(__name__)
 
 SERVICE_NAME = "core"
 APIS = [
@@ -115,10 +118,19 @@ def tenant_directory(
     if not settings.company_address:
         return fallback, None
     if settings.service_api_key is None:
-        raise RuntimeError(
-            "CARDINSA_SERVICE_API_KEY is needed to call the company service "
-            "(CARDINSA_COMPANY_ADDRESS is set)"
+        # Core calls the company service as a service account; without its key
+        # it cannot. Production refuses to start; elsewhere (make up) the
+        # settings fallback keeps the suite usable, and says so.
+        if settings.environment is Environment.PRODUCTION:
+            raise RuntimeError(
+                "CARDINSA_SERVICE_API_KEY is needed to call the company service "
+                "(CARDINSA_COMPANY_ADDRESS is set)"
+            )
+        log.warning(
+            "no CARDINSA_SERVICE_API_KEY: tenant state and currency come from the settings, "
+            "not from the company service"
         )
+        return fallback, None
     channel = grpc.aio.insecure_channel(settings.company_address)
     credentials = api_key_credentials(identity_channel, settings.service_api_key.get_secret_value())
     fetch = company_status_fetcher(channel, credentials, timeout_s=settings.company_call_timeout_s)

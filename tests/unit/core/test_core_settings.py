@@ -70,3 +70,27 @@ def test_a_lifecycle_table_is_typed() -> None:
     table: Any = {(PolicyAction.BIND, PolicyAction.BIND): PolicyState.BOUND}
     with pytest.raises(TypeError):
         Lifecycle("x", PolicyState, PolicyAction, table)
+
+
+async def test_which_tenant_directory_is_wired() -> None:
+    import grpc
+
+    from cardinsa_core.application.tenants import CompanyServiceDirectory
+    from cardinsa_core.main import tenant_directory
+    from cardinsa_foundation.config import Environment
+
+    async with grpc.aio.insecure_channel("127.0.0.1:1") as identity:
+        chosen, channel = tenant_directory(settings(), identity)
+        assert chosen.source == "settings" and channel is None
+        without_key = settings(company_address="127.0.0.1:2")
+        chosen, channel = tenant_directory(without_key, identity)
+        assert chosen.source == "settings" and channel is None
+        with pytest.raises(RuntimeError):
+            tenant_directory(
+                without_key.model_copy(update={"environment": Environment.PRODUCTION}), identity
+            )
+        chosen, channel = tenant_directory(
+            settings(company_address="127.0.0.1:2", service_api_key="cdk_x_y"), identity
+        )
+        assert isinstance(chosen, CompanyServiceDirectory) and channel is not None
+        await channel.close()

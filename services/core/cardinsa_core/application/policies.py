@@ -594,8 +594,13 @@ class PolicyUseCases:
             POLICY_LIFECYCLE.next_state(policy.state, PolicyAction.QUOTE)
             version, base_premium, _ = await self._product_on_sale(session, row)
             quoted = policy.quote(base_premium)
+            repinned = row.product_version != version
             row.product_version = version
-            return _Outcome([_Step(quoted, "quote")], {"product_version": version})
+            return _Outcome(
+                [_Step(quoted, "quote")],
+                {"product_version": version},
+                changed=["product_version"] if repinned else [],
+            )
 
         return await self._transition(
             policy_id, etag=etag, request_id=request_id, method="quote", apply=apply
