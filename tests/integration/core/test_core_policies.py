@@ -327,3 +327,35 @@ async def test_every_change_is_audited_in_the_same_transaction(tenant: Tenant) -
             xb.ListAuditEventsRequest(), metadata=await tenant.md("underwriter")
         )
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_hostile_etags_dates_and_sizes_are_refused_cleanly(tenant: Tenant) -> None:
+    policies, md = tenant.harness.policies, await tenant.md()
+    policy = await tenant.in_force()
+    for etag in ("é" * 10, "x" * 1_000_000, '"\x00"'):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await policies.LapsePolicy(
+                pb.LapsePolicyRequest(policy_id=policy.id, etag=etag), metadata=md
+            )
+        assert caught.value.code() == grpc.StatusCode.ABORTED
+    for year in (0, 1, 9999, 2201):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await policies.CreatePolicy(
+                pb.CreatePolicyRequest(
+                    policy=resources_pb2.Policy(
+                        policyholder_id=policy.policyholder_id,
+                        product_id=policy.product_id,
+                        effective_date={"year": year, "month": 12, "day": 1},
+                        sum_insured=money("1"),
+                    )
+                ),
+                metadata=md,
+            )
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, year
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await policies.CancelPolicy(
+            pb.CancelPolicyRequest(policy_id=policy.id, reason=P.OTHER, note="n" * 1_000_000),
+            metadata=md,
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert len(caught.value.details()) < 200

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cardinsa_core.application.context import (
     CoreContext,
     actor_uuid,
+    check_etag,
     check_mask,
     check_note,
     check_request_id,
@@ -67,7 +68,6 @@ from cardinsa_core.repository.models import (
 from cardinsa_core.repository.numbers import next_number
 from cardinsa_foundation.errors import Aborted, FailedPrecondition, FieldViolation, InvalidArgument
 from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec, parse_order_by
-from cardinsa_foundation.models import check_etag
 from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
 
 CLAIM_FILTER = FilterSpec(

@@ -18,10 +18,12 @@ from datetime import UTC, date, datetime
 from cardinsa_core.application.tenants import TenantDirectory
 from cardinsa_core.repository.models import AuditEventRow
 from cardinsa_core.settings import CoreSettings
+from cardinsa_foundation import models
 from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.context import Principal, current_principal, current_request_id
 from cardinsa_foundation.db import Database
 from cardinsa_foundation.errors import (
+    Aborted,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
@@ -31,6 +33,7 @@ from cardinsa_foundation.errors import (
 )
 
 MAX_NOTE: int = 1000
+_MAX_ETAG: int = 128
 
 
 def utc_today() -> date:
@@ -135,3 +138,14 @@ def log_request_id(request_id: str) -> str | None:
     """What a log row records as the request: the AIP-155 request id when the
     client gave one, else the call's own request id."""
     return request_id or current_request_id()
+
+
+def check_etag(entity: models.VersionedMixin, etag: str) -> None:
+    """The foundation's etag check, after refusing what no etag of ours can be
+    (too long, not ASCII) as stale rather than letting it reach the comparison."""
+    if etag and (len(etag) > _MAX_ETAG or not etag.isascii()):
+        raise Aborted(
+            "the resource changed since it was read; read it again and retry",
+            reason="ETAG_MISMATCH",
+        )
+    models.check_etag(entity, etag)

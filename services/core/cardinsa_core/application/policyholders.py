@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_core.application.context import (
     CoreContext,
+    check_etag,
     check_mask,
     check_request_id,
     deleted,
@@ -49,7 +50,6 @@ from cardinsa_core.domain.policyholders import (
 from cardinsa_core.repository.models import DependentRow, PolicyholderRow
 from cardinsa_foundation.errors import FailedPrecondition, FieldViolation, PermissionDenied
 from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec, parse_order_by
-from cardinsa_foundation.models import check_etag
 from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
 
 POLICYHOLDER_FILTER = FilterSpec(

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cardinsa_core.application.context import (
     CoreContext,
     actor_uuid,
+    check_etag,
     check_mask,
     check_request_id,
     deleted,
@@ -53,7 +54,6 @@ from cardinsa_foundation.errors import (
     InvalidArgument,
 )
 from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec, parse_order_by
-from cardinsa_foundation.models import check_etag
 from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
 
 PRODUCT_FILTER = FilterSpec(

@@ -26,6 +26,7 @@ from cardinsa_foundation.errors import FieldViolation
 
 __all__ = [
     "MASK_CHARACTER",
+    "MAX_DEPENDENTS",
     "MAX_NAME_LENGTH",
     "PARTY_FIELDS",
     "READ_NATIONAL_ID",
@@ -50,6 +51,7 @@ __all__ = [
 READ_NATIONAL_ID: Final = "policyholders.read_national_id"
 MASK_CHARACTER: Final = "•"
 MAX_NAME_LENGTH: Final = 200
+MAX_DEPENDENTS: Final = 50
 _MAX_TEXT: Final = 500
 _VISIBLE_TAIL: Final = 4
 _NATIONAL_ID: Final = re.compile(r"^[A-Z0-9]{4,32}$")
@@ -301,7 +303,9 @@ def check_policyholder(
             violations.append(
                 FieldViolation(path("address.country_code"), "ISO 3166-1 alpha-2, e.g. DE")
             )
-    if "dependents" in names:
+    if "dependents" in names and len(spec.dependents) > MAX_DEPENDENTS:
+        violations.append(FieldViolation(path("dependents"), f"at most {MAX_DEPENDENTS}"))
+    elif "dependents" in names:
         seen: set[str] = set()
         for index, dep in enumerate(spec.dependents):
             dep_path = path(f"dependents[{index}]")

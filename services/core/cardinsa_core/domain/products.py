@@ -170,6 +170,8 @@ def check_terms(terms: ProductTerms, *, prefix: str = "product") -> list[FieldVi
         seen.add(cov.code)
         if not cov.name:
             violations.append(FieldViolation(f"{path}.name", "required"))
+        elif len(cov.name) > 200:
+            violations.append(FieldViolation(f"{path}.name", "at most 200 characters"))
         for name in ("limit", "deductible", "copay"):
             amount: Money | None = getattr(cov, name)
             if amount is not None and amount.currency != terms.currency:

@@ -46,11 +46,10 @@ from cardinsa_core.repository.models import (
     PolicyVersionRow,
 )
 from cardinsa_foundation.errors import FieldViolation, InvalidArgument
-from cardinsa_foundation.models import check_etag
 
 E = TypeVar("E", bound=StrEnum)
-
-__all__ = ["check_etag"]
+#: Calendar dates outside these years are refused (date arithmetic stays in range).
+MIN_YEAR, MAX_YEAR = 1900, 2200
 
 
 # ------------------------------------------------------------------ scalars
@@ -78,12 +77,16 @@ def from_date(message: Any, field: str, path: str | None = None) -> dt.date | No
     if value.year == value.month == value.day == 0:
         return None
     try:
+        if not MIN_YEAR <= value.year <= MAX_YEAR:
+            raise ValueError
         return dt.date(value.year, value.month, value.day)
     except ValueError:
         where = path or field
         raise InvalidArgument(
             f"{where} is not a valid calendar date",
-            field_violations=[FieldViolation(where, "a full date (year, month and day)")],
+            field_violations=[
+                FieldViolation(where, f"a full date (year {MIN_YEAR} to {MAX_YEAR}, month, day)")
+            ],
         ) from None
 
 
