@@ -173,3 +173,38 @@ async def test_a_retried_payment_pays_once(tenant: Tenant) -> None:
         cb.ListClaimLogEntriesRequest(claim_id=claim.id), metadata=md
     )
     assert [e.action for e in log.claim_log_entries].count("pay") == 1
+
+
+async def test_concurrent_creates_with_one_request_id_create_once(tenant: Tenant) -> None:
+    policies, md = tenant.harness.policies, await tenant.md()
+    holder, product = await tenant.holder(), await tenant.product()
+    request = pb.CreatePolicyRequest(
+        policy=resources_pb2.Policy(
+            policyholder_id=holder.id,
+            product_id=product.id,
+            effective_date=gdate(TODAY),
+            sum_insured=money("1000"),
+        ),
+        request_id=new_request_id(),
+    )
+    ok, failed = await outcomes([policies.CreatePolicy(request, metadata=md) for _ in range(5)])
+    assert not failed and len({p.id for p in ok}) == 1
+    listed = await policies.ListPolicies(
+        pb.ListPoliciesRequest(filter=f'policyholder_id = "{holder.id}"'), metadata=md
+    )
+    assert len(listed.policies) == 1
+    claim_request = cb.CreateClaimRequest(
+        claim=resources_pb2.Claim(
+            policy_id=(await tenant.in_force()).id,
+            claimant=resources_pb2.InsuredMember(policyholder=True),
+            claim_type=C.MEDICAL,
+            description="twice sent",
+            coverage_code="OUTPATIENT",
+            incident_date=gdate(TODAY - timedelta(days=1)),
+            claimed_amount=money("10"),
+        ),
+        request_id=new_request_id(),
+    )
+    first = await tenant.harness.claims.CreateClaim(claim_request, metadata=md)
+    second = await tenant.harness.claims.CreateClaim(claim_request, metadata=md)
+    assert first.id == second.id
