@@ -28,12 +28,14 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import SecretStr
 
 from cardinsa_company.settings import CompanyServiceSettings
+from cardinsa_core.settings import CoreSettings
 from cardinsa_foundation.config import PROJECT_ROOT, Environment
 from cardinsa_foundation.local_postgres import LocalPostgres
 from cardinsa_gateway.process import (
@@ -46,8 +48,12 @@ from cardinsa_gateway.settings import GatewaySettings
 from cardinsa_identity.main import app_role_url
 from cardinsa_identity.settings import IdentitySettings
 
-DEMO_COMPANY_FILE = PROJECT_ROOT / ".data" / "demo-company-id"
-GATEWAY_DIR = PROJECT_ROOT / ".data" / "gateway"
+# Where the launcher keeps its own state (demo company id, gateway config and
+# PID); --state-dir moves it (the end-to-end tests run a suite of their own).
+STATE_DIR = PROJECT_ROOT / ".data"
+DEMO_COMPANY_FILE = STATE_DIR / "demo-company-id"
+PLATFORM_COMPANY_FILE = STATE_DIR / "platform-company-id"
+GATEWAY_DIR = STATE_DIR / "gateway"
 
 
 @dataclass
@@ -62,13 +68,14 @@ def say(message: str) -> None:
     print(f"[cardinsa] {message}", flush=True)
 
 
-def demo_company_id() -> str:
-    DEMO_COMPANY_FILE.parent.mkdir(parents=True, exist_ok=True)
-    if DEMO_COMPANY_FILE.exists():
-        return DEMO_COMPANY_FILE.read_text().strip()
-    company = str(uuid.uuid4())
-    DEMO_COMPANY_FILE.write_text(company + "\n")
-    return company
+def stored_id(path: Path) -> str:
+    """A UUID kept in ``path`` across runs (created on the first)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        return path.read_text().strip()
+    value = str(uuid.uuid4())
+    path.write_text(value + "\n")
+    return value
 
 
 async def wait_serving(address: str, timeout_s: float) -> None:
@@ -111,10 +118,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="make up", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=1, help="worker processes per service")
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for health")
+    parser.add_argument("--state-dir", type=Path, default=STATE_DIR, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global DEMO_COMPANY_FILE, PLATFORM_COMPANY_FILE, GATEWAY_DIR  # noqa: PLW0603 - set once
+    DEMO_COMPANY_FILE = args.state_dir / "demo-company-id"
+    PLATFORM_COMPANY_FILE = args.state_dir / "platform-company-id"
+    GATEWAY_DIR = args.state_dir / "gateway"
 
     settings = IdentitySettings()
     company_settings = CompanyServiceSettings()
+    core_settings = CoreSettings()
     services = [
         Service(
             "identity", "cardinsa_identity.main", "cardinsa_identity.cli", settings.identity_port
@@ -125,6 +138,7 @@ def main() -> int:
             "cardinsa_company.cli",
             company_settings.company_port,
         ),
+        Service("core", "cardinsa_core.main", "cardinsa_core.cli", core_settings.core_port),
     ]
     embedded: LocalPostgres | None = None
     children: list[subprocess.Popen[bytes]] = []
@@ -198,10 +212,60 @@ def main() -> int:
                 [sys.executable, "-m", service.cli, "migrate"], env, f"migrating {service.name}"
             )
 
+        company = stored_id(DEMO_COMPANY_FILE)
+        platform = stored_id(PLATFORM_COMPANY_FILE)
+        for company_id, name in ((platform, "Cardinsa Platform"), (company, "Demo Insurance")):
+            say(f"registering the company {name!r}")
+            run_checked(
+                [
+                    sys.executable,
+                    "-m",
+                    "cardinsa_company.cli",
+                    "register-company",
+                    "--company-id",
+                    company_id,
+                    "--display-name",
+                    name,
+                    "--country",
+                    "DE",
+                    "--currency",
+                    "EUR",
+                    "--time-zone",
+                    "Europe/Berlin",
+                ],
+                env,
+                f"registering {name}",
+            )
+        # core asks the company service about tenants as a platform service
+        # account; a fresh key each start (the earlier one is revoked).
+        say("issuing core's service key")
+        service_key = (
+            run_checked(
+                [
+                    sys.executable,
+                    "-m",
+                    "cardinsa_identity.cli",
+                    "create-service-key",
+                    "--company-id",
+                    platform,
+                    "--name",
+                    "core-service",
+                    "--permission",
+                    "companies.get_status",
+                ],
+                env,
+                "issuing core's service key",
+            )
+            .strip()
+            .splitlines()[-1]
+        )
+        service_env = {"core": {"CARDINSA_SERVICE_API_KEY": service_key}}
+
         for service in services:
             say(f"starting {service.name} on 127.0.0.1:{service.port} ({args.workers} worker(s))")
             child = subprocess.Popen(
-                [sys.executable, "-m", service.module, "--workers", str(args.workers)], env=env
+                [sys.executable, "-m", service.module, "--workers", str(args.workers)],
+                env={**env, **service_env.get(service.name, {})},
             )
             children.append(child)
 
@@ -230,28 +294,6 @@ def main() -> int:
         gateway.wait_ready(args.timeout)
         say(f"gateway at {listen} is ready (pid {gateway.pid})")
 
-        company = demo_company_id()
-        say("registering the demo company")
-        run_checked(
-            [
-                sys.executable,
-                "-m",
-                "cardinsa_company.cli",
-                "register-company",
-                "--company-id",
-                company,
-                "--display-name",
-                "Demo Insurance",
-                "--country",
-                "DE",
-                "--currency",
-                "EUR",
-                "--time-zone",
-                "Europe/Berlin",
-            ],
-            env,
-            "registering the demo company",
-        )
         say("seeding the demo company admin")
         seeded = run_checked(
             [
@@ -278,8 +320,10 @@ def main() -> int:
             OpenAPI http://{listen}/openapi.json, docs http://{listen}/docs
   identity  grpc://{identity}   (health, reflection: grpcurl -plaintext {identity} list)
   company   grpc://127.0.0.1:{company_settings.company_port}
+  core      grpc://127.0.0.1:{core_settings.core_port}
   metrics   http://127.0.0.1:{settings.identity_metrics_port}/metrics (identity), \
-http://127.0.0.1:{company_settings.company_metrics_port}/metrics (company)
+http://127.0.0.1:{company_settings.company_metrics_port}/metrics (company), \
+http://127.0.0.1:{core_settings.core_metrics_port}/metrics (core)
 
   Try it:
     curl -s -X POST {curl_address}/v1/auth:login -d '{login}'

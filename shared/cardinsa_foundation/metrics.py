@@ -291,10 +291,15 @@ def register_pool_collector(
         _pools[name] = stats
 
 
-def unregister_pool_collector(name: str) -> None:
-    """Stop reporting pool `name` (engine disposed)."""
+def unregister_pool_collector(
+    name: str, stats: Callable[[], PoolStats | Mapping[str, float]] | None = None
+) -> None:
+    """Stop reporting pool `name` (engine disposed). With `stats`, only if that is
+    still the registered callback: a second server of the same service in one
+    process (tests, tools) must not remove the first one's pool."""
     with _pools_lock:
-        _pools.pop(name, None)
+        if stats is None or _pools.get(name) is stats:
+            _pools.pop(name, None)
 
 
 # ------------------------------------------------------------------ server

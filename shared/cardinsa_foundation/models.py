@@ -213,7 +213,8 @@ def check_etag(entity: VersionedMixin, etag: str | None) -> None:
     """
     if not etag:
         return
-    if not hmac.compare_digest(_normalize_etag(etag), entity.etag):
+    # Bytes: compare_digest refuses non-ASCII str, and a client's etag may be anything.
+    if not hmac.compare_digest(_normalize_etag(etag).encode(), entity.etag.encode()):
         raise errors.Aborted(
             "the resource changed since it was read; read it again and retry",
             reason="ETAG_MISMATCH",

@@ -13,6 +13,7 @@ import asyncio
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -132,9 +133,8 @@ def build(
         principal_check = TenantStatusCache(
             local_status_fetcher(db), ttl_s=settings.tenant_status_ttl_s
         ).check_principal
-    metrics.register_pool_collector(
-        SERVICE_NAME, lambda: metrics.PoolStats.from_pool(db.engine.pool)
-    )
+    pool_stats = partial(metrics.PoolStats.from_pool, db.engine.pool)
+    metrics.register_pool_collector(SERVICE_NAME, pool_stats)
     identity_channel = grpc.aio.insecure_channel(settings.identity_address)
     if verifier is None:
         verifier = TokenVerifier(
@@ -162,7 +162,7 @@ def build(
 
     async def close() -> None:
         await identity_channel.close()
-        metrics.unregister_pool_collector(SERVICE_NAME)
+        metrics.unregister_pool_collector(SERVICE_NAME, pool_stats)
         await db.dispose()
 
     server = GrpcServer(

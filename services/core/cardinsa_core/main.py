@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 
 import grpc
 from sqlalchemy.engine import make_url
@@ -148,9 +149,8 @@ def build(
     today: Callable[[], date] = utc_today,
 ) -> CoreApp:
     db = Database(database_url, settings, application_name=SERVICE_NAME)
-    metrics.register_pool_collector(
-        SERVICE_NAME, lambda: metrics.PoolStats.from_pool(db.engine.pool)
-    )
+    pool_stats = partial(metrics.PoolStats.from_pool, db.engine.pool)
+    metrics.register_pool_collector(SERVICE_NAME, pool_stats)
     identity_channel = grpc.aio.insecure_channel(settings.identity_address)
     company_channel: grpc.aio.Channel | None = None
     if tenants is None:
@@ -184,7 +184,7 @@ def build(
         await identity_channel.close()
         if company_channel is not None:
             await company_channel.close()
-        metrics.unregister_pool_collector(SERVICE_NAME)
+        metrics.unregister_pool_collector(SERVICE_NAME, pool_stats)
         await db.dispose()
 
     def registration(

@@ -3,6 +3,8 @@
     python -m cardinsa_identity.cli migrate
     python -m cardinsa_identity.cli create-platform-admin --email ops@example.com
     python -m cardinsa_identity.cli seed-demo --company-id <uuid>
+    python -m cardinsa_identity.cli create-service-key --company-id <uuid> \
+        --name core-service --permission companies.get_status
 
 Generated passwords are printed once to the terminal (stdout), never logged.
 """
@@ -23,7 +25,11 @@ from cardinsa_foundation.db import resolve_database_url
 from cardinsa_foundation.errors import CardinsaError
 from cardinsa_foundation.logging import configure_logging
 from cardinsa_foundation.migrations import downgrade, upgrade
-from cardinsa_identity.application.bootstrap import BootstrapResult, ensure_user_with_role
+from cardinsa_identity.application.bootstrap import (
+    BootstrapResult,
+    ensure_user_with_role,
+    issue_service_key,
+)
 from cardinsa_identity.main import SERVICE_NAME, build, service_database_url
 from cardinsa_identity.repository.models import SCHEMA
 from cardinsa_identity.settings import IdentitySettings
@@ -67,6 +73,22 @@ async def bootstrap_user(
             server.stop()
 
 
+async def service_key(
+    settings: IdentitySettings, *, company_id: uuid.UUID, name: str, permissions: list[str]
+) -> str:
+    url, server = service_database_url(settings)
+    app = build(settings, url, port=0, metrics_port=None)
+    try:
+        return await issue_service_key(
+            app.ctx, company_id=company_id, name=name, permissions=permissions
+        )
+    finally:
+        app.ctx.hasher.close()
+        await app.ctx.db.dispose()
+        if server is not None and server.started_here:
+            server.stop()
+
+
 def _print_result(result: BootstrapResult, role: str) -> None:
     state = "created" if result.created else "already exists"
     print(f"{role} {result.email} ({state}) in company {result.company_id}")
@@ -85,6 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--email", required=True)
     p.add_argument("--company-id", default=None, help="the operator's company (default: a new id)")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    k = sub.add_parser(
+        "create-service-key",
+        help="issue an API key to a platform service account (earlier keys are revoked)",
+    )
+    k.add_argument("--company-id", required=True, help="the platform operator's company")
+    k.add_argument("--name", required=True, help="service account name, e.g. core-service")
+    k.add_argument("--permission", action="append", required=True, help="repeat for several")
     s = sub.add_parser("seed-demo", help="create the demo company's admin (idempotent)")
     s.add_argument("--company-id", required=True)
     s.add_argument(
@@ -120,6 +149,16 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
             _print_result(result, "platform admin")
+        elif args.command == "create-service-key":
+            key = asyncio.run(
+                service_key(
+                    settings,
+                    company_id=uuid.UUID(args.company_id),
+                    name=args.name,
+                    permissions=args.permission,
+                )
+            )
+            print(key)
         elif args.command == "seed-demo":
             password = (
                 settings.demo_admin_password.get_secret_value()

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 import grpc
 from sqlalchemy.engine import make_url
@@ -128,9 +129,8 @@ def build(
     notifier: Notifier | None = None,
 ) -> IdentityApp:
     db = Database(database_url, settings, application_name=SERVICE_NAME)
-    metrics.register_pool_collector(
-        SERVICE_NAME, lambda: metrics.PoolStats.from_pool(db.engine.pool)
-    )
+    pool_stats = partial(metrics.PoolStats.from_pool, db.engine.pool)
+    metrics.register_pool_collector(SERVICE_NAME, pool_stats)
     hasher = PasswordHasher()
     keys = SigningKeyStore(
         db,
@@ -188,7 +188,7 @@ def build(
             await company_channel.close()
         await keys.stop()
         hasher.close()
-        metrics.unregister_pool_collector(SERVICE_NAME)
+        metrics.unregister_pool_collector(SERVICE_NAME, pool_stats)
         await db.dispose()
 
     server = GrpcServer(

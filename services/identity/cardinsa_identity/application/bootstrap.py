@@ -5,15 +5,24 @@ from __future__ import annotations
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from cardinsa_foundation.context import Principal, PrincipalKind, principal_var
-from cardinsa_foundation.errors import InvalidArgument
+from cardinsa_foundation.errors import FieldViolation, InvalidArgument
 from cardinsa_identity.application.context import IdentityContext
+from cardinsa_identity.domain.api_keys import new_api_key
 from cardinsa_identity.domain.password_policy import check_password
+from cardinsa_identity.domain.permissions import ALL_PERMISSIONS
 from cardinsa_identity.domain.users import UserState, check_email, normalize_email
-from cardinsa_identity.repository.models import RoleBindingRow, RoleRow, UserRow
+from cardinsa_identity.repository.models import (
+    ApiKeyRow,
+    RoleBindingRow,
+    RoleRow,
+    ServiceAccountRow,
+    UserRow,
+)
 
 SYSTEM_ACTOR = "system:bootstrap"
 
@@ -131,3 +140,82 @@ async def _ensure(
             password=password if created and generated else None,
             created=created,
         )
+
+
+async def issue_service_key(
+    ctx: IdentityContext,
+    *,
+    company_id: uuid.UUID,
+    name: str,
+    permissions: list[str],
+) -> str:
+    """A fresh API key for the platform service account ``name`` (created if missing).
+
+    The account's earlier keys are revoked: each start of a service gets its own
+    key, and a key left in an old environment stops working. Returns the full
+    key (shown once; the database keeps its prefix and hash).
+    """
+    unknown = sorted(set(permissions) - ALL_PERMISSIONS)
+    if unknown:
+        raise InvalidArgument(
+            "unknown permissions",
+            field_violations=[
+                FieldViolation("permission", f"'{p}' is not in the catalogue") for p in unknown
+            ],
+        )
+    actor = Principal(
+        subject=SYSTEM_ACTOR, kind=PrincipalKind.SERVICE_ACCOUNT, company_id=str(company_id)
+    )
+    token = principal_var.set(actor)
+    try:
+        async with ctx.db.unit_of_work(company_id=company_id) as session:
+            account = (
+                await session.scalars(
+                    select(ServiceAccountRow).where(
+                        ServiceAccountRow.company_id == company_id,
+                        ServiceAccountRow.name == name,
+                        ServiceAccountRow.delete_time.is_(None),
+                    )
+                )
+            ).first()
+            if account is None:
+                account = ServiceAccountRow(
+                    id=uuid.uuid4(),
+                    company_id=company_id,
+                    name=name,
+                    description="platform service",
+                )
+                session.add(account)
+                await session.flush()
+            now = datetime.now(UTC)
+            await session.execute(
+                update(ApiKeyRow)
+                .where(ApiKeyRow.service_account_id == account.id, ApiKeyRow.revoke_time.is_(None))
+                .values(revoke_time=now)
+            )
+            key = new_api_key()
+            session.add(
+                ApiKeyRow(
+                    company_id=company_id,
+                    service_account_id=account.id,
+                    prefix=key.prefix,
+                    secret_hash=key.secret_hash,
+                    display_name=f"{name} (issued at start)",
+                    permissions=sorted(set(permissions)),
+                )
+            )
+            await ctx.audit.record(
+                session,
+                action="api_key.create",
+                entity_type="service_account",
+                entity_id=account.id,
+                company_id=company_id,
+                detail={
+                    "prefix": key.prefix,
+                    "permissions": sorted(set(permissions)),
+                    "bootstrap": True,
+                },
+            )
+            return key.full_key
+    finally:
+        principal_var.reset(token)
