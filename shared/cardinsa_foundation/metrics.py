@@ -231,7 +231,10 @@ class PoolStats:
         )
 
 
-_pools: dict[str, Callable[[], PoolStats | Mapping[str, float]]] = {}
+# Per name, the callbacks registered and not yet unregistered, newest last; the
+# newest one is reported (a second server of a service in one process — tests,
+# tools — neither hides nor removes the first one's pool for good).
+_pools: dict[str, list[Callable[[], PoolStats | Mapping[str, float]]]] = {}
 _pools_lock = threading.Lock()
 
 _POOL_GAUGES = (
@@ -264,7 +267,7 @@ class _PoolCollector(Collector):
             key: GaugeMetricFamily(name, doc, labels=["pool"]) for name, doc, key in _POOL_GAUGES
         }
         with _pools_lock:
-            sources = list(_pools.items())
+            sources = [(name, stack[-1]) for name, stack in _pools.items() if stack]
         for pool_name, source in sources:
             try:
                 stats = _as_mapping(source())
@@ -286,9 +289,9 @@ def register_pool_collector(
     """Report pool `name` through ``db_pool_*{pool=name}``; `stats` is called at each
     scrape, from the metrics server's thread, and may return a `PoolStats` or a
     mapping with the keys size / checked_out / overflow / checked_in. Registering
-    the same name again replaces the callback (an engine recreated in tests)."""
+    the same name again reports the new callback until it is unregistered."""
     with _pools_lock:
-        _pools[name] = stats
+        _pools.setdefault(name, []).append(stats)
 
 
 def unregister_pool_collector(
@@ -298,7 +301,12 @@ def unregister_pool_collector(
     still the registered callback: a second server of the same service in one
     process (tests, tools) must not remove the first one's pool."""
     with _pools_lock:
-        if stats is None or _pools.get(name) is stats:
+        stack = _pools.get(name, [])
+        if stats is None:
+            stack.clear()
+        elif stats in stack:
+            stack.remove(stats)
+        if not stack:
             _pools.pop(name, None)
 
 

@@ -241,3 +241,29 @@ def test_close_releases_the_port() -> None:
     running.close()  # idempotent
     with pytest.raises(urllib.error.URLError):
         scrape(port)
+
+
+def test_a_second_pool_of_the_same_name_neither_hides_nor_removes_the_first() -> None:
+    from prometheus_client import generate_latest
+
+    from cardinsa_foundation import metrics as m
+
+    def first() -> m.PoolStats:
+        return m.PoolStats(size=7, checked_out=1, overflow=0)
+
+    def second() -> m.PoolStats:
+        return m.PoolStats(size=3, checked_out=0, overflow=0)
+
+    def size() -> str:
+        lines = generate_latest(m.REGISTRY).decode().splitlines()
+        return next((ln for ln in lines if ln.startswith('db_pool_size{pool="twice"}')), "")
+
+    m.register_pool_collector("twice", first)
+    m.register_pool_collector("twice", second)
+    try:
+        assert size().endswith(" 3.0")
+        m.unregister_pool_collector("twice", second)
+        assert size().endswith(" 7.0")
+    finally:
+        m.unregister_pool_collector("twice")
+    assert size() == ""
