@@ -37,6 +37,7 @@ from pydantic import SecretStr
 from cardinsa_company.settings import CompanyServiceSettings
 from cardinsa_core.settings import CoreSettings
 from cardinsa_foundation.config import PROJECT_ROOT, Environment
+from cardinsa_foundation.db import app_role_url
 from cardinsa_foundation.local_postgres import LocalPostgres
 from cardinsa_gateway.process import (
     EnvoyProcess,
@@ -45,7 +46,6 @@ from cardinsa_gateway.process import (
     stop_stale,
 )
 from cardinsa_gateway.settings import GatewaySettings
-from cardinsa_identity.main import app_role_url
 from cardinsa_identity.settings import IdentitySettings
 
 # Where the launcher keeps its own state (demo company id, gateway config and

@@ -211,6 +211,20 @@ def resolve_database_url(
     return server.admin_url(), server
 
 
+def app_role_url(url: str, role: str = DEFAULT_APP_ROLE) -> str:
+    """The same server and database, as the services' role (trust/peer auth setups)."""
+    return make_url(url).set(username=role, password=None).render_as_string(hide_password=False)
+
+
+def service_database_url(settings: Settings) -> tuple[str, LocalPostgres | None]:
+    """The URL a service connects with: the configured one, or the embedded
+    server's (started here if needed) as the non-owner app role."""
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value(), None
+    admin_url, server = resolve_database_url(settings)
+    return app_role_url(admin_url), server
+
+
 async def ensure_app_role(
     admin_url: str, role: str = DEFAULT_APP_ROLE, *, password: str | None = None
 ) -> None:

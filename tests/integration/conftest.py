@@ -22,11 +22,12 @@ from support.identity_harness import (
     unique_email,
 )
 
+from cardinsa_foundation.db import app_role_url
 from cardinsa_foundation.migrations import upgrade
 from cardinsa_identity.application.bootstrap import ensure_user_with_role
 from cardinsa_identity.application.notifier import FileNotifier
 from cardinsa_identity.cli import MIGRATIONS
-from cardinsa_identity.main import IdentityApp, app_role_url, build
+from cardinsa_identity.main import IdentityApp, build
 from cardinsa_identity.settings import IdentitySettings
 
 

@@ -19,12 +19,12 @@ from pathlib import Path
 from cardinsa_company.application.bootstrap import ensure_company
 from cardinsa_company.application.context import CompanyContext
 from cardinsa_company.domain.companies import CompanyProfile
-from cardinsa_company.main import SERVICE_NAME, service_database_url
+from cardinsa_company.main import SERVICE_NAME
 from cardinsa_company.repository.models import SCHEMA, AuditEventRow
 from cardinsa_company.settings import CompanyServiceSettings
 from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.config import get_settings
-from cardinsa_foundation.db import Database, resolve_database_url
+from cardinsa_foundation.db import Database, resolve_database_url, service_database_url
 from cardinsa_foundation.errors import CardinsaError
 from cardinsa_foundation.logging import configure_logging
 from cardinsa_foundation.migrations import downgrade, upgrade

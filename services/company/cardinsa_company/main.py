@@ -18,7 +18,6 @@ from functools import partial
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 
 from cardinsa.company.v1 import (
     company_service_pb2,
@@ -38,30 +37,18 @@ from cardinsa_foundation import __version__, metrics
 from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.auth import JwksCache, TokenVerifier, identity_jwks_fetcher
 from cardinsa_foundation.config import get_settings
-from cardinsa_foundation.db import DEFAULT_APP_ROLE, Database, resolve_database_url
+from cardinsa_foundation.db import (
+    Database,
+    service_database_url,
+)
 from cardinsa_foundation.errors import NotFound
 from cardinsa_foundation.interceptors import PrincipalCheck
-from cardinsa_foundation.local_postgres import LocalPostgres
 from cardinsa_foundation.logging import configure_logging
 from cardinsa_foundation.server import GrpcServer, ServiceRegistration, run_workers, worker_index
 from cardinsa_foundation.server_info import DependencyProbe, ServerInfoProvider
 from cardinsa_foundation.tenancy import StatusFetcher, TenantStatus, TenantStatusCache
 
 SERVICE_NAME = "company"
-
-
-def app_role_url(url: str, role: str = DEFAULT_APP_ROLE) -> str:
-    """The same server and database, as the services' role (trust/peer auth setups)."""
-    return make_url(url).set(username=role, password=None).render_as_string(hide_password=False)
-
-
-def service_database_url(settings: CompanyServiceSettings) -> tuple[str, LocalPostgres | None]:
-    """The URL the service connects with: the configured one, or the embedded
-    server's as the non-owner app role."""
-    if settings.database_url is not None:
-        return settings.database_url.get_secret_value(), None
-    admin_url, server = resolve_database_url(settings)
-    return app_role_url(admin_url), server
 
 
 def identity_probe(channel: grpc.aio.Channel, timeout_s: float) -> DependencyProbe:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from cardinsa_foundation.config import get_settings
 from cardinsa_foundation.context import PLATFORM_ADMIN_ROLE
-from cardinsa_foundation.db import resolve_database_url
+from cardinsa_foundation.db import resolve_database_url, service_database_url
 from cardinsa_foundation.errors import CardinsaError
 from cardinsa_foundation.logging import configure_logging
 from cardinsa_foundation.migrations import downgrade, upgrade
@@ -30,7 +30,7 @@ from cardinsa_identity.application.bootstrap import (
     ensure_user_with_role,
     issue_service_key,
 )
-from cardinsa_identity.main import SERVICE_NAME, build, service_database_url
+from cardinsa_identity.main import SERVICE_NAME, build
 from cardinsa_identity.repository.models import SCHEMA
 from cardinsa_identity.settings import IdentitySettings
 

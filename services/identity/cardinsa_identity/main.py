@@ -16,7 +16,6 @@ from datetime import timedelta
 from functools import partial
 
 import grpc
-from sqlalchemy.engine import make_url
 
 from cardinsa.identity.v1 import (
     access_service_pb2,
@@ -33,8 +32,10 @@ from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.auth import JwksCache, TokenVerifier
 from cardinsa_foundation.config import get_settings
 from cardinsa_foundation.context import PrincipalKind
-from cardinsa_foundation.db import DEFAULT_APP_ROLE, Database, resolve_database_url
-from cardinsa_foundation.local_postgres import LocalPostgres
+from cardinsa_foundation.db import (
+    Database,
+    service_database_url,
+)
 from cardinsa_foundation.logging import configure_logging
 from cardinsa_foundation.server import GrpcServer, ServiceRegistration, run_workers, worker_index
 from cardinsa_foundation.server_info import ServerInfoProvider
@@ -61,20 +62,6 @@ from cardinsa_identity.settings import IdentitySettings
 
 SERVICE_NAME = "identity"
 IDENTITY_SERVICE_SUBJECT = "service:identity"
-
-
-def app_role_url(url: str, role: str = DEFAULT_APP_ROLE) -> str:
-    """The same server and database, as the services' role (trust/peer auth setups)."""
-    return make_url(url).set(username=role, password=None).render_as_string(hide_password=False)
-
-
-def service_database_url(settings: IdentitySettings) -> tuple[str, LocalPostgres | None]:
-    """The URL the service connects with: the configured one, or the embedded
-    server's as the non-owner app role."""
-    if settings.database_url is not None:
-        return settings.database_url.get_secret_value(), None
-    admin_url, server = resolve_database_url(settings)
-    return app_role_url(admin_url), server
 
 
 @dataclass

@@ -18,8 +18,9 @@ from company_harness import CompanyHarness
 from support.identity_harness import IdentityHarness
 
 from cardinsa_company.cli import MIGRATIONS
-from cardinsa_company.main import app_role_url, build
+from cardinsa_company.main import build
 from cardinsa_company.settings import CompanyServiceSettings
+from cardinsa_foundation.db import app_role_url
 from cardinsa_foundation.migrations import upgrade
 
 

@@ -15,8 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from cardinsa.company.v1 import organization_service_pb2, resources_pb2
-from cardinsa_company.main import app_role_url
-from cardinsa_foundation.db import CROSS_TENANT_SETTING, TENANT_SETTING
+from cardinsa_foundation.db import CROSS_TENANT_SETTING, TENANT_SETTING, app_role_url
 
 TENANT_TABLES = ("companies", "departments", "units", "idempotency_keys", "audit_events")
 

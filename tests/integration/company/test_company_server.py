@@ -22,7 +22,7 @@ from cardinsa.company.v1 import (
     company_service_pb2_grpc,
     organization_service_pb2,
 )
-from cardinsa_company.main import app_role_url
+from cardinsa_foundation.db import app_role_url
 
 
 def _grpcurl(*args: str) -> str:

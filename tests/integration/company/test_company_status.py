@@ -13,9 +13,10 @@ from support.grpc_errors import error_info
 from support.tokens import TokenMinter
 
 from cardinsa.company.v1 import company_service_pb2, company_service_pb2_grpc, resources_pb2
-from cardinsa_company.main import app_role_url, build
+from cardinsa_company.main import build
 from cardinsa_company.settings import CompanyServiceSettings
 from cardinsa_foundation.auth import JwksCache, TokenVerifier
+from cardinsa_foundation.db import app_role_url
 
 pb = company_service_pb2
 

@@ -30,8 +30,9 @@ from cardinsa.identity.v1 import (
     user_service_pb2,
     user_service_pb2_grpc,
 )
+from cardinsa_foundation.db import app_role_url
 from cardinsa_identity.application.bootstrap import ensure_user_with_role
-from cardinsa_identity.main import IdentityApp, app_role_url, build
+from cardinsa_identity.main import IdentityApp, build
 
 BOUND_S = 1.0
 

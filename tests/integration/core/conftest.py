@@ -19,8 +19,9 @@ from core_harness import CoreHarness, Tenant
 from support.identity_harness import IdentityHarness
 
 from cardinsa_core.cli import MIGRATIONS
-from cardinsa_core.main import app_role_url, build
+from cardinsa_core.main import build
 from cardinsa_core.settings import CoreSettings
+from cardinsa_foundation.db import app_role_url
 from cardinsa_foundation.migrations import upgrade
 
 

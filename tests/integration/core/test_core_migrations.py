@@ -14,9 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from cardinsa_core.cli import MIGRATIONS
-from cardinsa_core.main import app_role_url
 from cardinsa_core.repository.models import Base
-from cardinsa_foundation.db import DEFAULT_APP_ROLE
+from cardinsa_foundation.db import DEFAULT_APP_ROLE, app_role_url
 from cardinsa_foundation.migrations import downgrade, upgrade
 
 SCHEMA = "core"

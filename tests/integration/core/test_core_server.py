@@ -16,7 +16,8 @@ from support.tools import venv_tool
 
 from cardinsa.core.v1 import product_service_pb2 as rb
 from cardinsa.core.v1 import product_service_pb2_grpc
-from cardinsa_core.main import APIS, app_role_url
+from cardinsa_core.main import APIS
+from cardinsa_foundation.db import app_role_url
 
 TIMEOUT_S = 60.0
 

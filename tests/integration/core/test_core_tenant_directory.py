@@ -25,10 +25,11 @@ from cardinsa.core.v1 import product_service_pb2_grpc
 from cardinsa.core.v1 import resources_pb2 as res
 from cardinsa.identity.v1 import access_service_pb2
 from cardinsa.identity.v1 import resources_pb2 as identity_resources
-from cardinsa_core.main import CoreApp, app_role_url, build
+from cardinsa_core.main import CoreApp, build
 from cardinsa_core.settings import CoreSettings
 from cardinsa_foundation.auth import JwksCache, TokenVerifier, identity_jwks_fetcher
 from cardinsa_foundation.context import Principal, PrincipalKind
+from cardinsa_foundation.db import app_role_url
 
 COMPANY = resources_pb2.Company
 

@@ -22,11 +22,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from support.identity_harness import PASSWORD, unique_email
 
 from cardinsa.identity.v1 import auth_service_pb2, auth_service_pb2_grpc
+from cardinsa_foundation.db import app_role_url
 from cardinsa_foundation.local_postgres import LocalPostgres, find_free_port
 from cardinsa_foundation.migrations import upgrade
 from cardinsa_identity.application.bootstrap import ensure_user_with_role
 from cardinsa_identity.cli import MIGRATIONS
-from cardinsa_identity.main import IdentityApp, app_role_url, build
+from cardinsa_identity.main import IdentityApp, build
 from cardinsa_identity.settings import IdentitySettings
 
 # Health is probed every second; allow for a probe that hangs until its timeout.

@@ -24,11 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 from support.identity_harness import IdentityHarness, unique_email
 
-from cardinsa_foundation.db import CROSS_TENANT_SETTING, DEFAULT_APP_ROLE, TENANT_SETTING
+from cardinsa_foundation.db import (
+    CROSS_TENANT_SETTING,
+    DEFAULT_APP_ROLE,
+    TENANT_SETTING,
+    app_role_url,
+)
 from cardinsa_foundation.migrations import downgrade, upgrade
 from cardinsa_identity.cli import MIGRATIONS
 from cardinsa_identity.domain.passwords import verify_password
-from cardinsa_identity.main import app_role_url
 from cardinsa_identity.repository.models import UserRow
 
 SCHEMA = "identity"

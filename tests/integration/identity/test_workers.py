@@ -12,7 +12,7 @@ import sys
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from cardinsa_identity.main import app_role_url
+from cardinsa_foundation.db import app_role_url
 
 
 def _free_port_pair() -> int:
@@ -47,7 +47,9 @@ async def _serving(address: str, timeout_s: float = 60) -> bool:
     return False
 
 
-async def test_two_workers_serve_on_consecutive_ports_and_stop_on_sigterm(identity_database: str) -> None:
+async def test_two_workers_serve_on_consecutive_ports_and_stop_on_sigterm(
+    identity_database: str,
+) -> None:
     grpc_base, metrics_base = _free_port_pair(), _free_port_pair()
     env = {
         **os.environ,
@@ -57,11 +59,11 @@ async def test_two_workers_serve_on_consecutive_ports_and_stop_on_sigterm(identi
         "CARDINSA_IDENTITY_METRICS_PORT": str(metrics_base),
         "CARDINSA_LOG_LEVEL": "WARNING",
     }
-    parent = subprocess.Popen(  # noqa: S603
+    parent = subprocess.Popen(  # noqa: ASYNC220 - spawning does not block; waits go to a thread
         [sys.executable, "-m", "cardinsa_identity.main", "--workers", "2"],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     try:
         for index in range(2):

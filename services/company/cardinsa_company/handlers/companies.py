@@ -10,11 +10,11 @@ from cardinsa_company.application.audit_log import AuditLogUseCases
 from cardinsa_company.application.companies import CompanyUseCases
 from cardinsa_company.domain.lifecycle import CompanyTransition
 from cardinsa_company.handlers.convert import (
-    audit_event_to_proto,
     company_to_proto,
     profile_from_proto,
     status_to_proto,
 )
+from cardinsa_foundation.convert import audit_event_to_proto
 from cardinsa_foundation.server_info import ServerInfoProvider
 
 

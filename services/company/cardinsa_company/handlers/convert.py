@@ -7,14 +7,10 @@ together with everything else wrong with the request.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from google.protobuf import struct_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
 from google.type import date_pb2, money_pb2
 
-from cardinsa.common.v1 import common_pb2
 from cardinsa.company.v1 import resources_pb2
 from cardinsa_company.domain.companies import (
     ApprovalBands,
@@ -27,17 +23,10 @@ from cardinsa_company.domain.companies import (
 from cardinsa_company.domain.lifecycle import CompanyState, is_active
 from cardinsa_company.domain.organization import OrgNodeSpec
 from cardinsa_company.repository.documents import profile_of
-from cardinsa_company.repository.models import AuditEventRow, CompanyRow, DepartmentRow, UnitRow
+from cardinsa_company.repository.models import CompanyRow, DepartmentRow, UnitRow
+from cardinsa_foundation.convert import timestamp
 
 _BAND_FIELDS = ("band_1_limit", "band_2_limit", "band_3_limit")
-
-
-def timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 # ------------------------------------------------------------------ money, dates
@@ -221,21 +210,3 @@ def unit_to_proto(row: UnitRow) -> resources_pb2.Unit:
 
 
 # ------------------------------------------------------------------ audit
-
-
-def audit_event_to_proto(row: AuditEventRow) -> common_pb2.AuditEvent:
-    detail = struct_pb2.Struct()
-    detail.update(row.detail or {})
-    return common_pb2.AuditEvent(
-        id=str(row.id),
-        create_time=timestamp(row.create_time),
-        company_id=str(row.company_id) if row.company_id else "",
-        actor_id=row.actor_id or "",
-        on_behalf_of_id=row.on_behalf_of_id or "",
-        action=row.action,
-        entity_type=row.entity_type,
-        entity_id=row.entity_id or "",
-        changed_fields=row.changed_fields,
-        request_id=row.request_id or "",
-        detail=detail,
-    )

@@ -14,11 +14,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from google.protobuf import struct_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
 from google.type import date_pb2, money_pb2
 
-from cardinsa.common.v1 import common_pb2
 from cardinsa.core.v1 import resources_pb2
 from cardinsa_core.application.inputs import MemberRef, MoneyInput
 from cardinsa_core.application.policyholders import PolicyholderView
@@ -37,7 +34,6 @@ from cardinsa_core.domain.policyholders import (
 from cardinsa_core.domain.products import LimitPeriod, LineOfBusiness
 from cardinsa_core.repository.models import (
     ApprovalBandsRow,
-    AuditEventRow,
     ClaimLogEntryRow,
     ClaimRow,
     DependentRow,
@@ -45,6 +41,7 @@ from cardinsa_core.repository.models import (
     PolicyStatusChangeRow,
     PolicyVersionRow,
 )
+from cardinsa_foundation.convert import timestamp
 from cardinsa_foundation.errors import FieldViolation, InvalidArgument
 
 E = TypeVar("E", bound=StrEnum)
@@ -53,14 +50,6 @@ MIN_YEAR, MAX_YEAR = 1900, 2200
 
 
 # ------------------------------------------------------------------ scalars
-
-
-def timestamp(value: dt.datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def to_date(value: dt.date | None) -> date_pb2.Date | None:
@@ -453,24 +442,6 @@ def bands_to_proto(
 
 
 # ------------------------------------------------------------------ audit
-
-
-def audit_event_to_proto(row: AuditEventRow) -> common_pb2.AuditEvent:
-    detail = struct_pb2.Struct()
-    detail.update(row.detail or {})
-    return common_pb2.AuditEvent(
-        id=str(row.id),
-        create_time=timestamp(row.create_time),
-        company_id=str(row.company_id) if row.company_id else "",
-        actor_id=row.actor_id or "",
-        on_behalf_of_id=row.on_behalf_of_id or "",
-        action=row.action,
-        entity_type=row.entity_type,
-        entity_id=row.entity_id or "",
-        changed_fields=row.changed_fields,
-        request_id=row.request_id or "",
-        detail=detail,
-    )
 
 
 def mask_paths(mask: Any) -> Sequence[str]:

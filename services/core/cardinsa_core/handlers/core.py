@@ -7,7 +7,7 @@ from typing import Any
 from cardinsa.common.v1 import common_pb2
 from cardinsa.core.v1 import core_service_pb2, core_service_pb2_grpc
 from cardinsa_core.application.audit_log import AuditLogUseCases
-from cardinsa_core.handlers.convert import audit_event_to_proto
+from cardinsa_foundation.convert import audit_event_to_proto
 from cardinsa_foundation.server_info import ServerInfoProvider
 
 

@@ -5,18 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.protobuf import struct_pb2
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from cardinsa.common.v1 import common_pb2
 from cardinsa.identity.v1 import auth_service_pb2, resources_pb2
+from cardinsa_foundation.convert import timestamp
 from cardinsa_foundation.errors import FieldViolation, InvalidArgument
 from cardinsa_identity.application.auth import IssuedTokens
 from cardinsa_identity.domain.users import UserProfile
 from cardinsa_identity.repository.models import (
     ApiKeyRow,
-    AuditEventRow,
     RoleBindingRow,
     RoleRow,
     ServiceAccountRow,
@@ -24,14 +22,6 @@ from cardinsa_identity.repository.models import (
     SigningKeyRow,
     UserRow,
 )
-
-
-def timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def optional_time(message: Any, field: str) -> datetime | None:
@@ -165,22 +155,4 @@ def signing_key_to_proto(row: SigningKeyRow) -> resources_pb2.SigningKey:
         create_time=timestamp(row.create_time),
         activate_time=timestamp(row.activate_time),
         retire_time=timestamp(row.retire_time),
-    )
-
-
-def audit_event_to_proto(row: AuditEventRow) -> common_pb2.AuditEvent:
-    detail = struct_pb2.Struct()
-    detail.update(row.detail or {})
-    return common_pb2.AuditEvent(
-        id=str(row.id),
-        create_time=timestamp(row.create_time),
-        company_id=str(row.company_id) if row.company_id else "",
-        actor_id=row.actor_id or "",
-        on_behalf_of_id=row.on_behalf_of_id or "",
-        action=row.action,
-        entity_type=row.entity_type,
-        entity_id=row.entity_id or "",
-        changed_fields=row.changed_fields,
-        request_id=row.request_id or "",
-        detail=detail,
     )

@@ -6,12 +6,13 @@ from typing import Any
 
 from cardinsa.common.v1 import common_pb2
 from cardinsa.identity.v1 import identity_service_pb2, identity_service_pb2_grpc, resources_pb2
+from cardinsa_foundation.convert import audit_event_to_proto
 from cardinsa_foundation.errors import PermissionDenied
 from cardinsa_foundation.server_info import ServerInfoProvider
 from cardinsa_identity.application.audit_log import AuditLogUseCases
 from cardinsa_identity.application.context import IdentityContext, parse_uuid, require_principal
 from cardinsa_identity.domain.permissions import CATALOGUE
-from cardinsa_identity.handlers.convert import audit_event_to_proto, signing_key_to_proto
+from cardinsa_identity.handlers.convert import signing_key_to_proto
 
 
 class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
