@@ -15,6 +15,7 @@ What each service gets from here:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -22,9 +23,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -34,7 +35,9 @@ from grpc_reflection.v1alpha import reflection
 from cardinsa_foundation import metrics
 from cardinsa_foundation.auth import TokenVerifier
 from cardinsa_foundation.authorization import rules_for
+from cardinsa_foundation.config import Settings, get_settings
 from cardinsa_foundation.interceptors import CallPipeline, PrincipalCheck
+from cardinsa_foundation.logging import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -267,3 +270,36 @@ def run_workers(workers: int, argv: Sequence[str] | None = None) -> int:
                 child.kill()
                 child.wait()
     return next((c for c in codes if c != 0), 0)
+
+
+SettingsT = TypeVar("SettingsT", bound=Settings)
+
+
+def service_main(
+    argv: Sequence[str] | None,
+    *,
+    name: str,
+    settings_cls: type[SettingsT],
+    serve: Callable[[SettingsT, int], Coroutine[Any, Any, None]],
+) -> int:
+    """The ``main()`` of every service: ``--workers N``, logging, then serve.
+
+    Without a worker index (the command an operator runs) and with more than one
+    worker, this process only supervises the workers (see :func:`run_workers`);
+    each worker serves on the service's port plus its index.
+    """
+    parser = argparse.ArgumentParser(
+        prog=f"cardinsa-{name}", description=f"Run the {name} gRPC service."
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes, each on its own port"
+    )
+    args = parser.parse_args(argv)
+    settings = get_settings(settings_cls)
+    workers = args.workers or settings.workers
+    index = worker_index()
+    if workers > 1 and index is None:
+        return run_workers(workers, [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
+    configure_logging(settings.log_level, settings.log_json, name)
+    asyncio.run(serve(settings, index or 0))
+    return 0

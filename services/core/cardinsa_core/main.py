@@ -15,8 +15,6 @@ What is wired to other services:
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Callable
@@ -60,13 +58,16 @@ from cardinsa_core.settings import CoreSettings
 from cardinsa_foundation import __version__, metrics
 from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.auth import JwksCache, TokenVerifier, identity_jwks_fetcher
-from cardinsa_foundation.config import Environment, get_settings
+from cardinsa_foundation.config import Environment
 from cardinsa_foundation.db import (
     Database,
     service_database_url,
 )
-from cardinsa_foundation.logging import configure_logging
-from cardinsa_foundation.server import GrpcServer, ServiceRegistration, run_workers, worker_index
+from cardinsa_foundation.server import (
+    GrpcServer,
+    ServiceRegistration,
+    service_main,
+)
 from cardinsa_foundation.server_info import ServerInfoProvider
 from cardinsa_foundation.tenancy import TenantStatusCache, api_key_credentials
 
@@ -251,19 +252,7 @@ async def serve(settings: CoreSettings, index: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cardinsa-core", description="Run the core gRPC service.")
-    parser.add_argument(
-        "--workers", type=int, default=None, help="worker processes, each on its own port"
-    )
-    args = parser.parse_args(argv)
-    settings = get_settings(CoreSettings)
-    workers = args.workers or settings.workers
-    index = worker_index()
-    if workers > 1 and index is None:
-        return run_workers(workers, [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
-    configure_logging(settings.log_level, settings.log_json, SERVICE_NAME)
-    asyncio.run(serve(settings, index or 0))
-    return 0
+    return service_main(argv, name=SERVICE_NAME, settings_cls=CoreSettings, serve=serve)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,6 @@ and seed-demo.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,14 +28,16 @@ from cardinsa.identity.v1 import (
 from cardinsa_foundation import __version__, metrics
 from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.auth import JwksCache, TokenVerifier
-from cardinsa_foundation.config import get_settings
 from cardinsa_foundation.context import PrincipalKind
 from cardinsa_foundation.db import (
     Database,
     service_database_url,
 )
-from cardinsa_foundation.logging import configure_logging
-from cardinsa_foundation.server import GrpcServer, ServiceRegistration, run_workers, worker_index
+from cardinsa_foundation.server import (
+    GrpcServer,
+    ServiceRegistration,
+    service_main,
+)
 from cardinsa_foundation.server_info import ServerInfoProvider
 from cardinsa_foundation.tenancy import (
     ServiceCredentials,
@@ -233,21 +233,7 @@ async def serve(settings: IdentitySettings, index: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="cardinsa-identity", description="Run the identity gRPC service."
-    )
-    parser.add_argument(
-        "--workers", type=int, default=None, help="worker processes, each on its own port"
-    )
-    args = parser.parse_args(argv)
-    settings = get_settings(IdentitySettings)
-    workers = args.workers or settings.workers
-    index = worker_index()
-    if workers > 1 and index is None:
-        return run_workers(workers, [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
-    configure_logging(settings.log_level, settings.log_json, SERVICE_NAME)
-    asyncio.run(serve(settings, index or 0))
-    return 0
+    return service_main(argv, name=SERVICE_NAME, settings_cls=IdentitySettings, serve=serve)
 
 
 if __name__ == "__main__":
