@@ -39,6 +39,7 @@ from cardinsa_core.settings import CoreSettings
 from cardinsa_foundation.config import PROJECT_ROOT, Environment
 from cardinsa_foundation.db import app_role_url
 from cardinsa_foundation.local_postgres import LocalPostgres
+from cardinsa_gateway.envoy import Endpoint
 from cardinsa_gateway.process import (
     EnvoyProcess,
     render_to_file,
@@ -280,10 +281,18 @@ def main() -> int:
         config = GATEWAY_DIR / "envoy.json"
         if stop_stale(GATEWAY_DIR / "envoy.pid", config):
             say("stopped a gateway left running by an earlier run")
+        # The ports the services really use (settings resolve .env too), one
+        # endpoint per worker: the gateway must not guess them from os.environ.
         render_to_file(
             config,
             settings=gateway_settings,
             upstreams=select_upstreams([service.name for service in services]),
+            endpoints={
+                service.name: [
+                    Endpoint("127.0.0.1", service.port + index) for index in range(args.workers)
+                ]
+                for service in services
+            },
             workers=args.workers,
         )
         say(f"starting the gateway (Envoy) on {listen}")

@@ -153,6 +153,23 @@ def unrouted_packages(contract: Contract, upstreams: Sequence[Upstream] = UPSTRE
     return sorted({m.package for m in contract.cardinsa_methods() if m.package not in listed})
 
 
+def settings_environment() -> dict[str, str]:
+    """The variables as the services see them: the project's ``.env``, then
+    ``./.env``, then the process environment (which wins) — the same sources
+    and order as pydantic-settings in the services, so the gateway routes to the
+    ports they really listen on."""
+    from dotenv import dotenv_values
+
+    from cardinsa_gateway.settings import PROJECT_ROOT
+
+    merged: dict[str, str] = {}
+    for path in (PROJECT_ROOT / ".env", Path(".env")):
+        if path.is_file():
+            merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    merged.update(os.environ)
+    return merged
+
+
 def default_endpoints(
     settings: GatewaySettings,
     workers: int = 1,
@@ -165,7 +182,7 @@ def default_endpoints(
     Service ``identity:50051`` that resolves to every ready pod) wins; otherwise
     one endpoint per worker on ``gateway_upstream_host``: ``CARDINSA_<NAME>_PORT + i``.
     """
-    env = os.environ if environ is None else environ
+    env = settings_environment() if environ is None else environ
     found: dict[str, list[Endpoint]] = {}
     for upstream in upstreams:
         prefix = f"CARDINSA_{upstream.name.upper()}"

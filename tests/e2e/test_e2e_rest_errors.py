@@ -111,11 +111,10 @@ def company_with_admin(suite: SuiteProcess, name: str) -> tuple[str, str]:
     CARDINSA_DEMO_ADMIN_PASSWORD, which the suite's environment sets."""
     company_id = register_company(suite, name)
     email = unique_email("tenant-admin")
-    # seed-demo ignores --email while CARDINSA_DEMO_ADMIN_EMAIL is set (see the
-    # xfail test below): leave it out of this call's environment.
-    env = {k: v for k, v in suite.env.items() if k != "CARDINSA_DEMO_ADMIN_EMAIL"}
+    # With the suite's own environment: an explicit --email wins over
+    # CARDINSA_DEMO_ADMIN_EMAIL (the runbook's way of adding a tenant).
     seeded = suite.cli(
-        "cardinsa_identity.cli", "seed-demo", "--company-id", company_id, "--email", email, env=env
+        "cardinsa_identity.cli", "seed-demo", "--company-id", company_id, "--email", email
     )
     assert seeded.returncode == 0, seeded.stdout + seeded.stderr
     assert f"{email} (created) in company {company_id}" in seeded.stdout, seeded.stdout
@@ -257,16 +256,6 @@ def test_404_for_another_companys_resource(suite: SuiteProcess, company_one: Com
     assert mine["id"] == policy_id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "services/identity/cardinsa_identity/cli.py:168 `email = settings.demo_admin_email "
-        "or args.email`: CARDINSA_DEMO_ADMIN_EMAIL (set for `make up`) wins over an explicit "
-        "--email, so `seed-demo --company-id <new> --email <other>` (runbook section 6) finds "
-        "the existing demo admin of another company, prints '(already exists) in company "
-        "<demo company>' and exits 0 without creating the new company's admin"
-    ),
-)
 def test_seed_demo_with_email_in_the_suites_environment(suite: SuiteProcess) -> None:
     other_company = register_company(suite, "Third Insurance")
     other_email = unique_email("third-admin")

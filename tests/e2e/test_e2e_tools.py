@@ -216,16 +216,6 @@ print(json.dumps({"routed": routed, "listening": listening}))
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "gateway/cardinsa_gateway/envoy.py:168 default_endpoints() reads CARDINSA_<NAME>_PORT "
-        "and _ADDRESS from os.environ only, while the services read them through "
-        "pydantic-settings, .env included: with the ports set in .env (as .env.example "
-        "says), `make up` starts the services on those ports but points Envoy at "
-        "50051-50053, so it never gets ready (/healthz 503) or routes to another suite"
-    ),
-)
 def test_the_gateway_routes_to_the_ports_set_in_dot_env(tmp_path: Path) -> None:
     """What scripts/suite.py renders, with the ports in a .env file instead of the
     environment (a suite is not started: the configuration alone shows it)."""

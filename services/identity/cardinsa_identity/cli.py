@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import os
 import sys
 import uuid
 from pathlib import Path
@@ -36,6 +35,7 @@ from cardinsa_identity.settings import IdentitySettings
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 COMPANY_ADMIN_ROLE = "company-admin"
+DEMO_EMAIL = "admin@demo.cardinsa.local"
 
 
 async def migrate(settings: IdentitySettings, revision: str, *, down: bool = False) -> None:
@@ -117,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("seed-demo", help="create the demo company's admin (idempotent)")
     s.add_argument("--company-id", required=True)
     s.add_argument(
-        "--email", default=os.environ.get("CARDINSA_DEMO_ADMIN_EMAIL", "admin@demo.cardinsa.local")
+        "--email",
+        default=None,
+        help="the admin's email (default: CARDINSA_DEMO_ADMIN_EMAIL, else " + DEMO_EMAIL + ")",
     )
     args = parser.parse_args(argv)
 
@@ -165,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
                 if settings.demo_admin_password
                 else None
             )
-            email = settings.demo_admin_email or args.email
+            # An explicit --email wins over the environment's demo admin.
+            email = args.email or settings.demo_admin_email or DEMO_EMAIL
             result = asyncio.run(
                 bootstrap_user(
                     settings,

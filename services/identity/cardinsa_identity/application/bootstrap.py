@@ -101,6 +101,12 @@ async def _ensure(
             raise RuntimeError(
                 f"built-in role {role_name} is missing; start identity once or migrate"
             )
+        if existing is not None and existing.company_id != company_id:
+            raise InvalidArgument(
+                "a user with this email already exists in another company",
+                reason="EMAIL_TAKEN",
+                field_violations=[FieldViolation("email", "already in use in another company")],
+            )
         if existing is not None:
             user, created = existing, False
         else:
