@@ -55,7 +55,7 @@ async def bootstrap_user(
     *,
     email: str,
     password: str | None,
-    company_id: uuid.UUID,
+    company_id: uuid.UUID | None,
     role: str,
 ) -> BootstrapResult:
     url, server = service_database_url(settings)
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                     if not sys.stdin.isatty()
                     else getpass.getpass()
                 )
-            company = uuid.UUID(args.company_id) if args.company_id else uuid.uuid4()
+            company = uuid.UUID(args.company_id) if args.company_id else None
             result = asyncio.run(
                 bootstrap_user(
                     settings,

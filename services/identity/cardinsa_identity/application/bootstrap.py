@@ -45,11 +45,14 @@ async def ensure_user_with_role(
     *,
     email: str,
     password: str | None,
-    company_id: uuid.UUID,
+    company_id: uuid.UUID | None,
     role_name: str,
     display_name: str = "",
 ) -> BootstrapResult:
     """Create (or find) a user with ``email`` in ``company_id`` bound to a built-in role.
+
+    ``company_id`` None: the existing user's company, or a new id for a new user
+    (the first platform admin's own company).
 
     Idempotent: an existing user keeps its password (None is returned for it).
     """
@@ -63,7 +66,9 @@ async def ensure_user_with_role(
     if violations:
         raise InvalidArgument("the bootstrap account is not valid", field_violations=violations)
     actor = Principal(
-        subject=SYSTEM_ACTOR, kind=PrincipalKind.SERVICE_ACCOUNT, company_id=str(company_id)
+        subject=SYSTEM_ACTOR,
+        kind=PrincipalKind.SERVICE_ACCOUNT,
+        company_id=str(company_id) if company_id else None,
     )
     token = principal_var.set(actor)
     try:
@@ -86,7 +91,7 @@ async def _ensure(
     email: str,
     password: str,
     generated: bool,
-    company_id: uuid.UUID,
+    company_id: uuid.UUID | None,
     role_name: str,
     display_name: str,
 ) -> BootstrapResult:
@@ -101,6 +106,8 @@ async def _ensure(
             raise RuntimeError(
                 f"built-in role {role_name} is missing; start identity once or migrate"
             )
+        if company_id is None:
+            company_id = existing.company_id if existing is not None else uuid.uuid4()
         if existing is not None and existing.company_id != company_id:
             raise InvalidArgument(
                 "a user with this email already exists in another company",
