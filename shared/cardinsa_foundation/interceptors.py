@@ -57,8 +57,9 @@ from cardinsa_foundation.errors import (
     from_exception,
     to_rpc_status,
 )
+from cardinsa_foundation.logging import AccessLogger
 
-access_log = logging.getLogger("cardinsa.access")
+access_log = AccessLogger("cardinsa.access")
 error_log = logging.getLogger("cardinsa.errors")
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -200,9 +201,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 elapsed = time.perf_counter() - started
                 metrics.observe_rpc(method, code, elapsed)
                 access_log.log(
-                    log_level,
-                    "rpc",
-                    extra={"code": code, "duration_ms": round(elapsed * 1000, 3)},
+                    log_level, "rpc", {"code": code, "duration_ms": round(elapsed * 1000, 3)}
                 )
 
         return call

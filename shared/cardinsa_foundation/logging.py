@@ -24,6 +24,14 @@ code that builds messages or audit payloads itself. What counts as a secret:
 
 Cost: one pass of one compiled regular expression over the message, and a walk of
 the extra fields; patterns are bounded or possessive so a long blob stays linear.
+
+The access line every RPC writes goes through `AccessLogger`: the same JSON line,
+the same redaction of its fields, without a LogRecord, the logger hierarchy walk
+and the generic filter when our JSON handler is the only one (production). Measured
+with ``make bench`` on a loaded GetPolicy: the line cost ~85 µs of server CPU
+through `logging.Logger.log`; ``AccessLogger`` writes it for about half of that.
+Any other logging set-up (a test's capture handler, text output) gets an ordinary
+log call, so nothing changes for it.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ from cardinsa_foundation.context import (
 
 __all__ = [
     "REDACTED",
+    "AccessLogger",
     "JsonFormatter",
     "RedactionFilter",
     "TextFormatter",
@@ -264,13 +273,17 @@ _second_cache: tuple[int, str] = (-1, "")
 
 def _timestamp(record: logging.LogRecord) -> str:
     """RFC 3339 UTC with milliseconds; the seconds part is formatted once per second."""
+    return _timestamp_of(record.created)
+
+
+def _timestamp_of(created: float) -> str:
     global _second_cache  # noqa: PLW0603 - a one-slot cache, races are harmless
-    second = int(record.created)
+    second = int(created)
     cached_second, prefix = _second_cache
     if second != cached_second:
         prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         _second_cache = (second, prefix)
-    return f"{prefix}.{int(record.msecs):03d}Z"
+    return f"{prefix}.{int((created - second) * 1000):03d}Z"
 
 
 def _safe_str(value: object) -> str:
@@ -307,13 +320,22 @@ class JsonFormatter(logging.Formatter):
         self._service = service
         self._pid = os.getpid()
 
-    def format(self, record: logging.LogRecord) -> str:
-        request_id, company_id, principal, on_behalf_of, method, peer = _record_context(record)
+    def _entry(
+        self,
+        created: float,
+        levelname: str,
+        name: str,
+        message: str,
+        *,
+        context: _ContextTuple,
+        extras: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        request_id, company_id, principal, on_behalf_of, method, peer = context
         entry: dict[str, Any] = {
-            "time": _timestamp(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
+            "time": _timestamp_of(created),
+            "level": levelname,
+            "logger": name,
+            "message": message,
             "service": self._service,
             "pid": self._pid,
             "request_id": request_id,
@@ -325,8 +347,36 @@ class JsonFormatter(logging.Formatter):
             entry["on_behalf_of"] = on_behalf_of
         if peer:
             entry["peer"] = peer
-        for key, value in _extras(record).items():
+        for key, value in extras.items():
             entry[f"extra_{key}" if key in _CORE_KEYS else key] = value
+        return entry
+
+    def line(self, level: int, name: str, message: str, fields: Mapping[str, Any]) -> str:
+        """What `format` makes of a record with these extra ``fields``, logged now in
+        the caller's request context (redacted like the RedactionFilter does)."""
+        extras = {
+            key: REDACTED if is_sensitive_key(key) else redact(fields[key])
+            for key in sorted(fields)
+        }
+        entry = self._entry(
+            time.time(),
+            logging.getLevelName(level),
+            name,
+            redact_text(message),
+            context=_context(),
+            extras=extras,
+        )
+        return _json.dumps(entry, ensure_ascii=False, default=_json_default)
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = self._entry(
+            record.created,
+            record.levelname,
+            record.name,
+            record.getMessage(),
+            context=_record_context(record),
+            extras=_extras(record),
+        )
         if record.exc_info and not record.exc_text:  # no RedactionFilter in front
             record.exc_text = redact_text(self.formatException(record.exc_info))
         if record.exc_text:
@@ -374,6 +424,65 @@ class TextFormatter(logging.Formatter):
 
 class _CardinsaHandler(logging.StreamHandler[TextIO]):
     """Marks the handler `configure_logging` owns, so a second call replaces it."""
+
+    def write_line(self, line: str) -> None:
+        """Write one formatted line, as `emit` does with a formatted record."""
+        self.acquire()
+        try:
+            self.stream.write(line + self.terminator)
+            self.flush()
+        except Exception:
+            self.handleError(logging.makeLogRecord({"msg": line}))
+        finally:
+            self.release()
+
+
+def _sole_json_handler(logger: logging.Logger, level: int) -> _CardinsaHandler | None:
+    """Our JSON handler when it is the only place a record of ``logger`` would go,
+    behind nothing but our RedactionFilter; None otherwise."""
+    if logger.filters:
+        return None
+    current: logging.Logger | None = logger
+    while current is not None and current.parent is not None:
+        if current.handlers or not current.propagate:
+            return None
+        current = current.parent
+    if current is None or len(current.handlers) != 1:
+        return None
+    handler = current.handlers[0]
+    if (
+        type(handler) is _CardinsaHandler
+        and level >= handler.level
+        and type(handler.formatter) is JsonFormatter
+        and len(handler.filters) == 1
+        and type(handler.filters[0]) is RedactionFilter
+    ):
+        return handler
+    return None
+
+
+class AccessLogger:
+    """``AccessLogger("cardinsa.access").log(logging.INFO, "rpc", {"code": "OK"})``:
+    the per-call line of the logger ``name``, written straight to the JSON handler
+    when that is where it would end up anyway (see the module docstring), else
+    logged as usual."""
+
+    __slots__ = ("_logger",)
+
+    def __init__(self, name: str) -> None:
+        self._logger = logging.getLogger(name)
+
+    def log(self, level: int, message: str, fields: Mapping[str, Any]) -> None:
+        logger = self._logger
+        if not logger.isEnabledFor(level):
+            return
+        handler = _sole_json_handler(logger, level)
+        if handler is None:
+            logger.log(level, message, extra=dict(fields), stacklevel=2)
+            return
+        formatter = handler.formatter
+        assert isinstance(formatter, JsonFormatter)
+        handler.write_line(formatter.line(level, logger.name, message, fields))
 
 
 def configure_logging(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_core.application.context import (
@@ -63,6 +63,7 @@ from cardinsa_core.repository.models import (
     PolicyVersionRow,
 )
 from cardinsa_core.repository.numbers import next_number
+from cardinsa_foundation.db import ReadQuery
 from cardinsa_foundation.errors import FailedPrecondition, FieldViolation
 from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec, parse_order_by
 from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
@@ -91,6 +92,12 @@ POLICY_ORDER = {
 }
 DEFAULT_ORDER = [OrderTerm(PolicyRow.create_time, True)]
 CREATE = "CreatePolicy"
+#: GetPolicy's one statement, without the ORM (see cardinsa_foundation.db.Database.read).
+GET_POLICY = ReadQuery(
+    select(PolicyRow).where(
+        PolicyRow.company_id == bindparam("company"), PolicyRow.id == bindparam("id")
+    )
+)
 UPDATABLE = frozenset(
     {"effective_date", "expiry_date", "payment_frequency", "sum_insured", "insured_members"}
 )
@@ -226,8 +233,14 @@ class PolicyUseCases:
 
     async def get(self, policy_id: str) -> PolicyRow:
         company = own_company(require_principal())
-        async with self.ctx.db.unit_of_work(company_id=company) as session:
-            return await self.load(session, company, policy_id)
+        key = lookup_uuid(policy_id)
+        row = None
+        if key is not None:
+            async with self.ctx.db.read(company_id=company) as reader:
+                row = await reader.one(GET_POLICY, company=company, id=key)
+        if row is None:
+            raise not_found("policy", policy_id)
+        return row
 
     async def list_policies(
         self, *, page_size: int, page_token: str, filter: str, order_by: str, show_deleted: bool
