@@ -1,0 +1,225 @@
+"""`make bench` in its quick mode: the table and the JSON come out, and the
+server-side error verification works. Speeds are never asserted.
+
+The run is real: scripts/bench.py --quick starts its own suite (free ports,
+its own embedded PostgreSQL in a temporary directory), seeds a little data,
+loads every scenario for a couple of seconds with h2load and wrk, and stops
+everything. Where h2load or wrk is missing and cannot be installed (not root,
+no apt-get), the test is skipped. The parsing and the error arithmetic are
+also checked without any load, on recorded tool output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+BENCH = PROJECT_ROOT / "scripts" / "bench.py"
+RUN_TIMEOUT_S = 420
+
+
+def _load_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("cardinsa_bench_script", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
+
+
+# ------------------------------------------------------------------ no load
+
+
+H2LOAD_OUTPUT = """
+finished in 2.01s, 4975.12 req/s, 389.43KB/s
+requests: 10000 total, 10000 started, 10000 done, 10000 succeeded, 0 failed, 0 errored, 0 timeout
+status codes: 10000 2xx, 0 3xx, 0 4xx, 0 5xx
+"""
+
+WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:8080/v1/policies/x
+  2 threads and 50 connections
+  Latency Distribution
+     50%    4.99ms
+     75%    5.50ms
+     90%    6.00ms
+     99%    1.20s
+  97000 requests in 10.00s, 20.00MB read
+  Socket errors: connect 0, read 1, write 0, timeout 2
+  Non-2xx or 3xx responses: 12
+Requests/sec:   9700.00
+"""
+
+
+def test_tool_output_is_parsed() -> None:
+    seconds, rate, done, bad = bench.parse_h2load(H2LOAD_OUTPUT)
+    assert (seconds, rate, done, bad) == (2.01, 4975.12, 10000, 0)
+    requests, elapsed, errors, latency = bench.parse_wrk(WRK_OUTPUT)
+    assert (requests, elapsed, errors) == (97000, 10.0, 15)
+    assert latency == {"50": pytest.approx(4.99), "99": pytest.approx(1200.0)}
+
+
+def _load(requests: int, client_errors: int = 0, *, exact: bool = True) -> object:
+    return bench.Load("h2load", requests, 1.0, requests, None, None, client_errors, 50, exact)
+
+
+def _counts(**codes: int) -> dict[tuple[str, str, str, str], float]:
+    return {
+        ("grpc_server_handled_total", "pkg.Svc", "Get", code): float(n) for code, n in codes.items()
+    }
+
+
+def test_errors_come_from_the_server_counts_not_the_client() -> None:
+    before = _counts(OK=100, NOT_FOUND=5)
+    # h2load: every call "succeeded" (HTTP 200); the server says 7 were not OK.
+    check = bench.verify(before, _counts(OK=193, NOT_FOUND=12), "pkg.Svc", "Get", _load(100))
+    assert (check.server_ok, check.errors, check.server_codes) == (93, 7, {"NOT_FOUND": 7})
+    # The server answered fewer OKs than the client counted: the rest are errors.
+    check = bench.verify(before, _counts(OK=190, NOT_FOUND=5), "pkg.Svc", "Get", _load(100))
+    assert check.errors == 10
+    # wrk saw 3 non-2xx the server counted as NOT_FOUND: counted once, not twice;
+    # its abandoned in-flight calls (CANCELLED, at most one per connection) are not errors.
+    wrk = bench.Load("wrk", 100, 1.0, 100.0, None, None, 3, 50, False)
+    after = {**_counts(OK=197, NOT_FOUND=8, CANCELLED=4)}
+    check = bench.verify(before, after, "pkg.Svc", "Get", wrk)
+    assert (check.errors, check.cancelled_at_stop) == (3, 4)
+    # A control that must fail entirely: every call an error.
+    check = bench.verify({}, _counts(NOT_FOUND=500), "pkg.Svc", "Get", _load(500))
+    assert (check.server_ok, check.errors) == (0, 500)
+
+
+def test_company_sizes_add_up() -> None:
+    for profile in (bench.FULL, bench.QUICK):
+        sizes = bench.company_sizes(profile)
+        assert len(sizes) == profile.companies >= (10 if profile is bench.FULL else 2)
+        assert sum(p for p, _ in sizes) == profile.policies
+        assert sum(c for _, c in sizes) == profile.claims
+    assert bench.FULL.policies >= 100_000 and bench.FULL.claims >= 20_000
+
+
+# ------------------------------------------------------------------ a real run
+
+
+@contextlib.contextmanager
+def _workdir() -> Iterator[Path]:
+    # Not under pytest's basetemp: the embedded PostgreSQL runs as an
+    # unprivileged user when we are root and must be able to traverse the path.
+    base = Path(tempfile.mkdtemp(prefix="cardinsa-bench-smoke-"))
+    base.chmod(0o755)
+    try:
+        yield base
+    finally:
+        _kill_leftovers(base)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _kill_leftovers(base: Path) -> None:
+    """Anything still running with this run's data directory in its environment
+    (the bench stops its suite itself; this is for a bench that was killed)."""
+    marker = f"CARDINSA_EMBEDDED_POSTGRES_DIR={base}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if marker in (entry / "environ").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        from cardinsa_foundation.local_postgres import LocalPostgres
+
+        for data_dir in base.rglob("postgres"):
+            if (data_dir / "PG_VERSION").exists():
+                LocalPostgres(data_dir, 0).stop()
+
+
+@pytest.mark.integration
+def test_quick_bench_prints_the_table_writes_json_and_verifies_errors() -> None:
+    with _workdir() as base:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                str(BENCH),
+                "--quick",
+                "--state-dir",
+                str(base / "state"),
+                "--output-dir",
+                str(base / "out"),
+            ],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            output, _ = process.communicate(timeout=RUN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGTERM)  # the bench stops its suite on SIGTERM
+            try:
+                output, _ = process.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                output, _ = process.communicate()
+            pytest.fail(f"the quick bench took over {RUN_TIMEOUT_S} s:\n{output[-3000:]}")
+        if process.returncode == bench.EXIT_NO_TOOLS:
+            pytest.skip("h2load/wrk are missing and cannot be installed here")
+        assert process.returncode == 0, output[-4000:]
+
+        # One table, every scenario in it, then where the JSON went.
+        assert "scenario" in output and "req/s" in output and "CPU µs/call" in output
+        for name in (
+            "noop: bare grpc.aio",
+            "GetPolicy gRPC",
+            "GetPolicy REST via gateway",
+            "ListPolicies",
+            "CreateClaim gRPC",
+            "control: GetPolicy of an unknown id",
+            "argon2id verify alone",
+            "Login gRPC",
+            "peak memory (VmHWM) core",
+            "peak memory (VmHWM) envoy",
+        ):
+            assert name in output, name
+        written = sorted((base / "out").glob("*-quick.json"))
+        assert len(written) == 1, output[-2000:]
+        figures = json.loads(written[0].read_text())
+        rows = {row["key"]: row for row in figures["rows"]}
+        assert figures["data"]["counts"]["policies"] >= bench.QUICK.policies
+        assert str(written[0]) in output
+
+        # The verification counts what h2load calls success: every call of the
+        # control is NOT_FOUND on the server, so every one is an error.
+        control = rows["control_not_found"]
+        assert control["requests"] > 0
+        assert control["errors"] == control["requests"]
+        assert control["server_codes"] == {"NOT_FOUND": control["requests"]}
+        assert control["holds"] is True
+        # And a healthy scenario is verified call for call.
+        get = rows["grpc_get_policy"]
+        assert get["requests"] > 0 and get["server_ok"] == get["requests"]
+        assert get["errors"] == 0
+        for key in ("grpc_get_policy", "rest_get_policy", "grpc_create_claim", "grpc_login"):
+            assert rows[key]["rate"] > 0 and rows[key]["ratio"] is not None, key
+            assert rows[key]["p50_ms"] is not None and rows[key]["p99_ms"] is not None, key
+        memory = [row for key, row in rows.items() if key.startswith("memory_")]
+        assert {row["key"] for row in memory} >= {
+            "memory_identity",
+            "memory_company",
+            "memory_core",
+            "memory_envoy",
+        }
+        assert all(row["peak_mb"] and row["peak_mb"] > 0 for row in memory)
