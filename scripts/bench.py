@@ -479,6 +479,7 @@ class Suite:
         suite = cls(ports, LocalPostgres(pg_dir, pg_port).admin_url(), state_dir)
         suite.env = env
         suite._pg = LocalPostgres(pg_dir, pg_port)
+        (state_dir / "envoy-access.log").unlink(missing_ok=True)  # one run's lines only
         log = (state_dir / "suite.log").open("w")
         say(f"starting the suite ({workers} worker(s) per service; log {state_dir / 'suite.log'})")
         suite.process = subprocess.Popen(
@@ -1207,6 +1208,7 @@ class Load:
     connections: int
     exact: bool  # a fixed number of requests (h2load -n): every one was answered
     command: str = ""
+    detail: str = ""  # the client's own error report, when it has errors
 
 
 _H2_FINISHED = re.compile(r"finished in ([0-9.]+)(ms|s|us)?, ([0-9.]+) req/s")
@@ -1329,6 +1331,12 @@ _WRK_NON2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
 _UNIT_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 
 
+def wrk_error_detail(output: str) -> str:
+    """wrk's own error lines (socket errors by kind, non-2xx), '' when none."""
+    found = [m.group(0) for m in (_WRK_SOCKET.search(output), _WRK_NON2XX.search(output)) if m]
+    return "; ".join(found)
+
+
 def parse_wrk(output: str) -> tuple[int, float, int, dict[str, float]]:
     """(requests, seconds, non-2xx + socket errors, {'50': ms, '99': ms})."""
     total = _WRK_TOTAL.search(output)
@@ -1367,6 +1375,7 @@ def run_wrk(url: str, headers: Sequence[str], *, connections: int, seconds: floa
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr[-1000:]}")
     requests, elapsed, errors, latency = parse_wrk(done.stdout)
     shown = " ".join(c if "authorization" not in c else "'authorization: …'" for c in cmd)
+    detail = wrk_error_detail(done.stdout) if errors else ""
     return Load(
         "wrk",
         requests,
@@ -1378,7 +1387,31 @@ def run_wrk(url: str, headers: Sequence[str], *, connections: int, seconds: floa
         connections,
         exact=False,
         command=shown,
+        detail=detail,
     )
+
+
+def gateway_failures(access_log: Path, offset: int | None) -> str:
+    """What Envoy's access log says about the failed requests written after
+    ``offset`` (the gateway's side of an error the services never counted).
+    Requests the client abandoned (status 0, downstream disconnect) are left out."""
+    if offset is None or not access_log.exists():
+        return ""
+    time.sleep(0.5)  # Envoy flushes its log every 250 ms
+    found: dict[str, int] = {}
+    with access_log.open("rb") as log:
+        log.seek(offset)
+        for raw in log:
+            with contextlib.suppress(ValueError):
+                entry = json.loads(raw)
+                if entry.get("status") in (200, 0):
+                    continue
+                key = (
+                    f"HTTP {entry.get('status')} {entry.get('details')} "
+                    f"grpc-status {entry.get('grpc_status')}"
+                )
+                found[key] = found.get(key, 0) + 1
+    return ", ".join(f"gateway logged {n} x {key}" for key, n in sorted(found.items()))
 
 
 # ------------------------------------------------------------------ server-side counts
@@ -1604,6 +1637,8 @@ class Bench:
         before = settle(metrics, service, method)
         core_pids, envoy_pids = self.pids("core"), self.pids("envoy")
         cpu_before = cpu_seconds(core_pids), cpu_seconds(envoy_pids)
+        access_log = self.suite.state_dir / "envoy-access.log"
+        offset = access_log.stat().st_size if access_log.exists() else None
         load = run_wrk(url, headers, connections=connections, seconds=seconds)
         cpu_core = cpu_seconds(core_pids) - cpu_before[0]
         cpu_envoy = cpu_seconds(envoy_pids) - cpu_before[1]
@@ -1622,6 +1657,9 @@ class Bench:
             errors=check.errors,
             cpu_us=cpu_core / calls * 1e6 if core_pids else None,
             envoy_cpu_us=cpu_envoy / calls * 1e6 if envoy_pids else None,
+            note="; ".join(
+                part for part in (load.detail, gateway_failures(access_log, offset)) if part
+            ),
             command=load.command,
         )
 
@@ -2109,6 +2147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"({cpu_model()}), {started:%Y-%m-%d %H:%M} UTC"
         )
         print(table)
+        for row in rows:
+            if row.note:
+                print(f"  {row.scenario}: {row.note}")
         missed = [r.scenario for r in rows if r.holds is False]
         print()
         print("all targets hold" if not missed else "targets missed: " + "; ".join(missed))
