@@ -1,0 +1,167 @@
+"""Hostile input and attacks at the gRPC level, against every service in TARGET_SPECS.
+
+Fixtures here start what the suites attack -- the shared session ``identity``
+server (tests/integration/conftest.py) and a company server of this directory's
+own over the same migrated database -- and three tenants of their own (see
+hostile_harness.py). At the end of the run, ``pytest_terminal_summary`` prints
+the attack table (attack | tried | held) and the answer counts of the
+property-based suite.
+
+Extension points:
+
+* another gRPC service (core): one ``TargetSpec`` in ``hostile_harness.TARGET_SPECS``
+  plus a session fixture of that name yielding a ``ServiceTarget`` -- start the
+  server like ``hostile_company_app`` below, seed one resource per tenant into
+  ``tenant.ids``, probe = a Get of it (the recipe is in hostile_harness.py).
+  Every suite here then covers its RPCs.
+* gateway-level attacks (REST oversized bodies, deep JSON, schemathesis over the
+  OpenAPI description): a test module ``test_attack_gateway_*.py`` in this
+  directory that starts the gateway fixture, sends the payloads of
+  ``hostile_payloads.py`` (``REST_ATTACKS``, ``oversized_json_body``,
+  ``deep_json``) and records each case with the ``attacks`` fixture, so its rows
+  join the same table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import grpc
+import pytest
+import pytest_asyncio
+from hostile_attacks import ATTACKS, HOSTILE_INPUT, AttackLog
+from hostile_harness import (
+    TARGET_SPECS,
+    Database,
+    ServiceTarget,
+    Tenants,
+    company_probe,
+    identity_probe,
+    make_tenant,
+    strong_password,
+)
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+from support.identity_harness import IdentityHarness
+
+from cardinsa_company.cli import MIGRATIONS as COMPANY_MIGRATIONS
+from cardinsa_company.main import CompanyApp
+from cardinsa_company.main import build as build_company
+from cardinsa_company.settings import CompanyServiceSettings
+from cardinsa_foundation.db import app_role_url as company_role_url
+from cardinsa_foundation.migrations import upgrade
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    table = ATTACKS.table()
+    if table:
+        terminalreporter.section("attack suite: what was tried and what held")
+        for line in table:
+            terminalreporter.write_line(line)
+    stats = HOSTILE_INPUT.summary(per_method=terminalreporter.verbosity > 0)
+    if stats:
+        terminalreporter.section("hostile input: answers per service (status code counts)")
+        for line in stats:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def attacks() -> AttackLog:
+    return ATTACKS
+
+
+@pytest_asyncio.fixture(scope="session")
+async def hostile_company_app(
+    identity_database: str, identity: IdentityHarness
+) -> AsyncIterator[CompanyApp]:
+    """A company server of this suite's own (the company suite's fixture lives in
+    its directory); migrating again is a no-op when that suite ran first."""
+    await upgrade(COMPANY_MIGRATIONS, identity_database, "company")
+    settings = CompanyServiceSettings(
+        _env_file=None,
+        environment="test",
+        identity_address=identity.app.server.address,
+        tenant_status_ttl_s=1.0,
+        db_pool_size=5,
+        db_max_overflow=10,
+    )
+    app = build_company(settings, company_role_url(identity_database), port=0, metrics_port=0)
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def company_channel(hostile_company_app: CompanyApp) -> AsyncIterator[grpc.aio.Channel]:
+    channel = grpc.aio.insecure_channel(hostile_company_app.server.address)
+    try:
+        yield channel
+    finally:
+        await channel.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def hostile_db(identity_database: str) -> AsyncIterator[Database]:
+    """Superuser connection to the shared test database (sees every tenant)."""
+    engine = create_async_engine(
+        identity_database, poolclass=NullPool, isolation_level="AUTOCOMMIT"
+    )
+    try:
+        async with engine.connect() as connection:
+            yield Database(connection)
+    finally:
+        await engine.dispose()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def tenants(identity: IdentityHarness, company_channel: grpc.aio.Channel) -> Tenants:
+    platform_token = await identity.token(identity.platform_admin)
+    platform = identity.bearer(platform_token)
+    return Tenants(
+        attacker=await make_tenant("attacker", identity, company_channel, platform),
+        victim=await make_tenant(
+            "victim", identity, company_channel, platform, password=strong_password()
+        ),
+        fuzz=await make_tenant("fuzz", identity, company_channel, platform),
+        platform_token=platform_token,
+    )
+
+
+@pytest_asyncio.fixture(scope="session")
+async def identity_target(identity: IdentityHarness) -> ServiceTarget:
+    return ServiceTarget(
+        spec=next(s for s in TARGET_SPECS if s.name == "identity"),
+        channel=identity.channel,
+        schemas=("identity",),
+        probe=identity_probe,
+        # Re-read every few seconds; rotation states move with the clock.
+        volatile_tables=frozenset({"identity.signing_keys"}),
+        failure_side_effects={
+            # A refused login is counted (throttle) and audited, by design.
+            "Login": frozenset({"identity.login_throttles", "identity.audit_events"}),
+            "ChangePassword": frozenset({"identity.login_throttles", "identity.audit_events"}),
+            # Reuse of a rotated refresh token revokes its family and is audited.
+            "RefreshToken": frozenset(
+                {"identity.sessions", "identity.refresh_tokens", "identity.audit_events"}
+            ),
+        },
+        settle=identity.app.auth.wait_for_background,
+    )
+
+
+@pytest_asyncio.fixture(scope="session")
+async def company_target(company_channel: grpc.aio.Channel) -> ServiceTarget:
+    return ServiceTarget(
+        spec=next(s for s in TARGET_SPECS if s.name == "company"),
+        channel=company_channel,
+        schemas=("company",),
+        probe=company_probe,
+    )
+
+
+@pytest.fixture(scope="session")
+def hostile_targets(request: pytest.FixtureRequest) -> Iterator[dict[str, ServiceTarget]]:
+    """Every running target, by name (each spec's fixture, resolved by name)."""
+    yield {spec.name: request.getfixturevalue(spec.fixture) for spec in TARGET_SPECS}
