@@ -331,6 +331,20 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     return total / tick
 
 
+def machine_busy(seconds: float = 1.0) -> float:
+    """Share of all CPUs busy over ``seconds`` (from /proc/stat): what else runs.
+    Taken while the suite idles, it says whether the ratios can be trusted."""
+
+    def snap() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(values), values[3] + values[4]
+
+    total0, idle0 = snap()
+    time.sleep(seconds)
+    total1, idle1 = snap()
+    return 1 - (idle1 - idle0) / max(1, total1 - total0)
+
+
 def vm_hwm_mb(pid: int) -> float | None:
     """Peak resident set (VmHWM) of ``pid`` in MB, None once it is gone."""
     try:
@@ -2135,16 +2149,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.hold:
             hold(suite, seed, state_dir, noop.port)
             return 0
+        busy_before = machine_busy()
         with tempfile.TemporaryDirectory(prefix="cardinsa-bench-") as work:
             bench = Bench(suite, seed, profile, Path(work), noop)
             bench.run()
             bench.memory()
+        busy_after = machine_busy()
         rows = list(bench.rows.values())
         table = render_table(rows)
         print()
         print(
             f"Cardinsa benchmark ({profile.name}), {git_revision()}, {os.cpu_count()} CPUs "
             f"({cpu_model()}), {started:%Y-%m-%d %H:%M} UTC"
+        )
+        print(
+            f"other load on the machine while the suite idled: {busy_before:.0%} before, "
+            f"{busy_after:.0%} after"
+            + (
+                "  -- busy: ratios and req/s are unreliable, compare CPU µs/call"
+                if max(busy_before, busy_after) > 0.15
+                else ""
+            )
         )
         print(table)
         for row in rows:
@@ -2168,6 +2193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "python": platform.python_version(),
                     },
                     "tools": tool_versions(),
+                    "machine_busy": {
+                        "before": round(busy_before, 3),
+                        "after": round(busy_after, 3),
+                    },
                     "suite": {
                         "started_here": suite.process is not None,
                         "workers": suite.endpoints.workers,
