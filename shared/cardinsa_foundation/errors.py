@@ -219,6 +219,36 @@ def _pack(message: Any) -> any_pb2.Any:
     return packed
 
 
+MAX_MESSAGE_CHARS = 500
+MAX_DETAIL_CHARS = 200
+MAX_METADATA_ENTRIES = 20
+MAX_FIELD_VIOLATIONS = 20
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _bounded_violations(
+    violations: Sequence[FieldViolation],
+) -> list[error_details_pb2.BadRequest.FieldViolation]:
+    shown = [
+        error_details_pb2.BadRequest.FieldViolation(
+            field=_clip(v.field, MAX_DETAIL_CHARS),
+            description=_clip(v.description, MAX_DETAIL_CHARS),
+        )
+        for v in violations[:MAX_FIELD_VIOLATIONS]
+    ]
+    if len(violations) > MAX_FIELD_VIOLATIONS:
+        shown.append(
+            error_details_pb2.BadRequest.FieldViolation(
+                field=_clip(violations[MAX_FIELD_VIOLATIONS].field, MAX_DETAIL_CHARS),
+                description=f"... and {len(violations) - MAX_FIELD_VIOLATIONS} more violations",
+            )
+        )
+    return shown
+
+
 def to_rpc_status(error: CardinsaError, request_id: str | None) -> grpc.Status:
     """Build the `grpc.Status` (google.rpc.Status with packed details) for `error`.
 
@@ -234,8 +264,14 @@ def to_rpc_status(error: CardinsaError, request_id: str | None) -> grpc.Status:
             message = f"{INTERNAL_MESSAGE} (request id {request_id})"
         metadata: Mapping[str, str] = {}
     else:
-        message = error.message
-        metadata = error.metadata
+        # Messages and details may quote the client's input: keep the whole
+        # status far below gRPC's metadata limits (8 KiB soft, 16 KiB hard),
+        # or the client would get a transport error instead of this answer.
+        message = _clip(error.message, MAX_MESSAGE_CHARS)
+        metadata = {
+            _clip(k, MAX_DETAIL_CHARS): _clip(v, MAX_DETAIL_CHARS)
+            for k, v in list(error.metadata.items())[:MAX_METADATA_ENTRIES]
+        }
 
     details = [
         _pack(
@@ -248,12 +284,7 @@ def to_rpc_status(error: CardinsaError, request_id: str | None) -> grpc.Status:
         details.append(
             _pack(
                 error_details_pb2.BadRequest(
-                    field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(
-                            field=v.field, description=v.description
-                        )
-                        for v in error.field_violations
-                    ]
+                    field_violations=_bounded_violations(error.field_violations)
                 )
             )
         )

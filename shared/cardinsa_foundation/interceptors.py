@@ -52,6 +52,7 @@ from cardinsa_foundation.context import (
 from cardinsa_foundation.errors import (
     CardinsaError,
     Internal,
+    InvalidArgument,
     Unauthenticated,
     describe_for_log,
     from_exception,
@@ -124,7 +125,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(method, rule, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if rule.access is Access.PUBLIC:
@@ -179,6 +180,11 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     rule.check(principal)
                     if principal_check is not None:
                         await principal_check(principal)
+                if request is MALFORMED_REQUEST:
+                    raise InvalidArgument(
+                        "the request is not a valid protobuf message of this method",
+                        reason="MALFORMED_REQUEST",
+                    )
                 return await behavior(request, context)
             except grpc.aio.AbortError:
                 # The handler aborted by itself (context.abort...).
@@ -241,6 +247,25 @@ def _status_with_request_id(error: CardinsaError, request_id: str) -> grpc.Statu
         status.details,
         (*tuple(status.trailing_metadata or ()), (REQUEST_ID_HEADER, request_id)),
     )
+
+
+# Stands in for a request whose bytes did not parse: grpc.aio parses before any
+# interceptor runs and would answer UNKNOWN with the parser's text; this way the
+# call reaches the pipeline (authentication first) and gets INVALID_ARGUMENT.
+MALFORMED_REQUEST: Any = object()
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:
+            return MALFORMED_REQUEST
+
+    return parse
 
 
 def _status_name(context: ServicerContext) -> str:

@@ -476,3 +476,24 @@ def test_lost_optimistic_concurrency_race_is_aborted() -> None:
     assert isinstance(mapped, Aborted)
     assert mapped.reason == "CONCURRENT_MODIFICATION"
     assert "users" not in str(mapped)
+
+
+def test_rich_status_stays_small_whatever_the_input_echoed() -> None:
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status as rs
+
+    from cardinsa_foundation.errors import FieldViolation, InvalidArgument, to_rpc_status
+
+    error = InvalidArgument(
+        "bad " + "x" * 20_000,
+        metadata={"path": "y" * 20_000},
+        field_violations=[FieldViolation(f"f[{i}]", "z" * 5_000) for i in range(300)],
+    )
+    status = to_rpc_status(error, "req-1")
+    packed = dict(status.trailing_metadata)["grpc-status-details-bin"]
+    assert len(packed) < 8 * 1024  # gRPC's soft metadata limit
+    decoded = rs.status_pb2.Status.FromString(packed)
+    bad = error_details_pb2.BadRequest()
+    next(d for d in decoded.details if d.Is(bad.DESCRIPTOR)).Unpack(bad)
+    assert len(bad.field_violations) == 21
+    assert bad.field_violations[-1].description == "... and 280 more violations"

@@ -12,11 +12,9 @@ from __future__ import annotations
 import uuid
 
 import grpc
-import pytest
 from google.protobuf import field_mask_pb2
 from hostile_harness import ServiceTarget, Tenants
 from support.request_fuzz import call_rpc
-from test_attack_malformed import MALFORMED_BUG
 
 from cardinsa.company.v1 import organization_service_pb2
 from cardinsa.company.v1 import resources_pb2 as company_resources
@@ -30,7 +28,6 @@ OVERSIZED_DETAILS_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=MALFORMED_BUG)
 async def test_malformed_protobuf_is_invalid_argument_not_unknown(
     hostile_targets: dict[str, ServiceTarget],
 ) -> None:
@@ -100,7 +97,6 @@ async def test_non_ascii_etag_is_aborted_not_internal(
     ), (deleted_role.details, deleted_department.details)
 
 
-@pytest.mark.xfail(strict=True, reason=OVERSIZED_DETAILS_BUG)
 async def test_error_details_stay_within_the_metadata_limit(
     hostile_targets: dict[str, ServiceTarget], tenants: Tenants
 ) -> None:
