@@ -87,18 +87,20 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final, NamedTuple, NoReturn
+from typing import Any, Final, NamedTuple, NoReturn, TypeVar
 
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
     DateTime,
     Integer,
+    Select,
     SmallInteger,
     and_,
     literal,
     not_,
     or_,
+    select,
 )
 from sqlalchemy.orm import QueryableAttribute
 
@@ -791,3 +793,27 @@ def parse_order_by(
         else:
             terms.append(OrderTerm(target, descending, name=name))
     return terms
+
+
+_Model = TypeVar("_Model")
+
+
+def tenant_list_query(
+    model: type[_Model],
+    company_id: Any,
+    *,
+    spec: FilterSpec,
+    filter: str,
+    show_deleted: bool,
+) -> Select[_Model]:
+    """The SELECT of a standard List over a tenant-owned, soft-deletable model:
+    the company's rows, deleted ones only with ``show_deleted``, narrowed by the
+    parsed ``filter`` (INVALID_ARGUMENT for anything outside the language)."""
+    condition = spec.parse(filter)
+    columns: Any = model  # a mapped class with company_id and delete_time
+    stmt = select(model).where(columns.company_id == company_id)
+    if not show_deleted:
+        stmt = stmt.where(columns.delete_time.is_(None))
+    if condition is not None:
+        stmt = stmt.where(condition)
+    return stmt

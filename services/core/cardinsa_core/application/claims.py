@@ -67,7 +67,13 @@ from cardinsa_core.repository.models import (
 )
 from cardinsa_core.repository.numbers import next_number
 from cardinsa_foundation.errors import Aborted, FailedPrecondition, FieldViolation, InvalidArgument
-from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec, parse_order_by
+from cardinsa_foundation.filtering import (
+    FieldType,
+    FilterField,
+    FilterSpec,
+    parse_order_by,
+    tenant_list_query,
+)
 from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
 
 CLAIM_FILTER = FilterSpec(
@@ -228,13 +234,10 @@ class ClaimUseCases:
         self, *, page_size: int, page_token: str, filter: str, order_by: str, show_deleted: bool
     ) -> Page[ClaimRow]:
         company = own_company(require_principal())
-        condition = CLAIM_FILTER.parse(filter)
+        stmt = tenant_list_query(
+            ClaimRow, company, spec=CLAIM_FILTER, filter=filter, show_deleted=show_deleted
+        )
         order = parse_order_by(order_by, CLAIM_ORDER, default=DEFAULT_ORDER)
-        stmt = select(ClaimRow).where(ClaimRow.company_id == company)
-        if not show_deleted:
-            stmt = stmt.where(ClaimRow.delete_time.is_(None))
-        if condition is not None:
-            stmt = stmt.where(condition)
         async with self.ctx.db.unit_of_work(company_id=company) as session:
             return await paginate(
                 session,

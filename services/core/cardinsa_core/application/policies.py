@@ -65,7 +65,13 @@ from cardinsa_core.repository.models import (
 from cardinsa_core.repository.numbers import next_number
 from cardinsa_foundation.db import ReadQuery
 from cardinsa_foundation.errors import FailedPrecondition, FieldViolation
-from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec, parse_order_by
+from cardinsa_foundation.filtering import (
+    FieldType,
+    FilterField,
+    FilterSpec,
+    parse_order_by,
+    tenant_list_query,
+)
 from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
 
 POLICY_FILTER = FilterSpec(
@@ -246,13 +252,10 @@ class PolicyUseCases:
         self, *, page_size: int, page_token: str, filter: str, order_by: str, show_deleted: bool
     ) -> Page[PolicyRow]:
         company = own_company(require_principal())
-        condition = POLICY_FILTER.parse(filter)
+        stmt = tenant_list_query(
+            PolicyRow, company, spec=POLICY_FILTER, filter=filter, show_deleted=show_deleted
+        )
         order = parse_order_by(order_by, POLICY_ORDER, default=DEFAULT_ORDER)
-        stmt = select(PolicyRow).where(PolicyRow.company_id == company)
-        if not show_deleted:
-            stmt = stmt.where(PolicyRow.delete_time.is_(None))
-        if condition is not None:
-            stmt = stmt.where(condition)
         async with self.ctx.db.unit_of_work(company_id=company) as session:
             return await paginate(
                 session,

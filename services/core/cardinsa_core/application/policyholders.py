@@ -49,7 +49,13 @@ from cardinsa_core.domain.policyholders import (
 )
 from cardinsa_core.repository.models import DependentRow, PolicyholderRow
 from cardinsa_foundation.errors import FailedPrecondition, FieldViolation, PermissionDenied
-from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec, parse_order_by
+from cardinsa_foundation.filtering import (
+    FieldType,
+    FilterField,
+    FilterSpec,
+    parse_order_by,
+    tenant_list_query,
+)
 from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
 
 POLICYHOLDER_FILTER = FilterSpec(
@@ -217,13 +223,14 @@ class PolicyholderUseCases:
                 reason="PERMISSION_MISSING",
                 metadata={"permission": READ_NATIONAL_ID},
             )
-        condition = POLICYHOLDER_FILTER.parse(filter)
+        stmt = tenant_list_query(
+            PolicyholderRow,
+            company,
+            spec=POLICYHOLDER_FILTER,
+            filter=filter,
+            show_deleted=show_deleted,
+        )
         order = parse_order_by(order_by, POLICYHOLDER_ORDER, default=DEFAULT_ORDER)
-        stmt = select(PolicyholderRow).where(PolicyholderRow.company_id == company)
-        if not show_deleted:
-            stmt = stmt.where(PolicyholderRow.delete_time.is_(None))
-        if condition is not None:
-            stmt = stmt.where(condition)
         fingerprint = query_fingerprint(filter=filter, order_by=order_by, show_deleted=show_deleted)
         async with self.ctx.db.unit_of_work(company_id=company) as session:
             page = await paginate(

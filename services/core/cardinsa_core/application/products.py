@@ -53,7 +53,13 @@ from cardinsa_foundation.errors import (
     FieldViolation,
     InvalidArgument,
 )
-from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec, parse_order_by
+from cardinsa_foundation.filtering import (
+    FieldType,
+    FilterField,
+    FilterSpec,
+    parse_order_by,
+    tenant_list_query,
+)
 from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
 
 PRODUCT_FILTER = FilterSpec(
@@ -309,13 +315,10 @@ class ProductUseCases:
         self, *, page_size: int, page_token: str, filter: str, order_by: str, show_deleted: bool
     ) -> Page[ProductView]:
         company = own_company(require_principal())
-        condition = PRODUCT_FILTER.parse(filter)
+        stmt = tenant_list_query(
+            ProductRow, company, spec=PRODUCT_FILTER, filter=filter, show_deleted=show_deleted
+        )
         order = parse_order_by(order_by, PRODUCT_ORDER, default=DEFAULT_ORDER)
-        stmt = select(ProductRow).where(ProductRow.company_id == company)
-        if not show_deleted:
-            stmt = stmt.where(ProductRow.delete_time.is_(None))
-        if condition is not None:
-            stmt = stmt.where(condition)
         fingerprint = query_fingerprint(filter=filter, order_by=order_by, show_deleted=show_deleted)
         async with self.ctx.db.unit_of_work(company_id=company) as session:
             page = await paginate(

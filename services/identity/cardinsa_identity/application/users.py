@@ -21,7 +21,13 @@ from cardinsa_foundation.errors import (
     FieldViolation,
     InvalidArgument,
 )
-from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec, parse_order_by
+from cardinsa_foundation.filtering import (
+    FieldType,
+    FilterField,
+    FilterSpec,
+    parse_order_by,
+    tenant_list_query,
+)
 from cardinsa_foundation.models import check_etag
 from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
 from cardinsa_identity.application.auth import revoke_user_sessions
@@ -180,13 +186,10 @@ class UserUseCases:
     ) -> Page[UserRow]:
         principal = require_principal()
         company = target_company(principal, company_id)
-        condition = USER_FILTER.parse(filter)
+        stmt = tenant_list_query(
+            UserRow, company, spec=USER_FILTER, filter=filter, show_deleted=show_deleted
+        )
         order = parse_order_by(order_by, USER_ORDER, default=DEFAULT_USER_ORDER)
-        stmt = select(UserRow).where(UserRow.company_id == company)
-        if not show_deleted:
-            stmt = stmt.where(UserRow.delete_time.is_(None))
-        if condition is not None:
-            stmt = stmt.where(condition)
         fingerprint = query_fingerprint(
             filter=filter, order_by=order_by, show_deleted=show_deleted, company_id=str(company)
         )
