@@ -1,18 +1,18 @@
 """Hostile input and attacks at the gRPC level, against every service in TARGET_SPECS.
 
 Fixtures here start what the suites attack -- the shared session ``identity``
-server (tests/integration/conftest.py) and a company server of this directory's
-own over the same migrated database -- and three tenants of their own (see
-hostile_harness.py). At the end of the run, ``pytest_terminal_summary`` prints
+server (tests/integration/conftest.py) and a company and a core server of this
+directory's own over the same migrated database -- and three tenants of their
+own (see hostile_harness.py). At the end of the run, ``pytest_terminal_summary`` prints
 the attack table (attack | tried | held) and the answer counts of the
 property-based suite.
 
 Extension points:
 
-* another gRPC service (core): one ``TargetSpec`` in ``hostile_harness.TARGET_SPECS``
+* another gRPC service: one ``TargetSpec`` in ``hostile_harness.TARGET_SPECS``
   plus a session fixture of that name yielding a ``ServiceTarget`` -- start the
-  server like ``hostile_company_app`` below, seed one resource per tenant into
-  ``tenant.ids``, probe = a Get of it (the recipe is in hostile_harness.py).
+  server like ``hostile_core_app`` below, seed one resource per tenant into
+  ``tenant.ids``, probe = a Get of it (``core_target`` is the example).
   Every suite here then covers its RPCs.
 * gateway-level attacks (REST oversized bodies, deep JSON, schemathesis over the
   OpenAPI description): a test module ``test_attack_gateway_*.py`` in this
@@ -36,8 +36,10 @@ from hostile_harness import (
     ServiceTarget,
     Tenants,
     company_probe,
+    core_probe,
     identity_probe,
     make_tenant,
+    seed_core,
     strong_password,
 )
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -48,7 +50,12 @@ from cardinsa_company.cli import MIGRATIONS as COMPANY_MIGRATIONS
 from cardinsa_company.main import CompanyApp
 from cardinsa_company.main import build as build_company
 from cardinsa_company.settings import CompanyServiceSettings
-from cardinsa_foundation.db import app_role_url as company_role_url
+from cardinsa_core.cli import MIGRATIONS as CORE_MIGRATIONS
+from cardinsa_core.main import CoreApp
+from cardinsa_core.main import build as build_core
+from cardinsa_core.settings import CoreSettings
+from cardinsa_foundation.config import Environment
+from cardinsa_foundation.db import app_role_url
 from cardinsa_foundation.migrations import upgrade
 
 
@@ -77,15 +84,15 @@ async def hostile_company_app(
     """A company server of this suite's own (the company suite's fixture lives in
     its directory); migrating again is a no-op when that suite ran first."""
     await upgrade(COMPANY_MIGRATIONS, identity_database, "company")
-    settings = CompanyServiceSettings(
+    settings = CompanyServiceSettings(  # type: ignore[call-arg]
         _env_file=None,
-        environment="test",
+        environment=Environment.TEST,
         identity_address=identity.app.server.address,
         tenant_status_ttl_s=1.0,
         db_pool_size=5,
         db_max_overflow=10,
     )
-    app = build_company(settings, company_role_url(identity_database), port=0, metrics_port=0)
+    app = build_company(settings, app_role_url(identity_database), port=0, metrics_port=0)
     await app.start()
     try:
         yield app
@@ -158,6 +165,50 @@ async def company_target(company_channel: grpc.aio.Channel) -> ServiceTarget:
         channel=company_channel,
         schemas=("company",),
         probe=company_probe,
+    )
+
+
+@pytest_asyncio.fixture(scope="session")
+async def hostile_core_app(
+    identity_database: str, identity: IdentityHarness
+) -> AsyncIterator[CoreApp]:
+    """A core server of this suite's own (the settings fallback of the tenant
+    directory: every tenant active, as in the core suite)."""
+    await upgrade(CORE_MIGRATIONS, identity_database, "core")
+    settings = CoreSettings(  # type: ignore[call-arg]
+        _env_file=None,
+        environment=Environment.TEST,
+        identity_address=identity.app.server.address,
+        db_pool_size=5,
+        db_max_overflow=10,
+    )
+    app = build_core(settings, app_role_url(identity_database), port=0, metrics_port=0)
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def core_channel(hostile_core_app: CoreApp) -> AsyncIterator[grpc.aio.Channel]:
+    channel = grpc.aio.insecure_channel(hostile_core_app.server.address)
+    try:
+        yield channel
+    finally:
+        await channel.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def core_target(core_channel: grpc.aio.Channel, tenants: Tenants) -> ServiceTarget:
+    """Core, with one policyholder of each tenant (``tenant.ids["policyholder_id"]``)."""
+    for tenant in (tenants.attacker, tenants.victim, tenants.fuzz):
+        await seed_core(core_channel, tenant)
+    return ServiceTarget(
+        spec=next(s for s in TARGET_SPECS if s.name == "core"),
+        channel=core_channel,
+        schemas=("core",),
+        probe=core_probe,
     )
 
 

@@ -6,23 +6,12 @@ A service joins the suites through one :class:`TargetSpec` in :data:`TARGET_SPEC
 owns and an authenticated probe call). Every RPC of its descriptors is then
 fuzzed, checked for half-writes, called with forged tokens, headers, oversized
 and malformed messages, other tenants' ids and injected filters -- no code per
-method. The core service joins with::
-
-    CORE_SERVICES = (  # every service of cardinsa/core/v1
-        core_service_pb2.DESCRIPTOR.services_by_name["CoreService"],
-        policyholder_service_pb2.DESCRIPTOR.services_by_name["PolicyholderService"],
-        ...)
-    TargetSpec("core", CORE_SERVICES, "core_target")
-
-and a session fixture ``core_target(identity_database, identity, tenants)`` in
-conftest.py that migrates the ``core`` schema, builds and starts a core server
-over ``app_role_url(identity_database)`` (port 0), and -- inside the try whose
-finally stops it -- creates one resource per tenant (a policyholder of
-``tenants.attacker``, ``.victim`` and ``.fuzz``, as each tenant's admin) and
-adds its id to ``tenant.ids`` (``"policyholder_id"``), then yields
-``ServiceTarget(spec, channel, schemas=("core",), probe=<GetPolicyholder of the
-tenant's policyholder>)``. (Tried: with only that, every suite here ran over
-the 51 core RPCs.)
+method. Identity, company and core are in (the three services of the suite):
+core through ``TargetSpec("core", CORE_SERVICES, "core_target")`` and the
+session fixture ``core_target`` in conftest.py (its own core server, started
+and stopped by ``hostile_core_app``; :func:`seed_core` gives every tenant a
+policyholder, an active product, a policy in force and a claim, so the suites
+meet real ids of every core resource; the probe is a GetPolicyholder).
 
 Three tenants of its own keep the suites independent of every other suite's data:
 the *attacker* (company X) whose admin attacks, the *victim* (company V) whose
@@ -32,6 +21,7 @@ property-based suite uses (its own data may change freely).
 
 from __future__ import annotations
 
+import datetime
 import re
 import secrets
 import uuid
@@ -43,6 +33,7 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
+from google.type import date_pb2, money_pb2
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from support.identity_harness import PASSWORD, Account, IdentityHarness, unique_email
@@ -56,6 +47,18 @@ from cardinsa.company.v1 import (
     organization_service_pb2_grpc,
 )
 from cardinsa.company.v1 import resources_pb2 as company_resources
+from cardinsa.core.v1 import (
+    claim_service_pb2,
+    claim_service_pb2_grpc,
+    core_service_pb2,
+    policy_service_pb2,
+    policy_service_pb2_grpc,
+    policyholder_service_pb2,
+    policyholder_service_pb2_grpc,
+    product_service_pb2,
+    product_service_pb2_grpc,
+)
+from cardinsa.core.v1 import resources_pb2 as core_resources
 from cardinsa.identity.v1 import (
     access_service_pb2,
     auth_service_pb2,
@@ -78,6 +81,14 @@ COMPANY_SERVICES: tuple[ServiceDescriptor, ...] = (
     organization_service_pb2.DESCRIPTOR.services_by_name["OrganizationService"],
 )
 
+CORE_SERVICES: tuple[ServiceDescriptor, ...] = (  # every service of cardinsa/core/v1
+    core_service_pb2.DESCRIPTOR.services_by_name["CoreService"],
+    policyholder_service_pb2.DESCRIPTOR.services_by_name["PolicyholderService"],
+    product_service_pb2.DESCRIPTOR.services_by_name["ProductService"],
+    policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"],
+    claim_service_pb2.DESCRIPTOR.services_by_name["ClaimService"],
+)
+
 
 @dataclass(frozen=True)
 class TargetSpec:
@@ -91,6 +102,7 @@ class TargetSpec:
 TARGET_SPECS: tuple[TargetSpec, ...] = (
     TargetSpec("identity", IDENTITY_SERVICES, "identity_target"),
     TargetSpec("company", COMPANY_SERVICES, "company_target"),
+    TargetSpec("core", CORE_SERVICES, "core_target"),
 )
 
 
@@ -185,6 +197,17 @@ def company_probe(tenant: Tenant) -> tuple[ServiceDescriptor, MethodDescriptor, 
     )
 
 
+def core_probe(tenant: Tenant) -> tuple[ServiceDescriptor, MethodDescriptor, Message]:
+    service = policyholder_service_pb2.DESCRIPTOR.services_by_name["PolicyholderService"]
+    return (
+        service,
+        service.methods_by_name["GetPolicyholder"],
+        policyholder_service_pb2.GetPolicyholderRequest(
+            policyholder_id=tenant.ids["policyholder_id"]
+        ),
+    )
+
+
 # ------------------------------------------------------------------ tenants
 
 
@@ -207,7 +230,7 @@ async def make_tenant(
         role_name="company-admin",
     )
     admin = Account(created.email, password, str(company_id), str(created.user_id))
-    companies = company_service_pb2_grpc.CompanyServiceStub(company_channel)
+    companies = _stub(company_service_pb2_grpc, "CompanyService", company_channel)
     await companies.CreateCompany(
         company_service_pb2.CreateCompanyRequest(
             company=company_resources.Company(
@@ -251,7 +274,7 @@ async def make_tenant(
         ),
         metadata=bearer,
     )
-    org = organization_service_pb2_grpc.OrganizationServiceStub(company_channel)
+    org = _stub(organization_service_pb2_grpc, "OrganizationService", company_channel)
     department = await org.CreateDepartment(
         organization_service_pb2.CreateDepartmentRequest(
             company_id=str(company_id),
@@ -288,6 +311,102 @@ async def make_tenant(
         emails=[admin.email, user.email],
         api_key_secret=key.secret,
     )
+
+
+async def seed_core(channel: grpc.aio.Channel, tenant: Tenant) -> None:
+    """One of each core resource of ``tenant`` (created as its admin), ids in
+    ``tenant.ids``: a policyholder, an active product, a policy in force on them
+    and a claim under it."""
+    md = tenant.bearer
+    suffix = uuid.uuid4().hex[:6]
+    holders = _stub(policyholder_service_pb2_grpc, "PolicyholderService", channel)
+    holder = await holders.CreatePolicyholder(
+        policyholder_service_pb2.CreatePolicyholderRequest(
+            policyholder=core_resources.Policyholder(
+                kind=core_resources.Policyholder.PERSON,
+                given_name=tenant.label.title(),
+                family_name=f"Holder{suffix}",
+                date_of_birth=date_pb2.Date(year=1990, month=2, day=3),
+                email=unique_email(f"hostile-{tenant.label}-holder"),
+            )
+        ),
+        metadata=md,
+    )
+    products = _stub(product_service_pb2_grpc, "ProductService", channel)
+    product = await products.CreateProduct(
+        product_service_pb2.CreateProductRequest(
+            product=core_resources.Product(
+                code=f"H-{suffix.upper()}",
+                line_of_business=core_resources.Product.MEDICAL,
+                name=f"{tenant.label} health",
+                currency_code="EUR",
+                base_premium=_eur(500),
+                term_months=12,
+                coverages=[
+                    core_resources.Coverage(
+                        code="OUTPATIENT",
+                        name="Outpatient care",
+                        limit=_eur(10_000),
+                        limit_period=core_resources.Coverage.PER_YEAR,
+                        deductible=_eur(0),
+                    )
+                ],
+            )
+        ),
+        metadata=md,
+    )
+    await products.ActivateProduct(
+        product_service_pb2.ActivateProductRequest(product_id=product.id), metadata=md
+    )
+    policies = _stub(policy_service_pb2_grpc, "PolicyService", channel)
+    start = datetime.date.today() - datetime.timedelta(days=30)
+    policy = await policies.CreatePolicy(
+        policy_service_pb2.CreatePolicyRequest(
+            policy=core_resources.Policy(
+                policyholder_id=holder.id,
+                product_id=product.id,
+                effective_date=date_pb2.Date(year=start.year, month=start.month, day=start.day),
+                sum_insured=_eur(100_000),
+                payment_frequency=core_resources.Policy.MONTHLY,
+                insured_members=[core_resources.InsuredMember(policyholder=True)],
+            )
+        ),
+        metadata=md,
+    )
+    policy = await policies.QuotePolicy(
+        policy_service_pb2.QuotePolicyRequest(policy_id=policy.id, etag=policy.etag), metadata=md
+    )
+    policy = await policies.BindPolicy(
+        policy_service_pb2.BindPolicyRequest(policy_id=policy.id, etag=policy.etag), metadata=md
+    )
+    incident = datetime.date.today() - datetime.timedelta(days=2)
+    claim = await _stub(claim_service_pb2_grpc, "ClaimService", channel).CreateClaim(
+        claim_service_pb2.CreateClaimRequest(
+            claim=core_resources.Claim(
+                policy_id=policy.id,
+                claimant=core_resources.InsuredMember(policyholder=True),
+                claim_type=core_resources.Claim.MEDICAL,
+                description=f"{tenant.label} broken arm",
+                coverage_code="OUTPATIENT",
+                incident_date=date_pb2.Date(
+                    year=incident.year, month=incident.month, day=incident.day
+                ),
+                claimed_amount=_eur(800),
+            )
+        ),
+        metadata=md,
+    )
+    tenant.ids.update(
+        policyholder_id=holder.id, product_id=product.id, policy_id=policy.id, claim_id=claim.id
+    )
+
+
+def _stub(module: Any, service: str, channel: grpc.aio.Channel) -> Any:
+    return getattr(module, f"{service}Stub")(channel)
+
+
+def _eur(units: int) -> money_pb2.Money:
+    return money_pb2.Money(currency_code="EUR", units=units)
 
 
 def strong_password() -> str:
