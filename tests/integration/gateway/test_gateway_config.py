@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_harness import Endpoint, GatewaySettings, render_to_file, select_upstreams
 from openapi_spec_validator import validate as validate_openapi
 from pydantic import ValidationError
+from support.gateway_harness import Endpoint, GatewaySettings, render_to_file, select_upstreams
 
 from cardinsa_gateway.contract import Access, Contract
 from cardinsa_gateway.envoy import (

@@ -19,8 +19,8 @@ from pathlib import Path
 import grpc
 import pytest
 import pytest_asyncio
-from gateway_harness import LOGIN_LIMIT, Gateway
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from support.gateway_harness import LOGIN_LIMIT, Gateway
 from support.grpc_errors import error_info, field_violations
 from support.identity_harness import IdentityHarness
 from support.tools import venv_tool

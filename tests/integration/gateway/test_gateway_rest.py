@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_harness import CORS_ORIGIN, LOGIN_LIMIT, Gateway, Reply
+from support.gateway_harness import CORS_ORIGIN, LOGIN_LIMIT, Gateway, Reply
 from support.identity_harness import PASSWORD, IdentityHarness
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -7,7 +7,7 @@ import json
 import logging
 import uuid
 
-from gateway_harness import Gateway
+from support.gateway_harness import Gateway
 from support.identity_harness import IdentityHarness
 
 from cardinsa_foundation.logging import configure_logging
