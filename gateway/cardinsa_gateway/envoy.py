@@ -764,7 +764,49 @@ class EnvoyConfig:
                 },
             }
         )
-        # 3. Methods that differ from their service's default: reads (retries),
+        # 3. A body on a REST call whose verb never takes one (GET, DELETE: no
+        #    binding of the contract declares a body for them) is refused. The
+        #    transcoder would otherwise read it as the request message and merge
+        #    its fields into what the path and query say -- parameters that the
+        #    URL leaves out. Routes match on headers, before any body arrives, so
+        #    a body is seen by its Content-Length; one without (HTTP/1.1 chunked,
+        #    or HTTP/2 DATA without the header: Envoy drops Transfer-Encoding
+        #    before routing) still gets through. Its fields are validated by the
+        #    services like query parameters, the access log never shows either.
+        bodyless = self._bodyless_verbs()
+        if bodyless:
+            routes.append(
+                {
+                    "name": "body-on-bodyless-verb",
+                    "match": {
+                        "prefix": "/",
+                        "headers": [
+                            {
+                                "name": ":method",
+                                "string_match": {"safe_regex": {"regex": "|".join(bodyless)}},
+                            },
+                            {
+                                "name": "content-length",
+                                "string_match": {"safe_regex": {"regex": "0*[1-9][0-9]*"}},
+                            },
+                        ],
+                    },
+                    "direct_response": {
+                        "status": 400,
+                        "body": {
+                            "inline_string": (
+                                f"a {' or '.join(bodyless)} request takes no body; "
+                                "send its fields in the path and query"
+                            )
+                        },
+                    },
+                    "typed_per_filter_config": {
+                        F_TRANSCODER: _disabled(),
+                        F_JWT: {TYPE: T_JWT_ROUTE, "disabled": True},
+                    },
+                }
+            )
+        # 4. Methods that differ from their service's default: reads (retries),
         #    login (rate limit per client address), own timeouts.
         for upstream in self.upstreams:
             for method in self.contract.methods_of(upstream.packages):
@@ -778,7 +820,7 @@ class EnvoyConfig:
                     routes.append(
                         self._method_route({"path": method.grpc_path}, upstream, method, timeout)
                     )
-        # 4. Every other method of each service, by package prefix.
+        # 5. Every other method of each service, by package prefix.
         for upstream in self.upstreams:
             for package in upstream.packages:
                 routes.append(
@@ -786,7 +828,7 @@ class EnvoyConfig:
                         {"prefix": f"/{package}."}, upstream, None, upstream.timeout_s
                     )
                 )
-        # 5. Health and reflection: to the upstream the caller names, else the first.
+        # 6. Health and reflection: to the upstream the caller names, else the first.
         for service in OPERATOR_SERVICES:
             for upstream in self.upstreams:
                 routes.append(
@@ -795,7 +837,7 @@ class EnvoyConfig:
                     )
                 )
             routes.append(self._operator_route(service, self.upstreams[0], []))
-        # 6. Anything else: 404. REST calls match here *before* transcoding
+        # 7. Anything else: 404. REST calls match here *before* transcoding
         #    (their path is still /v1/...): the transcoder then answers unknown
         #    paths itself, and the header-mutation filter, which keeps the route
         #    it saw first, drops the grpc-* headers from their responses.
@@ -833,6 +875,17 @@ class EnvoyConfig:
             }
         )
         return routes
+
+    def _bodyless_verbs(self) -> list[str]:
+        """HTTP verbs no REST binding of the routed services takes a body with."""
+        bindings = [
+            b
+            for u in self.upstreams
+            for m in self.contract.methods_of(u.packages)
+            for b in m.bindings
+        ]
+        with_body = {b.verb for b in bindings if b.body}
+        return sorted({b.verb for b in bindings} - with_body)
 
     @staticmethod
     def _drop_grpc_headers() -> Json:

@@ -294,6 +294,36 @@ async def test_body_size_limit_is_413_json(gateway: Gateway) -> None:
     assert_error(reply, 413, 3)
 
 
+async def test_a_body_on_get_or_delete_is_refused(
+    gateway: Gateway, identity: IdentityHarness
+) -> None:
+    """Regression (attack suite): the transcoder read a GET's body as the request
+    and merged it into the path and query -- ``GET /v1/users`` with the body
+    ``{"filter": ...}`` ran that filter, which no URL or log showed."""
+    token = await identity.token(identity.admin_a)
+    plain = await gateway.request("GET", "/v1/users?page_size=1", token=token)
+    assert plain.status == 200, plain.body
+    for body in ({"filter": 'email = "x"'}, {"page_size": -1}, {}):
+        reply = await gateway.request("GET", "/v1/users", body, token=token)
+        error = assert_error(reply, 400, 3)
+        assert "takes no body" in error["message"], error
+    # Before authentication, and for public methods as well.
+    assert_error(await gateway.request("GET", "/v1/jwks", {"x": 1}), 400, 3)
+    # DELETE takes no body either (its etag goes in the query).
+    target = await identity.create_user(identity.admin_a)
+    delete = await gateway.request(
+        "DELETE", f"/v1/users/{target.user_id}", {"etag": 'W/"1"'}, token=token
+    )
+    assert_error(delete, 400, 3)
+    still = await gateway.request("GET", f"/v1/users/{target.user_id}", token=token)
+    assert still.status == 200 and "delete_time" not in still.json(), still.body
+    # An empty body is no body.
+    empty = await gateway.request(
+        "GET", "/v1/users?page_size=1", b"", {"content-length": "0"}, token=token
+    )
+    assert empty.status == 200, empty.body
+
+
 async def test_unavailable_service_is_503_json_without_internals(gateway: Gateway) -> None:
     reply = await gateway.request("GET", "/v1/info/company")
     body = assert_error(reply, 503, 14)
