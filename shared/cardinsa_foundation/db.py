@@ -10,16 +10,22 @@ tenant rows (fails closed). :func:`tenant_isolation_ddl` gives migrations the
 policy that reads these settings.
 
 Hot single-statement reads (GetPolicy and the like) may use :meth:`Database.read`
-instead: the same tenant rules without the ORM, measured with ``make bench``
-(scripts/bench.py) and py-spy. A GetPolicy through a unit of work cost about
-1.8 ms of server CPU: the ORM session (~30 %: compiling, identity map, events),
-SQLAlchemy's pre-ping of every checked-out connection (BEGIN; SELECT; ROLLBACK:
-three round trips), then BEGIN, the tenant, the SELECT and COMMIT as four more.
-``read`` sends BEGIN and the tenant as one round trip (one simple-protocol query
-of two statements), the SELECT as a prepared statement, then ROLLBACK: three
-round trips, no ORM. The pre-ping is replaced for every engine by a check of the
-driver connection's own state, which costs no round trip (see
-:func:`_refuse_closed_connection`).
+instead: the same tenant rules without the ORM and in one round trip, measured
+with ``make bench`` (scripts/bench.py) and py-spy. A GetPolicy through a unit of
+work cost about 1.8 ms of server CPU: the ORM session (~30 %: compiling, identity
+map, events), SQLAlchemy's pre-ping of every checked-out connection (BEGIN;
+SELECT; ROLLBACK: three round trips), then BEGIN, the tenant, the SELECT and
+COMMIT as four more. Every round trip costs the event loop a socket write, a
+wake-up and a callback (about 60-80 µs here, more on a busy machine). ``read``
+sends each query as one prepared statement on a connection of its own asyncpg
+pool: a call of a PL/pgSQL function the service's migration defined with
+:func:`tenant_read_function_ddl`, which sets the tenant transaction-locally and
+runs its one static query (plan cached per connection). The statement is its own
+transaction, so the setting ends with it, also behind a transaction-pooling
+PgBouncer. (A generic function running query text through EXECUTE measured
+the same client cost but ~1.7x the database's: it plans every call.) The
+pre-ping is replaced for every engine by a check of the driver connection's
+own state, which costs no round trip (see :func:`_refuse_closed_connection`).
 """
 
 from __future__ import annotations
@@ -29,13 +35,13 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final, Generic, TypeVar
 
-from sqlalchemy import Select, event, text
+import asyncpg
+from sqlalchemy import event, text
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -45,8 +51,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session, SessionTransaction
-from sqlalchemy.pool import NullPool, PoolProxiedConnection
-from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.pool import NullPool
 
 from cardinsa_foundation import errors
 from cardinsa_foundation.config import ASYNC_URL_PREFIX, Environment, Settings, get_settings
@@ -65,17 +70,6 @@ _SET_TENANT_SQL: Final = text(
     f"set_config('{CROSS_TENANT_SETTING}', :cross_tenant, true)"
 )
 _IDENTIFIER: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-# BEGIN and the tenant in one simple-protocol query (two statements, one round
-# trip). The values are inlined because the simple protocol has no parameters:
-# the company id is a canonical UUID or empty (checked against _CANONICAL_ID just
-# before), the flag one of two constants.
-_READ_BEGIN: Final = (
-    "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY; "
-    f"SELECT set_config('{TENANT_SETTING}', '{{company_id}}', true), "
-    f"set_config('{CROSS_TENANT_SETTING}', '{{cross_tenant}}', true)"
-)
-_CANONICAL_ID: Final = re.compile(r"^(?:[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12})?$")
-_ASYNCPG_DIALECT: Final = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
 _E = TypeVar("_E")
 
 
@@ -184,6 +178,9 @@ class Database:
         self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
             self.engine, expire_on_commit=False, sync_session_class=TenantSession
         )
+        self._application_name = application_name
+        self._read_pool: asyncpg.Pool | None = None
+        self._read_pool_lock = asyncio.Lock()
 
     @asynccontextmanager
     async def unit_of_work(
@@ -218,32 +215,75 @@ class Database:
         company_id: str | uuid.UUID | _CurrentPrincipalCompany | None = CURRENT_COMPANY,
         cross_tenant: bool = False,
     ) -> AsyncIterator[ReadSession]:
-        """A read-only transaction without the ORM, for hot reads of a few rows.
+        """Hot reads of a few rows without the ORM, one round trip per query.
 
-        The same tenant rules as :meth:`unit_of_work`: the transaction's first
-        round trip is BEGIN together with the transaction-local tenant settings,
-        so row-level security applies to every statement and nothing outlives the
-        transaction; it ends with ROLLBACK (there is nothing to keep). Queries are
-        :class:`ReadQuery` objects, run as prepared statements. A connection that
-        fails in any way is discarded, never returned to the pool.
+        The same tenant rules as :meth:`unit_of_work`: each query is a call of
+        its read function (:func:`tenant_read_function_ddl`), which sets the
+        tenant transaction-locally before it runs its query, in the one implicit
+        transaction of that statement -- row-level security applies and nothing outlives it. Each
+        query therefore sees its own snapshot: use a unit of work when several
+        reads must agree. Queries are :class:`ReadQuery` objects, run as prepared
+        statements on a connection of the read pool (asyncpg, read-only
+        sessions, up to ``db_pool_size`` connections besides the engine's). A
+        connection that fails other than by a database error is closed, never
+        reused.
         """
         if isinstance(company_id, _CurrentPrincipalCompany):
             company_id = current_company_id()
         tenant = normalize_company_id(company_id)
-        if not _CANONICAL_ID.match(tenant):  # normalize_company_id guarantees it
-            raise ValueError("not a canonical company id")
-        begin = _READ_BEGIN.format(company_id=tenant, cross_tenant="on" if cross_tenant else "off")
-        fairy = await self.engine.raw_connection()
+        pool = self._read_pool or await self._open_read_pool()
         try:
-            connection: Any = fairy.driver_connection
-            await connection.execute(begin)
-            yield ReadSession(connection)
-            await connection.execute("ROLLBACK")
+            connection = await pool.acquire(timeout=self.settings.db_pool_timeout_s)
+        except TimeoutError as exc:
+            raise errors.Unavailable(
+                "the database is busy, retry later", reason="DATABASE_BUSY"
+            ) from exc
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            raise errors.Unavailable(
+                "the database is unavailable, retry later", reason="DATABASE_UNAVAILABLE"
+            ) from exc
+        try:
+            yield ReadSession(connection, tenant, "on" if cross_tenant else "off")
         except BaseException as exc:
-            _discard(fairy, exc)
+            if not isinstance(exc, asyncpg.PostgresError) or isinstance(
+                exc, asyncpg.PostgresConnectionError
+            ):
+                # Unknown protocol state (cancelled mid-query, broken socket):
+                # never hand it to the next caller.
+                connection.terminate()
             raise
         finally:
-            await greenlet_spawn(fairy.close)
+            await pool.release(connection)
+
+    async def _open_read_pool(self) -> asyncpg.Pool:
+        async with self._read_pool_lock:
+            if self._read_pool is None:
+                settings = self.settings
+                pool = asyncpg.create_pool(
+                    to_libpq_url(self.engine.url.render_as_string(hide_password=False)),
+                    min_size=0,
+                    max_size=settings.db_pool_size,
+                    max_inactive_connection_lifetime=max(0, settings.db_pool_recycle_s),
+                    # Nothing to reset: read connections never open a transaction
+                    # and every setting they get is transaction-local. (asyncpg's
+                    # default reset is one more round trip per release.)
+                    reset=_keep_connection,
+                    timeout=settings.db_connect_timeout_s,
+                    server_settings={
+                        "statement_timeout": str(settings.db_statement_timeout_ms),
+                        "application_name": self._application_name,
+                        "default_transaction_read_only": "on",
+                    },
+                )
+                try:
+                    await pool
+                except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+                    raise errors.Unavailable(
+                        "the database is unavailable, retry later",
+                        reason="DATABASE_UNAVAILABLE",
+                    ) from exc
+                self._read_pool = pool
+            return self._read_pool
 
     async def ping(self, timeout_s: float = 2.0) -> float:
         """Round-trip latency in seconds of ``SELECT 1``; raises Unavailable on failure."""
@@ -269,71 +309,78 @@ class Database:
 
     async def dispose(self) -> None:
         """Close every pooled connection (graceful shutdown)."""
+        if self._read_pool is not None:
+            pool, self._read_pool = self._read_pool, None
+            await pool.close()
         await self.engine.dispose()
 
 
-def _discard(fairy: PoolProxiedConnection, exc: BaseException) -> None:
-    """Never pool a connection whose state is unknown (mid-transaction, broken)."""
-    try:
-        fairy.invalidate(exc if isinstance(exc, Exception) else None)
-    except Exception:  # already closed: nothing left to discard
-        logger.debug("discarding a failed connection failed", exc_info=True)
+async def _keep_connection(connection: asyncpg.Connection) -> None:
+    """The read pool's reset hook: nothing to undo (see Database._open_read_pool)."""
 
 
 class ReadQuery(Generic[_E]):
-    """A SELECT of one mapped entity, compiled once, for :meth:`Database.read`.
+    """A hot read of one mapped entity, for :meth:`Database.read`: a call of a
+    read function that a migration created with :func:`tenant_read_function_ddl`.
 
-    ``ReadQuery(select(PolicyRow).where(PolicyRow.id == bindparam("id")))``; run
-    it with ``await reader.one(query, id=...)``. Rows come back as instances of
-    the entity built directly from the record (no session, no identity map, no
-    change tracking): read them, do not add them to a session.
+    ``ReadQuery(PolicyRow, "read_policy", ("id",))`` runs ``SELECT * FROM
+    core.read_policy(<tenant>, <cross-tenant>, <id>)`` (the schema is the
+    entity's table's); ``await reader.one(query, id=...)``. Rows come back as
+    instances of the entity built directly from the record (no session, no
+    identity map, no change tracking): read them, do not add them to a session.
     """
 
-    def __init__(self, stmt: Select[_E]) -> None:
-        compiled = stmt.compile(dialect=_ASYNCPG_DIALECT)
-        self.sql: str = str(compiled)
-        self.params: tuple[str, ...] = tuple(compiled.positiontup or ())
-        entity = stmt.column_descriptions[0]["entity"]
-        if entity is None or len(stmt.column_descriptions) != 1:
-            raise TypeError("a ReadQuery selects exactly one mapped entity")
+    def __init__(self, entity: type[_E], function: str, params: Sequence[str] = ()) -> None:
         mapper = sa_inspect(entity)
+        schema = getattr(mapper.local_table, "schema", None)
+        if schema is None:
+            raise TypeError("a ReadQuery's table must be in a schema")
+        for name in (function, *params):
+            if not _IDENTIFIER.match(name):
+                raise ValueError(f"not a plain identifier: {name!r}")
+        self.params: tuple[str, ...] = tuple(params)
+        placeholders = ", ".join(f"${i}" for i in range(1, len(params) + 3))
+        # Identifiers checked and quoted; every value is a parameter.
+        self.sql: str = (
+            f"SELECT * FROM {_quote_identifier(schema)}.{_quote_identifier(function)}"  # noqa: S608
+            f"({placeholders})"
+        )
         self._new_instance = mapper.class_manager.new_instance
-        names = {col.name: prop.key for prop in mapper.column_attrs for col in prop.columns}
-        selected = [col.name for col in stmt.selected_columns]
-        missing = [name for name in selected if name not in names]
-        if missing:
-            raise TypeError(f"columns without a mapped attribute: {missing}")
-        self._renamed = {name: names[name] for name in selected if names[name] != name}
+        self._columns: tuple[tuple[str, str], ...] = tuple(
+            (col.name, prop.key) for prop in mapper.column_attrs for col in prop.columns
+        )
 
     def arguments(self, params: dict[str, Any]) -> list[Any]:
-        missing = [name for name in self.params if name not in params]
-        if missing:
-            raise TypeError(f"missing query parameters: {missing}")
+        if params.keys() != set(self.params):
+            raise TypeError(f"expected the parameters {list(self.params)}, got {sorted(params)}")
         return [params[name] for name in self.params]
 
     def entity(self, record: Any) -> _E:
         obj: _E = self._new_instance()
-        values = dict(record.items())
-        if self._renamed:
-            values = {self._renamed.get(k, k): v for k, v in values.items()}
-        obj.__dict__.update(values)
+        obj.__dict__.update({key: record[name] for name, key in self._columns})
         return obj
 
 
 class ReadSession:
     """What :meth:`Database.read` yields: runs :class:`ReadQuery` objects."""
 
-    __slots__ = ("_connection",)
+    __slots__ = ("_connection", "_cross_tenant", "_tenant")
 
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, connection: Any, tenant: str, cross_tenant: str) -> None:
         self._connection = connection
+        self._tenant = tenant
+        self._cross_tenant = cross_tenant
 
     async def one(self, query: ReadQuery[_E], **params: Any) -> _E | None:
-        record = await self._connection.fetchrow(query.sql, *query.arguments(params))
+        record = await self._connection.fetchrow(
+            query.sql, self._tenant, self._cross_tenant, *query.arguments(params)
+        )
         return None if record is None else query.entity(record)
 
     async def all(self, query: ReadQuery[_E], **params: Any) -> list[_E]:
-        records = await self._connection.fetch(query.sql, *query.arguments(params))
+        records = await self._connection.fetch(
+            query.sql, self._tenant, self._cross_tenant, *query.arguments(params)
+        )
         return [query.entity(record) for record in records]
 
 
@@ -465,4 +512,54 @@ def tenant_isolation_ddl(schema: str, table: str, *, column: str = "company_id")
         f"DROP POLICY IF EXISTS tenant_isolation ON {qualified}",
         f"CREATE POLICY tenant_isolation ON {qualified} USING ({condition}) "
         f"WITH CHECK ({condition})",
+    ]
+
+
+def tenant_read_function_ddl(
+    schema: str,
+    function: str,
+    *,
+    table: str,
+    params: Sequence[tuple[str, str]],
+    where: str,
+    order_by: str | None = None,
+    limit: str | None = None,
+) -> list[str]:
+    """SQL that creates a read function for :class:`ReadQuery` / :meth:`Database.read`.
+
+    ``<schema>.<function>(p_company_id text, p_cross_tenant text, <params>)`` sets both
+    tenant settings transaction-locally, then returns ``SELECT * FROM <table>
+    WHERE <where> [ORDER BY ...] [LIMIT ...]``. ``params`` are ``(name, SQL type)``
+    pairs that ``where`` refers to by name (and may use ``p_company_id``, the
+    tenant as text, '' for none): give them names no column has (a ``p_``
+    prefix), or PL/pgSQL reports them ambiguous. The query is static, so
+    PL/pgSQL plans it once per connection. The function runs with the caller's
+    rights (SECURITY INVOKER): row-level security and grants apply exactly as to
+    the caller's own statements. Idempotent (CREATE OR REPLACE); Alembic's
+    ``op.execute`` runs it unchanged.
+    """
+    for name in (function, table, *(p for p, _ in params)):
+        if not _IDENTIFIER.match(name):
+            raise ValueError(f"not a plain identifier: {name!r}")
+    if any(name in ("p_company_id", "p_cross_tenant") for name, _ in params):
+        raise ValueError("p_company_id and p_cross_tenant are the function's own parameters")
+    qualified = f"{_quote_identifier(schema)}.{_quote_identifier(function)}"
+    table_ref = f"{_quote_identifier(schema)}.{_quote_identifier(table)}"
+    signature = ", ".join(
+        ["p_company_id text", "p_cross_tenant text", *(f"{name} {kind}" for name, kind in params)]
+    )
+    # Migration code supplies ``where`` (never a request value).
+    query = f"SELECT * FROM {table_ref} WHERE {where}"  # noqa: S608
+    if order_by:
+        query += f" ORDER BY {order_by}"
+    if limit:
+        query += f" LIMIT {limit}"
+    return [
+        f"CREATE OR REPLACE FUNCTION {qualified}({signature}) "
+        f"RETURNS SETOF {table_ref} LANGUAGE plpgsql VOLATILE SECURITY INVOKER AS $body$ "
+        "BEGIN "
+        f"PERFORM pg_catalog.set_config('{TENANT_SETTING}', p_company_id, true), "
+        f"pg_catalog.set_config('{CROSS_TENANT_SETTING}', p_cross_tenant, true); "
+        f"RETURN QUERY {query}; "
+        "END $body$",
     ]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_core.application.context import (
@@ -98,12 +98,9 @@ POLICY_ORDER = {
 }
 DEFAULT_ORDER = [OrderTerm(PolicyRow.create_time, True)]
 CREATE = "CreatePolicy"
-#: GetPolicy's one statement, without the ORM (see cardinsa_foundation.db.Database.read).
-GET_POLICY = ReadQuery(
-    select(PolicyRow).where(
-        PolicyRow.company_id == bindparam("company"), PolicyRow.id == bindparam("id")
-    )
-)
+#: GetPolicy in one round trip, without the ORM (cardinsa_foundation.db.Database.read):
+#: the function core.read_policy of migration core_0002.
+GET_POLICY = ReadQuery(PolicyRow, "read_policy", ("id",))
 UPDATABLE = frozenset(
     {"effective_date", "expiry_date", "payment_frequency", "sum_insured", "insured_members"}
 )
@@ -243,7 +240,7 @@ class PolicyUseCases:
         row = None
         if key is not None:
             async with self.ctx.db.read(company_id=company) as reader:
-                row = await reader.one(GET_POLICY, company=company, id=key)
+                row = await reader.one(GET_POLICY, id=key)
         if row is None:
             raise not_found("policy", policy_id)
         return row
