@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from google.protobuf import struct_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -10,14 +10,22 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from cardinsa.common.v1 import common_pb2
 from cardinsa_foundation.audit import AuditLogMixin
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+
 
 def timestamp(value: datetime | None) -> Timestamp | None:
-    """A Timestamp, or None (the field stays unset) for a missing time."""
+    """A Timestamp, or None (the field stays unset) for a missing time.
+
+    The same value as ``Timestamp.FromDatetime`` (a naive time is UTC), at a
+    fraction of its cost (it showed in GetPolicy's profile: five per policy):
+    a timedelta is already normalised as a Timestamp is, whole seconds rounded
+    down and a non-negative fraction.
+    """
     if value is None:
         return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
+    delta = value - (_NAIVE_EPOCH if value.tzinfo is None else _EPOCH)
+    return Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
 def audit_event_to_proto(row: AuditLogMixin) -> common_pb2.AuditEvent:

@@ -298,3 +298,28 @@ def test_read_function_ddl_refuses_odd_names() -> None:
         )
     with pytest.raises(ValueError, match="identifier"):
         ReadQuery(Note, "read note")
+
+
+async def test_many_concurrent_reads_share_a_small_pool(env: Fixture) -> None:
+    """Callers beyond the pool's size wait for a free connection (none is opened
+    beyond it) and each still reads its own tenant's rows."""
+    db = env.database(db_pool_size=2)
+    admin = await asyncpg.connect(to_libpq_url(env.admin_url))
+
+    async def one(company: uuid.UUID, expected: str) -> None:
+        async with db.read(company_id=company) as reader:
+            rows = await reader.all(LIST_NOTES)
+        assert [n.text_body for n in rows] == [expected]
+
+    try:
+        await asyncio.gather(
+            *(one(COMPANY_A, "a") if i % 2 else one(COMPANY_B, "b") for i in range(60))
+        )
+        backends = await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            db._application_name,
+        )
+        assert backends == 2
+    finally:
+        await admin.close()
+        await db.dispose()

@@ -168,12 +168,17 @@ class Money:
 
     def units_nanos(self) -> tuple[int, int]:
         """(units, nanos) as google.type.Money carries them (same sign, |nanos| < 1e9)."""
-        units = int(self.amount)  # truncates toward zero, so the signs agree
-        nanos = int((self.amount - units) * _NANOS)
-        return units, nanos
+        return units_nanos(self.amount)
 
     def __str__(self) -> str:
         return f"{self.rounded().amount} {self.currency}"
+
+
+def units_nanos(amount: Decimal) -> tuple[int, int]:
+    """(units, nanos) of an amount as google.type.Money carries them (same sign,
+    |nanos| < 1e9), without Money.of's validation: for stored amounts."""
+    units = int(amount)  # truncates toward zero, so the signs agree
+    return units, int((amount - units) * _NANOS)
 
 
 def from_units_nanos(units: int, nanos: int, currency: str, *, field: str) -> Money:

@@ -21,7 +21,7 @@ from cardinsa_core.application.inputs import MemberRef, MoneyInput
 from cardinsa_core.application.policyholders import PolicyholderView
 from cardinsa_core.application.products import CoverageInput, ProductInput, ProductView, VersionView
 from cardinsa_core.domain.claims import ApprovalBands
-from cardinsa_core.domain.money import Money
+from cardinsa_core.domain.money import Money, units_nanos
 from cardinsa_core.domain.policyholders import (
     Address,
     DependentSpec,
@@ -80,9 +80,12 @@ def from_date(message: Any, field: str, path: str | None = None) -> dt.date | No
 
 
 def to_money(amount: Decimal | None, currency: str) -> money_pb2.Money | None:
+    """A stored amount as google.type.Money. Stored amounts were validated on the
+    way in (Money.of), so this only splits them: units truncated toward zero and
+    nanos of the same sign, as Money.units_nanos does."""
     if amount is None:
         return None
-    units, nanos = Money.of(amount, currency).units_nanos()
+    units, nanos = units_nanos(amount)
     return money_pb2.Money(currency_code=currency, units=units, nanos=nanos)
 
 
