@@ -14,12 +14,12 @@ Extension points:
   server like ``hostile_core_app`` below, seed one resource per tenant into
   ``tenant.ids``, probe = a Get of it (``core_target`` is the example).
   Every suite here then covers its RPCs.
-* gateway-level attacks (REST oversized bodies, deep JSON, schemathesis over the
-  OpenAPI description): a test module ``test_attack_gateway_*.py`` in this
-  directory that starts the gateway fixture, sends the payloads of
-  ``hostile_payloads.py`` (``REST_ATTACKS``, ``oversized_json_body``,
-  ``deep_json``) and records each case with the ``attacks`` fixture, so its rows
-  join the same table.
+* gateway-level attacks: ``hostile_gateway`` below is a real Envoy
+  (tests/support/gateway_harness.py) in front of this directory's identity,
+  company and core servers; test_attack_rest.py sends the REST payloads of
+  ``hostile_payloads.py`` through it to every route and records each case with
+  the ``attacks`` fixture, so its rows join the same table. (The schemathesis
+  run over the OpenAPI description is in tests/integration/gateway.)
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from hostile_harness import (
 )
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
+from support.gateway_harness import Endpoint, Gateway, running_gateway
 from support.identity_harness import IdentityHarness
 
 from cardinsa_company.cli import MIGRATIONS as COMPANY_MIGRATIONS
@@ -210,6 +211,29 @@ async def core_target(core_channel: grpc.aio.Channel, tenants: Tenants) -> Servi
         schemas=("core",),
         probe=core_probe,
     )
+
+
+@pytest_asyncio.fixture(scope="session")
+async def hostile_gateway(
+    identity: IdentityHarness,
+    hostile_company_app: CompanyApp,
+    hostile_core_app: CoreApp,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Gateway]:
+    """A real Envoy in front of this suite's identity, company and core servers
+    (tests/support/gateway_harness.py), stopped by its PID at the end. The login
+    limit is out of the way: REST attacks on the login route are about bodies."""
+    async with running_gateway(
+        identity,
+        tmp_path_factory.mktemp("hostile-gateway"),
+        {
+            "identity": [Endpoint.parse(identity.app.server.address)],
+            "company": [Endpoint.parse(hostile_company_app.server.address)],
+            "core": [Endpoint.parse(hostile_core_app.server.address)],
+        },
+        gateway_login_limit=100_000,
+    ) as gateway:
+        yield gateway
 
 
 @pytest.fixture(scope="session")

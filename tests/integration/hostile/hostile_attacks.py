@@ -6,7 +6,7 @@ Every attack test wraps its assertions in :meth:`AttackLog.attempt`; the outcome
 table. Rows with the same attack name (one per service it was tried against)
 are merged: "tried" lists every target, "held" is yes only if all held.
 
-Gateway-level attacks (REST bodies, deep JSON, schemathesis) record here the
+Gateway-level attacks (REST bodies, deep JSON: test_attack_rest.py) record here the
 same way: a test under ``tests/integration/hostile/`` uses the ``attacks``
 fixture (see conftest.py) and its rows appear in the same table.
 
