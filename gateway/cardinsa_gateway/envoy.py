@@ -100,6 +100,9 @@ GATEWAY_AUTH_HEADER = "x-cardinsa-gateway-auth"
 # the gateway refuses others, so its log and theirs carry the same id.
 REQUEST_ID_PATTERN = r"[A-Za-z0-9._:\-]{1,128}"
 ERROR_DOMAIN = "gateway.cardinsa.io"
+# A request header name gRPC metadata does not allow (only a-z, 0-9, "-", "_"
+# and "."; HTTP allows more, e.g. "%" or "`"). Pseudo-headers (":path") excluded.
+NOT_A_GRPC_HEADER_NAME = r"[^a-z0-9_.\-:].*|[a-z0-9_.\-]+[^a-z0-9_.\-].*"
 GRPC_RESPONSE_HEADERS = (
     "grpc-status",
     "grpc-message",
@@ -551,9 +554,23 @@ class EnvoyConfig:
             {
                 # Before the transcoder, so that on the way back it sees the
                 # transcoded response (grpc-status merged in from the trailers).
-                # Configured on the REST routes only.
+                # Response mutations: on the REST routes only. Requests: headers
+                # whose names gRPC metadata does not allow are dropped (as nginx
+                # drops invalid header names), since the services' gRPC stack
+                # fails the whole call (INTERNAL, "Illegal header key") on one.
                 "name": F_MUTATION,
-                "typed_config": {TYPE: T_MUTATION, "mutations": {}},
+                "typed_config": {
+                    TYPE: T_MUTATION,
+                    "mutations": {
+                        "request_mutations": [
+                            {
+                                "remove_on_match": {
+                                    "key_matcher": {"safe_regex": {"regex": NOT_A_GRPC_HEADER_NAME}}
+                                }
+                            }
+                        ]
+                    },
+                },
             },
             {"name": F_TRANSCODER, "typed_config": self._transcoder()},
             {
