@@ -177,6 +177,31 @@ class AuditWriter(Generic[AuditRowT]):
         ``company_id`` defaults to the caller's company; actor, on-behalf-of and
         request id always come from the request context.
         """
+        row = self.build(
+            action=action,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            changed_fields=changed_fields,
+            detail=detail,
+            company_id=company_id,
+        )
+        session.add(row)
+        return row
+
+    def build(
+        self,
+        *,
+        action: str,
+        entity_type: str,
+        entity_id: str | uuid.UUID | None,
+        changed_fields: Iterable[str] = (),
+        detail: Mapping[str, Any] | None = None,
+        company_id: str | uuid.UUID | None = None,
+    ) -> AuditRowT:
+        """The row `record` adds, not added to any session: for a hot path that
+        inserts it with its own SQL, in the transaction of the change. Same
+        content rules as `record` (context-derived actor and request id,
+        redacted detail)."""
         principal = current_principal()
         company = company_id if company_id is not None else current_company_id()
         row = self.model()
@@ -190,7 +215,6 @@ class AuditWriter(Generic[AuditRowT]):
         row.changed_fields = sorted(set(changed_fields))
         row.request_id = current_request_id()
         row.detail = redact_detail(dict(detail or {}))
-        session.add(row)
         return row
 
 
