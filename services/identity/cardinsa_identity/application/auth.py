@@ -31,12 +31,13 @@ from cardinsa_foundation.errors import (
     PermissionDenied,
     Unauthenticated,
 )
-from cardinsa_identity.application import throttle
+from cardinsa_identity.application import login_store, throttle
 from cardinsa_identity.application.context import (
     IdentityContext,
     require_principal,
     roles_and_permissions,
 )
+from cardinsa_identity.application.login_store import LoginUser, NewSession
 from cardinsa_identity.domain.api_keys import parse_api_key, verify_api_key_secret
 from cardinsa_identity.domain.password_policy import check_password
 from cardinsa_identity.domain.permissions import ALL_PERMISSIONS
@@ -89,7 +90,7 @@ class IssuedTokens:
     session_id: str = ""
 
 
-def _as_user_principal(user: UserRow, session_id: uuid.UUID | None = None) -> Principal:
+def _as_user_principal(user: UserRow | LoginUser, session_id: uuid.UUID | None = None) -> Principal:
     return Principal(
         subject=str(user.id),
         kind=PrincipalKind.USER,
@@ -151,30 +152,18 @@ class AuthUseCases:
             claims["exp"], UTC
         )
 
-    async def _open_session(
-        self, session: AsyncSession, user: UserRow, user_agent: str | None
-    ) -> tuple[SessionRow, str]:
+    def _new_session(self, user_agent: str | None, refresh_token_hash: str) -> NewSession:
         now = datetime.now(UTC)
         settings = self.ctx.settings
-        row = SessionRow(
+        return NewSession(
             id=uuid.uuid4(),
-            company_id=user.company_id,
-            user_id=user.id,
             last_use_time=now,
             idle_expire_time=now + timedelta(seconds=settings.session_idle_ttl_s),
             expire_time=now + timedelta(seconds=settings.session_absolute_ttl_s),
             client_address=client_address_var.get(),
             user_agent=(user_agent or "")[:256] or None,
+            refresh_token_hash=refresh_token_hash,
         )
-        session.add(row)
-        await session.flush()
-        refresh = new_opaque_token(OpaqueTokenKind.REFRESH)
-        session.add(
-            RefreshTokenRow(
-                token_hash=refresh.token_hash, session_id=row.id, company_id=user.company_id
-            )
-        )
-        return row, refresh.token
 
     # ------------------------------------------------------------------- login
 
@@ -185,26 +174,21 @@ class AuthUseCases:
         except ValueError:
             email_key = email.strip().lower()
         address = client_address_var.get() or "unknown"
-        keys = [(throttle.ACCOUNT, email_key), (throttle.ADDRESS, address)]
         db = self.ctx.db
 
-        async with db.unit_of_work(company_id=None, cross_tenant=True) as session:
-            locked_until, newly_locked = await throttle.reserve_attempt(session, self.policy, keys)
-            user = (
-                await session.scalars(
-                    select(UserRow).where(UserRow.email == email_key, UserRow.delete_time.is_(None))
-                )
-            ).first()
-            for scope, _key in newly_locked:
-                metrics.IDENTITY_LOCKOUTS.inc()
-                await self.ctx.audit.record(
-                    session,
-                    action="login.lockout",
-                    entity_type="user" if scope == throttle.ACCOUNT else "client_address",
-                    entity_id=(user.id if user else None) if scope == throttle.ACCOUNT else None,
-                    company_id=user.company_id if user and scope == throttle.ACCOUNT else None,
-                    detail={"scope": scope, "client_address": address},
-                )
+        # Each transaction sends its work as one statement (login_store: what the
+        # ORM did in sixteen round trips cost the hash threads' cores).
+        attempt = await login_store.reserve_and_find_user(
+            db,
+            self.ctx.audit,
+            self.policy,
+            email_key=email_key,
+            address=address,
+            now=datetime.now(UTC),
+        )
+        user, locked_until = attempt.user, attempt.locked_until
+        for _ in attempt.newly_locked:
+            metrics.IDENTITY_LOCKOUTS.inc()
         if locked_until is not None:
             raise throttle.locked_error(locked_until)
 
@@ -229,7 +213,8 @@ class AuthUseCases:
             raise _invalid_credentials()
 
         assert user is not None
-        principal_var.set(_as_user_principal(user))
+        principal = _as_user_principal(user)
+        principal_var.set(principal)
         if user.state != UserState.ACTIVE:
             async with db.unit_of_work(company_id=user.company_id) as session:
                 await self.ctx.audit.record(
@@ -246,39 +231,43 @@ class AuthUseCases:
             )
 
         await self.ctx.require_active_tenant(user.company_id)
-        async with db.unit_of_work(company_id=user.company_id) as session:
-            fresh = await session.get(UserRow, user.id, with_for_update=True)
-            if fresh is None or fresh.delete_time is not None or fresh.state != UserState.ACTIVE:
-                raise _invalid_credentials()
-            fresh.last_login_time = datetime.now(UTC)
-            if new_hash is not None and fresh.password_hash == user.password_hash:
-                fresh.password_hash = new_hash
-            await throttle.clear(session, throttle.ACCOUNT, email_key)
-            roles, permissions = await roles_and_permissions(session, fresh.id)
-            session_row, refresh_token = await self._open_session(session, fresh, user_agent)
-            principal_var.set(_as_user_principal(fresh, session_row.id))
-            await self.ctx.audit.record(
-                session,
-                action="login.succeeded",
-                entity_type="user",
-                entity_id=fresh.id,
-                detail={"session_id": str(session_row.id), "client_address": address},
-            )
+        refresh = new_opaque_token(OpaqueTokenKind.REFRESH)
+        opened = self._new_session(user_agent, refresh.token_hash)
+        session_id = str(opened.id)
+        principal_var.set(_as_user_principal(user, opened.id))
+        audit = self.ctx.audit.build(
+            action="login.succeeded",
+            entity_type="user",
+            entity_id=user.id,
+            detail={"session_id": session_id, "client_address": address},
+        )
+        grants = await login_store.complete_login(
+            db,
+            user=user,
+            email_key=email_key,
+            new_password_hash=new_hash,
+            opened=opened,
+            audit=audit,
+        )
+        if grants is None:  # deactivated, locked or deleted since the password check
+            principal_var.set(principal)
+            raise _invalid_credentials()
+        roles, permissions = grants
         access, access_exp = self._sign(
-            subject=str(fresh.id),
+            subject=str(user.id),
             kind=PrincipalKind.USER,
-            company_id=str(fresh.company_id),
+            company_id=str(user.company_id),
             roles=roles,
             permissions=permissions,
-            session_id=str(session_row.id),
+            session_id=session_id,
         )
         return IssuedTokens(
             access_token=access,
             access_expire_time=access_exp,
             expires_in=self.access_ttl,
-            refresh_token=refresh_token,
-            refresh_expire_time=session_row.expire_time,
-            session_id=str(session_row.id),
+            refresh_token=refresh.token,
+            refresh_expire_time=opened.expire_time,
+            session_id=session_id,
         )
 
     # ----------------------------------------------------------------- refresh

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -111,11 +112,20 @@ async def roles_and_permissions(
             .where(RoleBindingRow.user_id == user_id, RoleRow.delete_time.is_(None))
         )
     ).all()
-    names = sorted({row.name for row in rows})
+    return grants_of((row.name, row.permissions, row.built_in) for row in rows)
+
+
+def grants_of(
+    roles: Iterable[tuple[str, Iterable[str], bool]],
+) -> tuple[list[str], frozenset[str]]:
+    """Role names and the permissions they grant, from ``(name, permissions,
+    built_in)`` of each bound live role."""
+    names: set[str] = set()
     sets = []
-    for row in rows:
-        built_in = BUILT_IN_ROLES.get(row.name) if row.built_in else None
+    for name, permissions, built_in in roles:
+        names.add(name)
+        role = BUILT_IN_ROLES.get(name) if built_in else None
         # Built-in roles take their permissions from code, so a new release's
         # catalogue applies without a data migration.
-        sets.append(built_in.permissions if built_in else row.permissions)
-    return names, effective_permissions(sets)
+        sets.append(role.permissions if role else permissions)
+    return sorted(names), effective_permissions(sets)
