@@ -54,6 +54,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.pool import NullPool
+from sqlalchemy.util import greenlet_spawn
 
 from cardinsa_foundation import errors
 from cardinsa_foundation.config import ASYNC_URL_PREFIX, Environment, Settings, get_settings
@@ -72,6 +73,16 @@ _SET_TENANT_SQL: Final = text(
     f"set_config('{CROSS_TENANT_SETTING}', :cross_tenant, true)"
 )
 _IDENTIFIER: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# BEGIN and the tenant in one simple-protocol query (two statements, one round
+# trip) for Database.transaction. The simple protocol has no parameters, so the
+# values are inlined: the company id is a canonical UUID or empty (checked
+# against _CANONICAL_ID just before), the flag one of two constants.
+_BEGIN_WITH_TENANT: Final = (
+    "BEGIN ISOLATION LEVEL READ COMMITTED; "
+    f"SELECT set_config('{TENANT_SETTING}', '{{company_id}}', true), "
+    f"set_config('{CROSS_TENANT_SETTING}', '{{cross_tenant}}', true)"
+)
+_CANONICAL_ID: Final = re.compile(r"^(?:[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12})?$")
 _E = TypeVar("_E")
 
 
@@ -272,6 +283,46 @@ class Database:
                 "default_transaction_read_only": "on",
             },
         )
+
+    @asynccontextmanager
+    async def transaction(
+        self,
+        *,
+        company_id: str | uuid.UUID | _CurrentPrincipalCompany | None = CURRENT_COMPANY,
+        cross_tenant: bool = False,
+    ) -> AsyncIterator[Any]:
+        """A read-write transaction without the ORM, for hot paths written as a
+        few hand-written statements (login); yields the asyncpg connection.
+
+        The same tenant rules as :meth:`unit_of_work`: BEGIN and the
+        transaction-local tenant settings go as one round trip, then the
+        caller's statements, then COMMIT when the block succeeds. On any
+        exception the connection is discarded (its state is unknown), which
+        rolls the transaction back. The connection comes from the engine's pool
+        (the one units of work use).
+        """
+        if isinstance(company_id, _CurrentPrincipalCompany):
+            company_id = current_company_id()
+        tenant = normalize_company_id(company_id)
+        if not _CANONICAL_ID.match(tenant):  # normalize_company_id guarantees it
+            raise ValueError("not a canonical company id")
+        begin = _BEGIN_WITH_TENANT.format(
+            company_id=tenant, cross_tenant="on" if cross_tenant else "off"
+        )
+        fairy = await self.engine.raw_connection()
+        try:
+            connection: Any = fairy.driver_connection
+            await connection.execute(begin)
+            yield connection
+            await connection.execute("COMMIT")
+        except BaseException as exc:
+            try:
+                fairy.invalidate(exc if isinstance(exc, Exception) else None)
+            except Exception:  # already closed: nothing left to discard
+                logger.debug("discarding a failed connection failed", exc_info=True)
+            raise
+        finally:
+            await greenlet_spawn(fairy.close)
 
     async def ping(self, timeout_s: float = 2.0) -> float:
         """Round-trip latency in seconds of ``SELECT 1``; raises Unavailable on failure."""
