@@ -10,12 +10,10 @@ in SQLAlchemy. That CPU competes with the hash threads for the same cores, so
 it came straight off the login rate (0.78 of the ceiling, measured with
 ``make bench`` and py-spy).
 
-Here each transaction is three round trips on a pooled connection, without
-the ORM session: BEGIN together with the tenant settings for row-level security
-(the rules of ``Database.unit_of_work``: transaction-local, an empty tenant sees
-nothing, cross-tenant only where asked for), one prepared statement with the
-work, COMMIT. A connection that fails in any way is discarded, never pooled.
-Nothing about the rules of login changes:
+Here each transaction is a ``Database.transaction`` (no ORM session; BEGIN with
+the tenant for row-level security as one round trip, one prepared statement with
+the work, COMMIT; a connection that fails in any way is discarded). Nothing
+about the rules of login changes:
 
 - ``reserve_and_find_user``: the same reservation upsert as
   :func:`throttle.reserve_attempt` (one definition, :func:`throttle.reserve_sql`)
@@ -29,32 +27,18 @@ Nothing about the rules of login changes:
   counter cleared, the session, its refresh token and the audit row (built by
   the service's :class:`AuditWriter`, same content as ``record``) inserted and
   the roles read. No row comes back when the user can no longer log in.
-
-The transaction helper belongs in ``cardinsa_foundation.db`` (a write
-counterpart of ``Database.read``); it lives here until the foundation has one.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import re
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy.util import greenlet_spawn
-
 from cardinsa_foundation.audit import AuditWriter
-from cardinsa_foundation.db import (
-    CROSS_TENANT_SETTING,
-    TENANT_SETTING,
-    Database,
-    normalize_company_id,
-)
+from cardinsa_foundation.db import Database
 from cardinsa_identity.application import throttle
 from cardinsa_identity.application.context import grants_of
 from cardinsa_identity.domain.users import UserState
@@ -67,19 +51,6 @@ __all__ = [
     "complete_login",
     "reserve_and_find_user",
 ]
-
-logger = logging.getLogger(__name__)
-
-# BEGIN and the tenant in one simple-protocol query (two statements, one round
-# trip). The simple protocol has no parameters, so the values are inlined: the
-# company id is a canonical UUID or empty (checked against _CANONICAL_ID just
-# before), the flag one of two constants.
-_BEGIN: Final = (
-    "BEGIN ISOLATION LEVEL READ COMMITTED; "
-    f"SELECT set_config('{TENANT_SETTING}', '{{company_id}}', true), "
-    f"set_config('{CROSS_TENANT_SETTING}', '{{cross_tenant}}', true)"
-)
-_CANONICAL_ID: Final = re.compile(r"^(?:[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12})?$")
 
 # Composed from constant text only (placeholders, no values).
 _RESERVE_AND_FIND_USER: Final = f"""
@@ -149,33 +120,6 @@ SELECT r.name, r.permissions, r.built_in
 """  # noqa: S608
 
 
-@asynccontextmanager
-async def _transaction(
-    db: Database, *, company_id: uuid.UUID | None, cross_tenant: bool = False
-) -> AsyncIterator[Any]:
-    """One transaction on a pooled connection (asyncpg), tenant set as by
-    ``Database.unit_of_work``: commit when the block succeeds; on any exception
-    the connection is discarded (its state is unknown), which rolls it back."""
-    tenant = normalize_company_id(company_id)
-    if not _CANONICAL_ID.match(tenant):  # normalize_company_id guarantees it
-        raise ValueError("not a canonical company id")
-    begin = _BEGIN.format(company_id=tenant, cross_tenant="on" if cross_tenant else "off")
-    fairy = await db.engine.raw_connection()
-    try:
-        connection: Any = fairy.driver_connection
-        await connection.execute(begin)
-        yield connection
-        await connection.execute("COMMIT")
-    except BaseException as exc:
-        try:
-            fairy.invalidate(exc if isinstance(exc, Exception) else None)
-        except Exception:  # already closed: nothing left to discard
-            logger.debug("discarding a failed connection failed", exc_info=True)
-        raise
-    finally:
-        await greenlet_spawn(fairy.close)
-
-
 def _audit_arguments(row: AuditEventRow) -> tuple[Any, ...]:
     """`_AUDIT_VALUES` of a row from `AuditWriter.build`."""
     return (
@@ -229,7 +173,7 @@ async def reserve_and_find_user(
     account, in one cross-tenant transaction that commits at once (see
     :func:`throttle.reserve_attempt`); a key this attempt locks gets its
     ``login.lockout`` audit row in the same transaction."""
-    async with _transaction(db, company_id=None, cross_tenant=True) as connection:
+    async with db.transaction(company_id=None, cross_tenant=True) as connection:
         records = await connection.fetch(
             _RESERVE_AND_FIND_USER,
             throttle.ACCOUNT,
@@ -302,7 +246,7 @@ async def complete_login(
     token, the audit row. Returns the user's roles and permissions, or None
     (nothing written) when the account is no longer active or was deleted since
     the password was checked."""
-    async with _transaction(db, company_id=user.company_id) as connection:
+    async with db.transaction(company_id=user.company_id) as connection:
         records = await connection.fetch(
             _COMPLETE_LOGIN,
             *_audit_arguments(audit),
