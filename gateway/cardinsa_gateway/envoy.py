@@ -96,6 +96,12 @@ REST_MARKER = "x-envoy-original-path"  # set by the transcoder on REST calls
 REQUEST_ID = "x-request-id"
 UNROUTED_HEADER = ":cardinsa-unrouted"
 GATEWAY_AUTH_HEADER = "x-cardinsa-gateway-auth"
+#: Request headers Envoy accepts: below the services' gRPC metadata limit
+#: (cardinsa_foundation.server.MAX_METADATA_BYTES, 16 KiB) by more than what
+#: Envoy adds (forwarding, request id, the gateway's proof: well under 1 KiB),
+#: so an oversized request gets Envoy's 431 instead of reaching a service that
+#: refuses it with RESOURCE_EXHAUSTED (429, naming the internal headers).
+MAX_REQUEST_HEADERS_KB = 12
 # The services accept request ids of this shape (cardinsa_foundation.interceptors);
 # the gateway refuses others, so its log and theirs carry the same id.
 REQUEST_ID_PATTERN = r"[A-Za-z0-9._:\-]{1,128}"
@@ -374,7 +380,7 @@ class EnvoyConfig:
             "normalize_path": True,
             "merge_slashes": True,
             "path_with_escaped_slashes_action": "REJECT_REQUEST",
-            "max_request_headers_kb": 64,
+            "max_request_headers_kb": MAX_REQUEST_HEADERS_KB,
             "request_headers_timeout": "10s",
             "stream_idle_timeout": "300s",
             "common_http_protocol_options": {

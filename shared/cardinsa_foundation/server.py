@@ -46,6 +46,9 @@ WORKER_INDEX_ENV = "CARDINSA_WORKER_INDEX"
 # database does (a database outage must not get every pod restarted); the
 # overall name "" and the per-service names follow the database (readiness).
 LIVENESS_SERVICE = "cardinsa.liveness"
+#: Largest request metadata (headers) a server accepts; larger calls fail with
+#: RESOURCE_EXHAUSTED before any interceptor runs.
+MAX_METADATA_BYTES = 16 * 1024
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -123,6 +126,12 @@ class GrpcServer:
                 # A second server on a taken port must fail, not share it.
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+                # One metadata limit, not gRPC's default soft 8 KiB / hard 16 KiB
+                # (calls in between fail at random). The gateway's header limit
+                # (gateway/cardinsa_gateway/envoy.py, MAX_REQUEST_HEADERS_KB) is
+                # below it, so REST and gRPC clients behind Envoy get Envoy's 431.
+                ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+                ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ],

@@ -346,6 +346,26 @@ async def test_header_names_grpc_does_not_allow_are_dropped(
     assert login.header("x-request-id") == "illegal-header-login"
 
 
+async def test_headers_beyond_what_the_services_accept_stop_at_the_gateway(
+    gateway: Gateway, identity: IdentityHarness
+) -> None:
+    """Regression (attack suite): request headers of 8-64 KiB passed Envoy's limit
+    but not the services' gRPC metadata limit, and came back as 429 "too many
+    requests" whose message listed the internal headers and their sizes (the
+    gateway's secret among them). The gateway's limit is now below the services'."""
+    token = await identity.token(identity.admin_a)
+    path = f"/v1/users/{identity.admin_a.user_id}"
+    for size in (6_000, 9_000):  # 9 000: beyond gRPC's default soft limit of 8 KiB
+        fine = await gateway.request("GET", path, headers={"x-pad": "p" * size}, token=token)
+        assert fine.status == 200, (size, fine.body)
+    for size in (14_000, 40_000, 70_000):
+        reply = await gateway.request("GET", path, headers={"x-pad": "p" * size}, token=token)
+        assert reply.status == 431, (size, reply.status, reply.body[:300])
+        assert b"gateway-auth" not in reply.body and b"x-envoy" not in reply.body
+        assert reply.header("content-type") == "application/json"
+        assert error_info(reply.json())["reason"] == "HEADERS_TOO_LARGE", reply.body
+
+
 async def test_unavailable_service_is_503_json_without_internals(gateway: Gateway) -> None:
     reply = await gateway.request("GET", "/v1/info/company")
     body = assert_error(reply, 503, 14)
