@@ -370,3 +370,29 @@ async def test_audit_trail_records_the_lifecycle(identity: IdentityHarness) -> N
     assert lock.actor_id == identity.admin_a.user_id
     assert lock.request_id
     assert lock.detail["reason"] == "test"
+
+
+async def test_a_reason_longer_than_the_audit_log_keeps_is_refused(
+    identity: IdentityHarness,
+) -> None:
+    """LockUser/DeactivateUser reasons go into the audit log: beyond 500
+    characters the call is refused with a field violation (it used to be cut
+    silently), and nothing changes."""
+    admin = identity.bearer(await identity.token(identity.admin_a))
+    user = await identity.create_user(identity.admin_a)
+    for call, request in (
+        (identity.users.LockUser, user_service_pb2.LockUserRequest),
+        (identity.users.DeactivateUser, user_service_pb2.DeactivateUserRequest),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(request(user_id=user.user_id, reason="r" * 501), metadata=admin)
+        assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "reason" in caught.value.details()
+    current = await identity.users.GetUser(
+        user_service_pb2.GetUserRequest(user_id=user.user_id), metadata=admin
+    )
+    assert current.state == resources_pb2.User.ACTIVE
+    locked = await identity.users.LockUser(
+        user_service_pb2.LockUserRequest(user_id=user.user_id, reason="é" * 500), metadata=admin
+    )
+    assert locked.state == resources_pb2.User.LOCKED

@@ -53,6 +53,9 @@ from cardinsa_identity.domain.users import (
 )
 from cardinsa_identity.repository.models import IdempotencyRow, SessionRow, UserRow
 
+#: Longest reason LockUser and DeactivateUser accept (it goes into the audit log).
+MAX_REASON_LENGTH = 500
+
 USER_FILTER = FilterSpec(
     {
         "email": FilterField(UserRow.email, FieldType.STRING),
@@ -302,7 +305,7 @@ class UserUseCases:
             check_etag(user, etag)
             detail = apply(user) or {}
             if reason:
-                detail["reason"] = reason[:500]
+                detail["reason"] = reason
             if detail.pop("revoke", False):
                 detail["sessions_revoked"] = await revoke_user_sessions(session, user.id, action)
             await session.flush()
@@ -321,6 +324,15 @@ class UserUseCases:
     async def transition(
         self, user_id: str, action: UserAction, etag: str, reason: str = ""
     ) -> tuple[UserRow, list[str]]:
+        if len(reason) > MAX_REASON_LENGTH:
+            raise InvalidArgument(
+                "the reason is too long",
+                reason="INVALID_REASON",
+                field_violations=[
+                    FieldViolation("reason", f"at most {MAX_REASON_LENGTH} characters")
+                ],
+            )
+
         def apply(user: UserRow) -> dict[str, Any]:
             if action is UserAction.UNLOCK and user.state == UserState.ACTIVE:
                 # Not locked by an admin, perhaps by failed logins: clearing
