@@ -346,6 +346,10 @@ class Database:
             "overflow": int(pool.overflow()),
         }
 
+    def read_pool_status(self) -> dict[str, int]:
+        """The read pool's gauges (:meth:`read`), like :meth:`pool_status`."""
+        return self._read_pool.stats()
+
     async def dispose(self) -> None:
         """Close every pooled connection (graceful shutdown)."""
         await self._read_pool.close()
@@ -434,6 +438,16 @@ class _ReadPool:
             if not connection.is_closed():
                 connection.terminate()
         self._wake()
+
+    def stats(self) -> dict[str, int]:
+        """The pool gauges (the keys of metrics.register_pool_collector)."""
+        idle = len(self._idle)
+        return {
+            "size": self._max_size,
+            "checked_out": self._size - idle,
+            "checked_in": idle,
+            "overflow": 0,
+        }
 
     def _too_old(self, connection: Any) -> bool:
         if self._max_age_s is None:

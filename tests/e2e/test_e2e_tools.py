@@ -158,11 +158,18 @@ def test_the_launcher_prints_working_endpoints(suite: SuiteProcess) -> None:
         f"OpenAPI http://127.0.0.1:{ports.gateway}/openapi.json",
     ):
         assert expected in printed, printed
-    for metrics in (ports.identity_metrics, ports.company_metrics, ports.core_metrics):
+    for metrics, pools in (
+        (ports.identity_metrics, ("identity",)),
+        (ports.company_metrics, ("company",)),
+        (ports.core_metrics, ("core", "core-read")),  # core-read: Database.read
+    ):
         url = f"http://127.0.0.1:{metrics}/metrics"
         assert url in printed
         with urllib.request.urlopen(url, timeout=10) as reply:
-            assert "grpc_server_handled_total" in reply.read().decode()
+            text = reply.read().decode()
+        assert "grpc_server_handled_total" in text
+        for pool in pools:
+            assert f'db_pool_size{{pool="{pool}"}}' in text, pool
 
     # The curl line: its address and body, with the configured password (the
     # launcher prints a configured password as a placeholder, never the secret).

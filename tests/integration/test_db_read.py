@@ -307,8 +307,12 @@ async def test_many_concurrent_reads_share_a_small_pool(env: Fixture) -> None:
     db = env.database(db_pool_size=2)
     admin = await asyncpg.connect(to_libpq_url(env.admin_url))
 
+    peak = 0
+
     async def one(company: uuid.UUID, expected: str) -> None:
+        nonlocal peak
         async with db.read(company_id=company) as reader:
+            peak = max(peak, db.read_pool_status()["checked_out"])
             rows = await reader.all(LIST_NOTES)
         assert [n.text_body for n in rows] == [expected]
 
@@ -321,6 +325,13 @@ async def test_many_concurrent_reads_share_a_small_pool(env: Fixture) -> None:
             db._application_name,
         )
         assert backends == 2
+        assert peak == 2
+        assert db.read_pool_status() == {
+            "size": 2,
+            "checked_out": 0,
+            "checked_in": 2,
+            "overflow": 0,
+        }
     finally:
         await admin.close()
         await db.dispose()

@@ -74,6 +74,7 @@ from cardinsa_foundation.tenancy import TenantStatusCache, api_key_credentials
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "core"
+READ_POOL = f"{SERVICE_NAME}-read"
 APIS = [
     "cardinsa.core.v1.CoreService",
     "cardinsa.core.v1.PolicyholderService",
@@ -139,6 +140,9 @@ def build(
     db = Database(database_url, settings, application_name=SERVICE_NAME)
     pool_stats = partial(metrics.PoolStats.from_pool, db.engine.pool)
     metrics.register_pool_collector(SERVICE_NAME, pool_stats)
+    # GetPolicy's connections (Database.read), a pool of their own.
+    read_pool_stats = db.read_pool_status
+    metrics.register_pool_collector(READ_POOL, read_pool_stats)
     identity_channel = grpc.aio.insecure_channel(settings.identity_address)
     company_channel: grpc.aio.Channel | None = None
     if tenants is None:
@@ -173,6 +177,7 @@ def build(
         if company_channel is not None:
             await company_channel.close()
         metrics.unregister_pool_collector(SERVICE_NAME, pool_stats)
+        metrics.unregister_pool_collector(READ_POOL, read_pool_stats)
         await db.dispose()
 
     def registration(
