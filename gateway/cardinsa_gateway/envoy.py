@@ -1061,6 +1061,13 @@ class EnvoyConfig:
                         "max_connections": 10_000,
                         "max_pending_requests": 10_000,
                         "max_requests": 10_000,
+                        # Concurrent retries (reads only) may reach a fifth of
+                        # the requests in flight, at least 20: Envoy's default of
+                        # three refused most retries of a burst of failures.
+                        "retry_budget": {
+                            "budget_percent": {"value": 20.0},
+                            "min_retry_concurrency": 20,
+                        },
                     }
                 ]
             },
