@@ -236,14 +236,13 @@ class Database:
         The same tenant rules as :meth:`unit_of_work`: each query is a call of
         its read function (:func:`tenant_read_function_ddl`), which sets the
         tenant transaction-locally before it runs its query, in the one implicit
-        transaction of that statement -- row-level security applies and nothing outlives it. Each
-        query therefore sees its own snapshot: use a unit of work when several
-        reads must agree. Queries are :class:`ReadQuery` objects, run as prepared
-        statements on a connection of the read pool (:class:`_ReadPool`: asyncpg,
-        read-only sessions, up to ``db_pool_size`` connections besides the
-        engine's). A
-        connection that fails other than by a database error is closed, never
-        reused.
+        transaction of that statement -- row-level security applies and nothing
+        outlives it. Each query therefore sees its own snapshot: use a unit of
+        work when several reads must agree. Queries are :class:`ReadQuery`
+        objects, run as prepared statements on a connection of the read pool
+        (:class:`_ReadPool`: asyncpg, read-only sessions, up to ``db_pool_size``
+        connections besides the engine's). A connection that fails other than by
+        a database error is closed, never reused.
         """
         if isinstance(company_id, _CurrentPrincipalCompany):
             company_id = current_company_id()
