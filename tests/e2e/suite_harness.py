@@ -19,7 +19,6 @@ is raised instead (the 429 test then skips).
 from __future__ import annotations
 
 import contextlib
-import http.client
 import itertools
 import json
 import os
@@ -35,6 +34,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from support.rest import Reply, exchange
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SUITE_SCRIPT = PROJECT_ROOT / "scripts" / "suite.py"
@@ -528,25 +529,6 @@ def _start_of(pid: int) -> int:
 
 
 @dataclass
-class Reply:
-    status: int
-    headers: dict[str, list[str]]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        values = self.headers.get(name.lower())
-        return values[0] if values else None
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    def ok(self) -> Any:
-        """The JSON body of a 200, or a failure naming the status and body."""
-        assert self.status == 200, (self.status, self.body[:2000])
-        return self.json()
-
-
-@dataclass
 class Rest:
     """REST/JSON through the gateway, one connection per call, from ``source``."""
 
@@ -570,18 +552,9 @@ class Rest:
             sent.setdefault("content-type", "application/json")
         if token is not None:
             sent["authorization"] = f"Bearer {token}"
-        connection = http.client.HTTPConnection(
-            self.host, self.port, timeout=30, source_address=(self.source, 0)
+        return exchange(
+            self.host, self.port, method, path, body=data, headers=sent, source=self.source
         )
-        try:
-            connection.request(method, path, body=data, headers=sent)
-            response = connection.getresponse()
-            found: dict[str, list[str]] = {}
-            for name, value in response.getheaders():
-                found.setdefault(name.lower(), []).append(value)
-            return Reply(response.status, found, response.read())
-        finally:
-            connection.close()
 
     def login(self, email: str, password: str = PASSWORD) -> str:
         reply = self.call("POST", "/v1/auth:login", {"email": email, "password": password})

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import json
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -39,6 +38,7 @@ from cardinsa_gateway.process import (
 )
 from cardinsa_gateway.settings import GatewaySettings
 from support.identity_harness import GATEWAY_SECRET, IdentityHarness
+from support.rest import Reply, exchange
 
 __all__ = [
     "CORS_ORIGIN",
@@ -57,23 +57,6 @@ __all__ = [
 LOGIN_LIMIT = 3
 CORS_ORIGIN = "https://app.example.test"
 START_TIMEOUT_S = 30.0
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, list[str]]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        values = self.headers.get(name.lower())
-        return values[0] if values else None
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    def grpc_headers(self) -> list[str]:
-        return [name for name in self.headers if name.startswith("grpc-")]
 
 
 @dataclass
@@ -116,16 +99,9 @@ class Gateway:
         if client is not None:
             # One trusted hop is configured: this is the client address Envoy uses.
             sent["x-forwarded-for"] = client
-        connection = http.client.HTTPConnection(self.host, port or self.port, timeout=20)
-        try:
-            connection.request(method, path, body=body, headers=sent)
-            response = connection.getresponse()
-            found: dict[str, list[str]] = {}
-            for name, value in response.getheaders():
-                found.setdefault(name.lower(), []).append(value)
-            return Reply(response.status, found, response.read())
-        finally:
-            connection.close()
+        return exchange(
+            self.host, port or self.port, method, path, body=body, headers=sent, timeout_s=20
+        )
 
     async def request(self, method: str, path: str, *args: Any, **kwargs: Any) -> Reply:
         return await asyncio.to_thread(self.request_sync, method, path, *args, **kwargs)

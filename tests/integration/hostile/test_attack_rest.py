@@ -20,8 +20,6 @@ DELETE, whose body is refused whatever it holds; no ``grpc-*`` headers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import http.client
 import json
 from collections.abc import Callable
 from typing import Any
@@ -30,7 +28,8 @@ import pytest
 from hostile_attacks import AttackLog
 from hostile_harness import TARGET_SPECS, Database, ServiceTarget, Tenants, changed
 from hostile_payloads import REST_ATTACKS, RestAttack, RestRoute, fill_route, rest_routes
-from support.gateway_harness import Gateway, Reply
+from support.gateway_harness import Gateway
+from support.rest import Reply, exchange
 
 TARGETS = [spec.name for spec in TARGET_SPECS]
 ROUTES = {spec.name: rest_routes(spec.services) for spec in TARGET_SPECS}
@@ -44,18 +43,8 @@ def send_sync(
     """One request on its own connection. Envoy may answer an oversized body
     (413) and close before the client has sent all of it: the answer is read
     all the same."""
-    connection = http.client.HTTPConnection(gateway.host, gateway.port, timeout=30)
     headers = {"content-type": content_type, "authorization": f"Bearer {token}"}
-    try:
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            connection.request(verb, path, body=body, headers=headers)
-        response = connection.getresponse()
-        found: dict[str, list[str]] = {}
-        for name, value in response.getheaders():
-            found.setdefault(name.lower(), []).append(value)
-        return Reply(response.status, found, response.read())
-    finally:
-        connection.close()
+    return exchange(gateway.host, gateway.port, verb, path, body=body, headers=headers)
 
 
 BODYLESS_VERBS = ("GET", "DELETE")
