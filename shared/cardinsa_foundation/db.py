@@ -241,8 +241,8 @@ class Database:
         work when several reads must agree. Queries are :class:`ReadQuery`
         objects, run as prepared statements on a connection of the read pool
         (:class:`_ReadPool`: asyncpg, read-only sessions, up to ``db_pool_size``
-        connections besides the engine's). A connection that fails other than by
-        a database error is closed, never reused.
+        connections besides the engine's). A connection whose query failed in
+        any way is closed, never reused.
         """
         if isinstance(company_id, _CurrentPrincipalCompany):
             company_id = current_company_id()
@@ -260,13 +260,14 @@ class Database:
             ) from exc
         try:
             yield ReadSession(connection, tenant, "on" if cross_tenant else "off")
-        except BaseException as exc:
-            if not isinstance(exc, asyncpg.PostgresError) or isinstance(
-                exc, asyncpg.PostgresConnectionError
-            ):
-                # Unknown protocol state (cancelled mid-query, broken socket):
-                # never hand it to the next caller.
-                connection.terminate()
+        except BaseException:
+            # After any failure the connection is not known to be idle: a query
+            # cancelled half-way, a broken socket, or a server shutting down,
+            # which fails the statement with a database error (57P01) and closes
+            # the socket only later -- reused, that connection failed the next
+            # read with "another operation is in progress" (INTERNAL; the
+            # PostgreSQL-restart fault test). Never hand it on.
+            connection.terminate()
             raise
         finally:
             pool.release(connection)

@@ -231,17 +231,23 @@ async def test_an_exhausted_read_pool_answers_unavailable(env: Fixture) -> None:
         await db.dispose()
 
 
-async def test_a_database_error_keeps_the_connection_and_maps_cleanly(env: Fixture) -> None:
-    """A statement that fails in the database (here a statement timeout) leaves a
-    healthy connection behind; the error maps to UNAVAILABLE, not INTERNAL."""
+async def test_a_database_error_drops_the_connection_and_maps_cleanly(env: Fixture) -> None:
+    """A statement that fails in the database (here a statement timeout) maps to
+    UNAVAILABLE, not INTERNAL; its connection is closed (its protocol state is
+    not known to be idle: a server shutting down fails a statement the same
+    way) and the next read gets a new one."""
     db = env.database(db_pool_size=1, db_statement_timeout_ms=100)
+    pids: list[int] = []
     try:
         with pytest.raises(asyncpg.QueryCanceledError) as caught:
             async with db.read(company_id=COMPANY_A) as reader:
+                pids.append(reader._connection.get_server_pid())
                 await reader.one(SLOW_NOTE, id=env.a_note, seconds=2.0)
         assert errors.from_exception(caught.value).reason == "STATEMENT_TIMEOUT"
         async with db.read(company_id=COMPANY_A) as reader:
+            pids.append(reader._connection.get_server_pid())
             assert await reader.one(GET_NOTE, id=env.a_note) is not None
+        assert pids[0] != pids[1]
     finally:
         await db.dispose()
 
