@@ -128,6 +128,16 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = Field(default=900, ge=1)
     clock_skew_s: int = Field(default=30, ge=0)
     jwks_cache_ttl_s: int = Field(default=300, ge=0)
+    # Revoked tokens (lock, logout, role removal ...) are refused by every
+    # service, from identity's WatchRevocations stream kept in memory. False
+    # turns the check off (measurements only; refused in production).
+    revocation_check: bool = True
+    # Longest wait between reconnection attempts while identity's watch is down
+    # (the last known revocations stay in force meanwhile).
+    revocation_backoff_max_s: float = Field(default=5.0, gt=0)
+    # A watch silent for this long (identity sends a heartbeat every few
+    # seconds) is reopened.
+    revocation_idle_timeout_s: float = Field(default=15.0, gt=0)
 
     # --- secrets -----------------------------------------------------------------
     signing_key_encryption_key: SecretStr = SecretStr(DEV_SIGNING_KEY_ENCRYPTION_KEY)
@@ -248,6 +258,10 @@ class Settings(BaseSettings):
             )
         if self.debug:
             problems.append(("debug", f"{ENV_PREFIX}DEBUG must be false in production"))
+        if not self.revocation_check:
+            problems.append(
+                ("revocation_check", f"{ENV_PREFIX}REVOCATION_CHECK must be true in production")
+            )
         return problems
 
     @property

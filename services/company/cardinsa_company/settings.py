@@ -14,6 +14,10 @@ class CompanyServiceSettings(Settings):
     identity_address: str = "127.0.0.1:50051"
     # Deadline of one JWKS fetch from identity.
     identity_timeout_s: float = Field(default=2.0, gt=0)
+    # API key of company's platform service account (permission
+    # revocations.watch), exchanged with identity for the token that follows
+    # identity's token revocations. Required in production.
+    service_api_key: SecretStr | None = None
     # Proof that a call came through our gateway (then its client-address header
     # is trusted for the access log). Unset: only the gRPC peer.
     gateway_secret: SecretStr | None = None

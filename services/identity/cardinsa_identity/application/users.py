@@ -39,6 +39,7 @@ from cardinsa_identity.application.context import (
     roles_and_permissions,
     target_company,
 )
+from cardinsa_identity.application.revocations import revoke_sessions
 from cardinsa_identity.domain.password_policy import check_password
 from cardinsa_identity.domain.users import (
     PROFILE_FIELDS,
@@ -422,6 +423,7 @@ class UserUseCases:
             if family.revoke_time is None:
                 family.revoke_time = datetime.now(UTC)
                 family.revoke_reason = "revoked_by_admin"
+                await revoke_sessions(session, [family.id], "revoked_by_admin")
                 await self.ctx.audit.record(
                     session,
                     action="session.revoke",
