@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
-import pytest
 import pytest_asyncio
 from company_harness import CompanyHarness
 from support.identity_harness import IdentityHarness

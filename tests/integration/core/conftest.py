@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
-import pytest
 import pytest_asyncio
 from core_harness import CoreHarness, Tenant
 from support.identity_harness import IdentityHarness
