@@ -147,7 +147,10 @@ async def run_matrix(
     """Call every tenant method as ``caller`` (metadata of company A's admin)."""
     outcomes: list[Outcome] = []
     all_foreign = set(foreign_ids.values())
-    for service, method in tenant_methods(services):
+    # Logout ends the caller's own session, and with it the caller's token at
+    # once (a revocation): it goes last.
+    methods = sorted(tenant_methods(services), key=lambda sm: sm[1].name == "Logout")
+    for service, method in methods:
         request_cls = message_factory.GetMessageClass(method.input_type)
         foreign_request, random_request = request_cls(), request_cls()
         used = fill_ids(foreign_request, foreign_ids, random_ids=False)
