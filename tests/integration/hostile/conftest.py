@@ -89,6 +89,8 @@ async def hostile_company_app(
         _env_file=None,
         environment=Environment.TEST,
         identity_address=identity.app.server.address,
+        # Refuses revoked tokens, as in production.
+        service_api_key=await identity.service_key("hostile-company", "revocations.watch"),
         tenant_status_ttl_s=1.0,
         db_pool_size=5,
         db_max_overflow=10,
@@ -150,9 +152,15 @@ async def identity_target(identity: IdentityHarness) -> ServiceTarget:
             # A refused login is counted (throttle) and audited, by design.
             "Login": frozenset({"identity.login_throttles", "identity.audit_events"}),
             "ChangePassword": frozenset({"identity.login_throttles", "identity.audit_events"}),
-            # Reuse of a rotated refresh token revokes its family and is audited.
+            # Reuse of a rotated refresh token revokes its family (and its
+            # access tokens) and is audited.
             "RefreshToken": frozenset(
-                {"identity.sessions", "identity.refresh_tokens", "identity.audit_events"}
+                {
+                    "identity.sessions",
+                    "identity.refresh_tokens",
+                    "identity.revocations",
+                    "identity.audit_events",
+                }
             ),
         },
         settle=identity.app.auth.wait_for_background,
@@ -180,6 +188,8 @@ async def hostile_core_app(
         _env_file=None,
         environment=Environment.TEST,
         identity_address=identity.app.server.address,
+        # Refuses revoked tokens, as in production.
+        service_api_key=await identity.service_key("hostile-core", "revocations.watch"),
         db_pool_size=5,
         db_max_overflow=10,
     )

@@ -151,7 +151,7 @@ async def core_app(
         db_pool_size=3,
         db_max_overflow=3,
     )
-    app = build_core(settings, app_role_url(identity_database), port=0, metrics_port=None)
+    app = build_core(settings, app_role_url(identity_database), port=0, metrics_port=0)
     await app.start()
     try:
         yield app
@@ -175,7 +175,7 @@ async def company_app(
         db_pool_size=3,
         db_max_overflow=3,
     )
-    app = build_company(settings, app_role_url(identity_database), port=0, metrics_port=None)
+    app = build_company(settings, app_role_url(identity_database), port=0, metrics_port=0)
     await app.start()
     try:
         yield app
