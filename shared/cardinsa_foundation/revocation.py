@@ -19,13 +19,17 @@ An entry matters only while a token it covers can still be accepted: until
 is dropped.
 
 While identity cannot be reached the subscriber keeps the last known set and
-retries with exponential backoff, resuming from its cursor; until the first
-complete sync after start, calls are refused with UNAVAILABLE
-(``REVOCATIONS_UNAVAILABLE``), as they are while no JWKS could be fetched.
-Metrics: ``cardinsa_revocations_received``, ``cardinsa_revocation_subscription_
-connected``, ``cardinsa_revocation_last_message_age_seconds`` (heartbeats arrive
-every few seconds, so a growing age means a stale set) and
-``cardinsa_revocation_entries``.
+retries with exponential backoff, resuming from its cursor. Until the first
+sync after start a service knows no revocation: it starts following at once
+and does not refuse calls meanwhile (``require_sync`` would: UNAVAILABLE,
+``REVOCATIONS_UNAVAILABLE``). Refusing them would deadlock a start: identity
+asks company whether the platform company is active when company exchanges the
+API key its watch needs. With identity up the first sync takes milliseconds;
+with identity down no token verifies at a fresh start anyway (no JWKS).
+Metrics (label ``subscriber``): ``revocations_received``,
+``revocation_watch_connected``, ``revocation_watch_last_message_age_seconds``
+(heartbeats arrive every few seconds, so a growing age means a stale set) and
+``revocation_entries``.
 """
 
 from __future__ import annotations
@@ -52,25 +56,25 @@ SUBJECT: Final = "subject"
 TOKEN_REVOKED: Final = "TOKEN_REVOKED"  # noqa: S105 - an error reason, not a secret
 
 REVOCATIONS_RECEIVED = Counter(
-    "cardinsa_revocations_received",
+    "revocations_received",
     "Revocations received from identity's watch (or loaded by identity itself).",
     ["subscriber"],
     registry=REGISTRY,
 )
 SUBSCRIPTION_CONNECTED = Gauge(
-    "cardinsa_revocation_subscription_connected",
+    "revocation_watch_connected",
     "1 while the revocation watch is connected and caught up, else 0.",
     ["subscriber"],
     registry=REGISTRY,
 )
 LAST_MESSAGE_AGE = Gauge(
-    "cardinsa_revocation_last_message_age_seconds",
+    "revocation_watch_last_message_age_seconds",
     "Seconds since the last message (event or heartbeat) of the revocation watch.",
     ["subscriber"],
     registry=REGISTRY,
 )
 ENTRIES = Gauge(
-    "cardinsa_revocation_entries",
+    "revocation_entries",
     "Live revocations held in memory.",
     ["subscriber"],
     registry=REGISTRY,
@@ -117,7 +121,7 @@ class RevocationSet:
     name: str = "revocations"
     clock: Callable[[], float] = time.time
     #: Refuse calls (UNAVAILABLE) until the first complete sync.
-    require_sync: bool = True
+    require_sync: bool = False
     synced: bool = False
     cursor: int = 0
     _sessions: dict[str, float] = field(default_factory=dict)
@@ -388,9 +392,13 @@ def identity_revocation_stream(
     return open_stream
 
 
-#: How long a service waits at start for its first sync before serving anyway
-#: (calls with tokens then get UNAVAILABLE until it arrives).
-STARTUP_SYNC_WAIT_S: Final = 5.0
+def usable_api_key(secret: Any) -> str | None:
+    """The service API key when it has the shape identity issues (``cdk_...``); none,
+    an empty value or a placeholder (the development env files') count as none."""
+    if secret is None:
+        return None
+    key = str(secret.get_secret_value()).strip()
+    return key if key.startswith("cdk_") else None
 
 
 def follow_identity(
@@ -422,12 +430,6 @@ def follow_identity(
 
 
 async def start_following(subscriber: RevocationSubscriber) -> None:
-    """Start the subscriber and wait (a little) for its first sync."""
+    """Start following (the server's ``on_start``); the first sync arrives in
+    the background, it does not hold up the start."""
     subscriber.start()
-    try:
-        await subscriber.wait_synced(STARTUP_SYNC_WAIT_S)
-    except TimeoutError:
-        log.warning(
-            "no token revocations from identity yet; calls are refused until they arrive",
-            extra={"subscriber": subscriber.revocations.name},
-        )

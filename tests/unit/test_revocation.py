@@ -98,8 +98,14 @@ def test_entries_are_dropped_after_their_expiry_plus_the_leeway() -> None:
     assert len(revocations) == 0
 
 
-def test_calls_are_refused_as_unavailable_until_the_first_sync() -> None:
+def test_before_the_first_sync_calls_pass_unless_a_sync_is_required() -> None:
     revocations = RevocationSet(name="unit", clock=Clock())
+    assert not revocations.synced
+    revocations.check(user(), issued_at=NOW)
+
+
+def test_calls_are_refused_as_unavailable_until_the_first_sync_when_required() -> None:
+    revocations = RevocationSet(name="unit", clock=Clock(), require_sync=True)
     with pytest.raises(Unavailable) as caught:
         revocations.check(user(), issued_at=NOW)
     assert caught.value.reason == "REVOCATIONS_UNAVAILABLE"

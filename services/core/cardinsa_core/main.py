@@ -63,7 +63,12 @@ from cardinsa_foundation.db import (
     Database,
     service_database_url,
 )
-from cardinsa_foundation.revocation import RevocationSubscriber, follow_identity, start_following
+from cardinsa_foundation.revocation import (
+    RevocationSubscriber,
+    follow_identity,
+    start_following,
+    usable_api_key,
+)
 from cardinsa_foundation.server import (
     GrpcServer,
     ServiceRegistration,
@@ -137,16 +142,18 @@ def follow_revocations(
     key (development only) revoked tokens work until they expire."""
     if not settings.revocation_check:
         return None
-    if settings.service_api_key is None:
+    key = usable_api_key(settings.service_api_key)
+    if key is None:
         if settings.environment is Environment.PRODUCTION:
             raise RuntimeError(
-                "CARDINSA_SERVICE_API_KEY is needed to follow identity's token revocations"
+                "CARDINSA_SERVICE_API_KEY (cdk_..., permission revocations.watch) is needed "
+                "to follow identity's token revocations"
             )
         log.warning(
             "no CARDINSA_SERVICE_API_KEY: revoked access tokens are accepted until they expire"
         )
         return None
-    credentials = api_key_credentials(identity_channel, settings.service_api_key.get_secret_value())
+    credentials = api_key_credentials(identity_channel, key)
     return follow_identity(verifier, identity_channel, credentials, settings, name=SERVICE_NAME)
 
 

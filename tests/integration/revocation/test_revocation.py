@@ -420,9 +420,7 @@ async def test_a_revoked_api_key_ends_the_tokens_exchanged_from_it(world: World)
 
 
 def _connected(name: str) -> float | None:
-    return metrics.REGISTRY.get_sample_value(
-        "cardinsa_revocation_subscription_connected", {"subscriber": name}
-    )
+    return metrics.REGISTRY.get_sample_value("revocation_watch_connected", {"subscriber": name})
 
 
 async def test_revocations_still_arrive_after_identity_is_killed_and_restarted(
