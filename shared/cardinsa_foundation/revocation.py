@@ -28,7 +28,9 @@ API key its watch needs. With identity up the first sync takes milliseconds;
 with identity down no token verifies at a fresh start anyway (no JWKS).
 Metrics (label ``subscriber``): ``revocations_received``,
 ``revocation_watch_connected``, ``revocation_watch_last_message_age_seconds``
-(heartbeats arrive every few seconds, so a growing age means a stale set) and
+(heartbeats arrive every few seconds, so a growing age means a broken stream),
+``revocation_watch_lag_seconds`` (since identity last read its table: a growing
+lag with fresh heartbeats means identity lost its database) and
 ``revocation_entries``.
 """
 
@@ -70,6 +72,12 @@ SUBSCRIPTION_CONNECTED = Gauge(
 LAST_MESSAGE_AGE = Gauge(
     "revocation_watch_last_message_age_seconds",
     "Seconds since the last message (event or heartbeat) of the revocation watch.",
+    ["subscriber"],
+    registry=REGISTRY,
+)
+LAG = Gauge(
+    "revocation_watch_lag_seconds",
+    "Seconds since identity last read its revocations table, as its last message said.",
     ["subscriber"],
     registry=REGISTRY,
 )
@@ -124,12 +132,17 @@ class RevocationSet:
     require_sync: bool = False
     synced: bool = False
     cursor: int = 0
+    #: When identity last read its table (epoch seconds), per its last message.
+    sync_time: float = 0.0
     _sessions: dict[str, float] = field(default_factory=dict)
     _subjects: dict[str, tuple[float, float]] = field(default_factory=dict)
     _next_prune: float = 0.0
 
     def __post_init__(self) -> None:
         ENTRIES.labels(self.name).set_function(lambda: len(self))
+        LAG.labels(self.name).set_function(
+            lambda: max(0.0, self.clock() - self.sync_time) if self.sync_time else float("inf")
+        )
 
     def __len__(self) -> int:
         return len(self._sessions) + len(self._subjects)
@@ -199,6 +212,8 @@ class RevocationSet:
         self.cursor = max(self.cursor, batch.cursor) if not batch.reset else batch.cursor
         if batch.caught_up:
             self.synced = True
+        if batch.sync_time:
+            self.sync_time = max(self.sync_time, batch.sync_time)
         self.prune_now_and_then()
         REVOCATIONS_RECEIVED.labels(self.name).inc(len(batch.revocations))
         return added
