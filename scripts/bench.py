@@ -1568,6 +1568,8 @@ class Bench:
         shown = f"{row.rate:,.0f} req/s" if row.rate is not None else ""
         if row.peak_mb is not None:
             shown = f"{row.peak_mb:.1f} MB"
+        elif row.rate is None and row.cpu_us is not None:
+            shown = f"{row.cpu_us:.2f} µs/call, {row.ratio or 0:.4%} of {row.baseline}"
         extra = f", errors {row.errors}" if row.errors is not None else ""
         say(f"{row.scenario}: {shown}{extra}")
         return row
