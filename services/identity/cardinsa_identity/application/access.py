@@ -632,9 +632,11 @@ class AccessUseCases:
         """Bind a role (built-in, or a custom role of the company) to a user of the
         caller's company.
 
-        The caller must hold every permission of the role; the platform-admin role
-        is bound by platform admins only. The user's access tokens carry the role
-        from their next login or token refresh (tokens are short-lived).
+        The caller must hold every permission of the role and every permission
+        the user already holds; the platform-admin role is bound by platform
+        admins only, and a platform admin's roles are changed by them only. The
+        user's access tokens carry the role from their next login or token
+        refresh (tokens are short-lived).
         """
         principal = require_principal()
         company = target_company(principal, "")
@@ -719,8 +721,8 @@ class AccessUseCases:
 
     async def delete_role_binding(self, binding_id: str) -> RoleBindingRow:
         """Remove a binding (for good) and return it. The same rules as for
-        granting apply: the caller must hold the role's permissions, and only a
-        platform admin unbinds the platform-admin role. Takes effect in the
+        granting apply: the caller must hold the role's permissions and the
+        user's, and only a platform admin unbinds the platform-admin role. Takes effect in the
         user's tokens at their next login or refresh."""
         principal = require_principal()
         company = target_company(principal, "")
@@ -965,7 +967,8 @@ class AccessUseCases:
         Returns the stored key and the full secret key (``cdk_<prefix>_<secret>``),
         which exists only in this answer: the database keeps the prefix and the
         SHA-256 of the secret. The key's permissions must be within the caller's
-        own (and the company ceiling).
+        own (and the company ceiling), and so must the account's usable keys'
+        (nobody acts on an account more privileged than themselves).
         """
         principal = require_principal()
         company = target_company(principal, "")

@@ -1,11 +1,12 @@
 """Acting on an account needs at least that account's power (domain/privilege.py).
 
 Every use case that acts on another user or service account reads the target's
-power in the transaction that makes the change, after locking the target's row
-(``SELECT ... FOR UPDATE``), and calls :func:`require_may_act_on` before writing.
-A role binding created for the target (its foreign key takes a share lock on
-the user's row) or an API key issued to it (the account's row is locked the
-same way) therefore waits for the change, or the change sees it: no grant slips
+power in the transaction that makes the change, with the target's row locked
+(``SELECT ... FOR UPDATE``; ListSessions and ListApiKeys, which change nothing,
+read without the lock), and calls :func:`require_may_act_on` before writing.
+CreateRoleBinding locks the user's row the same way (and its foreign key would
+wait for that lock anyway), CreateApiKey the account's row: a grant to the
+target waits for a change in flight, or the change sees the grant; none slips
 between the check and the write.
 
 Order of answers: the RPC's permission (interceptor), then the target's
