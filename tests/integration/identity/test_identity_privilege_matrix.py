@@ -11,6 +11,7 @@ the platform company against a platform admin, and what a contact change does.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from typing import Any
 
@@ -47,6 +48,7 @@ from cardinsa.identity.v1 import (
 from cardinsa_identity.domain.permissions import ALL_PERMISSIONS
 
 DENIED = (grpc.StatusCode.PERMISSION_DENIED, "TARGET_MORE_PRIVILEGED")
+OK = (grpc.StatusCode.OK, "")
 
 
 async def outcome(call: Awaitable[Any]) -> tuple[grpc.StatusCode, str]:
@@ -345,3 +347,57 @@ async def test_changing_other_fields_keeps_sessions_and_sends_nothing(
     )
     assert refreshed.access_token
     assert identity.notifier.messages_for(user.email, kind="contact_changed") == []
+
+
+# ------------------------------------------------------------- concurrency
+
+
+async def test_concurrent_grants_to_one_account_cannot_both_pass_the_check(
+    identity: IdentityHarness, world: World
+) -> None:
+    """Two callers, each lacking what the other grants, grant to the same account
+    at the same time: whoever comes second must see the first grant (the check
+    runs in the changing transaction, the account's row locked) and is refused.
+    Checked outside that transaction, both would pass."""
+    common = ["role_bindings.create", "api_keys.create", "users.get"]
+    callers = []
+    for extra in ("claims.pay", "claims.deny"):
+        role = await create_role(identity, world.admin_md, [*common, extra])
+        callers.append(
+            await login_md(identity, await create_user(identity, world.admin_md, [role]))
+        )
+    grants = [
+        await create_role(identity, world.admin_md, [p]) for p in ("claims.pay", "claims.deny")
+    ]
+
+    for _ in range(5):
+        target = await create_user(identity, world.admin_md, [])
+        answers = await asyncio.gather(
+            *(
+                outcome(bind(identity, md, target.user_id, role_id))
+                for md, role_id in zip(callers, grants, strict=True)
+            )
+        )
+        assert sorted(answers, key=str) == sorted([OK, DENIED], key=str), answers
+
+        account = await identity.access.CreateServiceAccount(
+            access_service_pb2.CreateServiceAccountRequest(
+                service_account=resources_pb2.ServiceAccount(name=f"race-{target.user_id[:8]}")
+            ),
+            metadata=world.admin_md,
+        )
+        answers = await asyncio.gather(
+            *(
+                outcome(
+                    identity.access.CreateApiKey(
+                        access_service_pb2.CreateApiKeyRequest(
+                            service_account_id=account.id,
+                            api_key=resources_pb2.ApiKey(permissions=[extra]),
+                        ),
+                        metadata=md,
+                    )
+                )
+                for md, extra in zip(callers, ("claims.pay", "claims.deny"), strict=True)
+            )
+        )
+        assert sorted(answers, key=str) == sorted([OK, DENIED], key=str), answers
