@@ -473,6 +473,11 @@ async def test_the_watch_needs_its_permission_and_starts_with_the_live_set(
     world: World, identity_process: IdentityProcess, identity: IdentityHarness, cursor: int
 ) -> None:
     stub = identity_service_pb2_grpc.IdentityServiceStub(world.channels[0])
+    # Without a token: refused before anything is streamed.
+    anonymous = stub.WatchRevocations(identity_service_pb2.WatchRevocationsRequest(), timeout=10)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await anext(aiter(anonymous))
+    assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
     # A company admin lacks revocations.watch (a platform permission).
     refused = stub.WatchRevocations(
         identity_service_pb2.WatchRevocationsRequest(), metadata=world.admin(), timeout=10
