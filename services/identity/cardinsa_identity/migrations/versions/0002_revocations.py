@@ -31,6 +31,7 @@ depends_on: str | Sequence[str] | None = None
 
 SCHEMA = "identity"
 APP_ROLE = "cardinsa_app"
+PLATFORM_ROLE = "cardinsa_platform"
 
 
 def upgrade() -> None:
@@ -60,6 +61,15 @@ def upgrade() -> None:
     )
     op.execute(f"GRANT SELECT, INSERT, DELETE ON {SCHEMA}.revocations TO {APP_ROLE}")
     op.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {SCHEMA} TO {APP_ROLE}")
+    # Cross-tenant code paths may run as a role of their own (the platform
+    # role, where one exists): they revoke sessions too.
+    op.execute(
+        "DO $grant$ BEGIN "  # noqa: S608 - constants of this migration
+        f"IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{PLATFORM_ROLE}') THEN "
+        f"GRANT SELECT, INSERT, DELETE ON {SCHEMA}.revocations TO {PLATFORM_ROLE}; "
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {SCHEMA} TO {PLATFORM_ROLE}; "
+        "END IF; END $grant$"
+    )
     op.execute(
         f"CREATE FUNCTION {SCHEMA}.notify_revocations() RETURNS trigger "
         "LANGUAGE plpgsql SET search_path = pg_catalog AS $body$ "
