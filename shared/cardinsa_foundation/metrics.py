@@ -55,6 +55,7 @@ __all__ = [
     "IDENTITY_REFRESH_TOKEN_REUSE",
     "LATENCY_BUCKETS",
     "REGISTRY",
+    "WORKER_RESTARTS",
     "MetricsServer",
     "PoolStats",
     "observe_rpc",
@@ -98,6 +99,14 @@ GRPC_SERVER_IN_FLIGHT = Gauge(
     "grpc_server_in_flight",
     "RPCs being handled right now.",
     ["grpc_service", "grpc_method"],
+    registry=REGISTRY,
+)
+
+WORKER_RESTARTS = Counter(
+    "worker_restarts",
+    "Times the service's supervisor restarted this worker after it exited "
+    "(every exit is also logged by the supervisor).",
+    ["worker"],
     registry=REGISTRY,
 )
 
