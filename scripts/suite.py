@@ -39,6 +39,7 @@ for _signal in (signal.SIGINT, signal.SIGTERM):
 import argparse
 import asyncio
 import collections
+import errno
 import json
 import os
 import secrets
@@ -165,23 +166,27 @@ def check_ports(plan: list[tuple[int, str, str]], hosts: dict[str, str]) -> None
         if not host:  # the embedded PostgreSQL may be ours, still running
             continue
         address = hosts.get(host, host)
-        if not port_free(address, port):
+        problem = bind_problem(address, port)
+        if problem is not None:
             setting = what.split()[0]
             raise LaunchError(
-                f"port {port} ({what}) on {address} is already in use by another program; "
-                f"stop it or set {setting} to a free port"
+                f"port {port} ({what}) on {address}: {problem}; "
+                f"stop that program or set {setting} to a free port"
             )
 
 
-def port_free(host: str, port: int) -> bool:
+def bind_problem(host: str, port: int) -> str | None:
+    """Why nothing can listen on ``host:port`` now, or None."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
+            probe.bind((host or "0.0.0.0", port))  # noqa: S104 - a probe, closed at once
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return "already in use by another program"
+            return error.strerror or str(error)
+    return None
 
 
 def check_database(url: str, setting: str) -> None:
@@ -261,17 +266,20 @@ async def health_of(address: str, name: str, timeout_s: float = 1.0) -> str:
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
 
-async def wait_serving(service: Service, address: str, timeout_s: float) -> None:
+async def wait_serving(
+    service: Service, address: str, timeout_s: float, services: list[Service]
+) -> None:
     """Until the worker at ``address`` answers SERVING for its own service's name
-    (another service on that port answers NOT_FOUND); a failed service ends it."""
+    (another service on that port answers NOT_FOUND); any failed service ends it."""
     deadline = time.monotonic() + timeout_s
     while True:
         status = await health_of(address, service.health_name)
         if status == "SERVING":
             return
-        failure = start_failure(service)
-        if failure is not None:
-            raise failure
+        for other in services:
+            failure = start_failure(other)
+            if failure is not None:
+                raise failure
         if time.monotonic() > deadline:
             raise LaunchError(
                 f"{service.name} at {address} did not become SERVING for "
@@ -304,7 +312,12 @@ def watch(services: list[Service], workers: int, step: int, last: dict[str, str]
             status = statuses[index]
             index += 1
             if last.get(key, "SERVING") != status:
-                say(f"{key} is {status if status != 'SERVING' else 'SERVING again'}")
+                if status == "SERVING":
+                    say(f"{key} is SERVING again")
+                elif status.startswith("no answer"):
+                    say(f"{key} does not answer ({status.removeprefix('no answer ')})")
+                else:
+                    say(f"{key} is {status}")
             last[key] = status
 
 
@@ -552,7 +565,7 @@ def main() -> int:
             for port in service.worker_ports(args.workers, step):
                 address = f"127.0.0.1:{port}"
                 say(f"waiting for {service.name} at {address} …")
-                asyncio.run(wait_serving(service, address, args.timeout))
+                asyncio.run(wait_serving(service, address, args.timeout, services))
                 say(f"{service.name} at {address} is SERVING ({service.health_name})")
 
         listen = f"{gateway_settings.gateway_host}:{gateway_settings.gateway_port}"

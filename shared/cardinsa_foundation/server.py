@@ -64,6 +64,10 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+class ListenError(OSError):
+    """The server cannot listen on its gRPC or metrics port (taken, not local)."""
+
+
 class ReadinessProbe(Protocol):
     async def ping(self, timeout_s: float = ...) -> float: ...
 
@@ -163,9 +167,11 @@ class GrpcServer:
         try:
             self.port = server.add_insecure_port(f"{self.host}:{self.requested_port}")
         except RuntimeError as exc:
-            raise OSError(f"cannot listen on {self.host}:{self.requested_port}: {exc}") from None
+            raise ListenError(
+                f"cannot listen on {self.host}:{self.requested_port}: {exc}"
+            ) from None
         if self.port == 0:
-            raise OSError(f"cannot listen on {self.host}:{self.requested_port} (port in use?)")
+            raise ListenError(f"cannot listen on {self.host}:{self.requested_port} (port in use?)")
         await server.start()
         self._server = server
         if self.metrics_port is not None:
@@ -175,7 +181,7 @@ class GrpcServer:
                 )
             except OSError as exc:
                 await server.stop(None)
-                raise OSError(
+                raise ListenError(
                     f"cannot serve metrics on {self.metrics_host}:{self.metrics_port}: "
                     f"{exc.strerror or exc}"
                 ) from None
@@ -467,7 +473,7 @@ def service_main(
         metrics.WORKER_RESTARTS.labels(worker=str(index)).inc(restarts)
     try:
         asyncio.run(serve(settings, index or 0))
-    except OSError as error:
+    except ListenError as error:
         prefix = f"CARDINSA_{name.upper()}"
         log.error(
             "%s; the ports come from %s_PORT and %s_METRICS_PORT (worker i: + i x "
