@@ -25,12 +25,15 @@ After "ready", every worker's health is watched and changes are printed.
 # ruff: noqa: E402 - the signal handlers come before the (slow) imports below
 from __future__ import annotations
 
+import os
 import signal
 
 
 def _stop_before_start(signum: int, _frame: object) -> None:
-    """A signal during the imports: nothing runs yet, so there is nothing to stop."""
-    raise SystemExit(128 + signum)
+    """A signal during the imports: nothing runs yet, so there is nothing to stop;
+    end as the signal's default action does (also when it was inherited ignored)."""
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 for _signal in (signal.SIGINT, signal.SIGTERM):
@@ -41,7 +44,6 @@ import asyncio
 import collections
 import errno
 import json
-import os
 import secrets
 import socket
 import subprocess
