@@ -360,9 +360,14 @@ class SuiteProcess:
 
     # --- start -----------------------------------------------------------------------
 
-    def start(self, *args: str, sigint_ignored: bool = False) -> None:
-        """``sigint_ignored``: started as ``make up &`` from a script starts it."""
-        busy = {name: port for name, port in self.ports.all().items() if not port_is_free(port)}
+    def start(self, *args: str, sigint_ignored: bool = False, taken: tuple[str, ...] = ()) -> None:
+        """``sigint_ignored``: started as ``make up &`` from a script starts it;
+        ``taken``: ports (by name) the test took on purpose."""
+        busy = {
+            name: port
+            for name, port in self.ports.all().items()
+            if name not in taken and not port_is_free(port)
+        }
         assert not busy, f"ports taken before the suite started: {busy}"
         self.started_s = time.monotonic()
 
