@@ -66,7 +66,8 @@ def wait_all_healthy(suite: FaultSuite, bound_s: float = 60.0) -> None:
     while True:
         found = {name: suite.envoy_endpoints(name) for name in SERVICES}
         if all(
-            len(endpoints) == 2 and all(flags == "{}" for flags in endpoints.values())
+            # failed_active_health_check, failed_outlier_check, …
+            len(endpoints) == 2 and all("failed" not in flags for flags in endpoints.values())
             for endpoints in found.values()
         ):
             return
@@ -114,6 +115,7 @@ async def _failover(suite: FaultSuite, token: str) -> None:
 
         creates, reads = await under_load(stub, metadata, existing.id, "kill9", kill)
         assert killed
+        print(f"kill -9: creates {dict(creates.codes)}, reads {dict(reads)}")
         assert reads == Counter({"OK": reads["OK"]}) and reads["OK"] > 0, reads
         assert set(creates.codes) <= {"OK", "UNAVAILABLE"}, creates.codes
         # Only the calls in flight on the killed worker, once each, then retried.
@@ -139,6 +141,7 @@ async def _failover(suite: FaultSuite, token: str) -> None:
             time.sleep(2)
 
         creates, reads = await under_load(stub, metadata, existing.id, "sigterm", terminate)
+        print(f"SIGTERM: creates {dict(creates.codes)}, reads {dict(reads)}")
         assert reads == Counter({"OK": reads["OK"]}) and reads["OK"] > 0, reads
         assert creates.codes == Counter({"OK": len(creates.acked)}), creates.codes
         keys, holders = await stored(suite, "sigterm")
