@@ -201,7 +201,6 @@ def test_the_drain_outlasts_the_gateways_health_detection() -> None:
     delay: longer than Envoy needs to stop sending it anything (health interval x
     unhealthy threshold, the answer being immediate), with the defaults."""
     from cardinsa_foundation.config import Settings
-
     from cardinsa_gateway.envoy import UNHEALTHY_THRESHOLD
 
     drain = Settings(_env_file=None).drain_delay_s  # type: ignore[call-arg]
