@@ -109,6 +109,7 @@ class Service:
         default_factory=lambda: collections.deque(maxlen=TAIL_LINES)
     )
     failed: str | None = None  # a worker exited while the suite was starting
+    gave_up: list[str] = field(default_factory=list)  # the supervisor's give-ups, to say
 
     @property
     def setting(self) -> str:
@@ -223,13 +224,20 @@ def pump(service: Service) -> None:
             pass
         line = raw.decode("utf-8", errors="replace").rstrip("\n")
         service.tail.append(line)
-        if line.startswith("{") and service.failed is None:
+        if line.startswith("{"):
             try:
                 entry = json.loads(line)
             except ValueError:
                 continue
-            if entry.get("message") in ("worker exited", "giving up on a worker"):
+            message = entry.get("message")
+            if message in ("worker exited", "giving up on a worker") and service.failed is None:
                 service.failed = f"worker {entry.get('worker')} exited"
+            if message == "giving up on a worker":
+                service.gave_up.append(
+                    f"{service.name}: worker {entry.get('worker')} exited again after "
+                    f"{entry.get('restarts')} restart(s); its supervisor gave up and "
+                    f"{service.name} reports NOT_SERVING"
+                )
 
 
 def stored_id(path: Path) -> str:
@@ -647,6 +655,9 @@ http://127.0.0.1:{core_settings.core_metrics_port}/metrics (core)
         next_check = time.monotonic() + WATCH_INTERVAL_S
         while all(child.poll() is None for child in children) and gateway.alive():
             time.sleep(0.5)
+            for service in services:
+                while service.gave_up:
+                    say(service.gave_up.pop(0))
             if time.monotonic() >= next_check:
                 watch(services, args.workers, step, health)
                 next_check = time.monotonic() + WATCH_INTERVAL_S
