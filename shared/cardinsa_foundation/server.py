@@ -50,6 +50,8 @@ WORKER_INDEX_ENV = "CARDINSA_WORKER_INDEX"
 WORKER_RESTARTS_ENV = "CARDINSA_WORKER_RESTARTS"
 # The supervisor gave up on a worker: the others report NOT_SERVING from then on.
 GIVE_UP_SIGNAL = signal.SIGUSR1
+# ... sent again this often (a worker still starting has not installed its handler).
+GIVE_UP_REPEAT_S = 2.0
 # A worker's exit code for a configuration problem (a taken port): restarting
 # it cannot help, so the supervisor gives up at once (sysexits EX_CONFIG).
 EXIT_CONFIG = 78
@@ -213,6 +215,8 @@ class GrpcServer:
     async def hold_not_serving(self) -> None:
         """NOT_SERVING from now on, whatever the database does (liveness stays
         SERVING): the supervisor gave up on another worker of this service."""
+        if self._held_down:
+            return
         log.error("the supervisor gave up on a worker: reporting NOT_SERVING")
         await self._set_serving(False)
         self._held_down = True
@@ -352,11 +356,20 @@ def run_workers(
                 slot.process.send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # Workers inherit GIVE_UP_SIGNAL ignored until they handle it themselves (its
+    # default action would end one still starting); the supervisor repeats it.
+    previous[GIVE_UP_SIGNAL] = signal.signal(GIVE_UP_SIGNAL, signal.SIG_IGN)
+    told = 0.0
     try:
         for slot in slots:
             launch(slot)
         while not stop_signal:
             now = time.monotonic()
+            if gave_up and now - told > GIVE_UP_REPEAT_S:
+                told = now
+                for other in slots:
+                    if other.process is not None and other.process.poll() is None:
+                        other.process.send_signal(GIVE_UP_SIGNAL)
             for slot in slots:
                 if slot.process is not None and slot.process.poll() is not None:
                     _worker_exited(slot, now, restart_window_s, first_backoff_s)
@@ -376,9 +389,7 @@ def run_workers(
                                 "exit_code": code,
                             },
                         )
-                        for other in slots:
-                            if other.process is not None and other.process.poll() is None:
-                                other.process.send_signal(GIVE_UP_SIGNAL)
+                        told = 0.0  # tell the others now
                         continue
                     slot.due = now + slot.backoff_s
                     slot.backoff_s = min(slot.backoff_s * 2, max_backoff_s)
