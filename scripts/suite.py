@@ -178,6 +178,18 @@ def check_ports(plan: list[tuple[int, str, str]], hosts: dict[str, str]) -> None
             )
 
 
+def launcher_running(pid_file: Path) -> bool:
+    """The gateway in ``pid_file`` still has its launcher (another `make up` runs:
+    its ports are reported as taken, its gateway is left alone)."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        command = Path(f"/proc/{parent}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return False
+    return parent != 1 and b"suite.py" in command
+
+
 def bind_problem(host: str, port: int) -> str | None:
     """Why nothing can listen on ``host:port`` now, or None."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -447,7 +459,9 @@ def main() -> int:
         env = dict(os.environ)
         configured = settings.database_url
         config = GATEWAY_DIR / "envoy.json"
-        if stop_stale(GATEWAY_DIR / "envoy.pid", config):
+        if not launcher_running(GATEWAY_DIR / "envoy.pid") and stop_stale(
+            GATEWAY_DIR / "envoy.pid", config
+        ):
             say("stopped a gateway left running by an earlier run")
         try:
             envoy_binary()
