@@ -141,6 +141,10 @@ class Settings(BaseSettings):
         default_factory=lambda: ["http://localhost:3000"]
     )
 
+    #: Whether the service has cross-tenant code paths (the platform role's URL
+    #: is then required in production). A service without them sets False.
+    USES_PLATFORM_ROLE: ClassVar[bool] = True
+
     # Secrets checked in production, with their development default ("" = none).
     # Subclasses add theirs: ``SECRET_DEFAULTS = {**Settings.SECRET_DEFAULTS, ...}``.
     SECRET_DEFAULTS: ClassVar[Mapping[str, str]] = {
@@ -249,7 +253,11 @@ class Settings(BaseSettings):
                     "(the embedded PostgreSQL is for development only)",
                 )
             )
-        if self.database_url is not None and self.database_platform_url is None:
+        if (
+            self.USES_PLATFORM_ROLE
+            and self.database_url is not None
+            and self.database_platform_url is None
+        ):
             problems.append(
                 (
                     "database_platform_url",

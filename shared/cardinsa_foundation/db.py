@@ -224,7 +224,8 @@ class Database:
     user :data:`DEFAULT_PLATFORM_ROLE` and no password, see
     :func:`platform_role_url`) is the platform role's, used only by the units of
     work, reads and transactions that ask for ``cross_tenant=True``. The
-    platform engine opens no connection until such a call comes.
+    platform engine and its pools are made on the first such call (a service
+    without cross-tenant paths never connects as the platform role).
     """
 
     def __init__(
@@ -241,19 +242,20 @@ class Database:
         if platform_url is None:
             configured = settings.database_platform_url
             platform_url = (
-                configured.get_secret_value()
-                if configured is not None
-                else platform_role_url(url)
+                configured.get_secret_value() if configured is not None else platform_role_url(url)
             )
+        self._platform_url = platform_url
         self._app = _Pools(url, settings, application_name)
-        self._platform = _Pools(platform_url, settings, application_name)
+        self._platform: _Pools | None = None  # made on the first cross-tenant call
         self.engine: AsyncEngine = self._app.engine
         self.sessionmaker: async_sessionmaker[AsyncSession] = self._app.sessionmaker
-        #: The platform role's engine (cross-tenant calls only).
-        self.platform_engine: AsyncEngine = self._platform.engine
 
     def _pools(self, cross_tenant: bool) -> _Pools:
-        return self._platform if cross_tenant else self._app
+        if not cross_tenant:
+            return self._app
+        if self._platform is None:
+            self._platform = _Pools(self._platform_url, self.settings, self._application_name)
+        return self._platform
 
     @asynccontextmanager
     async def unit_of_work(
@@ -396,7 +398,8 @@ class Database:
 
     async def dispose(self) -> None:
         """Close every pooled connection of both roles (graceful shutdown)."""
-        await self._platform.dispose()
+        if self._platform is not None:
+            await self._platform.dispose()
         await self._app.dispose()
 
 
@@ -564,9 +567,7 @@ class ReadSession:
         self._tenant = tenant
 
     async def one(self, query: ReadQuery[_E], **params: Any) -> _E | None:
-        record = await self._connection.fetchrow(
-            query.sql, self._tenant, *query.arguments(params)
-        )
+        record = await self._connection.fetchrow(query.sql, self._tenant, *query.arguments(params))
         return None if record is None else query.entity(record)
 
     async def all(self, query: ReadQuery[_E], **params: Any) -> list[_E]:

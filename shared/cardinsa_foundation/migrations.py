@@ -149,11 +149,12 @@ def grant_app_role_ddl(
     for name in (schema, *roles):
         _check_identifier(name)
     grantees = ", ".join(f'"{role}"' for role in roles)
+    # Every name interpolated below passed _check_identifier.
     return [
         f'GRANT USAGE ON SCHEMA "{schema}" TO {grantees}',
         f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}" TO {grantees}',
         f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA "{schema}" TO {grantees}',
-        "DO $narrow$ DECLARE t record; BEGIN "
+        "DO $narrow$ DECLARE t record; BEGIN "  # noqa: S608 - checked identifiers only
         "FOR t IN SELECT c.relname FROM pg_catalog.pg_class c "
         "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
         f"WHERE n.nspname = '{schema}' AND c.relkind IN ('r', 'p') AND ("
@@ -177,7 +178,7 @@ def platform_role_ddl(platform_role: str = DEFAULT_PLATFORM_ROLE) -> list[str]:
     _check_identifier(platform_role)
     role = f'"{platform_role}"'
     return [
-        "DO $platform$ BEGIN "
+        "DO $platform$ BEGIN "  # noqa: S608 - a checked identifier only
         "IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles "
         f"WHERE rolname = '{platform_role}') THEN "
         f"CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE; "

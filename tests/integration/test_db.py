@@ -225,7 +225,7 @@ async def test_row_level_security_applies_to_the_app_role(
             assert sorted(rows) == ["a", "b"]
             # The retired switch widens nothing for the application role.
             async with app.unit_of_work(company_id=COMPANY_A) as session:
-                await session.execute(text("SELECT set_config('cardinsa.cross_tenant', 'on', true)"))
+                await session.execute(text("SET LOCAL cardinsa.cross_tenant = on"))
                 rows = (await session.execute(text(f"SELECT body FROM {table}"))).scalars().all()
             assert rows == ["a"]
             # WITH CHECK: a tenant cannot write a row into another tenant.

@@ -76,9 +76,8 @@ async def test_unfiltered_queries_see_only_the_transactions_tenant(
         assert await _visible(app_engine, sql) == [], table
     # The retired switch widens nothing for the services' role.
     for tenant in ("", a):
-        seen = set(
-            await _visible(app_engine, "SELECT id FROM company.companies", tenant=tenant, cross=True)
-        )
+        sql = "SELECT id FROM company.companies"
+        seen = set(await _visible(app_engine, sql, tenant=tenant, cross=True))
         assert seen <= {a}
     # The explicit cross-tenant path, the platform role, sees both.
     platform = create_async_engine(platform_role_url(company_database), poolclass=NullPool)

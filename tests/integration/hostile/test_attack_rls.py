@@ -138,16 +138,16 @@ ATTEMPTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-@pytest.mark.parametrize(("name", "statements"), ATTEMPTS, ids=[a[0] for a in ATTEMPTS])
+@pytest.mark.parametrize("name", [name for name, _ in ATTEMPTS])
 async def test_attack_application_role_turns_off_row_level_security(
     name: str,
-    statements: tuple[str, ...],
     app_connection: asyncpg.Connection,
     tenant_tables: list[tuple[str, str]],
     tenants: Tenants,
     attacks: AttackLog,
 ) -> None:
     attacker, victim = tenants.attacker.company_id, tenants.victim.company_id
+    statements = dict(ATTEMPTS)[name]
     sql = [s.replace("{victim}", victim).replace("{attacker}", attacker) for s in statements]
     with attacks.attempt("application role turns off row-level security", name):
         for inside in (False, True):  # a poisoned pooled connection, then injected SQL
@@ -191,7 +191,8 @@ async def test_attack_application_role_turns_off_row_level_security(
 async def test_attack_application_role_writes_the_migration_history(
     app_connection: asyncpg.Connection, tenant_tables: list[tuple[str, str]], attacks: AttackLog
 ) -> None:
-    with attacks.attempt("application role writes the migration history", "identity, company, core"):
+    attack = "application role writes the migration history"
+    with attacks.attempt(attack, "identity, company, core"):
         for schema in SCHEMAS:
             for statement in (
                 f"INSERT INTO {schema}.alembic_version VALUES ('sneaky')",  # noqa: S608

@@ -92,8 +92,8 @@ def downgrade() -> None:
             f"CREATE POLICY tenant_isolation ON {SCHEMA}.{table} "
             f"USING ({condition}) WITH CHECK ({condition})"
         )
-    op.execute(
-        f"CREATE OR REPLACE FUNCTION {SCHEMA}.read_policy("
+    op.execute(  # core_0002's function as it was; constants only
+        f"CREATE OR REPLACE FUNCTION {SCHEMA}.read_policy("  # noqa: S608
         "p_company_id text, p_cross_tenant text, p_id uuid) "
         f"RETURNS SETOF {SCHEMA}.policies LANGUAGE plpgsql VOLATILE SECURITY INVOKER "
         "AS $body$ BEGIN "
