@@ -384,13 +384,14 @@ class Database:
 
     def pool_status(self) -> dict[str, int]:
         """Pool gauges for metrics: configured size, connections in use and idle, overflow."""
-        pool: Any = self.engine.pool
-        return {
-            "size": int(pool.size()),
-            "checked_out": int(pool.checkedout()),
-            "checked_in": int(pool.checkedin()),
-            "overflow": int(pool.overflow()),
-        }
+        return _engine_pool_status(self.engine)
+
+    def platform_pool_status(self) -> dict[str, int]:
+        """The platform role's engine pool, like :meth:`pool_status` (all zero
+        until the first cross-tenant call made it)."""
+        if self._platform is None:
+            return {"size": 0, "checked_out": 0, "checked_in": 0, "overflow": 0}
+        return _engine_pool_status(self._platform.engine)
 
     def read_pool_status(self) -> dict[str, int]:
         """The read pool's gauges (:meth:`read`), like :meth:`pool_status`."""
@@ -401,6 +402,16 @@ class Database:
         if self._platform is not None:
             await self._platform.dispose()
         await self._app.dispose()
+
+
+def _engine_pool_status(engine: AsyncEngine) -> dict[str, int]:
+    pool: Any = engine.pool
+    return {
+        "size": int(pool.size()),
+        "checked_out": int(pool.checkedout()),
+        "checked_in": int(pool.checkedin()),
+        "overflow": int(pool.overflow()),
+    }
 
 
 class _ReadPool:

@@ -149,6 +149,8 @@ async def test_cross_tenant_runs_as_the_platform_role(
         assert who == DEFAULT_PLATFORM_ROLE
     async with db.transaction(company_id=COMPANY_A, cross_tenant=True) as connection:
         assert await connection.fetchval("SELECT current_user") == DEFAULT_PLATFORM_ROLE
+    assert db.platform_pool_status()["size"] == db.settings.db_pool_size
+    assert db.platform_pool_status()["checked_out"] == 0
     async with db.unit_of_work(company_id=COMPANY_A) as session:
         who = (await session.execute(text("SELECT current_user"))).scalar_one()
         assert who != DEFAULT_PLATFORM_ROLE
