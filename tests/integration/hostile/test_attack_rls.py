@@ -206,3 +206,38 @@ async def test_attack_application_role_writes_the_migration_history(
             "SELECT pg_has_role(current_user, $1, 'MEMBER')", DEFAULT_PLATFORM_ROLE
         )
         assert member is False
+
+
+async def test_no_policy_reads_a_switch_and_only_the_platform_role_sees_all(
+    identity_database: str, tenant_tables: list[tuple[str, str]]
+) -> None:
+    connection = await asyncpg.connect(to_libpq_url(identity_database))
+    try:
+        policies = await connection.fetch(
+            "SELECT schemaname, tablename, policyname, roles, qual, with_check FROM pg_policies "
+            "WHERE schemaname = ANY($1::text[])",
+            list(SCHEMAS),
+        )
+        functions = await connection.fetch(
+            "SELECT p.proname, p.prosrc, p.proconfig FROM pg_proc p "
+            "JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = ANY($1::text[]) AND p.proname LIKE 'read\\_%'",
+            list(SCHEMAS),
+        )
+    finally:
+        await connection.close()
+    for policy in policies:
+        text = f"{policy['qual']} {policy['with_check']}"
+        assert "cross_tenant" not in text, dict(policy)
+        if policy["policyname"] == "platform_access":
+            assert list(policy["roles"]) == [DEFAULT_PLATFORM_ROLE], dict(policy)
+        else:
+            assert TENANT_SETTING in text, dict(policy)
+    with_platform = {
+        (p["schemaname"], p["tablename"]) for p in policies if p["policyname"] == "platform_access"
+    }
+    assert with_platform == set(tenant_tables)
+    assert functions, "core's read functions"
+    for function in functions:
+        assert "cross_tenant" not in function["prosrc"], function["proname"]
+        assert any(c.startswith("search_path=pg_catalog,") for c in function["proconfig"] or [])
