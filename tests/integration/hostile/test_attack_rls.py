@@ -128,6 +128,11 @@ ATTEMPTS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "victim set at session level, attacker in the transaction",
         ("SELECT set_config('cardinsa.company_id', '{victim}', false)",),
     ),
+    # The residual risk: one other company, never more than one (docs/runbook.md).
+    (
+        "tenant switched to another company (sees that one only)",
+        ("SELECT set_config('cardinsa.company_id', '{victim}', true)",),
+    ),
     ("empty tenant", ("SELECT set_config('cardinsa.company_id', '', true)",)),
     ("RESET ALL", ("RESET ALL",)),
     ("pg_temp first on the path", ("SET search_path = pg_temp, core, company, identity",)),
@@ -186,6 +191,7 @@ async def test_attack_application_role_turns_off_row_level_security(
             for table, companies in seen.items():
                 assert companies <= ({tenant} if tenant else set()), (name, table, companies)
                 assert victim not in companies or tenant == victim, (name, table)
+                assert attacker not in companies or tenant == attacker, (name, table)
 
 
 async def test_attack_application_role_writes_the_migration_history(
