@@ -4,7 +4,8 @@
    embedded server in .data/postgres (reused across runs);
 2. migrations of every service (as the owner role);
 3. the services as child processes (``--workers N`` each), connected as the
-   non-owner role ``cardinsa_app`` so row-level security applies;
+   non-owner role ``cardinsa_app`` so row-level security applies (their
+   cross-tenant paths as ``cardinsa_platform``);
 4. waits until every gRPC health check is SERVING, with progress;
 5. renders the gateway configuration for those services (gateway/cardinsa_gateway)
    and starts Envoy, waiting until it is ready and sees every service healthy;
@@ -37,7 +38,7 @@ from pydantic import SecretStr
 from cardinsa_company.settings import CompanyServiceSettings
 from cardinsa_core.settings import CoreSettings
 from cardinsa_foundation.config import PROJECT_ROOT, Environment
-from cardinsa_foundation.db import app_role_url
+from cardinsa_foundation.db import app_role_url, platform_role_url
 from cardinsa_foundation.local_postgres import LocalPostgres
 from cardinsa_gateway.envoy import Endpoint
 from cardinsa_gateway.process import (
@@ -196,6 +197,8 @@ def main() -> int:
             admin_url = embedded.admin_url()
             env["CARDINSA_DATABASE_ADMIN_URL"] = admin_url
             env["CARDINSA_DATABASE_URL"] = app_role_url(admin_url)
+            # The cross-tenant paths' role (created by the migrations, like cardinsa_app).
+            env["CARDINSA_DATABASE_PLATFORM_URL"] = platform_role_url(admin_url)
         else:
             say("using the configured database")
         env.setdefault("CARDINSA_LOG_JSON", "true")

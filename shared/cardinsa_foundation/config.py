@@ -106,6 +106,9 @@ class Settings(BaseSettings):
         default=None, validation_alias=_env_names("database_url", bare=True)
     )
     database_admin_url: SecretStr | None = None
+    # The platform role's URL (cross-tenant code paths only); default: the
+    # database URL with the user cardinsa_platform and no password.
+    database_platform_url: SecretStr | None = None
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout_s: float = Field(default=10.0, gt=0)
@@ -138,6 +141,10 @@ class Settings(BaseSettings):
         default_factory=lambda: ["http://localhost:3000"]
     )
 
+    #: Whether the service has cross-tenant code paths (the platform role's URL
+    #: is then required in production). A service without them sets False.
+    USES_PLATFORM_ROLE: ClassVar[bool] = True
+
     # Secrets checked in production, with their development default ("" = none).
     # Subclasses add theirs: ``SECRET_DEFAULTS = {**Settings.SECRET_DEFAULTS, ...}``.
     SECRET_DEFAULTS: ClassVar[Mapping[str, str]] = {
@@ -161,7 +168,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
-    @field_validator("database_url", "database_admin_url", mode="after")
+    @field_validator("database_url", "database_admin_url", "database_platform_url", mode="after")
     @classmethod
     def _async_driver(cls, value: SecretStr | None) -> SecretStr | None:
         """Normalise ``postgresql://`` / ``postgres://`` to the asyncpg driver we use.
@@ -192,7 +199,7 @@ class Settings(BaseSettings):
         placeholder), so logging the exception cannot leak a secret.
         """
         problems: list[tuple[str, str]] = []
-        for name in ("database_url", "database_admin_url"):
+        for name in ("database_url", "database_admin_url", "database_platform_url"):
             url = getattr(self, name)
             if url is not None and not url.get_secret_value().startswith(ASYNC_URL_PREFIX):
                 problems.append(
@@ -244,6 +251,18 @@ class Settings(BaseSettings):
                     "database_url",
                     f"{ENV_PREFIX}DATABASE_URL must be set in production "
                     "(the embedded PostgreSQL is for development only)",
+                )
+            )
+        if (
+            self.USES_PLATFORM_ROLE
+            and self.database_url is not None
+            and self.database_platform_url is None
+        ):
+            problems.append(
+                (
+                    "database_platform_url",
+                    f"{ENV_PREFIX}DATABASE_PLATFORM_URL must be set in production "
+                    "(the platform role's URL, with its own password)",
                 )
             )
         if self.debug:

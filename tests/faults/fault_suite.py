@@ -132,6 +132,7 @@ class FaultSuite:
                 "CARDINSA_ENVIRONMENT": "development",
                 "CARDINSA_DATABASE_URL": "",
                 "CARDINSA_DATABASE_ADMIN_URL": "",
+                "CARDINSA_DATABASE_PLATFORM_URL": "",
                 "CARDINSA_EMBEDDED_POSTGRES_DIR": str(self.postgres_dir),
                 "CARDINSA_EMBEDDED_POSTGRES_PORT": str(p["postgres"]),
                 "CARDINSA_IDENTITY_PORT": str(p["identity"]),

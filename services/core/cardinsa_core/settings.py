@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import ClassVar
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -10,6 +11,9 @@ from cardinsa_foundation.config import Settings
 
 
 class CoreSettings(Settings):
+    # Core has no cross-tenant code path: it never connects as the platform role.
+    USES_PLATFORM_ROLE: ClassVar[bool] = False
+
     core_port: int = Field(default=50053, ge=0, le=65535)
     core_metrics_port: int = Field(default=9053, ge=0, le=65535)
     # Identity: where the JWKS that verifies access tokens comes from, and the

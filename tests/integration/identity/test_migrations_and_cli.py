@@ -27,8 +27,10 @@ from support.identity_harness import IdentityHarness, unique_email
 from cardinsa_foundation.db import (
     CROSS_TENANT_SETTING,
     DEFAULT_APP_ROLE,
+    DEFAULT_PLATFORM_ROLE,
     TENANT_SETTING,
     app_role_url,
+    platform_role_url,
 )
 from cardinsa_foundation.migrations import downgrade, upgrade
 from cardinsa_identity.cli import MIGRATIONS
@@ -258,7 +260,26 @@ async def test_the_service_role_owns_nothing_and_is_bound_by_row_level_security(
         assert await visible_users(company_a) == 1
         assert await visible_users(company_b) == 1
         assert await visible_users(uuid.uuid4()) == 0
-        assert await visible_users(None, cross=True) == 2
+        # The retired switch widens nothing for the service's role...
+        assert await visible_users(None, cross=True) == 0
+        assert await visible_users(company_a, cross=True) == 1
+        # ...cross-tenant access is the platform role's own policy.
+        platform = create_async_engine(platform_role_url(fresh_database), poolclass=NullPool)
+        try:
+            async with platform.connect() as connection:
+                flags = (
+                    await connection.execute(
+                        text(
+                            "SELECT current_user, rolsuper, rolbypassrls FROM pg_roles "
+                            "WHERE rolname = current_user"
+                        )
+                    )
+                ).one()
+                assert tuple(flags) == (DEFAULT_PLATFORM_ROLE, False, False)
+                everyone = await connection.execute(text("SELECT count(*) FROM identity.users"))
+                assert everyone.scalar_one() == 2
+        finally:
+            await platform.dispose()
 
         # No DDL, and the audit log is append-only for the service's role.
         for statement in (

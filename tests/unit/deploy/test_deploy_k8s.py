@@ -30,12 +30,14 @@ SECRET_NAMES = {"cardinsa-app", "cardinsa-db-admin"}
 RUNTIME_SECRETS = {
     "identity": {
         "CARDINSA_DATABASE_URL",
+        "CARDINSA_DATABASE_PLATFORM_URL",
         "CARDINSA_SIGNING_KEY_ENCRYPTION_KEY",
         "CARDINSA_PAGE_TOKEN_SECRET",
         "CARDINSA_GATEWAY_SECRET",
     },
     "company": {
         "CARDINSA_DATABASE_URL",
+        "CARDINSA_DATABASE_PLATFORM_URL",
         "CARDINSA_SIGNING_KEY_ENCRYPTION_KEY",
         "CARDINSA_PAGE_TOKEN_SECRET",
         "CARDINSA_GATEWAY_SECRET",
@@ -49,7 +51,7 @@ RUNTIME_SECRETS = {
 }
 # Names of settings that hold secrets (by suffix: CARDINSA_ACCESS_TOKEN_TTL_S is not one).
 SECRET_LOOKING_NAME = re.compile(
-    r"(PASSWORD|SECRET|TOKEN|_KEY|DATABASE(_ADMIN)?_URL|CREDENTIALS?)$"
+    r"(PASSWORD|SECRET|TOKEN|_KEY|DATABASE(_ADMIN|_PLATFORM)?_URL|CREDENTIALS?)$"
 )
 HASH_SUFFIX = re.compile(r"-[a-z0-9]{10}$")
 
