@@ -395,7 +395,7 @@ async def test_key_creation_and_revocation_are_audited_without_the_secret(
     assert list(by_action["api_key.create"].detail["permissions"]) == ["users.get"]
 
     # The secret is nowhere in the company's audit log.
-    hidden = created.secret.rsplit("_", 1)[1]
+    hidden = created.secret.split("_", 2)[2]  # cdk_<prefix>_<secret>; the secret may hold "_"
     page = await identity.identity.ListAuditEvents(
         identity_service_pb2.ListAuditEventsRequest(page_size=100), metadata=admin
     )
@@ -404,3 +404,37 @@ async def test_key_creation_and_revocation_are_audited_without_the_secret(
     assert hidden not in text and created.secret not in text
     service_account_events = await audit_events(identity, admin, account.id)
     assert [e.action for e in service_account_events] == ["service_account.create"]
+
+
+async def test_a_key_without_expiry_gets_the_maximum_lifetime(identity: IdentityHarness) -> None:
+    admin = await admin_metadata(identity, identity.admin_a)
+    account = await create_service_account(identity, admin)
+    maximum = timedelta(seconds=identity.settings.api_key_max_lifetime_s)
+    assert maximum == timedelta(days=365)  # the default
+
+    before = datetime.now(UTC)
+    created = await create_api_key(identity, admin, account.id, ["users.get"])
+    after = datetime.now(UTC)
+    expire = created.api_key.expire_time.ToDatetime(UTC)
+    assert before + maximum - timedelta(seconds=1) <= expire <= after + maximum
+    listed = await list_keys(identity, admin, account.id)
+    assert listed.api_keys[0].expire_time.ToDatetime(UTC) == expire
+
+    # Exactly the maximum (give or take the call's duration) is fine ...
+    at_limit = await create_api_key(
+        identity, admin, account.id, ["users.get"], expire_time=datetime.now(UTC) + maximum
+    )
+    assert at_limit.secret.startswith("cdk_")
+    # ... a day more is refused, naming the maximum.
+    error = await failure(
+        create_api_key(
+            identity,
+            admin,
+            account.id,
+            ["users.get"],
+            expire_time=datetime.now(UTC) + maximum + timedelta(days=1),
+        )
+    )
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    description = field_violations(error)["api_key.expire_time"]
+    assert "at most 365 days from now" in description
