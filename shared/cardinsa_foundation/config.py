@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = Field(default=900, ge=1)
     clock_skew_s: int = Field(default=30, ge=0)
     jwks_cache_ttl_s: int = Field(default=300, ge=0)
+    # How long the last JWKS fetched stays trusted while identity cannot be reached;
+    # after that every token is refused (UNAVAILABLE, JWKS_STALE) until it answers.
+    jwks_max_stale_s: int = Field(default=3600, ge=1)
 
     # --- secrets -----------------------------------------------------------------
     signing_key_encryption_key: SecretStr = SecretStr(DEV_SIGNING_KEY_ENCRYPTION_KEY)

@@ -166,7 +166,11 @@ def build(
         dependencies={"database": db.ping},
     )
     verifier = TokenVerifier(
-        JwksCache(identity_jwks_fetcher(identity_channel), ttl_s=settings.jwks_cache_ttl_s),
+        JwksCache(
+            identity_jwks_fetcher(identity_channel),
+            ttl_s=settings.jwks_cache_ttl_s,
+            max_stale_s=settings.jwks_max_stale_s,
+        ),
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         leeway_s=settings.clock_skew_s,
