@@ -253,6 +253,14 @@ class Settings(BaseSettings):
             problems.append(("debug", f"{ENV_PREFIX}DEBUG must be false in production"))
         return problems
 
+    def serving_problems(self) -> list[tuple[str, str]]:
+        """(setting, message) for what a *serving* process of this service cannot
+        start without in production, beyond the checks every process makes (a
+        migration Job reads the same settings and need not have it). Services
+        override it; their ``main`` refuses to serve in production while any, and
+        tests/unit/deploy checks that the manifests supply each setting."""
+        return []
+
     @property
     def is_production(self) -> bool:
         return self.environment is Environment.PRODUCTION
