@@ -28,6 +28,7 @@ from cardinsa.identity.v1 import (
     resources_pb2,
     user_service_pb2,
 )
+from cardinsa_identity.application.bootstrap import issue_service_key
 from cardinsa_identity.repository.models import ApiKeyRow
 
 Metadata = list[tuple[str, str]]
@@ -438,3 +439,21 @@ async def test_a_key_without_expiry_gets_the_maximum_lifetime(identity: Identity
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
     description = field_violations(error)["api_key.expire_time"]
     assert "at most 365 days from now" in description
+
+
+async def test_a_service_key_from_the_cli_also_expires(identity: IdentityHarness) -> None:
+    """`cardinsa_identity.cli create-service-key` (core's key) gets the maximum
+    lifetime too: no key lives forever."""
+    maximum = timedelta(seconds=identity.settings.api_key_max_lifetime_s)
+    before = datetime.now(UTC)
+    full_key = await issue_service_key(
+        identity.app.ctx,
+        company_id=uuid.UUID(identity.platform_admin.company_id),
+        name=f"svc-{uuid.uuid4().hex[:10]}",
+        permissions=["companies.get_status"],
+    )
+    prefix = full_key.split("_", 2)[1]
+    async with identity.app.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
+        row = (await session.scalars(select(ApiKeyRow).where(ApiKeyRow.prefix == prefix))).one()
+    assert row.expire_time is not None
+    assert before + maximum - timedelta(seconds=1) <= row.expire_time <= datetime.now(UTC) + maximum
