@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = Field(default=900, ge=1)
     clock_skew_s: int = Field(default=30, ge=0)
     jwks_cache_ttl_s: int = Field(default=300, ge=0)
+    # How long the last JWKS fetched stays trusted while identity cannot be reached;
+    # after that every token is refused (UNAVAILABLE, JWKS_STALE) until it answers.
+    jwks_max_stale_s: int = Field(default=3600, ge=1)
 
     # --- secrets -----------------------------------------------------------------
     signing_key_encryption_key: SecretStr = SecretStr(DEV_SIGNING_KEY_ENCRYPTION_KEY)
@@ -268,6 +271,14 @@ class Settings(BaseSettings):
         if self.debug:
             problems.append(("debug", f"{ENV_PREFIX}DEBUG must be false in production"))
         return problems
+
+    def serving_problems(self) -> list[tuple[str, str]]:
+        """(setting, message) for what a *serving* process of this service cannot
+        start without in production, beyond the checks every process makes (a
+        migration Job reads the same settings and need not have it). Services
+        override it; their ``main`` refuses to serve in production while any, and
+        tests/unit/deploy checks that the manifests supply each setting."""
+        return []
 
     @property
     def is_production(self) -> bool:

@@ -36,6 +36,33 @@ class CoreSettings(Settings):
     claim_number_prefix: str = "CLM"
     gateway_secret: SecretStr | None = None
 
+    @field_validator("service_api_key", mode="after")
+    @classmethod
+    def _empty_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value().strip() else None
+
+    @property
+    def usable_service_api_key(self) -> str | None:
+        """The service API key when it has the shape identity issues (``cdk_...``);
+        an empty value or a placeholder (the dev env files') counts as none."""
+        if self.service_api_key is None:
+            return None
+        key = self.service_api_key.get_secret_value().strip()
+        return key if key.startswith("cdk_") else None
+
+    def serving_problems(self) -> list[tuple[str, str]]:
+        problems = super().serving_problems()
+        if self.company_address and self.usable_service_api_key is None:
+            problems.append(
+                (
+                    "service_api_key",
+                    "CARDINSA_SERVICE_API_KEY must be core's API key (cdk_..., from "
+                    "`python -m cardinsa_identity.cli create-service-key`) to call the "
+                    "company service (CARDINSA_COMPANY_ADDRESS is set)",
+                )
+            )
+        return problems
+
     @field_validator("default_currency")
     @classmethod
     def _currency(cls, value: str) -> str:

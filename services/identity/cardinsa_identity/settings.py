@@ -24,6 +24,9 @@ class IdentitySettings(Settings):
     login_lock_max_s: int = Field(default=3600, ge=1)
     password_min_length: int = Field(default=12, ge=8)
     password_reset_ttl_s: int = Field(default=1800, ge=60)
+    # The longest an API key may live: a key created without an expiry gets this
+    # one, asking for a later expiry is refused. Default one year.
+    api_key_max_lifetime_s: int = Field(default=365 * 24 * 3600, ge=3600)
     # Signing keys: how long a new key is published before it signs (longer than
     # every verifier's JWKS cache), how often workers re-read the key table.
     signing_key_publish_delay_s: int = Field(default=600, ge=0)

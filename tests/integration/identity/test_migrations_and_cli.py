@@ -14,6 +14,7 @@ import re
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -396,3 +397,63 @@ async def test_create_platform_admin_from_the_command_line(
     )
     assert code == 2
     assert err.startswith("error:") and "Traceback" not in err
+
+
+async def test_keys_issued_without_expiry_get_one_on_upgrade(fresh_database: str) -> None:
+    """identity_0005: a key from before the maximum lifetime expires a year after its
+    creation, and one already older than that gets a 30-day grace period."""
+    await upgrade(MIGRATIONS, fresh_database, SCHEMA, revision="identity_0001")
+    company = uuid.uuid4()
+    account = uuid.uuid4()
+    old, recent, dated = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    now = datetime.now(UTC)
+    engine = engine_for(fresh_database)
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(
+                text(f"SELECT set_config('{CROSS_TENANT_SETTING}', 'on', false)")
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO identity.service_accounts "
+                    "(id, company_id, name, description, version) "
+                    "VALUES (:id, :company, 'svc-migration', '', 1)"
+                ),
+                {"id": account, "company": company},
+            )
+            for key, age, expire in (
+                (old, timedelta(days=400), None),
+                (recent, timedelta(days=10), None),
+                (dated, timedelta(days=10), timedelta(days=5)),
+            ):
+                await connection.execute(
+                    text(
+                        "INSERT INTO identity.api_keys (id, company_id, service_account_id, "
+                        "prefix, secret_hash, display_name, permissions, expire_time, "
+                        "create_time) VALUES (:id, :company, :account, :prefix, 'x', 'k', "
+                        "'{}', :expire, :created)"
+                    ),
+                    {
+                        "id": key,
+                        "company": company,
+                        "account": account,
+                        "prefix": key.hex[:10],
+                        "expire": None if expire is None else now + expire,
+                        "created": now - age,
+                    },
+                )
+        await upgrade(MIGRATIONS, fresh_database, SCHEMA)
+        async with engine.connect() as connection:
+            await connection.execute(
+                text(f"SELECT set_config('{CROSS_TENANT_SETTING}', 'on', false)")
+            )
+            rows = await connection.execute(
+                text(
+                    "SELECT id, round(extract(epoch FROM expire_time - now()) / 86400) "
+                    "FROM identity.api_keys"
+                )
+            )
+            days_left = {row[0]: int(row[1]) for row in rows}
+    finally:
+        await engine.dispose()
+    assert days_left == {old: 30, recent: 355, dated: 5}

@@ -47,6 +47,7 @@ RUNTIME_SECRETS = {
         "CARDINSA_SIGNING_KEY_ENCRYPTION_KEY",
         "CARDINSA_PAGE_TOKEN_SECRET",
         "CARDINSA_GATEWAY_SECRET",
+        "CARDINSA_SERVICE_API_KEY",
     },
 }
 # Names of settings that hold secrets (by suffix: CARDINSA_ACCESS_TOKEN_TTL_S is not one).
