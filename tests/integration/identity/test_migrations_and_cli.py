@@ -444,8 +444,10 @@ async def test_keys_issued_without_expiry_get_one_on_upgrade(fresh_database: str
                 )
         await upgrade(MIGRATIONS, fresh_database, SCHEMA)
         async with engine.connect() as connection:
+            # After identity_0004 the switch widens nothing: read as the keys' tenant.
             await connection.execute(
-                text(f"SELECT set_config('{CROSS_TENANT_SETTING}', 'on', false)")
+                text(f"SELECT set_config('{TENANT_SETTING}', :company, false)"),
+                {"company": str(company)},
             )
             rows = await connection.execute(
                 text(
