@@ -3,13 +3,18 @@
 Rules that matter here (ARCHITECTURE.md, "Bar to beat"):
 - an unknown email and a wrong password get the same answer and cost the same
   hashing work;
-- failed logins are counted per account and per client address before the
-  password is checked, and the limit is enforced (see ``throttle``);
+- only failed logins count: per account and per account from one client
+  address before the password is checked (a correct password is refused only
+  by a lock on its own account), per client address after a failure (failing
+  guesses from a busy address are refused, correct passwords are not); see
+  ``throttle``;
 - refresh tokens are opaque, stored as hashes, single-use; presenting a used
   one revokes the whole session (family) and is audited;
 - password change, reset, lock and deactivation revoke every session;
 - reset tokens are stored as hashes, single-use, expire, and go to the user
-  through the notifier, never to the log or the response.
+  through the notifier, never to the log or the response; reset requests are
+  limited per client address and per account and wait in a bounded queue, with
+  the same answer whatever happens to them.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ from cardinsa_identity.domain.tokens import (
     new_opaque_token,
     sign_access_token,
 )
-from cardinsa_identity.domain.users import UserState, normalize_email
+from cardinsa_identity.domain.users import UserState, check_email, normalize_email
 from cardinsa_identity.repository.models import (
     ApiKeyRow,
     PasswordResetRow,
@@ -72,6 +77,13 @@ def _invalid_refresh_token() -> Unauthenticated:
     return Unauthenticated(
         "the refresh token is not valid; log in again", reason="INVALID_REFRESH_TOKEN"
     )
+
+
+def _dropped_reset(limit: str) -> None:
+    """A password-reset request a limit dropped: counted and logged (without the
+    email), the caller's answer unchanged."""
+    metrics.IDENTITY_THROTTLED.labels(action="password_reset", reason=limit).inc()
+    log.warning("password-reset request dropped", extra={"limit": limit})
 
 
 def _required(**fields: str) -> None:
@@ -119,9 +131,15 @@ class AuthUseCases:
             window=timedelta(seconds=settings.login_failure_window_s),
             lock_base=timedelta(seconds=settings.login_lock_base_s),
             lock_max=timedelta(seconds=settings.login_lock_max_s),
+            account_wait_max=timedelta(seconds=settings.login_account_wait_max_s),
         )
         self.access_ttl = timedelta(seconds=settings.access_token_ttl_s)
-        self._background: set[asyncio.Task[None]] = set()
+        # Password-reset requests waiting for their message, and the one worker
+        # that issues them (started by the first request).
+        self._resets: asyncio.Queue[tuple[str, str]] = asyncio.Queue(
+            maxsize=settings.password_reset_queue_size
+        )
+        self._reset_worker: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ tokens
 
@@ -210,6 +228,23 @@ class AuthUseCases:
                     company_id=user.company_id if user else None,
                     detail={"client_address": address},
                 )
+                # The address is counted only now, after a failure: what other
+                # accounts' failures filled never refuses a correct password.
+                busy_until, newly_locked = await throttle.reserve_attempt(
+                    session, self.policy, [(throttle.ADDRESS, address)]
+                )
+                for _ in newly_locked:
+                    metrics.IDENTITY_LOCKOUTS.inc()
+                    await self.ctx.audit.record(
+                        session,
+                        action="login.lockout",
+                        entity_type="client_address",
+                        entity_id=None,
+                        company_id=None,
+                        detail={"scope": throttle.ADDRESS, "client_address": address},
+                    )
+            if busy_until is not None:
+                raise throttle.locked_error(busy_until)
             raise _invalid_credentials()
 
         assert user is not None
@@ -245,6 +280,7 @@ class AuthUseCases:
             db,
             user=user,
             email_key=email_key,
+            address=address,
             new_password_hash=new_hash,
             opened=opened,
             audit=audit,
@@ -446,17 +482,42 @@ class AuthUseCases:
             )
 
     async def request_password_reset(self, email: str) -> None:
-        """Answers the same for every email; the work happens in the background."""
+        """Answers the same for every email, and also when a limit drops the
+        request: at most ``password_reset_max_per_address`` per client address
+        (counted here) and ``password_reset_max_per_account`` per account
+        (counted by the worker, which alone knows the account) per window. The
+        message is issued by one worker from a bounded queue; a full queue
+        drops the request."""
         _required(email=email)
-        try:
-            email_key = normalize_email(email)
-        except ValueError:
+        settings = self.ctx.settings
+        window = timedelta(seconds=settings.password_reset_window_s)
+        address = client_address_var.get() or "unknown"
+        async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
+            count = await throttle.count_request(session, throttle.RESET_ADDRESS, address, window)
+        if count > settings.password_reset_max_per_address:
+            _dropped_reset("address")
             return
-        task = asyncio.create_task(self._issue_reset(email_key, client_address_var.get()))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        email_key = normalize_email(email)
+        if check_email(email_key):
+            return  # not an email: no account can have it
+        try:
+            self._resets.put_nowait((email_key, address))
+        except asyncio.QueueFull:
+            _dropped_reset("queue_full")
+            return
+        if self._reset_worker is None or self._reset_worker.done():
+            self._reset_worker = asyncio.create_task(self._issue_resets())
 
-    async def _issue_reset(self, email: str, client_address: str | None) -> None:
+    async def _issue_resets(self) -> None:
+        while True:
+            email, client_address = await self._resets.get()
+            try:
+                await self._issue_reset(email, client_address)
+            finally:
+                self._resets.task_done()
+
+    async def _issue_reset(self, email: str, client_address: str) -> None:
+        settings = self.ctx.settings
         try:
             async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
                 user = (
@@ -466,10 +527,17 @@ class AuthUseCases:
                 ).first()
                 if user is None or user.state != UserState.ACTIVE:
                     return
-                reset = new_opaque_token(OpaqueTokenKind.PASSWORD_RESET)
-                expire = datetime.now(UTC) + timedelta(
-                    seconds=self.ctx.settings.password_reset_ttl_s
+                count = await throttle.count_request(
+                    session,
+                    throttle.RESET_ACCOUNT,
+                    str(user.id),
+                    timedelta(seconds=settings.password_reset_window_s),
                 )
+                if count > settings.password_reset_max_per_account:
+                    _dropped_reset("account")
+                    return
+                reset = new_opaque_token(OpaqueTokenKind.PASSWORD_RESET)
+                expire = datetime.now(UTC) + timedelta(seconds=settings.password_reset_ttl_s)
                 session.add(
                     PasswordResetRow(
                         token_hash=reset.token_hash,
@@ -493,9 +561,13 @@ class AuthUseCases:
             log.exception("issuing a password reset failed")
 
     async def wait_for_background(self) -> None:
-        """For tests and shutdown: let pending reset notifications finish."""
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        """For tests and shutdown: let queued reset notifications finish, then
+        stop the worker (the next request starts it again)."""
+        await self._resets.join()
+        worker, self._reset_worker = self._reset_worker, None
+        if worker is not None:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
 
     async def confirm_password_reset(self, reset_token: str, new_password: str) -> None:
         _required(reset_token=reset_token, new_password=new_password)

@@ -17,14 +17,15 @@ about the rules of login changes:
 
 - ``reserve_and_find_user``: the same reservation upsert as
   :func:`throttle.reserve_attempt` (one definition, :func:`throttle.reserve_sql`)
-  for the account and the client address, and the user lookup, in one
-  statement; what the counters mean (and locking a key over its limit) stays
-  in :func:`throttle.settle`, and a new lock gets its ``login.lockout`` audit
-  row in the same transaction.
+  for the account and for the account from this client address, and the user
+  lookup, in one statement; what the counters mean (and locking a key over its
+  limit) stays in :func:`throttle.settle`, and a new lock gets its
+  ``login.lockout`` audit row in the same transaction. The client address
+  alone is counted after a failure (``AuthUseCases.login``), never before.
 - ``complete_login``: the user row is updated only if it is still active and
   not deleted (the UPDATE takes the row lock the ORM's ``SELECT ... FOR
-  UPDATE`` took, and re-checks the row under it), and only then are the account
-  counter cleared, the session, its refresh token and the audit row (built by
+  UPDATE`` took, and re-checks the row under it), and only then are the
+  account's two counters cleared, the session, its refresh token and the audit row (built by
   the service's :class:`AuditWriter`, same content as ``record``) inserted and
   the roles read. No row comes back when the user can no longer log in.
 """
@@ -97,7 +98,8 @@ WITH account AS (
     RETURNING id, company_id
 ), cleared AS (
     DELETE FROM identity.login_throttles
-     WHERE scope = $23::text AND key = $12::text AND EXISTS (SELECT FROM account)
+     WHERE ((scope = $23::text AND key = $12::text) OR (scope = $24::text AND key = $25::text))
+       AND EXISTS (SELECT FROM account)
 ), opened AS (
     INSERT INTO identity.sessions
         (id, company_id, user_id, last_use_time, idle_expire_time, expire_time,
@@ -169,24 +171,25 @@ async def reserve_and_find_user(
     address: str,
     now: datetime,
 ) -> LoginAttempt:
-    """Reserve an attempt on the account and the client address and find the
-    account, in one cross-tenant transaction that commits at once (see
+    """Reserve an attempt on the account and on the account from the client
+    address and find the account, in one cross-tenant transaction that commits at once (see
     :func:`throttle.reserve_attempt`); a key this attempt locks gets its
     ``login.lockout`` audit row in the same transaction."""
+    pair = throttle.pair_key(email_key, address)
     async with db.transaction(company_id=None, cross_tenant=True) as connection:
         records = await connection.fetch(
             _RESERVE_AND_FIND_USER,
             throttle.ACCOUNT,
             email_key,
-            throttle.ADDRESS,
-            address,
+            throttle.ACCOUNT_ADDRESS,
+            pair,
             now,
             policy.window.total_seconds(),
         )
         by_scope = {record["scope"]: record for record in records}
         user: LoginUser | None = None
         reservations = []
-        for scope, key in ((throttle.ACCOUNT, email_key), (throttle.ADDRESS, address)):
+        for scope, key in ((throttle.ACCOUNT, email_key), (throttle.ACCOUNT_ADDRESS, pair)):
             record = by_scope[scope]
             reservations.append(
                 throttle.Reservation(
@@ -206,12 +209,11 @@ async def reserve_and_find_user(
 
         locked_until, newly_locked = await throttle.settle(policy, reservations, now, place_lock)
         for scope, _key in newly_locked:
-            on_account = scope == throttle.ACCOUNT
             row = audit.build(
                 action="login.lockout",
-                entity_type="user" if on_account else "client_address",
-                entity_id=user.id if user and on_account else None,
-                company_id=user.company_id if user and on_account else None,
+                entity_type="user",
+                entity_id=user.id if user else None,
+                company_id=user.company_id if user else None,
                 detail={"scope": scope, "client_address": address},
             )
             await connection.execute(_INSERT_AUDIT, *_audit_arguments(row))
@@ -236,13 +238,15 @@ async def complete_login(
     *,
     user: LoginUser,
     email_key: str,
+    address: str,
     new_password_hash: str | None,
     opened: NewSession,
     audit: AuditEventRow,
 ) -> tuple[list[str], frozenset[str]] | None:
     """Record a successful login of a still-active ``user``, in its company's
     transaction: last login time (and the upgraded hash, unless the password
-    changed meanwhile), the account counter cleared, the session with its refresh
+    changed meanwhile), the account's counters cleared (from every address
+    and from this one), the session with its refresh
     token, the audit row. Returns the user's roles and permissions, or None
     (nothing written) when the account is no longer active or was deleted since
     the password was checked."""
@@ -263,6 +267,8 @@ async def complete_login(
             opened.refresh_token_hash,
             UserState.ACTIVE.value,
             throttle.ACCOUNT,
+            throttle.ACCOUNT_ADDRESS,
+            throttle.pair_key(email_key, address),
         )
     if not records:
         return None

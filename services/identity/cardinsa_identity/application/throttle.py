@@ -1,12 +1,26 @@
 """Brute-force protection for logins, race-safe in the database.
 
-Every attempt first *reserves* a slot: one atomic upsert increments the
-failure counter of the account and of the client address before any password
-is checked. Only attempts that got a slot within the limit reach the password
-hash, so fifty concurrent wrong passwords check at most ``limit`` of them; a
-successful login gives its slot back (the account counter is cleared). Going
-over the limit locks the key for a while, doubling with each lock in a row up
-to a maximum; an administrator's unlock clears it.
+Only failures count, and a correct password is refused only by a lock on its
+own account, never by what other accounts' traffic did:
+
+- ``account_address`` (the account from one client address): the hard lock.
+  ``max_failures_per_account`` failures from one address lock the account for
+  that address only, doubling with each lock in a row up to ``lock_max``.
+- ``account`` (the account from every address together): a bounded *wait*, as
+  Keycloak's wait-increment. The same number of failures from anywhere makes
+  the account wait before the next password check, doubling up to
+  ``account_wait_max``: strangers elsewhere delay the owner, they cannot lock
+  them out for longer than that.
+- ``address`` (the client address over every account, unknown emails
+  included): counted after a failure only. Over its limit, failing attempts
+  from it are answered RESOURCE_EXHAUSTED instead of INVALID_CREDENTIALS; the
+  password is still checked, so a correct one gets in.
+
+The two account keys are *reserved* before the password is checked: one atomic
+upsert increments both, so fifty concurrent wrong passwords check at most
+``max_failures_per_account`` of them; a successful login clears both (the
+attempt gives its slot back). An administrator's unlock clears every key of
+the account.
 """
 
 from __future__ import annotations
@@ -22,7 +36,17 @@ from cardinsa_foundation.errors import ResourceExhausted
 from cardinsa_identity.repository.models import LoginThrottleRow
 
 ACCOUNT = "account"
+ACCOUNT_ADDRESS = "account_address"
 ADDRESS = "address"
+# Password-reset requests (counted, never locked): per client address, per user id.
+RESET_ADDRESS = "reset_address"
+RESET_ACCOUNT = "reset_account"
+
+
+def pair_key(email: str, address: str) -> str:
+    """The ``account_address`` key: the address first (it holds no space), so the
+    account is everything after the first space."""
+    return f"{address} {email}"
 
 
 def reserve_sql(values: str, now: str, window: str) -> str:
@@ -81,13 +105,16 @@ class ThrottlePolicy:
     window: timedelta
     lock_base: timedelta
     lock_max: timedelta
+    # The longest an account waits because of failures from every address.
+    account_wait_max: timedelta
 
     def limit(self, scope: str) -> int:
-        return self.max_failures_per_account if scope == ACCOUNT else self.max_failures_per_address
+        return self.max_failures_per_address if scope == ADDRESS else self.max_failures_per_account
 
-    def lock_length(self, lock_count: int) -> timedelta:
+    def lock_length(self, lock_count: int, scope: str = ACCOUNT_ADDRESS) -> timedelta:
+        longest = self.account_wait_max if scope == ACCOUNT else self.lock_max
         seconds = self.lock_base.total_seconds() * (2 ** min(lock_count, 16))
-        return timedelta(seconds=min(seconds, self.lock_max.total_seconds()))
+        return timedelta(seconds=min(seconds, longest.total_seconds()))
 
 
 class LockedOut(ResourceExhausted):
@@ -158,11 +185,25 @@ async def settle(
             locked_until = max(locked_until or r.locked_until, r.locked_until)
             continue
         if r.failures > policy.limit(r.scope):
-            until = now + policy.lock_length(r.lock_count)
+            until = now + policy.lock_length(r.lock_count, r.scope)
             if await place_lock(r.scope, r.key, until, now):
                 newly_locked.append((r.scope, r.key))
             locked_until = max(locked_until or until, until)
     return locked_until, newly_locked
+
+
+async def count_request(session: AsyncSession, scope: str, key: str, window: timedelta) -> int:
+    """Count one request on a key that is never locked (the password-reset
+    limits): how many the window holds, this one included. The same upsert as
+    the login counters, so a window that ran out starts again at 1."""
+    params = {
+        "scope": scope,
+        "key": key,
+        "now": datetime.now(UTC),
+        "window": window.total_seconds(),
+    }
+    row = (await session.execute(_RESERVE, params)).one()
+    return int(row.failures)
 
 
 def locked_error(until: datetime) -> LockedOut:
@@ -179,7 +220,18 @@ async def locked_until(session: AsyncSession, keys: list[tuple[str, str]]) -> da
     return found
 
 
+_CLEAR_PAIRS = text(
+    "DELETE FROM identity.login_throttles"
+    " WHERE scope = :scope AND substr(key, strpos(key, ' ') + 1) = :email"
+)
+
+
 async def clear(session: AsyncSession, scope: str, key: str) -> None:
+    """Delete one key's counter; for an account (``ACCOUNT``, its email) also the
+    locks of that account from every address (an administrator's unlock, a
+    password change or reset)."""
     await session.execute(
         delete(LoginThrottleRow).where(LoginThrottleRow.scope == scope, LoginThrottleRow.key == key)
     )
+    if scope == ACCOUNT:
+        await session.execute(_CLEAR_PAIRS, {"scope": ACCOUNT_ADDRESS, "email": key})
