@@ -71,6 +71,7 @@ SELECT r.scope, r.key, r.failures, r.locked_until, r.lock_count,
 """  # noqa: S608
 
 _LOCK: Final = throttle.lock_sql("$1::text", "$2::text", "$3::timestamptz", "$4::timestamptz")
+_GIVE_BACK: Final = throttle.give_back_sql("$1::text", "$2::text")
 
 _AUDIT_COLUMNS: Final = (
     "id, company_id, actor_id, on_behalf_of_id, action, entity_type, entity_id, "
@@ -207,7 +208,12 @@ async def reserve_and_find_user(
         async def place_lock(scope: str, key: str, until: datetime, at: datetime) -> bool:
             return await connection.fetchrow(_LOCK, scope, key, until, at) is not None
 
-        locked_until, newly_locked = await throttle.settle(policy, reservations, now, place_lock)
+        async def give_back(scope: str, key: str) -> None:
+            await connection.execute(_GIVE_BACK, scope, key)
+
+        locked_until, newly_locked = await throttle.settle(
+            policy, reservations, now, place_lock, give_back
+        )
         for scope, _key in newly_locked:
             row = audit.build(
                 action="login.lockout",

@@ -18,9 +18,9 @@ own account, never by what other accounts' traffic did:
 
 The two account keys are *reserved* before the password is checked: one atomic
 upsert increments both, so fifty concurrent wrong passwords check at most
-``max_failures_per_account`` of them; a successful login clears both (the
-attempt gives its slot back). An administrator's unlock clears every key of
-the account.
+``max_failures_per_account`` of them; a successful login clears both, and an
+attempt refused by a lock gives back what it counted (it checked no password).
+An administrator's unlock clears every key of the account.
 """
 
 from __future__ import annotations
@@ -98,6 +98,20 @@ _LOCK = text(lock_sql(":scope", ":key", ":until", ":now"))
 PlaceLock = Callable[[str, str, datetime, datetime], Awaitable[bool]]
 
 
+def give_back_sql(scope: str, key: str) -> str:
+    """Take back one reserved slot of a key (placeholders as for `reserve_sql`)."""
+    return f"""
+    UPDATE identity.login_throttles SET failures = GREATEST(failures - 1, 0)
+     WHERE scope = {scope} AND key = {key}
+    """  # noqa: S608
+
+
+_GIVE_BACK = text(give_back_sql(":scope", ":key"))
+
+#: ``give_back(scope, key)``: run `give_back_sql`.
+GiveBack = Callable[[str, str], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class ThrottlePolicy:
     max_failures_per_account: int
@@ -167,7 +181,10 @@ async def reserve_attempt(
         params = {"scope": scope, "key": key, "until": until, "now": now}
         return (await session.execute(_LOCK, params)).first() is not None
 
-    return await settle(policy, reservations, now, place_lock)
+    async def give_back(scope: str, key: str) -> None:
+        await session.execute(_GIVE_BACK, {"scope": scope, "key": key})
+
+    return await settle(policy, reservations, now, place_lock, give_back)
 
 
 async def settle(
@@ -175,20 +192,33 @@ async def settle(
     reservations: list[Reservation],
     now: datetime,
     place_lock: PlaceLock,
+    give_back: GiveBack | None = None,
 ) -> tuple[datetime | None, list[tuple[str, str]]]:
-    """What the reservations mean (see `reserve_attempt`): a key over its limit is
-    locked with ``place_lock``, in the reserving transaction."""
+    """What the reservations mean (see `reserve_attempt`), in the reserving
+    transaction. A lock in force on any key refuses the attempt; otherwise every
+    key over its limit is locked with ``place_lock`` and refuses it. A refused
+    attempt checks no password, so it is no failure: the keys it counted that
+    are not locked get their slot back (``give_back``). Without that, a stranger
+    whose (account, address) is locked could go on filling the account's wait."""
     newly_locked: list[tuple[str, str]] = []
     locked_until: datetime | None = None
+    locked: set[tuple[str, str]] = set()
     for r in reservations:
         if r.locked_until is not None and r.locked_until > now:
             locked_until = max(locked_until or r.locked_until, r.locked_until)
-            continue
-        if r.failures > policy.limit(r.scope):
-            until = now + policy.lock_length(r.lock_count, r.scope)
-            if await place_lock(r.scope, r.key, until, now):
-                newly_locked.append((r.scope, r.key))
-            locked_until = max(locked_until or until, until)
+            locked.add((r.scope, r.key))
+    if locked_until is None:
+        for r in reservations:
+            if r.failures > policy.limit(r.scope):
+                until = now + policy.lock_length(r.lock_count, r.scope)
+                if await place_lock(r.scope, r.key, until, now):
+                    newly_locked.append((r.scope, r.key))
+                locked_until = max(locked_until or until, until)
+                locked.add((r.scope, r.key))
+    if locked_until is not None and give_back is not None:
+        for r in reservations:
+            if (r.scope, r.key) not in locked:
+                await give_back(r.scope, r.key)
     return locked_until, newly_locked
 
 
