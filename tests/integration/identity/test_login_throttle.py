@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -24,6 +24,7 @@ from cardinsa.identity.v1 import auth_service_pb2
 from cardinsa_foundation.metrics import REGISTRY
 
 WRONG = "wrong password 000000"
+HOUR = timedelta(hours=1)
 
 
 def _addresses(prefix: str) -> Iterator[str]:
@@ -263,3 +264,37 @@ def _no_leftover_policy(identity: IdentityHarness) -> Iterator[None]:
     original = identity.app.auth.policy
     yield
     assert identity.app.auth.policy is original
+
+
+async def test_stale_counters_are_purged(identity: IdentityHarness) -> None:
+    """Each unknown email a stranger tries leaves counters; old ones are deleted
+    (at most once per purge interval, after a failed login), live ones stay."""
+    from sqlalchemy import text
+
+    auth = identity.app.auth
+    db = identity.app.ctx.db
+    stale, live = unique_email("stale"), unique_email("live")
+    old = datetime.now(UTC) - auth.purge_idle - timedelta(minutes=1)
+    async with db.unit_of_work(company_id=None, cross_tenant=True) as session:
+        await session.execute(
+            text(
+                "INSERT INTO identity.login_throttles"
+                " (scope, key, failures, window_start, locked_until, lock_count)"
+                " VALUES ('account', :stale, 3, :old, NULL, 1),"
+                " ('account', :locked, 3, :old, :later, 1)"
+            ),
+            {"stale": stale, "locked": live, "old": old, "later": datetime.now(UTC) + HOUR},
+        )
+    auth._next_purge = datetime.now(UTC)
+    await _login(identity, unique_email("ghost"), WRONG, next(_addresses("198.51")))
+    async with db.unit_of_work(company_id=None, cross_tenant=True) as session:
+        left = set(
+            (
+                await session.execute(
+                    text("SELECT key FROM identity.login_throttles WHERE key IN (:a, :b)"),
+                    {"a": stale, "b": live},
+                )
+            ).scalars()
+        )
+    assert left == {live}
+    assert auth._next_purge > datetime.now(UTC)

@@ -140,6 +140,15 @@ class AuthUseCases:
             maxsize=settings.password_reset_queue_size
         )
         self._reset_worker: asyncio.Task[None] | None = None
+        # Stale throttle counters are purged at most this often (per process),
+        # after a failed login or a password-reset request.
+        self.purge_interval = timedelta(hours=1)
+        self.purge_idle = max(
+            timedelta(days=1),
+            2 * timedelta(seconds=settings.login_lock_max_s + settings.login_failure_window_s),
+            2 * timedelta(seconds=settings.password_reset_window_s),
+        )
+        self._next_purge = datetime.now(UTC)
 
     # ------------------------------------------------------------------ tokens
 
@@ -243,6 +252,7 @@ class AuthUseCases:
                         company_id=None,
                         detail={"scope": throttle.ADDRESS, "client_address": address},
                     )
+            await self._purge_if_due()
             if busy_until is not None:
                 raise throttle.locked_error(busy_until)
             raise _invalid_credentials()
@@ -305,6 +315,16 @@ class AuthUseCases:
             refresh_expire_time=opened.expire_time,
             session_id=session_id,
         )
+
+    async def _purge_if_due(self) -> None:
+        now = datetime.now(UTC)
+        if now < self._next_purge:
+            return
+        self._next_purge = now + self.purge_interval
+        async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
+            purged = await throttle.purge_stale(session, self.purge_idle)
+        if purged:
+            log.info("stale login and password-reset counters purged", extra={"rows": purged})
 
     # ----------------------------------------------------------------- refresh
 
@@ -450,7 +470,12 @@ class AuthUseCases:
             user = await session.get(UserRow, user_id)
             if user is None or user.delete_time is not None:
                 raise Unauthenticated("the account no longer exists", reason="ACCOUNT_NOT_FOUND")
-            keys = [(throttle.ACCOUNT, user.email)]
+            # As login: a lock on this address (long), a bounded wait for the account.
+            address = client_address_var.get() or "unknown"
+            keys = [
+                (throttle.ACCOUNT, user.email),
+                (throttle.ACCOUNT_ADDRESS, throttle.pair_key(user.email, address)),
+            ]
             locked_until, _ = await throttle.reserve_attempt(session, self.policy, keys)
             stored_hash, email = user.password_hash, user.email
         if locked_until is not None:
@@ -494,6 +519,7 @@ class AuthUseCases:
         address = client_address_var.get() or "unknown"
         async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
             count = await throttle.count_request(session, throttle.RESET_ADDRESS, address, window)
+        await self._purge_if_due()
         if count > settings.password_reset_max_per_address:
             _dropped_reset("address")
             return

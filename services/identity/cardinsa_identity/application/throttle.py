@@ -236,6 +236,22 @@ async def count_request(session: AsyncSession, scope: str, key: str, window: tim
     return int(row.failures)
 
 
+_PURGE = text(
+    "DELETE FROM identity.login_throttles"
+    " WHERE window_start < :before AND (locked_until IS NULL OR locked_until < :now)"
+)
+
+
+async def purge_stale(session: AsyncSession, idle: timedelta) -> int:
+    """Delete counters whose window started longer than ``idle`` ago and that
+    hold no lock: every unknown email a stranger tries leaves rows, and they
+    must not pile up forever. ``idle`` exceeds every window and lock, so only
+    the memory of old locks (the doubling) is lost."""
+    now = datetime.now(UTC)
+    result = await session.execute(_PURGE, {"before": now - idle, "now": now})
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def locked_error(until: datetime) -> LockedOut:
     return _locked(until, datetime.now(UTC))
 
