@@ -298,3 +298,16 @@ async def test_stale_counters_are_purged(identity: IdentityHarness) -> None:
         )
     assert left == {live}
     assert auth._next_purge > datetime.now(UTC)
+
+
+async def test_concurrent_logins_of_one_account_from_one_address_all_succeed(
+    identity: IdentityHarness,
+) -> None:
+    """Completing logins clear the counters that concurrent ones reserve, in the
+    same row order: no deadlock, no refusal."""
+    user = await identity.create_user(identity.admin_a)
+    address = next(_addresses("198.51"))
+    answers = await asyncio.gather(
+        *(_login(identity, user.email, user.password, address) for _ in range(12))
+    )
+    assert [_code(a) for a in answers] == ["OK"] * 12

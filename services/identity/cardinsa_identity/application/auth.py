@@ -20,6 +20,7 @@ Rules that matter here (ARCHITECTURE.md, "Bar to beat"):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -67,6 +68,10 @@ from cardinsa_identity.repository.models import (
 log = logging.getLogger(__name__)
 
 INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+# An attempt finding as many attempts on its account being checked as may still
+# fail waits this long between tries, this many times, before it is refused.
+BUSY_WAIT_S = 0.1
+BUSY_RETRIES = 30
 
 
 def _invalid_credentials() -> Unauthenticated:
@@ -90,6 +95,13 @@ def _required(**fields: str) -> None:
     missing = [FieldViolation(name, "required") for name, value in fields.items() if not value]
     if missing:
         raise InvalidArgument("required fields are missing", field_violations=missing)
+
+
+@dataclass
+class _Outcome:
+    """Whether a reserved login attempt was counted (failure) or cleared (success)."""
+
+    decided: bool = False
 
 
 @dataclass(frozen=True)
@@ -201,24 +213,70 @@ class AuthUseCases:
         except ValueError:
             email_key = email.strip().lower()
         address = client_address_var.get() or "unknown"
-        db = self.ctx.db
+        keys = [
+            (throttle.ACCOUNT, email_key),
+            (throttle.ACCOUNT_ADDRESS, throttle.pair_key(email_key, address)),
+        ]
 
         # Each transaction sends its work as one statement (login_store: what the
         # ORM did in sixteen round trips cost the hash threads' cores).
-        attempt = await login_store.reserve_and_find_user(
-            db,
-            self.ctx.audit,
-            self.policy,
-            email_key=email_key,
-            address=address,
-            now=datetime.now(UTC),
-        )
-        user, locked_until = attempt.user, attempt.locked_until
-        for _ in attempt.newly_locked:
-            metrics.IDENTITY_LOCKOUTS.inc()
-        if locked_until is not None:
-            raise throttle.locked_error(locked_until)
+        for _ in range(BUSY_RETRIES):
+            attempt = await login_store.reserve_and_find_user(
+                self.ctx.db,
+                self.ctx.audit,
+                self.policy,
+                email_key=email_key,
+                address=address,
+                now=datetime.now(UTC),
+            )
+            verdict = attempt.verdict
+            for _ in verdict.newly_locked:
+                metrics.IDENTITY_LOCKOUTS.inc()
+            if verdict.locked_until is not None:
+                raise throttle.locked_error(verdict.locked_until)
+            if not verdict.busy:
+                break
+            # As many attempts as the account may still fail are being checked
+            # (they may succeed): wait for them instead of refusing.
+            await asyncio.sleep(BUSY_WAIT_S)
+        else:
+            raise throttle.busy_error()
 
+        outcome = _Outcome()
+        try:
+            return await self._checked_login(
+                attempt.user,
+                outcome=outcome,
+                email_key=email_key,
+                address=address,
+                keys=keys,
+                password=password,
+                user_agent=user_agent,
+            )
+        finally:
+            if not outcome.decided:
+                # An error before the attempt was counted one way or the other.
+                with contextlib.suppress(Exception):
+                    async with self.ctx.db.unit_of_work(
+                        company_id=None, cross_tenant=True
+                    ) as session:
+                        await throttle.give_back(session, keys)
+
+    async def _checked_login(
+        self,
+        user: LoginUser | None,
+        *,
+        outcome: _Outcome,
+        email_key: str,
+        address: str,
+        keys: list[tuple[str, str]],
+        password: str,
+        user_agent: str | None,
+    ) -> IssuedTokens:
+        """The rest of `login`, once the attempt is reserved: ``outcome.decided``
+        once it is counted as a failure or cleared by the success; otherwise
+        `login` gives the reservation back."""
+        db = self.ctx.db
         # The hash runs outside any transaction: no connection is held for it.
         if user is None:
             await self.ctx.hasher.dummy_verify_async(password)
@@ -237,12 +295,12 @@ class AuthUseCases:
                     company_id=user.company_id if user else None,
                     detail={"client_address": address},
                 )
+                await throttle.record_failure(session, keys)
+                outcome.decided = True
                 # The address is counted only now, after a failure: what other
                 # accounts' failures filled never refuses a correct password.
-                busy_until, newly_locked = await throttle.reserve_attempt(
-                    session, self.policy, [(throttle.ADDRESS, address)]
-                )
-                for _ in newly_locked:
+                busy = await throttle.count_failure(session, self.policy, throttle.ADDRESS, address)
+                for _ in busy.newly_locked:
                     metrics.IDENTITY_LOCKOUTS.inc()
                     await self.ctx.audit.record(
                         session,
@@ -253,8 +311,8 @@ class AuthUseCases:
                         detail={"scope": throttle.ADDRESS, "client_address": address},
                     )
             await self._purge_if_due()
-            if busy_until is not None:
-                raise throttle.locked_error(busy_until)
+            if busy.locked_until is not None:
+                raise throttle.locked_error(busy.locked_until)
             raise _invalid_credentials()
 
         assert user is not None
@@ -269,6 +327,9 @@ class AuthUseCases:
                     entity_id=user.id,
                     detail={"state": user.state, "client_address": address},
                 )
+            async with db.unit_of_work(company_id=None, cross_tenant=True) as session:
+                await throttle.record_failure(session, keys)
+            outcome.decided = True
             raise Unauthenticated(
                 "this account cannot log in",
                 reason=f"ACCOUNT_{user.state}",
@@ -298,6 +359,7 @@ class AuthUseCases:
         if grants is None:  # deactivated, locked or deleted since the password check
             principal_var.set(principal)
             raise _invalid_credentials()
+        outcome.decided = True
         roles, permissions = grants
         access, access_exp = self._sign(
             subject=str(user.id),
@@ -476,35 +538,48 @@ class AuthUseCases:
                 (throttle.ACCOUNT, user.email),
                 (throttle.ACCOUNT_ADDRESS, throttle.pair_key(user.email, address)),
             ]
-            locked_until, _ = await throttle.reserve_attempt(session, self.policy, keys)
+            verdict = await throttle.reserve_attempt(session, self.policy, keys)
             stored_hash, email = user.password_hash, user.email
-        if locked_until is not None:
-            raise throttle.locked_error(locked_until)
-        ok, _ = await self.ctx.hasher.verify_password_async(current_password, stored_hash)
-        if not ok:
-            metrics.IDENTITY_LOGIN_FAILURES.inc()
-            raise InvalidArgument(
-                "the current password is not correct",
-                reason="WRONG_CURRENT_PASSWORD",
-                field_violations=[FieldViolation("current_password", "is not correct")],
-            )
-        self._check_new_password(new_password, email, "new_password")
-        new_hash = await self.ctx.hasher.hash_password_async(new_password)
-        async with self.ctx.db.unit_of_work() as session:
-            user = await session.get(UserRow, user_id, with_for_update=True)
-            assert user is not None
-            user.password_hash = new_hash
-            user.password_change_time = datetime.now(UTC)
-            await throttle.clear(session, throttle.ACCOUNT, email)
-            revoked = await revoke_user_sessions(session, user_id, "password_change")
-            await self.ctx.audit.record(
-                session,
-                action="user.change_password",
-                entity_type="user",
-                entity_id=user_id,
-                changed_fields=["password"],
-                detail={"sessions_revoked": revoked},
-            )
+        if verdict.locked_until is not None:
+            raise throttle.locked_error(verdict.locked_until)
+        if verdict.busy:
+            raise throttle.busy_error()
+        decided = False
+        try:
+            ok, _ = await self.ctx.hasher.verify_password_async(current_password, stored_hash)
+            if not ok:
+                metrics.IDENTITY_LOGIN_FAILURES.inc()
+                async with self.ctx.db.unit_of_work() as session:
+                    await throttle.record_failure(session, keys)
+                decided = True
+                raise InvalidArgument(
+                    "the current password is not correct",
+                    reason="WRONG_CURRENT_PASSWORD",
+                    field_violations=[FieldViolation("current_password", "is not correct")],
+                )
+            self._check_new_password(new_password, email, "new_password")
+            new_hash = await self.ctx.hasher.hash_password_async(new_password)
+            async with self.ctx.db.unit_of_work() as session:
+                user = await session.get(UserRow, user_id, with_for_update=True)
+                assert user is not None
+                user.password_hash = new_hash
+                user.password_change_time = datetime.now(UTC)
+                await throttle.clear(session, throttle.ACCOUNT, email)
+                revoked = await revoke_user_sessions(session, user_id, "password_change")
+                await self.ctx.audit.record(
+                    session,
+                    action="user.change_password",
+                    entity_type="user",
+                    entity_id=user_id,
+                    changed_fields=["password"],
+                    detail={"sessions_revoked": revoked},
+                )
+            decided = True
+        finally:
+            if not decided:  # the right password, but no change (policy, error)
+                with contextlib.suppress(Exception):
+                    async with self.ctx.db.unit_of_work() as session:
+                        await throttle.give_back(session, keys)
 
     async def request_password_reset(self, email: str) -> None:
         """Answers the same for every email, and also when a limit drops the

@@ -57,13 +57,13 @@ __all__ = [
 _RESERVE_AND_FIND_USER: Final = f"""
 WITH reserved AS ({
     throttle.reserve_sql(
-        "($1::text, $2::text, 1, $5::timestamptz, NULL, 0), "
-        "($3::text, $4::text, 1, $5::timestamptz, NULL, 0)",
+        "($1::text, $2::text, 0, $5::timestamptz, NULL, 0, 1), "
+        "($3::text, $4::text, 0, $5::timestamptz, NULL, 0, 1)",
         "$5::timestamptz",
         "$6::float8",
     )
 })
-SELECT r.scope, r.key, r.failures, r.locked_until, r.lock_count,
+SELECT r.scope, r.key, r.failures, r.pending, r.locked_until, r.lock_count,
        u.id AS user_id, u.company_id, u.state, u.password_hash
   FROM reserved r
   LEFT JOIN identity.users u
@@ -97,10 +97,24 @@ WITH account AS (
            version = version + 1
      WHERE id = $11::uuid AND delete_time IS NULL AND state = $22::text
     RETURNING id, company_id
-), cleared AS (
-    DELETE FROM identity.login_throttles
+), held AS (
+    -- The account's two counters, locked in the order the reservation takes
+    -- them (account, then the account from this address): a login completing
+    -- and one reserving for the same account and address cannot deadlock.
+    SELECT scope, key, pending FROM identity.login_throttles
      WHERE ((scope = $23::text AND key = $12::text) OR (scope = $24::text AND key = $25::text))
        AND EXISTS (SELECT FROM account)
+     ORDER BY scope
+       FOR UPDATE
+), cleared AS (
+    DELETE FROM identity.login_throttles t USING held h
+     WHERE t.scope = h.scope AND t.key = h.key AND h.pending <= 1
+), released AS (
+    -- Other attempts are being checked: keep them counted, clear the rest.
+    UPDATE identity.login_throttles t
+       SET failures = 0, pending = h.pending - 1, locked_until = NULL, lock_count = 0
+      FROM held h
+     WHERE t.scope = h.scope AND t.key = h.key AND h.pending > 1
 ), opened AS (
     INSERT INTO identity.sessions
         (id, company_id, user_id, last_use_time, idle_expire_time, expire_time,
@@ -155,12 +169,11 @@ class LoginUser:
 
 @dataclass(frozen=True, slots=True)
 class LoginAttempt:
-    """A reserved attempt: the user (None for an unknown email), until when the
-    attempt is locked out (None: check the password) and the keys it newly locked."""
+    """A reserved attempt: the user (None for an unknown email) and what the
+    reservation means (``verdict.go``: check the password)."""
 
     user: LoginUser | None
-    locked_until: datetime | None
-    newly_locked: list[tuple[str, str]]
+    verdict: throttle.Verdict
 
 
 async def reserve_and_find_user(
@@ -194,7 +207,12 @@ async def reserve_and_find_user(
             record = by_scope[scope]
             reservations.append(
                 throttle.Reservation(
-                    scope, key, record["failures"], record["locked_until"], record["lock_count"]
+                    scope,
+                    key,
+                    record["failures"],
+                    record["pending"],
+                    record["locked_until"],
+                    record["lock_count"],
                 )
             )
             if scope == throttle.ACCOUNT and record["user_id"] is not None:
@@ -211,10 +229,8 @@ async def reserve_and_find_user(
         async def give_back(scope: str, key: str) -> None:
             await connection.execute(_GIVE_BACK, scope, key)
 
-        locked_until, newly_locked = await throttle.settle(
-            policy, reservations, now, place_lock, give_back
-        )
-        for scope, _key in newly_locked:
+        verdict = await throttle.settle(policy, reservations, now, place_lock, give_back)
+        for scope, _key in verdict.newly_locked:
             row = audit.build(
                 action="login.lockout",
                 entity_type="user",
@@ -223,7 +239,7 @@ async def reserve_and_find_user(
                 detail={"scope": scope, "client_address": address},
             )
             await connection.execute(_INSERT_AUDIT, *_audit_arguments(row))
-    return LoginAttempt(user, locked_until, newly_locked)
+    return LoginAttempt(user, verdict)
 
 
 @dataclass(frozen=True, slots=True)

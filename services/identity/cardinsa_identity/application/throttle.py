@@ -17,10 +17,13 @@ own account, never by what other accounts' traffic did:
   password is still checked, so a correct one gets in.
 
 The two account keys are *reserved* before the password is checked: one atomic
-upsert increments both, so fifty concurrent wrong passwords check at most
-``max_failures_per_account`` of them; a successful login clears both, and an
-attempt refused by a lock gives back what it counted (it checked no password).
-An administrator's unlock clears every key of the account.
+upsert counts the attempt as pending on both, and no more attempts are checked
+at once than failures are still allowed, so fifty concurrent wrong passwords
+check at most ``max_failures_per_account`` of them. Attempts beyond that wait a
+moment (nothing is locked: the ones being checked may succeed). After the
+check, a failure moves from pending to failures; a success clears both keys.
+An attempt refused by a lock gives back what it counted (it checked no
+password). An administrator's unlock clears every key of the account.
 """
 
 from __future__ import annotations
@@ -49,41 +52,64 @@ def pair_key(email: str, address: str) -> str:
     return f"{address} {email}"
 
 
-def reserve_sql(values: str, now: str, window: str) -> str:
-    """The reservation upsert for the rows in ``values`` (``(scope, key, 1, <now>,
-    NULL, 0)`` each), with ``now`` and ``window`` (seconds) as placeholders of the
-    caller's parameter style. The one definition of how a counter moves: a lock
-    in force keeps it, an expired window or lock restarts it, else it counts up.
-    The arguments are placeholders, never values: S608 does not apply.
-    """
+def _counter_sql(values: str, now: str, window: str, column: str) -> str:
+    """The upsert that counts ``column`` (``failures`` or ``pending``) up by one
+    for the rows in ``values``; ``now`` and ``window`` (seconds) are
+    placeholders of the caller's parameter style. The one definition of how a
+    counter moves: a lock in force keeps it, an expired window or lock restarts
+    it (failures 0, nothing pending), else it counts up. The arguments are
+    placeholders and constant names, never values: S608 does not apply."""
+    restart = (
+        f"t.window_start + make_interval(secs => {window}) <= {now}"
+        f" OR (t.locked_until IS NOT NULL AND t.locked_until <= {now})"
+    )
+    in_force = f"t.locked_until IS NOT NULL AND t.locked_until > {now}"
+    counted = {"failures": "failures", "pending": "pending"}[column]
+    other = "pending" if counted == "failures" else "failures"
     return f"""
     INSERT INTO identity.login_throttles AS t
-        (scope, key, failures, window_start, locked_until, lock_count)
+        (scope, key, failures, window_start, locked_until, lock_count, pending)
     VALUES {values}
     ON CONFLICT (scope, key) DO UPDATE SET
-        failures = CASE
-            WHEN t.locked_until IS NOT NULL AND t.locked_until > {now} THEN t.failures
-            WHEN t.window_start + make_interval(secs => {window}) <= {now}
-                 OR (t.locked_until IS NOT NULL AND t.locked_until <= {now}) THEN 1
-            ELSE t.failures + 1 END,
+        {counted} = CASE
+            WHEN {in_force} THEN t.{counted}
+            WHEN {restart} THEN 1
+            ELSE t.{counted} + 1 END,
+        {other} = CASE
+            WHEN {in_force} THEN t.{other}
+            WHEN {restart} THEN 0
+            ELSE t.{other} END,
         window_start = CASE
-            WHEN t.locked_until IS NOT NULL AND t.locked_until > {now} THEN t.window_start
-            WHEN t.window_start + make_interval(secs => {window}) <= {now}
-                 OR (t.locked_until IS NOT NULL AND t.locked_until <= {now}) THEN {now}
+            WHEN {in_force} THEN t.window_start
+            WHEN {restart} THEN {now}
             ELSE t.window_start END,
         locked_until = CASE
             WHEN t.locked_until IS NOT NULL AND t.locked_until <= {now} THEN NULL
             ELSE t.locked_until END
-    RETURNING t.scope, t.key, t.failures, t.locked_until, t.lock_count
+    RETURNING t.scope, t.key, t.failures, t.pending, t.locked_until, t.lock_count
     """  # noqa: S608
 
 
-_RESERVE = text(reserve_sql("(:scope, :key, 1, :now, NULL, 0)", ":now", ":window"))
+def reserve_sql(values: str, now: str, window: str) -> str:
+    """Reserve an attempt (count ``pending`` up) on the rows in ``values``
+    (``(scope, key, 0, <now>, NULL, 0, 1)`` each); see `_counter_sql`."""
+    return _counter_sql(values, now, window, "pending")
+
+
+def count_sql(values: str, now: str, window: str) -> str:
+    """Count a failure or a request (``failures`` up) on the rows in ``values``
+    (``(scope, key, 1, <now>, NULL, 0, 0)`` each); see `_counter_sql`."""
+    return _counter_sql(values, now, window, "failures")
+
+
+_RESERVE = text(reserve_sql("(:scope, :key, 0, :now, NULL, 0, 1)", ":now", ":window"))
+_COUNT = text(count_sql("(:scope, :key, 1, :now, NULL, 0, 0)", ":now", ":window"))
 
 
 def lock_sql(scope: str, key: str, until: str, now: str) -> str:
     """Lock a key until ``until`` unless a lock is already in force (placeholders
-    as for `reserve_sql`); returns a row only when this statement placed the lock."""
+    of the caller's parameter style); returns a row only when this statement
+    placed the lock."""
     return f"""
     UPDATE identity.login_throttles
        SET locked_until = {until}, lock_count = lock_count + 1
@@ -99,14 +125,24 @@ PlaceLock = Callable[[str, str, datetime, datetime], Awaitable[bool]]
 
 
 def give_back_sql(scope: str, key: str) -> str:
-    """Take back one reserved slot of a key (placeholders as for `reserve_sql`)."""
+    """Take back one reserved attempt of a key (placeholders as for `lock_sql`)."""
     return f"""
-    UPDATE identity.login_throttles SET failures = GREATEST(failures - 1, 0)
+    UPDATE identity.login_throttles SET pending = GREATEST(pending - 1, 0)
+     WHERE scope = {scope} AND key = {key}
+    """  # noqa: S608
+
+
+def fail_sql(scope: str, key: str) -> str:
+    """A reserved attempt failed: one failure more, one attempt less pending."""
+    return f"""
+    UPDATE identity.login_throttles
+       SET failures = failures + 1, pending = GREATEST(pending - 1, 0)
      WHERE scope = {scope} AND key = {key}
     """  # noqa: S608
 
 
 _GIVE_BACK = text(give_back_sql(":scope", ":key"))
+_FAIL = text(fail_sql(":scope", ":key"))
 
 #: ``give_back(scope, key)``: run `give_back_sql`.
 GiveBack = Callable[[str, str], Awaitable[None]]
@@ -152,30 +188,41 @@ class Reservation:
     scope: str
     key: str
     failures: int
+    pending: int
     locked_until: datetime | None
     lock_count: int
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a reservation means: refused until ``locked_until`` (None: not
+    locked), the keys it newly locked (metrics, audit), and ``busy``: not locked,
+    but as many attempts as the limit allows are being checked right now (the
+    attempt reserved nothing; try again in a moment)."""
+
+    locked_until: datetime | None
+    newly_locked: list[tuple[str, str]]
+    busy: bool = False
+
+    @property
+    def go(self) -> bool:
+        return self.locked_until is None and not self.busy
+
+
 async def reserve_attempt(
     session: AsyncSession, policy: ThrottlePolicy, keys: list[tuple[str, str]]
-) -> tuple[datetime | None, list[tuple[str, str]]]:
-    """Reserve one attempt on every key.
-
-    Returns until when the attempt is locked out (None: go ahead and check the
-    password) and the keys this attempt newly locked (for metrics and audit).
-    Run it in its own short transaction, so the reservation is visible to
-    concurrent attempts at once.
-    """
+) -> Verdict:
+    """Reserve one attempt on every key (see `settle`). Run it in its own short
+    transaction, so the reservation is visible to concurrent attempts at once;
+    after the check, `record_failure` or `clear` (or `give_back`)."""
     now = datetime.now(UTC)
     reservations = []
     for scope, key in keys:
-        row = (
-            await session.execute(
-                _RESERVE,
-                {"scope": scope, "key": key, "now": now, "window": policy.window.total_seconds()},
-            )
-        ).one()
-        reservations.append(Reservation(scope, key, row.failures, row.locked_until, row.lock_count))
+        params = {"scope": scope, "key": key, "now": now, "window": policy.window.total_seconds()}
+        row = (await session.execute(_RESERVE, params)).one()
+        reservations.append(
+            Reservation(scope, key, row.failures, row.pending, row.locked_until, row.lock_count)
+        )
 
     async def place_lock(scope: str, key: str, until: datetime, now: datetime) -> bool:
         params = {"scope": scope, "key": key, "until": until, "now": now}
@@ -192,14 +239,23 @@ async def settle(
     reservations: list[Reservation],
     now: datetime,
     place_lock: PlaceLock,
-    give_back: GiveBack | None = None,
-) -> tuple[datetime | None, list[tuple[str, str]]]:
-    """What the reservations mean (see `reserve_attempt`), in the reserving
-    transaction. A lock in force on any key refuses the attempt; otherwise every
-    key over its limit is locked with ``place_lock`` and refuses it. A refused
-    attempt checks no password, so it is no failure: the keys it counted that
-    are not locked get their slot back (``give_back``). Without that, a stranger
-    whose (account, address) is locked could go on filling the account's wait."""
+    give_back: GiveBack,
+) -> Verdict:
+    """What the reservations mean, in the reserving transaction:
+
+    - a lock in force on any key refuses the attempt;
+    - a key whose failures reached its limit is locked (``place_lock``) and
+      refuses it;
+    - a key whose failures plus attempts being checked exceed the limit makes
+      the attempt *busy*: its password is not checked now (so no more than the
+      limit are ever checked at once), but nothing is locked, since those
+      attempts may well succeed;
+    - otherwise the password may be checked.
+
+    An attempt that does not go ahead checked no password, so it is no failure:
+    the keys it counted get their slot back (``give_back``). Without that, a
+    stranger whose (account, address) is locked could go on filling the
+    account's wait."""
     newly_locked: list[tuple[str, str]] = []
     locked_until: datetime | None = None
     locked: set[tuple[str, str]] = set()
@@ -209,17 +265,49 @@ async def settle(
             locked.add((r.scope, r.key))
     if locked_until is None:
         for r in reservations:
-            if r.failures > policy.limit(r.scope):
+            if r.failures >= policy.limit(r.scope):
                 until = now + policy.lock_length(r.lock_count, r.scope)
                 if await place_lock(r.scope, r.key, until, now):
                     newly_locked.append((r.scope, r.key))
                 locked_until = max(locked_until or until, until)
-                locked.add((r.scope, r.key))
-    if locked_until is not None and give_back is not None:
+    busy = locked_until is None and any(
+        r.failures + r.pending > policy.limit(r.scope) for r in reservations
+    )
+    if locked_until is not None or busy:
         for r in reservations:
             if (r.scope, r.key) not in locked:
                 await give_back(r.scope, r.key)
-    return locked_until, newly_locked
+    return Verdict(locked_until, newly_locked, busy)
+
+
+async def record_failure(session: AsyncSession, keys: list[tuple[str, str]]) -> None:
+    """The password of a reserved attempt was wrong: count it on every key."""
+    for scope, key in keys:
+        await session.execute(_FAIL, {"scope": scope, "key": key})
+
+
+async def give_back(session: AsyncSession, keys: list[tuple[str, str]]) -> None:
+    """A reserved attempt ended without a verdict on the password (an error)."""
+    for scope, key in keys:
+        await session.execute(_GIVE_BACK, {"scope": scope, "key": key})
+
+
+async def count_failure(
+    session: AsyncSession, policy: ThrottlePolicy, scope: str, key: str
+) -> Verdict:
+    """Count a failure on a key that is counted only after the fact (the client
+    address): locked once over its limit, as `settle` would."""
+    now = datetime.now(UTC)
+    params = {"scope": scope, "key": key, "now": now, "window": policy.window.total_seconds()}
+    row = (await session.execute(_COUNT, params)).one()
+    if row.locked_until is not None and row.locked_until > now:
+        return Verdict(row.locked_until, [])
+    if row.failures > policy.limit(scope):
+        until = now + policy.lock_length(row.lock_count, scope)
+        params = {"scope": scope, "key": key, "until": until, "now": now}
+        placed = (await session.execute(_LOCK, params)).first() is not None
+        return Verdict(until, [(scope, key)] if placed else [])
+    return Verdict(None, [])
 
 
 async def count_request(session: AsyncSession, scope: str, key: str, window: timedelta) -> int:
@@ -232,7 +320,7 @@ async def count_request(session: AsyncSession, scope: str, key: str, window: tim
         "now": datetime.now(UTC),
         "window": window.total_seconds(),
     }
-    row = (await session.execute(_RESERVE, params)).one()
+    row = (await session.execute(_COUNT, params)).one()
     return int(row.failures)
 
 
@@ -254,6 +342,12 @@ async def purge_stale(session: AsyncSession, idle: timedelta) -> int:
 
 def locked_error(until: datetime) -> LockedOut:
     return _locked(until, datetime.now(UTC))
+
+
+def busy_error() -> LockedOut:
+    """As many attempts on the account as its limit allows are being checked
+    right now; the same answer as a lock (an unknown email can be busy too)."""
+    return _locked(datetime.now(UTC), datetime.now(UTC))
 
 
 async def locked_until(session: AsyncSession, keys: list[tuple[str, str]]) -> datetime | None:
