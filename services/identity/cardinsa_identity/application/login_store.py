@@ -25,9 +25,10 @@ about the rules of login changes:
 - ``complete_login``: the user row is updated only if it is still active and
   not deleted (the UPDATE takes the row lock the ORM's ``SELECT ... FOR
   UPDATE`` took, and re-checks the row under it), and only then are the
-  account's two counters cleared, the session, its refresh token and the audit row (built by
-  the service's :class:`AuditWriter`, same content as ``record``) inserted and
-  the roles read. No row comes back when the user can no longer log in.
+  account's two counters cleared (kept only for other attempts still being
+  checked), the session, its refresh token and the audit row (built by the
+  service's :class:`AuditWriter`, same content as ``record``) inserted and the
+  roles read. No row comes back when the user can no longer log in.
 """
 
 from __future__ import annotations
@@ -186,9 +187,9 @@ async def reserve_and_find_user(
     now: datetime,
 ) -> LoginAttempt:
     """Reserve an attempt on the account and on the account from the client
-    address and find the account, in one cross-tenant transaction that commits at once (see
-    :func:`throttle.reserve_attempt`); a key this attempt locks gets its
-    ``login.lockout`` audit row in the same transaction."""
+    address and find the account, in one cross-tenant transaction that commits
+    at once (see :func:`throttle.reserve_attempt`); a key this attempt locks
+    gets its ``login.lockout`` audit row in the same transaction."""
     pair = throttle.pair_key(email_key, address)
     async with db.transaction(company_id=None, cross_tenant=True) as connection:
         records = await connection.fetch(
@@ -268,10 +269,10 @@ async def complete_login(
     """Record a successful login of a still-active ``user``, in its company's
     transaction: last login time (and the upgraded hash, unless the password
     changed meanwhile), the account's counters cleared (from every address
-    and from this one), the session with its refresh
-    token, the audit row. Returns the user's roles and permissions, or None
-    (nothing written) when the account is no longer active or was deleted since
-    the password was checked."""
+    and from this one), the session with its refresh token, the audit row.
+    Returns the user's roles and permissions, or None (nothing written) when
+    the account is no longer active or was deleted since the password was
+    checked."""
     async with db.transaction(company_id=user.company_id) as connection:
         records = await connection.fetch(
             _COMPLETE_LOGIN,
