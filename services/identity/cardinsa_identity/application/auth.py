@@ -14,7 +14,11 @@ Rules that matter here (ARCHITECTURE.md, "Bar to beat"):
 - reset tokens are stored as hashes, single-use, expire, and go to the user
   through the notifier, never to the log or the response; reset requests are
   limited per client address and per account and wait in a bounded queue, with
-  the same answer whatever happens to them.
+  the same answer whatever happens to them;
+- the other public calls write only for a caller holding a valid token or key
+  (RefreshToken, ConfirmPasswordReset, ExchangeApiKey): an invalid one costs a
+  stranger one indexed read and a SHA-256 at most, within the gateway's rate
+  limit, and writes nothing.
 """
 
 from __future__ import annotations
