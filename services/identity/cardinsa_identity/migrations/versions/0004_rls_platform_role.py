@@ -16,7 +16,7 @@ rows until the new pods serve. Downgrade restores the identity_0001 policies
 (the role and its CONNECT stay: a role is cluster-wide).
 
 Revision ID: identity_0004
-Revises: identity_0001
+Revises: identity_0003
 Create Date: 2026-12-06 22:30:00
 """
 
@@ -33,7 +33,7 @@ from cardinsa_foundation.db import (
 from cardinsa_foundation.migrations import grant_app_role_ddl, platform_role_ddl
 
 revision: str = "identity_0004"
-down_revision: str | None = "identity_0001"
+down_revision: str | None = "identity_0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
