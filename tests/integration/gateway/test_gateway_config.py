@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,43 @@ def test_openapi_matches_the_contract(contract: Contract) -> None:
     assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
 
 
+def test_openapi_path_parameters_have_plain_names(contract: Contract) -> None:
+    """Generators refuse ``{policy.id}``: every path variable is a plain name,
+    declared once as a path parameter of its operation (the nested field it binds
+    is in ``x-cardinsa-field``), and paths that differ only in variable names do
+    not exist (OpenAPI forbids them: PATCH shares GET's path item)."""
+    document = json.loads(OPENAPI.read_text())
+    shapes: dict[str, str] = {}
+    updates = 0
+    for path, item in document["paths"].items():
+        variables = re.findall(r"\{([^}]*)\}", path)
+        assert all(re.fullmatch(r"[a-z][a-z0-9_]*", v) for v in variables), path
+        shape = re.sub(r"\{[^}]*\}", "{}", path)
+        assert shapes.setdefault(shape, path) == path, (path, shapes[shape])
+        for verb, operation in item.items():
+            declared = [p["name"] for p in operation.get("parameters", []) if p["in"] == "path"]
+            assert declared == variables, (verb, path)
+            names = [p["name"] for p in operation.get("parameters", [])]
+            assert len(set(names)) == len(names), (verb, path)
+            updates += verb == "patch"
+    patch_bindings = [
+        b for m in contract.cardinsa_methods() for b in m.bindings if b.verb == "PATCH"
+    ]
+    assert updates == len(patch_bindings) >= 9
+    unit = paths_operation(
+        document, "/v1/companies/{company_id}/departments/{department_id}/units/{unit_id}", "patch"
+    )
+    assert {
+        p["name"]: p.get("x-cardinsa-field") for p in unit["parameters"] if p["in"] == "path"
+    } == {
+        "company_id": "unit.company_id",
+        "department_id": "unit.department_id",
+        "unit_id": "unit.id",
+    }
+    assert "get" in document["paths"]["/v1/policies/{policy_id}"]
+    assert "patch" in document["paths"]["/v1/policies/{policy_id}"]
+
+
 def test_openapi_schemas(contract: Contract) -> None:
     document = json.loads(OPENAPI.read_text())
     schemas = document["components"]["schemas"]
@@ -241,7 +279,7 @@ def test_openapi_schemas(contract: Contract) -> None:
     assert tokens["access_token"]["description"]
     login = schemas["cardinsa.identity.v1.LoginRequest"]
     assert set(login["required"]) == {"email", "password"}
-    update = paths_operation(document, "/v1/users/{user.id}", "patch")
+    update = paths_operation(document, "/v1/users/{user_id}", "patch")
     mask = next(p for p in update["parameters"] if p["name"] == "update_mask")
     assert mask["schema"]["type"] == "string"  # FieldMask
     audit = schemas["cardinsa.common.v1.AuditEvent"]["properties"]
