@@ -31,7 +31,13 @@ from cardinsa_gateway.envoy import (
 )
 from cardinsa_gateway.openapi import openapi_path, render_openapi
 from cardinsa_gateway.process import validate
-from cardinsa_gateway.services import LOGIN_METHOD, OPERATOR_SERVICES, UPSTREAMS
+from cardinsa_gateway.services import (
+    LOGIN_METHOD,
+    OPERATOR_SERVICES,
+    REFLECTION_SERVICES,
+    ROUTED_PACKAGES_HEADER,
+    UPSTREAMS,
+)
 
 GEN = Path(__file__).resolve().parents[3] / "gen"
 DESCRIPTOR = GEN / "descriptor.binpb"
@@ -85,6 +91,7 @@ def test_envoy_accepts_the_generated_config(
         workers = 3
     if variant == "kubernetes":
         overrides["gateway_host"] = "0.0.0.0"  # noqa: S104
+        overrides["metrics_host"] = "0.0.0.0"  # noqa: S104
         for upstream in UPSTREAMS:
             monkeypatch.setenv(
                 f"CARDINSA_{upstream.name.upper()}_ADDRESS", f"{upstream.name}:{upstream.port}"
@@ -108,6 +115,8 @@ def test_envoy_accepts_the_generated_config(
         assert "grpc_health_check" in check and check["no_traffic_interval"]
         assert cluster["type"] == ("STRICT_DNS" if variant == "kubernetes" else "STATIC")
     assert document["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    listeners = [x["name"] for x in document["static_resources"]["listeners"]]
+    assert listeners == ["cardinsa", "metrics"]  # the stats listener is on by default
 
 
 def test_every_package_of_the_contract_has_an_upstream(contract: Contract) -> None:
@@ -170,6 +179,52 @@ def test_retries_only_for_reads_and_login_limit_only_on_login(contract: Contract
             assert "retry_policy" not in action  # writes are never retried
 
 
+def test_reflection_without_a_named_upstream_lists_every_routed_package(contract: Contract) -> None:
+    from cardinsa_foundation.reflection import ROUTED_PACKAGES_HEADER as SERVICE_SIDE
+
+    assert ROUTED_PACKAGES_HEADER == SERVICE_SIDE
+    packages = ",".join(p for u in UPSTREAMS for p in u.packages)
+    for service in REFLECTION_SERVICES:
+        found = [r for r in routes(render(contract)) if r["match"].get("prefix") == f"/{service}/"]
+        assert len(found) == len(UPSTREAMS) + 1
+        for route in found:
+            if route["match"]["headers"]:  # a named upstream: its own list
+                assert route["request_headers_to_remove"] == [ROUTED_PACKAGES_HEADER]
+                assert "request_headers_to_add" not in route
+            else:  # the default: overwrites whatever a client sent
+                assert route["request_headers_to_add"] == [
+                    {
+                        "header": {"key": ROUTED_PACKAGES_HEADER, "value": packages},
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                    }
+                ]
+
+
+def test_statistics_listener(contract: Contract) -> None:
+    config = render(contract, metrics_host="0.0.0.0", gateway_metrics_port=9902)  # noqa: S104
+    listeners = {x["name"]: x for x in config["static_resources"]["listeners"]}
+    address = listeners["metrics"]["address"]["socket_address"]
+    assert (address["address"], address["port_value"]) == ("0.0.0.0", 9902)  # noqa: S104
+    manager = listeners["metrics"]["filter_chains"][0]["filters"][0]["typed_config"]
+    served, refused = manager["route_config"]["virtual_hosts"][0]["routes"]
+    assert served["route"] == {
+        "cluster": "envoy_admin",
+        "prefix_rewrite": "/stats/prometheus",
+        "timeout": "10s",
+    }
+    assert refused["direct_response"]["status"] == 404
+    admin = next(c for c in config["static_resources"]["clusters"] if c["name"] == "envoy_admin")
+    target = admin["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    assert target["socket_address"] == {"address": "127.0.0.1", "port_value": 9901}
+    assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    # 0: no listener, no cluster.
+    off = render(contract, gateway_metrics_port=0)
+    assert [x["name"] for x in off["static_resources"]["listeners"]] == ["cardinsa"]
+    assert "envoy_admin" not in {c["name"] for c in off["static_resources"]["clusters"]}
+    with pytest.raises(ValidationError, match="METRICS_PORT"):
+        settings(gateway_metrics_port=9901)
+
+
 def test_unsafe_settings_are_refused() -> None:
     with pytest.raises(ValidationError, match="GATEWAY_SECRET"):
         settings(environment="production")
@@ -189,7 +244,7 @@ def test_only_selected_upstreams_are_routed(contract: Contract, tmp_path: Path) 
         ).read_text()
     )
     clusters = {c["name"] for c in config["static_resources"]["clusters"]}
-    assert clusters == {"identity", "jwks"}
+    assert clusters == {"identity", "jwks", "envoy_admin"}  # envoy_admin: the stats listener
     transcoded = http_filter(config, F_TRANSCODER)["services"]
     assert all(s.startswith("cardinsa.identity.v1.") for s in transcoded)
     with pytest.raises(ValueError, match="unknown service"):
