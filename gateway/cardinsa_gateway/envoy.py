@@ -724,6 +724,10 @@ class EnvoyConfig:
                 "preserve_proto_field_names": True,
             },
             "convert_grpc_status": True,
+            # "+" in a query string is a space, as HTML forms, httpx, requests and
+            # the clients generated from /openapi.json encode it
+            # (?filter=email+%3D+%22a%40b%22); a literal plus is %2B.
+            "query_param_unescape_plus": True,
             "request_validation_options": {
                 "reject_unknown_method": True,
                 "reject_unknown_query_parameters": True,

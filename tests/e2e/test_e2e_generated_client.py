@@ -151,13 +151,11 @@ def test_journey_with_the_generated_client(suite: SuiteProcess, generated: Gener
         body = policyholder_body()
         created = create.sync(
             client=client,
-            body=models.CardinsaCoreV1CreatePolicyholderRequest.from_dict(
-                {"policyholder": body, "request_id": str(uuid.uuid4())}
-            ),
+            body=models.CardinsaCoreV1Policyholder.from_dict(body),
+            request_id=str(uuid.uuid4()),
         )
         assert isinstance(created, models.CardinsaCoreV1Policyholder), created
         assert created.id and created.family_name == body["family_name"]
-        assert created.company_id == suite.demo_company_id
 
         # update: PATCH /v1/policyholders/{policyholder_id}
         new_email = f"renamed-{uuid.uuid4().hex[:8]}@e2e.cardinsa.test"
@@ -165,7 +163,7 @@ def test_journey_with_the_generated_client(suite: SuiteProcess, generated: Gener
             policyholder_id=created.id,
             client=client,
             body=models.CardinsaCoreV1Policyholder.from_dict(
-                {"email": new_email, "etag": created.etag}
+                {"kind": "PERSON", "email": new_email, "etag": created.etag}
             ),
             update_mask="email",
         )
@@ -188,7 +186,7 @@ def test_journey_with_the_generated_client(suite: SuiteProcess, generated: Gener
             policyholder_id=created.id,
             client=client,
             body=models.CardinsaCoreV1Policyholder.from_dict(
-                {"given_name": "Stale", "etag": created.etag}
+                {"kind": "PERSON", "given_name": "Stale", "etag": created.etag}
             ),
             update_mask="given_name",
         )
@@ -207,7 +205,9 @@ def test_journey_with_the_generated_client(suite: SuiteProcess, generated: Gener
         invalid = update.sync_detailed(
             policyholder_id=created.id,
             client=client,
-            body=models.CardinsaCoreV1Policyholder.from_dict({"email": "not an email"}),
+            body=models.CardinsaCoreV1Policyholder.from_dict(
+                {"kind": "PERSON", "email": "not an email"}
+            ),
             update_mask="email",
         )
         assert invalid.status_code == HTTPStatus.BAD_REQUEST, invalid.content

@@ -155,6 +155,7 @@ def test_transcoder_settings(contract: Contract) -> None:
     assert transcoder["request_validation_options"]["reject_unknown_method"] is True
     assert transcoder["request_validation_options"]["reject_unknown_query_parameters"] is True
     assert transcoder["convert_grpc_status"] is True
+    assert transcoder["query_param_unescape_plus"] is True
     assert transcoder["print_options"]["preserve_proto_field_names"] is True
 
 
