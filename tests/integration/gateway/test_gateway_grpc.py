@@ -252,6 +252,9 @@ async def test_envoy_statistics_for_prometheus_on_their_own_port(gateway: Gatewa
     assert "# TYPE envoy_cluster_upstream_rq_total counter" in text
     assert 'envoy_cluster_upstream_rq_total{envoy_cluster_name="identity"}' in text
     assert re.search(r"^envoy_server_live(\{\})? 1$", text, flags=re.MULTILINE)
+    # the families docs/runbook.md queries
+    assert "# TYPE envoy_cluster_upstream_rq_xx counter" in text
+    assert 'envoy_cluster_membership_healthy{envoy_cluster_name="identity"} 1' in text
 
     for method, path in (
         ("GET", "/stats/prometheus"),
