@@ -480,6 +480,7 @@ class Suite:
                 "CARDINSA_COMPANY_ADDRESS": ports.grpc("company"),
                 "CARDINSA_GATEWAY_PORT": str(ports.gateway),
                 "CARDINSA_GATEWAY_ADMIN_PORT": str(ports.gateway_admin),
+                "CARDINSA_GATEWAY_METRICS_PORT": "0",  # no stats listener
                 "CARDINSA_GATEWAY_ACCESS_LOG": str(state_dir / "envoy-access.log"),
                 "CARDINSA_LOG_JSON": "true",
                 "CARDINSA_LOG_LEVEL": "INFO",

@@ -4,7 +4,8 @@
    embedded server in .data/postgres (reused across runs);
 2. migrations of every service (as the owner role);
 3. the services as child processes (``--workers N`` each), connected as the
-   non-owner role ``cardinsa_app`` so row-level security applies;
+   non-owner role ``cardinsa_app`` so row-level security applies (their
+   cross-tenant paths as ``cardinsa_platform``);
 4. waits until every worker of every service answers SERVING for its own
    service's health name, with progress;
 5. renders the gateway configuration for those services (gateway/cardinsa_gateway)
@@ -62,7 +63,7 @@ from pydantic import SecretStr, ValidationError
 from cardinsa_company.settings import CompanyServiceSettings
 from cardinsa_core.settings import CoreSettings
 from cardinsa_foundation.config import PROJECT_ROOT, Environment
-from cardinsa_foundation.db import app_role_url, to_libpq_url
+from cardinsa_foundation.db import app_role_url, platform_role_url, to_libpq_url
 from cardinsa_foundation.local_postgres import LocalPostgres, LocalPostgresError
 from cardinsa_gateway.contract import Contract
 from cardinsa_gateway.envoy import Endpoint
@@ -148,6 +149,8 @@ def port_plan(
             )
     plan.append((gateway.gateway_port, gateway.gateway_host, "CARDINSA_GATEWAY_PORT"))
     plan.append((gateway.gateway_admin_port, "127.0.0.1", "CARDINSA_GATEWAY_ADMIN_PORT"))
+    if gateway.gateway_metrics_port:
+        plan.append((gateway.gateway_metrics_port, "metrics", "CARDINSA_GATEWAY_METRICS_PORT"))
     if postgres_port is not None:
         plan.append((postgres_port, "", "CARDINSA_EMBEDDED_POSTGRES_PORT"))
     return plan
@@ -382,7 +385,8 @@ def main() -> int:
     except ValidationError as error:
         for problem in error.errors():
             where = ".".join(str(part) for part in problem["loc"])
-            say(f"cannot start: CARDINSA_{where.upper()}: {problem['msg']}")
+            setting = f"CARDINSA_{where.upper()}: " if where else ""
+            say(f"cannot start: {setting}{problem['msg']}")
         return 1
     except ValueError as error:  # pydantic-settings: a value that is not JSON, …
         say(f"cannot start: {str(error).splitlines()[0]}")
@@ -499,6 +503,8 @@ def main() -> int:
             admin_url = embedded.admin_url()
             env["CARDINSA_DATABASE_ADMIN_URL"] = admin_url
             env["CARDINSA_DATABASE_URL"] = app_role_url(admin_url)
+            # The cross-tenant paths' role (created by the migrations, like cardinsa_app).
+            env["CARDINSA_DATABASE_PLATFORM_URL"] = platform_role_url(admin_url)
         else:
             say("using the configured database")
             admin = settings.database_admin_url

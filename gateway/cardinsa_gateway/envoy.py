@@ -38,6 +38,8 @@ from cardinsa_gateway.contract import Contract, Method
 from cardinsa_gateway.services import (
     LOGIN_METHOD,
     OPERATOR_SERVICES,
+    REFLECTION_SERVICES,
+    ROUTED_PACKAGES_HEADER,
     UPSTREAM_HEADER,
     UPSTREAMS,
     Upstream,
@@ -89,6 +91,11 @@ F_ROUTER = "envoy.filters.http.router"
 JWT_PROVIDER = "identity"
 JWKS_CLUSTER = "jwks"
 LISTENER = "cardinsa"
+#: The stats-only listener: GET /metrics → the admin's /stats/prometheus.
+METRICS_LISTENER = "metrics"
+METRICS_PATH = "/metrics"
+ADMIN_CLUSTER = "envoy_admin"
+ADMIN_PROMETHEUS_PATH = "/stats/prometheus"
 HEALTH_PATH = "/healthz"
 OPENAPI_PATH = "/openapi.json"
 DOCS_PATH = "/docs"
@@ -366,8 +373,12 @@ class EnvoyConfig:
                 ]
             },
             "static_resources": {
-                "listeners": [self._listener()],
-                "clusters": [*(self._cluster(u) for u in self.upstreams), self._jwks_cluster()],
+                "listeners": [self._listener(), *self._metrics_listener()],
+                "clusters": [
+                    *(self._cluster(u) for u in self.upstreams),
+                    self._jwks_cluster(),
+                    *self._admin_cluster(),
+                ],
             },
         }
 
@@ -393,6 +404,115 @@ class EnvoyConfig:
                 }
             ],
         }
+
+    # --- Prometheus -------------------------------------------------------------
+
+    def _metrics_listener(self) -> list[Json]:
+        """Envoy's statistics for Prometheus on a listener of their own.
+
+        The admin interface stays on 127.0.0.1 (it can stop Envoy); this listener
+        forwards exactly ``GET /metrics`` to the admin's ``/stats/prometheus`` and
+        answers everything else with 404 itself (its paths are normalised first,
+        so ``/metrics/../quitquitquit`` is ``/quitquitquit``: 404).
+        """
+        s = self.settings
+        if not s.gateway_metrics_port:
+            return []
+        manager = {
+            TYPE: T_HCM,
+            "stat_prefix": METRICS_LISTENER,
+            "codec_type": "AUTO",
+            "normalize_path": True,
+            "merge_slashes": True,
+            "path_with_escaped_slashes_action": "REJECT_REQUEST",
+            "server_name": "cardinsa-gateway",
+            "server_header_transformation": "OVERWRITE",
+            "request_headers_timeout": "10s",
+            "common_http_protocol_options": {"idle_timeout": "60s"},
+            "route_config": {
+                "name": METRICS_LISTENER,
+                "virtual_hosts": [
+                    {
+                        "name": METRICS_LISTENER,
+                        "domains": ["*"],
+                        "routes": [
+                            {
+                                "name": "prometheus",
+                                "match": {
+                                    "path": METRICS_PATH,
+                                    "headers": [
+                                        {
+                                            "name": ":method",
+                                            "string_match": {"safe_regex": {"regex": "GET|HEAD"}},
+                                        },
+                                        # :path carries the query string: none allowed
+                                        # (the admin page's options stay its defaults).
+                                        _exact(":path", METRICS_PATH),
+                                    ],
+                                },
+                                "route": {
+                                    "cluster": ADMIN_CLUSTER,
+                                    "prefix_rewrite": ADMIN_PROMETHEUS_PATH,
+                                    "timeout": "10s",
+                                },
+                            },
+                            {
+                                "name": "not-metrics",
+                                "match": {"prefix": "/"},
+                                "direct_response": {
+                                    "status": 404,
+                                    "body": {"inline_string": f"only GET {METRICS_PATH}\n"},
+                                },
+                            },
+                        ],
+                    }
+                ],
+            },
+            "http_filters": [{"name": F_ROUTER, "typed_config": {TYPE: T_ROUTER}}],
+        }
+        return [
+            {
+                "name": METRICS_LISTENER,
+                "address": _socket(s.metrics_host, s.gateway_metrics_port),
+                "filter_chains": [
+                    {
+                        "filters": [
+                            {
+                                "name": "envoy.filters.network.http_connection_manager",
+                                "typed_config": manager,
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
+
+    def _admin_cluster(self) -> list[Json]:
+        if not self.settings.gateway_metrics_port:
+            return []
+        return [
+            {
+                "name": ADMIN_CLUSTER,
+                "type": "STATIC",
+                "connect_timeout": "1s",
+                "load_assignment": {
+                    "cluster_name": ADMIN_CLUSTER,
+                    "endpoints": [
+                        {
+                            "lb_endpoints": [
+                                {
+                                    "endpoint": {
+                                        "address": _socket(
+                                            "127.0.0.1", self.settings.gateway_admin_port
+                                        )
+                                    }
+                                }
+                            ]
+                        }
+                    ],
+                },
+            }
+        ]
 
     def _connection_manager(self) -> Json:
         s = self.settings
@@ -637,6 +757,10 @@ class EnvoyConfig:
                 "preserve_proto_field_names": True,
             },
             "convert_grpc_status": True,
+            # "+" in a query string is a space, as HTML forms, httpx, requests and
+            # the clients generated from /openapi.json encode it
+            # (?filter=email+%3D+%22a%40b%22); a literal plus is %2B.
+            "query_param_unescape_plus": True,
             "request_validation_options": {
                 "reject_unknown_method": True,
                 "reject_unknown_query_parameters": True,
@@ -894,6 +1018,8 @@ class EnvoyConfig:
                     )
                 )
         # 6. Health and reflection: to the upstream the caller names, else the first.
+        #    Reflection without a name lists every routed service (the first
+        #    upstream knows the whole contract), so grpcurl sees one API.
         for service in OPERATOR_SERVICES:
             for upstream in self.upstreams:
                 routes.append(
@@ -1033,13 +1159,27 @@ class EnvoyConfig:
         }
 
     def _operator_route(self, service: str, upstream: Upstream, headers: list[Json]) -> Json:
-        return {
+        route: Json = {
             "name": f"{service}@{upstream.name}" + ("" if headers else " (default)"),
             "match": {"prefix": f"/{service}/", "headers": headers},
             # Watch and reflection are streams: no overall timeout.
             "route": {"cluster": upstream.name, "timeout": "0s", "idle_timeout": "300s"},
             "typed_per_filter_config": {F_BUFFER: {TYPE: T_BUFFER_ROUTE, "disabled": True}},
         }
+        if service in REFLECTION_SERVICES:
+            if headers:  # a named upstream: its own services
+                route["request_headers_to_remove"] = [ROUTED_PACKAGES_HEADER]
+            else:
+                route["request_headers_to_add"] = [
+                    {
+                        "header": {
+                            "key": ROUTED_PACKAGES_HEADER,
+                            "value": ",".join(p for u in self.upstreams for p in u.packages),
+                        },
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                    }
+                ]
+        return route
 
     # --- clusters ---------------------------------------------------------------
 

@@ -55,6 +55,14 @@ OPERATOR_SERVICES: tuple[str, ...] = (
     "grpc.reflection.v1alpha.ServerReflection",
 )
 UPSTREAM_HEADER = "x-cardinsa-upstream"
+# Server reflection through the gateway (without UPSTREAM_HEADER) answers for
+# every service it routes: the gateway names their packages in this header and
+# the service's reflection lists them (cardinsa_foundation.reflection, same name).
+REFLECTION_SERVICES: tuple[str, ...] = (
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+)
+ROUTED_PACKAGES_HEADER = "x-cardinsa-routed-packages"
 
 # The method whose route carries the stricter (per client address) rate limit.
 LOGIN_METHOD = "/cardinsa.identity.v1.AuthService/Login"

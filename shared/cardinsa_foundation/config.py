@@ -106,6 +106,9 @@ class Settings(BaseSettings):
         default=None, validation_alias=_env_names("database_url", bare=True)
     )
     database_admin_url: SecretStr | None = None
+    # The platform role's URL (cross-tenant code paths only); default: the
+    # database URL with the user cardinsa_platform and no password.
+    database_platform_url: SecretStr | None = None
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout_s: float = Field(default=10.0, gt=0)
@@ -140,6 +143,9 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = Field(default=900, ge=1)
     clock_skew_s: int = Field(default=30, ge=0)
     jwks_cache_ttl_s: int = Field(default=300, ge=0)
+    # How long the last JWKS fetched stays trusted while identity cannot be reached;
+    # after that every token is refused (UNAVAILABLE, JWKS_STALE) until it answers.
+    jwks_max_stale_s: int = Field(default=3600, ge=1)
 
     # --- secrets -----------------------------------------------------------------
     signing_key_encryption_key: SecretStr = SecretStr(DEV_SIGNING_KEY_ENCRYPTION_KEY)
@@ -149,6 +155,10 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["http://localhost:3000"]
     )
+
+    #: Whether the service has cross-tenant code paths (the platform role's URL
+    #: is then required in production). A service without them sets False.
+    USES_PLATFORM_ROLE: ClassVar[bool] = True
 
     # Secrets checked in production, with their development default ("" = none).
     # Subclasses add theirs: ``SECRET_DEFAULTS = {**Settings.SECRET_DEFAULTS, ...}``.
@@ -177,7 +187,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
-    @field_validator("database_url", "database_admin_url", mode="after")
+    @field_validator("database_url", "database_admin_url", "database_platform_url", mode="after")
     @classmethod
     def _async_driver(cls, value: SecretStr | None) -> SecretStr | None:
         """Normalise ``postgresql://`` / ``postgres://`` to the asyncpg driver we use.
@@ -208,7 +218,7 @@ class Settings(BaseSettings):
         placeholder), so logging the exception cannot leak a secret.
         """
         problems: list[tuple[str, str]] = []
-        for name in ("database_url", "database_admin_url"):
+        for name in ("database_url", "database_admin_url", "database_platform_url"):
             url = getattr(self, name)
             if url is not None and not url.get_secret_value().startswith(ASYNC_URL_PREFIX):
                 problems.append(
@@ -262,9 +272,29 @@ class Settings(BaseSettings):
                     "(the embedded PostgreSQL is for development only)",
                 )
             )
+        if (
+            self.USES_PLATFORM_ROLE
+            and self.database_url is not None
+            and self.database_platform_url is None
+        ):
+            problems.append(
+                (
+                    "database_platform_url",
+                    f"{ENV_PREFIX}DATABASE_PLATFORM_URL must be set in production "
+                    "(the platform role's URL, with its own password)",
+                )
+            )
         if self.debug:
             problems.append(("debug", f"{ENV_PREFIX}DEBUG must be false in production"))
         return problems
+
+    def serving_problems(self) -> list[tuple[str, str]]:
+        """(setting, message) for what a *serving* process of this service cannot
+        start without in production, beyond the checks every process makes (a
+        migration Job reads the same settings and need not have it). Services
+        override it; their ``main`` refuses to serve in production while any, and
+        tests/unit/deploy checks that the manifests supply each setting."""
+        return []
 
     @property
     def is_production(self) -> bool:

@@ -53,6 +53,7 @@ __all__ = [
     "IDENTITY_LOCKOUTS",
     "IDENTITY_LOGIN_FAILURES",
     "IDENTITY_REFRESH_TOKEN_REUSE",
+    "IDENTITY_THROTTLED",
     "LATENCY_BUCKETS",
     "REGISTRY",
     "WORKER_RESTARTS",
@@ -123,6 +124,12 @@ IDENTITY_LOCKOUTS = Counter(
 IDENTITY_REFRESH_TOKEN_REUSE = Counter(
     "identity_refresh_token_reuse",
     "Rotated refresh tokens presented again (each revokes its whole family).",
+    registry=REGISTRY,
+)
+IDENTITY_THROTTLED = Counter(
+    "identity_throttled",
+    "Public requests dropped by a limit, answered as usual (action, which limit).",
+    ["action", "reason"],
     registry=REGISTRY,
 )
 

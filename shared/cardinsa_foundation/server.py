@@ -4,7 +4,8 @@ What each service gets from here:
 - the call pipeline (request id, auth, authorization, tenancy, errors, metrics, logs);
 - ``grpc.health.v1``, overall ("") and per service name, following the
   database's reachability (probed every ``health_interval_s``);
-- server reflection, so grpcurl can list and describe everything;
+- server reflection, so grpcurl can list and describe everything (describe:
+  the whole contract; list: this server's services, or what the gateway routes);
 - Prometheus metrics on a separate HTTP port;
 - graceful shutdown on SIGTERM/SIGINT: report NOT_SERVING, keep serving for
   the drain delay so load balancers notice, stop accepting calls, let in-flight
@@ -34,7 +35,6 @@ from typing import Any, Protocol, TypeVar
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from cardinsa_foundation import metrics
 from cardinsa_foundation.auth import TokenVerifier
@@ -42,6 +42,7 @@ from cardinsa_foundation.authorization import rules_for
 from cardinsa_foundation.config import Settings, get_settings
 from cardinsa_foundation.interceptors import CallPipeline, PrincipalCheck
 from cardinsa_foundation.logging import configure_logging
+from cardinsa_foundation.reflection import enable_contract_reflection
 
 log = logging.getLogger(__name__)
 
@@ -158,14 +159,7 @@ class GrpcServer:
             registration.add_to_server(registration.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = [s.name for s in self.services]
-        reflection.enable_server_reflection(
-            [
-                *names,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ],
-            server,
-        )
+        enable_contract_reflection(names, server)
         try:
             self.port = server.add_insecure_port(f"{self.host}:{self.requested_port}")
         except RuntimeError as exc:

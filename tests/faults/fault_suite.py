@@ -139,6 +139,7 @@ class FaultSuite:
                 "CARDINSA_ENVIRONMENT": "development",
                 "CARDINSA_DATABASE_URL": "",
                 "CARDINSA_DATABASE_ADMIN_URL": "",
+                "CARDINSA_DATABASE_PLATFORM_URL": "",
                 "CARDINSA_EMBEDDED_POSTGRES_DIR": str(self.postgres_dir),
                 "CARDINSA_EMBEDDED_POSTGRES_PORT": str(p["postgres"]),
                 "CARDINSA_IDENTITY_PORT": str(p["identity"]),
@@ -152,6 +153,7 @@ class FaultSuite:
                 "CARDINSA_GATEWAY_HOST": "127.0.0.1",
                 "CARDINSA_GATEWAY_PORT": str(p["gateway"]),
                 "CARDINSA_GATEWAY_ADMIN_PORT": str(p["gateway_admin"]),
+                "CARDINSA_GATEWAY_METRICS_PORT": "0",  # no stats listener
                 "CARDINSA_GATEWAY_ACCESS_LOG": str(self.base / "access.log"),
                 "CARDINSA_GATEWAY_HEALTH_INTERVAL_S": "0.5",
                 "CARDINSA_GATEWAY_HEALTH_TIMEOUT_S": "0.5",

@@ -129,6 +129,7 @@ def build(
             JwksCache(
                 identity_jwks_fetcher(identity_channel, timeout_s=settings.identity_timeout_s),
                 ttl_s=settings.jwks_cache_ttl_s,
+                max_stale_s=settings.jwks_max_stale_s,
             ),
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,

@@ -108,22 +108,20 @@ def tenant_directory(
     fallback = SettingsTenantDirectory(settings)
     if not settings.company_address:
         return fallback, None
-    if settings.service_api_key is None:
+    service_api_key = settings.usable_service_api_key
+    if service_api_key is None:
         # Core calls the company service as a service account; without its key
         # it cannot. Production refuses to start; elsewhere (make up) the
         # settings fallback keeps the suite usable, and says so.
         if settings.environment is Environment.PRODUCTION:
-            raise RuntimeError(
-                "CARDINSA_SERVICE_API_KEY is needed to call the company service "
-                "(CARDINSA_COMPANY_ADDRESS is set)"
-            )
+            raise RuntimeError("; ".join(message for _, message in settings.serving_problems()))
         log.warning(
             "no CARDINSA_SERVICE_API_KEY: tenant state and currency come from the settings, "
             "not from the company service"
         )
         return fallback, None
     channel = grpc.aio.insecure_channel(settings.company_address)
-    credentials = api_key_credentials(identity_channel, settings.service_api_key.get_secret_value())
+    credentials = api_key_credentials(identity_channel, service_api_key)
     fetch = company_status_fetcher(channel, credentials, timeout_s=settings.company_call_timeout_s)
     cache = TenantStatusCache(fetch, ttl_s=settings.tenant_status_ttl_s)
     return CompanyServiceDirectory(cache, fallback), channel
@@ -167,7 +165,11 @@ def build(
         dependencies={"database": db.ping},
     )
     verifier = TokenVerifier(
-        JwksCache(identity_jwks_fetcher(identity_channel), ttl_s=settings.jwks_cache_ttl_s),
+        JwksCache(
+            identity_jwks_fetcher(identity_channel),
+            ttl_s=settings.jwks_cache_ttl_s,
+            max_stale_s=settings.jwks_max_stale_s,
+        ),
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         leeway_s=settings.clock_skew_s,

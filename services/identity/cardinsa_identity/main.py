@@ -164,7 +164,12 @@ def build(
     # Identity verifies its own tokens against the keys it holds in memory;
     # the short TTL makes a rotation visible here within seconds.
     verifier = TokenVerifier(
-        JwksCache(keys.fetch_jwks, ttl_s=5.0, min_refetch_interval_s=1.0),
+        JwksCache(
+            keys.fetch_jwks,
+            ttl_s=5.0,
+            min_refetch_interval_s=1.0,
+            max_stale_s=settings.jwks_max_stale_s,
+        ),
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         leeway_s=settings.clock_skew_s,

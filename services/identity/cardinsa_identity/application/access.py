@@ -19,6 +19,13 @@ Nobody grants more than they hold:
   among the caller's own permissions (``principal.permissions``);
 - the built-in platform-admin role is bound and unbound only by platform admins.
 
+Nobody acts on an account more privileged than themselves (the same rule,
+domain/privilege.py): binding or unbinding a role of a user also needs every
+permission that user holds, and issuing, listing or revoking the API keys of a
+service account, or deleting it, needs every permission its usable keys hold
+(application/privilege.py; checked in the transaction that makes the change,
+with the user's or account's row locked).
+
 Role and binding changes reach access tokens at the holder's next login or
 token refresh: tokens carry the effective permissions and are short-lived
 (``access_token_ttl_s``), so there is nothing to revoke.
@@ -31,7 +38,7 @@ import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final, TypeVar
 
 from sqlalchemy import ColumnElement, Select, func, literal_column, or_, select, update
@@ -56,12 +63,19 @@ from cardinsa_identity.application.context import (
     require_principal,
     target_company,
 )
+from cardinsa_identity.application.privilege import (
+    caller_power,
+    require_may_act_on,
+    service_account_power,
+    user_power,
+)
 from cardinsa_identity.domain.api_keys import new_api_key
 from cardinsa_identity.domain.permissions import (
     ALL_PERMISSIONS,
     BUILT_IN_ROLES,
     check_permission_names,
 )
+from cardinsa_identity.domain.privilege import Power, shortfall
 from cardinsa_identity.repository.models import (
     ApiKeyRow,
     IdempotencyRow,
@@ -87,6 +101,7 @@ __all__ = [
     "check_role_spec",
     "check_service_account_spec",
     "check_update_mask",
+    "describe_lifetime",
     "grant_violations",
     "missing_to_grant",
     "role_permissions",
@@ -217,7 +232,8 @@ def _index_of(path: str) -> int:
 
 def missing_to_grant(permissions: Collection[str], held: Collection[str]) -> list[str]:
     """The permissions of a role that the caller lacks (sorted; empty: may grant it)."""
-    return sorted(set(permissions) - set(held))
+    short = shortfall(Power(frozenset(held)), Power(frozenset(permissions)))
+    return list(short.missing) if short else []
 
 
 def role_permissions(row: RoleRow) -> frozenset[str]:
@@ -280,10 +296,12 @@ def check_api_key_spec(
     held: Collection[str],
     now: datetime,
     ceiling: Collection[str] = COMPANY_CEILING,
+    max_lifetime: timedelta | None = None,
 ) -> list[FieldViolation]:
     """``ceiling`` is the company ceiling, except for keys a platform admin issues
     to a service account of its own (platform) company: the platform's services
-    (identity, core) need platform permissions such as ``companies.get_status``."""
+    (identity, core) need platform permissions such as ``companies.get_status``.
+    ``max_lifetime``: an expiry later than ``now`` plus this is refused."""
     violations = check_text(
         spec.display_name, "api_key.display_name", MAX_API_KEY_DISPLAY_NAME_LENGTH
     )
@@ -292,7 +310,28 @@ def check_api_key_spec(
     )
     if spec.expire_time is not None and spec.expire_time <= now:
         violations.append(FieldViolation("api_key.expire_time", "must be in the future"))
+    elif (
+        spec.expire_time is not None
+        and max_lifetime is not None
+        and spec.expire_time > now + max_lifetime
+    ):
+        violations.append(
+            FieldViolation(
+                "api_key.expire_time",
+                f"must be at most {describe_lifetime(max_lifetime)} from now "
+                "(the maximum API key lifetime)",
+            )
+        )
     return violations
+
+
+def describe_lifetime(lifetime: timedelta) -> str:
+    """``365 days``, ``36 hours``, ``90 minutes``: the largest whole unit."""
+    seconds = int(lifetime.total_seconds())
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} seconds"
 
 
 def _check_request_id(request_id: str) -> list[FieldViolation]:
@@ -617,15 +656,18 @@ class AccessUseCases:
         """Bind a role (built-in, or a custom role of the company) to a user of the
         caller's company.
 
-        The caller must hold every permission of the role; the platform-admin role
-        is bound by platform admins only. The user's access tokens carry the role
-        from their next login or token refresh (tokens are short-lived).
+        The caller must hold every permission of the role and every permission
+        the user already holds; the platform-admin role is bound by platform
+        admins only, and a platform admin's roles are changed by them only. The
+        user's access tokens carry the role from their next login or token
+        refresh (tokens are short-lived).
         """
         principal = require_principal()
         company = target_company(principal, "")
         _required(("role_binding.user_id", user_id), ("role_binding.role_id", role_id))
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            user = await self._user(session, company, user_id)
+            user = await self._user(session, company, user_id, lock=True)
+            require_may_act_on(principal, await user_power(session, user.id), resource="user")
             if user.delete_time is not None:
                 raise FailedPrecondition(
                     "the user is deleted", reason="USER_DELETED", metadata={"user_id": str(user.id)}
@@ -703,8 +745,8 @@ class AccessUseCases:
 
     async def delete_role_binding(self, binding_id: str) -> RoleBindingRow:
         """Remove a binding (for good) and return it. The same rules as for
-        granting apply: the caller must hold the role's permissions, and only a
-        platform admin unbinds the platform-admin role. Takes effect in the
+        granting apply: the caller must hold the role's permissions and the
+        user's, and only a platform admin unbinds the platform-admin role. Takes effect in the
         user's tokens at their next login or refresh."""
         principal = require_principal()
         company = target_company(principal, "")
@@ -723,6 +765,8 @@ class AccessUseCases:
             )
             if binding is None:
                 raise not_found("role binding", binding_id)
+            user = await self._user(session, company, str(binding.user_id), lock=True)
+            require_may_act_on(principal, await user_power(session, user.id), resource="user")
             role = await session.get(RoleRow, binding.role_id)
             if role is not None:
                 self._check_may_grant(principal, role)
@@ -744,31 +788,34 @@ class AccessUseCases:
 
     @staticmethod
     def _check_may_grant(principal: Principal, role: RoleRow) -> None:
-        if _is_platform_admin_role(role) and not principal.is_platform_admin:
+        short = shortfall(
+            caller_power(principal),
+            Power(role_permissions(role), platform_admin=_is_platform_admin_role(role)),
+        )
+        if short is None:
+            return
+        if short.platform_admin:
             raise PermissionDenied(
                 "only platform administrators grant or remove the platform-admin role",
                 reason="PLATFORM_ADMIN_ONLY",
             )
-        missing = missing_to_grant(role_permissions(role), principal.permissions)
-        if missing:
-            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-            raise PermissionDenied(
-                "the role grants permissions you do not hold; nobody grants more than they hold",
-                reason="ROLE_EXCEEDS_CALLER",
-                metadata={"role": role.name, "missing": shown},
-            )
-
-    async def _user(self, session: AsyncSession, company: uuid.UUID, user_id: str) -> UserRow:
-        key = lookup_uuid(user_id, "user")
-        user = (
-            (
-                await session.scalars(
-                    select(UserRow).where(UserRow.id == key, UserRow.company_id == company)
-                )
-            ).first()
-            if key is not None
-            else None
+        # The role is readable by the caller, so naming what it lacks leaks nothing.
+        missing = short.missing
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise PermissionDenied(
+            "the role grants permissions you do not hold; nobody grants more than they hold",
+            reason="ROLE_EXCEEDS_CALLER",
+            metadata={"role": role.name, "missing": shown},
         )
+
+    async def _user(
+        self, session: AsyncSession, company: uuid.UUID, user_id: str, *, lock: bool = False
+    ) -> UserRow:
+        key = lookup_uuid(user_id, "user")
+        stmt = select(UserRow).where(UserRow.id == key, UserRow.company_id == company)
+        if lock:
+            stmt = stmt.with_for_update()
+        user = (await session.scalars(stmt)).first() if key is not None else None
         if user is None:
             raise not_found("user", user_id)
         return user
@@ -882,6 +929,7 @@ class AccessUseCases:
         company = target_company(principal, "")
         async with self.ctx.db.unit_of_work(company_id=company) as session:
             account = await self._service_account(session, company, account_id, lock=True)
+            await self._require_account_power(session, principal, account)
             check_etag(account, etag)
             if account.delete_time is None:
                 now = datetime.now(UTC)
@@ -911,6 +959,14 @@ class AccessUseCases:
                 )
             return account
 
+    @staticmethod
+    async def _require_account_power(
+        session: AsyncSession, principal: Principal, account: ServiceAccountRow
+    ) -> None:
+        """The caller must hold every permission the account's usable keys hold."""
+        power = await service_account_power(session, account.company_id, account.id)
+        require_may_act_on(principal, power, resource="service account")
+
     async def _service_account(
         self, session: AsyncSession, company: uuid.UUID, account_id: str, *, lock: bool = False
     ) -> ServiceAccountRow:
@@ -935,20 +991,25 @@ class AccessUseCases:
         Returns the stored key and the full secret key (``cdk_<prefix>_<secret>``),
         which exists only in this answer: the database keeps the prefix and the
         SHA-256 of the secret. The key's permissions must be within the caller's
-        own (and the company ceiling).
+        own (and the company ceiling), and so must the account's usable keys'
+        (nobody acts on an account more privileged than themselves).
         """
         principal = require_principal()
         company = target_company(principal, "")
+        now = datetime.now(UTC)
+        max_lifetime = timedelta(seconds=self.ctx.settings.api_key_max_lifetime_s)
         violations = check_api_key_spec(
             spec,
             held=principal.permissions,
-            now=datetime.now(UTC),
+            now=now,
             ceiling=ALL_PERMISSIONS if principal.is_platform_admin else COMPANY_CEILING,
+            max_lifetime=max_lifetime,
         )
         if violations:
             raise InvalidArgument("the API key is not valid", field_violations=violations)
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            account = await self._service_account(session, company, account_id)
+            account = await self._service_account(session, company, account_id, lock=True)
+            await self._require_account_power(session, principal, account)
             if account.delete_time is not None:
                 raise FailedPrecondition(
                     "the service account is deleted",
@@ -964,7 +1025,8 @@ class AccessUseCases:
                 secret_hash=issued.secret_hash,
                 display_name=spec.display_name,
                 permissions=sorted(spec.permissions),
-                expire_time=spec.expire_time,
+                # No expiry asked for: the longest allowed (no key lives forever).
+                expire_time=spec.expire_time or now + max_lifetime,
                 created_by=current_actor_id(),
             )
             session.add(key)
@@ -993,6 +1055,7 @@ class AccessUseCases:
         company = target_company(principal, "")
         async with self.ctx.db.unit_of_work(company_id=company) as session:
             account = await self._service_account(session, company, account_id)
+            await self._require_account_power(session, principal, account)
             stmt: Select[ApiKeyRow] = select(ApiKeyRow).where(
                 ApiKeyRow.company_id == company, ApiKeyRow.service_account_id == account.id
             )
@@ -1012,7 +1075,8 @@ class AccessUseCases:
         principal = require_principal()
         company = target_company(principal, "")
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            account = await self._service_account(session, company, account_id)
+            account = await self._service_account(session, company, account_id, lock=True)
+            await self._require_account_power(session, principal, account)
             key_uuid = lookup_uuid(key_id, "api key")
             key = (
                 (

@@ -1,4 +1,5 @@
-"""How identity reaches a user outside the API (password-reset tokens).
+"""How identity reaches a user outside the API (password-reset tokens, and the
+notice to the previous address when a user's email or phone changes).
 
 An interface, so production plugs in mail or SMS; the development notifier
 writes each message to a file readable only by its owner — never to the log.
@@ -19,33 +20,62 @@ class Notifier(Protocol):
         self, *, email: str, token: str, expire_time: datetime
     ) -> None: ...
 
+    async def send_contact_changed(
+        self, *, email: str, changed_fields: list[str], change_time: datetime
+    ) -> None:
+        """Tell ``email`` (the address before the change) which contact fields
+        changed; never the new values, never a token."""
+        ...
+
 
 class FileNotifier:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
     async def send_password_reset(self, *, email: str, token: str, expire_time: datetime) -> None:
+        self._write(
+            {
+                "kind": "password_reset",
+                "to": email,
+                "token": token,
+                "expire_time": expire_time.isoformat(),
+                "create_time": datetime.now(UTC).isoformat(),
+            }
+        )
+
+    async def send_contact_changed(
+        self, *, email: str, changed_fields: list[str], change_time: datetime
+    ) -> None:
+        self._write(
+            {
+                "kind": "contact_changed",
+                "to": email,
+                "changed_fields": sorted(changed_fields),
+                "change_time": change_time.isoformat(),
+                "text": "The "
+                + " and ".join(sorted(changed_fields))
+                + " of your Cardinsa account changed and every session was signed out."
+                " If you did not ask for this, contact your administrator.",
+                "create_time": datetime.now(UTC).isoformat(),
+            }
+        )
+
+    def _write(self, message: dict[str, object]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        message = {
-            "kind": "password_reset",
-            "to": email,
-            "token": token,
-            "expire_time": expire_time.isoformat(),
-            "create_time": datetime.now(UTC).isoformat(),
-        }
-        path = self.directory / f"password-reset-{uuid.uuid4().hex}.json"
+        prefix = str(message["kind"]).replace("_", "-")
+        path = self.directory / f"{prefix}-{uuid.uuid4().hex}.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump(message, handle)
 
-    def messages_for(self, email: str) -> list[dict[str, str]]:
-        """Messages sent to ``email``, oldest first (tests and the demo read these)."""
+    def messages_for(self, email: str, kind: str = "password_reset") -> list[dict[str, str]]:
+        """Messages of ``kind`` sent to ``email``, oldest first (tests and the demo
+        read these)."""
         found: list[dict[str, str]] = []
         if not self.directory.exists():
             return found
-        for path in sorted(
-            self.directory.glob("password-reset-*.json"), key=lambda p: p.stat().st_mtime_ns
-        ):
+        pattern = kind.replace("_", "-") + "-*.json"
+        for path in sorted(self.directory.glob(pattern), key=lambda p: p.stat().st_mtime_ns):
             data = json.loads(path.read_text())
             if data.get("to") == email:
                 found.append(data)

@@ -4,17 +4,27 @@ Tenancy: every query is scoped to the company the call acts in (the caller's,
 or the one a platform admin names), and row-level security backs that up in
 the database. Another company's user behaves exactly like one that does not
 exist.
+
+Privilege: every call that acts on an existing user (update, lock, unlock,
+deactivate, reactivate, delete, undelete, list or revoke sessions) needs at
+least that user's power (application/privilege.py), checked after the user is
+found and before anything else, in the transaction that makes the change. A
+caller acting on itself has equal power and passes. Changing the email or the
+phone revokes every session of the user and notifies the previous address.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from cardinsa_foundation.context import Principal
 from cardinsa_foundation.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -39,6 +49,7 @@ from cardinsa_identity.application.context import (
     roles_and_permissions,
     target_company,
 )
+from cardinsa_identity.application.privilege import require_may_act_on, user_power
 from cardinsa_identity.domain.password_policy import check_password
 from cardinsa_identity.domain.users import (
     PROFILE_FIELDS,
@@ -52,6 +63,12 @@ from cardinsa_identity.domain.users import (
     transition,
 )
 from cardinsa_identity.repository.models import IdempotencyRow, SessionRow, UserRow
+
+log = logging.getLogger(__name__)
+
+#: Profile fields through which the user is reached (password resets go to the
+#: email): changing one revokes every session and notifies the old address.
+CONTACT_FIELDS: Final = frozenset({"email", "phone"})
 
 #: Longest reason LockUser and DeactivateUser accept (it goes into the audit log).
 MAX_REASON_LENGTH = 500
@@ -238,7 +255,9 @@ class UserUseCases:
             company_id=company, cross_tenant=principal.is_platform_admin
         ) as session:
             user = await self._get_scoped(session, company, user_id, lock=True)
+            await self._require_power(session, principal, user)
             check_etag(user, etag)
+            old_email = user.email
             if (
                 "email" in mask
                 and profile.email != user.email
@@ -255,7 +274,15 @@ class UserUseCases:
                 if getattr(user, path) != value:
                     setattr(user, path, value)
                     changed.append(path)
+            contact = sorted(CONTACT_FIELDS.intersection(changed))
             if changed:
+                detail: dict[str, Any] = {}
+                if contact:
+                    # Whoever changed how the user is reached may not also keep
+                    # (or have stolen) their sessions: every one is revoked.
+                    detail["sessions_revoked"] = await revoke_user_sessions(
+                        session, user.id, "contact_changed"
+                    )
                 await session.flush()
                 await self.ctx.audit.record(
                     session,
@@ -264,9 +291,28 @@ class UserUseCases:
                     entity_id=user.id,
                     company_id=user.company_id,
                     changed_fields=changed,
+                    detail=detail or None,
                 )
             roles, _ = await roles_and_permissions(session, user.id)
-            return user, roles
+        if contact:
+            await self._notify_contact_changed(old_email, contact)
+        return user, roles
+
+    async def _notify_contact_changed(self, old_email: str, fields: list[str]) -> None:
+        """Tell the address the account had before the change (after the commit;
+        a failed notification does not undo the change, it is logged)."""
+        try:
+            await self.ctx.notifier.send_contact_changed(
+                email=old_email, changed_fields=fields, change_time=datetime.now(UTC)
+            )
+        except Exception:
+            log.exception("notifying a contact change failed")
+
+    @staticmethod
+    async def _require_power(session: AsyncSession, principal: Principal, user: UserRow) -> None:
+        """The caller must hold every permission ``user`` holds (application/privilege.py);
+        called in the transaction that makes the change, the user's row locked."""
+        require_may_act_on(principal, await user_power(session, user.id), resource="user")
 
     async def _get_scoped(
         self, session: object, company: uuid.UUID | None, user_id: str, *, lock: bool = False
@@ -302,6 +348,7 @@ class UserUseCases:
             company_id=company, cross_tenant=principal.is_platform_admin
         ) as session:
             user = await self._get_scoped(session, company, user_id, lock=True)
+            await self._require_power(session, principal, user)
             check_etag(user, etag)
             detail = apply(user) or {}
             if reason:
@@ -392,6 +439,7 @@ class UserUseCases:
             company_id=company, cross_tenant=principal.is_platform_admin
         ) as session:
             user = await self._get_scoped(session, company, user_id)
+            await self._require_power(session, principal, user)
             stmt = select(SessionRow).where(SessionRow.user_id == user.id)
             if not show_revoked:
                 stmt = stmt.where(
@@ -414,7 +462,8 @@ class UserUseCases:
         async with self.ctx.db.unit_of_work(
             company_id=company, cross_tenant=principal.is_platform_admin
         ) as session:
-            user = await self._get_scoped(session, company, user_id)
+            user = await self._get_scoped(session, company, user_id, lock=True)
+            await self._require_power(session, principal, user)
             key = lookup_uuid(session_id, "session")
             family = await session.get(SessionRow, key, with_for_update=True) if key else None
             if family is None or family.user_id != user.id:
