@@ -111,6 +111,16 @@ GATEWAY_AUTH_HEADER = "x-cardinsa-gateway-auth"
 MAX_REQUEST_HEADERS_KB = 12
 #: Verified JWTs Envoy keeps per worker thread (jwt_authn's jwt_cache_config).
 JWT_CACHE_SIZE = 1000
+#: Failed active health checks before Envoy stops routing to an endpoint: a
+#: worker that reports NOT_SERVING is out within this many health intervals, so
+#: the services' drain delay (CARDINSA_DRAIN_DELAY_S) must be longer (a test
+#: checks the defaults).
+UNHEALTHY_THRESHOLD = 2
+#: Consecutive connection failures (refused, reset, timed out) after which an
+#: endpoint is ejected at once, before its health check notices.
+EJECT_AFTER_LOCAL_FAILURES = 2
+#: Consecutive 502/503/504 answers (gRPC UNAVAILABLE counts as 503) to eject.
+EJECT_AFTER_GATEWAY_FAILURES = 3
 # The services accept request ids of this shape (cardinsa_foundation.interceptors);
 # the gateway refuses others, so its log and theirs carry the same id.
 REQUEST_ID_PATTERN = r"[A-Za-z0-9._:\-]{1,128}"
@@ -198,7 +208,8 @@ def default_endpoints(
 
     ``CARDINSA_<NAME>_ADDRESS`` (``host:port``, for example a headless Kubernetes
     Service ``identity:50051`` that resolves to every ready pod) wins; otherwise
-    one endpoint per worker on ``gateway_upstream_host``: ``CARDINSA_<NAME>_PORT + i``.
+    one endpoint per worker on ``gateway_upstream_host``: ``CARDINSA_<NAME>_PORT + i x
+    CARDINSA_WORKER_PORT_STEP`` (the services' own rule).
     """
     env = settings_environment() if environ is None else environ
     found: dict[str, list[Endpoint]] = {}
@@ -209,10 +220,32 @@ def default_endpoints(
             found[upstream.name] = [Endpoint.parse(a) for a in address.split(",") if a.strip()]
             continue
         base = int(env.get(f"{prefix}_PORT", upstream.port))
+        step = settings.worker_port_step
         found[upstream.name] = [
-            Endpoint(settings.gateway_upstream_host, base + i) for i in range(max(1, workers))
+            Endpoint(settings.gateway_upstream_host, base + i * step)
+            for i in range(max(1, workers))
         ]
     return found
+
+
+#: Retries of a request that never reached a worker (see _method_route).
+UNSENT_RETRIES = 2
+
+
+def _other_host() -> Json:
+    """A retry goes to another endpoint than the ones already tried."""
+    return {
+        "retry_host_predicate": [
+            {
+                "name": "envoy.retry_host_predicates.previous_hosts",
+                "typed_config": {
+                    TYPE: "type.googleapis.com/envoy.extensions.retry.host."
+                    "previous_hosts.v3.PreviousHostsPredicate"
+                },
+            }
+        ],
+        "host_selection_retry_max_attempts": 3,
+    }
 
 
 def _is_ip(host: str) -> bool:
@@ -1076,16 +1109,18 @@ class EnvoyConfig:
                 "num_retries": self.settings.gateway_read_retries,
                 "per_try_timeout": _seconds(max(1.0, timeout_s / 3)),
                 "retry_back_off": {"base_interval": "0.05s", "max_interval": "0.5s"},
-                "retry_host_predicate": [
-                    {
-                        "name": "envoy.retry_host_predicates.previous_hosts",
-                        "typed_config": {
-                            TYPE: "type.googleapis.com/envoy.extensions.retry.host."
-                            "previous_hosts.v3.PreviousHostsPredicate"
-                        },
-                    }
-                ],
-                "host_selection_retry_max_attempts": 3,
+                **_other_host(),
+            }
+        else:
+            # Any method, writes included, when the request never reached a
+            # worker: the connection was refused or failed, the stream was
+            # refused (HTTP/2 REFUSED_STREAM: not processed) or reset before the
+            # request was sent. A write that reached a worker is never retried.
+            action["retry_policy"] = {
+                "retry_on": "connect-failure,refused-stream,reset-before-request",
+                "num_retries": UNSENT_RETRIES,
+                "retry_back_off": {"base_interval": "0.05s", "max_interval": "0.5s"},
+                **_other_host(),
             }
         route: Json = {"name": name, "match": match, "route": action}
         if method is not None and method.grpc_path == LOGIN_METHOD:
@@ -1158,6 +1193,10 @@ class EnvoyConfig:
             # its own endpoint, health-checked on its own.
             "type": "STATIC" if static else "STRICT_DNS",
             "connect_timeout": _seconds(s.gateway_connect_timeout_s),
+            # Fewest requests in flight: a slow worker gets less. A dead worker
+            # answers fastest (connection refused) and would attract traffic,
+            # but it is ejected after EJECT_AFTER_LOCAL_FAILURES failures
+            # (outlier detection below) and its requests retried elsewhere.
             "lb_policy": "LEAST_REQUEST",
             "typed_extension_protocol_options": {
                 "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -1186,13 +1225,34 @@ class EnvoyConfig:
                     "timeout": _seconds(s.gateway_health_timeout_s),
                     "interval": _seconds(s.gateway_health_interval_s),
                     "no_traffic_interval": _seconds(s.gateway_health_interval_s),
-                    "unhealthy_threshold": 2,
+                    "unhealthy_threshold": UNHEALTHY_THRESHOLD,
                     "healthy_threshold": 1,
                     "always_log_health_check_failures": True,
-                    # "": the server's overall status, which follows its database.
-                    "grpc_health_check": {"service_name": ""},
+                    # The service's own name (it follows its database, like ""):
+                    # another service on that port answers NOT_FOUND, a failure.
+                    "grpc_health_check": {"service_name": self._health_name(upstream)},
                 }
             ],
+            # Passive checks between the active ones: an endpoint whose
+            # connections fail (kill -9: refused) or that answers UNAVAILABLE
+            # again and again is ejected at once, for 5 s doubling per ejection
+            # (up to 30 s); a successful health check brings it back. At most
+            # half of the endpoints (at least one) are ejected.
+            "outlier_detection": {
+                "split_external_local_origin_errors": True,
+                "consecutive_local_origin_failure": EJECT_AFTER_LOCAL_FAILURES,
+                "enforcing_consecutive_local_origin_failure": 100,
+                "consecutive_gateway_failure": EJECT_AFTER_GATEWAY_FAILURES,
+                "enforcing_consecutive_gateway_failure": 100,
+                "enforcing_consecutive_5xx": 0,
+                "enforcing_success_rate": 0,
+                "enforcing_local_origin_success_rate": 0,
+                "interval": "1s",
+                "base_ejection_time": "5s",
+                "max_ejection_time": "30s",
+                "max_ejection_percent": 50,
+                "successful_active_health_check_uneject_host": True,
+            },
             # An all-unhealthy cluster gets no traffic (503 at once), not panic routing.
             "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
             "circuit_breakers": {
@@ -1217,6 +1277,10 @@ class EnvoyConfig:
             cluster["dns_refresh_rate"] = "5s"
             cluster["respect_dns_ttl"] = True
         return cluster
+
+    def _health_name(self, upstream: Upstream) -> str:
+        """The health name the gateway checks: the upstream's first service."""
+        return self.contract.services(upstream.packages)[0]
 
     def _jwks_cluster(self) -> Json:
         s = self.settings

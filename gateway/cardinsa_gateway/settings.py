@@ -53,6 +53,8 @@ class GatewaySettings(BaseSettings):
     gateway_health_interval_s: float = Field(default=2.0, gt=0)
     gateway_health_timeout_s: float = Field(default=1.0, gt=0)
     gateway_read_retries: int = Field(default=2, ge=0)
+    # Worker i of a service listens on its port + i x this (the services' setting).
+    worker_port_step: int = Field(default=100, ge=1)
 
     # --- tokens (shared with the services) ------------------------------------
     jwt_issuer: str = "cardinsa-identity"

@@ -122,8 +122,20 @@ class Settings(BaseSettings):
     # --- serving -----------------------------------------------------------------
     grpc_host: str = "127.0.0.1"
     workers: int = Field(default=1, ge=1)
+    # Worker i of a service listens on its port + i x this (and its metrics port
+    # likewise): 50051, 50151, … for identity, 50052, 50152, … for company, so
+    # the workers of services whose ports differ by less than this never collide.
+    worker_port_step: int = Field(default=100, ge=1)
+    # A worker that exits is restarted (backoff 0.5 s doubling to 30 s); after this
+    # many restarts within worker_restart_window_s the supervisor gives up and the
+    # service reports NOT_SERVING.
+    worker_restart_limit: int = Field(default=5, ge=0)
+    worker_restart_window_s: float = Field(default=60.0, gt=0)
     metrics_host: str = "127.0.0.1"
     grace_period_s: float = Field(default=10.0, ge=0)
+    # On SIGTERM: NOT_SERVING, then this long still serving (longer than the
+    # gateway needs to see it: health interval x 2), then stop accepting.
+    drain_delay_s: float = Field(default=5.0, ge=0)
 
     # --- tokens ------------------------------------------------------------------
     jwt_issuer: str = "cardinsa-identity"
@@ -154,6 +166,10 @@ class Settings(BaseSettings):
         "signing_key_encryption_key": DEV_SIGNING_KEY_ENCRYPTION_KEY,
         "page_token_secret": DEV_PAGE_TOKEN_SECRET,
     }
+
+    def worker_port(self, base: int, index: int) -> int:
+        """The port of worker ``index`` of a service whose first worker uses ``base``."""
+        return base + index * self.worker_port_step if base else 0
 
     @field_validator("environment", mode="before")
     @classmethod

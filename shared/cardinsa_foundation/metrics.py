@@ -56,6 +56,7 @@ __all__ = [
     "IDENTITY_THROTTLED",
     "LATENCY_BUCKETS",
     "REGISTRY",
+    "WORKER_RESTARTS",
     "MetricsServer",
     "PoolStats",
     "observe_rpc",
@@ -99,6 +100,14 @@ GRPC_SERVER_IN_FLIGHT = Gauge(
     "grpc_server_in_flight",
     "RPCs being handled right now.",
     ["grpc_service", "grpc_method"],
+    registry=REGISTRY,
+)
+
+WORKER_RESTARTS = Counter(
+    "worker_restarts",
+    "Times the service's supervisor restarted this worker after it exited "
+    "(every exit is also logged by the supervisor).",
+    ["worker"],
     registry=REGISTRY,
 )
 

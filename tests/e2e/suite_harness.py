@@ -363,18 +363,29 @@ class SuiteProcess:
 
     # --- start -----------------------------------------------------------------------
 
-    def start(self) -> None:
-        busy = {name: port for name, port in self.ports.all().items() if not port_is_free(port)}
+    def start(self, *args: str, sigint_ignored: bool = False, taken: tuple[str, ...] = ()) -> None:
+        """``sigint_ignored``: started as ``make up &`` from a script starts it;
+        ``taken``: ports (by name) the test took on purpose."""
+        busy = {
+            name: port
+            for name, port in self.ports.all().items()
+            if name not in taken and not port_is_free(port)
+        }
         assert not busy, f"ports taken before the suite started: {busy}"
         self.started_s = time.monotonic()
+
+        def ignore_sigint() -> None:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
         self.process = subprocess.Popen(
-            [sys.executable, str(SUITE_SCRIPT), "--state-dir", str(self.state_dir)],
+            [sys.executable, str(SUITE_SCRIPT), "--state-dir", str(self.state_dir), *args],
             cwd=PROJECT_ROOT,
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=ignore_sigint if sigint_ignored else None,  # noqa: PLW1509
         )
         self.tracked.append(Proc(self.process.pid, _start_of(self.process.pid), "suite.py"))
         self.output = Output(self.process.stdout, self.base / "suite.log")

@@ -1,7 +1,8 @@
 """Composition root of the core service: settings → database → use cases → server.
 
-`python -m cardinsa_core.main` serves (``--workers N`` starts N processes on
-consecutive ports). `cardinsa_core.cli` has migrate and downgrade.
+`python -m cardinsa_core.main` serves (``--workers N`` starts N processes, on
+ports CARDINSA_WORKER_PORT_STEP apart).
+`cardinsa_core.cli` has migrate and downgrade.
 
 What is wired to other services:
 - identity: access tokens are verified against identity's JWKS, fetched over
@@ -229,6 +230,7 @@ def build(
         metrics_host=settings.metrics_host,
         metrics_port=settings.core_metrics_port if metrics_port is None else metrics_port,
         grace_period_s=settings.grace_period_s,
+        drain_delay_s=settings.drain_delay_s,
         gateway_secret=settings.gateway_secret.get_secret_value()
         if settings.gateway_secret
         else None,
@@ -250,8 +252,8 @@ async def serve(settings: CoreSettings, index: int) -> None:
     app = build(
         settings,
         url,
-        port=settings.core_port + index,
-        metrics_port=settings.core_metrics_port + index,
+        port=settings.worker_port(settings.core_port, index),
+        metrics_port=settings.worker_port(settings.core_metrics_port, index),
     )
     await app.server.serve_until_signal()
     if embedded is not None and embedded.started_here:

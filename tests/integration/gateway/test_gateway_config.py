@@ -5,7 +5,10 @@
 - every Cardinsa package in the contract has an upstream in the one list;
 - the JWT rules open exactly the public methods (from the contract) and the
   operator services, and require a token everywhere else;
-- retries only on reads (GET), the login limit only on login, timeouts per route;
+- retries of reads (GET) on failures, of every other method only when the
+  request never reached a worker; the login limit only on login, timeouts per route;
+- workers CARDINSA_WORKER_PORT_STEP apart, health-checked by their own service
+  name, ejected on repeated failures; a drain longer than the detection;
 - gen/openapi.json is current, valid OpenAPI 3.1 and matches the contract.
 """
 
@@ -110,9 +113,19 @@ def test_envoy_accepts_the_generated_config(
         cluster = clusters[upstream.name]
         endpoints = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
         assert len(endpoints) == workers
+        if variant in ("defaults", "workers"):
+            ports = [e["endpoint"]["address"]["socket_address"]["port_value"] for e in endpoints]
+            assert ports == [upstream.port + 100 * i for i in range(workers)]
         assert cluster["common_lb_config"]["healthy_panic_threshold"] == {"value": 0}
         check = cluster["health_checks"][0]
         assert "grpc_health_check" in check and check["no_traffic_interval"]
+        # Its own service's name: another service on that port does not pass.
+        name = check["grpc_health_check"]["service_name"]
+        assert name.startswith(upstream.packages[0] + "."), name
+        outliers = cluster["outlier_detection"]
+        assert outliers["consecutive_local_origin_failure"] >= 1
+        assert outliers["enforcing_consecutive_local_origin_failure"] == 100
+        assert outliers["max_ejection_percent"] < 100
         assert cluster["type"] == ("STRICT_DNS" if variant == "kubernetes" else "STATIC")
     assert document["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
     listeners = [x["name"] for x in document["static_resources"]["listeners"]]
@@ -159,10 +172,21 @@ def test_transcoder_settings(contract: Contract) -> None:
     assert transcoder["print_options"]["preserve_proto_field_names"] is True
 
 
-def test_retries_only_for_reads_and_login_limit_only_on_login(contract: Contract) -> None:
+UNSENT = {"connect-failure", "refused-stream", "reset-before-request"}
+
+
+def test_retries_for_reads_and_unsent_writes_and_login_limit_only_on_login(
+    contract: Contract,
+) -> None:
     by_path = {r["match"].get("path"): r for r in routes(render(contract)) if "path" in r["match"]}
     reads = {m.grpc_path for m in contract.cardinsa_methods() if m.is_read}
-    retried = {path for path, r in by_path.items() if "retry_policy" in r.get("route", {})}
+    retried = {
+        path
+        for path, r in by_path.items()
+        # Retried also when the request reached a worker (reads only).
+        if {"reset", "unavailable"}
+        <= set(r.get("route", {}).get("retry_policy", {}).get("retry_on", "").split(","))
+    }
     assert retried == reads
     limited = {
         path for path, r in by_path.items() if F_LOGIN_LIMIT in r.get("typed_per_filter_config", {})
@@ -177,7 +201,21 @@ def test_retries_only_for_reads_and_login_limit_only_on_login(contract: Contract
         action = route.get("route", {})
         if action.get("cluster") and route["match"].get("prefix", "").startswith("/cardinsa."):
             assert action["timeout"] != "0s"
-            assert "retry_policy" not in action  # writes are never retried
+            # A write is retried only when it never reached a worker.
+            policy = action["retry_policy"]
+            assert set(policy["retry_on"].split(",")) == UNSENT, policy
+            assert policy["retry_host_predicate"], policy
+
+
+def test_the_drain_outlasts_the_gateways_health_detection() -> None:
+    """A worker told to stop reports NOT_SERVING and keeps serving for the drain
+    delay: longer than Envoy needs to stop sending it anything (health interval x
+    unhealthy threshold, the answer being immediate), with the defaults."""
+    from cardinsa_foundation.config import Settings
+    from cardinsa_gateway.envoy import UNHEALTHY_THRESHOLD
+
+    drain = Settings(_env_file=None).drain_delay_s  # type: ignore[call-arg]
+    assert drain > settings().gateway_health_interval_s * UNHEALTHY_THRESHOLD
 
 
 def test_reflection_without_a_named_upstream_lists_every_routed_package(contract: Contract) -> None:

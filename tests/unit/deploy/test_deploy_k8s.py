@@ -23,6 +23,8 @@ from deploy_support import (
 )
 from kubernetes_validate.utils import SchemaNotFoundError, ValidationError
 
+from cardinsa_foundation.config import Settings
+
 # The newest schemas kubernetes-validate ships; strict mode refuses unknown fields.
 KUBERNETES_VERSION = "1.37.0"
 APP_UID = 10001
@@ -204,7 +206,7 @@ def test_services_have_native_grpc_probes_and_drain(
     # Termination: preStop sleep, then SIGTERM → NOT_SERVING, drain, stop with grace.
     pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
     grace = float(config_value(objects, "CARDINSA_GRACE_PERIOD_S"))
-    drain_delay = 0.5  # GrpcServer(drain_delay_s=0.5)
+    drain_delay = Settings(_env_file=None).drain_delay_s  # type: ignore[call-arg]
     assert pod_spec(deployment)["terminationGracePeriodSeconds"] > pre_stop + drain_delay + grace
     assert "replicas" not in deployment["spec"]  # the HPA owns it
 
