@@ -410,13 +410,14 @@ class SuiteEndpoints:
     gateway: int
     gateway_admin: int
     workers: int
+    step: int = 1  # CARDINSA_WORKER_PORT_STEP: worker i listens on port + i x step
 
     def grpc(self, service: str, index: int = 0) -> str:
-        return f"127.0.0.1:{getattr(self, service) + index}"
+        return f"127.0.0.1:{getattr(self, service) + index * self.step}"
 
     def metrics_ports(self, service: str) -> list[int]:
         base = getattr(self, f"{service}_metrics")
-        return [base + index for index in range(self.workers)]
+        return [base + index * self.step for index in range(self.workers)]
 
 
 class Suite:
@@ -475,10 +476,13 @@ class Suite:
                 "CARDINSA_COMPANY_METRICS_PORT": str(ports.company_metrics),
                 "CARDINSA_CORE_PORT": str(ports.core),
                 "CARDINSA_CORE_METRICS_PORT": str(ports.core_metrics),
+                # Its port blocks are consecutive (worker i: port + i).
+                "CARDINSA_WORKER_PORT_STEP": "1",
                 "CARDINSA_IDENTITY_ADDRESS": ports.grpc("identity"),
                 "CARDINSA_COMPANY_ADDRESS": ports.grpc("company"),
                 "CARDINSA_GATEWAY_PORT": str(ports.gateway),
                 "CARDINSA_GATEWAY_ADMIN_PORT": str(ports.gateway_admin),
+                "CARDINSA_GATEWAY_METRICS_PORT": "0",  # no stats listener
                 "CARDINSA_GATEWAY_ACCESS_LOG": str(state_dir / "envoy-access.log"),
                 "CARDINSA_LOG_JSON": "true",
                 "CARDINSA_LOG_LEVEL": "INFO",
@@ -559,6 +563,7 @@ class Suite:
             gateway=gateway.gateway_port,
             gateway_admin=gateway.gateway_admin_port,
             workers=workers,
+            step=identity.worker_port_step,
         )
         admin = identity.database_admin_url or identity.database_url
         if admin is not None:
@@ -578,7 +583,8 @@ class Suite:
         found: dict[str, int] = {}
         for service in ("identity", "company", "core"):
             for index in range(self.endpoints.workers):
-                for pid in listening_pids(getattr(self.endpoints, service) + index):
+                port = getattr(self.endpoints, service) + index * self.endpoints.step
+                for pid in listening_pids(port):
                     name = service if self.endpoints.workers == 1 else f"{service}[{index}]"
                     found[name] = pid
         for pid in listening_pids(self.endpoints.gateway):

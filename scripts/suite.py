@@ -4,8 +4,10 @@
    embedded server in .data/postgres (reused across runs);
 2. migrations of every service (as the owner role);
 3. the services as child processes (``--workers N`` each), connected as the
-   non-owner role ``cardinsa_app`` so row-level security applies;
-4. waits until every gRPC health check is SERVING, with progress;
+   non-owner role ``cardinsa_app`` so row-level security applies (their
+   cross-tenant paths as ``cardinsa_platform``);
+4. waits until every worker of every service answers SERVING for its own
+   service's health name, with progress;
 5. renders the gateway configuration for those services (gateway/cardinsa_gateway)
    and starts Envoy, waiting until it is ready and sees every service healthy;
 6. seeds the demo company's admin (credentials printed once, when created);
@@ -13,35 +15,62 @@
 
 Every child is stopped by its PID on Ctrl-C, SIGTERM or any failure; Envoy runs
 in its own process group and is stopped last, after the services have drained.
+SIGINT and SIGTERM are handled from the first line on, also when the launcher
+inherited them ignored (``make up &`` from a script). Before anything starts,
+every port is checked (no two alike, none taken); a problem there, a database
+that cannot be reached or a missing program is one line naming the setting. A
+service that fails during start-up ends it at once, with its last log lines.
+After "ready", every worker's health is watched and changes are printed.
 """
 
+# ruff: noqa: E402 - the signal handlers come before the (slow) imports below
 from __future__ import annotations
+
+import os
+import signal
+
+
+def _stop_before_start(signum: int, _frame: object) -> None:
+    """A signal during the imports: nothing runs yet, so there is nothing to stop;
+    end as the signal's default action does (also when it was inherited ignored)."""
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+for _signal in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(_signal, _stop_before_start)
 
 import argparse
 import asyncio
+import collections
+import errno
 import json
-import os
 import secrets
-import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from cardinsa_company.settings import CompanyServiceSettings
 from cardinsa_core.settings import CoreSettings
 from cardinsa_foundation.config import PROJECT_ROOT, Environment
-from cardinsa_foundation.db import app_role_url
-from cardinsa_foundation.local_postgres import LocalPostgres
+from cardinsa_foundation.db import app_role_url, platform_role_url, to_libpq_url
+from cardinsa_foundation.local_postgres import LocalPostgres, LocalPostgresError
+from cardinsa_gateway.contract import Contract
 from cardinsa_gateway.envoy import Endpoint
 from cardinsa_gateway.process import (
+    DESCRIPTOR,
     EnvoyProcess,
+    envoy_binary,
     render_to_file,
     select_upstreams,
     stop_stale,
@@ -57,16 +86,173 @@ PLATFORM_COMPANY_FILE = STATE_DIR / "platform-company-id"
 GATEWAY_DIR = STATE_DIR / "gateway"
 
 
+#: Lines of a service's output kept to show when it fails during start-up.
+TAIL_LINES = 15
+#: Seconds between the health checks of every worker once the suite is ready.
+WATCH_INTERVAL_S = 2.0
+
+
+class LaunchError(Exception):
+    """A problem an operator fixes (a port, a setting, a missing program): said in
+    one line (plus a failed service's last lines), never a traceback."""
+
+
 @dataclass
 class Service:
     name: str
     module: str
     cli: str
     port: int
+    metrics_port: int = 0
+    health_name: str = ""  # the name its workers answer SERVING for
+    process: subprocess.Popen[bytes] | None = None
+    tail: collections.deque[str] = field(
+        default_factory=lambda: collections.deque(maxlen=TAIL_LINES)
+    )
+    failed: str | None = None  # a worker exited while the suite was starting
+    gave_up: list[str] = field(default_factory=list)  # the supervisor's give-ups, to say
+
+    @property
+    def setting(self) -> str:
+        return f"CARDINSA_{self.name.upper()}_PORT"
+
+    def worker_ports(self, workers: int, step: int) -> list[int]:
+        return [self.port + index * step for index in range(workers)]
+
+    def last_lines(self) -> str:
+        return "\n".join(f"    {line}" for line in self.tail)
 
 
 def say(message: str) -> None:
     print(f"[cardinsa] {message}", flush=True)
+
+
+def port_plan(
+    services: list[Service],
+    workers: int,
+    step: int,
+    gateway: GatewaySettings,
+    postgres_port: int | None,
+) -> list[tuple[int, str, str]]:
+    """Every port the suite will listen on: (port, host, what sets it)."""
+    plan: list[tuple[int, str, str]] = []
+    for service in services:
+        for index in range(workers):
+            suffix = f" + {index} x CARDINSA_WORKER_PORT_STEP" if index else ""
+            plan.append((service.port + index * step, "grpc", f"{service.setting}{suffix}"))
+            plan.append(
+                (
+                    service.metrics_port + index * step,
+                    "metrics",
+                    f"CARDINSA_{service.name.upper()}_METRICS_PORT{suffix}",
+                )
+            )
+    plan.append((gateway.gateway_port, gateway.gateway_host, "CARDINSA_GATEWAY_PORT"))
+    plan.append((gateway.gateway_admin_port, "127.0.0.1", "CARDINSA_GATEWAY_ADMIN_PORT"))
+    if gateway.gateway_metrics_port:
+        plan.append((gateway.gateway_metrics_port, "metrics", "CARDINSA_GATEWAY_METRICS_PORT"))
+    if postgres_port is not None:
+        plan.append((postgres_port, "", "CARDINSA_EMBEDDED_POSTGRES_PORT"))
+    return plan
+
+
+def check_ports(plan: list[tuple[int, str, str]], hosts: dict[str, str]) -> None:
+    """No two ports alike, each in range and free; else one line naming the setting."""
+    seen: dict[int, str] = {}
+    for port, _, what in plan:
+        if not 0 < port <= 65535:
+            raise LaunchError(f"port {port} ({what}) is out of range; change {what.split()[0]}")
+        if port in seen:
+            raise LaunchError(
+                f"port {port} is both {seen[port]} and {what}; change one of them "
+                "(or CARDINSA_WORKER_PORT_STEP)"
+            )
+        seen[port] = what
+    for port, host, what in plan:
+        if not host:  # the embedded PostgreSQL may be ours, still running
+            continue
+        address = hosts.get(host, host)
+        problem = bind_problem(address, port)
+        if problem is not None:
+            setting = what.split()[0]
+            raise LaunchError(
+                f"port {port} ({what}) on {address}: {problem}; "
+                f"stop that program or set {setting} to a free port"
+            )
+
+
+def launcher_running(pid_file: Path) -> bool:
+    """The gateway in ``pid_file`` still has its launcher (another `make up` runs:
+    its ports are reported as taken, its gateway is left alone)."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        command = Path(f"/proc/{parent}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return False
+    return parent != 1 and b"suite.py" in command
+
+
+def bind_problem(host: str, port: int) -> str | None:
+    """Why nothing can listen on ``host:port`` now, or None."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host or "0.0.0.0", port))  # noqa: S104 - a probe, closed at once
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return "already in use by another program"
+            return error.strerror or str(error)
+    return None
+
+
+def check_database(url: str, setting: str) -> None:
+    """The configured database answers (else one line naming the setting)."""
+
+    async def connect() -> None:
+        connection = await asyncpg.connect(to_libpq_url(url), timeout=10)
+        await connection.close()
+
+    try:
+        asyncio.run(connect())
+    except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+        from sqlalchemy.engine import make_url
+
+        where = make_url(url)
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise LaunchError(
+            f"cannot reach the database at {where.host}:{where.port or 5432} ({setting}): "
+            f"{reason}; start it or correct {setting}"
+        ) from None
+
+
+def pump(service: Service) -> None:
+    """Echo a service's output, keep its last lines, notice a worker's exit."""
+    assert service.process is not None and service.process.stdout is not None
+    out = sys.stdout.buffer
+    for raw in iter(service.process.stdout.readline, b""):
+        try:
+            out.write(raw)
+            out.flush()
+        except (OSError, ValueError):
+            pass
+        line = raw.decode("utf-8", errors="replace").rstrip("\n")
+        service.tail.append(line)
+        if line.startswith("{"):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            message = entry.get("message")
+            if message in ("worker exited", "giving up on a worker") and service.failed is None:
+                service.failed = f"worker {entry.get('worker')} exited"
+            if message == "giving up on a worker":
+                service.gave_up.append(
+                    f"{service.name}: worker {entry.get('worker')} exited again after "
+                    f"{entry.get('restarts')} restart(s); its supervisor gave up and "
+                    f"{service.name} reports NOT_SERVING"
+                )
 
 
 def stored_id(path: Path) -> str:
@@ -79,20 +265,85 @@ def stored_id(path: Path) -> str:
     return value
 
 
-async def wait_serving(address: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
+def start_failure(service: Service) -> LaunchError | None:
+    """The service failed while the suite starts: its process exited or a worker did."""
+    process = service.process
+    if process is not None and process.poll() is not None:
+        time.sleep(0.3)  # its last lines
+        what = f"{service.name} exited (code {process.returncode}) during start-up"
+    elif service.failed is not None:
+        time.sleep(0.3)
+        what = f"{service.name}: {service.failed} during start-up"
+    else:
+        return None
+    return LaunchError(f"{what}; its last lines:\n{service.last_lines()}")
+
+
+async def health_of(address: str, name: str, timeout_s: float = 1.0) -> str:
+    """SERVING, NOT_SERVING, … of ``name`` at ``address``, or why there is no answer."""
     async with grpc.aio.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{address} did not become SERVING within {timeout_s:.0f} s")
-            await asyncio.sleep(0.2)
+        try:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=name), timeout=timeout_s
+            )
+        except grpc.aio.AioRpcError as error:
+            return f"no answer ({error.code().name})"
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
+async def wait_serving(
+    service: Service, address: str, timeout_s: float, services: list[Service]
+) -> None:
+    """Until the worker at ``address`` answers SERVING for its own service's name
+    (another service on that port answers NOT_FOUND); any failed service ends it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = await health_of(address, service.health_name)
+        if status == "SERVING":
+            return
+        for other in services:
+            failure = start_failure(other)
+            if failure is not None:
+                raise failure
+        if time.monotonic() > deadline:
+            raise LaunchError(
+                f"{service.name} at {address} did not become SERVING for "
+                f"{service.health_name} within {timeout_s:.0f} s (last: {status}); "
+                f"its last lines:\n{service.last_lines()}"
+            )
+        await asyncio.sleep(0.2)
+
+
+def watch(services: list[Service], workers: int, step: int, last: dict[str, str]) -> None:
+    """Check every worker once; print what changed since the last check."""
+
+    async def check() -> list[str]:
+        addresses = [
+            (service, f"127.0.0.1:{port}")
+            for service in services
+            for port in service.worker_ports(workers, step)
+        ]
+        return list(
+            await asyncio.gather(
+                *(health_of(address, service.health_name) for service, address in addresses)
+            )
+        )
+
+    statuses = asyncio.run(check())
+    index = 0
+    for service in services:
+        for worker, port in enumerate(service.worker_ports(workers, step)):
+            key = f"{service.name} worker {worker} (127.0.0.1:{port})"
+            status = statuses[index]
+            index += 1
+            if last.get(key, "SERVING") != status:
+                if status == "SERVING":
+                    say(f"{key} is SERVING again")
+                elif status.startswith("no answer"):
+                    say(f"{key} does not answer ({status.removeprefix('no answer ')})")
+                else:
+                    say(f"{key} is {status}")
+            last[key] = status
 
 
 def demo_credentials(seed_output: str) -> tuple[str, str]:
@@ -126,22 +377,46 @@ def main() -> int:
     PLATFORM_COMPANY_FILE = args.state_dir / "platform-company-id"
     GATEWAY_DIR = args.state_dir / "gateway"
 
-    settings = IdentitySettings()
-    company_settings = CompanyServiceSettings()
-    core_settings = CoreSettings()
+    try:
+        settings = IdentitySettings()
+        company_settings = CompanyServiceSettings()
+        core_settings = CoreSettings()
+        gateway_settings = GatewaySettings()
+    except ValidationError as error:
+        for problem in error.errors():
+            where = ".".join(str(part) for part in problem["loc"])
+            setting = f"CARDINSA_{where.upper()}: " if where else ""
+            say(f"cannot start: {setting}{problem['msg']}")
+        return 1
+    except ValueError as error:  # pydantic-settings: a value that is not JSON, …
+        say(f"cannot start: {str(error).splitlines()[0]}")
+        return 1
     services = [
         Service(
-            "identity", "cardinsa_identity.main", "cardinsa_identity.cli", settings.identity_port
+            "identity",
+            "cardinsa_identity.main",
+            "cardinsa_identity.cli",
+            settings.identity_port,
+            settings.identity_metrics_port,
         ),
         Service(
             "company",
             "cardinsa_company.main",
             "cardinsa_company.cli",
             company_settings.company_port,
+            company_settings.company_metrics_port,
         ),
-        Service("core", "cardinsa_core.main", "cardinsa_core.cli", core_settings.core_port),
+        Service(
+            "core",
+            "cardinsa_core.main",
+            "cardinsa_core.cli",
+            core_settings.core_port,
+            core_settings.core_metrics_port,
+        ),
     ]
+    step = settings.worker_port_step
     embedded: LocalPostgres | None = None
+    embedded_was_running = True
     children: list[subprocess.Popen[bytes]] = []
     gateway: EnvoyProcess | None = None
     stopping = False
@@ -159,7 +434,7 @@ def main() -> int:
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + settings.grace_period_s + 5
+        deadline = time.monotonic() + settings.drain_delay_s + settings.grace_period_s + 5
         for child in children:
             try:
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -170,7 +445,9 @@ def main() -> int:
             say("stopping the gateway")
             gateway.stop()
             (GATEWAY_DIR / "envoy.pid").unlink(missing_ok=True)
-        if embedded is not None and embedded.started_here:
+        if embedded is not None and (
+            embedded.started_here or (not embedded_was_running and embedded.is_running())
+        ):
             say("stopping the embedded PostgreSQL")
             embedded.stop()
         say("stopped")
@@ -178,13 +455,42 @@ def main() -> int:
     def interrupted(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
+    # Also SIGINT: a launcher started with it ignored (`make up &` in a script)
+    # must still stop everything on it, not leave it to the services alone.
+    signal.signal(signal.SIGINT, interrupted)
     signal.signal(signal.SIGTERM, interrupted)
     try:
         env = dict(os.environ)
         configured = settings.database_url
+        config = GATEWAY_DIR / "envoy.json"
+        if not launcher_running(GATEWAY_DIR / "envoy.pid") and stop_stale(
+            GATEWAY_DIR / "envoy.pid", config
+        ):
+            say("stopped a gateway left running by an earlier run")
+        try:
+            envoy_binary()
+        except FileNotFoundError as error:
+            raise LaunchError(f"{error}; run `make setup`") from None
+        if not DESCRIPTOR.exists():
+            raise LaunchError(f"{DESCRIPTOR} is missing; run `make setup` (or `make proto`)")
+        contract = Contract.load(DESCRIPTOR)
+        for service, upstream in zip(
+            services, select_upstreams([s.name for s in services]), strict=True
+        ):
+            service.health_name = contract.services(upstream.packages)[0]
+        check_ports(
+            port_plan(
+                services,
+                args.workers,
+                step,
+                gateway_settings,
+                settings.embedded_postgres_port if configured is None else None,
+            ),
+            {"grpc": settings.grpc_host, "metrics": settings.metrics_host},
+        )
         if configured is None:
             if settings.environment is Environment.PRODUCTION:
-                raise SystemExit("CARDINSA_DATABASE_URL must be set in production")
+                raise LaunchError("CARDINSA_DATABASE_URL must be set in production")
             say(
                 f"starting the embedded PostgreSQL ({settings.embedded_postgres_dir}, "
                 f"port {settings.embedded_postgres_port})"
@@ -192,12 +498,20 @@ def main() -> int:
             embedded = LocalPostgres(
                 settings.embedded_postgres_dir, settings.embedded_postgres_port
             )
+            embedded_was_running = embedded.is_running()
             embedded.start()
             admin_url = embedded.admin_url()
             env["CARDINSA_DATABASE_ADMIN_URL"] = admin_url
             env["CARDINSA_DATABASE_URL"] = app_role_url(admin_url)
+            # The cross-tenant paths' role (created by the migrations, like cardinsa_app).
+            env["CARDINSA_DATABASE_PLATFORM_URL"] = platform_role_url(admin_url)
         else:
             say("using the configured database")
+            admin = settings.database_admin_url
+            check_database(
+                (admin or configured).get_secret_value(),
+                "CARDINSA_DATABASE_ADMIN_URL" if admin else "CARDINSA_DATABASE_URL",
+            )
         env.setdefault("CARDINSA_LOG_JSON", "true")
         # Identity asks the company service whether a tenant may act.
         env.setdefault("CARDINSA_COMPANY_ADDRESS", f"127.0.0.1:{company_settings.company_port}")
@@ -205,7 +519,7 @@ def main() -> int:
         # client address it forwards): the configured one, else one per run.
         secret = settings.gateway_secret or SecretStr(secrets.token_urlsafe(32))
         env["CARDINSA_GATEWAY_SECRET"] = secret.get_secret_value()
-        gateway_settings = GatewaySettings(gateway_secret=secret)
+        gateway_settings = gateway_settings.model_copy(update={"gateway_secret": secret})
 
         for service in services:
             say(f"migrating {service.name}")
@@ -271,24 +585,28 @@ def main() -> int:
         }
 
         for service in services:
-            say(f"starting {service.name} on 127.0.0.1:{service.port} ({args.workers} worker(s))")
+            ports = ", ".join(str(p) for p in service.worker_ports(args.workers, step))
+            say(f"starting {service.name} on 127.0.0.1:{ports} ({args.workers} worker(s))")
             child = subprocess.Popen(
                 [sys.executable, "-m", service.module, "--workers", str(args.workers)],
                 env={**env, **service_env.get(service.name, {})},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
             )
             children.append(child)
+            service.process = child
+            threading.Thread(
+                target=pump, args=(service,), name=f"{service.name}-output", daemon=True
+            ).start()
 
         for service in services:
-            for index in range(args.workers):
-                address = f"127.0.0.1:{service.port + index}"
+            for port in service.worker_ports(args.workers, step):
+                address = f"127.0.0.1:{port}"
                 say(f"waiting for {service.name} at {address} …")
-                asyncio.run(wait_serving(address, args.timeout))
-                say(f"{service.name} at {address} is SERVING")
+                asyncio.run(wait_serving(service, address, args.timeout, services))
+                say(f"{service.name} at {address} is SERVING ({service.health_name})")
 
         listen = f"{gateway_settings.gateway_host}:{gateway_settings.gateway_port}"
-        config = GATEWAY_DIR / "envoy.json"
-        if stop_stale(GATEWAY_DIR / "envoy.pid", config):
-            say("stopped a gateway left running by an earlier run")
         # The ports the services really use (settings resolve .env too), one
         # endpoint per worker: the gateway must not guess them from os.environ.
         render_to_file(
@@ -297,7 +615,7 @@ def main() -> int:
             upstreams=select_upstreams([service.name for service in services]),
             endpoints={
                 service.name: [
-                    Endpoint("127.0.0.1", service.port + index) for index in range(args.workers)
+                    Endpoint("127.0.0.1", port) for port in service.worker_ports(args.workers, step)
                 ]
                 for service in services
             },
@@ -308,7 +626,17 @@ def main() -> int:
         gateway.start(own_process_group=True)
         (GATEWAY_DIR / "envoy.pid").write_text(f"{gateway.pid}\n")
         say(f"waiting for the gateway at {listen} …")
-        gateway.wait_ready(args.timeout)
+        try:
+            gateway.wait_ready(args.timeout)
+        except (RuntimeError, TimeoutError) as error:
+            raise LaunchError(
+                f"the gateway did not start: {error} (its own lines are above; its ports are "
+                "CARDINSA_GATEWAY_PORT and CARDINSA_GATEWAY_ADMIN_PORT)"
+            ) from None
+        for service in services:
+            failure = start_failure(service)
+            if failure is not None:
+                raise failure
         say(f"gateway at {listen} is ready (pid {gateway.pid})")
 
         say("seeding the demo company admin")
@@ -351,8 +679,16 @@ http://127.0.0.1:{core_settings.core_metrics_port}/metrics (core)
 """,
             flush=True,
         )
+        health: dict[str, str] = {}
+        next_check = time.monotonic() + WATCH_INTERVAL_S
         while all(child.poll() is None for child in children) and gateway.alive():
             time.sleep(0.5)
+            for service in services:
+                while service.gave_up:
+                    say(service.gave_up.pop(0))
+            if time.monotonic() >= next_check:
+                watch(services, args.workers, step, health)
+                next_check = time.monotonic() + WATCH_INTERVAL_S
         failed = [c for c in children if c.poll() not in (None, 0)]
         if failed:
             say("a service exited unexpectedly; stopping the rest")
@@ -363,6 +699,12 @@ http://127.0.0.1:{core_settings.core_metrics_port}/metrics (core)
         return 0
     except KeyboardInterrupt:
         return 0
+    except LaunchError as error:
+        say(f"cannot start: {error}")
+        return 1
+    except LocalPostgresError as error:
+        say(f"cannot start the embedded PostgreSQL: {error}")
+        return 1
     finally:
         stop_all()
 

@@ -1,7 +1,7 @@
 """``python -m cardinsa_gateway``: render / validate / run the gateway, write OpenAPI.
 
     render   [--output .data/gateway/envoy.json] [--services identity,company]
-             [--workers N] [--endpoint identity=127.0.0.1:50051,127.0.0.1:50052]
+             [--workers N] [--endpoint identity=127.0.0.1:50051,127.0.0.1:50151]
     validate [--config .data/gateway/envoy.json]     (envoy --mode validate)
     openapi  [--output gen/openapi.json]
     run      [render options]                          (render, start Envoy, wait, Ctrl-C stops)

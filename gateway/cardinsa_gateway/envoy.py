@@ -38,6 +38,8 @@ from cardinsa_gateway.contract import Contract, Method
 from cardinsa_gateway.services import (
     LOGIN_METHOD,
     OPERATOR_SERVICES,
+    REFLECTION_SERVICES,
+    ROUTED_PACKAGES_HEADER,
     UPSTREAM_HEADER,
     UPSTREAMS,
     Upstream,
@@ -89,6 +91,11 @@ F_ROUTER = "envoy.filters.http.router"
 JWT_PROVIDER = "identity"
 JWKS_CLUSTER = "jwks"
 LISTENER = "cardinsa"
+#: The stats-only listener: GET /metrics → the admin's /stats/prometheus.
+METRICS_LISTENER = "metrics"
+METRICS_PATH = "/metrics"
+ADMIN_CLUSTER = "envoy_admin"
+ADMIN_PROMETHEUS_PATH = "/stats/prometheus"
 HEALTH_PATH = "/healthz"
 OPENAPI_PATH = "/openapi.json"
 DOCS_PATH = "/docs"
@@ -104,6 +111,16 @@ GATEWAY_AUTH_HEADER = "x-cardinsa-gateway-auth"
 MAX_REQUEST_HEADERS_KB = 12
 #: Verified JWTs Envoy keeps per worker thread (jwt_authn's jwt_cache_config).
 JWT_CACHE_SIZE = 1000
+#: Failed active health checks before Envoy stops routing to an endpoint: a
+#: worker that reports NOT_SERVING is out within this many health intervals, so
+#: the services' drain delay (CARDINSA_DRAIN_DELAY_S) must be longer (a test
+#: checks the defaults).
+UNHEALTHY_THRESHOLD = 2
+#: Consecutive connection failures (refused, reset, timed out) after which an
+#: endpoint is ejected at once, before its health check notices.
+EJECT_AFTER_LOCAL_FAILURES = 2
+#: Consecutive 502/503/504 answers (gRPC UNAVAILABLE counts as 503) to eject.
+EJECT_AFTER_GATEWAY_FAILURES = 3
 # The services accept request ids of this shape (cardinsa_foundation.interceptors);
 # the gateway refuses others, so its log and theirs carry the same id.
 REQUEST_ID_PATTERN = r"[A-Za-z0-9._:\-]{1,128}"
@@ -191,7 +208,8 @@ def default_endpoints(
 
     ``CARDINSA_<NAME>_ADDRESS`` (``host:port``, for example a headless Kubernetes
     Service ``identity:50051`` that resolves to every ready pod) wins; otherwise
-    one endpoint per worker on ``gateway_upstream_host``: ``CARDINSA_<NAME>_PORT + i``.
+    one endpoint per worker on ``gateway_upstream_host``: ``CARDINSA_<NAME>_PORT + i x
+    CARDINSA_WORKER_PORT_STEP`` (the services' own rule).
     """
     env = settings_environment() if environ is None else environ
     found: dict[str, list[Endpoint]] = {}
@@ -202,10 +220,32 @@ def default_endpoints(
             found[upstream.name] = [Endpoint.parse(a) for a in address.split(",") if a.strip()]
             continue
         base = int(env.get(f"{prefix}_PORT", upstream.port))
+        step = settings.worker_port_step
         found[upstream.name] = [
-            Endpoint(settings.gateway_upstream_host, base + i) for i in range(max(1, workers))
+            Endpoint(settings.gateway_upstream_host, base + i * step)
+            for i in range(max(1, workers))
         ]
     return found
+
+
+#: Retries of a request that never reached a worker (see _method_route).
+UNSENT_RETRIES = 2
+
+
+def _other_host() -> Json:
+    """A retry goes to another endpoint than the ones already tried."""
+    return {
+        "retry_host_predicate": [
+            {
+                "name": "envoy.retry_host_predicates.previous_hosts",
+                "typed_config": {
+                    TYPE: "type.googleapis.com/envoy.extensions.retry.host."
+                    "previous_hosts.v3.PreviousHostsPredicate"
+                },
+            }
+        ],
+        "host_selection_retry_max_attempts": 3,
+    }
 
 
 def _is_ip(host: str) -> bool:
@@ -333,8 +373,12 @@ class EnvoyConfig:
                 ]
             },
             "static_resources": {
-                "listeners": [self._listener()],
-                "clusters": [*(self._cluster(u) for u in self.upstreams), self._jwks_cluster()],
+                "listeners": [self._listener(), *self._metrics_listener()],
+                "clusters": [
+                    *(self._cluster(u) for u in self.upstreams),
+                    self._jwks_cluster(),
+                    *self._admin_cluster(),
+                ],
             },
         }
 
@@ -360,6 +404,115 @@ class EnvoyConfig:
                 }
             ],
         }
+
+    # --- Prometheus -------------------------------------------------------------
+
+    def _metrics_listener(self) -> list[Json]:
+        """Envoy's statistics for Prometheus on a listener of their own.
+
+        The admin interface stays on 127.0.0.1 (it can stop Envoy); this listener
+        forwards exactly ``GET /metrics`` to the admin's ``/stats/prometheus`` and
+        answers everything else with 404 itself (its paths are normalised first,
+        so ``/metrics/../quitquitquit`` is ``/quitquitquit``: 404).
+        """
+        s = self.settings
+        if not s.gateway_metrics_port:
+            return []
+        manager = {
+            TYPE: T_HCM,
+            "stat_prefix": METRICS_LISTENER,
+            "codec_type": "AUTO",
+            "normalize_path": True,
+            "merge_slashes": True,
+            "path_with_escaped_slashes_action": "REJECT_REQUEST",
+            "server_name": "cardinsa-gateway",
+            "server_header_transformation": "OVERWRITE",
+            "request_headers_timeout": "10s",
+            "common_http_protocol_options": {"idle_timeout": "60s"},
+            "route_config": {
+                "name": METRICS_LISTENER,
+                "virtual_hosts": [
+                    {
+                        "name": METRICS_LISTENER,
+                        "domains": ["*"],
+                        "routes": [
+                            {
+                                "name": "prometheus",
+                                "match": {
+                                    "path": METRICS_PATH,
+                                    "headers": [
+                                        {
+                                            "name": ":method",
+                                            "string_match": {"safe_regex": {"regex": "GET|HEAD"}},
+                                        },
+                                        # :path carries the query string: none allowed
+                                        # (the admin page's options stay its defaults).
+                                        _exact(":path", METRICS_PATH),
+                                    ],
+                                },
+                                "route": {
+                                    "cluster": ADMIN_CLUSTER,
+                                    "prefix_rewrite": ADMIN_PROMETHEUS_PATH,
+                                    "timeout": "10s",
+                                },
+                            },
+                            {
+                                "name": "not-metrics",
+                                "match": {"prefix": "/"},
+                                "direct_response": {
+                                    "status": 404,
+                                    "body": {"inline_string": f"only GET {METRICS_PATH}\n"},
+                                },
+                            },
+                        ],
+                    }
+                ],
+            },
+            "http_filters": [{"name": F_ROUTER, "typed_config": {TYPE: T_ROUTER}}],
+        }
+        return [
+            {
+                "name": METRICS_LISTENER,
+                "address": _socket(s.metrics_host, s.gateway_metrics_port),
+                "filter_chains": [
+                    {
+                        "filters": [
+                            {
+                                "name": "envoy.filters.network.http_connection_manager",
+                                "typed_config": manager,
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
+
+    def _admin_cluster(self) -> list[Json]:
+        if not self.settings.gateway_metrics_port:
+            return []
+        return [
+            {
+                "name": ADMIN_CLUSTER,
+                "type": "STATIC",
+                "connect_timeout": "1s",
+                "load_assignment": {
+                    "cluster_name": ADMIN_CLUSTER,
+                    "endpoints": [
+                        {
+                            "lb_endpoints": [
+                                {
+                                    "endpoint": {
+                                        "address": _socket(
+                                            "127.0.0.1", self.settings.gateway_admin_port
+                                        )
+                                    }
+                                }
+                            ]
+                        }
+                    ],
+                },
+            }
+        ]
 
     def _connection_manager(self) -> Json:
         s = self.settings
@@ -604,6 +757,10 @@ class EnvoyConfig:
                 "preserve_proto_field_names": True,
             },
             "convert_grpc_status": True,
+            # "+" in a query string is a space, as HTML forms, httpx, requests and
+            # the clients generated from /openapi.json encode it
+            # (?filter=email+%3D+%22a%40b%22); a literal plus is %2B.
+            "query_param_unescape_plus": True,
             "request_validation_options": {
                 "reject_unknown_method": True,
                 "reject_unknown_query_parameters": True,
@@ -879,6 +1036,8 @@ class EnvoyConfig:
                     )
                 )
         # 6. Health and reflection: to the upstream the caller names, else the first.
+        #    Reflection without a name lists every routed service (the first
+        #    upstream knows the whole contract), so grpcurl sees one API.
         for service in OPERATOR_SERVICES:
             for upstream in self.upstreams:
                 routes.append(
@@ -968,16 +1127,18 @@ class EnvoyConfig:
                 "num_retries": self.settings.gateway_read_retries,
                 "per_try_timeout": _seconds(max(1.0, timeout_s / 3)),
                 "retry_back_off": {"base_interval": "0.05s", "max_interval": "0.5s"},
-                "retry_host_predicate": [
-                    {
-                        "name": "envoy.retry_host_predicates.previous_hosts",
-                        "typed_config": {
-                            TYPE: "type.googleapis.com/envoy.extensions.retry.host."
-                            "previous_hosts.v3.PreviousHostsPredicate"
-                        },
-                    }
-                ],
-                "host_selection_retry_max_attempts": 3,
+                **_other_host(),
+            }
+        else:
+            # Any method, writes included, when the request never reached a
+            # worker: the connection was refused or failed, the stream was
+            # refused (HTTP/2 REFUSED_STREAM: not processed) or reset before the
+            # request was sent. A write that reached a worker is never retried.
+            action["retry_policy"] = {
+                "retry_on": "connect-failure,refused-stream,reset-before-request",
+                "num_retries": UNSENT_RETRIES,
+                "retry_back_off": {"base_interval": "0.05s", "max_interval": "0.5s"},
+                **_other_host(),
             }
         route: Json = {"name": name, "match": match, "route": action}
         if method is not None and method.grpc_path == LOGIN_METHOD:
@@ -1016,13 +1177,27 @@ class EnvoyConfig:
         }
 
     def _operator_route(self, service: str, upstream: Upstream, headers: list[Json]) -> Json:
-        return {
+        route: Json = {
             "name": f"{service}@{upstream.name}" + ("" if headers else " (default)"),
             "match": {"prefix": f"/{service}/", "headers": headers},
             # Watch and reflection are streams: no overall timeout.
             "route": {"cluster": upstream.name, "timeout": "0s", "idle_timeout": "300s"},
             "typed_per_filter_config": {F_BUFFER: {TYPE: T_BUFFER_ROUTE, "disabled": True}},
         }
+        if service in REFLECTION_SERVICES:
+            if headers:  # a named upstream: its own services
+                route["request_headers_to_remove"] = [ROUTED_PACKAGES_HEADER]
+            else:
+                route["request_headers_to_add"] = [
+                    {
+                        "header": {
+                            "key": ROUTED_PACKAGES_HEADER,
+                            "value": ",".join(p for u in self.upstreams for p in u.packages),
+                        },
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                    }
+                ]
+        return route
 
     # --- clusters ---------------------------------------------------------------
 
@@ -1036,6 +1211,10 @@ class EnvoyConfig:
             # its own endpoint, health-checked on its own.
             "type": "STATIC" if static else "STRICT_DNS",
             "connect_timeout": _seconds(s.gateway_connect_timeout_s),
+            # Fewest requests in flight: a slow worker gets less. A dead worker
+            # answers fastest (connection refused) and would attract traffic,
+            # but it is ejected after EJECT_AFTER_LOCAL_FAILURES failures
+            # (outlier detection below) and its requests retried elsewhere.
             "lb_policy": "LEAST_REQUEST",
             "typed_extension_protocol_options": {
                 "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -1064,13 +1243,34 @@ class EnvoyConfig:
                     "timeout": _seconds(s.gateway_health_timeout_s),
                     "interval": _seconds(s.gateway_health_interval_s),
                     "no_traffic_interval": _seconds(s.gateway_health_interval_s),
-                    "unhealthy_threshold": 2,
+                    "unhealthy_threshold": UNHEALTHY_THRESHOLD,
                     "healthy_threshold": 1,
                     "always_log_health_check_failures": True,
-                    # "": the server's overall status, which follows its database.
-                    "grpc_health_check": {"service_name": ""},
+                    # The service's own name (it follows its database, like ""):
+                    # another service on that port answers NOT_FOUND, a failure.
+                    "grpc_health_check": {"service_name": self._health_name(upstream)},
                 }
             ],
+            # Passive checks between the active ones: an endpoint whose
+            # connections fail (kill -9: refused) or that answers UNAVAILABLE
+            # again and again is ejected at once, for 5 s doubling per ejection
+            # (up to 30 s); a successful health check brings it back. At most
+            # half of the endpoints (at least one) are ejected.
+            "outlier_detection": {
+                "split_external_local_origin_errors": True,
+                "consecutive_local_origin_failure": EJECT_AFTER_LOCAL_FAILURES,
+                "enforcing_consecutive_local_origin_failure": 100,
+                "consecutive_gateway_failure": EJECT_AFTER_GATEWAY_FAILURES,
+                "enforcing_consecutive_gateway_failure": 100,
+                "enforcing_consecutive_5xx": 0,
+                "enforcing_success_rate": 0,
+                "enforcing_local_origin_success_rate": 0,
+                "interval": "1s",
+                "base_ejection_time": "5s",
+                "max_ejection_time": "30s",
+                "max_ejection_percent": 50,
+                "successful_active_health_check_uneject_host": True,
+            },
             # An all-unhealthy cluster gets no traffic (503 at once), not panic routing.
             "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
             "circuit_breakers": {
@@ -1095,6 +1295,10 @@ class EnvoyConfig:
             cluster["dns_refresh_rate"] = "5s"
             cluster["respect_dns_ttl"] = True
         return cluster
+
+    def _health_name(self, upstream: Upstream) -> str:
+        """The health name the gateway checks: the upstream's first service."""
+        return self.contract.services(upstream.packages)[0]
 
     def _jwks_cluster(self) -> Json:
         s = self.settings

@@ -128,9 +128,26 @@ def _path_variables(template: str) -> list[str]:
     return [m.group(1) for m in _VARIABLE.finditer(template)]
 
 
+def path_parameter(field_path: str) -> str:
+    """The OpenAPI name of the path variable bound to ``field_path``.
+
+    A dot is legal in a path template (RFC 6570), but common client generators
+    refuse ``{policy.id}`` ("Incorrect path templating") or read the dot as
+    attribute access, and drop the operation. A nested field is named as the
+    other paths of its resource name it: ``policy.id`` → ``policy_id``,
+    ``unit.company_id`` → ``company_id`` (so ``PATCH`` and ``GET
+    /v1/companies/{company_id}/departments/{department_id}`` share one path
+    item). The URL is the same: only the name in the description changes."""
+    parts = field_path.split(".")
+    if len(parts) == 1:
+        return field_path
+    return f"{parts[-2]}_id" if parts[-1] == "id" else parts[-1]
+
+
 def openapi_path(template: str) -> str:
-    """``/v1/{name=users/*}`` → ``/v1/{name}`` (OpenAPI has no path patterns)."""
-    return _VARIABLE.sub(lambda m: "{" + m.group(1) + "}", template)
+    """``/v1/{name=users/*}`` → ``/v1/{name}`` (OpenAPI has no path patterns);
+    ``/v1/policies/{policy.id}`` → ``/v1/policies/{policy_id}``."""
+    return _VARIABLE.sub(lambda m: "{" + path_parameter(m.group(1)) + "}", template)
 
 
 def _first_sentence(text: str) -> str:
@@ -323,16 +340,30 @@ class OpenApiBuilder:
         for variable in variables:
             field = self._resolve(method.input_type, variable)
             schema = self._field_schema(field)
-            param: Json = {"name": variable, "in": "path", "required": True, "schema": schema}
+            param: Json = {
+                "name": path_parameter(variable),
+                "in": "path",
+                "required": True,
+                "schema": schema,
+            }
             comment = self._comment_of(method.input_type, variable)
             if comment:
                 param["description"] = comment
+            if "." in variable:
+                # The request field the transcoder binds the segment to.
+                param["x-cardinsa-field"] = variable
             parameters.append(param)
         skip = set(variables)
         if binding.body != "*":
             if binding.body:
                 skip.add(binding.body)
             parameters.extend(self._query_parameters(method.input_type, skip))
+        names = [p["name"] for p in parameters]
+        if len(set(names)) != len(names):
+            raise ValueError(
+                f"{method.grpc_path} {binding.verb} {binding.path}: two parameters "
+                f"named alike (path variables are renamed, see path_parameter): {sorted(names)}"
+            )
         request_body: Json | None = None
         if binding.body:
             request_body = {

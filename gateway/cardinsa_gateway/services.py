@@ -6,8 +6,9 @@ set. Adding a service is one entry here:
 
     Upstream("company", packages=("cardinsa.company.v1",), port=50052),
 
-``port`` is the first worker's port; worker ``i`` listens on ``port + i``
-(``--workers N`` of the service), and each worker is its own endpoint of the
+``port`` is the first worker's port; worker ``i`` listens on ``port + i x
+CARDINSA_WORKER_PORT_STEP`` (``--workers N`` of the service; 100 by default, so
+the workers of different services never share a port), and each worker is its own endpoint of the
 cluster (Envoy keeps few HTTP/2 connections, so one reused port balances badly).
 ``CARDINSA_<NAME>_PORT`` overrides the port, the same variable the service reads.
 
@@ -54,6 +55,14 @@ OPERATOR_SERVICES: tuple[str, ...] = (
     "grpc.reflection.v1alpha.ServerReflection",
 )
 UPSTREAM_HEADER = "x-cardinsa-upstream"
+# Server reflection through the gateway (without UPSTREAM_HEADER) answers for
+# every service it routes: the gateway names their packages in this header and
+# the service's reflection lists them (cardinsa_foundation.reflection, same name).
+REFLECTION_SERVICES: tuple[str, ...] = (
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+)
+ROUTED_PACKAGES_HEADER = "x-cardinsa-routed-packages"
 
 # The method whose route carries the stricter (per client address) rate limit.
 LOGIN_METHOD = "/cardinsa.identity.v1.AuthService/Login"

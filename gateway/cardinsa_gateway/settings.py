@@ -3,8 +3,8 @@
 Values the services share keep the services' variable names, so one ``.env``
 configures both sides consistently: ``CARDINSA_JWT_ISSUER``,
 ``CARDINSA_JWT_AUDIENCE``, ``CARDINSA_CORS_ORIGINS``, ``CARDINSA_GATEWAY_SECRET``,
-``CARDINSA_JWKS_CACHE_TTL_S``, ``CARDINSA_ENVIRONMENT``. Gateway-only values are
-``CARDINSA_GATEWAY_*``.
+``CARDINSA_JWKS_CACHE_TTL_S``, ``CARDINSA_ENVIRONMENT``, ``CARDINSA_METRICS_HOST``.
+Gateway-only values are ``CARDINSA_GATEWAY_*``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,10 @@ class GatewaySettings(BaseSettings):
     gateway_port: int = Field(default=8080, ge=0, le=65535)
     # The admin interface always binds to 127.0.0.1: it can stop Envoy.
     gateway_admin_port: int = Field(default=9901, ge=0, le=65535)
+    # Envoy's statistics for Prometheus: GET /metrics on a listener of its own
+    # (0: none). The address is the services' metrics address (CARDINSA_METRICS_HOST).
+    gateway_metrics_port: int = Field(default=9902, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
     # Proxies in front of the gateway whose X-Forwarded-For entries are trusted.
     gateway_trusted_hops: int = Field(default=0, ge=0)
 
@@ -49,6 +53,8 @@ class GatewaySettings(BaseSettings):
     gateway_health_interval_s: float = Field(default=2.0, gt=0)
     gateway_health_timeout_s: float = Field(default=1.0, gt=0)
     gateway_read_retries: int = Field(default=2, ge=0)
+    # Worker i of a service listens on its port + i x this (the services' setting).
+    worker_port_step: int = Field(default=100, ge=1)
 
     # --- tokens (shared with the services) ------------------------------------
     jwt_issuer: str = "cardinsa-identity"
@@ -88,6 +94,12 @@ class GatewaySettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> GatewaySettings:
+        taken = {self.gateway_port, self.gateway_admin_port}
+        if self.gateway_metrics_port and self.gateway_metrics_port in taken:
+            raise ValueError(
+                "CARDINSA_GATEWAY_METRICS_PORT must differ from CARDINSA_GATEWAY_PORT "
+                "and CARDINSA_GATEWAY_ADMIN_PORT"
+            )
         if "*" in self.cors_origins:
             raise ValueError("CARDINSA_CORS_ORIGINS must list origins, not '*'")
         if self.environment.strip().lower() == "production":

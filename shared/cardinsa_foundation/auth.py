@@ -57,6 +57,14 @@ class JwksCache:
     Refetches after ``ttl_s``, or at once when a token names a kid it does not
     know (at most once per ``min_refetch_interval_s``, so a flood of tokens with
     made-up kids cannot turn into a flood of JWKS fetches).
+
+    While identity cannot be reached the keys it last published stay in use, but
+    not forever: a key identity has retired (perhaps because it leaked) must not
+    be trusted through a long outage. Once no fetch has succeeded for
+    ``max_stale_s``, the first failed refresh drops the keys, and every token is
+    refused UNAVAILABLE (reason ``JWKS_STALE``) until identity answers again. So
+    the keys are trusted at most ``max_stale_s`` plus ``min_refetch_interval_s``
+    after the last successful fetch. ``clock`` is for tests.
     """
 
     def __init__(
@@ -65,14 +73,20 @@ class JwksCache:
         *,
         ttl_s: float = 300.0,
         min_refetch_interval_s: float = 5.0,
+        max_stale_s: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._fetch = fetch
         self._ttl_s = ttl_s
         self._min_refetch_interval_s = min_refetch_interval_s
+        self._max_stale_s = max_stale_s
+        self._clock = clock
         self._keys: dict[str, _Key] = {}
         self._fetched_at = float("-inf")
+        self._succeeded_at = float("-inf")
         self._lock = asyncio.Lock()
         self._last_fetch_failed = False
+        self._dropped_stale = False
         self.on_refresh: Callable[[frozenset[str]], None] | None = None
 
     @property
@@ -80,7 +94,7 @@ class JwksCache:
         return frozenset(self._keys)
 
     async def get(self, kid: str) -> _Key:
-        now = time.monotonic()
+        now = self._clock()
         key = self._keys.get(kid)
         if key is not None and now - self._fetched_at < self._ttl_s:
             return key
@@ -93,6 +107,12 @@ class JwksCache:
         return key
 
     def _unknown_key(self) -> CardinsaError:
+        if not self._keys and self._dropped_stale:
+            return Unavailable(
+                "token verification is unavailable: the signing keys could not be "
+                f"refreshed for over {self._max_stale_s:g} s, retry later",
+                reason="JWKS_STALE",
+            )
         if not self._keys and self._last_fetch_failed:
             # Not the caller's fault: we cannot verify anything until identity answers.
             return Unavailable(
@@ -102,7 +122,7 @@ class JwksCache:
 
     async def refresh(self, *, force: bool = False) -> None:
         async with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             # Another caller may have refreshed while we waited for the lock.
             if not force and now - self._fetched_at < self._ttl_s:
                 return
@@ -116,10 +136,20 @@ class JwksCache:
                 log.warning("fetching the JWKS failed", exc_info=True)
                 self._fetched_at = now - self._ttl_s + self._min_refetch_interval_s
                 self._last_fetch_failed = True
+                if self._keys and now - self._succeeded_at >= self._max_stale_s:
+                    log.error(
+                        "no longer trusting the cached signing keys: the JWKS could not "
+                        "be refreshed for over %g s",
+                        self._max_stale_s,
+                    )
+                    self._keys = {}
+                    self._dropped_stale = True
                 return
             self._keys = _parse_jwks(document)
             self._fetched_at = now
+            self._succeeded_at = now
             self._last_fetch_failed = False
+            self._dropped_stale = False
         if self.on_refresh is not None:
             self.on_refresh(self.kids)
 

@@ -106,6 +106,9 @@ class Settings(BaseSettings):
         default=None, validation_alias=_env_names("database_url", bare=True)
     )
     database_admin_url: SecretStr | None = None
+    # The platform role's URL (cross-tenant code paths only); default: the
+    # database URL with the user cardinsa_platform and no password.
+    database_platform_url: SecretStr | None = None
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout_s: float = Field(default=10.0, gt=0)
@@ -119,8 +122,20 @@ class Settings(BaseSettings):
     # --- serving -----------------------------------------------------------------
     grpc_host: str = "127.0.0.1"
     workers: int = Field(default=1, ge=1)
+    # Worker i of a service listens on its port + i x this (and its metrics port
+    # likewise): 50051, 50151, … for identity, 50052, 50152, … for company, so
+    # the workers of services whose ports differ by less than this never collide.
+    worker_port_step: int = Field(default=100, ge=1)
+    # A worker that exits is restarted (backoff 0.5 s doubling to 30 s); after this
+    # many restarts within worker_restart_window_s the supervisor gives up and the
+    # service reports NOT_SERVING.
+    worker_restart_limit: int = Field(default=5, ge=0)
+    worker_restart_window_s: float = Field(default=60.0, gt=0)
     metrics_host: str = "127.0.0.1"
     grace_period_s: float = Field(default=10.0, ge=0)
+    # On SIGTERM: NOT_SERVING, then this long still serving (longer than the
+    # gateway needs to see it: health interval x 2), then stop accepting.
+    drain_delay_s: float = Field(default=5.0, ge=0)
 
     # --- tokens ------------------------------------------------------------------
     jwt_issuer: str = "cardinsa-identity"
@@ -128,6 +143,9 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = Field(default=900, ge=1)
     clock_skew_s: int = Field(default=30, ge=0)
     jwks_cache_ttl_s: int = Field(default=300, ge=0)
+    # How long the last JWKS fetched stays trusted while identity cannot be reached;
+    # after that every token is refused (UNAVAILABLE, JWKS_STALE) until it answers.
+    jwks_max_stale_s: int = Field(default=3600, ge=1)
     # Revoked tokens (lock, logout, role removal ...) are refused by every
     # service, from identity's WatchRevocations stream kept in memory. False
     # turns the check off (measurements only; refused in production).
@@ -148,12 +166,20 @@ class Settings(BaseSettings):
         default_factory=lambda: ["http://localhost:3000"]
     )
 
+    #: Whether the service has cross-tenant code paths (the platform role's URL
+    #: is then required in production). A service without them sets False.
+    USES_PLATFORM_ROLE: ClassVar[bool] = True
+
     # Secrets checked in production, with their development default ("" = none).
     # Subclasses add theirs: ``SECRET_DEFAULTS = {**Settings.SECRET_DEFAULTS, ...}``.
     SECRET_DEFAULTS: ClassVar[Mapping[str, str]] = {
         "signing_key_encryption_key": DEV_SIGNING_KEY_ENCRYPTION_KEY,
         "page_token_secret": DEV_PAGE_TOKEN_SECRET,
     }
+
+    def worker_port(self, base: int, index: int) -> int:
+        """The port of worker ``index`` of a service whose first worker uses ``base``."""
+        return base + index * self.worker_port_step if base else 0
 
     @field_validator("environment", mode="before")
     @classmethod
@@ -171,7 +197,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
-    @field_validator("database_url", "database_admin_url", mode="after")
+    @field_validator("database_url", "database_admin_url", "database_platform_url", mode="after")
     @classmethod
     def _async_driver(cls, value: SecretStr | None) -> SecretStr | None:
         """Normalise ``postgresql://`` / ``postgres://`` to the asyncpg driver we use.
@@ -202,7 +228,7 @@ class Settings(BaseSettings):
         placeholder), so logging the exception cannot leak a secret.
         """
         problems: list[tuple[str, str]] = []
-        for name in ("database_url", "database_admin_url"):
+        for name in ("database_url", "database_admin_url", "database_platform_url"):
             url = getattr(self, name)
             if url is not None and not url.get_secret_value().startswith(ASYNC_URL_PREFIX):
                 problems.append(
@@ -256,6 +282,18 @@ class Settings(BaseSettings):
                     "(the embedded PostgreSQL is for development only)",
                 )
             )
+        if (
+            self.USES_PLATFORM_ROLE
+            and self.database_url is not None
+            and self.database_platform_url is None
+        ):
+            problems.append(
+                (
+                    "database_platform_url",
+                    f"{ENV_PREFIX}DATABASE_PLATFORM_URL must be set in production "
+                    "(the platform role's URL, with its own password)",
+                )
+            )
         if self.debug:
             problems.append(("debug", f"{ENV_PREFIX}DEBUG must be false in production"))
         if not self.revocation_check:
@@ -263,6 +301,14 @@ class Settings(BaseSettings):
                 ("revocation_check", f"{ENV_PREFIX}REVOCATION_CHECK must be true in production")
             )
         return problems
+
+    def serving_problems(self) -> list[tuple[str, str]]:
+        """(setting, message) for what a *serving* process of this service cannot
+        start without in production, beyond the checks every process makes (a
+        migration Job reads the same settings and need not have it). Services
+        override it; their ``main`` refuses to serve in production while any, and
+        tests/unit/deploy checks that the manifests supply each setting."""
+        return []
 
     @property
     def is_production(self) -> bool:

@@ -2,12 +2,22 @@
 
 The unit of work is the only way services reach the database. Every transaction
 it opens first sets, in one round trip, the tenant that PostgreSQL row-level
-security reads (``cardinsa.company_id``) and whether cross-tenant access was
-explicitly asked for (``cardinsa.cross_tenant``). Both settings are
-transaction-local, so a pooled connection never carries a previous caller's
-tenant; a session opened any other way runs with an empty tenant and sees no
-tenant rows (fails closed). :func:`tenant_isolation_ddl` gives migrations the
-policy that reads these settings.
+security reads (``cardinsa.company_id``). The setting is transaction-local, so a
+pooled connection never carries a previous caller's tenant; a session opened any
+other way runs with an empty tenant and sees no tenant rows (fails closed).
+:func:`tenant_isolation_ddl` gives migrations the policies.
+
+Cross-tenant (platform) access is a database role, not a setting: a unit of
+work, read or transaction that asks for ``cross_tenant=True`` runs on a second
+engine and pool that connect as the platform role (``cardinsa_platform``,
+``database_platform_url``), whose own policy sees every tenant. For the
+application role (``cardinsa_app``) the only policy is "company_id equals the
+transaction's tenant": no variable it can set widens that, and it is no member
+of the platform role, so an injected or compromised statement on an application
+connection cannot turn row-level security off. (It can still name another
+company as its tenant: the setting is an ordinary placeholder that PostgreSQL
+lets every role set. What is gone is "every tenant at once"; docs/runbook.md
+states the residual risk.)
 
 Hot single-statement reads (GetPolicy and the like) may use :meth:`Database.read`
 instead: the same tenant rules without the ORM and in one round trip, measured
@@ -32,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import time
@@ -64,23 +75,25 @@ from cardinsa_foundation.local_postgres import LocalPostgres
 logger = logging.getLogger(__name__)
 
 TENANT_SETTING: Final = "cardinsa.company_id"
+#: Retired: the policies of identity_0001, company_0001 and core_0001 honoured it;
+#: those of identity_0004, company_0002 and core_0003 and :func:`tenant_isolation_ddl`
+#: read no such switch (cross-tenant access is the platform role). Kept because the
+#: released migrations import it.
 CROSS_TENANT_SETTING: Final = "cardinsa.cross_tenant"
 DEFAULT_APP_ROLE: Final = "cardinsa_app"
+#: The role of the cross-tenant (platform) code paths: sees every tenant's rows.
+DEFAULT_PLATFORM_ROLE: Final = "cardinsa_platform"
 
 _TENANT_INFO_KEY: Final = "cardinsa.tenant"
-_SET_TENANT_SQL: Final = text(
-    f"SELECT set_config('{TENANT_SETTING}', :company_id, true), "
-    f"set_config('{CROSS_TENANT_SETTING}', :cross_tenant, true)"
-)
+_SET_TENANT_SQL: Final = text(f"SELECT set_config('{TENANT_SETTING}', :company_id, true)")
 _IDENTIFIER: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # BEGIN and the tenant in one simple-protocol query (two statements, one round
 # trip) for Database.transaction. The simple protocol has no parameters, so the
-# values are inlined: the company id is a canonical UUID or empty (checked
-# against _CANONICAL_ID just before), the flag one of two constants.
+# value is inlined: the company id is a canonical UUID or empty (checked against
+# _CANONICAL_ID just before).
 _BEGIN_WITH_TENANT: Final = (
     "BEGIN ISOLATION LEVEL READ COMMITTED; "
-    f"SELECT set_config('{TENANT_SETTING}', '{{company_id}}', true), "
-    f"set_config('{CROSS_TENANT_SETTING}', '{{cross_tenant}}', true)"
+    f"SELECT set_config('{TENANT_SETTING}', '{{company_id}}', true)"
 )
 _CANONICAL_ID: Final = re.compile(r"^(?:[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12})?$")
 _E = TypeVar("_E")
@@ -112,11 +125,8 @@ def _apply_tenant(
     Running on every begin (not once per unit of work) keeps the tenant even when
     code commits in the middle and the session begins a new transaction.
     """
-    company_id, cross_tenant = session.info.get(_TENANT_INFO_KEY, ("", False))
-    connection.execute(
-        _SET_TENANT_SQL,
-        {"company_id": company_id, "cross_tenant": "on" if cross_tenant else "off"},
-    )
+    company_id = session.info.get(_TENANT_INFO_KEY, "")
+    connection.execute(_SET_TENANT_SQL, {"company_id": company_id})
 
 
 def _refuse_closed_connection(
@@ -158,18 +168,10 @@ def to_libpq_url(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-class Database:
-    """The engine, its pool and the session factory of one process."""
+class _Pools:
+    """One role's engine, session factory and read pool (see :class:`Database`)."""
 
-    def __init__(
-        self,
-        url: str,
-        settings: Settings | None = None,
-        *,
-        application_name: str = "cardinsa",
-    ) -> None:
-        settings = settings if settings is not None else get_settings()
-        self.settings = settings
+    def __init__(self, url: str, settings: Settings, application_name: str) -> None:
         self.engine: AsyncEngine = create_async_engine(
             to_async_url(url),
             pool_size=settings.db_pool_size,
@@ -191,12 +193,69 @@ class Database:
         self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
             self.engine, expire_on_commit=False, sync_session_class=TenantSession
         )
-        self._application_name = application_name
-        self._read_pool = _ReadPool(
-            self._connect_reader,
+        self.read_pool = _ReadPool(
+            functools.partial(_connect_reader, url, settings, application_name),
             max_size=settings.db_pool_size,
             max_age_s=settings.db_pool_recycle_s,
         )
+
+    async def dispose(self) -> None:
+        await self.read_pool.close()
+        await self.engine.dispose()
+
+
+async def _connect_reader(url: str, settings: Settings, application_name: str) -> Any:
+    return await asyncpg.connect(
+        to_libpq_url(to_async_url(url)),
+        timeout=settings.db_connect_timeout_s,
+        server_settings={
+            "statement_timeout": str(settings.db_statement_timeout_ms),
+            "application_name": application_name,
+            "default_transaction_read_only": "on",
+        },
+    )
+
+
+class Database:
+    """The engines, their pools and the session factories of one process.
+
+    Two roles: ``url`` is the application role's (every tenant-scoped call);
+    ``platform_url`` (default: ``database_platform_url``, else ``url`` with the
+    user :data:`DEFAULT_PLATFORM_ROLE` and no password, see
+    :func:`platform_role_url`) is the platform role's, used only by the units of
+    work, reads and transactions that ask for ``cross_tenant=True``. The
+    platform engine and its pools are made on the first such call (a service
+    without cross-tenant paths never connects as the platform role).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        settings: Settings | None = None,
+        *,
+        application_name: str = "cardinsa",
+        platform_url: str | None = None,
+    ) -> None:
+        settings = settings if settings is not None else get_settings()
+        self.settings = settings
+        self._application_name = application_name
+        if platform_url is None:
+            configured = settings.database_platform_url
+            platform_url = (
+                configured.get_secret_value() if configured is not None else platform_role_url(url)
+            )
+        self._platform_url = platform_url
+        self._app = _Pools(url, settings, application_name)
+        self._platform: _Pools | None = None  # made on the first cross-tenant call
+        self.engine: AsyncEngine = self._app.engine
+        self.sessionmaker: async_sessionmaker[AsyncSession] = self._app.sessionmaker
+
+    def _pools(self, cross_tenant: bool) -> _Pools:
+        if not cross_tenant:
+            return self._app
+        if self._platform is None:
+            self._platform = _Pools(self._platform_url, self.settings, self._application_name)
+        return self._platform
 
     @asynccontextmanager
     async def unit_of_work(
@@ -207,14 +266,15 @@ class Database:
     ) -> AsyncIterator[AsyncSession]:
         """One transaction: commit when the block succeeds, roll back on any exception.
 
-        ``company_id`` defaults to the calling principal's company. ``cross_tenant``
-        lets row-level security policies that honour it see every tenant: only for
-        the explicit, audited platform-administration code path.
+        ``company_id`` defaults to the calling principal's company.
+        ``cross_tenant`` runs the transaction as the platform role, which sees
+        every tenant: only for the explicit, audited platform-administration
+        code paths.
         """
         if isinstance(company_id, _CurrentPrincipalCompany):
             company_id = current_company_id()
-        tenant = (normalize_company_id(company_id), cross_tenant)
-        async with self.sessionmaker() as session:
+        tenant = normalize_company_id(company_id)
+        async with self._pools(cross_tenant).sessionmaker() as session:
             session.sync_session.info[_TENANT_INFO_KEY] = tenant
             try:
                 await session.begin()
@@ -241,13 +301,13 @@ class Database:
         work when several reads must agree. Queries are :class:`ReadQuery`
         objects, run as prepared statements on a connection of the read pool
         (:class:`_ReadPool`: asyncpg, read-only sessions, up to ``db_pool_size``
-        connections besides the engine's). A connection whose query failed in
-        any way is closed, never reused.
+        connections besides the engine's; the platform role has its own). A
+        connection whose query failed in any way is closed, never reused.
         """
         if isinstance(company_id, _CurrentPrincipalCompany):
             company_id = current_company_id()
         tenant = normalize_company_id(company_id)
-        pool = self._read_pool
+        pool = self._pools(cross_tenant).read_pool
         try:
             connection = await pool.acquire(self.settings.db_pool_timeout_s)
         except TimeoutError as exc:
@@ -259,7 +319,7 @@ class Database:
                 "the database is unavailable, retry later", reason="DATABASE_UNAVAILABLE"
             ) from exc
         try:
-            yield ReadSession(connection, tenant, "on" if cross_tenant else "off")
+            yield ReadSession(connection, tenant)
         except BaseException:
             # After any failure the connection is not known to be idle: a query
             # cancelled half-way, a broken socket, or a server shutting down,
@@ -272,18 +332,6 @@ class Database:
         finally:
             pool.release(connection)
 
-    async def _connect_reader(self) -> Any:
-        settings = self.settings
-        return await asyncpg.connect(
-            to_libpq_url(self.engine.url.render_as_string(hide_password=False)),
-            timeout=settings.db_connect_timeout_s,
-            server_settings={
-                "statement_timeout": str(settings.db_statement_timeout_ms),
-                "application_name": self._application_name,
-                "default_transaction_read_only": "on",
-            },
-        )
-
     @asynccontextmanager
     async def transaction(
         self,
@@ -295,21 +343,19 @@ class Database:
         few hand-written statements (login); yields the asyncpg connection.
 
         The same tenant rules as :meth:`unit_of_work`: BEGIN and the
-        transaction-local tenant settings go as one round trip, then the
+        transaction-local tenant setting go as one round trip, then the
         caller's statements, then COMMIT when the block succeeds. On any
         exception the connection is discarded (its state is unknown), which
         rolls the transaction back. The connection comes from the engine's pool
-        (the one units of work use).
+        (the one units of work use; the platform role's for ``cross_tenant``).
         """
         if isinstance(company_id, _CurrentPrincipalCompany):
             company_id = current_company_id()
         tenant = normalize_company_id(company_id)
         if not _CANONICAL_ID.match(tenant):  # normalize_company_id guarantees it
             raise ValueError("not a canonical company id")
-        begin = _BEGIN_WITH_TENANT.format(
-            company_id=tenant, cross_tenant="on" if cross_tenant else "off"
-        )
-        fairy = await self.engine.raw_connection()
+        begin = _BEGIN_WITH_TENANT.format(company_id=tenant)
+        fairy = await self._pools(cross_tenant).engine.raw_connection()
         try:
             connection: Any = fairy.driver_connection
             await connection.execute(begin)
@@ -338,22 +384,34 @@ class Database:
 
     def pool_status(self) -> dict[str, int]:
         """Pool gauges for metrics: configured size, connections in use and idle, overflow."""
-        pool: Any = self.engine.pool
-        return {
-            "size": int(pool.size()),
-            "checked_out": int(pool.checkedout()),
-            "checked_in": int(pool.checkedin()),
-            "overflow": int(pool.overflow()),
-        }
+        return _engine_pool_status(self.engine)
+
+    def platform_pool_status(self) -> dict[str, int]:
+        """The platform role's engine pool, like :meth:`pool_status` (all zero
+        until the first cross-tenant call made it)."""
+        if self._platform is None:
+            return {"size": 0, "checked_out": 0, "checked_in": 0, "overflow": 0}
+        return _engine_pool_status(self._platform.engine)
 
     def read_pool_status(self) -> dict[str, int]:
         """The read pool's gauges (:meth:`read`), like :meth:`pool_status`."""
-        return self._read_pool.stats()
+        return self._app.read_pool.stats()
 
     async def dispose(self) -> None:
-        """Close every pooled connection (graceful shutdown)."""
-        await self._read_pool.close()
-        await self.engine.dispose()
+        """Close every pooled connection of both roles (graceful shutdown)."""
+        if self._platform is not None:
+            await self._platform.dispose()
+        await self._app.dispose()
+
+
+def _engine_pool_status(engine: AsyncEngine) -> dict[str, int]:
+    pool: Any = engine.pool
+    return {
+        "size": int(pool.size()),
+        "checked_out": int(pool.checkedout()),
+        "checked_in": int(pool.checkedin()),
+        "overflow": int(pool.overflow()),
+    }
 
 
 class _ReadPool:
@@ -471,8 +529,9 @@ class ReadQuery(Generic[_E]):
     read function that a migration created with :func:`tenant_read_function_ddl`.
 
     ``ReadQuery(PolicyRow, "read_policy", ("id",))`` runs ``SELECT * FROM
-    core.read_policy(<tenant>, <cross-tenant>, <id>)`` (the schema is the
-    entity's table's); ``await reader.one(query, id=...)``. Rows come back as
+    core.read_policy(<tenant>, '', <id>)`` (the schema is the entity's table's;
+    the second argument is the retired cross-tenant flag, which read functions
+    ignore); ``await reader.one(query, id=...)``. Rows come back as
     instances of the entity built directly from the record (no session, no
     identity map, no change tracking): read them, do not add them to a session.
     """
@@ -486,7 +545,8 @@ class ReadQuery(Generic[_E]):
             if not _IDENTIFIER.match(name):
                 raise ValueError(f"not a plain identifier: {name!r}")
         self.params: tuple[str, ...] = tuple(params)
-        placeholders = ", ".join(f"${i}" for i in range(1, len(params) + 3))
+        # $1 the tenant, '' the retired cross-tenant flag, then the parameters.
+        placeholders = ", ".join(["$1", "''", *(f"${i}" for i in range(2, len(params) + 2))])
         # Identifiers checked and quoted; every value is a parameter.
         self.sql: str = (
             f"SELECT * FROM {_quote_identifier(schema)}.{_quote_identifier(function)}"  # noqa: S608
@@ -511,23 +571,18 @@ class ReadQuery(Generic[_E]):
 class ReadSession:
     """What :meth:`Database.read` yields: runs :class:`ReadQuery` objects."""
 
-    __slots__ = ("_connection", "_cross_tenant", "_tenant")
+    __slots__ = ("_connection", "_tenant")
 
-    def __init__(self, connection: Any, tenant: str, cross_tenant: str) -> None:
+    def __init__(self, connection: Any, tenant: str) -> None:
         self._connection = connection
         self._tenant = tenant
-        self._cross_tenant = cross_tenant
 
     async def one(self, query: ReadQuery[_E], **params: Any) -> _E | None:
-        record = await self._connection.fetchrow(
-            query.sql, self._tenant, self._cross_tenant, *query.arguments(params)
-        )
+        record = await self._connection.fetchrow(query.sql, self._tenant, *query.arguments(params))
         return None if record is None else query.entity(record)
 
     async def all(self, query: ReadQuery[_E], **params: Any) -> list[_E]:
-        records = await self._connection.fetch(
-            query.sql, self._tenant, self._cross_tenant, *query.arguments(params)
-        )
+        records = await self._connection.fetch(query.sql, self._tenant, *query.arguments(params))
         return [query.entity(record) for record in records]
 
 
@@ -556,6 +611,12 @@ def resolve_database_url(
 def app_role_url(url: str, role: str = DEFAULT_APP_ROLE) -> str:
     """The same server and database, as the services' role (trust/peer auth setups)."""
     return make_url(url).set(username=role, password=None).render_as_string(hide_password=False)
+
+
+def platform_role_url(url: str, role: str = DEFAULT_PLATFORM_ROLE) -> str:
+    """The same server and database, as the platform role (trust/peer auth setups):
+    the default of ``database_platform_url``. Production sets it (with a password)."""
+    return app_role_url(url, role)
 
 
 def service_database_url(settings: Settings) -> tuple[str, LocalPostgres | None]:
@@ -636,29 +697,48 @@ def _quote_identifier(name: str) -> str:
     return f'"{name}"'
 
 
-def tenant_isolation_ddl(schema: str, table: str, *, column: str = "company_id") -> list[str]:
+def tenant_isolation_ddl(
+    schema: str,
+    table: str,
+    *,
+    column: str = "company_id",
+    also_visible: str | None = None,
+    also_writable: str | None = None,
+    platform_role: str = DEFAULT_PLATFORM_ROLE,
+) -> list[str]:
     """SQL that puts a tenant table under row-level security keyed on the unit of work.
 
-    A row is visible and writable only when its ``column`` equals the
-    transaction's ``cardinsa.company_id``, or when the transaction explicitly
-    asked for cross-tenant access. An empty tenant matches nothing. FORCE makes
-    the policy bind the table owner too; a data migration that must see every
-    tenant sets ``cardinsa.cross_tenant`` to ``on`` for its transaction.
-    Idempotent; no ``%`` or ``:name`` in the text, so Alembic's ``op.execute``
-    runs it unchanged.
+    Two permissive policies. ``tenant_isolation`` (every role): a row is visible
+    and writable only when its ``column`` equals the transaction's
+    ``cardinsa.company_id``; an empty tenant matches nothing. ``also_visible`` /
+    ``also_writable`` are extra SQL conditions OR-ed into its USING / WITH CHECK
+    (e.g. ``company_id IS NULL`` for rows every tenant may read), written by
+    migration code, never from a request. ``platform_access`` (the platform role
+    only): every row. No setting widens the first: the application role, no
+    member of the platform role, sees its tenant's rows and nothing else.
+
+    FORCE makes the policies bind the table owner too; a data migration (run as
+    the owner) that must see every tenant lifts it for its own transaction
+    (``ALTER TABLE ... NO FORCE ROW LEVEL SECURITY``, then FORCE again before it
+    commits). Idempotent; no ``%`` or ``:name`` in the text, so Alembic's
+    ``op.execute`` runs it unchanged.
     """
     qualified = f"{_quote_identifier(schema)}.{_quote_identifier(table)}"
-    condition = (
-        f"current_setting('{CROSS_TENANT_SETTING}', true) = 'on' OR "
+    platform = _quote_identifier(platform_role)
+    own = (
         f"{_quote_identifier(column)} = "
-        f"CAST(nullif(current_setting('{TENANT_SETTING}', true), '') AS uuid)"
+        f"CAST(nullif(pg_catalog.current_setting('{TENANT_SETTING}', true), '') AS uuid)"
     )
+    using = f"{own} OR {also_visible}" if also_visible else own
+    check = f"{own} OR {also_writable}" if also_writable else own
     return [
         f"ALTER TABLE {qualified} ENABLE ROW LEVEL SECURITY",
         f"ALTER TABLE {qualified} FORCE ROW LEVEL SECURITY",
         f"DROP POLICY IF EXISTS tenant_isolation ON {qualified}",
-        f"CREATE POLICY tenant_isolation ON {qualified} USING ({condition}) "
-        f"WITH CHECK ({condition})",
+        f"DROP POLICY IF EXISTS platform_access ON {qualified}",
+        f"CREATE POLICY tenant_isolation ON {qualified} USING ({using}) WITH CHECK ({check})",
+        f"CREATE POLICY platform_access ON {qualified} TO {platform} "
+        "USING (true) WITH CHECK (true)",
     ]
 
 
@@ -674,16 +754,21 @@ def tenant_read_function_ddl(
 ) -> list[str]:
     """SQL that creates a read function for :class:`ReadQuery` / :meth:`Database.read`.
 
-    ``<schema>.<function>(p_company_id text, p_cross_tenant text, <params>)`` sets both
-    tenant settings transaction-locally, then returns ``SELECT * FROM <table>
-    WHERE <where> [ORDER BY ...] [LIMIT ...]``. ``params`` are ``(name, SQL type)``
+    ``<schema>.<function>(p_company_id text, p_cross_tenant text, <params>)`` sets the
+    tenant transaction-locally, then returns ``SELECT * FROM <table>
+    WHERE <where> [ORDER BY ...] [LIMIT ...]``. ``p_cross_tenant`` is ignored (the
+    retired switch, kept so the signature of released functions stays: who sees
+    more is the calling role's policy). ``params`` are ``(name, SQL type)``
     pairs that ``where`` refers to by name (and may use ``p_company_id``, the
     tenant as text, '' for none): give them names no column has (a ``p_``
     prefix), or PL/pgSQL reports them ambiguous. The query is static, so
     PL/pgSQL plans it once per connection. The function runs with the caller's
     rights (SECURITY INVOKER): row-level security and grants apply exactly as to
-    the caller's own statements. Idempotent (CREATE OR REPLACE); Alembic's
-    ``op.execute`` runs it unchanged.
+    the caller's own statements. Its ``search_path`` is pinned to ``pg_catalog,
+    <schema>, pg_temp`` (temporary objects last, never first), so nothing the
+    caller puts on its own path (a temporary or look-alike schema) is resolved
+    inside. Idempotent (CREATE OR REPLACE);
+    Alembic's ``op.execute`` runs it unchanged.
     """
     for name in (function, table, *(p for p, _ in params)):
         if not _IDENTIFIER.match(name):
@@ -703,10 +788,10 @@ def tenant_read_function_ddl(
         query += f" LIMIT {limit}"
     return [
         f"CREATE OR REPLACE FUNCTION {qualified}({signature}) "
-        f"RETURNS SETOF {table_ref} LANGUAGE plpgsql VOLATILE SECURITY INVOKER AS $body$ "
+        f"RETURNS SETOF {table_ref} LANGUAGE plpgsql VOLATILE SECURITY INVOKER "
+        f"SET search_path = pg_catalog, {_quote_identifier(schema)}, pg_temp AS $body$ "
         "BEGIN "
-        f"PERFORM pg_catalog.set_config('{TENANT_SETTING}', p_company_id, true), "
-        f"pg_catalog.set_config('{CROSS_TENANT_SETTING}', p_cross_tenant, true); "
+        f"PERFORM pg_catalog.set_config('{TENANT_SETTING}', p_company_id, true); "
         f"RETURN QUERY {query}; "
         "END $body$",
     ]

@@ -17,10 +17,17 @@ code that builds messages or audit payloads itself. What counts as a secret:
 - the same keys inside text: ``password=...``, ``"token": "..."``,
   ``Authorization: Bearer ...``, proto text ``password: "..."``;
 - ``Bearer <token>``; JWT-looking strings (three base64url segments whose first
-  two are base64 JSON, or any three long base64url segments); our key format
-  ``cardinsa_<16+ chars>`` (API keys — identity should prefix refresh and reset
-  tokens the same way so free-standing ones are caught too); passwords in URLs
+  two are base64 JSON, or any three long base64url segments: our access tokens);
+  the opaque secrets identity issues, wherever they stand: API keys
+  ``cdk_<prefix>_<secret>``, refresh tokens ``cdr_<secret>``, password-reset tokens
+  ``cdp_<secret>`` (also the older ``cardinsa_<16+ chars>`` form); passwords in URLs
   (``postgresql://user:pw@host``); argon2 and bcrypt hashes.
+- the shared secrets of the deployment under their setting or header names
+  (``signing_key_encryption_key=...``, ``x-cardinsa-gateway-auth: ...``).
+
+tests/unit/identity/test_redaction_of_issued_secrets.py checks these against values
+made by identity's real generators, and tests/integration/identity/
+test_no_secret_in_logs.py against a real identity server's log lines.
 
 Cost: one pass of one compiled regular expression over the message, and a walk of
 the extra fields; patterns are bounded or possessive so a long blob stays linear.
@@ -70,10 +77,21 @@ REDACTED = "[REDACTED]"
 
 _KEY_FRAGMENT = (
     r"pass(?:word|wd|phrase)|secret|token|api[_-]?key|authorization|private[_-]?key|cookie"
+    r"|encryption[_-]?key|gateway[_-]?auth"
 )
 _SENSITIVE_KEY = re.compile(_KEY_FRAGMENT, re.IGNORECASE)
 # Substrings (of the lower-cased text) without which no key=value secret can be present.
-_KEY_TRIGGERS = ("pass", "secret", "token", "api", "authorization", "private", "cookie")
+_KEY_TRIGGERS = (
+    "pass",
+    "secret",
+    "token",
+    "api",
+    "authorization",
+    "private",
+    "cookie",
+    "encryption",
+    "gateway",
+)
 
 # key = value / "key": "value" / key: value / ('key', 'value'), matched on the
 # lower-cased text (Python's case-insensitive matching is several times slower). The
@@ -101,6 +119,12 @@ _BEARER = re.compile(r"(\bbearer\s+)[A-Za-z0-9._~+/=\-]{8,}+", re.IGNORECASE)
 _JWT = re.compile(rf"\be[wy]{_B64}{{4,}}+\.e[wy]{_B64}{{4,}}+(?:\.{_B64}*+){{1,3}}")
 _THREE_SEGMENTS = re.compile(rf"(?<![A-Za-z0-9_\-.]){_B64}{{20,}}+\.{_B64}{{20,}}+\.{_B64}{{20,}}+")
 _OUR_KEY = re.compile(rf"\bcardinsa_{_B64}{{16,}}+")
+# Identity's opaque secrets (cardinsa_identity.domain.api_keys and .tokens): a
+# 3-letter kind, "_", then base64url (43 characters as issued; 8 already mask a
+# truncated one), not inside a word. The lookbehind comes after the literal "cd" so
+# that the engine can scan for the literal: no substring guard is needed (cheaper
+# than three ``in`` tests on the usual text without any).
+_ISSUED_SECRET = re.compile(rf"cd[kpr]_(?<![A-Za-z0-9]cd[kpr]_){_B64}{{8,}}+")
 _PASSWORD_HASH = re.compile(r"\$argon2(?:id|i|d)\$[^\s\"']++|\$2[abxy]\$\d\d\$[./A-Za-z0-9]{53}")
 
 
@@ -147,6 +171,7 @@ def redact_text(text: str) -> str:
         text = _THREE_SEGMENTS.sub(REDACTED, text)
     if "cardinsa_" in text:
         text = _OUR_KEY.sub(REDACTED, text)
+    text = _ISSUED_SECRET.sub(REDACTED, text)
     if "$argon2" in text or "$2" in text:
         text = _PASSWORD_HASH.sub(REDACTED, text)
     return text

@@ -53,8 +53,10 @@ __all__ = [
     "IDENTITY_LOCKOUTS",
     "IDENTITY_LOGIN_FAILURES",
     "IDENTITY_REFRESH_TOKEN_REUSE",
+    "IDENTITY_THROTTLED",
     "LATENCY_BUCKETS",
     "REGISTRY",
+    "WORKER_RESTARTS",
     "MetricsServer",
     "PoolStats",
     "observe_rpc",
@@ -101,6 +103,14 @@ GRPC_SERVER_IN_FLIGHT = Gauge(
     registry=REGISTRY,
 )
 
+WORKER_RESTARTS = Counter(
+    "worker_restarts",
+    "Times the service's supervisor restarted this worker after it exited "
+    "(every exit is also logged by the supervisor).",
+    ["worker"],
+    registry=REGISTRY,
+)
+
 IDENTITY_LOGIN_FAILURES = Counter(
     "identity_login_failures",
     "Failed login attempts (wrong credentials, unknown account, locked or disabled).",
@@ -114,6 +124,12 @@ IDENTITY_LOCKOUTS = Counter(
 IDENTITY_REFRESH_TOKEN_REUSE = Counter(
     "identity_refresh_token_reuse",
     "Rotated refresh tokens presented again (each revokes its whole family).",
+    registry=REGISTRY,
+)
+IDENTITY_THROTTLED = Counter(
+    "identity_throttled",
+    "Public requests dropped by a limit, answered as usual (action, which limit).",
+    ["action", "reason"],
     registry=REGISTRY,
 )
 

@@ -5,12 +5,17 @@ Each service keeps its own migration history in its own schema (version table
 :func:`run_env`; operators and tests call :func:`upgrade` / :func:`downgrade`
 (or ``python -m cardinsa_<service>.cli migrate``). Migrations run as the owner
 role (``database_admin_url``); the services connect as ``cardinsa_app``, a role
-that owns nothing, so row-level security applies to them.
+that owns nothing, so row-level security applies to them, and their
+cross-tenant code paths as ``cardinsa_platform`` (owns nothing either; its own
+policy sees every tenant). :func:`upgrade` creates both roles when missing (the
+embedded and test servers; production creates them beforehand, see
+deploy/compose/postgres-init/).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +25,15 @@ from sqlalchemy import MetaData, pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from cardinsa_foundation.db import DEFAULT_APP_ROLE, ensure_app_role, to_async_url
+from cardinsa_foundation.db import (
+    DEFAULT_APP_ROLE,
+    DEFAULT_PLATFORM_ROLE,
+    ensure_app_role,
+    to_async_url,
+)
 
 URL_KEY = "cardinsa.url"
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 def alembic_config(script_location: Path, url: str, schema: str) -> Config:
@@ -103,9 +114,12 @@ async def upgrade(
     *,
     revision: str = "head",
     app_role: str = DEFAULT_APP_ROLE,
+    platform_role: str = DEFAULT_PLATFORM_ROLE,
 ) -> None:
-    """Create the app role if needed, then migrate ``schema`` up to ``revision``."""
+    """Create the app and platform roles if needed, then migrate ``schema`` up to
+    ``revision``."""
     await ensure_app_role(admin_url, app_role)
+    await ensure_app_role(admin_url, platform_role)
     config = alembic_config(script_location, admin_url, schema)
     config.attributes["app_role"] = app_role
     await asyncio.to_thread(command.upgrade, config, revision)
@@ -116,14 +130,69 @@ async def downgrade(script_location: Path, admin_url: str, schema: str, revision
     await asyncio.to_thread(command.downgrade, config, revision)
 
 
-def grant_app_role_ddl(schema: str, app_role: str = DEFAULT_APP_ROLE) -> list[str]:
-    """What the services' role may do in ``schema``: use it, read and write rows.
+def grant_app_role_ddl(
+    schema: str,
+    app_role: str = DEFAULT_APP_ROLE,
+    platform_role: str | None = DEFAULT_PLATFORM_ROLE,
+) -> list[str]:
+    """What the services' roles (the application role and, unless None, the
+    platform role) may do in ``schema``: use it, read and write rows.
 
-    Never ownership, never DDL; audit tables are then narrowed to SELECT and
-    INSERT by the migration that creates them.
+    Never ownership, never DDL. Safe to run again after any later migration that
+    adds a table (it covers every table of the schema): it then takes back what
+    no service role may do, whoever granted it -- writes to the migration
+    history (``alembic_version``) and UPDATE, DELETE and TRUNCATE on every table
+    made append-only by :func:`cardinsa_foundation.audit.append_only_ddl`.
+    No ``%`` or ``:name`` in the text (Alembic's ``op.execute`` runs it unchanged).
     """
+    roles = [app_role] if platform_role is None else [app_role, platform_role]
+    for name in (schema, *roles):
+        _check_identifier(name)
+    grantees = ", ".join(f'"{role}"' for role in roles)
+    # Every name interpolated below passed _check_identifier.
     return [
-        f'GRANT USAGE ON SCHEMA "{schema}" TO "{app_role}"',
-        f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}" TO "{app_role}"',
-        f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{app_role}"',
+        f'GRANT USAGE ON SCHEMA "{schema}" TO {grantees}',
+        f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}" TO {grantees}',
+        f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA "{schema}" TO {grantees}',
+        "DO $narrow$ DECLARE t record; BEGIN "  # noqa: S608 - checked identifiers only
+        "FOR t IN SELECT c.relname FROM pg_catalog.pg_class c "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        f"WHERE n.nspname = '{schema}' AND c.relkind IN ('r', 'p') AND ("
+        "c.relname = 'alembic_version' OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g "
+        "WHERE g.tgrelid = c.oid AND g.tgname = c.relname || '_append_only')) LOOP "
+        "EXECUTE 'REVOKE ' || CASE WHEN t.relname = 'alembic_version' "
+        "THEN 'INSERT, ' ELSE '' END || 'UPDATE, DELETE, TRUNCATE ON ' "
+        f"|| pg_catalog.quote_ident('{schema}') || '.' || pg_catalog.quote_ident(t.relname) "
+        f"|| ' FROM {grantees}'; "
+        "END LOOP; END $narrow$",
     ]
+
+
+def platform_role_ddl(platform_role: str = DEFAULT_PLATFORM_ROLE) -> list[str]:
+    """The platform role, for a migration: created when missing (LOGIN, no
+    superuser, no RLS bypass; needs CREATEROLE only then -- production creates
+    it beforehand), refused when it is a superuser or bypasses row-level
+    security, allowed to connect to this database. Idempotent; a role is
+    cluster-wide, so every service's migration may run it.
+    """
+    _check_identifier(platform_role)
+    role = f'"{platform_role}"'
+    return [
+        "DO $platform$ BEGIN "  # noqa: S608 - a checked identifier only
+        "IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles "
+        f"WHERE rolname = '{platform_role}') THEN "
+        f"CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE; "
+        "END IF; "
+        "IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles "
+        f"WHERE rolname = '{platform_role}' AND (rolsuper OR rolbypassrls)) THEN "
+        f"RAISE EXCEPTION 'role {platform_role} is a superuser or bypasses row-level security'; "
+        "END IF; "
+        "EXECUTE 'GRANT CONNECT ON DATABASE ' || pg_catalog.quote_ident(current_database()) "
+        f"|| ' TO {role}'; "
+        "END $platform$",
+    ]
+
+
+def _check_identifier(name: str) -> None:
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a plain SQL identifier: {name!r}")

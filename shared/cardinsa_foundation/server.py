@@ -4,13 +4,15 @@ What each service gets from here:
 - the call pipeline (request id, auth, authorization, tenancy, errors, metrics, logs);
 - ``grpc.health.v1``, overall ("") and per service name, following the
   database's reachability (probed every ``health_interval_s``);
-- server reflection, so grpcurl can list and describe everything;
+- server reflection, so grpcurl can list and describe everything (describe:
+  the whole contract; list: this server's services, or what the gateway routes);
 - Prometheus metrics on a separate HTTP port;
-- graceful shutdown on SIGTERM/SIGINT: report NOT_SERVING, wait so load
-  balancers notice, stop accepting calls, let in-flight calls finish within the
-  grace period;
+- graceful shutdown on SIGTERM/SIGINT: report NOT_SERVING, keep serving for
+  the drain delay so load balancers notice, stop accepting calls, let in-flight
+  calls finish within the grace period;
 - optional worker processes (``--workers N``), each its own process on its own
-  port (base port + index), started before any gRPC object exists.
+  port (base port + index x ``worker_port_step``), started before any gRPC
+  object exists and restarted when they exit (see :func:`run_workers`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -31,7 +35,6 @@ from typing import Any, Protocol, TypeVar
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from cardinsa_foundation import metrics
 from cardinsa_foundation.auth import TokenVerifier
@@ -39,10 +42,20 @@ from cardinsa_foundation.authorization import rules_for
 from cardinsa_foundation.config import Settings, get_settings
 from cardinsa_foundation.interceptors import CallPipeline, PrincipalCheck
 from cardinsa_foundation.logging import configure_logging
+from cardinsa_foundation.reflection import enable_contract_reflection
 
 log = logging.getLogger(__name__)
 
 WORKER_INDEX_ENV = "CARDINSA_WORKER_INDEX"
+# How many times the supervisor restarted this worker (its metric starts there).
+WORKER_RESTARTS_ENV = "CARDINSA_WORKER_RESTARTS"
+# The supervisor gave up on a worker: the others report NOT_SERVING from then on.
+GIVE_UP_SIGNAL = signal.SIGUSR1
+# ... sent again this often (a worker still starting has not installed its handler).
+GIVE_UP_REPEAT_S = 2.0
+# A worker's exit code for a configuration problem (a taken port): restarting
+# it cannot help, so the supervisor gives up at once (sysexits EX_CONFIG).
+EXIT_CONFIG = 78
 # Health name for liveness probes: SERVING while the process runs, whatever its
 # database does (a database outage must not get every pod restarted); the
 # overall name "" and the per-service names follow the database (readiness).
@@ -52,6 +65,10 @@ LIVENESS_SERVICE = "cardinsa.liveness"
 MAX_METADATA_BYTES = 16 * 1024
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class ListenError(OSError):
+    """The server cannot listen on its gRPC or metrics port (taken, not local)."""
 
 
 class ReadinessProbe(Protocol):
@@ -122,6 +139,7 @@ class GrpcServer:
         self._metrics_handle: Any = None
         self._stopping = False
         self._serving: bool | None = None
+        self._held_down = False  # NOT_SERVING for good (the supervisor gave up)
 
     @property
     def address(self) -> str:
@@ -150,26 +168,28 @@ class GrpcServer:
             registration.add_to_server(registration.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = [s.name for s in self.services]
-        reflection.enable_server_reflection(
-            [
-                *names,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ],
-            server,
-        )
+        enable_contract_reflection(names, server)
         try:
             self.port = server.add_insecure_port(f"{self.host}:{self.requested_port}")
         except RuntimeError as exc:
-            raise OSError(f"cannot listen on {self.host}:{self.requested_port}: {exc}") from None
+            raise ListenError(
+                f"cannot listen on {self.host}:{self.requested_port}: {exc}"
+            ) from None
         if self.port == 0:
-            raise OSError(f"cannot listen on {self.host}:{self.requested_port} (port in use?)")
+            raise ListenError(f"cannot listen on {self.host}:{self.requested_port} (port in use?)")
         await server.start()
         self._server = server
         if self.metrics_port is not None:
-            self._metrics_handle = metrics.start_metrics_server(
-                self.metrics_host, self.metrics_port
-            )
+            try:
+                self._metrics_handle = metrics.start_metrics_server(
+                    self.metrics_host, self.metrics_port
+                )
+            except OSError as exc:
+                await server.stop(None)
+                raise ListenError(
+                    f"cannot serve metrics on {self.metrics_host}:{self.metrics_port}: "
+                    f"{exc.strerror or exc}"
+                ) from None
         await self.health.set(LIVENESS_SERVICE, SERVING)
         await self._set_serving(await self._probe())
         self._watcher = asyncio.create_task(self._watch_readiness(), name=f"{self.name}-health")
@@ -195,7 +215,18 @@ class GrpcServer:
             return False
         return True
 
+    async def hold_not_serving(self) -> None:
+        """NOT_SERVING from now on, whatever the database does (liveness stays
+        SERVING): the supervisor gave up on another worker of this service."""
+        if self._held_down:
+            return
+        log.error("the supervisor gave up on a worker: reporting NOT_SERVING")
+        await self._set_serving(False)
+        self._held_down = True
+
     async def _set_serving(self, serving: bool) -> None:
+        if self._held_down:
+            return
         if self._stopping or serving == self._serving:
             return
         status = SERVING if serving else NOT_SERVING
@@ -252,6 +283,10 @@ class GrpcServer:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        held: list[asyncio.Task[None]] = []
+        loop.add_signal_handler(
+            GIVE_UP_SIGNAL, lambda: held.append(loop.create_task(self.hold_not_serving()))
+        )
         try:
             await stop.wait()
         finally:
@@ -259,7 +294,7 @@ class GrpcServer:
             # supervisor's SIGTERM after the terminal's SIGINT) must not kill
             # the process half-way through the drain.
             await self.stop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, GIVE_UP_SIGNAL):
                 loop.remove_signal_handler(sig)
 
 
@@ -268,35 +303,148 @@ def worker_index() -> int | None:
     return int(value) if value is not None else None
 
 
-def run_workers(workers: int, argv: Sequence[str] | None = None) -> int:
-    """Start ``workers`` copies of this program, each with its worker index.
+@dataclass
+class _Worker:
+    index: int
+    process: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    restarts: int = 0
+    due: float | None = None  # when to start it again
+    backoff_s: float = 0.0
+
+
+def run_workers(
+    workers: int,
+    argv: Sequence[str] | None = None,
+    *,
+    restart_limit: int = 5,
+    restart_window_s: float = 60.0,
+    first_backoff_s: float = 0.5,
+    max_backoff_s: float = 30.0,
+) -> int:
+    """Start ``workers`` copies of this program, each with its worker index, and
+    keep them running.
 
     The parent creates no gRPC object (forking after gRPC is initialised is
-    unsupported); it starts the workers as fresh processes, forwards SIGTERM and
-    SIGINT, and exits with the first non-zero exit code.
+    unsupported); it starts the workers as fresh processes and forwards SIGTERM
+    and SIGINT. A worker that exits is logged and started again after a backoff
+    (``first_backoff_s`` doubling up to ``max_backoff_s``; back to the first after
+    a run longer than the window); its restarts are counted in its metric
+    ``worker_restarts_total``. After ``restart_limit`` restarts of one worker within
+    ``restart_window_s`` (or at once when it exits with :data:`EXIT_CONFIG`), the
+    supervisor gives up on it: the other workers report NOT_SERVING from then on
+    (:data:`GIVE_UP_SIGNAL`), and when none is left the supervisor exits 1.
     """
     args = list(argv if argv is not None else sys.argv)
-    children: list[subprocess.Popen[bytes]] = []
-    for index in range(workers):
-        env = {**os.environ, WORKER_INDEX_ENV: str(index)}
-        children.append(subprocess.Popen([sys.executable, *args], env=env))  # noqa: S603
+    slots = [_Worker(index, backoff_s=first_backoff_s) for index in range(workers)]
+    recent: dict[int, deque[float]] = {slot.index: deque() for slot in slots}
+    stop_signal: list[int] = []
+    gave_up: list[int] = []
+    signalled: set[int] = set()
+
+    def launch(slot: _Worker) -> None:
+        env = {
+            **os.environ,
+            WORKER_INDEX_ENV: str(slot.index),
+            WORKER_RESTARTS_ENV: str(slot.restarts),
+        }
+        slot.process = subprocess.Popen([sys.executable, *args], env=env)  # noqa: S603
+        slot.started = time.monotonic()
+        slot.due = None
 
     def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
+        if not stop_signal:
+            stop_signal.append(signum)
+        for slot in slots:
+            if slot.process is not None and slot.process.poll() is None:
+                signalled.add(slot.process.pid)
+                slot.process.send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # Workers inherit GIVE_UP_SIGNAL ignored until they handle it themselves (its
+    # default action would end one still starting); the supervisor repeats it.
+    previous[GIVE_UP_SIGNAL] = signal.signal(GIVE_UP_SIGNAL, signal.SIG_IGN)
+    told = 0.0
     try:
-        codes = [child.wait() for child in children]
+        for slot in slots:
+            launch(slot)
+        while not stop_signal:
+            now = time.monotonic()
+            if gave_up and now - told > GIVE_UP_REPEAT_S:
+                told = now
+                for other in slots:
+                    if other.process is not None and other.process.poll() is None:
+                        other.process.send_signal(GIVE_UP_SIGNAL)
+            for slot in slots:
+                if slot.process is not None and slot.process.poll() is not None:
+                    _worker_exited(slot, now, restart_window_s, first_backoff_s)
+                    code = slot.process.returncode
+                    slot.process = None
+                    window = recent[slot.index]
+                    while window and now - window[0] > restart_window_s:
+                        window.popleft()
+                    if code == EXIT_CONFIG or len(window) >= restart_limit:
+                        gave_up.append(slot.index)
+                        log.error(
+                            "giving up on a worker",
+                            extra={
+                                "worker": slot.index,
+                                "restarts": len(window),
+                                "window_s": restart_window_s,
+                                "exit_code": code,
+                            },
+                        )
+                        told = 0.0  # tell the others now
+                        continue
+                    slot.due = now + slot.backoff_s
+                    slot.backoff_s = min(slot.backoff_s * 2, max_backoff_s)
+                if slot.process is None and slot.due is not None and now >= slot.due:
+                    slot.restarts += 1
+                    recent[slot.index].append(now)
+                    launch(slot)
+                    log.warning(
+                        "worker restarted",
+                        extra={"worker": slot.index, "restarts": slot.restarts},
+                    )
+            if all(slot.process is None and slot.due is None for slot in slots):
+                log.error("every worker is gone; the supervisor exits")
+                return 1
+            time.sleep(0.1)
+        # Stopping: a worker started after the signal has not seen it.
+        for slot in slots:
+            process = slot.process
+            if process is not None and process.poll() is None and process.pid not in signalled:
+                process.send_signal(stop_signal[0])
+        codes = [slot.process.wait() for slot in slots if slot.process is not None]
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-    return next((c for c in codes if c != 0), 0)
+        for slot in slots:
+            if slot.process is not None and slot.process.poll() is None:
+                slot.process.kill()
+                slot.process.wait()
+    if gave_up:
+        return 1
+    return next((c for c in codes if c not in (0, -signal.SIGTERM, -signal.SIGINT)), 0)
+
+
+def _worker_exited(slot: _Worker, now: float, window_s: float, first_backoff_s: float) -> None:
+    assert slot.process is not None
+    code = slot.process.returncode
+    ran_s = now - slot.started
+    if ran_s > window_s:
+        slot.backoff_s = first_backoff_s  # it had been running well: start afresh
+    log.error(
+        "worker exited",
+        extra={
+            "worker": slot.index,
+            "worker_pid": slot.process.pid,
+            "exit_code": code if code >= 0 else None,
+            "signal": signal.Signals(-code).name if code < 0 else None,
+            "ran_s": round(ran_s, 1),
+            "restart_in_s": slot.backoff_s,
+        },
+    )
 
 
 SettingsT = TypeVar("SettingsT", bound=Settings)
@@ -311,9 +459,12 @@ def service_main(
 ) -> int:
     """The ``main()`` of every service: ``--workers N``, logging, then serve.
 
-    Without a worker index (the command an operator runs) and with more than one
-    worker, this process only supervises the workers (see :func:`run_workers`);
-    each worker serves on the service's port plus its index.
+    Without a worker index (the command an operator runs) and with ``--workers``
+    on the command line or more than one worker configured, this process only
+    supervises the workers (see :func:`run_workers`); worker ``i`` serves on the
+    service's port plus ``i`` x ``worker_port_step``. A port that cannot be
+    bound ends the worker with one line naming the settings and exit code
+    :data:`EXIT_CONFIG`.
     """
     parser = argparse.ArgumentParser(
         prog=f"cardinsa-{name}", description=f"Run the {name} gRPC service."
@@ -325,8 +476,27 @@ def service_main(
     settings = get_settings(settings_cls)
     workers = args.workers or settings.workers
     index = worker_index()
-    if workers > 1 and index is None:
-        return run_workers(workers, [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
     configure_logging(settings.log_level, settings.log_json, name)
-    asyncio.run(serve(settings, index or 0))
+    if index is None and (workers > 1 or args.workers is not None):
+        return run_workers(
+            workers,
+            [sys.argv[0], *(argv if argv is not None else sys.argv[1:])],
+            restart_limit=settings.worker_restart_limit,
+            restart_window_s=settings.worker_restart_window_s,
+        )
+    if index is not None:
+        restarts = int(os.environ.get(WORKER_RESTARTS_ENV, "0") or 0)
+        metrics.WORKER_RESTARTS.labels(worker=str(index)).inc(restarts)
+    try:
+        asyncio.run(serve(settings, index or 0))
+    except ListenError as error:
+        prefix = f"CARDINSA_{name.upper()}"
+        log.error(
+            "%s; the ports come from %s_PORT and %s_METRICS_PORT (worker i: + i x "
+            "CARDINSA_WORKER_PORT_STEP)",
+            error,
+            prefix,
+            prefix,
+        )
+        return EXIT_CONFIG
     return 0

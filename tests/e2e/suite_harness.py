@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +242,7 @@ class Ports:
     core_metrics: int
     gateway: int
     gateway_admin: int
+    gateway_metrics: int
 
     def all(self) -> dict[str, int]:
         return dict(vars(self))
@@ -268,7 +269,7 @@ class SuiteProcess:
     def __post_init__(self) -> None:
         self.state_dir = self.base / "state"
         self.postgres_dir = (self.base / "postgres").resolve()
-        self.ports = Ports(*free_ports(9))
+        self.ports = Ports(*free_ports(len(fields(Ports))))
         self.login_limit = LOGIN_LIMIT if self.aliases else LOGIN_LIMIT_SHARED
         self.env = self._environment()
 
@@ -292,6 +293,7 @@ class SuiteProcess:
                 "CARDINSA_ENVIRONMENT": "development",
                 "CARDINSA_DATABASE_URL": "",
                 "CARDINSA_DATABASE_ADMIN_URL": "",
+                "CARDINSA_DATABASE_PLATFORM_URL": "",
                 "CARDINSA_EMBEDDED_POSTGRES_DIR": str(self.postgres_dir),
                 "CARDINSA_EMBEDDED_POSTGRES_PORT": str(p.postgres),
                 "CARDINSA_IDENTITY_PORT": str(p.identity),
@@ -304,6 +306,7 @@ class SuiteProcess:
                 "CARDINSA_COMPANY_ADDRESS": f"127.0.0.1:{p.company}",
                 "CARDINSA_GATEWAY_PORT": str(p.gateway),
                 "CARDINSA_GATEWAY_ADMIN_PORT": str(p.gateway_admin),
+                "CARDINSA_GATEWAY_METRICS_PORT": str(p.gateway_metrics),
                 "CARDINSA_GATEWAY_HOST": "127.0.0.1",
                 "CARDINSA_GATEWAY_HEALTH_INTERVAL_S": "1",
                 "CARDINSA_GATEWAY_LOGIN_LIMIT": str(self.login_limit),
@@ -360,18 +363,29 @@ class SuiteProcess:
 
     # --- start -----------------------------------------------------------------------
 
-    def start(self) -> None:
-        busy = {name: port for name, port in self.ports.all().items() if not port_is_free(port)}
+    def start(self, *args: str, sigint_ignored: bool = False, taken: tuple[str, ...] = ()) -> None:
+        """``sigint_ignored``: started as ``make up &`` from a script starts it;
+        ``taken``: ports (by name) the test took on purpose."""
+        busy = {
+            name: port
+            for name, port in self.ports.all().items()
+            if name not in taken and not port_is_free(port)
+        }
         assert not busy, f"ports taken before the suite started: {busy}"
         self.started_s = time.monotonic()
+
+        def ignore_sigint() -> None:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
         self.process = subprocess.Popen(
-            [sys.executable, str(SUITE_SCRIPT), "--state-dir", str(self.state_dir)],
+            [sys.executable, str(SUITE_SCRIPT), "--state-dir", str(self.state_dir), *args],
             cwd=PROJECT_ROOT,
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=ignore_sigint if sigint_ignored else None,  # noqa: PLW1509
         )
         self.tracked.append(Proc(self.process.pid, _start_of(self.process.pid), "suite.py"))
         self.output = Output(self.process.stdout, self.base / "suite.log")

@@ -4,8 +4,10 @@
 (not under pytest's basetemp: the embedded PostgreSQL runs as an unprivileged
 user when we are root and must traverse the path), on free ports of 127.0.0.1,
 in a process group of its own. Every service runs two workers, each on its own
-port and metrics port, all behind the gateway. Health is probed often (Envoy
-every 0.5 s, the services every second) so that the tests stay short.
+port and metrics port (CARDINSA_WORKER_PORT_STEP apart, the default), all behind
+the gateway. Health is probed often (Envoy every 0.5 s, the services every
+second) so that the tests stay short; ``production=True`` keeps the gateway's
+health checks, the drain delay and the grace period at their defaults instead.
 
 Stopping: SIGINT to the launcher's group (what Ctrl-C does to `make up`), then
 SIGKILL to the group, then, by PID, whatever the tests started themselves and
@@ -49,20 +51,24 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+#: The services' default CARDINSA_WORKER_PORT_STEP: worker i listens on port + i x this.
+PORT_STEP = 100
+
+
 def free_port_block(count: int) -> int:
-    """A port p of 127.0.0.1 with p .. p+count-1 free (workers use base + index)."""
+    """A port p of 127.0.0.1 with p + i x PORT_STEP free for i < count (worker ports)."""
     for _ in range(200):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             base = int(probe.getsockname()[1])
-        if base + count >= 65_000:
+        if base + count * PORT_STEP >= 65_000:
             continue
         held: list[socket.socket] = []
         try:
             for offset in range(count):
                 sock = socket.socket()
                 held.append(sock)
-                sock.bind(("127.0.0.1", base + offset))
+                sock.bind(("127.0.0.1", base + offset * PORT_STEP))
         except OSError:
             continue
         finally:
@@ -107,6 +113,7 @@ class FaultSuite:
     process: subprocess.Popen[bytes] | None = None
     log: Path = field(init=False)
     ready: threading.Event = field(default_factory=threading.Event)
+    production: bool = False
 
     def __post_init__(self) -> None:
         self.log = self.base / "suite.log"
@@ -132,6 +139,7 @@ class FaultSuite:
                 "CARDINSA_ENVIRONMENT": "development",
                 "CARDINSA_DATABASE_URL": "",
                 "CARDINSA_DATABASE_ADMIN_URL": "",
+                "CARDINSA_DATABASE_PLATFORM_URL": "",
                 "CARDINSA_EMBEDDED_POSTGRES_DIR": str(self.postgres_dir),
                 "CARDINSA_EMBEDDED_POSTGRES_PORT": str(p["postgres"]),
                 "CARDINSA_IDENTITY_PORT": str(p["identity"]),
@@ -145,6 +153,7 @@ class FaultSuite:
                 "CARDINSA_GATEWAY_HOST": "127.0.0.1",
                 "CARDINSA_GATEWAY_PORT": str(p["gateway"]),
                 "CARDINSA_GATEWAY_ADMIN_PORT": str(p["gateway_admin"]),
+                "CARDINSA_GATEWAY_METRICS_PORT": "0",  # no stats listener
                 "CARDINSA_GATEWAY_ACCESS_LOG": str(self.base / "access.log"),
                 "CARDINSA_GATEWAY_HEALTH_INTERVAL_S": "0.5",
                 "CARDINSA_GATEWAY_HEALTH_TIMEOUT_S": "0.5",
@@ -161,13 +170,20 @@ class FaultSuite:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.production:
+            for name in (
+                "CARDINSA_GATEWAY_HEALTH_INTERVAL_S",
+                "CARDINSA_GATEWAY_HEALTH_TIMEOUT_S",
+                "CARDINSA_GRACE_PERIOD_S",
+            ):
+                del self.env[name]
 
     @property
     def postgres_dir(self) -> Path:
         return self.base / "postgres"
 
     def address(self, service: str, worker: int = 0) -> str:
-        return f"127.0.0.1:{self.ports[service] + worker}"
+        return f"127.0.0.1:{self.ports[service] + worker * PORT_STEP}"
 
     @property
     def gateway(self) -> str:
@@ -272,13 +288,13 @@ class FaultSuite:
     # -- helpers
 
     def metrics(self, service: str, worker: int) -> str:
-        url = f"http://127.0.0.1:{self.ports[service + '_metrics'] + worker}/metrics"
+        url = f"http://127.0.0.1:{self.ports[service + '_metrics'] + worker * PORT_STEP}/metrics"
         with urllib.request.urlopen(url, timeout=5) as reply:
             return str(reply.read().decode())
 
     def worker_pid(self, service: str, worker: int) -> int:
         """The worker process serving ``service`` on its port (checked to be ours)."""
-        pid = listening_pid(self.ports[service] + worker)
+        pid = listening_pid(self.ports[service] + worker * PORT_STEP)
         assert pid is not None, f"nothing listens for {service} worker {worker}"
         command = cmdline(pid)
         assert f"cardinsa_{service}" in command and "main" in command, command
@@ -289,7 +305,7 @@ class FaultSuite:
         pid = self.worker_pid(service, worker)
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while listening_pid(self.ports[service] + worker) is not None:
+        while listening_pid(self.ports[service] + worker * PORT_STEP) is not None:
             assert time.monotonic() < deadline, "the killed worker still listens"
             time.sleep(0.05)
         return pid
@@ -322,10 +338,10 @@ class FaultSuite:
 
 
 @contextmanager
-def running_suite() -> Iterator[FaultSuite]:
+def running_suite(*, production: bool = False) -> Iterator[FaultSuite]:
     base = Path(tempfile.mkdtemp(prefix="cardinsa-faults-"))
     base.chmod(0o755)
-    suite = FaultSuite(base)
+    suite = FaultSuite(base, production=production)
     ok = False
     try:
         suite.start()

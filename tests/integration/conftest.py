@@ -47,6 +47,8 @@ def identity_settings(tmp_path_factory: pytest.TempPathFactory) -> IdentitySetti
         login_max_failures_per_address=10_000,
         login_lock_base_s=2,
         login_lock_max_s=8,
+        login_account_wait_max_s=8,
+        password_reset_max_per_address=10_000,
         signing_key_publish_delay_s=0,
         gateway_secret=GATEWAY_SECRET,
         db_pool_size=10,
@@ -85,6 +87,52 @@ async def identity(
             admin_b=await _account(app, "company-admin", uuid.uuid4(), "admin-b"),
         )
         yield harness
+    finally:
+        await channel.close()
+        await app.stop()
+
+
+#: Every limit of login and password reset (the session's server raises some).
+THROTTLE_SETTINGS = (
+    "login_max_failures_per_account",
+    "login_max_failures_per_address",
+    "login_failure_window_s",
+    "login_lock_base_s",
+    "login_lock_max_s",
+    "login_account_wait_max_s",
+    "password_reset_window_s",
+    "password_reset_max_per_address",
+    "password_reset_max_per_account",
+    "password_reset_queue_size",
+)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def default_identity(
+    identity: IdentityHarness, identity_database: str
+) -> AsyncIterator[IdentityHarness]:
+    """A second identity server on the same database with the production default of
+    every login and password-reset limit; same accounts and notifier as ``identity``."""
+    defaults = {name: IdentitySettings.model_fields[name].default for name in THROTTLE_SETTINGS}
+    settings = identity.settings.model_copy(update=defaults)
+    app = build(
+        settings,
+        app_role_url(identity_database),
+        port=0,
+        metrics_port=None,
+        notifier=identity.notifier,
+    )
+    await app.start()
+    channel = grpc.aio.insecure_channel(app.server.address)
+    try:
+        yield IdentityHarness(
+            app=app,
+            channel=channel,
+            notifier=identity.notifier,
+            platform_admin=identity.platform_admin,
+            admin_a=identity.admin_a,
+            admin_b=identity.admin_b,
+        )
     finally:
         await channel.close()
         await app.stop()

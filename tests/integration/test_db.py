@@ -21,6 +21,7 @@ from cardinsa_foundation import errors
 from cardinsa_foundation.config import Settings
 from cardinsa_foundation.context import Principal, PrincipalKind, principal_var
 from cardinsa_foundation.db import (
+    DEFAULT_PLATFORM_ROLE,
     Database,
     ensure_app_role,
     normalize_company_id,
@@ -98,15 +99,12 @@ async def test_unit_of_work_rolls_back_when_cancelled(db: Database) -> None:
     assert await count_notes(db, body) == 0
 
 
-async def current_tenant(session_or_connection: object) -> tuple[str | None, str | None]:
+async def current_tenant(session_or_connection: object) -> str | None:
     result = await session_or_connection.execute(  # type: ignore[attr-defined]
-        text(
-            "SELECT current_setting('cardinsa.company_id', true), "
-            "current_setting('cardinsa.cross_tenant', true)"
-        )
+        text("SELECT current_setting('cardinsa.company_id', true)")
     )
-    company, cross = result.one()
-    return company, cross
+    company: str | None = result.scalar_one()
+    return company
 
 
 async def test_tenant_is_set_inside_the_transaction_only(test_database_url: str) -> None:
@@ -115,13 +113,12 @@ async def test_tenant_is_set_inside_the_transaction_only(test_database_url: str)
     try:
         async with single.unit_of_work(company_id=COMPANY_A) as session:
             inside_pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
-            assert await current_tenant(session) == (str(COMPANY_A), "off")
+            assert await current_tenant(session) == str(COMPANY_A)
         async with single.engine.connect() as connection:
             after_pid = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
-            company, cross = await current_tenant(connection)
+            company = await current_tenant(connection)
         assert after_pid == inside_pid
         assert company in ("", None)
-        assert cross in ("", None)
     finally:
         await single.dispose()
 
@@ -133,27 +130,41 @@ async def test_tenant_defaults_to_the_principals_company(db: Database) -> None:
     token = principal_var.set(principal)
     try:
         async with db.unit_of_work() as session:
-            assert await current_tenant(session) == (str(COMPANY_B), "off")
+            assert await current_tenant(session) == str(COMPANY_B)
     finally:
         principal_var.reset(token)
     async with db.unit_of_work() as session:  # no principal: no tenant, fails closed
-        assert await current_tenant(session) == ("", "off")
+        assert await current_tenant(session) == ""
 
 
-async def test_cross_tenant_flag_and_explicit_none(db: Database) -> None:
+async def test_cross_tenant_runs_as_the_platform_role(
+    db: Database, postgres_admin_url: str
+) -> None:
+    """cross_tenant is no setting any more: the platform role's own engine
+    (derived from the URL: same server, user cardinsa_platform)."""
+    await ensure_app_role(postgres_admin_url, DEFAULT_PLATFORM_ROLE)
     async with db.unit_of_work(company_id=None, cross_tenant=True) as session:
-        assert await current_tenant(session) == ("", "on")
+        assert await current_tenant(session) == ""
+        who = (await session.execute(text("SELECT current_user"))).scalar_one()
+        assert who == DEFAULT_PLATFORM_ROLE
+    async with db.transaction(company_id=COMPANY_A, cross_tenant=True) as connection:
+        assert await connection.fetchval("SELECT current_user") == DEFAULT_PLATFORM_ROLE
+    assert db.platform_pool_status()["size"] == db.settings.db_pool_size
+    assert db.platform_pool_status()["checked_out"] == 0
+    async with db.unit_of_work(company_id=COMPANY_A) as session:
+        who = (await session.execute(text("SELECT current_user"))).scalar_one()
+        assert who != DEFAULT_PLATFORM_ROLE
 
 
 async def test_tenant_survives_a_commit_inside_the_unit_of_work(db: Database) -> None:
     async with db.unit_of_work(company_id=COMPANY_A) as session:
         await session.commit()
-        assert await current_tenant(session) == (str(COMPANY_A), "off")
+        assert await current_tenant(session) == str(COMPANY_A)
 
 
 async def test_plain_session_runs_with_an_empty_tenant(db: Database) -> None:
     async with db.sessionmaker() as session:
-        assert await current_tenant(session) == ("", "off")
+        assert await current_tenant(session) == ""
 
 
 def test_tenant_isolation_ddl_is_safe_for_alembic_and_refuses_odd_names() -> None:
@@ -174,30 +185,36 @@ def test_company_id_must_be_a_uuid() -> None:
 async def test_row_level_security_applies_to_the_app_role(
     test_database_url: str, postgres_admin_url: str
 ) -> None:
-    """The point of the tenant setting: a non-superuser role sees only its tenant."""
+    """The point of the tenant setting: a non-superuser role sees only its
+    tenant, and no setting widens that; cross-tenant is the platform role."""
     role = f"t_app_{uuid.uuid4().hex[:8]}"
+    platform = f"t_plat_{uuid.uuid4().hex[:8]}"
     table = f'"{SCHEMA}".rls_notes'
     admin = create_async_engine(test_database_url, poolclass=NullPool)
     await ensure_app_role(postgres_admin_url, role)
+    await ensure_app_role(postgres_admin_url, platform)
     try:
         async with admin.begin() as connection:
             for statement in (
                 f"CREATE TABLE {table} (company_id uuid NOT NULL, body text)",
-                *tenant_isolation_ddl(SCHEMA, "rls_notes"),
-                *tenant_isolation_ddl(SCHEMA, "rls_notes"),  # idempotent
-                f'GRANT USAGE ON SCHEMA "{SCHEMA}" TO "{role}"',
-                f'GRANT SELECT, INSERT ON {table} TO "{role}"',
+                *tenant_isolation_ddl(SCHEMA, "rls_notes", platform_role=platform),
+                *tenant_isolation_ddl(SCHEMA, "rls_notes", platform_role=platform),  # idempotent
+                f'GRANT USAGE ON SCHEMA "{SCHEMA}" TO "{role}", "{platform}"',
+                f'GRANT SELECT, INSERT ON {table} TO "{role}", "{platform}"',
             ):
                 await connection.execute(text(statement))
-            # FORCE: even the owner (here a superuser, which bypasses RLS anyway)
-            # writes other tenants' rows only by asking for cross-tenant access.
-            await connection.execute(text("SELECT set_config('cardinsa.cross_tenant', 'on', true)"))
+            # The owner here is a superuser, which bypasses row-level security.
             await connection.execute(
                 text(f"INSERT INTO {table} VALUES (:a, 'a'), (:b, 'b')"),
                 {"a": COMPANY_A, "b": COMPANY_B},
             )
         app_url = make_url(test_database_url).set(username=role, password=None)
-        app = Database(app_url.render_as_string(hide_password=False), settings())
+        platform_url = make_url(test_database_url).set(username=platform, password=None)
+        app = Database(
+            app_url.render_as_string(hide_password=False),
+            settings(),
+            platform_url=platform_url.render_as_string(hide_password=False),
+        )
         try:
             async with app.unit_of_work(company_id=COMPANY_A) as session:
                 rows = (await session.execute(text(f"SELECT body FROM {table}"))).scalars().all()
@@ -208,6 +225,11 @@ async def test_row_level_security_applies_to_the_app_role(
             async with app.unit_of_work(company_id=None, cross_tenant=True) as session:
                 rows = (await session.execute(text(f"SELECT body FROM {table}"))).scalars().all()
             assert sorted(rows) == ["a", "b"]
+            # The retired switch widens nothing for the application role.
+            async with app.unit_of_work(company_id=COMPANY_A) as session:
+                await session.execute(text("SET LOCAL cardinsa.cross_tenant = on"))
+                rows = (await session.execute(text(f"SELECT body FROM {table}"))).scalars().all()
+            assert rows == ["a"]
             # WITH CHECK: a tenant cannot write a row into another tenant.
             with pytest.raises(DBAPIError, match="row-level security"):
                 async with app.unit_of_work(company_id=COMPANY_A) as session:
@@ -224,10 +246,12 @@ async def test_row_level_security_applies_to_the_app_role(
         async with admin.begin() as connection:
             await connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
             await connection.execute(text(f'DROP OWNED BY "{role}"'))
+            await connection.execute(text(f'DROP OWNED BY "{platform}"'))
         await admin.dispose()
         cleanup = create_async_engine(postgres_admin_url, poolclass=NullPool)
         async with cleanup.begin() as connection:
             await connection.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+            await connection.execute(text(f'DROP ROLE IF EXISTS "{platform}"'))
         await cleanup.dispose()
 
 

@@ -54,7 +54,7 @@ class Note(Base):
 
 # The explicit tenant filter (layer 2) plus row-level security (layer 3).
 GET_NOTE = ReadQuery(Note, "read_note", ("id",))
-# Row-level security alone: what cross_tenant opens.
+# Row-level security alone: what the platform role (cross_tenant) sees.
 GET_ANY_NOTE = ReadQuery(Note, "read_any_note", ("id",))
 LIST_NOTES = ReadQuery(Note, "list_notes")
 SLOW_NOTE = ReadQuery(Note, "slow_note", ("id", "seconds"))
@@ -67,19 +67,27 @@ def settings(**overrides: object) -> Settings:
 @dataclass
 class Fixture:
     app_url: str
+    platform_url: str
     admin_url: str
     a_note: uuid.UUID
     b_note: uuid.UUID
 
     def database(self, **overrides: object) -> Database:
         name = f"read-{uuid.uuid4().hex[:8]}"
-        return Database(self.app_url, settings(**overrides), application_name=name)
+        return Database(
+            self.app_url,
+            settings(**overrides),
+            application_name=name,
+            platform_url=self.platform_url,
+        )
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def env(test_database_url: str, postgres_admin_url: str) -> AsyncIterator[Fixture]:
     role = f"t_read_{uuid.uuid4().hex[:8]}"
+    platform = f"t_rplat_{uuid.uuid4().hex[:8]}"
     await ensure_app_role(postgres_admin_url, role)
+    await ensure_app_role(postgres_admin_url, platform)
     admin = create_async_engine(test_database_url, poolclass=NullPool)
     table = f'"{SCHEMA}".notes'
     a_note, b_note = uuid.uuid4(), uuid.uuid4()
@@ -89,7 +97,7 @@ async def env(test_database_url: str, postgres_admin_url: str) -> AsyncIterator[
                 f'CREATE SCHEMA "{SCHEMA}"',
                 f"CREATE TABLE {table} (id uuid PRIMARY KEY, company_id uuid NOT NULL, "
                 "body text NOT NULL, extra int DEFAULT 7)",  # a column no model maps
-                *tenant_isolation_ddl(SCHEMA, "notes"),
+                *tenant_isolation_ddl(SCHEMA, "notes", platform_role=platform),
                 *tenant_read_function_ddl(
                     SCHEMA,
                     "read_note",
@@ -120,11 +128,11 @@ async def env(test_database_url: str, postgres_admin_url: str) -> AsyncIterator[
                     params=(("p_id", "uuid"), ("p_seconds", "float8")),
                     where="id = p_id AND pg_sleep(p_seconds) IS NOT NULL",
                 ),
-                f'GRANT USAGE ON SCHEMA "{SCHEMA}" TO "{role}"',
-                f'GRANT SELECT, INSERT ON {table} TO "{role}"',
+                f'GRANT USAGE ON SCHEMA "{SCHEMA}" TO "{role}", "{platform}"',
+                f'GRANT SELECT, INSERT ON {table} TO "{role}", "{platform}"',
             ):
                 await connection.execute(text(statement))
-            await connection.execute(text("SELECT set_config('cardinsa.cross_tenant', 'on', true)"))
+            # As a superuser (bypasses row-level security).
             await connection.execute(
                 text(
                     f"INSERT INTO {table} (id, company_id, body) "
@@ -133,17 +141,24 @@ async def env(test_database_url: str, postgres_admin_url: str) -> AsyncIterator[
                 {"x": a_note, "a": COMPANY_A, "y": b_note, "b": COMPANY_B},
             )
         app_url = make_url(test_database_url).set(username=role, password=None)
+        platform_url = make_url(test_database_url).set(username=platform, password=None)
         yield Fixture(
-            app_url.render_as_string(hide_password=False), postgres_admin_url, a_note, b_note
+            app_url.render_as_string(hide_password=False),
+            platform_url.render_as_string(hide_password=False),
+            postgres_admin_url,
+            a_note,
+            b_note,
         )
     finally:
         async with admin.begin() as connection:
             await connection.execute(text(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE'))
             await connection.execute(text(f'DROP OWNED BY "{role}"'))
+            await connection.execute(text(f'DROP OWNED BY "{platform}"'))
         await admin.dispose()
         cleanup = create_async_engine(postgres_admin_url, poolclass=NullPool)
         async with cleanup.begin() as connection:
             await connection.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+            await connection.execute(text(f'DROP ROLE IF EXISTS "{platform}"'))
         await cleanup.dispose()
 
 
@@ -193,7 +208,7 @@ async def test_nothing_outlives_the_statement_and_sessions_are_read_only(env: Fi
                 "current_setting('transaction_read_only') AS read_only"
             )
         assert settings_after["company"] in ("", None)
-        assert settings_after["cross_tenant"] in ("", None)
+        assert settings_after["cross_tenant"] in ("", None)  # the retired switch: never set
         assert settings_after["read_only"] == "on"
     finally:
         await db.dispose()
@@ -271,7 +286,11 @@ async def test_the_function_runs_with_the_callers_rights(env: Fixture) -> None:
     connection = await asyncpg.connect(to_libpq_url(env.app_url))
     try:
         row = await connection.fetchrow(
-            f'SELECT * FROM "{SCHEMA}".read_any_note($1, $2, $3)', "", "off", env.b_note
+            f'SELECT * FROM "{SCHEMA}".read_any_note($1, $2, $3)', "", "on", env.b_note
+        )
+        assert row is None  # the retired switch, passed "on", opens nothing
+        row = await connection.fetchrow(
+            f'SELECT * FROM "{SCHEMA}".read_any_note($1, $2, $3)', str(COMPANY_A), "on", env.b_note
         )
         assert row is None
         definer = await connection.fetchval(
@@ -280,6 +299,18 @@ async def test_the_function_runs_with_the_callers_rights(env: Fixture) -> None:
             SCHEMA,
         )
         assert definer is False
+        # The search_path is pinned: the caller's own path is not used inside.
+        config = await connection.fetchval(
+            "SELECT proconfig FROM pg_proc WHERE proname = 'read_note' "
+            "AND pronamespace = $1::regnamespace",
+            SCHEMA,
+        )
+        assert config == [f"search_path=pg_catalog, {SCHEMA}, pg_temp"]
+        await connection.execute("SET search_path = pg_temp, public")
+        row = await connection.fetchrow(
+            f'SELECT * FROM "{SCHEMA}".read_note($1, $2, $3)', str(COMPANY_A), "", env.a_note
+        )
+        assert row is not None and row["body"] == "a"
     finally:
         await connection.close()
 
@@ -289,7 +320,7 @@ def test_read_query_arguments_must_match_exactly() -> None:
         GET_NOTE.arguments({})
     with pytest.raises(TypeError, match="expected the parameters"):
         GET_NOTE.arguments({"id": uuid.uuid4(), "company": "x"})
-    assert GET_NOTE.sql == f'SELECT * FROM "{SCHEMA}"."read_note"($1, $2, $3)'
+    assert GET_NOTE.sql == f'SELECT * FROM "{SCHEMA}"."read_note"($1, \'\', $2)'
 
 
 def test_read_function_ddl_refuses_odd_names() -> None:

@@ -223,6 +223,21 @@ async def test_health_follows_database_reachability(running: dict[str, Any]) -> 
     assert await status() == health_pb2.HealthCheckResponse.SERVING
 
 
+async def test_held_not_serving_when_the_supervisor_gave_up(running: dict[str, Any]) -> None:
+    """The supervisor gave up on another worker: this one reports NOT_SERVING for
+    good (overall and every service name), whatever its database does; liveness
+    stays SERVING."""
+    stub = health_pb2_grpc.HealthStub(running["channel"])
+    names = ["", "cardinsa.identity.v1.UserService", "cardinsa.identity.v1.IdentityService"]
+    await running["server"].hold_not_serving()
+    await asyncio.sleep(0.5)  # several readiness probes, the database being up
+    for name in names:
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=name))
+        assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING, name
+    live = await stub.Check(health_pb2.HealthCheckRequest(service="cardinsa.liveness"))
+    assert live.status == health_pb2.HealthCheckResponse.SERVING
+
+
 async def test_grpcurl_lists_and_describes_through_reflection(running: dict[str, Any]) -> None:
     grpcurl = venv_tool("grpcurl")
     address = running["server"].address

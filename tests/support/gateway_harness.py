@@ -175,12 +175,13 @@ async def running_gateway(
     services are routed, in this order), serving on free ports of 127.0.0.1 until
     the block ends, then stopped by its PID. ``overrides`` are gateway settings.
     Config, access log and Envoy's output are written to ``folder``."""
-    port, admin_port = find_free_port(), find_free_port()
+    port, admin_port, metrics_port = find_free_port(), find_free_port(), find_free_port()
     values: dict[str, Any] = {
         "environment": "test",
         "gateway_host": "127.0.0.1",
         "gateway_port": port,
         "gateway_admin_port": admin_port,
+        "gateway_metrics_port": metrics_port,
         "gateway_secret": SecretStr(GATEWAY_SECRET),
         "gateway_trusted_hops": 1,
         "gateway_login_limit": LOGIN_LIMIT,

@@ -25,6 +25,7 @@ STRONG_A = "a-strong-production-secret-0123456789abcdef"
 STRONG_B = "another-production-secret-0123456789abcdef"
 DB_PASSWORD = "pw-that-must-not-leak-42"
 PROD_DB_URL = f"postgresql://cardinsa_app:{DB_PASSWORD}@db.internal:5432/cardinsa"
+PROD_PLATFORM_URL = f"postgresql://cardinsa_platform:{DB_PASSWORD}x@db.internal:5432/cardinsa"
 
 
 @pytest.fixture(autouse=True)
@@ -50,6 +51,7 @@ def production(**overrides: Any) -> dict[str, Any]:
     values: dict[str, Any] = {
         "environment": "production",
         "database_url": PROD_DB_URL,
+        "database_platform_url": PROD_PLATFORM_URL,
         "signing_key_encryption_key": STRONG_A,
         "page_token_secret": STRONG_B,
     }
@@ -211,6 +213,11 @@ def test_a_complete_production_configuration_starts() -> None:
         ("signing_key_encryption_key", "short-but-secret-value", "is too short for production"),
         ("debug", True, "CARDINSA_DEBUG must be false in production"),
         ("database_url", None, "CARDINSA_DATABASE_URL must be set in production"),
+        (
+            "database_platform_url",
+            None,
+            "CARDINSA_DATABASE_PLATFORM_URL must be set in production",
+        ),
     ],
 )
 def test_production_refuses_unsafe_settings(field: str, value: Any, expected: str) -> None:
@@ -230,6 +237,7 @@ def test_production_refusal_from_the_environment_names_every_problem(
 ) -> None:
     monkeypatch.setenv("ENVIRONMENT", "PRODUCTION")
     monkeypatch.setenv("DATABASE_URL", PROD_DB_URL)
+    monkeypatch.setenv("CARDINSA_DATABASE_PLATFORM_URL", PROD_PLATFORM_URL)
     monkeypatch.setenv("CARDINSA_DEBUG", "1")
     monkeypatch.setenv("CARDINSA_PAGE_TOKEN_SECRET", "x")
     with pytest.raises(ValidationError) as caught:
@@ -240,6 +248,17 @@ def test_production_refusal_from_the_environment_names_every_problem(
         "debug",
     }
     assert DB_PASSWORD not in everything_said(caught.value)
+
+
+def test_a_service_without_cross_tenant_paths_needs_no_platform_url() -> None:
+    class NoPlatform(Settings):
+        USES_PLATFORM_ROLE: ClassVar[bool] = False
+
+    settings = NoPlatform(_env_file=None, **production(database_platform_url=None))  # type: ignore[call-arg]
+    assert settings.is_production and settings.database_platform_url is None
+    platform = make(database_platform_url="postgres://cardinsa_platform@db/x")
+    assert platform.database_platform_url is not None
+    assert platform.database_platform_url.get_secret_value().startswith("postgresql+asyncpg://")
 
 
 def test_staging_accepts_development_secrets() -> None:

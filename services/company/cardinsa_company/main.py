@@ -1,7 +1,8 @@
 """Composition root of the company service: settings → database → use cases → server.
 
-`python -m cardinsa_company.main` serves (``--workers N`` starts N processes on
-consecutive ports). `cardinsa_company.cli` has migrate, downgrade and
+`python -m cardinsa_company.main` serves (``--workers N`` starts N processes, on
+ports CARDINSA_WORKER_PORT_STEP apart).
+`cardinsa_company.cli` has migrate, downgrade and
 register-company. Access tokens are verified locally against identity's JWKS,
 fetched over gRPC from ``identity_address``.
 """
@@ -165,6 +166,7 @@ def build(
             JwksCache(
                 identity_jwks_fetcher(identity_channel, timeout_s=settings.identity_timeout_s),
                 ttl_s=settings.jwks_cache_ttl_s,
+                max_stale_s=settings.jwks_max_stale_s,
             ),
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
@@ -213,6 +215,7 @@ def build(
         metrics_host=settings.metrics_host,
         metrics_port=settings.company_metrics_port if metrics_port is None else metrics_port,
         grace_period_s=settings.grace_period_s,
+        drain_delay_s=settings.drain_delay_s,
         gateway_secret=settings.gateway_secret.get_secret_value()
         if settings.gateway_secret
         else None,
@@ -228,8 +231,8 @@ async def serve(settings: CompanyServiceSettings, index: int) -> None:
     app = build(
         settings,
         url,
-        port=settings.company_port + index,
-        metrics_port=settings.company_metrics_port + index,
+        port=settings.worker_port(settings.company_port, index),
+        metrics_port=settings.worker_port(settings.company_metrics_port, index),
     )
     await app.server.serve_until_signal()
     if embedded is not None and embedded.started_here:

@@ -1,7 +1,8 @@
 """Composition root of the core service: settings → database → use cases → server.
 
-`python -m cardinsa_core.main` serves (``--workers N`` starts N processes on
-consecutive ports). `cardinsa_core.cli` has migrate and downgrade.
+`python -m cardinsa_core.main` serves (``--workers N`` starts N processes, on
+ports CARDINSA_WORKER_PORT_STEP apart).
+`cardinsa_core.cli` has migrate and downgrade.
 
 What is wired to other services:
 - identity: access tokens are verified against identity's JWKS, fetched over
@@ -113,22 +114,20 @@ def tenant_directory(
     fallback = SettingsTenantDirectory(settings)
     if not settings.company_address:
         return fallback, None
-    if settings.service_api_key is None:
+    service_api_key = settings.usable_service_api_key
+    if service_api_key is None:
         # Core calls the company service as a service account; without its key
         # it cannot. Production refuses to start; elsewhere (make up) the
         # settings fallback keeps the suite usable, and says so.
         if settings.environment is Environment.PRODUCTION:
-            raise RuntimeError(
-                "CARDINSA_SERVICE_API_KEY is needed to call the company service "
-                "(CARDINSA_COMPANY_ADDRESS is set)"
-            )
+            raise RuntimeError("; ".join(message for _, message in settings.serving_problems()))
         log.warning(
             "no CARDINSA_SERVICE_API_KEY: tenant state and currency come from the settings, "
             "not from the company service"
         )
         return fallback, None
     channel = grpc.aio.insecure_channel(settings.company_address)
-    credentials = api_key_credentials(identity_channel, settings.service_api_key.get_secret_value())
+    credentials = api_key_credentials(identity_channel, service_api_key)
     fetch = company_status_fetcher(channel, credentials, timeout_s=settings.company_call_timeout_s)
     cache = TenantStatusCache(fetch, ttl_s=settings.tenant_status_ttl_s)
     return CompanyServiceDirectory(cache, fallback), channel
@@ -195,7 +194,11 @@ def build(
         dependencies={"database": db.ping},
     )
     verifier = TokenVerifier(
-        JwksCache(identity_jwks_fetcher(identity_channel), ttl_s=settings.jwks_cache_ttl_s),
+        JwksCache(
+            identity_jwks_fetcher(identity_channel),
+            ttl_s=settings.jwks_cache_ttl_s,
+            max_stale_s=settings.jwks_max_stale_s,
+        ),
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         leeway_s=settings.clock_skew_s,
@@ -259,6 +262,7 @@ def build(
         metrics_host=settings.metrics_host,
         metrics_port=settings.core_metrics_port if metrics_port is None else metrics_port,
         grace_period_s=settings.grace_period_s,
+        drain_delay_s=settings.drain_delay_s,
         gateway_secret=settings.gateway_secret.get_secret_value()
         if settings.gateway_secret
         else None,
@@ -281,8 +285,8 @@ async def serve(settings: CoreSettings, index: int) -> None:
     app = build(
         settings,
         url,
-        port=settings.core_port + index,
-        metrics_port=settings.core_metrics_port + index,
+        port=settings.worker_port(settings.core_port, index),
+        metrics_port=settings.worker_port(settings.core_metrics_port, index),
     )
     await app.server.serve_until_signal()
     if embedded is not None and embedded.started_here:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import ClassVar
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -10,6 +11,9 @@ from cardinsa_foundation.config import Settings
 
 
 class CoreSettings(Settings):
+    # Core has no cross-tenant code path: it never connects as the platform role.
+    USES_PLATFORM_ROLE: ClassVar[bool] = False
+
     core_port: int = Field(default=50053, ge=0, le=65535)
     core_metrics_port: int = Field(default=9053, ge=0, le=65535)
     # Identity: where the JWKS that verifies access tokens comes from, and the
@@ -31,6 +35,33 @@ class CoreSettings(Settings):
     policy_number_prefix: str = "POL"
     claim_number_prefix: str = "CLM"
     gateway_secret: SecretStr | None = None
+
+    @field_validator("service_api_key", mode="after")
+    @classmethod
+    def _empty_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value().strip() else None
+
+    @property
+    def usable_service_api_key(self) -> str | None:
+        """The service API key when it has the shape identity issues (``cdk_...``);
+        an empty value or a placeholder (the dev env files') counts as none."""
+        if self.service_api_key is None:
+            return None
+        key = self.service_api_key.get_secret_value().strip()
+        return key if key.startswith("cdk_") else None
+
+    def serving_problems(self) -> list[tuple[str, str]]:
+        problems = super().serving_problems()
+        if self.company_address and self.usable_service_api_key is None:
+            problems.append(
+                (
+                    "service_api_key",
+                    "CARDINSA_SERVICE_API_KEY must be core's API key (cdk_..., from "
+                    "`python -m cardinsa_identity.cli create-service-key`) to call the "
+                    "company service (CARDINSA_COMPANY_ADDRESS is set)",
+                )
+            )
+        return problems
 
     @field_validator("default_currency")
     @classmethod

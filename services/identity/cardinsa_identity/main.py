@@ -1,7 +1,8 @@
 """Composition root of the identity service: settings → database → use cases → server.
 
-`python -m cardinsa_identity.main` serves (``--workers N`` starts N processes on
-consecutive ports). `cardinsa_identity.cli` has migrate, create-platform-admin
+`python -m cardinsa_identity.main` serves (``--workers N`` starts N processes, on
+ports CARDINSA_WORKER_PORT_STEP apart).
+`cardinsa_identity.cli` has migrate, create-platform-admin
 and seed-demo.
 """
 
@@ -173,7 +174,12 @@ def build(
     # Identity verifies its own tokens against the keys it holds in memory;
     # the short TTL makes a rotation visible here within seconds.
     verifier = TokenVerifier(
-        JwksCache(keys.fetch_jwks, ttl_s=5.0, min_refetch_interval_s=1.0),
+        JwksCache(
+            keys.fetch_jwks,
+            ttl_s=5.0,
+            min_refetch_interval_s=1.0,
+            max_stale_s=settings.jwks_max_stale_s,
+        ),
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         leeway_s=settings.clock_skew_s,
@@ -222,6 +228,7 @@ def build(
         metrics_host=settings.metrics_host,
         metrics_port=settings.identity_metrics_port if metrics_port is None else metrics_port,
         grace_period_s=settings.grace_period_s,
+        drain_delay_s=settings.drain_delay_s,
         gateway_secret=settings.gateway_secret.get_secret_value()
         if settings.gateway_secret
         else None,
@@ -238,8 +245,8 @@ async def serve(settings: IdentitySettings, index: int) -> None:
     app = build(
         settings,
         url,
-        port=settings.identity_port + index,
-        metrics_port=settings.identity_metrics_port + index,
+        port=settings.worker_port(settings.identity_port, index),
+        metrics_port=settings.worker_port(settings.identity_metrics_port, index),
     )
     await app.prepare()
     await app.server.serve_until_signal()

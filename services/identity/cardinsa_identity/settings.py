@@ -15,15 +15,32 @@ class IdentitySettings(Settings):
     # Sessions (refresh-token families).
     session_idle_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     session_absolute_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
-    # Brute-force protection: failures per window before a temporary lock,
-    # and the lock's length, doubling with each lock in a row up to the maximum.
+    # Brute-force protection (only failures count): failures per window of one
+    # account from one address before that pair is locked (base length, doubling
+    # with each lock in a row up to the maximum); the same number from all
+    # addresses together makes the account wait (same growth, capped at
+    # login_account_wait_max_s: strangers delay the owner, never lock them out);
+    # failures per address (any account) before failing guesses from it are
+    # refused (a correct password still gets in).
     login_max_failures_per_account: int = Field(default=5, ge=1)
     login_max_failures_per_address: int = Field(default=20, ge=1)
     login_failure_window_s: int = Field(default=900, ge=1)
     login_lock_base_s: int = Field(default=60, ge=1)
     login_lock_max_s: int = Field(default=3600, ge=1)
+    login_account_wait_max_s: int = Field(default=900, ge=1)
     password_min_length: int = Field(default=12, ge=8)
     password_reset_ttl_s: int = Field(default=1800, ge=60)
+    # The longest an API key may live: a key created without an expiry gets this
+    # one, asking for a later expiry is refused. Default one year.
+    api_key_max_lifetime_s: int = Field(default=365 * 24 * 3600, ge=3600)
+    # Password-reset requests answered with a message per window: per client
+    # address and per account; more are dropped silently (same answer). The
+    # notification work waits in a bounded queue; when it is full, requests are
+    # dropped (logged and counted), never queued without bound.
+    password_reset_window_s: int = Field(default=3600, ge=1)
+    password_reset_max_per_address: int = Field(default=10, ge=1)
+    password_reset_max_per_account: int = Field(default=3, ge=1)
+    password_reset_queue_size: int = Field(default=100, ge=1)
     # Signing keys: how long a new key is published before it signs (longer than
     # every verifier's JWKS cache), how often workers re-read the key table.
     signing_key_publish_delay_s: int = Field(default=600, ge=0)

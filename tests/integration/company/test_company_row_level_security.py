@@ -15,7 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from cardinsa.company.v1 import organization_service_pb2, resources_pb2
-from cardinsa_foundation.db import CROSS_TENANT_SETTING, TENANT_SETTING, app_role_url
+from cardinsa_foundation.db import (
+    CROSS_TENANT_SETTING,
+    TENANT_SETTING,
+    app_role_url,
+    platform_role_url,
+)
 
 TENANT_TABLES = ("companies", "departments", "units", "idempotency_keys", "audit_events")
 
@@ -47,7 +52,7 @@ async def _visible(
 
 
 async def test_unfiltered_queries_see_only_the_transactions_tenant(
-    company: CompanyHarness, app_engine: AsyncEngine
+    company: CompanyHarness, app_engine: AsyncEngine, company_database: str
 ) -> None:
     a, b = company.company_a.id, company.company_b.id
     for admin, company_id in ((company.admin_a, a), (company.admin_b, b)):
@@ -69,8 +74,17 @@ async def test_unfiltered_queries_see_only_the_transactions_tenant(
     for table in TENANT_TABLES:
         sql = f"SELECT 1 FROM company.{table}"  # noqa: S608 - fixed table names
         assert await _visible(app_engine, sql) == [], table
-    # The explicit cross-tenant path sees both.
-    everyone = set(await _visible(app_engine, "SELECT id FROM company.companies", cross=True))
+    # The retired switch widens nothing for the services' role.
+    for tenant in ("", a):
+        sql = "SELECT id FROM company.companies"
+        seen = set(await _visible(app_engine, sql, tenant=tenant, cross=True))
+        assert seen <= {a}
+    # The explicit cross-tenant path, the platform role, sees both.
+    platform = create_async_engine(platform_role_url(company_database), poolclass=NullPool)
+    try:
+        everyone = set(await _visible(platform, "SELECT id FROM company.companies"))
+    finally:
+        await platform.dispose()
     assert {a, b} <= everyone
 
 

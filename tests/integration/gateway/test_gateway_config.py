@@ -5,13 +5,17 @@
 - every Cardinsa package in the contract has an upstream in the one list;
 - the JWT rules open exactly the public methods (from the contract) and the
   operator services, and require a token everywhere else;
-- retries only on reads (GET), the login limit only on login, timeouts per route;
+- retries of reads (GET) on failures, of every other method only when the
+  request never reached a worker; the login limit only on login, timeouts per route;
+- workers CARDINSA_WORKER_PORT_STEP apart, health-checked by their own service
+  name, ejected on repeated failures; a drain longer than the detection;
 - gen/openapi.json is current, valid OpenAPI 3.1 and matches the contract.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +34,13 @@ from cardinsa_gateway.envoy import (
 )
 from cardinsa_gateway.openapi import openapi_path, render_openapi
 from cardinsa_gateway.process import validate
-from cardinsa_gateway.services import LOGIN_METHOD, OPERATOR_SERVICES, UPSTREAMS
+from cardinsa_gateway.services import (
+    LOGIN_METHOD,
+    OPERATOR_SERVICES,
+    REFLECTION_SERVICES,
+    ROUTED_PACKAGES_HEADER,
+    UPSTREAMS,
+)
 
 GEN = Path(__file__).resolve().parents[3] / "gen"
 DESCRIPTOR = GEN / "descriptor.binpb"
@@ -84,6 +94,7 @@ def test_envoy_accepts_the_generated_config(
         workers = 3
     if variant == "kubernetes":
         overrides["gateway_host"] = "0.0.0.0"  # noqa: S104
+        overrides["metrics_host"] = "0.0.0.0"  # noqa: S104
         for upstream in UPSTREAMS:
             monkeypatch.setenv(
                 f"CARDINSA_{upstream.name.upper()}_ADDRESS", f"{upstream.name}:{upstream.port}"
@@ -102,11 +113,23 @@ def test_envoy_accepts_the_generated_config(
         cluster = clusters[upstream.name]
         endpoints = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
         assert len(endpoints) == workers
+        if variant in ("defaults", "workers"):
+            ports = [e["endpoint"]["address"]["socket_address"]["port_value"] for e in endpoints]
+            assert ports == [upstream.port + 100 * i for i in range(workers)]
         assert cluster["common_lb_config"]["healthy_panic_threshold"] == {"value": 0}
         check = cluster["health_checks"][0]
         assert "grpc_health_check" in check and check["no_traffic_interval"]
+        # Its own service's name: another service on that port does not pass.
+        name = check["grpc_health_check"]["service_name"]
+        assert name.startswith(upstream.packages[0] + "."), name
+        outliers = cluster["outlier_detection"]
+        assert outliers["consecutive_local_origin_failure"] >= 1
+        assert outliers["enforcing_consecutive_local_origin_failure"] == 100
+        assert outliers["max_ejection_percent"] < 100
         assert cluster["type"] == ("STRICT_DNS" if variant == "kubernetes" else "STATIC")
     assert document["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    listeners = [x["name"] for x in document["static_resources"]["listeners"]]
+    assert listeners == ["cardinsa", "metrics"]  # the stats listener is on by default
 
 
 def test_every_package_of_the_contract_has_an_upstream(contract: Contract) -> None:
@@ -145,13 +168,25 @@ def test_transcoder_settings(contract: Contract) -> None:
     assert transcoder["request_validation_options"]["reject_unknown_method"] is True
     assert transcoder["request_validation_options"]["reject_unknown_query_parameters"] is True
     assert transcoder["convert_grpc_status"] is True
+    assert transcoder["query_param_unescape_plus"] is True
     assert transcoder["print_options"]["preserve_proto_field_names"] is True
 
 
-def test_retries_only_for_reads_and_login_limit_only_on_login(contract: Contract) -> None:
+UNSENT = {"connect-failure", "refused-stream", "reset-before-request"}
+
+
+def test_retries_for_reads_and_unsent_writes_and_login_limit_only_on_login(
+    contract: Contract,
+) -> None:
     by_path = {r["match"].get("path"): r for r in routes(render(contract)) if "path" in r["match"]}
     reads = {m.grpc_path for m in contract.cardinsa_methods() if m.is_read}
-    retried = {path for path, r in by_path.items() if "retry_policy" in r.get("route", {})}
+    retried = {
+        path
+        for path, r in by_path.items()
+        # Retried also when the request reached a worker (reads only).
+        if {"reset", "unavailable"}
+        <= set(r.get("route", {}).get("retry_policy", {}).get("retry_on", "").split(","))
+    }
     assert retried == reads
     limited = {
         path for path, r in by_path.items() if F_LOGIN_LIMIT in r.get("typed_per_filter_config", {})
@@ -166,7 +201,67 @@ def test_retries_only_for_reads_and_login_limit_only_on_login(contract: Contract
         action = route.get("route", {})
         if action.get("cluster") and route["match"].get("prefix", "").startswith("/cardinsa."):
             assert action["timeout"] != "0s"
-            assert "retry_policy" not in action  # writes are never retried
+            # A write is retried only when it never reached a worker.
+            policy = action["retry_policy"]
+            assert set(policy["retry_on"].split(",")) == UNSENT, policy
+            assert policy["retry_host_predicate"], policy
+
+
+def test_the_drain_outlasts_the_gateways_health_detection() -> None:
+    """A worker told to stop reports NOT_SERVING and keeps serving for the drain
+    delay: longer than Envoy needs to stop sending it anything (health interval x
+    unhealthy threshold, the answer being immediate), with the defaults."""
+    from cardinsa_foundation.config import Settings
+    from cardinsa_gateway.envoy import UNHEALTHY_THRESHOLD
+
+    drain = Settings(_env_file=None).drain_delay_s  # type: ignore[call-arg]
+    assert drain > settings().gateway_health_interval_s * UNHEALTHY_THRESHOLD
+
+
+def test_reflection_without_a_named_upstream_lists_every_routed_package(contract: Contract) -> None:
+    from cardinsa_foundation.reflection import ROUTED_PACKAGES_HEADER as SERVICE_SIDE
+
+    assert ROUTED_PACKAGES_HEADER == SERVICE_SIDE
+    packages = ",".join(p for u in UPSTREAMS for p in u.packages)
+    for service in REFLECTION_SERVICES:
+        found = [r for r in routes(render(contract)) if r["match"].get("prefix") == f"/{service}/"]
+        assert len(found) == len(UPSTREAMS) + 1
+        for route in found:
+            if route["match"]["headers"]:  # a named upstream: its own list
+                assert route["request_headers_to_remove"] == [ROUTED_PACKAGES_HEADER]
+                assert "request_headers_to_add" not in route
+            else:  # the default: overwrites whatever a client sent
+                assert route["request_headers_to_add"] == [
+                    {
+                        "header": {"key": ROUTED_PACKAGES_HEADER, "value": packages},
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                    }
+                ]
+
+
+def test_statistics_listener(contract: Contract) -> None:
+    config = render(contract, metrics_host="0.0.0.0", gateway_metrics_port=9902)  # noqa: S104
+    listeners = {x["name"]: x for x in config["static_resources"]["listeners"]}
+    address = listeners["metrics"]["address"]["socket_address"]
+    assert (address["address"], address["port_value"]) == ("0.0.0.0", 9902)  # noqa: S104
+    manager = listeners["metrics"]["filter_chains"][0]["filters"][0]["typed_config"]
+    served, refused = manager["route_config"]["virtual_hosts"][0]["routes"]
+    assert served["route"] == {
+        "cluster": "envoy_admin",
+        "prefix_rewrite": "/stats/prometheus",
+        "timeout": "10s",
+    }
+    assert refused["direct_response"]["status"] == 404
+    admin = next(c for c in config["static_resources"]["clusters"] if c["name"] == "envoy_admin")
+    target = admin["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    assert target["socket_address"] == {"address": "127.0.0.1", "port_value": 9901}
+    assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    # 0: no listener, no cluster.
+    off = render(contract, gateway_metrics_port=0)
+    assert [x["name"] for x in off["static_resources"]["listeners"]] == ["cardinsa"]
+    assert "envoy_admin" not in {c["name"] for c in off["static_resources"]["clusters"]}
+    with pytest.raises(ValidationError, match="METRICS_PORT"):
+        settings(gateway_metrics_port=9901)
 
 
 def test_unsafe_settings_are_refused() -> None:
@@ -188,7 +283,7 @@ def test_only_selected_upstreams_are_routed(contract: Contract, tmp_path: Path) 
         ).read_text()
     )
     clusters = {c["name"] for c in config["static_resources"]["clusters"]}
-    assert clusters == {"identity", "jwks"}
+    assert clusters == {"identity", "jwks", "envoy_admin"}  # envoy_admin: the stats listener
     transcoded = http_filter(config, F_TRANSCODER)["services"]
     assert all(s.startswith("cardinsa.identity.v1.") for s in transcoded)
     with pytest.raises(ValueError, match="unknown service"):
@@ -231,6 +326,43 @@ def test_openapi_matches_the_contract(contract: Contract) -> None:
     assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
 
 
+def test_openapi_path_parameters_have_plain_names(contract: Contract) -> None:
+    """Generators refuse ``{policy.id}``: every path variable is a plain name,
+    declared once as a path parameter of its operation (the nested field it binds
+    is in ``x-cardinsa-field``), and paths that differ only in variable names do
+    not exist (OpenAPI forbids them: PATCH shares GET's path item)."""
+    document = json.loads(OPENAPI.read_text())
+    shapes: dict[str, str] = {}
+    updates = 0
+    for path, item in document["paths"].items():
+        variables = re.findall(r"\{([^}]*)\}", path)
+        assert all(re.fullmatch(r"[a-z][a-z0-9_]*", v) for v in variables), path
+        shape = re.sub(r"\{[^}]*\}", "{}", path)
+        assert shapes.setdefault(shape, path) == path, (path, shapes[shape])
+        for verb, operation in item.items():
+            declared = [p["name"] for p in operation.get("parameters", []) if p["in"] == "path"]
+            assert declared == variables, (verb, path)
+            names = [p["name"] for p in operation.get("parameters", [])]
+            assert len(set(names)) == len(names), (verb, path)
+            updates += verb == "patch"
+    patch_bindings = [
+        b for m in contract.cardinsa_methods() for b in m.bindings if b.verb == "PATCH"
+    ]
+    assert updates == len(patch_bindings) >= 9
+    unit = paths_operation(
+        document, "/v1/companies/{company_id}/departments/{department_id}/units/{unit_id}", "patch"
+    )
+    assert {
+        p["name"]: p.get("x-cardinsa-field") for p in unit["parameters"] if p["in"] == "path"
+    } == {
+        "company_id": "unit.company_id",
+        "department_id": "unit.department_id",
+        "unit_id": "unit.id",
+    }
+    assert "get" in document["paths"]["/v1/policies/{policy_id}"]
+    assert "patch" in document["paths"]["/v1/policies/{policy_id}"]
+
+
 def test_openapi_schemas(contract: Contract) -> None:
     document = json.loads(OPENAPI.read_text())
     schemas = document["components"]["schemas"]
@@ -245,7 +377,7 @@ def test_openapi_schemas(contract: Contract) -> None:
     assert tokens["access_token"]["description"]
     login = schemas["cardinsa.identity.v1.LoginRequest"]
     assert set(login["required"]) == {"email", "password"}
-    update = paths_operation(document, "/v1/users/{user.id}", "patch")
+    update = paths_operation(document, "/v1/users/{user_id}", "patch")
     mask = next(p for p in update["parameters"] if p["name"] == "update_mask")
     assert mask["schema"]["type"] == "string"  # FieldMask
     audit = schemas["cardinsa.common.v1.AuditEvent"]["properties"]

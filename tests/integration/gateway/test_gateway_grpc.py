@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -36,6 +37,14 @@ from cardinsa.identity.v1 import (
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 DESCRIPTOR_SET = Path(__file__).resolve().parents[3] / "gen" / "descriptor.binpb"
+IDENTITY_SERVICES = {
+    "cardinsa.identity.v1.AccessService",
+    "cardinsa.identity.v1.AuthService",
+    "cardinsa.identity.v1.IdentityService",
+    "cardinsa.identity.v1.UserService",
+}
+COMPANY_SERVICES = {"cardinsa.company.v1.CompanyService", "cardinsa.company.v1.OrganizationService"}
+INFRASTRUCTURE = {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
 TIMEOUT_S = 30.0
 
 
@@ -158,16 +167,44 @@ async def grpcurl(*args: str) -> tuple[int, str, str]:
 
 async def test_grpcurl_through_the_gateway(gateway: Gateway, identity: IdentityHarness) -> None:
     address = gateway.address
-    # Reflection reaches identity (the default upstream for operator services).
+    # Reflection reaches identity (the default upstream for operator services),
+    # which lists every service the gateway routes (identity and company here)
+    # and describes the whole contract.
     code, listed, err = await grpcurl("-plaintext", address, "list")
     assert code == 0, err
-    assert "cardinsa.identity.v1.AuthService" in listed.split()
+    assert {*IDENTITY_SERVICES, *COMPANY_SERVICES, *INFRASTRUCTURE} <= set(listed.split())
+    assert not any(name.startswith("cardinsa.core.") for name in listed.split())  # not routed
 
     code, described, err = await grpcurl(
         "-plaintext", address, "describe", "cardinsa.identity.v1.AuthService"
     )
     assert code == 0, err
     assert "rpc Login" in described
+    # company is down in this test: identity describes it all the same.
+    code, described, err = await grpcurl(
+        "-plaintext", address, "describe", "cardinsa.company.v1.CompanyService"
+    )
+    assert code == 0, err
+    assert "rpc GetCompany" in described
+
+    # A client cannot widen or narrow the list through the gateway: the header is
+    # the gateway's. Named upstream: that upstream's own services.
+    code, listed, err = await grpcurl(
+        "-plaintext", "-H", "x-cardinsa-routed-packages: cardinsa.core.v1", address, "list"
+    )
+    assert code == 0, err
+    assert "cardinsa.company.v1.CompanyService" in listed.split()
+    assert "cardinsa.core.v1.PolicyService" not in listed.split()
+    code, listed, err = await grpcurl(
+        "-plaintext", "-H", "x-cardinsa-upstream: identity", address, "list"
+    )
+    assert code == 0, err
+    assert {*IDENTITY_SERVICES, *INFRASTRUCTURE} <= set(listed.split())
+    assert not any(name.startswith("cardinsa.company.") for name in listed.split())
+    # Straight to the service: its own services.
+    code, listed, err = await grpcurl("-plaintext", identity.app.server.address, "list")
+    assert code == 0, err
+    assert "cardinsa.company.v1.CompanyService" not in listed.split()
 
     code, out, err = await grpcurl("-plaintext", address, "grpc.health.v1.Health/Check")
     assert code == 0, err
@@ -201,3 +238,41 @@ async def test_grpcurl_through_the_gateway(gateway: Gateway, identity: IdentityH
     )
     assert code != 0
     assert "Unavailable" in err
+
+
+async def test_envoy_statistics_for_prometheus_on_their_own_port(gateway: Gateway) -> None:
+    """GET /metrics on the stats listener is the admin's /stats/prometheus; nothing
+    else of the admin interface (which can stop Envoy) is reachable through it."""
+    port = gateway.settings.gateway_metrics_port
+    assert port and port not in (gateway.port, gateway.admin_port)
+    scraped = await gateway.request("GET", "/metrics", port=port)
+    assert scraped.status == 200, scraped.body[:300]
+    assert scraped.header("content-type").startswith("text/plain")
+    text = scraped.body.decode()
+    assert "# TYPE envoy_cluster_upstream_rq_total counter" in text
+    assert 'envoy_cluster_upstream_rq_total{envoy_cluster_name="identity"}' in text
+    assert re.search(r"^envoy_server_live(\{\})? 1$", text, flags=re.MULTILINE)
+    # the families docs/runbook.md queries
+    assert "# TYPE envoy_cluster_upstream_rq_xx counter" in text
+    assert 'envoy_cluster_membership_healthy{envoy_cluster_name="identity"} 1' in text
+
+    for method, path in (
+        ("GET", "/stats/prometheus"),
+        ("GET", "/stats"),
+        ("GET", "/ready"),
+        ("GET", "/config_dump"),
+        ("POST", "/quitquitquit"),
+        ("POST", "/healthcheck/fail"),
+        ("POST", "/metrics"),
+        ("GET", "/metrics?filter=.*"),
+        ("GET", "/metrics/../config_dump"),
+        ("GET", "/metrics/%2e%2e/ready"),
+        ("GET", "//metrics/../quitquitquit"),
+    ):
+        reply = await gateway.request(method, path, port=port)
+        assert reply.status in (400, 404), (method, path, reply.status, reply.body[:200])
+        assert b"envoy_" not in reply.body, (method, path)
+    # The admin interface itself is untouched (and still on 127.0.0.1 only).
+    assert (await gateway.admin("/ready")).status == 200
+    config = json.loads(gateway.config.read_text())
+    assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"

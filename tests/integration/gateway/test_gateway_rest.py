@@ -99,6 +99,21 @@ async def test_login_jwks_and_an_authenticated_read(
     assert (user.header("strict-transport-security") or "").startswith("max-age=")
     assert user.header("cache-control") == "no-store"
 
+    # A query string as form encoding (httpx, requests, generated clients) writes
+    # it: "+" is a space, "%2B" a plus.
+    wanted = {"filter": f'email = "{account.email}"'}
+    for query in (
+        urllib.parse.urlencode(wanted),  # spaces as "+"
+        urllib.parse.urlencode(wanted, quote_via=urllib.parse.quote),  # as "%20"
+    ):
+        found = await gateway.request("GET", f"/v1/users?{query}", token=tokens["access_token"])
+        assert found.status == 200, (query, found.body)
+        assert [u["email"] for u in found.json()["users"]] == [account.email]
+    plus = urllib.parse.urlencode({"filter": 'email = "a+b@example.test"'})
+    assert "%2B" in plus
+    none = await gateway.request("GET", f"/v1/users?{plus}", token=tokens["access_token"])
+    assert none.status == 200 and none.json().get("users", []) == [], none.body
+
 
 async def test_missing_and_bad_tokens_are_401_json(
     gateway: Gateway, identity: IdentityHarness

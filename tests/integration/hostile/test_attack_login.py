@@ -1,17 +1,21 @@
-"""Attack suite: brute force and account enumeration against identity's login.
+"""Attack suite: brute force, lockout of others, account enumeration and e-mail
+bombing against identity's login and password reset.
 
 Client addresses are simulated the way the gateway forwards them (its secret
 plus ``x-envoy-external-address``); each test uses addresses of its own. The
 session's identity server allows 10 000 failures per address (so the other
 suites can log in freely from 127.0.0.1); the address test lowers that limit
-for its own duration and logs in from no other address meanwhile.
+for its own duration. ``default_identity`` is a second server with the
+production default of every limit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
@@ -22,6 +26,7 @@ from support.grpc_errors import details, error_info, retry_delay_seconds
 from support.identity_harness import IdentityHarness, unique_email
 
 from cardinsa.identity.v1 import auth_service_pb2, user_service_pb2
+from cardinsa_foundation.metrics import REGISTRY
 
 WRONG = "wrong password 000000"
 
@@ -86,13 +91,13 @@ async def test_attack_brute_force_one_account_from_many_addresses_locks_the_acco
         assert _locked(await _login(identity, victim.email, victim.password, None))
 
 
-async def test_attack_brute_force_many_accounts_from_one_address_locks_the_address(
+async def test_attack_brute_force_many_accounts_from_one_address_refuses_the_guesses(
     identity: IdentityHarness, tenants: Tenants, attacks: AttackLog
 ) -> None:
     limit = 8
     accounts = [await identity.create_user(tenants.attacker.admin) for _ in range(limit + 4)]
     addresses = _addresses("198.18")
-    attacker_address, other_address = next(addresses), next(addresses)
+    attacker_address = next(addresses)
     auth = identity.app.auth
     original = auth.policy
     auth.policy = dataclasses.replace(original, max_failures_per_address=limit)
@@ -106,15 +111,69 @@ async def test_attack_brute_force_many_accounts_from_one_address_locks_the_addre
             codes = [a.code() if a else None for a in answers]
             assert codes[:limit] == [grpc.StatusCode.UNAUTHENTICATED] * limit, codes
             assert all(_locked(a) for a in answers[limit:]), codes
-            # Even a right password is refused from that address ...
-            assert _locked(
-                await _login(identity, accounts[0].email, accounts[0].password, attacker_address)
-            )
-            # ... while the accounts themselves are not locked: from elsewhere they work.
+            # The guesses are refused; the owners (no account is locked) are not,
+            # even from that address.
             assert (
-                await _login(identity, accounts[-1].email, accounts[-1].password, other_address)
+                await _login(identity, accounts[0].email, accounts[0].password, attacker_address)
                 is None
             )
+    finally:
+        auth.policy = original
+
+
+async def test_attack_strangers_lock_everyone_out_through_one_address(
+    default_identity: IdentityHarness, tenants: Tenants, attacks: AttackLog
+) -> None:
+    """Behind a load balancer every user may share one address: failures of
+    strangers there must not refuse anybody's correct password. Production limits."""
+    identity = default_identity
+    limit = identity.settings.login_max_failures_per_address
+    user = await identity.create_user(tenants.attacker.admin)
+    shared = next(_addresses("198.18"))
+    with attacks.attempt(
+        "strangers lock everyone out through one address",
+        f"{limit + 1} logins with unknown emails from one address (production limits), "
+        "then another account's right password from it",
+    ):
+        answers = [
+            await _login(identity, unique_email("ghost"), WRONG, shared) for _ in range(limit + 1)
+        ]
+        assert _locked(answers[-1]), [a.code() if a else None for a in answers]
+        assert await _login(identity, user.email, user.password, shared) is None
+
+
+async def test_attack_stranger_locks_the_owner_out_from_elsewhere(
+    identity: IdentityHarness, tenants: Tenants, attacks: AttackLog
+) -> None:
+    """Wrong passwords from the stranger's address lock that address out of the
+    account for long; the owner elsewhere waits at most the account's bounded wait."""
+    auth = identity.app.auth
+    original = auth.policy
+    auth.policy = dataclasses.replace(
+        original, lock_base=timedelta(seconds=60), account_wait_max=timedelta(seconds=1)
+    )
+    try:
+        limit = auth.policy.max_failures_per_account
+        owner = await identity.create_user(tenants.attacker.admin)
+        addresses = _addresses("198.18")
+        stranger, home = next(addresses), next(addresses)
+        with attacks.attempt(
+            "a stranger locks the owner out from elsewhere",
+            f"{limit * 3} wrong passwords on one account from the stranger's address, "
+            "then the owner's right password from home",
+        ):
+            answers = [
+                await _login(identity, owner.email, WRONG, stranger) for _ in range(limit * 3)
+            ]
+            assert all(_locked(a) for a in answers[limit:])
+            delayed = await _login(identity, owner.email, owner.password, home)
+            if delayed is not None:
+                assert _locked(delayed)
+                wait = retry_delay_seconds(delayed)
+                assert wait <= auth.policy.account_wait_max.total_seconds() + 1
+                await asyncio.sleep(wait + 0.2)
+            assert await _login(identity, owner.email, owner.password, home) is None
+            assert _locked(await _login(identity, owner.email, owner.password, stranger))
     finally:
         auth.policy = original
 
@@ -257,6 +316,84 @@ async def test_attack_account_enumeration_by_password_reset_gets_identical_answe
         assert sent["unknown email"] == sent["deactivated account"] == sent["not an email"] == 0, (
             sent
         )
+
+
+async def _reset(identity: IdentityHarness, email: str, address: str) -> str:
+    call = identity.auth.RequestPasswordReset(
+        auth_service_pb2.RequestPasswordResetRequest(email=email),
+        metadata=identity.from_address(address),
+    )
+    await call
+    return (await call.code()).name
+
+
+async def test_attack_email_bombing_via_password_reset(
+    default_identity: IdentityHarness, tenants: Tenants, attacks: AttackLog
+) -> None:
+    identity = default_identity
+    settings = identity.settings
+    victim = await identity.create_user(tenants.attacker.admin)
+    others = [await identity.create_user(tenants.attacker.admin) for _ in range(3)]
+    addresses = _addresses("198.18")
+    tries = settings.password_reset_max_per_account * 4
+    with attacks.attempt(
+        "e-mail bombing via password reset",
+        f"{tries} reset requests for one inbox from {tries} addresses, and "
+        f"{settings.password_reset_max_per_address + 3} for many inboxes from one address "
+        "(production limits)",
+    ):
+        answers = [await _reset(identity, victim.email, next(addresses)) for _ in range(tries)]
+        one = next(addresses)
+        for _ in range(settings.password_reset_max_per_address):
+            answers.append(await _reset(identity, unique_email("filler"), one))
+        answers.extend([await _reset(identity, o.email, one) for o in others])
+        assert set(answers) == {"OK"}
+        await identity.app.auth.wait_for_background()
+        assert len(identity.notifier.messages_for(victim.email)) == (
+            settings.password_reset_max_per_account
+        )
+        assert [len(identity.notifier.messages_for(o.email)) for o in others] == [0, 0, 0]
+
+
+async def test_attack_unbounded_background_work_via_password_reset(
+    default_identity: IdentityHarness, tenants: Tenants, attacks: AttackLog
+) -> None:
+    """A stuck mail server and a flood of reset requests: the work waits in a
+    bounded queue, the rest is dropped (counted), every caller gets the same answer."""
+    identity = default_identity
+    size = identity.settings.password_reset_queue_size
+    notifier = identity.notifier
+    release = asyncio.Event()
+    real_send = notifier.send_password_reset
+
+    async def stuck_send(*, email: str, token: str, expire_time: datetime) -> None:
+        await release.wait()
+        await real_send(email=email, token=token, expire_time=expire_time)
+
+    user = await identity.create_user(tenants.attacker.admin)
+    labels = {"action": "password_reset", "reason": "queue_full"}
+    notifier.send_password_reset = stuck_send  # type: ignore[method-assign]
+    try:
+        with attacks.attempt(
+            "unbounded background work via password reset",
+            f"{size + 20} reset requests from {size + 20} addresses while mail is stuck",
+        ):
+            before = REGISTRY.get_sample_value("identity_throttled_total", labels) or 0.0
+            tasks = len(asyncio.all_tasks())
+            addresses = _addresses("198.17")
+            answers = {await _reset(identity, user.email, next(addresses))}
+            answers |= {
+                await _reset(identity, unique_email("flood"), next(addresses))
+                for _ in range(size + 19)
+            }
+            assert answers == {"OK"}
+            after = REGISTRY.get_sample_value("identity_throttled_total", labels) or 0.0
+            assert after - before >= 18
+            assert len(asyncio.all_tasks()) - tasks < 5
+    finally:
+        release.set()
+        await identity.app.auth.wait_for_background()
+        notifier.send_password_reset = real_send  # type: ignore[method-assign]
 
 
 @pytest.fixture(autouse=True)

@@ -28,6 +28,7 @@ from cardinsa.identity.v1 import (
     resources_pb2,
     user_service_pb2,
 )
+from cardinsa_identity.application.bootstrap import issue_service_key
 from cardinsa_identity.repository.models import ApiKeyRow
 
 Metadata = list[tuple[str, str]]
@@ -396,7 +397,7 @@ async def test_key_creation_and_revocation_are_audited_without_the_secret(
     assert list(by_action["api_key.create"].detail["permissions"]) == ["users.get"]
 
     # The secret is nowhere in the company's audit log.
-    hidden = created.secret.rsplit("_", 1)[1]
+    hidden = created.secret.split("_", 2)[2]  # cdk_<prefix>_<secret>; the secret may hold "_"
     page = await identity.identity.ListAuditEvents(
         identity_service_pb2.ListAuditEventsRequest(page_size=100), metadata=admin
     )
@@ -405,3 +406,55 @@ async def test_key_creation_and_revocation_are_audited_without_the_secret(
     assert hidden not in text and created.secret not in text
     service_account_events = await audit_events(identity, admin, account.id)
     assert [e.action for e in service_account_events] == ["service_account.create"]
+
+
+async def test_a_key_without_expiry_gets_the_maximum_lifetime(identity: IdentityHarness) -> None:
+    admin = await admin_metadata(identity, identity.admin_a)
+    account = await create_service_account(identity, admin)
+    maximum = timedelta(seconds=identity.settings.api_key_max_lifetime_s)
+    assert maximum == timedelta(days=365)  # the default
+
+    before = datetime.now(UTC)
+    created = await create_api_key(identity, admin, account.id, ["users.get"])
+    after = datetime.now(UTC)
+    expire = created.api_key.expire_time.ToDatetime(UTC)
+    assert before + maximum - timedelta(seconds=1) <= expire <= after + maximum
+    listed = await list_keys(identity, admin, account.id)
+    assert listed.api_keys[0].expire_time.ToDatetime(UTC) == expire
+
+    # Exactly the maximum (give or take the call's duration) is fine ...
+    at_limit = await create_api_key(
+        identity, admin, account.id, ["users.get"], expire_time=datetime.now(UTC) + maximum
+    )
+    assert at_limit.secret.startswith("cdk_")
+    # ... a day more is refused, naming the maximum.
+    error = await failure(
+        create_api_key(
+            identity,
+            admin,
+            account.id,
+            ["users.get"],
+            expire_time=datetime.now(UTC) + maximum + timedelta(days=1),
+        )
+    )
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    description = field_violations(error)["api_key.expire_time"]
+    assert "at most 365 days from now" in description
+
+
+async def test_a_service_key_from_the_cli_also_expires(identity: IdentityHarness) -> None:
+    """`cardinsa_identity.cli create-service-key` (core's key) gets the maximum
+    lifetime too: no key lives forever."""
+    maximum = timedelta(seconds=identity.settings.api_key_max_lifetime_s)
+    before = datetime.now(UTC)
+    full_key = await issue_service_key(
+        identity.app.ctx,
+        company_id=uuid.UUID(identity.platform_admin.company_id),
+        name=f"svc-{uuid.uuid4().hex[:10]}",
+        permissions=["companies.get_status"],
+    )
+    prefix = full_key.split("_", 2)[1]
+    async with identity.app.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
+        row = (await session.scalars(select(ApiKeyRow).where(ApiKeyRow.prefix == prefix))).one()
+    assert row.expire_time is not None
+    assert before + maximum - timedelta(seconds=1) <= row.expire_time <= datetime.now(UTC) + maximum

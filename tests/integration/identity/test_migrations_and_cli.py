@@ -14,6 +14,7 @@ import re
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -27,8 +28,10 @@ from support.identity_harness import IdentityHarness, unique_email
 from cardinsa_foundation.db import (
     CROSS_TENANT_SETTING,
     DEFAULT_APP_ROLE,
+    DEFAULT_PLATFORM_ROLE,
     TENANT_SETTING,
     app_role_url,
+    platform_role_url,
 )
 from cardinsa_foundation.migrations import downgrade, upgrade
 from cardinsa_identity.cli import MIGRATIONS
@@ -259,7 +262,26 @@ async def test_the_service_role_owns_nothing_and_is_bound_by_row_level_security(
         assert await visible_users(company_a) == 1
         assert await visible_users(company_b) == 1
         assert await visible_users(uuid.uuid4()) == 0
-        assert await visible_users(None, cross=True) == 2
+        # The retired switch widens nothing for the service's role...
+        assert await visible_users(None, cross=True) == 0
+        assert await visible_users(company_a, cross=True) == 1
+        # ...cross-tenant access is the platform role's own policy.
+        platform = create_async_engine(platform_role_url(fresh_database), poolclass=NullPool)
+        try:
+            async with platform.connect() as connection:
+                flags = (
+                    await connection.execute(
+                        text(
+                            "SELECT current_user, rolsuper, rolbypassrls FROM pg_roles "
+                            "WHERE rolname = current_user"
+                        )
+                    )
+                ).one()
+                assert tuple(flags) == (DEFAULT_PLATFORM_ROLE, False, False)
+                everyone = await connection.execute(text("SELECT count(*) FROM identity.users"))
+                assert everyone.scalar_one() == 2
+        finally:
+            await platform.dispose()
 
         # No DDL, and the audit log is append-only for the service's role.
         for statement in (
@@ -376,3 +398,65 @@ async def test_create_platform_admin_from_the_command_line(
     )
     assert code == 2
     assert err.startswith("error:") and "Traceback" not in err
+
+
+async def test_keys_issued_without_expiry_get_one_on_upgrade(fresh_database: str) -> None:
+    """identity_0005: a key from before the maximum lifetime expires a year after its
+    creation, and one already older than that gets a 30-day grace period."""
+    await upgrade(MIGRATIONS, fresh_database, SCHEMA, revision="identity_0001")
+    company = uuid.uuid4()
+    account = uuid.uuid4()
+    old, recent, dated = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    now = datetime.now(UTC)
+    engine = engine_for(fresh_database)
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(
+                text(f"SELECT set_config('{CROSS_TENANT_SETTING}', 'on', false)")
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO identity.service_accounts "
+                    "(id, company_id, name, description, version) "
+                    "VALUES (:id, :company, 'svc-migration', '', 1)"
+                ),
+                {"id": account, "company": company},
+            )
+            for key, age, expire in (
+                (old, timedelta(days=400), None),
+                (recent, timedelta(days=10), None),
+                (dated, timedelta(days=10), timedelta(days=5)),
+            ):
+                await connection.execute(
+                    text(
+                        "INSERT INTO identity.api_keys (id, company_id, service_account_id, "
+                        "prefix, secret_hash, display_name, permissions, expire_time, "
+                        "create_time) VALUES (:id, :company, :account, :prefix, 'x', 'k', "
+                        "'{}', :expire, :created)"
+                    ),
+                    {
+                        "id": key,
+                        "company": company,
+                        "account": account,
+                        "prefix": key.hex[:10],
+                        "expire": None if expire is None else now + expire,
+                        "created": now - age,
+                    },
+                )
+        await upgrade(MIGRATIONS, fresh_database, SCHEMA)
+        async with engine.connect() as connection:
+            # After identity_0004 the switch widens nothing: read as the keys' tenant.
+            await connection.execute(
+                text(f"SELECT set_config('{TENANT_SETTING}', :company, false)"),
+                {"company": str(company)},
+            )
+            rows = await connection.execute(
+                text(
+                    "SELECT id, round(extract(epoch FROM expire_time - now()) / 86400) "
+                    "FROM identity.api_keys"
+                )
+            )
+            days_left = {row[0]: int(row[1]) for row in rows}
+    finally:
+        await engine.dispose()
+    assert days_left == {old: 30, recent: 355, dated: 5}

@@ -23,6 +23,8 @@ from deploy_support import (
 )
 from kubernetes_validate.utils import SchemaNotFoundError, ValidationError
 
+from cardinsa_foundation.config import Settings
+
 # The newest schemas kubernetes-validate ships; strict mode refuses unknown fields.
 KUBERNETES_VERSION = "1.37.0"
 APP_UID = 10001
@@ -30,12 +32,14 @@ SECRET_NAMES = {"cardinsa-app", "cardinsa-db-admin"}
 RUNTIME_SECRETS = {
     "identity": {
         "CARDINSA_DATABASE_URL",
+        "CARDINSA_DATABASE_PLATFORM_URL",
         "CARDINSA_SIGNING_KEY_ENCRYPTION_KEY",
         "CARDINSA_PAGE_TOKEN_SECRET",
         "CARDINSA_GATEWAY_SECRET",
     },
     "company": {
         "CARDINSA_DATABASE_URL",
+        "CARDINSA_DATABASE_PLATFORM_URL",
         "CARDINSA_SIGNING_KEY_ENCRYPTION_KEY",
         "CARDINSA_PAGE_TOKEN_SECRET",
         "CARDINSA_GATEWAY_SECRET",
@@ -46,11 +50,12 @@ RUNTIME_SECRETS = {
         "CARDINSA_SIGNING_KEY_ENCRYPTION_KEY",
         "CARDINSA_PAGE_TOKEN_SECRET",
         "CARDINSA_GATEWAY_SECRET",
+        "CARDINSA_SERVICE_API_KEY",
     },
 }
 # Names of settings that hold secrets (by suffix: CARDINSA_ACCESS_TOKEN_TTL_S is not one).
 SECRET_LOOKING_NAME = re.compile(
-    r"(PASSWORD|SECRET|TOKEN|_KEY|DATABASE(_ADMIN)?_URL|CREDENTIALS?)$"
+    r"(PASSWORD|SECRET|TOKEN|_KEY|DATABASE(_ADMIN|_PLATFORM)?_URL|CREDENTIALS?)$"
 )
 HASH_SUFFIX = re.compile(r"-[a-z0-9]{10}$")
 
@@ -202,7 +207,7 @@ def test_services_have_native_grpc_probes_and_drain(
     # Termination: preStop sleep, then SIGTERM → NOT_SERVING, drain, stop with grace.
     pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
     grace = float(config_value(objects, "CARDINSA_GRACE_PERIOD_S"))
-    drain_delay = 0.5  # GrpcServer(drain_delay_s=0.5)
+    drain_delay = Settings(_env_file=None).drain_delay_s  # type: ignore[call-arg]
     assert pod_spec(deployment)["terminationGracePeriodSeconds"] > pre_stop + drain_delay + grace
     assert "replicas" not in deployment["spec"]  # the HPA owns it
 
@@ -265,6 +270,32 @@ def test_envoy_renders_its_config_and_drains(rendered: dict[str, list[Obj]], ove
     assert "exec" in envoy["readinessProbe"] and "exec" in envoy["lifecycle"]["preStop"]
     assert spec["terminationGracePeriodSeconds"] > float(envoy["lifecycle"]["preStop"]["exec"][
         "command"][-1])  # fmt: skip
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_envoy_statistics_are_scraped_like_the_services(
+    rendered: dict[str, list[Obj]], overlay: str
+) -> None:
+    """The scrape annotations name the container's metrics port, which is the port
+    the rendered bootstrap's stats listener uses, on the pod address."""
+    objects = rendered[overlay]
+    deployment = one(objects, "Deployment", "envoy")
+    spec = pod_spec(deployment)
+    (render,) = spec["initContainers"]
+    (envoy,) = spec["containers"]
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    ports = {p["name"]: p["containerPort"] for p in envoy["ports"]}
+    env = {e["name"]: e.get("value") for e in render["env"]}
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert int(annotations["prometheus.io/port"]) == ports["metrics"]
+    assert env["CARDINSA_GATEWAY_METRICS_PORT"] == str(ports["metrics"])
+    assert config_value(objects, "CARDINSA_METRICS_HOST") == "0.0.0.0"  # noqa: S104
+    for service in SERVICES:  # the services' annotations have the same keys
+        service_annotations = one(objects, "Deployment", service)["spec"]["template"]["metadata"][
+            "annotations"
+        ]
+        assert set(service_annotations) >= set(annotations)
 
 
 # ------------------------------------------------------ migrations, HPA, PDB

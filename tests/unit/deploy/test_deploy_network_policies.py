@@ -154,3 +154,8 @@ def test_metrics_are_scraped_from_the_monitoring_namespace_only(
         assert policies.allowed(PROMETHEUS, e[service], metrics(service)), service
         assert not policies.allowed(STRANGER, e[service], metrics(service)), service
         assert not policies.allowed(e["envoy"], e[service], metrics(service)), service
+    # Envoy's stats listener: from monitoring only (its admin port is not a pod port).
+    envoy_metrics = Port(9902, "TCP", "metrics")
+    assert policies.allowed(PROMETHEUS, e["envoy"], envoy_metrics)
+    assert not policies.allowed(STRANGER, e["envoy"], envoy_metrics)
+    assert not policies.allowed(INTERNET_CLIENT, e["envoy"], envoy_metrics)

@@ -23,6 +23,7 @@ from cardinsa_identity.application.access import (
     check_role_spec,
     check_service_account_spec,
     check_update_mask,
+    describe_lifetime,
     grant_violations,
     missing_to_grant,
     role_permissions,
@@ -249,3 +250,23 @@ def test_api_key_spec_violations() -> None:
 def test_api_key_display_name_at_the_limit() -> None:
     spec = ApiKeySpec("x" * MAX_API_KEY_DISPLAY_NAME_LENGTH)
     assert check_api_key_spec(spec, held=frozenset(), now=NOW) == []
+
+
+def test_api_key_expiry_is_bounded_by_the_maximum_lifetime() -> None:
+    year = timedelta(days=365)
+    at_limit = ApiKeySpec("k", (), NOW + year)
+    assert check_api_key_spec(at_limit, held=frozenset(), now=NOW, max_lifetime=year) == []
+    too_long = ApiKeySpec("k", (), NOW + year + timedelta(seconds=1))
+    (violation,) = check_api_key_spec(too_long, held=frozenset(), now=NOW, max_lifetime=year)
+    assert violation.field == "api_key.expire_time"
+    assert "at most 365 days from now" in violation.description
+    assert "maximum API key lifetime" in violation.description
+    # Without an expiry the rule has nothing to refuse (the key gets the maximum).
+    assert check_api_key_spec(ApiKeySpec("k"), held=frozenset(), now=NOW, max_lifetime=year) == []
+
+
+def test_lifetimes_are_described_in_their_largest_whole_unit() -> None:
+    assert describe_lifetime(timedelta(days=365)) == "365 days"
+    assert describe_lifetime(timedelta(hours=36)) == "36 hours"
+    assert describe_lifetime(timedelta(minutes=90)) == "90 minutes"
+    assert describe_lifetime(timedelta(seconds=3601)) == "3601 seconds"

@@ -41,7 +41,7 @@ import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final, TypeVar
 
 from sqlalchemy import ColumnElement, Select, func, literal_column, or_, select, update
@@ -105,6 +105,7 @@ __all__ = [
     "check_role_spec",
     "check_service_account_spec",
     "check_update_mask",
+    "describe_lifetime",
     "grant_violations",
     "missing_to_grant",
     "role_permissions",
@@ -299,10 +300,12 @@ def check_api_key_spec(
     held: Collection[str],
     now: datetime,
     ceiling: Collection[str] = COMPANY_CEILING,
+    max_lifetime: timedelta | None = None,
 ) -> list[FieldViolation]:
     """``ceiling`` is the company ceiling, except for keys a platform admin issues
     to a service account of its own (platform) company: the platform's services
-    (identity, core) need platform permissions such as ``companies.get_status``."""
+    (identity, core) need platform permissions such as ``companies.get_status``.
+    ``max_lifetime``: an expiry later than ``now`` plus this is refused."""
     violations = check_text(
         spec.display_name, "api_key.display_name", MAX_API_KEY_DISPLAY_NAME_LENGTH
     )
@@ -311,7 +314,28 @@ def check_api_key_spec(
     )
     if spec.expire_time is not None and spec.expire_time <= now:
         violations.append(FieldViolation("api_key.expire_time", "must be in the future"))
+    elif (
+        spec.expire_time is not None
+        and max_lifetime is not None
+        and spec.expire_time > now + max_lifetime
+    ):
+        violations.append(
+            FieldViolation(
+                "api_key.expire_time",
+                f"must be at most {describe_lifetime(max_lifetime)} from now "
+                "(the maximum API key lifetime)",
+            )
+        )
     return violations
+
+
+def describe_lifetime(lifetime: timedelta) -> str:
+    """``365 days``, ``36 hours``, ``90 minutes``: the largest whole unit."""
+    seconds = int(lifetime.total_seconds())
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} seconds"
 
 
 def _check_request_id(request_id: str) -> list[FieldViolation]:
@@ -999,11 +1023,14 @@ class AccessUseCases:
         """
         principal = require_principal()
         company = target_company(principal, "")
+        now = datetime.now(UTC)
+        max_lifetime = timedelta(seconds=self.ctx.settings.api_key_max_lifetime_s)
         violations = check_api_key_spec(
             spec,
             held=principal.permissions,
-            now=datetime.now(UTC),
+            now=now,
             ceiling=ALL_PERMISSIONS if principal.is_platform_admin else COMPANY_CEILING,
+            max_lifetime=max_lifetime,
         )
         if violations:
             raise InvalidArgument("the API key is not valid", field_violations=violations)
@@ -1025,7 +1052,8 @@ class AccessUseCases:
                 secret_hash=issued.secret_hash,
                 display_name=spec.display_name,
                 permissions=sorted(spec.permissions),
-                expire_time=spec.expire_time,
+                # No expiry asked for: the longest allowed (no key lives forever).
+                expire_time=spec.expire_time or now + max_lifetime,
                 created_by=current_actor_id(),
             )
             session.add(key)

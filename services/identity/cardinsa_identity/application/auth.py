@@ -3,18 +3,28 @@
 Rules that matter here (ARCHITECTURE.md, "Bar to beat"):
 - an unknown email and a wrong password get the same answer and cost the same
   hashing work;
-- failed logins are counted per account and per client address before the
-  password is checked, and the limit is enforced (see ``throttle``);
+- only failed logins count: per account and per account from one client
+  address before the password is checked (a correct password is refused only
+  by a lock on its own account), per client address after a failure (failing
+  guesses from a busy address are refused, correct passwords are not); see
+  ``throttle``;
 - refresh tokens are opaque, stored as hashes, single-use; presenting a used
   one revokes the whole session (family) and is audited;
 - password change, reset, lock and deactivation revoke every session;
 - reset tokens are stored as hashes, single-use, expire, and go to the user
-  through the notifier, never to the log or the response.
+  through the notifier, never to the log or the response; reset requests are
+  limited per client address and per account and wait in a bounded queue, with
+  the same answer whatever happens to them;
+- the other public calls write only for a caller holding a valid token or key
+  (RefreshToken, ConfirmPasswordReset, ExchangeApiKey): an invalid one costs a
+  stranger one indexed read and a SHA-256 at most, within the gateway's rate
+  limit, and writes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -50,7 +60,7 @@ from cardinsa_identity.domain.tokens import (
     new_opaque_token,
     sign_access_token,
 )
-from cardinsa_identity.domain.users import UserState, normalize_email
+from cardinsa_identity.domain.users import UserState, check_email, normalize_email
 from cardinsa_identity.repository.models import (
     ApiKeyRow,
     PasswordResetRow,
@@ -63,6 +73,10 @@ from cardinsa_identity.repository.models import (
 log = logging.getLogger(__name__)
 
 INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+# An attempt finding as many attempts on its account being checked as may still
+# fail waits this long between tries, this many times, before it is refused.
+BUSY_WAIT_S = 0.1
+BUSY_RETRIES = 30
 
 
 def _invalid_credentials() -> Unauthenticated:
@@ -75,10 +89,24 @@ def _invalid_refresh_token() -> Unauthenticated:
     )
 
 
+def _dropped_reset(limit: str) -> None:
+    """A password-reset request a limit dropped: counted and logged (without the
+    email), the caller's answer unchanged."""
+    metrics.IDENTITY_THROTTLED.labels(action="password_reset", reason=limit).inc()
+    log.warning("password-reset request dropped", extra={"limit": limit})
+
+
 def _required(**fields: str) -> None:
     missing = [FieldViolation(name, "required") for name, value in fields.items() if not value]
     if missing:
         raise InvalidArgument("required fields are missing", field_violations=missing)
+
+
+@dataclass
+class _Outcome:
+    """Whether a reserved login attempt was counted (failure) or cleared (success)."""
+
+    decided: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,9 +154,24 @@ class AuthUseCases:
             window=timedelta(seconds=settings.login_failure_window_s),
             lock_base=timedelta(seconds=settings.login_lock_base_s),
             lock_max=timedelta(seconds=settings.login_lock_max_s),
+            account_wait_max=timedelta(seconds=settings.login_account_wait_max_s),
         )
         self.access_ttl = timedelta(seconds=settings.access_token_ttl_s)
-        self._background: set[asyncio.Task[None]] = set()
+        # Password-reset requests waiting for their message, and the one worker
+        # that issues them (started by the first request).
+        self._resets: asyncio.Queue[tuple[str, str]] = asyncio.Queue(
+            maxsize=settings.password_reset_queue_size
+        )
+        self._reset_worker: asyncio.Task[None] | None = None
+        # Stale throttle counters are purged at most this often (per process),
+        # after a failed login or a password-reset request.
+        self.purge_interval = timedelta(hours=1)
+        self.purge_idle = max(
+            timedelta(days=1),
+            2 * timedelta(seconds=settings.login_lock_max_s + settings.login_failure_window_s),
+            2 * timedelta(seconds=settings.password_reset_window_s),
+        )
+        self._next_purge = datetime.now(UTC)
 
     # ------------------------------------------------------------------ tokens
 
@@ -181,24 +224,70 @@ class AuthUseCases:
         except ValueError:
             email_key = email.strip().lower()
         address = client_address_var.get() or "unknown"
-        db = self.ctx.db
+        keys = [
+            (throttle.ACCOUNT, email_key),
+            (throttle.ACCOUNT_ADDRESS, throttle.pair_key(email_key, address)),
+        ]
 
         # Each transaction sends its work as one statement (login_store: what the
         # ORM did in sixteen round trips cost the hash threads' cores).
-        attempt = await login_store.reserve_and_find_user(
-            db,
-            self.ctx.audit,
-            self.policy,
-            email_key=email_key,
-            address=address,
-            now=datetime.now(UTC),
-        )
-        user, locked_until = attempt.user, attempt.locked_until
-        for _ in attempt.newly_locked:
-            metrics.IDENTITY_LOCKOUTS.inc()
-        if locked_until is not None:
-            raise throttle.locked_error(locked_until)
+        for _ in range(BUSY_RETRIES):
+            attempt = await login_store.reserve_and_find_user(
+                self.ctx.db,
+                self.ctx.audit,
+                self.policy,
+                email_key=email_key,
+                address=address,
+                now=datetime.now(UTC),
+            )
+            verdict = attempt.verdict
+            for _ in verdict.newly_locked:
+                metrics.IDENTITY_LOCKOUTS.inc()
+            if verdict.locked_until is not None:
+                raise throttle.locked_error(verdict.locked_until)
+            if not verdict.busy:
+                break
+            # As many attempts as the account may still fail are being checked
+            # (they may succeed): wait for them instead of refusing.
+            await asyncio.sleep(BUSY_WAIT_S)
+        else:
+            raise throttle.busy_error()
 
+        outcome = _Outcome()
+        try:
+            return await self._checked_login(
+                attempt.user,
+                outcome=outcome,
+                email_key=email_key,
+                address=address,
+                keys=keys,
+                password=password,
+                user_agent=user_agent,
+            )
+        finally:
+            if not outcome.decided:
+                # An error before the attempt was counted one way or the other.
+                with contextlib.suppress(Exception):
+                    async with self.ctx.db.unit_of_work(
+                        company_id=None, cross_tenant=True
+                    ) as session:
+                        await throttle.give_back(session, keys)
+
+    async def _checked_login(
+        self,
+        user: LoginUser | None,
+        *,
+        outcome: _Outcome,
+        email_key: str,
+        address: str,
+        keys: list[tuple[str, str]],
+        password: str,
+        user_agent: str | None,
+    ) -> IssuedTokens:
+        """The rest of `login`, once the attempt is reserved: ``outcome.decided``
+        once it is counted as a failure or cleared by the success; otherwise
+        `login` gives the reservation back."""
+        db = self.ctx.db
         # The hash runs outside any transaction: no connection is held for it.
         if user is None:
             await self.ctx.hasher.dummy_verify_async(password)
@@ -217,6 +306,24 @@ class AuthUseCases:
                     company_id=user.company_id if user else None,
                     detail={"client_address": address},
                 )
+                await throttle.record_failure(session, keys)
+                outcome.decided = True
+                # The address is counted only now, after a failure: what other
+                # accounts' failures filled never refuses a correct password.
+                busy = await throttle.count_failure(session, self.policy, throttle.ADDRESS, address)
+                for _ in busy.newly_locked:
+                    metrics.IDENTITY_LOCKOUTS.inc()
+                    await self.ctx.audit.record(
+                        session,
+                        action="login.lockout",
+                        entity_type="client_address",
+                        entity_id=None,
+                        company_id=None,
+                        detail={"scope": throttle.ADDRESS, "client_address": address},
+                    )
+            await self._purge_if_due()
+            if busy.locked_until is not None:
+                raise throttle.locked_error(busy.locked_until)
             raise _invalid_credentials()
 
         assert user is not None
@@ -231,6 +338,9 @@ class AuthUseCases:
                     entity_id=user.id,
                     detail={"state": user.state, "client_address": address},
                 )
+            async with db.unit_of_work(company_id=None, cross_tenant=True) as session:
+                await throttle.record_failure(session, keys)
+            outcome.decided = True
             raise Unauthenticated(
                 "this account cannot log in",
                 reason=f"ACCOUNT_{user.state}",
@@ -252,6 +362,7 @@ class AuthUseCases:
             db,
             user=user,
             email_key=email_key,
+            address=address,
             new_password_hash=new_hash,
             opened=opened,
             audit=audit,
@@ -259,6 +370,7 @@ class AuthUseCases:
         if grants is None:  # deactivated, locked or deleted since the password check
             principal_var.set(principal)
             raise _invalid_credentials()
+        outcome.decided = True
         roles, permissions = grants
         access, access_exp = self._sign(
             subject=str(user.id),
@@ -276,6 +388,16 @@ class AuthUseCases:
             refresh_expire_time=opened.expire_time,
             session_id=session_id,
         )
+
+    async def _purge_if_due(self) -> None:
+        now = datetime.now(UTC)
+        if now < self._next_purge:
+            return
+        self._next_purge = now + self.purge_interval
+        async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
+            purged = await throttle.purge_stale(session, self.purge_idle)
+        if purged:
+            log.info("stale login and password-reset counters purged", extra={"rows": purged})
 
     # ----------------------------------------------------------------- refresh
 
@@ -423,49 +545,93 @@ class AuthUseCases:
             user = await session.get(UserRow, user_id)
             if user is None or user.delete_time is not None:
                 raise Unauthenticated("the account no longer exists", reason="ACCOUNT_NOT_FOUND")
-            keys = [(throttle.ACCOUNT, user.email)]
-            locked_until, _ = await throttle.reserve_attempt(session, self.policy, keys)
+            # As login: a lock on this address (long), a bounded wait for the account.
+            address = client_address_var.get() or "unknown"
+            keys = [
+                (throttle.ACCOUNT, user.email),
+                (throttle.ACCOUNT_ADDRESS, throttle.pair_key(user.email, address)),
+            ]
+            verdict = await throttle.reserve_attempt(session, self.policy, keys)
             stored_hash, email = user.password_hash, user.email
-        if locked_until is not None:
-            raise throttle.locked_error(locked_until)
-        ok, _ = await self.ctx.hasher.verify_password_async(current_password, stored_hash)
-        if not ok:
-            metrics.IDENTITY_LOGIN_FAILURES.inc()
-            raise InvalidArgument(
-                "the current password is not correct",
-                reason="WRONG_CURRENT_PASSWORD",
-                field_violations=[FieldViolation("current_password", "is not correct")],
-            )
-        self._check_new_password(new_password, email, "new_password")
-        new_hash = await self.ctx.hasher.hash_password_async(new_password)
-        async with self.ctx.db.unit_of_work() as session:
-            user = await session.get(UserRow, user_id, with_for_update=True)
-            assert user is not None
-            user.password_hash = new_hash
-            user.password_change_time = datetime.now(UTC)
-            await throttle.clear(session, throttle.ACCOUNT, email)
-            revoked = await revoke_user_sessions(session, user_id, "password_change")
-            await self.ctx.audit.record(
-                session,
-                action="user.change_password",
-                entity_type="user",
-                entity_id=user_id,
-                changed_fields=["password"],
-                detail={"sessions_revoked": revoked},
-            )
+        if verdict.locked_until is not None:
+            raise throttle.locked_error(verdict.locked_until)
+        if verdict.busy:
+            raise throttle.busy_error()
+        decided = False
+        try:
+            ok, _ = await self.ctx.hasher.verify_password_async(current_password, stored_hash)
+            if not ok:
+                metrics.IDENTITY_LOGIN_FAILURES.inc()
+                async with self.ctx.db.unit_of_work() as session:
+                    await throttle.record_failure(session, keys)
+                decided = True
+                raise InvalidArgument(
+                    "the current password is not correct",
+                    reason="WRONG_CURRENT_PASSWORD",
+                    field_violations=[FieldViolation("current_password", "is not correct")],
+                )
+            self._check_new_password(new_password, email, "new_password")
+            new_hash = await self.ctx.hasher.hash_password_async(new_password)
+            async with self.ctx.db.unit_of_work() as session:
+                user = await session.get(UserRow, user_id, with_for_update=True)
+                assert user is not None
+                user.password_hash = new_hash
+                user.password_change_time = datetime.now(UTC)
+                await throttle.clear(session, throttle.ACCOUNT, email)
+                revoked = await revoke_user_sessions(session, user_id, "password_change")
+                await self.ctx.audit.record(
+                    session,
+                    action="user.change_password",
+                    entity_type="user",
+                    entity_id=user_id,
+                    changed_fields=["password"],
+                    detail={"sessions_revoked": revoked},
+                )
+            decided = True
+        finally:
+            if not decided:  # the right password, but no change (policy, error)
+                with contextlib.suppress(Exception):
+                    async with self.ctx.db.unit_of_work() as session:
+                        await throttle.give_back(session, keys)
 
     async def request_password_reset(self, email: str) -> None:
-        """Answers the same for every email; the work happens in the background."""
+        """Answers the same for every email, and also when a limit drops the
+        request: at most ``password_reset_max_per_address`` per client address
+        (counted here) and ``password_reset_max_per_account`` per account
+        (counted by the worker, which alone knows the account) per window. The
+        message is issued by one worker from a bounded queue; a full queue
+        drops the request."""
         _required(email=email)
-        try:
-            email_key = normalize_email(email)
-        except ValueError:
+        settings = self.ctx.settings
+        window = timedelta(seconds=settings.password_reset_window_s)
+        address = client_address_var.get() or "unknown"
+        async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
+            count = await throttle.count_request(session, throttle.RESET_ADDRESS, address, window)
+        await self._purge_if_due()
+        if count > settings.password_reset_max_per_address:
+            _dropped_reset("address")
             return
-        task = asyncio.create_task(self._issue_reset(email_key, client_address_var.get()))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        email_key = normalize_email(email)
+        if check_email(email_key):
+            return  # not an email: no account can have it
+        try:
+            self._resets.put_nowait((email_key, address))
+        except asyncio.QueueFull:
+            _dropped_reset("queue_full")
+            return
+        if self._reset_worker is None or self._reset_worker.done():
+            self._reset_worker = asyncio.create_task(self._issue_resets())
 
-    async def _issue_reset(self, email: str, client_address: str | None) -> None:
+    async def _issue_resets(self) -> None:
+        while True:
+            email, client_address = await self._resets.get()
+            try:
+                await self._issue_reset(email, client_address)
+            finally:
+                self._resets.task_done()
+
+    async def _issue_reset(self, email: str, client_address: str) -> None:
+        settings = self.ctx.settings
         try:
             async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
                 user = (
@@ -475,10 +641,17 @@ class AuthUseCases:
                 ).first()
                 if user is None or user.state != UserState.ACTIVE:
                     return
-                reset = new_opaque_token(OpaqueTokenKind.PASSWORD_RESET)
-                expire = datetime.now(UTC) + timedelta(
-                    seconds=self.ctx.settings.password_reset_ttl_s
+                count = await throttle.count_request(
+                    session,
+                    throttle.RESET_ACCOUNT,
+                    str(user.id),
+                    timedelta(seconds=settings.password_reset_window_s),
                 )
+                if count > settings.password_reset_max_per_account:
+                    _dropped_reset("account")
+                    return
+                reset = new_opaque_token(OpaqueTokenKind.PASSWORD_RESET)
+                expire = datetime.now(UTC) + timedelta(seconds=settings.password_reset_ttl_s)
                 session.add(
                     PasswordResetRow(
                         token_hash=reset.token_hash,
@@ -502,9 +675,13 @@ class AuthUseCases:
             log.exception("issuing a password reset failed")
 
     async def wait_for_background(self) -> None:
-        """For tests and shutdown: let pending reset notifications finish."""
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        """For tests and shutdown: let queued reset notifications finish, then
+        stop the worker (the next request starts it again)."""
+        await self._resets.join()
+        worker, self._reset_worker = self._reset_worker, None
+        if worker is not None:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
 
     async def confirm_password_reset(self, reset_token: str, new_password: str) -> None:
         _required(reset_token=reset_token, new_password=new_password)

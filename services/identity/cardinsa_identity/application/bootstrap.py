@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
@@ -167,7 +167,8 @@ async def issue_service_key(
 
     The account's earlier keys are revoked: each start of a service gets its own
     key, and a key left in an old environment stops working. Returns the full
-    key (shown once; the database keeps its prefix and hash).
+    key (shown once; the database keeps its prefix and hash). It expires after
+    ``api_key_max_lifetime_s``, as every API key does.
     """
     unknown = sorted(set(permissions) - ALL_PERMISSIONS)
     if unknown:
@@ -219,6 +220,8 @@ async def issue_service_key(
                     secret_hash=key.secret_hash,
                     display_name=f"{name} (issued at start)",
                     permissions=sorted(set(permissions)),
+                    # Like every key: no longer than the maximum lifetime.
+                    expire_time=now + timedelta(seconds=ctx.settings.api_key_max_lifetime_s),
                 )
             )
             await ctx.audit.record(

@@ -17,16 +17,18 @@ about the rules of login changes:
 
 - ``reserve_and_find_user``: the same reservation upsert as
   :func:`throttle.reserve_attempt` (one definition, :func:`throttle.reserve_sql`)
-  for the account and the client address, and the user lookup, in one
-  statement; what the counters mean (and locking a key over its limit) stays
-  in :func:`throttle.settle`, and a new lock gets its ``login.lockout`` audit
-  row in the same transaction.
+  for the account and for the account from this client address, and the user
+  lookup, in one statement; what the counters mean (and locking a key over its
+  limit) stays in :func:`throttle.settle`, and a new lock gets its
+  ``login.lockout`` audit row in the same transaction. The client address
+  alone is counted after a failure (``AuthUseCases.login``), never before.
 - ``complete_login``: the user row is updated only if it is still active and
   not deleted (the UPDATE takes the row lock the ORM's ``SELECT ... FOR
-  UPDATE`` took, and re-checks the row under it), and only then are the account
-  counter cleared, the session, its refresh token and the audit row (built by
-  the service's :class:`AuditWriter`, same content as ``record``) inserted and
-  the roles read. No row comes back when the user can no longer log in.
+  UPDATE`` took, and re-checks the row under it), and only then are the
+  account's two counters cleared (kept only for other attempts still being
+  checked), the session, its refresh token and the audit row (built by the
+  service's :class:`AuditWriter`, same content as ``record``) inserted and the
+  roles read. No row comes back when the user can no longer log in.
 """
 
 from __future__ import annotations
@@ -56,13 +58,13 @@ __all__ = [
 _RESERVE_AND_FIND_USER: Final = f"""
 WITH reserved AS ({
     throttle.reserve_sql(
-        "($1::text, $2::text, 1, $5::timestamptz, NULL, 0), "
-        "($3::text, $4::text, 1, $5::timestamptz, NULL, 0)",
+        "($1::text, $2::text, 0, $5::timestamptz, NULL, 0, 1), "
+        "($3::text, $4::text, 0, $5::timestamptz, NULL, 0, 1)",
         "$5::timestamptz",
         "$6::float8",
     )
 })
-SELECT r.scope, r.key, r.failures, r.locked_until, r.lock_count,
+SELECT r.scope, r.key, r.failures, r.pending, r.locked_until, r.lock_count,
        u.id AS user_id, u.company_id, u.state, u.password_hash
   FROM reserved r
   LEFT JOIN identity.users u
@@ -70,6 +72,7 @@ SELECT r.scope, r.key, r.failures, r.locked_until, r.lock_count,
 """  # noqa: S608
 
 _LOCK: Final = throttle.lock_sql("$1::text", "$2::text", "$3::timestamptz", "$4::timestamptz")
+_GIVE_BACK: Final = throttle.give_back_sql("$1::text", "$2::text")
 
 _AUDIT_COLUMNS: Final = (
     "id, company_id, actor_id, on_behalf_of_id, action, entity_type, entity_id, "
@@ -95,9 +98,24 @@ WITH account AS (
            version = version + 1
      WHERE id = $11::uuid AND delete_time IS NULL AND state = $22::text
     RETURNING id, company_id
+), held AS (
+    -- The account's two counters, locked in the order the reservation takes
+    -- them (account, then the account from this address): a login completing
+    -- and one reserving for the same account and address cannot deadlock.
+    SELECT scope, key, pending FROM identity.login_throttles
+     WHERE ((scope = $23::text AND key = $12::text) OR (scope = $24::text AND key = $25::text))
+       AND EXISTS (SELECT FROM account)
+     ORDER BY scope
+       FOR UPDATE
 ), cleared AS (
-    DELETE FROM identity.login_throttles
-     WHERE scope = $23::text AND key = $12::text AND EXISTS (SELECT FROM account)
+    DELETE FROM identity.login_throttles t USING held h
+     WHERE t.scope = h.scope AND t.key = h.key AND h.pending <= 1
+), released AS (
+    -- Other attempts are being checked: keep them counted, clear the rest.
+    UPDATE identity.login_throttles t
+       SET failures = 0, pending = h.pending - 1, locked_until = NULL, lock_count = 0
+      FROM held h
+     WHERE t.scope = h.scope AND t.key = h.key AND h.pending > 1
 ), opened AS (
     INSERT INTO identity.sessions
         (id, company_id, user_id, last_use_time, idle_expire_time, expire_time,
@@ -152,12 +170,11 @@ class LoginUser:
 
 @dataclass(frozen=True, slots=True)
 class LoginAttempt:
-    """A reserved attempt: the user (None for an unknown email), until when the
-    attempt is locked out (None: check the password) and the keys it newly locked."""
+    """A reserved attempt: the user (None for an unknown email) and what the
+    reservation means (``verdict.go``: check the password)."""
 
     user: LoginUser | None
-    locked_until: datetime | None
-    newly_locked: list[tuple[str, str]]
+    verdict: throttle.Verdict
 
 
 async def reserve_and_find_user(
@@ -169,28 +186,34 @@ async def reserve_and_find_user(
     address: str,
     now: datetime,
 ) -> LoginAttempt:
-    """Reserve an attempt on the account and the client address and find the
-    account, in one cross-tenant transaction that commits at once (see
-    :func:`throttle.reserve_attempt`); a key this attempt locks gets its
-    ``login.lockout`` audit row in the same transaction."""
+    """Reserve an attempt on the account and on the account from the client
+    address and find the account, in one cross-tenant transaction that commits
+    at once (see :func:`throttle.reserve_attempt`); a key this attempt locks
+    gets its ``login.lockout`` audit row in the same transaction."""
+    pair = throttle.pair_key(email_key, address)
     async with db.transaction(company_id=None, cross_tenant=True) as connection:
         records = await connection.fetch(
             _RESERVE_AND_FIND_USER,
             throttle.ACCOUNT,
             email_key,
-            throttle.ADDRESS,
-            address,
+            throttle.ACCOUNT_ADDRESS,
+            pair,
             now,
             policy.window.total_seconds(),
         )
         by_scope = {record["scope"]: record for record in records}
         user: LoginUser | None = None
         reservations = []
-        for scope, key in ((throttle.ACCOUNT, email_key), (throttle.ADDRESS, address)):
+        for scope, key in ((throttle.ACCOUNT, email_key), (throttle.ACCOUNT_ADDRESS, pair)):
             record = by_scope[scope]
             reservations.append(
                 throttle.Reservation(
-                    scope, key, record["failures"], record["locked_until"], record["lock_count"]
+                    scope,
+                    key,
+                    record["failures"],
+                    record["pending"],
+                    record["locked_until"],
+                    record["lock_count"],
                 )
             )
             if scope == throttle.ACCOUNT and record["user_id"] is not None:
@@ -204,18 +227,20 @@ async def reserve_and_find_user(
         async def place_lock(scope: str, key: str, until: datetime, at: datetime) -> bool:
             return await connection.fetchrow(_LOCK, scope, key, until, at) is not None
 
-        locked_until, newly_locked = await throttle.settle(policy, reservations, now, place_lock)
-        for scope, _key in newly_locked:
-            on_account = scope == throttle.ACCOUNT
+        async def give_back(scope: str, key: str) -> None:
+            await connection.execute(_GIVE_BACK, scope, key)
+
+        verdict = await throttle.settle(policy, reservations, now, place_lock, give_back)
+        for scope, _key in verdict.newly_locked:
             row = audit.build(
                 action="login.lockout",
-                entity_type="user" if on_account else "client_address",
-                entity_id=user.id if user and on_account else None,
-                company_id=user.company_id if user and on_account else None,
+                entity_type="user",
+                entity_id=user.id if user else None,
+                company_id=user.company_id if user else None,
                 detail={"scope": scope, "client_address": address},
             )
             await connection.execute(_INSERT_AUDIT, *_audit_arguments(row))
-    return LoginAttempt(user, locked_until, newly_locked)
+    return LoginAttempt(user, verdict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,16 +261,18 @@ async def complete_login(
     *,
     user: LoginUser,
     email_key: str,
+    address: str,
     new_password_hash: str | None,
     opened: NewSession,
     audit: AuditEventRow,
 ) -> tuple[list[str], frozenset[str]] | None:
     """Record a successful login of a still-active ``user``, in its company's
     transaction: last login time (and the upgraded hash, unless the password
-    changed meanwhile), the account counter cleared, the session with its refresh
-    token, the audit row. Returns the user's roles and permissions, or None
-    (nothing written) when the account is no longer active or was deleted since
-    the password was checked."""
+    changed meanwhile), the account's counters cleared (from every address
+    and from this one), the session with its refresh token, the audit row.
+    Returns the user's roles and permissions, or None (nothing written) when
+    the account is no longer active or was deleted since the password was
+    checked."""
     async with db.transaction(company_id=user.company_id) as connection:
         records = await connection.fetch(
             _COMPLETE_LOGIN,
@@ -263,6 +290,8 @@ async def complete_login(
             opened.refresh_token_hash,
             UserState.ACTIVE.value,
             throttle.ACCOUNT,
+            throttle.ACCOUNT_ADDRESS,
+            throttle.pair_key(email_key, address),
         )
     if not records:
         return None

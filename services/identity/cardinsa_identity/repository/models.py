@@ -249,7 +249,9 @@ class PasswordResetRow(Base):
 
 
 class LoginThrottleRow(Base):
-    """Failed-login state per account (scope ``account``) or client address (``address``)."""
+    """Failed-login state per account (scope ``account``), account from one client
+    address (``account_address``) or client address (``address``); password-reset
+    request counts (``reset_address``, ``reset_account``)."""
 
     __tablename__ = "login_throttles"
 
@@ -260,6 +262,10 @@ class LoginThrottleRow(Base):
     locked_until: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
     # How many times this key was locked in a row: the next lock lasts longer.
     lock_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # Attempts reserved and being checked right now (login's account keys).
+    pending: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default=text("0")
+    )
 
 
 class IdempotencyRow(Base):

@@ -15,7 +15,7 @@ identity's watch listens to. Platform-wide, not tenant data: no row-level
 security (ids only, no company).
 
 Revision ID: identity_0002
-Revises: identity_0001
+Revises: identity_0005
 Create Date: 2026-12-06 22:10:00
 """
 
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "identity_0002"
-down_revision: str | None = "identity_0001"
+down_revision: str | None = "identity_0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
