@@ -27,3 +27,17 @@ class CompanyServiceSettings(Settings):
     # platform's own service accounts are not checked.
     tenant_status_check: bool = True
     tenant_status_ttl_s: float = Field(default=10.0, ge=0)
+
+    def serving_problems(self) -> list[tuple[str, str]]:
+        problems = super().serving_problems()
+        key = self.service_api_key.get_secret_value().strip() if self.service_api_key else ""
+        if self.revocation_check and not key.startswith("cdk_"):
+            problems.append(
+                (
+                    "service_api_key",
+                    "CARDINSA_SERVICE_API_KEY must be company's API key (cdk_..., permission "
+                    "revocations.watch, from `python -m cardinsa_identity.cli "
+                    "create-service-key`) to follow identity's token revocations",
+                )
+            )
+        return problems
