@@ -551,30 +551,38 @@ def main() -> int:
                 env,
                 f"registering {name}",
             )
-        # core asks the company service about tenants as a platform service
+
+        # core asks the company service about tenants, and core and company
+        # follow identity's token revocations, each as a platform service
         # account; a fresh key each start (the earlier one is revoked).
-        say("issuing core's service key")
-        service_key = (
-            run_checked(
-                [
-                    sys.executable,
-                    "-m",
-                    "cardinsa_identity.cli",
-                    "create-service-key",
-                    "--company-id",
-                    platform,
-                    "--name",
-                    "core-service",
-                    "--permission",
-                    "companies.get_status",
-                ],
-                env,
-                "issuing core's service key",
+        def issue_key(name: str, *permissions: str) -> str:
+            say(f"issuing {name}'s service key")
+            command = [
+                sys.executable,
+                "-m",
+                "cardinsa_identity.cli",
+                "create-service-key",
+                "--company-id",
+                platform,
+                "--name",
+                name,
+            ]
+            for permission in permissions:
+                command += ["--permission", permission]
+            return (
+                run_checked(command, env, f"issuing {name}'s service key").strip().splitlines()[-1]
             )
-            .strip()
-            .splitlines()[-1]
-        )
-        service_env = {"core": {"CARDINSA_SERVICE_API_KEY": service_key}}
+
+        service_env = {
+            "core": {
+                "CARDINSA_SERVICE_API_KEY": issue_key(
+                    "core-service", "companies.get_status", "revocations.watch"
+                )
+            },
+            "company": {
+                "CARDINSA_SERVICE_API_KEY": issue_key("company-service", "revocations.watch")
+            },
+        }
 
         for service in services:
             ports = ", ".join(str(p) for p in service.worker_ports(args.workers, step))

@@ -72,7 +72,10 @@ class Method:
 
     @property
     def is_read(self) -> bool:
-        """Reached with GET over REST: safe and idempotent, so retries are allowed."""
+        """Reached with GET over REST: safe and idempotent, so retries are allowed
+        (not a stream: a stream is never retried)."""
+        if self.client_streaming or self.server_streaming:
+            return False
         return bool(self.bindings) and all(b.verb == "GET" for b in self.bindings)
 
     @property

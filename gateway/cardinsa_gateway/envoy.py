@@ -338,7 +338,7 @@ class EnvoyConfig:
                 owner[package] = upstream.name
         for upstream in self.upstreams:
             for method in self.contract.methods_of(upstream.packages):
-                if method.client_streaming or method.server_streaming:
+                if method.client_streaming:
                     raise ValueError(f"{method.grpc_path}: streaming methods need their own routes")
 
     # --- the document -----------------------------------------------------------
@@ -999,6 +999,24 @@ class EnvoyConfig:
         #    login (rate limit per client address), own timeouts.
         for upstream in self.upstreams:
             for method in self.contract.methods_of(upstream.packages):
+                if method.server_streaming:
+                    # A long stream (WatchRevocations): no overall timeout, no
+                    # buffering; the upstream ends it after a few minutes.
+                    routes.append(
+                        {
+                            "name": method.grpc_path,
+                            "match": {"path": method.grpc_path},
+                            "route": {
+                                "cluster": upstream.name,
+                                "timeout": "0s",
+                                "idle_timeout": "300s",
+                            },
+                            "typed_per_filter_config": {
+                                F_BUFFER: {TYPE: T_BUFFER_ROUTE, "disabled": True}
+                            },
+                        }
+                    )
+                    continue
                 timeout = self._method_timeout(upstream, method)
                 special = (
                     method.is_read

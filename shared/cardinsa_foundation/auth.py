@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 
@@ -30,6 +30,12 @@ ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a token type name, not a secret
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti", "typ", "kind")
 
 JwksFetcher = Callable[[], Awaitable[Mapping[str, Any]]]
+
+
+class RevocationCheck(Protocol):
+    """Raises UNAUTHENTICATED for a revoked token (``revocation.RevocationSet``)."""
+
+    def check(self, principal: Principal, issued_at: float) -> None: ...
 
 
 def _unauthenticated(
@@ -180,32 +186,39 @@ class TokenVerifier:
         self._audience = audience
         self._leeway_s = leeway_s
         self._cache_size = cache_size
-        self._verified: OrderedDict[str, tuple[Principal, float, str]] = OrderedDict()
+        self._verified: OrderedDict[str, tuple[Principal, float, str, float]] = OrderedDict()
         jwks.on_refresh = self._forget_retired_keys
+        #: Revoked tokens (cardinsa_foundation.revocation.RevocationSet), asked
+        #: on every call, cached tokens included; None: not checked.
+        self.revocations: RevocationCheck | None = None
 
     def _forget_retired_keys(self, kids: frozenset[str]) -> None:
-        stale = [token for token, (_, _, kid) in self._verified.items() if kid not in kids]
+        stale = [token for token, (_, _, kid, _) in self._verified.items() if kid not in kids]
         for token in stale:
             del self._verified[token]
 
     async def verify(self, token: str) -> Principal:
         cached = self._verified.get(token)
         if cached is not None:
-            principal, expires_at, kid = cached
+            principal, expires_at, kid, issued_at = cached
             if time.time() < expires_at + self._leeway_s:
                 # The signature is not checked again, but its key must still be
                 # published: a retired (e.g. compromised) key ends its tokens
                 # within the JWKS cache's TTL. A dict lookup while fresh.
                 await self._jwks.get(kid)
+                if self.revocations is not None:
+                    self.revocations.check(principal, issued_at)
                 return principal
             del self._verified[token]
-        principal, expires_at, kid = await self._verify_uncached(token)
-        self._verified[token] = (principal, expires_at, kid)
+        principal, expires_at, kid, issued_at = await self._verify_uncached(token)
+        self._verified[token] = (principal, expires_at, kid, issued_at)
         if len(self._verified) > self._cache_size:
             self._verified.popitem(last=False)
+        if self.revocations is not None:
+            self.revocations.check(principal, issued_at)
         return principal
 
-    async def _verify_uncached(self, token: str) -> tuple[Principal, float, str]:
+    async def _verify_uncached(self, token: str) -> tuple[Principal, float, str, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -241,7 +254,7 @@ class TokenVerifier:
             raise _unauthenticated("INVALID_TOKEN") from None
         if claims.get("typ") != ACCESS_TOKEN_TYPE:
             raise _unauthenticated("NOT_AN_ACCESS_TOKEN", "an access token is required")
-        return principal_from_claims(claims), float(claims["exp"]), kid
+        return principal_from_claims(claims), float(claims["exp"]), kid, float(claims["iat"])
 
 
 def principal_from_claims(claims: Mapping[str, Any]) -> Principal:

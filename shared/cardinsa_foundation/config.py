@@ -146,6 +146,16 @@ class Settings(BaseSettings):
     # How long the last JWKS fetched stays trusted while identity cannot be reached;
     # after that every token is refused (UNAVAILABLE, JWKS_STALE) until it answers.
     jwks_max_stale_s: int = Field(default=3600, ge=1)
+    # Revoked tokens (lock, logout, role removal ...) are refused by every
+    # service, from identity's WatchRevocations stream kept in memory. False
+    # turns the check off (measurements only; refused in production).
+    revocation_check: bool = True
+    # Longest wait between reconnection attempts while identity's watch is down
+    # (the last known revocations stay in force meanwhile).
+    revocation_backoff_max_s: float = Field(default=5.0, gt=0)
+    # A watch silent for this long (identity sends a heartbeat every few
+    # seconds) is reopened.
+    revocation_idle_timeout_s: float = Field(default=15.0, gt=0)
 
     # --- secrets -----------------------------------------------------------------
     signing_key_encryption_key: SecretStr = SecretStr(DEV_SIGNING_KEY_ENCRYPTION_KEY)
@@ -286,6 +296,10 @@ class Settings(BaseSettings):
             )
         if self.debug:
             problems.append(("debug", f"{ENV_PREFIX}DEBUG must be false in production"))
+        if not self.revocation_check:
+            problems.append(
+                ("revocation_check", f"{ENV_PREFIX}REVOCATION_CHECK must be true in production")
+            )
         return problems
 
     def serving_problems(self) -> list[tuple[str, str]]:

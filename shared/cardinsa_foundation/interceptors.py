@@ -27,7 +27,7 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
@@ -132,8 +132,16 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             # Streaming infrastructure (reflection, health watch): public and
             # left as it is.
             return handler
-        # No streaming method of ours exists; refuse any that appears without
-        # going through the pipeline.
+        if handler.unary_stream is not None:
+            # Server streaming (WatchRevocations): the same pipeline, once at
+            # the start of the stream.
+            return grpc.unary_stream_rpc_method_handler(
+                self._unary_stream(method, rule, handler.unary_stream),
+                request_deserializer=_tolerant(handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
+        # No client-streaming method of ours exists; refuse any that appears
+        # without going through the pipeline.
         return grpc.unary_unary_rpc_method_handler(
             self._unary(method, MethodRule(method, Access.DENIED), _never_called),
             request_deserializer=handler.request_deserializer,
@@ -208,6 +216,63 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 metrics.observe_rpc(method, code, elapsed)
                 access_log.log(
                     log_level, "rpc", {"code": code, "duration_ms": round(elapsed * 1000, 3)}
+                )
+
+        return call
+
+    def _unary_stream(
+        self,
+        method: str,
+        rule: MethodRule,
+        behavior: Callable[[Any, ServicerContext], AsyncIterator[Any]],
+    ) -> Callable[[Any, ServicerContext], AsyncIterator[Any]]:
+        verifier = self._verifier
+        principal_check = self._principal_check
+
+        async def call(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            metadata: Mapping[str, str] = dict(context.invocation_metadata() or ())
+            request_id = metadata.get(REQUEST_ID_HEADER)
+            if not request_id or not _REQUEST_ID_PATTERN.match(request_id):
+                request_id = new_request_id()
+            request_id_var.set(request_id)
+            method_var.set(method)
+            client_address_var.set(self._client_address(metadata, context))
+            code = "OK"
+            try:
+                context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
+                principal = await self._authenticate(metadata, verifier)
+                principal_var.set(principal)
+                rule.check(principal)
+                if principal_check is not None:
+                    await principal_check(principal)
+                if request is MALFORMED_REQUEST:
+                    raise InvalidArgument(
+                        "the request is not a valid protobuf message of this method",
+                        reason="MALFORMED_REQUEST",
+                    )
+                async for reply in behavior(request, context):
+                    yield reply
+            except grpc.aio.AbortError:
+                code = _status_name(context)
+                raise
+            except CardinsaError as error:
+                code = error.code.name
+                await context.abort_with_status(_status_with_request_id(error, request_id))
+            except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    code = "CANCELLED"
+                    raise
+                mapped = from_exception(exc)
+                code = mapped.code.name
+                if isinstance(mapped, Internal):
+                    error_log.error("unexpected error", exc_info=exc, extra=describe_for_log(exc))
+                await context.abort_with_status(_status_with_request_id(mapped, request_id))
+            finally:
+                elapsed = time.perf_counter() - started
+                metrics.observe_rpc(method, code, elapsed)
+                access_log.log(
+                    logging.INFO, "rpc", {"code": code, "duration_ms": round(elapsed * 1000, 3)}
                 )
 
         return call

@@ -106,6 +106,8 @@ class GrpcServer:
         gateway_secret: str | None = None,
         principal_check: PrincipalCheck | None = None,
         on_stop: Sequence[Callable[[], Awaitable[None]]] = (),
+        on_drain: Sequence[Callable[[], None]] = (),
+        on_start: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         self.name = name
         self.services = list(services)
@@ -119,6 +121,11 @@ class GrpcServer:
         self.health_interval_s = health_interval_s
         self._readiness = readiness
         self._on_stop = list(on_stop)
+        # Called when the drain starts: long streams end so the grace period
+        # is not spent waiting for them.
+        self._on_drain = list(on_drain)
+        # Run before the server listens (e.g. loading token revocations).
+        self._on_start = list(on_start)
         self._pipeline = CallPipeline(
             rules=rules_for(s.descriptor for s in self.services),
             verifier=verifier,
@@ -139,6 +146,8 @@ class GrpcServer:
         return f"{self.host}:{self.port}"
 
     async def start(self) -> None:
+        for prepare in self._on_start:
+            await prepare()
         server = grpc.aio.server(
             interceptors=[self._pipeline],
             options=[
@@ -238,6 +247,8 @@ class GrpcServer:
             return
         self._stopping = True
         await self.health.enter_graceful_shutdown()
+        for drain in self._on_drain:
+            drain()
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -147,6 +147,10 @@ class ServiceCredentials:
                 self._token, self._expires_at = await self._obtain()
         return self._token
 
+    def forget(self) -> None:
+        """Drop the token (refused: revoked, say); the next call obtains a new one."""
+        self._token = None
+
     async def metadata(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {await self.token()}"),)
 

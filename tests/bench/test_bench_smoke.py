@@ -215,6 +215,9 @@ def test_quick_bench_prints_the_table_writes_json_and_verifies_errors() -> None:
         for key in ("grpc_get_policy", "rest_get_policy", "grpc_create_claim", "grpc_login"):
             assert rows[key]["rate"] > 0 and rows[key]["ratio"] is not None, key
             assert rows[key]["p50_ms"] is not None and rows[key]["p99_ms"] is not None, key
+        # The revocation check's cost against GetPolicy's CPU per call (timed alone).
+        check = rows["revocation_check"]
+        assert check["cpu_us"] > 0 and check["ratio"] is not None
         memory = [row for key, row in rows.items() if key.startswith("memory_")]
         assert {row["key"] for row in memory} >= {
             "memory_identity",

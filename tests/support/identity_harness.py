@@ -17,6 +17,7 @@ from cardinsa.identity.v1 import (
     user_service_pb2,
     user_service_pb2_grpc,
 )
+from cardinsa_identity.application.bootstrap import issue_service_key
 from cardinsa_identity.application.notifier import FileNotifier
 from cardinsa_identity.main import IdentityApp
 from cardinsa_identity.settings import IdentitySettings
@@ -74,6 +75,16 @@ class IdentityHarness:
         if address is None:
             return []
         return [("x-cardinsa-gateway-auth", GATEWAY_SECRET), ("x-envoy-external-address", address)]
+
+    async def service_key(self, name: str, *permissions: str) -> str:
+        """An API key of a platform service account (as `create-service-key` issues
+        for core and company), e.g. with ``revocations.watch``."""
+        return await issue_service_key(
+            self.app.ctx,
+            company_id=uuid.UUID(self.platform_admin.company_id),
+            name=name,
+            permissions=list(permissions),
+        )
 
     async def token(self, account: Account) -> str:
         return (await self.login(account.email, account.password)).access_token

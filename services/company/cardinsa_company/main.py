@@ -9,6 +9,7 @@ fetched over gRPC from ``identity_address``.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -35,21 +36,34 @@ from cardinsa_company.settings import CompanyServiceSettings
 from cardinsa_foundation import __version__, metrics
 from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.auth import JwksCache, TokenVerifier, identity_jwks_fetcher
+from cardinsa_foundation.config import Environment
 from cardinsa_foundation.db import (
     Database,
     service_database_url,
 )
 from cardinsa_foundation.errors import NotFound
 from cardinsa_foundation.interceptors import PrincipalCheck
+from cardinsa_foundation.revocation import (
+    RevocationSubscriber,
+    follow_identity,
+    start_following,
+    usable_api_key,
+)
 from cardinsa_foundation.server import (
     GrpcServer,
     ServiceRegistration,
     service_main,
 )
 from cardinsa_foundation.server_info import DependencyProbe, ServerInfoProvider
-from cardinsa_foundation.tenancy import StatusFetcher, TenantStatus, TenantStatusCache
+from cardinsa_foundation.tenancy import (
+    StatusFetcher,
+    TenantStatus,
+    TenantStatusCache,
+    api_key_credentials,
+)
 
 SERVICE_NAME = "company"
+log = logging.getLogger(__name__)
 
 
 def identity_probe(channel: grpc.aio.Channel, timeout_s: float) -> DependencyProbe:
@@ -103,6 +117,29 @@ def local_status_fetcher(db: Database) -> StatusFetcher:
     return fetch
 
 
+def follow_revocations(
+    settings: CompanyServiceSettings, verifier: TokenVerifier, identity_channel: grpc.aio.Channel
+) -> RevocationSubscriber | None:
+    """Refuse revoked tokens: follow identity's WatchRevocations as company's
+    service account (``service_api_key``, permission ``revocations.watch``).
+    Without the key (development only) revoked tokens work until they expire."""
+    if not settings.revocation_check:
+        return None
+    key = usable_api_key(settings.service_api_key)
+    if key is None:
+        if settings.environment is Environment.PRODUCTION:
+            raise RuntimeError(
+                "CARDINSA_SERVICE_API_KEY (cdk_..., permission revocations.watch) is needed "
+                "to follow identity's token revocations"
+            )
+        log.warning(
+            "no CARDINSA_SERVICE_API_KEY: revoked access tokens are accepted until they expire"
+        )
+        return None
+    credentials = api_key_credentials(identity_channel, key, timeout_s=settings.identity_timeout_s)
+    return follow_identity(verifier, identity_channel, credentials, settings, name=SERVICE_NAME)
+
+
 def build(
     settings: CompanyServiceSettings,
     database_url: str,
@@ -135,6 +172,7 @@ def build(
             audience=settings.jwt_audience,
             leeway_s=settings.clock_skew_s,
         )
+    revocations = follow_revocations(settings, verifier, identity_channel)
     ctx = CompanyContext(db=db, settings=settings, audit=AuditWriter(AuditEventRow))
     companies = CompanyUseCases(ctx)
     organization = OrganizationUseCases(ctx)
@@ -150,6 +188,8 @@ def build(
     )
 
     async def close() -> None:
+        if revocations is not None:
+            await revocations.stop()
         await identity_channel.close()
         metrics.unregister_pool_collector(SERVICE_NAME, pool_stats)
         await db.dispose()
@@ -180,6 +220,7 @@ def build(
         if settings.gateway_secret
         else None,
         principal_check=principal_check,
+        on_start=[partial(start_following, revocations)] if revocations is not None else [],
         on_stop=[close],
     )
     return CompanyApp(ctx=ctx, server=server, companies=companies, organization=organization)

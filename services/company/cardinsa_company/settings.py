@@ -14,6 +14,10 @@ class CompanyServiceSettings(Settings):
     identity_address: str = "127.0.0.1:50051"
     # Deadline of one JWKS fetch from identity.
     identity_timeout_s: float = Field(default=2.0, gt=0)
+    # API key of company's platform service account (permission
+    # revocations.watch), exchanged with identity for the token that follows
+    # identity's token revocations. Required in production.
+    service_api_key: SecretStr | None = None
     # Proof that a call came through our gateway (then its client-address header
     # is trusted for the access log). Unset: only the gRPC peer.
     gateway_secret: SecretStr | None = None
@@ -23,3 +27,17 @@ class CompanyServiceSettings(Settings):
     # platform's own service accounts are not checked.
     tenant_status_check: bool = True
     tenant_status_ttl_s: float = Field(default=10.0, ge=0)
+
+    def serving_problems(self) -> list[tuple[str, str]]:
+        problems = super().serving_problems()
+        key = self.service_api_key.get_secret_value().strip() if self.service_api_key else ""
+        if self.revocation_check and not key.startswith("cdk_"):
+            problems.append(
+                (
+                    "service_api_key",
+                    "CARDINSA_SERVICE_API_KEY must be company's API key (cdk_..., permission "
+                    "revocations.watch, from `python -m cardinsa_identity.cli "
+                    "create-service-key`) to follow identity's token revocations",
+                )
+            )
+        return problems

@@ -64,6 +64,12 @@ from cardinsa_foundation.db import (
     Database,
     service_database_url,
 )
+from cardinsa_foundation.revocation import (
+    RevocationSubscriber,
+    follow_identity,
+    start_following,
+    usable_api_key,
+)
 from cardinsa_foundation.server import (
     GrpcServer,
     ServiceRegistration,
@@ -127,6 +133,29 @@ def tenant_directory(
     return CompanyServiceDirectory(cache, fallback), channel
 
 
+def follow_revocations(
+    settings: CoreSettings, verifier: TokenVerifier, identity_channel: grpc.aio.Channel
+) -> RevocationSubscriber | None:
+    """Refuse revoked tokens: follow identity's WatchRevocations as core's service
+    account (``service_api_key``, permission ``revocations.watch``). Without the
+    key (development only) revoked tokens work until they expire."""
+    if not settings.revocation_check:
+        return None
+    key = usable_api_key(settings.service_api_key)
+    if key is None:
+        if settings.environment is Environment.PRODUCTION:
+            raise RuntimeError(
+                "CARDINSA_SERVICE_API_KEY (cdk_..., permission revocations.watch) is needed "
+                "to follow identity's token revocations"
+            )
+        log.warning(
+            "no CARDINSA_SERVICE_API_KEY: revoked access tokens are accepted until they expire"
+        )
+        return None
+    credentials = api_key_credentials(identity_channel, key)
+    return follow_identity(verifier, identity_channel, credentials, settings, name=SERVICE_NAME)
+
+
 def build(
     settings: CoreSettings,
     database_url: str,
@@ -174,8 +203,11 @@ def build(
         audience=settings.jwt_audience,
         leeway_s=settings.clock_skew_s,
     )
+    revocations = follow_revocations(settings, verifier, identity_channel)
 
     async def close() -> None:
+        if revocations is not None:
+            await revocations.stop()
         await identity_channel.close()
         if company_channel is not None:
             await company_channel.close()
@@ -235,6 +267,7 @@ def build(
         if settings.gateway_secret
         else None,
         principal_check=tenants.check_principal,
+        on_start=[partial(start_following, revocations)] if revocations is not None else [],
         on_stop=[close],
     )
     return CoreApp(

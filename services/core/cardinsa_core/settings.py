@@ -61,6 +61,14 @@ class CoreSettings(Settings):
                     "company service (CARDINSA_COMPANY_ADDRESS is set)",
                 )
             )
+        elif self.revocation_check and self.usable_service_api_key is None:
+            problems.append(
+                (
+                    "service_api_key",
+                    "CARDINSA_SERVICE_API_KEY must be core's API key (cdk_..., permission "
+                    "revocations.watch) to follow identity's token revocations",
+                )
+            )
         return problems
 
     @field_validator("default_currency")

@@ -50,6 +50,7 @@ from cardinsa_identity.application.audit_log import AuditLogUseCases
 from cardinsa_identity.application.auth import AuthUseCases
 from cardinsa_identity.application.context import IdentityContext
 from cardinsa_identity.application.notifier import FileNotifier, Notifier
+from cardinsa_identity.application.revocations import RevocationHub
 from cardinsa_identity.application.signing_keys import SigningKeyStore
 from cardinsa_identity.application.users import UserUseCases
 from cardinsa_identity.domain.passwords import PasswordHasher
@@ -146,6 +147,15 @@ def build(
             ),
             ttl_s=settings.tenant_status_ttl_s,
         )
+    # Revoked tokens: followed from the table, checked here, streamed to the
+    # other services (WatchRevocations).
+    ctx.revocations = hub = RevocationHub(
+        db,
+        settings,
+        poll_s=settings.revocation_poll_s,
+        heartbeat_s=settings.revocation_heartbeat_s,
+        stream_max_s=settings.revocation_stream_max_s,
+    )
     auth = AuthUseCases(ctx)
     users = UserUseCases(ctx)
     access = AccessUseCases(ctx)
@@ -174,8 +184,11 @@ def build(
         audience=settings.jwt_audience,
         leeway_s=settings.clock_skew_s,
     )
+    if settings.revocation_check:
+        verifier.revocations = hub.revocations
 
     async def close() -> None:
+        await hub.stop()
         await auth.wait_for_background()
         if company_channel is not None:
             await company_channel.close()
@@ -220,6 +233,8 @@ def build(
         if settings.gateway_secret
         else None,
         principal_check=ctx.tenants.check_principal if ctx.tenants is not None else None,
+        on_start=[hub.start],
+        on_drain=[hub.end_streams],
         on_stop=[close],
     )
     return IdentityApp(ctx=ctx, server=server, auth=auth, users=users, access=access)

@@ -57,5 +57,11 @@ class IdentitySettings(Settings):
     company_address: str | None = None
     company_timeout_s: float = Field(default=2.0, gt=0)
     tenant_status_ttl_s: float = Field(default=10.0, ge=0)
+    # Revocations: how often the table is read when no notification arrives,
+    # the heartbeat of every WatchRevocations stream, and how long one stream
+    # lasts before the subscriber reconnects (with its cursor).
+    revocation_poll_s: float = Field(default=1.0, gt=0)
+    revocation_heartbeat_s: float = Field(default=3.0, gt=0)
+    revocation_stream_max_s: float = Field(default=300.0, gt=0)
     demo_admin_email: str | None = None
     demo_admin_password: SecretStr | None = None

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
-import pytest
 import pytest_asyncio
 from company_harness import CompanyHarness
 from support.identity_harness import IdentityHarness
@@ -31,12 +30,14 @@ async def company_database(identity_database: str) -> str:
     return identity_database
 
 
-@pytest.fixture(scope="session")
-def company_settings(identity: IdentityHarness) -> CompanyServiceSettings:
+@pytest_asyncio.fixture(scope="session")
+async def company_settings(identity: IdentityHarness) -> CompanyServiceSettings:
     return CompanyServiceSettings(
         _env_file=None,
         environment="test",
         identity_address=identity.app.server.address,
+        # Follows identity's token revocations, as company does in production.
+        service_api_key=await identity.service_key("company-service", "revocations.watch"),
         # Short, so the suspension test sees the documented bound in seconds.
         tenant_status_ttl_s=1.0,
         db_pool_size=5,

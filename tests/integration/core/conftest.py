@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
-import pytest
 import pytest_asyncio
 from core_harness import CoreHarness, Tenant
 from support.identity_harness import IdentityHarness
@@ -32,12 +31,14 @@ async def core_database(identity_database: str) -> str:
     return identity_database
 
 
-@pytest.fixture(scope="session")
-def core_settings(identity: IdentityHarness) -> CoreSettings:
+@pytest_asyncio.fixture(scope="session")
+async def core_settings(identity: IdentityHarness) -> CoreSettings:
     return CoreSettings(
         _env_file=None,
         environment="test",
         identity_address=identity.app.server.address,
+        # Follows identity's token revocations, as core does in production.
+        service_api_key=await identity.service_key("core-service", "revocations.watch"),
         # 50 concurrent binds each hold a connection while they queue for the
         # company's counter row.
         db_pool_size=30,

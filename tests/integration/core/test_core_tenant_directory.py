@@ -66,7 +66,8 @@ class Wired:
 
 
 async def service_api_key(core: CoreHarness) -> str:
-    """A platform service account for core with the one permission it needs."""
+    """A platform service account for core with the permissions it needs (tenant
+    status from company, token revocations from identity)."""
     identity = core.identity
     md = identity.bearer(await identity.token(identity.platform_admin))
     account = await identity.access.CreateServiceAccount(
@@ -79,7 +80,8 @@ async def service_api_key(core: CoreHarness) -> str:
         access_service_pb2.CreateApiKeyRequest(
             service_account_id=account.id,
             api_key=identity_resources.ApiKey(
-                display_name="core tenant checks", permissions=["companies.get_status"]
+                display_name="core tenant checks",
+                permissions=["companies.get_status", "revocations.watch"],
             ),
         ),
         metadata=md,
@@ -147,7 +149,7 @@ async def test_an_active_tenant_acts_in_its_company_currency(
     assert product.currency_code == "EUR" and product.base_premium.currency_code == "EUR"
     caller = wired.company.callers[-1]
     assert caller.kind is PrincipalKind.SERVICE_ACCOUNT
-    assert caller.permissions == frozenset({"companies.get_status"})
+    assert caller.permissions == frozenset({"companies.get_status", "revocations.watch"})
 
 
 @pytest.mark.parametrize("state", [COMPANY.SUSPENDED, COMPANY.CLOSED, None])

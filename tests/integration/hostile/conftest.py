@@ -24,6 +24,8 @@ Extension points:
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
@@ -34,6 +36,7 @@ from hostile_harness import (
     TARGET_SPECS,
     Database,
     ServiceTarget,
+    Tenant,
     Tenants,
     company_probe,
     core_probe,
@@ -45,7 +48,7 @@ from hostile_harness import (
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 from support.gateway_harness import Endpoint, Gateway, running_gateway
-from support.identity_harness import IdentityHarness
+from support.identity_harness import IdentityHarness, unique_email
 
 from cardinsa_company.cli import MIGRATIONS as COMPANY_MIGRATIONS
 from cardinsa_company.main import CompanyApp
@@ -58,6 +61,7 @@ from cardinsa_core.settings import CoreSettings
 from cardinsa_foundation.config import Environment
 from cardinsa_foundation.db import app_role_url
 from cardinsa_foundation.migrations import upgrade
+from cardinsa_identity.application.bootstrap import ensure_user_with_role
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -89,6 +93,8 @@ async def hostile_company_app(
         _env_file=None,
         environment=Environment.TEST,
         identity_address=identity.app.server.address,
+        # Refuses revoked tokens, as in production.
+        service_api_key=await identity.service_key("hostile-company", "revocations.watch"),
         tenant_status_ttl_s=1.0,
         db_pool_size=5,
         db_max_overflow=10,
@@ -123,6 +129,26 @@ async def hostile_db(identity_database: str) -> AsyncIterator[Database]:
         await engine.dispose()
 
 
+async def _fuzz_tenant(
+    identity: IdentityHarness, company_channel: grpc.aio.Channel, platform: list[tuple[str, str]]
+) -> Tenant:
+    """The fuzz tenant, whose token is a second admin's, with a password no hint
+    knows: the hints name the first admin (lock, delete, its password), and each
+    of those now ends that admin's tokens at once (a revocation)."""
+    fuzz = await make_tenant("fuzz", identity, company_channel, platform)
+    password = strong_password()
+    caller = await ensure_user_with_role(
+        identity.app.ctx,
+        email=unique_email("hostile-fuzz-caller"),
+        password=password,
+        company_id=uuid.UUID(fuzz.company_id),
+        role_name="company-admin",
+    )
+    return dataclasses.replace(
+        fuzz, token=(await identity.login(caller.email, password)).access_token
+    )
+
+
 @pytest_asyncio.fixture(scope="session")
 async def tenants(identity: IdentityHarness, company_channel: grpc.aio.Channel) -> Tenants:
     platform_token = await identity.token(identity.platform_admin)
@@ -132,7 +158,7 @@ async def tenants(identity: IdentityHarness, company_channel: grpc.aio.Channel) 
         victim=await make_tenant(
             "victim", identity, company_channel, platform, password=strong_password()
         ),
-        fuzz=await make_tenant("fuzz", identity, company_channel, platform),
+        fuzz=await _fuzz_tenant(identity, company_channel, platform),
         platform_token=platform_token,
     )
 
@@ -150,9 +176,15 @@ async def identity_target(identity: IdentityHarness) -> ServiceTarget:
             # A refused login is counted (throttle) and audited, by design.
             "Login": frozenset({"identity.login_throttles", "identity.audit_events"}),
             "ChangePassword": frozenset({"identity.login_throttles", "identity.audit_events"}),
-            # Reuse of a rotated refresh token revokes its family and is audited.
+            # Reuse of a rotated refresh token revokes its family (and its
+            # access tokens) and is audited.
             "RefreshToken": frozenset(
-                {"identity.sessions", "identity.refresh_tokens", "identity.audit_events"}
+                {
+                    "identity.sessions",
+                    "identity.refresh_tokens",
+                    "identity.revocations",
+                    "identity.audit_events",
+                }
             ),
         },
         settle=identity.app.auth.wait_for_background,
@@ -180,6 +212,8 @@ async def hostile_core_app(
         _env_file=None,
         environment=Environment.TEST,
         identity_address=identity.app.server.address,
+        # Refuses revoked tokens, as in production.
+        service_api_key=await identity.service_key("hostile-core", "revocations.watch"),
         db_pool_size=5,
         db_max_overflow=10,
     )

@@ -139,7 +139,8 @@ async def test_api_key_is_shown_once_and_exchanged_for_a_scoped_service_token(
     assert token["cid"] == identity.admin_a.company_id
     assert token["perms"] == ["users.get", "users.list"]
     assert token["roles"] == []
-    assert "sid" not in token
+    # The key's id as its session: revoking the key revokes its tokens.
+    assert token["sid"] == key.id
     assert token["exp"] - token["iat"] == identity.settings.access_token_ttl_s
     service = identity.bearer(pair.access_token)
 

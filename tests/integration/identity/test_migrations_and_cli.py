@@ -47,6 +47,7 @@ TABLES = {
     "login_throttles",
     "password_resets",
     "refresh_tokens",
+    "revocations",
     "role_bindings",
     "roles",
     "service_accounts",

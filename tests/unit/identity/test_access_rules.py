@@ -40,6 +40,7 @@ PLATFORM_ONLY = {
     "companies.close",
     "companies.delete",
     "companies.get_status",
+    "revocations.watch",
 }
 ADMIN = BUILT_IN_ROLES[COMPANY_ADMIN_ROLE].permissions
 NOW = datetime(2030, 1, 1, tzinfo=UTC)

@@ -150,6 +150,7 @@ def test_company_admin_has_everything_but_platform_powers() -> None:
         "companies.reactivate",
         "companies.delete",
         "companies.get_status",
+        "revocations.watch",
     }
     assert perms.isdisjoint(platform_only)
     assert perms == ALL_PERMISSIONS - platform_only

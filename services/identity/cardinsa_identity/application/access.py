@@ -27,8 +27,11 @@ service account, or deleting it, needs every permission its usable keys hold
 with the user's or account's row locked).
 
 Role and binding changes reach access tokens at the holder's next login or
-token refresh: tokens carry the effective permissions and are short-lived
-(``access_token_ttl_s``), so there is nothing to revoke.
+token refresh (tokens carry the effective permissions). A change that takes
+permissions away (a binding deleted, a custom role losing permissions or
+deleted) also revokes the tokens the holders have now (``revocations``): they
+refresh and get tokens with what they hold now. Revoking an API key (or
+deleting its service account) revokes the tokens exchanged from it.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ from cardinsa_identity.application.privilege import (
     service_account_power,
     user_power,
 )
+from cardinsa_identity.application.revocations import revoke_sessions, revoke_subjects
 from cardinsa_identity.domain.api_keys import new_api_key
 from cardinsa_identity.domain.permissions import (
     ALL_PERMISSIONS,
@@ -585,6 +589,10 @@ class AccessUseCases:
                 detail["removed"] = sorted(before - after)
             if changed:
                 await session.flush()
+                if detail.get("removed"):
+                    detail["tokens_revoked"] = await self._revoke_holders(
+                        session, role, "role.update"
+                    )
                 await self.ctx.audit.record(
                     session,
                     action="role.update",
@@ -623,9 +631,23 @@ class AccessUseCases:
                     entity_id=role.id,
                     company_id=role.company_id,
                     changed_fields=["delete_time"],
-                    detail={"name": role.name, "bindings": int(bindings or 0)},
+                    detail={
+                        "name": role.name,
+                        "bindings": int(bindings or 0),
+                        "tokens_revoked": await self._revoke_holders(session, role, "role.delete"),
+                    },
                 )
             return role
+
+    @staticmethod
+    async def _revoke_holders(session: AsyncSession, role: RoleRow, reason: str) -> int:
+        """The holders of a role lost permissions: the tokens they hold now stop."""
+        holders = await session.scalars(
+            select(RoleBindingRow.user_id).where(
+                RoleBindingRow.company_id == role.company_id, RoleBindingRow.role_id == role.id
+            )
+        )
+        return await revoke_subjects(session, holders.all(), reason)
 
     async def _role(
         self, session: AsyncSession, company: uuid.UUID | None, role_id: str, *, lock: bool = False
@@ -772,6 +794,8 @@ class AccessUseCases:
                 self._check_may_grant(principal, role)
             await session.delete(binding)
             await session.flush()
+            # The user lost the role's permissions: the tokens they hold now stop.
+            await revoke_subjects(session, [binding.user_id], "role_binding.delete")
             await self.ctx.audit.record(
                 session,
                 action="role_binding.delete",
@@ -942,9 +966,12 @@ class AccessUseCases:
                         ApiKeyRow.revoke_time.is_(None),
                     )
                     .values(revoke_time=now)
+                    .returning(ApiKeyRow.id)
                     .execution_options(synchronize_session=False)
                 )
+                key_ids = list(revoked.scalars())
                 await session.flush()
+                await revoke_sessions(session, key_ids, "service_account.delete")
                 await self.ctx.audit.record(
                     session,
                     action="service_account.delete",
@@ -954,7 +981,7 @@ class AccessUseCases:
                     changed_fields=["delete_time"],
                     detail={
                         "name": account.name,
-                        "keys_revoked": int(revoked.rowcount or 0),  # type: ignore[attr-defined]
+                        "keys_revoked": len(key_ids),
                     },
                 )
             return account
@@ -1098,6 +1125,7 @@ class AccessUseCases:
             if key.revoke_time is None:
                 key.revoke_time = datetime.now(UTC)
                 await session.flush()
+                await revoke_sessions(session, [key.id], "api_key.revoke")
                 await self.ctx.audit.record(
                     session,
                     action="api_key.revoke",

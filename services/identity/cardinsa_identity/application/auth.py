@@ -48,6 +48,7 @@ from cardinsa_identity.application.context import (
     roles_and_permissions,
 )
 from cardinsa_identity.application.login_store import LoginUser, NewSession
+from cardinsa_identity.application.revocations import revoke_sessions
 from cardinsa_identity.domain.api_keys import parse_api_key, verify_api_key_secret
 from cardinsa_identity.domain.password_policy import check_password
 from cardinsa_identity.domain.permissions import ALL_PERMISSIONS
@@ -128,13 +129,19 @@ def _as_user_principal(user: UserRow | LoginUser, session_id: uuid.UUID | None =
 
 
 async def revoke_user_sessions(session: AsyncSession, user_id: uuid.UUID, reason: str) -> int:
-    """Revoke every open session of a user (their refresh tokens stop working)."""
+    """Revoke every open session of a user: their refresh tokens stop working,
+    and so do their access tokens (a revocation per session, streamed to every
+    service)."""
     result = await session.execute(
         update(SessionRow)
         .where(SessionRow.user_id == user_id, SessionRow.revoke_time.is_(None))
         .values(revoke_time=datetime.now(UTC), revoke_reason=reason)
+        .returning(SessionRow.id)
+        .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    revoked = list(result.scalars())
+    await revoke_sessions(session, revoked, reason)
+    return len(revoked)
 
 
 class AuthUseCases:
@@ -419,6 +426,7 @@ class AuthUseCases:
                 if family.revoke_time is None:
                     family.revoke_time = now
                     family.revoke_reason = "refresh_token_reuse"
+                    await revoke_sessions(session, [family.id], "refresh_token_reuse")
                 await self.ctx.audit.record(
                     session,
                     action="refresh_token.reuse",
@@ -494,7 +502,7 @@ class AuthUseCases:
                 if token is None:
                     raise _invalid_refresh_token()
                 session_id = token.session_id
-            elif principal.session_id:
+            elif principal.session_id and principal.kind is PrincipalKind.USER:
                 session_id = uuid.UUID(principal.session_id)
             if session_id is None:
                 raise InvalidArgument(
@@ -507,6 +515,7 @@ class AuthUseCases:
             if family.revoke_time is None:
                 family.revoke_time = datetime.now(UTC)
                 family.revoke_reason = "logout"
+                await revoke_sessions(session, [family.id], "logout")
                 await self.ctx.audit.record(
                     session,
                     action="session.revoke",
@@ -751,7 +760,7 @@ class AuthUseCases:
                 raise invalid
             key.last_use_time = now
             permissions = frozenset(key.permissions) & ALL_PERMISSIONS
-            subject, company = str(account.id), str(account.company_id)
+            subject, company, key_id = str(account.id), str(account.company_id), str(key.id)
         await self.ctx.require_active_tenant(company)
         access, access_exp = self._sign(
             subject=subject,
@@ -759,6 +768,9 @@ class AuthUseCases:
             company_id=company,
             roles=[],
             permissions=permissions,
+            # The key's id as the token's session: revoking the key revokes
+            # the tokens exchanged from it.
+            session_id=key_id,
         )
         return IssuedTokens(
             access_token=access, access_expire_time=access_exp, expires_in=self.access_ttl

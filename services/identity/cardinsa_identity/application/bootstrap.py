@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from cardinsa_foundation.context import Principal, PrincipalKind, principal_var
 from cardinsa_foundation.errors import FieldViolation, InvalidArgument
 from cardinsa_identity.application.context import IdentityContext
+from cardinsa_identity.application.revocations import revoke_sessions
 from cardinsa_identity.domain.api_keys import new_api_key
 from cardinsa_identity.domain.password_policy import check_password
 from cardinsa_identity.domain.permissions import ALL_PERMISSIONS
@@ -202,11 +203,14 @@ async def issue_service_key(
                 session.add(account)
                 await session.flush()
             now = datetime.now(UTC)
-            await session.execute(
+            revoked = await session.execute(
                 update(ApiKeyRow)
                 .where(ApiKeyRow.service_account_id == account.id, ApiKeyRow.revoke_time.is_(None))
                 .values(revoke_time=now)
+                .returning(ApiKeyRow.id)
+                .execution_options(synchronize_session=False)
             )
+            await revoke_sessions(session, list(revoked.scalars()), "api_key.revoke")
             key = new_api_key()
             session.add(
                 ApiKeyRow(

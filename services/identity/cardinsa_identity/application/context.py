@@ -21,6 +21,7 @@ from cardinsa_foundation.errors import (
 )
 from cardinsa_foundation.tenancy import TenantStatusCache
 from cardinsa_identity.application.notifier import Notifier
+from cardinsa_identity.application.revocations import RevocationHub
 from cardinsa_identity.application.signing_keys import SigningKeyStore
 from cardinsa_identity.domain.passwords import PasswordHasher
 from cardinsa_identity.domain.permissions import BUILT_IN_ROLES, effective_permissions
@@ -38,6 +39,8 @@ class IdentityContext:
     audit: AuditWriter[AuditEventRow]
     # Tenant status from the company service; None when not configured.
     tenants: TenantStatusCache | None = None
+    # The revocations this process follows (and streams); set by main.build.
+    revocations: RevocationHub | None = None
 
     async def require_active_tenant(self, company_id: uuid.UUID | str) -> None:
         if self.tenants is not None:

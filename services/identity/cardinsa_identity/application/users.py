@@ -50,6 +50,7 @@ from cardinsa_identity.application.context import (
     target_company,
 )
 from cardinsa_identity.application.privilege import require_may_act_on, user_power
+from cardinsa_identity.application.revocations import revoke_sessions
 from cardinsa_identity.domain.password_policy import check_password
 from cardinsa_identity.domain.users import (
     PROFILE_FIELDS,
@@ -471,6 +472,7 @@ class UserUseCases:
             if family.revoke_time is None:
                 family.revoke_time = datetime.now(UTC)
                 family.revoke_reason = "revoked_by_admin"
+                await revoke_sessions(session, [family.id], "revoked_by_admin")
                 await self.ctx.audit.record(
                     session,
                     action="session.revoke",

@@ -110,6 +110,11 @@ def _build_catalogue() -> tuple[Permission, ...]:
         Permission("signing_keys.list", "List the token signing keys and their rotation state"),
         Permission("signing_keys.rotate", "Start a rotation of the token signing key"),
         Permission(
+            "revocations.watch",
+            "Follow the stream of revoked access tokens (for the platform's services, "
+            "which refuse those tokens)",
+        ),
+        Permission(
             "audit_events.list",
             "Read the audit log (of every service; limited to the caller's company "
             "unless the caller is a platform admin)",
@@ -257,6 +262,7 @@ _PLATFORM_ONLY = frozenset(
         "companies.close",
         "companies.delete",
         "companies.get_status",
+        "revocations.watch",
     }
 )
 

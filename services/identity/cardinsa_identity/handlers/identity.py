@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from cardinsa.common.v1 import common_pb2
 from cardinsa.identity.v1 import identity_service_pb2, identity_service_pb2_grpc, resources_pb2
 from cardinsa_foundation.convert import audit_event_to_proto
-from cardinsa_foundation.errors import PermissionDenied
+from cardinsa_foundation.errors import PermissionDenied, Unavailable
+from cardinsa_foundation.revocation import SESSION, RevocationBatch
 from cardinsa_foundation.server_info import ServerInfoProvider
 from cardinsa_identity.application.audit_log import AuditLogUseCases
 from cardinsa_identity.application.context import IdentityContext, parse_uuid, require_principal
@@ -39,6 +43,15 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
         return identity_service_pb2.Jwks(
             keys=[resources_pb2.Jwk(**jwk) for jwk in self.ctx.keys.jwks()["keys"]]
         )
+
+    async def WatchRevocations(
+        self, request: identity_service_pb2.WatchRevocationsRequest, context: Any
+    ) -> AsyncIterator[identity_service_pb2.WatchRevocationsResponse]:
+        hub = self.ctx.revocations
+        if hub is None:
+            raise Unavailable("revocations are not served here", reason="REVOCATIONS_UNAVAILABLE")
+        async for batch in hub.watch(request.after_cursor):
+            yield _batch_to_proto(batch)
 
     async def ListPermissions(
         self, request: identity_service_pb2.ListPermissionsRequest, context: Any
@@ -90,3 +103,27 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
             audit_events=[audit_event_to_proto(e) for e in page.items],
             next_page_token=page.next_page_token,
         )
+
+
+def _stamp(epoch_s: float) -> Timestamp:
+    seconds = int(epoch_s // 1)
+    return Timestamp(seconds=seconds, nanos=int((epoch_s - seconds) * 1e9))
+
+
+def _batch_to_proto(batch: RevocationBatch) -> identity_service_pb2.WatchRevocationsResponse:
+    return identity_service_pb2.WatchRevocationsResponse(
+        revocations=[
+            identity_service_pb2.Revocation(
+                cursor=r.cursor,
+                not_before=_stamp(r.not_before),
+                expire_time=_stamp(r.expire_at),
+                reason=r.reason,
+                **({"session_id": r.target} if r.kind == SESSION else {"subject": r.target}),
+            )
+            for r in batch.revocations
+        ],
+        cursor=batch.cursor,
+        caught_up=batch.caught_up,
+        reset=batch.reset,
+        sync_time=_stamp(batch.sync_time),
+    )

@@ -14,8 +14,11 @@ from typing import Any
 
 from sqlalchemy import (
     TIMESTAMP,
+    BigInteger,
     Boolean,
+    CheckConstraint,
     ForeignKeyConstraint,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -280,6 +283,29 @@ class IdempotencyRow(Base):
     __mapper_args__ = {"eager_defaults": True}
 
 
+class RevocationRow(Base):
+    """A revoked session (or API key), or a subject whose tokens issued before
+    ``not_before`` stop. Platform-wide and append-only for the application;
+    written only through ``application.revocations`` (which keeps the commit
+    order of ``seq``)."""
+
+    __tablename__ = "revocations"
+
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    target: Mapped[str] = mapped_column(Text, nullable=False)
+    not_before: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    create_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.now()
+    )
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('session', 'subject')", name="kind"),
+        Index(None, "not_before"),
+    )
+
+
 class AuditEventRow(AuditLogMixin, Base):
     __tablename__ = "audit_events"
 
@@ -293,6 +319,7 @@ __all__ = [
     "LoginThrottleRow",
     "PasswordResetRow",
     "RefreshTokenRow",
+    "RevocationRow",
     "RoleBindingRow",
     "RoleRow",
     "ServiceAccountRow",
