@@ -14,7 +14,7 @@ late). A statement trigger notifies ``cardinsa_revocations`` on commit, which
 identity's watch listens to. Platform-wide, not tenant data: no row-level
 security (ids only, no company).
 
-Revision ID: identity_0002
+Revision ID: identity_0006
 Revises: identity_0005
 Create Date: 2026-12-06 22:10:00
 """
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "identity_0002"
+revision: str = "identity_0006"
 down_revision: str | None = "identity_0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
