@@ -9,6 +9,7 @@ What each service gets from here:
 - graceful shutdown on SIGTERM/SIGINT: report NOT_SERVING, wait so load
   balancers notice, stop accepting calls, let in-flight calls finish within the
   grace period;
+- OpenTelemetry traces when ``CARDINSA_TRACING_ENABLED`` (cardinsa_foundation.tracing);
 - optional worker processes (``--workers N``), each its own process on its own
   port (base port + index), started before any gRPC object exists.
 """
@@ -33,7 +34,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from cardinsa_foundation import metrics
+from cardinsa_foundation import metrics, tracing
 from cardinsa_foundation.auth import TokenVerifier
 from cardinsa_foundation.authorization import rules_for
 from cardinsa_foundation.config import Settings, get_settings
@@ -317,5 +318,9 @@ def service_main(
     if workers > 1 and index is None:
         return run_workers(workers, [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
     configure_logging(settings.log_level, settings.log_json, name)
-    asyncio.run(serve(settings, index or 0))
+    tracing.configure(settings, name)
+    try:
+        asyncio.run(serve(settings, index or 0))
+    finally:
+        tracing.shutdown()  # exports the spans still buffered
     return 0
