@@ -32,7 +32,9 @@ probes, background refreshes) get no span of their own.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -300,9 +302,24 @@ def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
 # ------------------------------------------------------------------ database
 
 
-def _operation(statement: str) -> str:
+_TARGET = re.compile(
+    r"\b(?:FROM|INTO|UPDATE|JOIN)\s+((?:\"?[A-Za-z_][\w$]*\"?\.)?\"?[A-Za-z_][\w$]*\"?)",
+    re.IGNORECASE,
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def _describe(statement: str) -> tuple[str, str]:
+    """(span name, operation): ``SELECT core.read_policy``, ``INSERT core.policies``,
+    ``BEGIN`` -- the semantic conventions' "operation target" summary."""
     head = statement.lstrip().split(None, 1)
-    return head[0].upper() if head else ""
+    operation = head[0].upper() if head else ""
+    target = _TARGET.search(statement)
+    name = operation or "postgresql"
+    if target is not None and operation in ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH"):
+        table = target.group(1).replace('"', "")
+        name = f"{operation} {table}"
+    return name, operation
 
 
 @contextlib.contextmanager
@@ -316,9 +333,9 @@ def database_span(statement: str, *, system: str = "postgresql") -> Iterator[Spa
     if tracer is None or not _recording_parent():
         yield None
         return
-    operation = _operation(statement)
+    name, operation = _describe(statement)
     with tracer.start_as_current_span(
-        f"{operation} {system}" if operation else system,
+        name,
         kind=SpanKind.CLIENT,
         attributes={
             "db.system.name": system,
@@ -373,9 +390,9 @@ def trace_sqlalchemy(sync_engine: Any) -> None:
         tracer = TRACER
         if tracer is None or context is None or not _recording_parent():
             return
-        operation = _operation(statement)
+        name, operation = _describe(statement)
         context._cardinsa_span = tracer.start_span(
-            f"{operation} postgresql" if operation else "postgresql",
+            name,
             kind=SpanKind.CLIENT,
             attributes={
                 "db.system.name": "postgresql",
