@@ -2,7 +2,7 @@
 
 `configure_logging` installs a single stderr handler on the root logger. Every
 line carries the service, the pid and the request context (request id, company,
-principal, method; trace and span id while tracing is on, else null) read from
+principal, method; ``trace_id`` and ``span_id`` while tracing is on) read from
 `cardinsa_foundation.context`, so a log aggregator can follow one call across
 services without each call site repeating it.
 
@@ -374,10 +374,9 @@ class JsonFormatter(logging.Formatter):
             "company_id": company_id,
             "principal": principal,
             "method": method,
-            # Tracing (cardinsa_foundation.tracing): the call's trace and span.
-            "trace_id": trace_ids[0] if trace_ids else None,
-            "span_id": trace_ids[1] if trace_ids else None,
         }
+        if trace_ids:  # tracing on (cardinsa_foundation.tracing): the call's trace and span
+            entry["trace_id"], entry["span_id"] = trace_ids
         if on_behalf_of:
             entry["on_behalf_of"] = on_behalf_of
         if peer:
