@@ -307,6 +307,8 @@ _TARGET = re.compile(
     re.IGNORECASE,
 )
 
+_CALL = re.compile(r"\s*SELECT\s+([A-Za-z_][\w$]*(?:\.[A-Za-z_][\w$]*)?)\s*\(", re.IGNORECASE)
+
 
 @functools.lru_cache(maxsize=1024)
 def _describe(statement: str) -> tuple[str, str]:
@@ -316,6 +318,8 @@ def _describe(statement: str) -> tuple[str, str]:
     operation = head[0].upper() if head else ""
     target = _TARGET.search(statement)
     name = operation or "postgresql"
+    if target is None and operation == "SELECT":
+        target = _CALL.match(statement)  # SELECT set_config(...): the function
     if target is not None and operation in ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH"):
         table = target.group(1).replace('"', "")
         name = f"{operation} {table}"

@@ -215,6 +215,11 @@ def test_quick_bench_prints_the_table_writes_json_and_verifies_errors() -> None:
         for key in ("grpc_get_policy", "rest_get_policy", "grpc_create_claim", "grpc_login"):
             assert rows[key]["rate"] > 0 and rows[key]["ratio"] is not None, key
             assert rows[key]["p50_ms"] is not None and rows[key]["p99_ms"] is not None, key
+        # Tracing off: its hooks are timed and set against GetPolicy's CPU per call.
+        tracing_off = rows["tracing_off"]
+        assert tracing_off["baseline"] == "grpc_get_policy"
+        assert tracing_off["cpu_us"] is not None and tracing_off["ratio"] is not None
+        assert "tracing off" in output
         memory = [row for key, row in rows.items() if key.startswith("memory_")]
         assert {row["key"] for row in memory} >= {
             "memory_identity",
