@@ -25,6 +25,7 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -147,11 +148,35 @@ def _trace_complete(request_id: str) -> Any:
         if len(trace_ids) != 1:
             return False
         (trace_id,) = trace_ids
-        services = {s.service for s in spans if s.trace_id == trace_id}
-        has_db = any(s.attributes.get("db.system.name") for s in spans if s.trace_id == trace_id)
-        return {GATEWAY, CORE, COMPANY} <= services and has_db
+        trace = [s for s in spans if s.trace_id == trace_id]
+        return _connected(trace) and any(s.attributes.get("db.system.name") for s in trace)
 
     return done
+
+
+def _connected(trace: list[ReceivedSpan], outside: str = "") -> bool:
+    """Every service's spans are there and every parent has arrived (Envoy exports
+    a span when it ends: its server span after its upstream span)."""
+    ids = {s.span_id for s in trace} | {outside, ""}
+    services = {s.service for s in trace}
+    return {GATEWAY, CORE, COMPANY} <= services and all(s.parent_id in ids for s in trace)
+
+
+def _logged(suite: SuiteProcess, request_id: str, trace_id: str) -> set[tuple[Any, Any]]:
+    """(service, method) of the log lines naming both ids, once core's and
+    company's are there (the launcher relays the services' output)."""
+    assert suite.output is not None
+    expected = {("core", f"/{GET_POLICY}"), ("company", f"/{GET_COMPANY_STATUS}")}
+    deadline = time.monotonic() + 30
+    while True:
+        found = {
+            (line.get("service"), line.get("method"))
+            for line in suite.output.json_lines()
+            if line.get("request_id") == request_id and line.get("trace_id") == trace_id
+        }
+        if expected <= found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
 
 
 def _ancestors(span: ReceivedSpan, by_id: dict[str, ReceivedSpan]) -> list[ReceivedSpan]:
@@ -225,11 +250,7 @@ def test_one_rest_get_policy_is_one_trace_across_gateway_core_company_and_databa
             assert parent.start_ns <= span.start_ns and span.end_ns <= parent.end_ns, span
 
     # Each service's log line for the call carries the request id and the trace id.
-    logged = {
-        (line.get("service"), line.get("method"))
-        for line in suite.output.json_lines()  # type: ignore[union-attr]
-        if line.get("request_id") == request_id and line.get("trace_id") == trace_id
-    }
+    logged = _logged(suite, request_id, trace_id)
     assert ("core", f"/{GET_POLICY}") in logged, logged
     assert ("company", f"/{GET_COMPANY_STATUS}") in logged, logged
 
@@ -265,9 +286,7 @@ def test_a_clients_traceparent_is_continued(
     )
     reply.ok()
     spans = receiver.wait_for(
-        lambda found: (
-            {GATEWAY, CORE, COMPANY} <= {s.service for s in found if s.trace_id == trace_id}
-        )
+        lambda found: _connected([s for s in found if s.trace_id == trace_id], client_span)
     )
     trace = [s for s in spans if s.trace_id == trace_id]
     tree = render_tree(trace, outside=[client_span])

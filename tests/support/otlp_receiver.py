@@ -121,7 +121,7 @@ class OtlpReceiver:
         return found
 
     def wait_for(
-        self, done: Callable[[list[ReceivedSpan]], bool], timeout_s: float = 30.0
+        self, done: Callable[[list[ReceivedSpan]], bool], timeout_s: float = 60.0
     ) -> list[ReceivedSpan]:
         """Poll until ``done(spans)`` (exporters send in batches); the spans either way."""
         deadline = time.monotonic() + timeout_s
