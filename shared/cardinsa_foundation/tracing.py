@@ -46,6 +46,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from cardinsa_foundation.context import request_id_var, trace_var
+from cardinsa_foundation.logging import redact_text
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -307,13 +308,19 @@ _TARGET = re.compile(
     re.IGNORECASE,
 )
 
+# String literals, replaced by '?' in db.query.text (semantic conventions:
+# sanitise what is not a parameter; here the tenant BEGIN inlines).
+_LITERAL = re.compile(r"'(?:[^']|'')*'")
 _CALL = re.compile(r"\s*SELECT\s+([A-Za-z_][\w$]*(?:\.[A-Za-z_][\w$]*)?)\s*\(", re.IGNORECASE)
 
 
 @functools.lru_cache(maxsize=1024)
-def _describe(statement: str) -> tuple[str, str]:
-    """(span name, operation): ``SELECT core.read_policy``, ``INSERT core.policies``,
-    ``BEGIN`` -- the semantic conventions' "operation target" summary."""
+def _describe(statement: str) -> tuple[str, str, str]:
+    """(span name, operation, text): ``SELECT core.read_policy``, ``INSERT
+    core.policies``, ``BEGIN`` -- the semantic conventions' "operation target"
+    summary; the text bounded, its string literals replaced by '?' and redacted
+    like a log line (statements carry their values as parameters; a literal a
+    caller inlined stays out of the trace)."""
     head = statement.lstrip().split(None, 1)
     operation = head[0].upper() if head else ""
     target = _TARGET.search(statement)
@@ -323,7 +330,7 @@ def _describe(statement: str) -> tuple[str, str]:
     if target is not None and operation in ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH"):
         table = target.group(1).replace('"', "")
         name = f"{operation} {table}"
-    return name, operation
+    return name, operation, redact_text(_LITERAL.sub("'?'", statement[:2000]))
 
 
 @contextlib.contextmanager
@@ -337,14 +344,14 @@ def database_span(statement: str, *, system: str = "postgresql") -> Iterator[Spa
     if tracer is None or not _recording_parent():
         yield None
         return
-    name, operation = _describe(statement)
+    name, operation, query_text = _describe(statement)
     with tracer.start_as_current_span(
         name,
         kind=SpanKind.CLIENT,
         attributes={
             "db.system.name": system,
             "db.operation.name": operation,
-            "db.query.text": statement[:2000],
+            "db.query.text": query_text,
         },
     ) as span:
         yield span
@@ -394,14 +401,14 @@ def trace_sqlalchemy(sync_engine: Any) -> None:
         tracer = TRACER
         if tracer is None or context is None or not _recording_parent():
             return
-        name, operation = _describe(statement)
+        name, operation, query_text = _describe(statement)
         context._cardinsa_span = tracer.start_span(
             name,
             kind=SpanKind.CLIENT,
             attributes={
                 "db.system.name": "postgresql",
                 "db.operation.name": operation,
-                "db.query.text": statement[:2000],
+                "db.query.text": query_text,
             },
         )
 
