@@ -60,6 +60,7 @@ __all__ = [
     "TRACER",
     "ClientCallTracing",
     "ServerSpan",
+    "TracedConnection",
     "client_interceptors",
     "configure",
     "database_span",
@@ -68,6 +69,7 @@ __all__ = [
     "otlp_endpoint",
     "shutdown",
     "start_server_span",
+    "trace_sqlalchemy",
 ]
 
 REQUEST_ID_HEADER = "x-request-id"
