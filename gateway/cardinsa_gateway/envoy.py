@@ -73,6 +73,8 @@ T_FILTER_CONFIG = "type.googleapis.com/envoy.config.route.v3.FilterConfig"
 T_HTTP_OPTIONS = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 T_FILE_LOG = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"
 T_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+T_OTEL = "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig"
+T_UUID_REQUEST_ID = "type.googleapis.com/envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig"
 T_CONN_LIMIT = (
     "type.googleapis.com/"
     "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig"
@@ -90,6 +92,8 @@ F_ROUTER = "envoy.filters.http.router"
 
 JWT_PROVIDER = "identity"
 JWKS_CLUSTER = "jwks"
+OTLP_CLUSTER = "otlp_collector"
+TRACING_SERVICE_NAME = "cardinsa-gateway"
 LISTENER = "cardinsa"
 #: The stats-only listener: GET /metrics → the admin's /stats/prometheus.
 METRICS_LISTENER = "metrics"
@@ -378,6 +382,7 @@ class EnvoyConfig:
                     *(self._cluster(u) for u in self.upstreams),
                     self._jwks_cluster(),
                     *self._admin_cluster(),
+                    *([self._otlp_cluster()] if s.tracing_enabled else []),
                 ],
             },
         }
@@ -516,6 +521,47 @@ class EnvoyConfig:
 
     def _connection_manager(self) -> Json:
         s = self.settings
+        manager = self._base_connection_manager()
+        if s.tracing_enabled:
+            manager.update(self._tracing())
+        return manager
+
+    def _tracing(self) -> Json:
+        """OpenTelemetry: a server span per request (continuing a client's W3C
+        ``traceparent``, else a new trace) and a client span per upstream
+        attempt, whose context goes upstream as ``traceparent``; exported over
+        OTLP/gRPC (cluster :data:`OTLP_CLUSTER`). Only rendered with tracing on."""
+        s = self.settings
+        return {
+            "tracing": {
+                "random_sampling": {"value": round(s.tracing_sample_ratio * 100, 4)},
+                "spawn_upstream_span": True,
+                "provider": {
+                    "name": "envoy.tracers.opentelemetry",
+                    "typed_config": {
+                        TYPE: T_OTEL,
+                        "grpc_service": {
+                            "envoy_grpc": {"cluster_name": OTLP_CLUSTER},
+                            "timeout": "5s",
+                        },
+                        "service_name": TRACING_SERVICE_NAME,
+                    },
+                },
+            },
+            # Envoy would otherwise write its sampling decision into the
+            # request id (a UUID's variant digit): the id a client sent must
+            # reach the services and the logs unchanged.
+            "request_id_extension": {
+                "typed_config": {
+                    TYPE: T_UUID_REQUEST_ID,
+                    "pack_trace_reason": False,
+                    "use_request_id_for_trace_sampling": False,
+                }
+            },
+        }
+
+    def _base_connection_manager(self) -> Json:
+        s = self.settings
         return {
             TYPE: T_HCM,
             "stat_prefix": LISTENER,
@@ -566,6 +612,7 @@ class EnvoyConfig:
                         "time": "%START_TIME%",
                         "logger": "cardinsa.gateway.access",
                         "request_id": "%REQ(X-REQUEST-ID)%",
+                        **({"trace_id": "%TRACE_ID%"} if self.settings.tracing_enabled else {}),
                         "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
                         "protocol": "%PROTOCOL%",
                         "method": "%REQ(X-ENVOY-ORIGINAL-METHOD?:METHOD)%",
@@ -1342,6 +1389,45 @@ class EnvoyConfig:
                 ],
             },
         }
+        if secure:
+            cluster["transport_socket"] = {
+                "name": "envoy.transport_sockets.tls",
+                "typed_config": {TYPE: T_TLS, "sni": host},
+            }
+        return cluster
+
+    def _otlp_cluster(self) -> Json:
+        """The collector that receives the gateway's spans (OTLP over gRPC)."""
+        url = urlsplit(self.settings.tracing_otlp_endpoint)
+        secure = url.scheme == "https"
+        host = url.hostname or "127.0.0.1"
+        cluster: Json = {
+            "name": OTLP_CLUSTER,
+            "type": "STATIC" if _is_ip(host) else "STRICT_DNS",
+            "connect_timeout": "2s",
+            "typed_extension_protocol_options": {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    TYPE: T_HTTP_OPTIONS,
+                    "explicit_http_config": {"http2_protocol_options": {}},
+                }
+            },
+            "load_assignment": {
+                "cluster_name": OTLP_CLUSTER,
+                "endpoints": [
+                    {
+                        "lb_endpoints": [
+                            {
+                                "endpoint": {
+                                    "address": _socket(host, url.port or (443 if secure else 4317))
+                                }
+                            }
+                        ]
+                    }
+                ],
+            },
+        }
+        if not _is_ip(host):
+            cluster["dns_lookup_family"] = "V4_PREFERRED"
         if secure:
             cluster["transport_socket"] = {
                 "name": "envoy.transport_sockets.tls",

@@ -3,7 +3,8 @@
 Values the services share keep the services' variable names, so one ``.env``
 configures both sides consistently: ``CARDINSA_JWT_ISSUER``,
 ``CARDINSA_JWT_AUDIENCE``, ``CARDINSA_CORS_ORIGINS``, ``CARDINSA_GATEWAY_SECRET``,
-``CARDINSA_JWKS_CACHE_TTL_S``, ``CARDINSA_ENVIRONMENT``, ``CARDINSA_METRICS_HOST``.
+``CARDINSA_JWKS_CACHE_TTL_S``, ``CARDINSA_ENVIRONMENT``, ``CARDINSA_METRICS_HOST``,
+``CARDINSA_TRACING_*``.
 Gateway-only values are ``CARDINSA_GATEWAY_*``.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -82,6 +84,13 @@ class GatewaySettings(BaseSettings):
     gateway_hsts_max_age_s: int = Field(default=63_072_000, ge=0)
     gateway_access_log: str = "/dev/stdout"
 
+    # --- tracing (shared with the services) -----------------------------------
+    # On: Envoy starts or continues each request's trace (W3C traceparent) and
+    # sends its spans over OTLP/gRPC to the collector at the endpoint.
+    tracing_enabled: bool = False
+    tracing_otlp_endpoint: str = "http://127.0.0.1:4317"
+    tracing_sample_ratio: float = Field(default=1.0, ge=0, le=1)
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
@@ -91,6 +100,15 @@ class GatewaySettings(BaseSettings):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+
+    @field_validator("tracing_otlp_endpoint", mode="after")
+    @classmethod
+    def _otlp_url(cls, value: str) -> str:
+        url = urlsplit(value.strip())
+        if url.scheme not in ("http", "https") or not url.hostname or url.path not in ("", "/"):
+            raise ValueError("CARDINSA_TRACING_OTLP_ENDPOINT must be http(s)://host:port")
+        _ = url.port  # ValueError for a port that is not one
+        return value.strip()
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> GatewaySettings:

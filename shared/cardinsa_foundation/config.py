@@ -137,6 +137,13 @@ class Settings(BaseSettings):
     # gateway needs to see it: health interval x 2), then stop accepting.
     drain_delay_s: float = Field(default=5.0, ge=0)
 
+    # --- tracing (OpenTelemetry; cardinsa_foundation.tracing) ----------------------
+    tracing_enabled: bool = False
+    tracing_otlp_endpoint: str = "http://127.0.0.1:4317"
+    tracing_sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    tracing_export_interval_s: float = Field(default=2.0, gt=0)
+    tracing_export_timeout_s: float = Field(default=5.0, gt=0)
+
     # --- tokens ------------------------------------------------------------------
     jwt_issuer: str = "cardinsa-identity"
     jwt_audience: str = "cardinsa"
@@ -196,6 +203,14 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+
+    @field_validator("tracing_otlp_endpoint", mode="after")
+    @classmethod
+    def _otlp_url(cls, value: str) -> str:
+        from cardinsa_foundation.tracing import otlp_endpoint
+
+        otlp_endpoint(value)  # ValueError names the expected form
+        return value.strip()
 
     @field_validator("database_url", "database_admin_url", "database_platform_url", mode="after")
     @classmethod

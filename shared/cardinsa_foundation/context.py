@@ -46,6 +46,8 @@ request_id_var: ContextVar[str | None] = ContextVar("cardinsa_request_id", defau
 principal_var: ContextVar[Principal | None] = ContextVar("cardinsa_principal", default=None)
 method_var: ContextVar[str | None] = ContextVar("cardinsa_method", default=None)
 client_address_var: ContextVar[str | None] = ContextVar("cardinsa_client_address", default=None)
+# (trace id, span id) in hex of the call's span while tracing is on (tracing.py).
+trace_var: ContextVar[tuple[str, str] | None] = ContextVar("cardinsa_trace", default=None)
 
 
 def new_request_id() -> str:
@@ -54,6 +56,11 @@ def new_request_id() -> str:
 
 def current_request_id() -> str | None:
     return request_id_var.get()
+
+
+def current_trace_id() -> str | None:
+    ids = trace_var.get()
+    return ids[0] if ids else None
 
 
 def current_principal() -> Principal | None:

@@ -67,7 +67,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.pool import NullPool
 from sqlalchemy.util import greenlet_spawn
 
-from cardinsa_foundation import errors
+from cardinsa_foundation import errors, tracing
 from cardinsa_foundation.config import ASYNC_URL_PREFIX, Environment, Settings, get_settings
 from cardinsa_foundation.context import current_company_id
 from cardinsa_foundation.local_postgres import LocalPostgres
@@ -190,6 +190,8 @@ class _Pools:
         )
         if settings.db_pool_pre_ping:
             event.listen(self.engine.sync_engine, "checkout", _refuse_closed_connection)
+        if tracing.TRACER is not None:
+            tracing.trace_sqlalchemy(self.engine.sync_engine)
         self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
             self.engine, expire_on_commit=False, sync_session_class=TenantSession
         )
@@ -358,6 +360,8 @@ class Database:
         fairy = await self._pools(cross_tenant).engine.raw_connection()
         try:
             connection: Any = fairy.driver_connection
+            if tracing.TRACER is not None:
+                connection = tracing.TracedConnection(connection)
             await connection.execute(begin)
             yield connection
             await connection.execute("COMMIT")
@@ -578,11 +582,21 @@ class ReadSession:
         self._tenant = tenant
 
     async def one(self, query: ReadQuery[_E], **params: Any) -> _E | None:
-        record = await self._connection.fetchrow(query.sql, self._tenant, *query.arguments(params))
+        arguments = query.arguments(params)
+        if tracing.TRACER is not None:
+            with tracing.database_span(query.sql):
+                record = await self._connection.fetchrow(query.sql, self._tenant, *arguments)
+        else:
+            record = await self._connection.fetchrow(query.sql, self._tenant, *arguments)
         return None if record is None else query.entity(record)
 
     async def all(self, query: ReadQuery[_E], **params: Any) -> list[_E]:
-        records = await self._connection.fetch(query.sql, self._tenant, *query.arguments(params))
+        arguments = query.arguments(params)
+        if tracing.TRACER is not None:
+            with tracing.database_span(query.sql):
+                records = await self._connection.fetch(query.sql, self._tenant, *arguments)
+        else:
+            records = await self._connection.fetch(query.sql, self._tenant, *arguments)
         return [query.entity(record) for record in records]
 
 

@@ -3,7 +3,8 @@
 Application code raises a `CardinsaError` subclass; the error interceptor (or
 `abort`) turns it into a `google.rpc.Status` carrying exactly one `ErrorInfo`,
 `BadRequest` field violations when there are any, `RequestInfo` with the request
-id and `RetryInfo` when the client should wait. Anything that is not a
+id (and ``trace_id=<hex>`` as its serving data while tracing is on) and
+`RetryInfo` when the client should wait. Anything that is not a
 `CardinsaError` goes through `from_exception`, which recognises database and
 network failures and turns everything else into a bare INTERNAL: exception
 text, SQL, row values and hostnames never reach a client, only the log
@@ -45,7 +46,7 @@ from grpc_status import rpc_status
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import exc as orm_exc
 
-from cardinsa_foundation.context import current_request_id
+from cardinsa_foundation.context import current_request_id, current_trace_id
 
 __all__ = [
     "ERROR_DOMAIN",
@@ -293,7 +294,16 @@ def to_rpc_status(error: CardinsaError, request_id: str | None) -> grpc.Status:
         delay.FromTimedelta(error.retry_after)
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     if request_id:
-        details.append(_pack(error_details_pb2.RequestInfo(request_id=request_id)))
+        # With tracing on, the call's trace id too (the same as in the logs).
+        trace_id = current_trace_id()
+        details.append(
+            _pack(
+                error_details_pb2.RequestInfo(
+                    request_id=request_id,
+                    serving_data=f"trace_id={trace_id}" if trace_id else "",
+                )
+            )
+        )
 
     return rpc_status.to_status(
         status_pb2.Status(code=code_value, message=message, details=details)

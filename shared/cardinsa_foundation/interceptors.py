@@ -11,7 +11,9 @@ Concerns, in the order they act on a call:
 5. tenant context — the company id of the verified token, never anything else;
 6. error mapping — CardinsaError and database errors to gRPC status with
    google.rpc details; anything unexpected to INTERNAL with the request id only;
-7. metrics and one JSON access-log line per call.
+7. metrics and one JSON access-log line per call;
+8. tracing (when on) -- the call's span, continuing the caller's
+   ``traceparent`` (cardinsa_foundation.tracing); off, one test of a global.
 
 They run as one grpc.aio interceptor rather than a stack of grpc-interceptor
 layers (the library the issue suggested): measured with
@@ -33,7 +35,7 @@ from typing import Any
 import grpc
 from grpc.aio import ServicerContext
 
-from cardinsa_foundation import metrics
+from cardinsa_foundation import metrics, tracing
 from cardinsa_foundation.auth import TokenVerifier, bearer_token
 from cardinsa_foundation.authorization import (
     INFRASTRUCTURE_SERVICES,
@@ -159,11 +161,10 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         needs_token = rule.access is not Access.PUBLIC
         # Health probes arrive every second from load balancers: count them,
         # but keep them out of the INFO access log.
-        log_level = (
-            logging.DEBUG
-            if method[1:].split("/", 1)[0] in INFRASTRUCTURE_SERVICES
-            else logging.INFO
-        )
+        infrastructure = method[1:].split("/", 1)[0] in INFRASTRUCTURE_SERVICES
+        log_level = logging.DEBUG if infrastructure else logging.INFO
+        # Probes and reflection get no span (a root trace per health check).
+        traced = not infrastructure
 
         async def call(request: Any, context: ServicerContext) -> Any:
             started = time.perf_counter()
@@ -174,6 +175,11 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             request_id_var.set(request_id)
             method_var.set(method)
             client_address_var.set(self._client_address(metadata, context))
+            span = (
+                tracing.start_server_span(method, metadata)
+                if traced and tracing.TRACER is not None
+                else None
+            )
             code = "OK"
             in_flight = metrics.rpc_in_flight(method)
             in_flight.__enter__()
@@ -217,6 +223,11 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 access_log.log(
                     log_level, "rpc", {"code": code, "duration_ms": round(elapsed * 1000, 3)}
                 )
+                if span is not None:
+                    caller = principal_var.get()
+                    tracing.end_server_span(
+                        span, code, request_id, caller.company_id if caller else None
+                    )
 
         return call
 

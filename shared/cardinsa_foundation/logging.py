@@ -2,8 +2,9 @@
 
 `configure_logging` installs a single stderr handler on the root logger. Every
 line carries the service, the pid and the request context (request id, company,
-principal, method) read from `cardinsa_foundation.context`, so a log aggregator
-can follow one call across services without each call site repeating it.
+principal, method; ``trace_id`` and ``span_id`` while tracing is on) read from
+`cardinsa_foundation.context`, so a log aggregator can follow one call across
+services without each call site repeating it.
 
 Secrets never reach the output: a `RedactionFilter` on the handler rewrites the
 message (after its args are merged in), the ``extra`` fields (nested dicts and
@@ -59,6 +60,7 @@ from cardinsa_foundation.context import (
     method_var,
     principal_var,
     request_id_var,
+    trace_var,
 )
 
 __all__ = [
@@ -273,7 +275,9 @@ class RedactionFilter(logging.Filter):
 
 # ---------------------------------------------------------------- formatters
 
-_ContextTuple = tuple[str | None, str | None, str | None, str | None, str | None, str | None]
+_ContextTuple = tuple[
+    str | None, str | None, str | None, str | None, str | None, str | None, tuple[str, str] | None
+]
 
 
 def _context() -> _ContextTuple:
@@ -285,6 +289,7 @@ def _context() -> _ContextTuple:
         principal.on_behalf_of if principal else None,
         method_var.get(),
         client_address_var.get(),
+        trace_var.get(),
     )
 
 
@@ -325,7 +330,9 @@ def _json_default(value: object) -> object:
     return _safe_str(value)
 
 
-_CORE_KEYS = frozenset({"time", "level", "logger", "message", "service", "pid", "exception"})
+_CORE_KEYS = frozenset(
+    {"time", "level", "logger", "message", "service", "pid", "exception", "trace_id", "span_id"}
+)
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
@@ -355,7 +362,7 @@ class JsonFormatter(logging.Formatter):
         context: _ContextTuple,
         extras: Mapping[str, Any],
     ) -> dict[str, Any]:
-        request_id, company_id, principal, on_behalf_of, method, peer = context
+        request_id, company_id, principal, on_behalf_of, method, peer, trace_ids = context
         entry: dict[str, Any] = {
             "time": _timestamp_of(created),
             "level": levelname,
@@ -368,6 +375,8 @@ class JsonFormatter(logging.Formatter):
             "principal": principal,
             "method": method,
         }
+        if trace_ids:  # tracing on (cardinsa_foundation.tracing): the call's trace and span
+            entry["trace_id"], entry["span_id"] = trace_ids
         if on_behalf_of:
             entry["on_behalf_of"] = on_behalf_of
         if peer:
@@ -419,7 +428,7 @@ class TextFormatter(logging.Formatter):
         self._service = service
 
     def format(self, record: logging.LogRecord) -> str:
-        request_id, company_id, principal, _, method, _ = _record_context(record)
+        request_id, company_id, principal, _, method, _, trace_ids = _record_context(record)
         context = " ".join(
             f"{name}={value}"
             for name, value in (
@@ -427,6 +436,7 @@ class TextFormatter(logging.Formatter):
                 ("company", company_id),
                 ("principal", principal),
                 ("method", method),
+                ("trace_id", trace_ids[0] if trace_ids else None),
             )
             if value
         )

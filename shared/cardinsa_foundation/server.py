@@ -10,6 +10,7 @@ What each service gets from here:
 - graceful shutdown on SIGTERM/SIGINT: report NOT_SERVING, keep serving for
   the drain delay so load balancers notice, stop accepting calls, let in-flight
   calls finish within the grace period;
+- OpenTelemetry traces when ``CARDINSA_TRACING_ENABLED`` (cardinsa_foundation.tracing);
 - optional worker processes (``--workers N``), each its own process on its own
   port (base port + index x ``worker_port_step``), started before any gRPC
   object exists and restarted when they exit (see :func:`run_workers`).
@@ -36,7 +37,7 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from cardinsa_foundation import metrics
+from cardinsa_foundation import metrics, tracing
 from cardinsa_foundation.auth import TokenVerifier
 from cardinsa_foundation.authorization import rules_for
 from cardinsa_foundation.config import Settings, get_settings
@@ -487,6 +488,7 @@ def service_main(
     if index is not None:
         restarts = int(os.environ.get(WORKER_RESTARTS_ENV, "0") or 0)
         metrics.WORKER_RESTARTS.labels(worker=str(index)).inc(restarts)
+    tracing.configure(settings, name)
     try:
         asyncio.run(serve(settings, index or 0))
     except ListenError as error:
@@ -499,4 +501,6 @@ def service_main(
             prefix,
         )
         return EXIT_CONFIG
+    finally:
+        tracing.shutdown()  # exports the spans still buffered
     return 0

@@ -218,6 +218,11 @@ def test_quick_bench_prints_the_table_writes_json_and_verifies_errors() -> None:
         # The revocation check's cost against GetPolicy's CPU per call (timed alone).
         check = rows["revocation_check"]
         assert check["cpu_us"] > 0 and check["ratio"] is not None
+        # Tracing off: its hooks are timed and set against GetPolicy's CPU per call.
+        tracing_off = rows["tracing_off"]
+        assert tracing_off["baseline"] == "grpc_get_policy"
+        assert tracing_off["cpu_us"] is not None and tracing_off["ratio"] is not None
+        assert "tracing off" in output
         memory = [row for key, row in rows.items() if key.startswith("memory_")]
         assert {row["key"] for row in memory} >= {
             "memory_identity",

@@ -33,7 +33,7 @@ from cardinsa_company.handlers.companies import CompanyServicer
 from cardinsa_company.handlers.organization import OrganizationServicer
 from cardinsa_company.repository.models import AuditEventRow, CompanyRow
 from cardinsa_company.settings import CompanyServiceSettings
-from cardinsa_foundation import __version__, metrics
+from cardinsa_foundation import __version__, metrics, tracing
 from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.auth import JwksCache, TokenVerifier, identity_jwks_fetcher
 from cardinsa_foundation.config import Environment
@@ -160,7 +160,9 @@ def build(
         ).check_principal
     pool_stats = partial(metrics.PoolStats.from_pool, db.engine.pool)
     metrics.register_pool_collector(SERVICE_NAME, pool_stats)
-    identity_channel = grpc.aio.insecure_channel(settings.identity_address)
+    identity_channel = grpc.aio.insecure_channel(
+        settings.identity_address, interceptors=tracing.client_interceptors()
+    )
     if verifier is None:
         verifier = TokenVerifier(
             JwksCache(

@@ -56,7 +56,7 @@ from cardinsa_core.handlers.policyholders import PolicyholderServicer
 from cardinsa_core.handlers.products import ProductServicer
 from cardinsa_core.repository.models import AuditEventRow
 from cardinsa_core.settings import CoreSettings
-from cardinsa_foundation import __version__, metrics
+from cardinsa_foundation import __version__, metrics, tracing
 from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.auth import JwksCache, TokenVerifier, identity_jwks_fetcher
 from cardinsa_foundation.config import Environment
@@ -126,7 +126,9 @@ def tenant_directory(
             "not from the company service"
         )
         return fallback, None
-    channel = grpc.aio.insecure_channel(settings.company_address)
+    channel = grpc.aio.insecure_channel(
+        settings.company_address, interceptors=tracing.client_interceptors()
+    )
     credentials = api_key_credentials(identity_channel, service_api_key)
     fetch = company_status_fetcher(channel, credentials, timeout_s=settings.company_call_timeout_s)
     cache = TenantStatusCache(fetch, ttl_s=settings.tenant_status_ttl_s)
@@ -171,7 +173,9 @@ def build(
     # GetPolicy's connections (Database.read), a pool of their own.
     read_pool_stats = db.read_pool_status
     metrics.register_pool_collector(READ_POOL, read_pool_stats)
-    identity_channel = grpc.aio.insecure_channel(settings.identity_address)
+    identity_channel = grpc.aio.insecure_channel(
+        settings.identity_address, interceptors=tracing.client_interceptors()
+    )
     company_channel: grpc.aio.Channel | None = None
     if tenants is None:
         tenants, company_channel = tenant_directory(settings, identity_channel)

@@ -26,7 +26,7 @@ from cardinsa.identity.v1 import (
     user_service_pb2,
     user_service_pb2_grpc,
 )
-from cardinsa_foundation import __version__, metrics
+from cardinsa_foundation import __version__, metrics, tracing
 from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.auth import JwksCache, TokenVerifier
 from cardinsa_foundation.context import PrincipalKind
@@ -138,7 +138,9 @@ def build(
     )
     company_channel: grpc.aio.Channel | None = None
     if settings.company_address:
-        company_channel = grpc.aio.insecure_channel(settings.company_address)
+        company_channel = grpc.aio.insecure_channel(
+            settings.company_address, interceptors=tracing.client_interceptors()
+        )
         ctx.tenants = TenantStatusCache(
             company_status_fetcher(
                 company_channel,

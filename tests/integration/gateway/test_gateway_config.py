@@ -1,7 +1,9 @@
 """The generated gateway configuration and OpenAPI document, checked without traffic.
 
 - ``envoy --mode validate`` accepts what the generator renders (defaults; several
-  workers; host-name upstreams as in Kubernetes; an external JWKS URL);
+  workers; host-name upstreams as in Kubernetes; an external JWKS URL; tracing
+  on, with a collector by address and by host name);
+- the tracing configuration is rendered only when tracing is on;
 - every Cardinsa package in the contract has an upstream in the one list;
 - the JWT rules open exactly the public methods (from the contract) and the
   operator services, and require a token everywhere else;
@@ -29,6 +31,7 @@ from cardinsa_gateway.envoy import (
     F_JWT,
     F_LOGIN_LIMIT,
     F_TRANSCODER,
+    OTLP_CLUSTER,
     EnvoyConfig,
     unrouted_packages,
 )
@@ -81,7 +84,7 @@ def routes(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize(
     "variant",
-    ["defaults", "workers", "kubernetes", "external-jwks"],
+    ["defaults", "workers", "kubernetes", "external-jwks", "tracing", "tracing-dns"],
 )
 def test_envoy_accepts_the_generated_config(
     variant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -101,6 +104,14 @@ def test_envoy_accepts_the_generated_config(
             )
     if variant == "external-jwks":
         overrides["gateway_jwks_uri"] = "https://id.example.test/.well-known/jwks.json"
+    if variant == "tracing":
+        overrides.update(tracing_enabled=True, tracing_otlp_endpoint="http://127.0.0.1:4317")
+    if variant == "tracing-dns":
+        overrides.update(
+            tracing_enabled=True,
+            tracing_otlp_endpoint="https://collector.example.test:4317",
+            tracing_sample_ratio=0.25,
+        )
     config = render_to_file(
         tmp_path / "envoy.json", settings=settings(**overrides), workers=workers
     )
@@ -130,6 +141,45 @@ def test_envoy_accepts_the_generated_config(
     assert document["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
     listeners = [x["name"] for x in document["static_resources"]["listeners"]]
     assert listeners == ["cardinsa", "metrics"]  # the stats listener is on by default
+    assert (OTLP_CLUSTER in clusters) == variant.startswith("tracing")
+
+
+def test_tracing_is_rendered_only_when_on(contract: Contract) -> None:
+    off = render(contract)
+    manager = off["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    assert "tracing" not in manager["typed_config"]
+    assert "request_id_extension" not in manager["typed_config"]
+    assert "otlp" not in json.dumps(off)
+    assert "TRACE_ID" not in json.dumps(off)
+
+    on = render(
+        contract,
+        tracing_enabled=True,
+        tracing_otlp_endpoint="http://10.1.2.3:4318",
+        tracing_sample_ratio=0.5,
+    )
+    hcm = on["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    tracing = hcm["tracing"]
+    assert tracing["random_sampling"] == {"value": 50.0}
+    provider = tracing["provider"]
+    assert provider["name"] == "envoy.tracers.opentelemetry"
+    assert provider["typed_config"]["grpc_service"]["envoy_grpc"]["cluster_name"] == OTLP_CLUSTER
+    # The client's request id must reach the services unchanged.
+    assert hcm["request_id_extension"]["typed_config"]["pack_trace_reason"] is False
+    assert hcm["access_log"][0]["typed_config"]["log_format"]["json_format"]["trace_id"] == (
+        "%TRACE_ID%"
+    )
+    (collector,) = [c for c in on["static_resources"]["clusters"] if c["name"] == OTLP_CLUSTER]
+    endpoint = collector["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    assert endpoint["address"]["socket_address"] == {"address": "10.1.2.3", "port_value": 4318}
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["127.0.0.1:4317", "grpc://collector:4317", "http://collector:4317/v1/traces"]
+)
+def test_a_malformed_otlp_endpoint_is_refused(endpoint: str) -> None:
+    with pytest.raises(ValidationError, match="CARDINSA_TRACING_OTLP_ENDPOINT"):
+        settings(tracing_enabled=True, tracing_otlp_endpoint=endpoint)
 
 
 def test_every_package_of_the_contract_has_an_upstream(contract: Contract) -> None:
