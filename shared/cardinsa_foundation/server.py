@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 WORKER_INDEX_ENV = "CARDINSA_WORKER_INDEX"
 # How many times the supervisor restarted this worker (its metric starts there).
 WORKER_RESTARTS_ENV = "CARDINSA_WORKER_RESTARTS"
+# The supervisor's process id: a worker whose supervisor is gone stops too.
+SUPERVISOR_PID_ENV = "CARDINSA_SUPERVISOR_PID"
 # The supervisor gave up on a worker: the others report NOT_SERVING from then on.
 GIVE_UP_SIGNAL = signal.SIGUSR1
 # ... sent again this often (a worker still starting has not installed its handler).
@@ -304,6 +306,26 @@ def worker_index() -> int | None:
     return int(value) if value is not None else None
 
 
+def follow_supervisor() -> None:
+    """Make this worker receive SIGTERM when its supervisor dies (Linux
+    ``PR_SET_PDEATHSIG``), so a supervisor killed with SIGKILL (the OOM killer, a
+    test's clean-up) leaves no orphan worker holding its ports; the worker then
+    drains and stops as on any SIGTERM. A supervisor already gone before this
+    call (the signal would never come) ends the worker at once."""
+    supervisor = os.environ.get(SUPERVISOR_PID_ENV)
+    if supervisor is None:
+        return
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != int(supervisor):
+        log.error("the worker supervisor (pid %s) is gone; stopping", supervisor)
+        raise SystemExit(1)
+
+
 @dataclass
 class _Worker:
     index: int
@@ -348,6 +370,7 @@ def run_workers(
             **os.environ,
             WORKER_INDEX_ENV: str(slot.index),
             WORKER_RESTARTS_ENV: str(slot.restarts),
+            SUPERVISOR_PID_ENV: str(os.getpid()),
         }
         slot.process = subprocess.Popen([sys.executable, *args], env=env)  # noqa: S603
         slot.started = time.monotonic()
@@ -486,6 +509,7 @@ def service_main(
             restart_window_s=settings.worker_restart_window_s,
         )
     if index is not None:
+        follow_supervisor()
         restarts = int(os.environ.get(WORKER_RESTARTS_ENV, "0") or 0)
         metrics.WORKER_RESTARTS.labels(worker=str(index)).inc(restarts)
     tracing.configure(settings, name)

@@ -10,6 +10,7 @@ keeps reporting NOT_SERVING).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -37,6 +38,10 @@ def note(text):
     with log.open("a") as out:
         out.write(f"{index} {text}\n")
 
+if mode == "follow":
+    from cardinsa_foundation.server import follow_supervisor
+    follow_supervisor()
+    note(f"pid {os.getpid()}")
 note(f"start {restarts}")
 signal.signal(signal.SIGTERM, lambda *_: (note("term"), sys.exit(0)))
 signal.signal(signal.SIGUSR1, lambda *_: note("held"))
@@ -152,3 +157,28 @@ def test_when_every_worker_is_gone_the_supervisor_exits(tmp_path: Path) -> None:
     assert sum(e.endswith("start 0") for e in events(log)) == 2
     assert sum(line["message"] == "giving up on a worker" for line in lines) == 2
     assert lines[-1]["message"] == "every worker is gone; the supervisor exits"
+
+
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    """A supervisor killed with SIGKILL (nothing forwards SIGTERM) leaves no
+    orphan worker holding its ports: each worker gets SIGTERM from the kernel."""
+    process, log = supervise(tmp_path, "follow")
+    pids: list[int] = []
+    try:
+        wait_for(log, "0 start 0", process)
+        wait_for(log, "1 start 0", process)
+        pids = [int(line.split()[2]) for line in events(log) if " pid " in line]
+        assert len(pids) == 2
+        process.kill()
+        process.wait()
+        deadline = time.monotonic() + 30
+        while not {"0 term", "1 term"} <= set(events(log)):
+            assert time.monotonic() < deadline, events(log)
+            time.sleep(0.05)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -160,6 +160,8 @@ async def test_main_serves_with_workers_verifies_identity_tokens_and_stops_on_si
         CARDINSA_DATABASE_URL=app_role_url(company_database),
         CARDINSA_COMPANY_PORT=str(grpc_base),
         CARDINSA_COMPANY_METRICS_PORT=str(metrics_base),
+        # Two consecutive free ports; the default spacing (100) is the launcher tests'.
+        CARDINSA_WORKER_PORT_STEP="1",
         CARDINSA_IDENTITY_ADDRESS=company.identity.app.server.address,
     )
     parent = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block

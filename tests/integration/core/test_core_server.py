@@ -130,6 +130,8 @@ async def test_main_serves_with_workers_and_stops_on_sigterm(
         core_database,
         CARDINSA_CORE_PORT=str(grpc_base),
         CARDINSA_CORE_METRICS_PORT=str(metrics_base),
+        # Two consecutive free ports; the default spacing (100) is the launcher tests'.
+        CARDINSA_WORKER_PORT_STEP="1",
         CARDINSA_IDENTITY_ADDRESS=tenant.harness.identity.app.server.address,
     )
     parent = await asyncio.create_subprocess_exec(
