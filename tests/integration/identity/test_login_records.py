@@ -185,5 +185,32 @@ async def test_an_upgraded_hash_never_overwrites_a_password_changed_meanwhile(
         return ok, new_hash
 
     monkeypatch.setattr(hasher, "verify_password_async", verify_then_change)
-    assert (await identity.login(user.email, client_address="203.0.113.90")).access_token
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await identity.login(user.email, client_address="203.0.113.90")
+    assert error_info(caught.value).reason == "INVALID_CREDENTIALS"
     assert (await _user(identity, user.user_id)).password_hash == changed
+
+
+async def test_a_password_changed_while_the_old_one_is_checked_opens_no_session(
+    identity: IdentityHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The change revoked every session; a login that checked the old password
+    just before it must not open a new one (it would outlive the change)."""
+    user = await identity.create_user(identity.admin_a)
+    changed = hash_password("a brand new password 987")
+    hasher = identity.app.ctx.hasher
+    verify = hasher.verify_password_async
+
+    async def verify_then_change(password: str, stored: str) -> tuple[bool, str | None]:
+        result: tuple[bool, str | None] = await verify(password, stored)
+        assert result[0]  # the old password was right when it was checked
+        await _set_user(identity, user.user_id, password_hash=changed)
+        return result
+
+    monkeypatch.setattr(hasher, "verify_password_async", verify_then_change)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await identity.login(user.email, client_address="203.0.113.91")
+    assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert error_info(caught.value).reason == "INVALID_CREDENTIALS"
+    assert await _sessions(identity, user.user_id) == []
+    assert await _events(identity, "login.succeeded", user.user_id) == []

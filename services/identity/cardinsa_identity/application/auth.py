@@ -367,7 +367,7 @@ class AuthUseCases:
             opened=opened,
             audit=audit,
         )
-        if grants is None:  # deactivated, locked or deleted since the password check
+        if grants is None:  # deactivated, locked, deleted or re-passworded since the check
             principal_var.set(principal)
             raise _invalid_credentials()
         outcome.decided = True

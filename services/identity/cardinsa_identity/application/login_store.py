@@ -90,13 +90,14 @@ _COMPLETE_LOGIN: Final = f"""
 WITH account AS (
     UPDATE identity.users
        SET last_login_time = $13::timestamptz,
-           password_hash = CASE
-               WHEN $15::text IS NOT NULL AND password_hash = $14::text THEN $15::text
-               ELSE password_hash END,
+           password_hash = COALESCE($15::text, password_hash),
            update_time = now(),
            updated_by = $11::uuid,
            version = version + 1
+     -- The password checked is still the account's: a change (or reset) since
+     -- revoked every session, and this login must not open one after it.
      WHERE id = $11::uuid AND delete_time IS NULL AND state = $22::text
+       AND password_hash = $14::text
     RETURNING id, company_id
 ), held AS (
     -- The account's two counters, locked in the order the reservation takes
@@ -267,12 +268,11 @@ async def complete_login(
     audit: AuditEventRow,
 ) -> tuple[list[str], frozenset[str]] | None:
     """Record a successful login of a still-active ``user``, in its company's
-    transaction: last login time (and the upgraded hash, unless the password
-    changed meanwhile), the account's counters cleared (from every address
-    and from this one), the session with its refresh token, the audit row.
-    Returns the user's roles and permissions, or None (nothing written) when
-    the account is no longer active or was deleted since the password was
-    checked."""
+    transaction: last login time (and the upgraded hash), the account's
+    counters cleared (from every address and from this one), the session with
+    its refresh token, the audit row. Returns the user's roles and permissions,
+    or None (nothing written) when the account is no longer active, was deleted
+    or had its password changed since the password was checked."""
     async with db.transaction(company_id=user.company_id) as connection:
         records = await connection.fetch(
             _COMPLETE_LOGIN,
