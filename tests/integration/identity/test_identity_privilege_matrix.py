@@ -466,3 +466,37 @@ async def test_a_role_is_not_deleted_or_stripped_by_who_could_not_unbind_it(
     await identity.access.DeleteRole(
         access_service_pb2.DeleteRoleRequest(role_id=own, etag=updated.etag), metadata=manager_md
     )
+
+
+@pytest.mark.parametrize("change", ["email", "password"])
+async def test_a_reset_token_sent_before_an_email_or_password_change_dies_with_it(
+    identity: IdentityHarness, world: World, change: str
+) -> None:
+    """A reset token mailed to the old address (or before a password change, often
+    made because the account was at risk) would undo the change: it is void."""
+    user = await create_user(identity, world.admin_md, [world.roles["tiny"]])
+    await identity.auth.RequestPasswordReset(
+        auth_service_pb2.RequestPasswordResetRequest(email=user.email)
+    )
+    await identity.app.auth.wait_for_background()
+    (message,) = identity.notifier.messages_for(user.email)
+    if change == "email":
+        await _change(identity, world.admin_md, user.user_id, email=unique_email("priv-moved"))
+    else:
+        await identity.auth.ChangePassword(
+            auth_service_pb2.ChangePasswordRequest(
+                current_password=user.password, new_password="a changed passphrase 4711"
+            ),
+            metadata=await login_md(identity, user),
+        )
+    error = await refusal(
+        identity.auth.ConfirmPasswordReset(
+            auth_service_pb2.ConfirmPasswordResetRequest(
+                reset_token=message["token"], new_password="the attacker's passphrase 1"
+            )
+        )
+    )
+    assert (error.code(), error_info(error).reason) == (
+        grpc.StatusCode.UNAUTHENTICATED,
+        "INVALID_RESET_TOKEN",
+    )

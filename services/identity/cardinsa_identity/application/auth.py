@@ -144,6 +144,18 @@ async def revoke_user_sessions(session: AsyncSession, user_id: uuid.UUID, reason
     return len(revoked)
 
 
+async def void_password_resets(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Mark every outstanding reset token of a user used: after a password or
+    email change, a token mailed before it (perhaps to an address the user no
+    longer controls) must not undo the change."""
+    await session.execute(
+        update(PasswordResetRow)
+        .where(PasswordResetRow.user_id == user_id, PasswordResetRow.use_time.is_(None))
+        .values(use_time=datetime.now(UTC))
+        .execution_options(synchronize_session=False)
+    )
+
+
 class AuthUseCases:
     def __init__(self, ctx: IdentityContext) -> None:
         self.ctx = ctx
@@ -578,6 +590,7 @@ class AuthUseCases:
                 user.password_hash = new_hash
                 user.password_change_time = datetime.now(UTC)
                 await throttle.clear(session, throttle.ACCOUNT, email)
+                await void_password_resets(session, user_id)
                 revoked = await revoke_user_sessions(session, user_id, "password_change")
                 await self.ctx.audit.record(
                     session,
@@ -634,9 +647,13 @@ class AuthUseCases:
         settings = self.ctx.settings
         try:
             async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
+                # Shared lock: an email change in flight (which voids the user's
+                # reset tokens) either waits for this token or is seen first.
                 user = (
                     await session.scalars(
-                        select(UserRow).where(UserRow.email == email, UserRow.delete_time.is_(None))
+                        select(UserRow)
+                        .where(UserRow.email == email, UserRow.delete_time.is_(None))
+                        .with_for_update(read=True)
                     )
                 ).first()
                 if user is None or user.state != UserState.ACTIVE:
@@ -715,11 +732,7 @@ class AuthUseCases:
             if not claimed.rowcount:  # type: ignore[attr-defined]
                 raise invalid
             # Every other outstanding reset token of the user dies with this one.
-            await session.execute(
-                update(PasswordResetRow)
-                .where(PasswordResetRow.user_id == user_id, PasswordResetRow.use_time.is_(None))
-                .values(use_time=datetime.now(UTC))
-            )
+            await void_password_resets(session, user_id)
             user = await session.get(UserRow, user_id, with_for_update=True)
             assert user is not None
             principal_var.set(_as_user_principal(user))
