@@ -175,3 +175,32 @@ async def test_attack_role_manager_strips_a_role_it_could_not_unbind(
             ["claims.deny", "claims.pay"],
             False,
         )
+
+
+async def test_attack_reset_token_mailed_to_the_old_address_after_an_email_change(
+    identity: IdentityHarness, attacks: AttackLog
+) -> None:
+    """Whoever reads the old mailbox requests a reset, the admin moves the user
+    to a new address: the token mailed before the move must not take it back."""
+    world = await make_world(identity)
+    victim = await create_user(identity, world.admin_md, [])
+    with attacks.attempt(
+        "reset token mailed to the old address used after an email change",
+        "RequestPasswordReset, UpdateUser(email), ConfirmPasswordReset",
+    ):
+        await identity.auth.RequestPasswordReset(
+            auth_service_pb2.RequestPasswordResetRequest(email=victim.email)
+        )
+        await identity.app.auth.wait_for_background()
+        (message,) = identity.notifier.messages_for(victim.email)
+        await identity.users.UpdateUser(
+            _email_change(victim.user_id, unique_email("hostile-moved")), metadata=world.admin_md
+        )
+        answer = await _answer(
+            identity.auth.ConfirmPasswordReset(
+                auth_service_pb2.ConfirmPasswordResetRequest(
+                    reset_token=message["token"], new_password=PASSWORD + " taken"
+                )
+            )
+        )
+        assert answer == ("UNAUTHENTICATED", "INVALID_RESET_TOKEN"), answer
