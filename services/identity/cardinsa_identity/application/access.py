@@ -775,8 +775,9 @@ class AccessUseCases:
     async def delete_role_binding(self, binding_id: str) -> RoleBindingRow:
         """Remove a binding (for good) and return it. The same rules as for
         granting apply: the caller must hold the role's permissions and the
-        user's, and only a platform admin unbinds the platform-admin role. Takes effect in the
-        user's tokens at their next login or refresh."""
+        user's, and only a platform admin unbinds the platform-admin role. The
+        user's tokens are revoked at once (revocations); the next refresh
+        carries what they hold now."""
         principal = require_principal()
         company = target_company(principal, "")
         async with self.ctx.db.unit_of_work(company_id=company) as session:
@@ -962,8 +963,8 @@ class AccessUseCases:
 
     async def delete_service_account(self, account_id: str, etag: str) -> ServiceAccountRow:
         """Soft-delete a service account and revoke its open API keys: they stop
-        working at once (tokens already issued with them run out within their
-        short lifetime). Deleting a deleted account returns it unchanged."""
+        working at once, and so do the tokens already exchanged with them
+        (revocations). Deleting a deleted account returns it unchanged."""
         principal = require_principal()
         company = target_company(principal, "")
         async with self.ctx.db.unit_of_work(company_id=company) as session:
