@@ -571,22 +571,29 @@ class AuthUseCases:
             raise throttle.busy_error()
         decided = False
         try:
+            wrong = InvalidArgument(
+                "the current password is not correct",
+                reason="WRONG_CURRENT_PASSWORD",
+                field_violations=[FieldViolation("current_password", "is not correct")],
+            )
             ok, _ = await self.ctx.hasher.verify_password_async(current_password, stored_hash)
             if not ok:
                 metrics.IDENTITY_LOGIN_FAILURES.inc()
                 async with self.ctx.db.unit_of_work() as session:
                     await throttle.record_failure(session, keys)
                 decided = True
-                raise InvalidArgument(
-                    "the current password is not correct",
-                    reason="WRONG_CURRENT_PASSWORD",
-                    field_violations=[FieldViolation("current_password", "is not correct")],
-                )
+                raise wrong
             self._check_new_password(new_password, email, "new_password")
             new_hash = await self.ctx.hasher.hash_password_async(new_password)
             async with self.ctx.db.unit_of_work() as session:
-                user = await session.get(UserRow, user_id, with_for_update=True)
+                user = await session.get(
+                    UserRow, user_id, with_for_update=True, populate_existing=True
+                )
                 assert user is not None
+                if user.password_hash != stored_hash:
+                    # Changed or reset since it was checked: the password given
+                    # is no longer the current one (nothing is counted).
+                    raise wrong
                 user.password_hash = new_hash
                 user.password_change_time = datetime.now(UTC)
                 await throttle.clear(session, throttle.ACCOUNT, email)
