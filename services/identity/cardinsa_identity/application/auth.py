@@ -48,7 +48,7 @@ from cardinsa_identity.application.context import (
     roles_and_permissions,
 )
 from cardinsa_identity.application.login_store import LoginUser, NewSession
-from cardinsa_identity.application.revocations import revoke_sessions
+from cardinsa_identity.application.revocations import issue_instant, revoke_sessions
 from cardinsa_identity.domain.api_keys import parse_api_key, verify_api_key_secret
 from cardinsa_identity.domain.password_policy import check_password
 from cardinsa_identity.domain.permissions import ALL_PERMISSIONS
@@ -196,8 +196,12 @@ class AuthUseCases:
         roles: list[str],
         permissions: frozenset[str],
         session_id: str | None = None,
+        issued: datetime | None = None,
     ) -> tuple[str, datetime]:
-        now = datetime.now(UTC)
+        # ``issued``: taken before the roles were read, under the subject's lock
+        # (revocations.issue_instant), so a role removal that commits after the
+        # read refuses this token.
+        now = issued or datetime.now(UTC)
         claims = build_access_claims(
             issuer=self.ctx.settings.jwt_issuer,
             audience=self.ctx.settings.jwt_audience,
@@ -383,7 +387,7 @@ class AuthUseCases:
             principal_var.set(principal)
             raise _invalid_credentials()
         outcome.decided = True
-        roles, permissions = grants
+        roles, permissions, issued = grants
         access, access_exp = self._sign(
             subject=str(user.id),
             kind=PrincipalKind.USER,
@@ -391,6 +395,7 @@ class AuthUseCases:
             roles=roles,
             permissions=permissions,
             session_id=session_id,
+            issued=issued,
         )
         return IssuedTokens(
             access_token=access,
@@ -473,6 +478,7 @@ class AuthUseCases:
                     now + timedelta(seconds=self.ctx.settings.session_idle_ttl_s),
                     family.expire_time,
                 )
+                issued = await issue_instant(session, user.id)
                 roles, permissions = await roles_and_permissions(session, user.id)
         if not reused:
             await self.ctx.require_active_tenant(family.company_id)
@@ -489,6 +495,7 @@ class AuthUseCases:
             roles=roles,
             permissions=permissions,
             session_id=str(family.id),
+            issued=issued,
         )
         return IssuedTokens(
             access_token=access,

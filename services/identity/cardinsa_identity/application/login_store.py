@@ -36,13 +36,14 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.db import Database
 from cardinsa_identity.application import throttle
 from cardinsa_identity.application.context import grants_of
+from cardinsa_identity.application.revocations import SUBJECT_LOCK_SHARED_SQL
 from cardinsa_identity.domain.users import UserState
 from cardinsa_identity.repository.models import AuditEventRow
 
@@ -266,14 +267,18 @@ async def complete_login(
     new_password_hash: str | None,
     opened: NewSession,
     audit: AuditEventRow,
-) -> tuple[list[str], frozenset[str]] | None:
+) -> tuple[list[str], frozenset[str], datetime] | None:
     """Record a successful login of a still-active ``user``, in its company's
     transaction: last login time (and the upgraded hash), the account's
     counters cleared (from every address and from this one), the session with
-    its refresh token, the audit row. Returns the user's roles and permissions,
-    or None (nothing written) when the account is no longer active, was deleted
+    its refresh token, the audit row. Returns the user's roles and permissions
+    and the access token's issue instant (taken under the user's subject lock
+    before the roles are read: see revocations.issue_instant), or None
+    (nothing written) when the account is no longer active, was deleted
     or had its password changed since the password was checked."""
     async with db.transaction(company_id=user.company_id) as connection:
+        await connection.execute(SUBJECT_LOCK_SHARED_SQL, str(user.id))
+        issued = datetime.now(UTC)
         records = await connection.fetch(
             _COMPLETE_LOGIN,
             *_audit_arguments(audit),
@@ -295,8 +300,9 @@ async def complete_login(
         )
     if not records:
         return None
-    return grants_of(
+    roles, permissions = grants_of(
         (record["name"], record["permissions"], record["built_in"])
         for record in records
         if record["name"] is not None
     )
+    return roles, permissions, issued
