@@ -28,7 +28,12 @@ from support.privilege_matrix import (
     snapshot,
 )
 
-from cardinsa.identity.v1 import auth_service_pb2, resources_pb2, user_service_pb2
+from cardinsa.identity.v1 import (
+    access_service_pb2,
+    auth_service_pb2,
+    resources_pb2,
+    user_service_pb2,
+)
 
 DENIED = ("PERMISSION_DENIED", "TARGET_MORE_PRIVILEGED")
 
@@ -132,3 +137,70 @@ async def test_attack_weaker_user_acts_on_a_stronger_account_through_every_rpc(
             before = await snapshot(world, target)
             assert await _answer(action.act(world, target, world.operator_md)) == DENIED
             assert await snapshot(world, target) == before
+
+
+async def test_attack_role_manager_strips_a_role_it_could_not_unbind(
+    identity: IdentityHarness, attacks: AttackLog
+) -> None:
+    """DeleteRole and UpdateRole(permissions) take a role's permissions from every
+    holder: a caller lacking them must be refused as DeleteRoleBinding refuses it."""
+    world = await make_world(identity)
+    manager = await create_user(
+        identity,
+        world.admin_md,
+        [await create_role(identity, world.admin_md, ["roles.update", "roles.delete"])],
+    )
+    manager_md = await login_md(identity, manager)
+    strong = await create_role(identity, world.admin_md, ["claims.pay", "claims.deny"])
+    await create_user(identity, world.admin_md, [strong])
+    refused = ("PERMISSION_DENIED", "ROLE_EXCEEDS_CALLER")
+    with attacks.attempt(
+        "weaker user deletes or strips a role held by others (role manager)",
+        "UpdateRole(permissions), DeleteRole",
+    ):
+        role = await identity.access.GetRole(
+            access_service_pb2.GetRoleRequest(role_id=strong), metadata=world.admin_md
+        )
+        strip = access_service_pb2.UpdateRoleRequest(
+            role=resources_pb2.Role(id=strong, permissions=["claims.pay"], etag=role.etag),
+            update_mask=field_mask_pb2.FieldMask(paths=["permissions"]),
+        )
+        assert await _answer(identity.access.UpdateRole(strip, metadata=manager_md)) == refused
+        drop = access_service_pb2.DeleteRoleRequest(role_id=strong, etag=role.etag)
+        assert await _answer(identity.access.DeleteRole(drop, metadata=manager_md)) == refused
+        after = await identity.access.GetRole(
+            access_service_pb2.GetRoleRequest(role_id=strong), metadata=world.admin_md
+        )
+        assert (list(after.permissions), after.HasField("delete_time")) == (
+            ["claims.deny", "claims.pay"],
+            False,
+        )
+
+
+async def test_attack_reset_token_mailed_to_the_old_address_after_an_email_change(
+    identity: IdentityHarness, attacks: AttackLog
+) -> None:
+    """Whoever reads the old mailbox requests a reset, the admin moves the user
+    to a new address: the token mailed before the move must not take it back."""
+    world = await make_world(identity)
+    victim = await create_user(identity, world.admin_md, [])
+    with attacks.attempt(
+        "reset token mailed to the old address used after an email change",
+        "RequestPasswordReset, UpdateUser(email), ConfirmPasswordReset",
+    ):
+        await identity.auth.RequestPasswordReset(
+            auth_service_pb2.RequestPasswordResetRequest(email=victim.email)
+        )
+        await identity.app.auth.wait_for_background()
+        (message,) = identity.notifier.messages_for(victim.email)
+        await identity.users.UpdateUser(
+            _email_change(victim.user_id, unique_email("hostile-moved")), metadata=world.admin_md
+        )
+        answer = await _answer(
+            identity.auth.ConfirmPasswordReset(
+                auth_service_pb2.ConfirmPasswordResetRequest(
+                    reset_token=message["token"], new_password=PASSWORD + " taken"
+                )
+            )
+        )
+        assert answer == ("UNAUTHENTICATED", "INVALID_RESET_TOKEN"), answer

@@ -401,3 +401,102 @@ async def test_concurrent_grants_to_one_account_cannot_both_pass_the_check(
             )
         )
         assert sorted(answers, key=str) == sorted([OK, DENIED], key=str), answers
+
+
+async def test_a_role_is_not_deleted_or_stripped_by_who_could_not_unbind_it(
+    identity: IdentityHarness, world: World
+) -> None:
+    """Deleting a role, or removing permissions from it, takes them from every
+    holder at once: the caller must hold them, as for DeleteRoleBinding (else a
+    holder of ``roles.delete`` alone strips the claims team it could not unbind)."""
+    manager_role = await create_role(
+        identity, world.admin_md, ["roles.get", "roles.update", "roles.delete"]
+    )
+    manager_md = await login_md(
+        identity, await create_user(identity, world.admin_md, [manager_role])
+    )
+    strong = await create_role(identity, world.admin_md, ["claims.pay", "claims.deny"])
+    await create_user(identity, world.admin_md, [strong])
+
+    def current() -> Awaitable[resources_pb2.Role]:
+        return identity.access.GetRole(
+            access_service_pb2.GetRoleRequest(role_id=strong), metadata=world.admin_md
+        )
+
+    before = await current()
+    error = await refusal(
+        identity.access.UpdateRole(
+            access_service_pb2.UpdateRoleRequest(
+                role=resources_pb2.Role(id=strong, permissions=["claims.pay"], etag=before.etag),
+                update_mask=field_mask_pb2.FieldMask(paths=["permissions"]),
+            ),
+            metadata=manager_md,
+        )
+    )
+    assert (error.code(), error_info(error).reason) == (
+        grpc.StatusCode.PERMISSION_DENIED,
+        "ROLE_EXCEEDS_CALLER",
+    )
+    error = await refusal(
+        identity.access.DeleteRole(
+            access_service_pb2.DeleteRoleRequest(role_id=strong, etag=before.etag),
+            metadata=manager_md,
+        )
+    )
+    assert (error.code(), error_info(error).reason) == (
+        grpc.StatusCode.PERMISSION_DENIED,
+        "ROLE_EXCEEDS_CALLER",
+    )
+    after = await current()
+    assert list(after.permissions) == ["claims.deny", "claims.pay"]
+    assert not after.HasField("delete_time")
+
+    # The manager still changes and deletes a role within its own power.
+    own = await create_role(identity, world.admin_md, ["roles.get", "roles.update"])
+    own_role = await identity.access.GetRole(
+        access_service_pb2.GetRoleRequest(role_id=own), metadata=manager_md
+    )
+    updated = await identity.access.UpdateRole(
+        access_service_pb2.UpdateRoleRequest(
+            role=resources_pb2.Role(id=own, permissions=["roles.get"], etag=own_role.etag),
+            update_mask=field_mask_pb2.FieldMask(paths=["permissions"]),
+        ),
+        metadata=manager_md,
+    )
+    await identity.access.DeleteRole(
+        access_service_pb2.DeleteRoleRequest(role_id=own, etag=updated.etag), metadata=manager_md
+    )
+
+
+@pytest.mark.parametrize("change", ["email", "password"])
+async def test_a_reset_token_sent_before_an_email_or_password_change_dies_with_it(
+    identity: IdentityHarness, world: World, change: str
+) -> None:
+    """A reset token mailed to the old address (or before a password change, often
+    made because the account was at risk) would undo the change: it is void."""
+    user = await create_user(identity, world.admin_md, [world.roles["tiny"]])
+    await identity.auth.RequestPasswordReset(
+        auth_service_pb2.RequestPasswordResetRequest(email=user.email)
+    )
+    await identity.app.auth.wait_for_background()
+    (message,) = identity.notifier.messages_for(user.email)
+    if change == "email":
+        await _change(identity, world.admin_md, user.user_id, email=unique_email("priv-moved"))
+    else:
+        await identity.auth.ChangePassword(
+            auth_service_pb2.ChangePasswordRequest(
+                current_password=user.password, new_password="a changed passphrase 4711"
+            ),
+            metadata=await login_md(identity, user),
+        )
+    error = await refusal(
+        identity.auth.ConfirmPasswordReset(
+            auth_service_pb2.ConfirmPasswordResetRequest(
+                reset_token=message["token"], new_password="the attacker's passphrase 1"
+            )
+        )
+    )
+    assert (error.code(), error_info(error).reason) == (
+        grpc.StatusCode.UNAUTHENTICATED,
+        "INVALID_RESET_TOKEN",
+    )

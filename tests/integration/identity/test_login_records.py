@@ -185,5 +185,62 @@ async def test_an_upgraded_hash_never_overwrites_a_password_changed_meanwhile(
         return ok, new_hash
 
     monkeypatch.setattr(hasher, "verify_password_async", verify_then_change)
-    assert (await identity.login(user.email, client_address="203.0.113.90")).access_token
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await identity.login(user.email, client_address="203.0.113.90")
+    assert error_info(caught.value).reason == "INVALID_CREDENTIALS"
     assert (await _user(identity, user.user_id)).password_hash == changed
+
+
+async def test_a_password_changed_while_the_old_one_is_checked_opens_no_session(
+    identity: IdentityHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The change revoked every session; a login that checked the old password
+    just before it must not open a new one (it would outlive the change)."""
+    user = await identity.create_user(identity.admin_a)
+    changed = hash_password("a brand new password 987")
+    hasher = identity.app.ctx.hasher
+    verify = hasher.verify_password_async
+
+    async def verify_then_change(password: str, stored: str) -> tuple[bool, str | None]:
+        result: tuple[bool, str | None] = await verify(password, stored)
+        assert result[0]  # the old password was right when it was checked
+        await _set_user(identity, user.user_id, password_hash=changed)
+        return result
+
+    monkeypatch.setattr(hasher, "verify_password_async", verify_then_change)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await identity.login(user.email, client_address="203.0.113.91")
+    assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert error_info(caught.value).reason == "INVALID_CREDENTIALS"
+    assert await _sessions(identity, user.user_id) == []
+    assert await _events(identity, "login.succeeded", user.user_id) == []
+
+
+async def test_a_password_change_never_overwrites_a_password_reset_meanwhile(
+    identity: IdentityHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ChangePassword checks the current password outside any transaction: a reset
+    (by the owner, after a theft) that lands meanwhile must not be overwritten by
+    whoever knew the old password."""
+    user = await identity.create_user(identity.admin_a)
+    token = (await identity.login(user.email, client_address="203.0.113.92")).access_token
+    reset = hash_password("the owner's reset passphrase 31")
+    hasher = identity.app.ctx.hasher
+    verify = hasher.verify_password_async
+
+    async def verify_then_reset(password: str, stored: str) -> tuple[bool, str | None]:
+        result: tuple[bool, str | None] = await verify(password, stored)
+        assert result[0]
+        await _set_user(identity, user.user_id, password_hash=reset)
+        return result
+
+    monkeypatch.setattr(hasher, "verify_password_async", verify_then_reset)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await identity.auth.ChangePassword(
+            auth_service_pb2.ChangePasswordRequest(
+                current_password=PASSWORD, new_password="the thief's passphrase 4711"
+            ),
+            metadata=identity.bearer(token),
+        )
+    assert error_info(caught.value).reason == "WRONG_CURRENT_PASSWORD"
+    assert (await _user(identity, user.user_id)).password_hash == reset

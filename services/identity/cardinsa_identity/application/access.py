@@ -555,8 +555,9 @@ class AccessUseCases:
         self, role_id: str, spec: RoleSpec, mask: Sequence[str], etag: str
     ) -> RoleRow:
         """Change `description` and/or `permissions` of a custom role. Permissions
-        added must be grantable by the caller; the holders' tokens change at their
-        next login or refresh."""
+        added must be grantable by the caller, and so must permissions removed
+        (they are taken from every holder); removing any revokes the holders'
+        tokens, whose next refresh carries what the role grants now."""
         principal = require_principal()
         violations = check_update_mask(mask, ROLE_UPDATABLE_FIELDS)
         if violations:
@@ -583,6 +584,9 @@ class AccessUseCases:
                 changed.append("description")
             if "permissions" in fields and set(spec.permissions) != set(role.permissions):
                 before, after = set(role.permissions), set(spec.permissions)
+                # Removing takes the permissions from every holder at once: the
+                # caller must hold them, as to unbind the role (DeleteRoleBinding).
+                self._check_may_grant(principal, role, sorted(before - after))
                 role.permissions = sorted(after)
                 changed.append("permissions")
                 detail["added"] = sorted(after - before)
@@ -605,13 +609,16 @@ class AccessUseCases:
             return role
 
     async def delete_role(self, role_id: str, etag: str) -> RoleRow:
-        """Soft-delete a custom role. Its bindings stay but grant nothing from the
-        holders' next login or refresh on; deleting a deleted role returns it."""
+        """Soft-delete a custom role (the caller must hold its permissions, as to
+        unbind it). Its bindings stay but grant nothing; the holders' tokens are
+        revoked. Deleting a deleted role returns it."""
         principal = require_principal()
         company = _own_company(principal)
         async with self.ctx.db.unit_of_work(company_id=company) as session:
             role = await self._role(session, company, role_id, lock=True)
             self._refuse_built_in(role)
+            # Deleting unbinds the role from every holder: the same rule as unbinding.
+            self._check_may_grant(principal, role)
             check_etag(role, etag)
             if role.delete_time is None:
                 role.soft_delete()
@@ -768,8 +775,9 @@ class AccessUseCases:
     async def delete_role_binding(self, binding_id: str) -> RoleBindingRow:
         """Remove a binding (for good) and return it. The same rules as for
         granting apply: the caller must hold the role's permissions and the
-        user's, and only a platform admin unbinds the platform-admin role. Takes effect in the
-        user's tokens at their next login or refresh."""
+        user's, and only a platform admin unbinds the platform-admin role. The
+        user's tokens are revoked at once (revocations); the next refresh
+        carries what they hold now."""
         principal = require_principal()
         company = target_company(principal, "")
         async with self.ctx.db.unit_of_work(company_id=company) as session:
@@ -811,10 +819,18 @@ class AccessUseCases:
             return binding
 
     @staticmethod
-    def _check_may_grant(principal: Principal, role: RoleRow) -> None:
+    def _check_may_grant(
+        principal: Principal, role: RoleRow, permissions: Sequence[str] | None = None
+    ) -> None:
+        """The caller holds every permission of ``role`` (or only of
+        ``permissions``, those an update removes from it)."""
+        held = (
+            role_permissions(role)
+            if permissions is None
+            else frozenset(permissions) & ALL_PERMISSIONS
+        )
         short = shortfall(
-            caller_power(principal),
-            Power(role_permissions(role), platform_admin=_is_platform_admin_role(role)),
+            caller_power(principal), Power(held, platform_admin=_is_platform_admin_role(role))
         )
         if short is None:
             return
@@ -947,8 +963,8 @@ class AccessUseCases:
 
     async def delete_service_account(self, account_id: str, etag: str) -> ServiceAccountRow:
         """Soft-delete a service account and revoke its open API keys: they stop
-        working at once (tokens already issued with them run out within their
-        short lifetime). Deleting a deleted account returns it unchanged."""
+        working at once, and so do the tokens already exchanged with them
+        (revocations). Deleting a deleted account returns it unchanged."""
         principal = require_principal()
         company = target_company(principal, "")
         async with self.ctx.db.unit_of_work(company_id=company) as session:

@@ -48,7 +48,7 @@ from cardinsa_identity.application.context import (
     roles_and_permissions,
 )
 from cardinsa_identity.application.login_store import LoginUser, NewSession
-from cardinsa_identity.application.revocations import revoke_sessions
+from cardinsa_identity.application.revocations import issue_instant, revoke_sessions
 from cardinsa_identity.domain.api_keys import parse_api_key, verify_api_key_secret
 from cardinsa_identity.domain.password_policy import check_password
 from cardinsa_identity.domain.permissions import ALL_PERMISSIONS
@@ -144,6 +144,18 @@ async def revoke_user_sessions(session: AsyncSession, user_id: uuid.UUID, reason
     return len(revoked)
 
 
+async def void_password_resets(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Mark every outstanding reset token of a user used: after a password or
+    email change, a token mailed before it (perhaps to an address the user no
+    longer controls) must not undo the change."""
+    await session.execute(
+        update(PasswordResetRow)
+        .where(PasswordResetRow.user_id == user_id, PasswordResetRow.use_time.is_(None))
+        .values(use_time=datetime.now(UTC))
+        .execution_options(synchronize_session=False)
+    )
+
+
 class AuthUseCases:
     def __init__(self, ctx: IdentityContext) -> None:
         self.ctx = ctx
@@ -184,8 +196,12 @@ class AuthUseCases:
         roles: list[str],
         permissions: frozenset[str],
         session_id: str | None = None,
+        issued: datetime | None = None,
     ) -> tuple[str, datetime]:
-        now = datetime.now(UTC)
+        # ``issued``: taken before the roles were read, under the subject's lock
+        # (revocations.issue_instant), so a role removal that commits after the
+        # read refuses this token.
+        now = issued or datetime.now(UTC)
         claims = build_access_claims(
             issuer=self.ctx.settings.jwt_issuer,
             audience=self.ctx.settings.jwt_audience,
@@ -367,11 +383,11 @@ class AuthUseCases:
             opened=opened,
             audit=audit,
         )
-        if grants is None:  # deactivated, locked or deleted since the password check
+        if grants is None:  # deactivated, locked, deleted or re-passworded since the check
             principal_var.set(principal)
             raise _invalid_credentials()
         outcome.decided = True
-        roles, permissions = grants
+        roles, permissions, issued = grants
         access, access_exp = self._sign(
             subject=str(user.id),
             kind=PrincipalKind.USER,
@@ -379,6 +395,7 @@ class AuthUseCases:
             roles=roles,
             permissions=permissions,
             session_id=session_id,
+            issued=issued,
         )
         return IssuedTokens(
             access_token=access,
@@ -461,6 +478,7 @@ class AuthUseCases:
                     now + timedelta(seconds=self.ctx.settings.session_idle_ttl_s),
                     family.expire_time,
                 )
+                issued = await issue_instant(session, user.id)
                 roles, permissions = await roles_and_permissions(session, user.id)
         if not reused:
             await self.ctx.require_active_tenant(family.company_id)
@@ -477,6 +495,7 @@ class AuthUseCases:
             roles=roles,
             permissions=permissions,
             session_id=str(family.id),
+            issued=issued,
         )
         return IssuedTokens(
             access_token=access,
@@ -559,25 +578,33 @@ class AuthUseCases:
             raise throttle.busy_error()
         decided = False
         try:
+            wrong = InvalidArgument(
+                "the current password is not correct",
+                reason="WRONG_CURRENT_PASSWORD",
+                field_violations=[FieldViolation("current_password", "is not correct")],
+            )
             ok, _ = await self.ctx.hasher.verify_password_async(current_password, stored_hash)
             if not ok:
                 metrics.IDENTITY_LOGIN_FAILURES.inc()
                 async with self.ctx.db.unit_of_work() as session:
                     await throttle.record_failure(session, keys)
                 decided = True
-                raise InvalidArgument(
-                    "the current password is not correct",
-                    reason="WRONG_CURRENT_PASSWORD",
-                    field_violations=[FieldViolation("current_password", "is not correct")],
-                )
+                raise wrong
             self._check_new_password(new_password, email, "new_password")
             new_hash = await self.ctx.hasher.hash_password_async(new_password)
             async with self.ctx.db.unit_of_work() as session:
-                user = await session.get(UserRow, user_id, with_for_update=True)
+                user = await session.get(
+                    UserRow, user_id, with_for_update=True, populate_existing=True
+                )
                 assert user is not None
+                if user.password_hash != stored_hash:
+                    # Changed or reset since it was checked: the password given
+                    # is no longer the current one (nothing is counted).
+                    raise wrong
                 user.password_hash = new_hash
                 user.password_change_time = datetime.now(UTC)
                 await throttle.clear(session, throttle.ACCOUNT, email)
+                await void_password_resets(session, user_id)
                 revoked = await revoke_user_sessions(session, user_id, "password_change")
                 await self.ctx.audit.record(
                     session,
@@ -634,9 +661,13 @@ class AuthUseCases:
         settings = self.ctx.settings
         try:
             async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
+                # Shared lock: an email change in flight (which voids the user's
+                # reset tokens) either waits for this token or is seen first.
                 user = (
                     await session.scalars(
-                        select(UserRow).where(UserRow.email == email, UserRow.delete_time.is_(None))
+                        select(UserRow)
+                        .where(UserRow.email == email, UserRow.delete_time.is_(None))
+                        .with_for_update(read=True)
                     )
                 ).first()
                 if user is None or user.state != UserState.ACTIVE:
@@ -715,11 +746,7 @@ class AuthUseCases:
             if not claimed.rowcount:  # type: ignore[attr-defined]
                 raise invalid
             # Every other outstanding reset token of the user dies with this one.
-            await session.execute(
-                update(PasswordResetRow)
-                .where(PasswordResetRow.user_id == user_id, PasswordResetRow.use_time.is_(None))
-                .values(use_time=datetime.now(UTC))
-            )
+            await void_password_resets(session, user_id)
             user = await session.get(UserRow, user_id, with_for_update=True)
             assert user is not None
             principal_var.set(_as_user_principal(user))

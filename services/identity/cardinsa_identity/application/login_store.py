@@ -36,13 +36,14 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.db import Database
 from cardinsa_identity.application import throttle
 from cardinsa_identity.application.context import grants_of
+from cardinsa_identity.application.revocations import SUBJECT_LOCK_SHARED_SQL
 from cardinsa_identity.domain.users import UserState
 from cardinsa_identity.repository.models import AuditEventRow
 
@@ -90,13 +91,14 @@ _COMPLETE_LOGIN: Final = f"""
 WITH account AS (
     UPDATE identity.users
        SET last_login_time = $13::timestamptz,
-           password_hash = CASE
-               WHEN $15::text IS NOT NULL AND password_hash = $14::text THEN $15::text
-               ELSE password_hash END,
+           password_hash = COALESCE($15::text, password_hash),
            update_time = now(),
            updated_by = $11::uuid,
            version = version + 1
+     -- The password checked is still the account's: a change (or reset) since
+     -- revoked every session, and this login must not open one after it.
      WHERE id = $11::uuid AND delete_time IS NULL AND state = $22::text
+       AND password_hash = $14::text
     RETURNING id, company_id
 ), held AS (
     -- The account's two counters, locked in the order the reservation takes
@@ -265,15 +267,18 @@ async def complete_login(
     new_password_hash: str | None,
     opened: NewSession,
     audit: AuditEventRow,
-) -> tuple[list[str], frozenset[str]] | None:
+) -> tuple[list[str], frozenset[str], datetime] | None:
     """Record a successful login of a still-active ``user``, in its company's
-    transaction: last login time (and the upgraded hash, unless the password
-    changed meanwhile), the account's counters cleared (from every address
-    and from this one), the session with its refresh token, the audit row.
-    Returns the user's roles and permissions, or None (nothing written) when
-    the account is no longer active or was deleted since the password was
-    checked."""
+    transaction: last login time (and the upgraded hash), the account's
+    counters cleared (from every address and from this one), the session with
+    its refresh token, the audit row. Returns the user's roles and permissions
+    and the access token's issue instant (taken under the user's subject lock
+    before the roles are read: see revocations.issue_instant), or None
+    (nothing written) when the account is no longer active, was deleted
+    or had its password changed since the password was checked."""
     async with db.transaction(company_id=user.company_id) as connection:
+        await connection.execute(SUBJECT_LOCK_SHARED_SQL, str(user.id))
+        issued = datetime.now(UTC)
         records = await connection.fetch(
             _COMPLETE_LOGIN,
             *_audit_arguments(audit),
@@ -295,8 +300,9 @@ async def complete_login(
         )
     if not records:
         return None
-    return grants_of(
+    roles, permissions = grants_of(
         (record["name"], record["permissions"], record["built_in"])
         for record in records
         if record["name"] is not None
     )
+    return roles, permissions, issued

@@ -51,6 +51,19 @@ CHANNEL: Final = "cardinsa_revocations"
 # pg_advisory_xact_lock key of the writers (any constant no other code uses).
 _WRITE_LOCK: Final = 0x63645F7276  # "cd_rv"
 _LOCK_SQL: Final = text(f"SELECT pg_advisory_xact_lock({_WRITE_LOCK})")
+# Key space (first int4 of the two-key advisory locks) of the per-subject locks.
+SUBJECT_LOCK_SPACE: Final = 0x63645F73  # "cd_s"
+SUBJECT_LOCK_SHARED_SQL: Final = (
+    f"SELECT pg_advisory_xact_lock_shared({SUBJECT_LOCK_SPACE}, hashtext($1::text))"
+)
+_SUBJECT_LOCK_SHARED: Final = text(
+    f"SELECT pg_advisory_xact_lock_shared({SUBJECT_LOCK_SPACE}, hashtext(:subject))"
+)
+_SUBJECT_LOCKS_SQL: Final = text(
+    "SELECT count(pg_advisory_xact_lock(:space, k)) FROM "
+    "(SELECT DISTINCT hashtext(s) AS k FROM unnest(CAST(:subjects AS text[])) AS s "
+    "ORDER BY k) AS keys"
+)
 # Largest batch the hub reads or a stream message carries.
 BATCH: Final = 1000
 
@@ -74,13 +87,28 @@ async def revoke_subjects(
     """Revoke the tokens these subjects (users, service accounts) hold now: every
     token issued before the next whole second (``iat`` has whole seconds, so a
     token issued in the current second is refused too; the holder's next refresh
-    gets one that passes). Their sessions stay open."""
+    gets one that passes). Their sessions stay open.
+
+    ``not_before`` is drawn after each subject's lock is held exclusive: a token
+    whose roles were read before this commits took its issue instant earlier
+    (:func:`issue_instant`) and is refused."""
+    targets = list(dict.fromkeys(str(s) for s in subjects))
+    if not targets:
+        return 0
+    await session.execute(_SUBJECT_LOCKS_SQL, {"space": SUBJECT_LOCK_SPACE, "subjects": targets})
     not_before = datetime.fromtimestamp(math.floor(time.time()) + 1, UTC)
     rows = [
-        {"kind": SUBJECT, "target": str(s), "not_before": not_before, "reason": reason}
-        for s in dict.fromkeys(str(s) for s in subjects)
+        {"kind": SUBJECT, "target": s, "not_before": not_before, "reason": reason} for s in targets
     ]
     return await _insert(session, rows)
+
+
+async def issue_instant(session: AsyncSession, subject: uuid.UUID | str) -> datetime:
+    """Hold ``subject``'s lock shared until the caller's transaction ends and
+    return the issue instant of the token about to be signed for it; call it
+    before reading the roles the token carries, and sign with this instant."""
+    await session.execute(_SUBJECT_LOCK_SHARED, {"subject": str(subject)})
+    return datetime.now(UTC)
 
 
 async def _insert(session: AsyncSession, rows: list[dict[str, Any]]) -> int:

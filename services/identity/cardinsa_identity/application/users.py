@@ -10,7 +10,8 @@ deactivate, reactivate, delete, undelete, list or revoke sessions) needs at
 least that user's power (application/privilege.py), checked after the user is
 found and before anything else, in the transaction that makes the change. A
 caller acting on itself has equal power and passes. Changing the email or the
-phone revokes every session of the user and notifies the previous address.
+phone revokes every session of the user and notifies the previous address;
+changing the email also voids the reset tokens mailed to the previous one.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from cardinsa_foundation.filtering import (
 )
 from cardinsa_foundation.models import check_etag
 from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
-from cardinsa_identity.application.auth import revoke_user_sessions
+from cardinsa_identity.application.auth import revoke_user_sessions, void_password_resets
 from cardinsa_identity.application.context import (
     IdentityContext,
     lookup_uuid,
@@ -284,6 +285,9 @@ class UserUseCases:
                     detail["sessions_revoked"] = await revoke_user_sessions(
                         session, user.id, "contact_changed"
                     )
+                if "email" in changed:
+                    # Reset tokens mailed to the old address no longer reach the user.
+                    await void_password_resets(session, user.id)
                 await session.flush()
                 await self.ctx.audit.record(
                     session,

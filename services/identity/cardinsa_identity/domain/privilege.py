@@ -4,6 +4,8 @@ One rule guards both what a caller may give away and whom a caller may act on:
 
 - granting (a role through a binding): the caller must hold every permission
   the role grants, and only a platform admin hands out the platform-admin role;
+  the same for taking it away (unbinding it, deleting the role, removing
+  permissions from it: the caller must hold what is removed);
 - acting on an account (update any field, lock, unlock, deactivate, reactivate,
   delete, undelete, list or revoke its sessions, bind or unbind its roles; for a
   service account: issue, list or revoke its API keys, delete it): the caller
