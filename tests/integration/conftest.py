@@ -119,7 +119,7 @@ async def default_identity(
         settings,
         app_role_url(identity_database),
         port=0,
-        metrics_port=None,
+        metrics_port=0,
         notifier=identity.notifier,
     )
     await app.start()

@@ -87,7 +87,7 @@ async def service_token_server(
         company_settings,
         app_role_url(company_database),
         port=0,
-        metrics_port=None,
+        metrics_port=0,
         verifier=verifier,
     )
     await app.start()

@@ -44,7 +44,7 @@ async def checked_identity(
     settings = identity.settings.model_copy(
         update={"company_address": company.app.server.address, "tenant_status_ttl_s": BOUND_S}
     )
-    app = build(settings, app_role_url(identity_database), port=0, metrics_port=None)
+    app = build(settings, app_role_url(identity_database), port=0, metrics_port=0)
     await app.start()
     try:
         yield app

@@ -68,7 +68,7 @@ async def test_health_and_errors_follow_the_database(
     settings = identity_settings.model_copy(
         update={"db_pool_timeout_s": 2.0, "db_connect_timeout_s": 1.0}
     )
-    app: IdentityApp = build(settings, app_role_url(admin_url), port=0, metrics_port=None)
+    app: IdentityApp = build(settings, app_role_url(admin_url), port=0, metrics_port=0)
     await app.start()
     email = unique_email("outage")
     await ensure_user_with_role(
