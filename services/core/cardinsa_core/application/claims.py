@@ -21,29 +21,20 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from typing import Unpack
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_core.application.context import (
+    ChangeOptions,
     CoreContext,
-    actor_uuid,
-    check_etag,
-    check_mask,
-    check_note,
-    check_request_id,
-    deleted,
-    invalid,
-    log_request_id,
-    lookup_uuid,
-    not_found,
+    ListQuery,
+    first_call,
     own_company,
-    require_principal,
 )
 from cardinsa_core.application.inputs import MemberRef, MoneyInput
-from cardinsa_core.application.policies import PolicyUseCases, policy_of
-from cardinsa_core.application.products import ProductUseCases, coverage_of
-from cardinsa_core.application.requests import claim_request_id, request_id_reused
+from cardinsa_core.application.policies import PolicyUseCases
+from cardinsa_core.application.products import ProductUseCases
 from cardinsa_core.domain.claims import (
     CLAIM_LIFECYCLE,
     ApprovalBands,
@@ -56,46 +47,33 @@ from cardinsa_core.domain.claims import (
 )
 from cardinsa_core.domain.money import Money, check_currency
 from cardinsa_core.domain.numbering import NumberKind, format_number
-from cardinsa_core.domain.policies import InsuredMembers
 from cardinsa_core.domain.products import Coverage
-from cardinsa_core.repository.models import (
-    ApprovalBandsRow,
-    ClaimLogEntryRow,
-    ClaimRow,
-    PolicyRow,
-    PolicyVersionRow,
+from cardinsa_core.repository.claims import (
+    CLAIMS,
+    apply_claim,
+    approval_bands,
+    claim_log,
+    claim_of,
+    log_entry,
 )
+from cardinsa_core.repository.models import ApprovalBandsRow, ClaimLogEntryRow, ClaimRow, PolicyRow
 from cardinsa_core.repository.numbers import next_number
+from cardinsa_core.repository.policies import POLICIES, insured_by, policy_of, version_in_effect
+from cardinsa_core.repository.products import coverage_of, load_version
 from cardinsa_foundation.errors import Aborted, FailedPrecondition, FieldViolation, InvalidArgument
-from cardinsa_foundation.filtering import (
-    FieldType,
-    FilterField,
-    FilterSpec,
-    parse_order_by,
-    tenant_list_query,
+from cardinsa_foundation.paging import OrderTerm, Page
+from cardinsa_foundation.use_cases import (
+    actor_uuid,
+    check_etag,
+    check_mask,
+    check_note,
+    check_request_id,
+    invalid,
+    log_request_id,
+    lookup_uuid,
+    require_principal,
 )
-from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
 
-CLAIM_FILTER = FilterSpec(
-    {
-        "state": FilterField(ClaimRow.state, FieldType.ENUM, values=[s.value for s in ClaimState]),
-        "claim_number": FilterField(ClaimRow.claim_number, FieldType.STRING),
-        "policy_id": FilterField(ClaimRow.policy_id, FieldType.UUID),
-        "claim_type": FilterField(
-            ClaimRow.claim_type, FieldType.ENUM, values=[t.value for t in ClaimType]
-        ),
-        "coverage_code": FilterField(ClaimRow.coverage_code, FieldType.STRING),
-        "incident_date": FilterField(ClaimRow.incident_date, FieldType.DATE),
-        "report_date": FilterField(ClaimRow.report_date, FieldType.DATE),
-        "create_time": FilterField(ClaimRow.create_time, FieldType.TIMESTAMP),
-    }
-)
-CLAIM_ORDER = {
-    "create_time": ClaimRow.create_time,
-    "claim_number": ClaimRow.claim_number,
-    "incident_date": ClaimRow.incident_date,
-}
-DEFAULT_ORDER = [OrderTerm(ClaimRow.create_time, True)]
 CREATE = "CreateClaim"
 UPDATABLE = frozenset(
     {
@@ -133,56 +111,6 @@ class _Outcome:
     changed: list[str] = field(default_factory=list)
 
 
-def claim_of(row: ClaimRow) -> Claim:
-    currency = row.currency
-    return Claim(
-        state=ClaimState(row.state),
-        details=ClaimDetails(
-            claim_type=ClaimType(row.claim_type),
-            description=row.description,
-            incident_date=row.incident_date,
-            report_date=row.report_date,
-            claimed_amount=Money.of(row.claimed_amount, currency),
-            coverage_code=row.coverage_code,
-            claimant_dependent_id=row.claimant_dependent_id,
-        ),
-        claim_number=row.claim_number,
-        approved_amount=Money.of(row.approved_amount, currency)
-        if row.approved_amount is not None
-        else None,
-        paid_amount=Money.of(row.paid_amount, currency) if row.paid_amount is not None else None,
-        payment_reference=row.payment_reference,
-        deny_reason=row.deny_reason,
-    )
-
-
-def apply_claim(row: ClaimRow, claim: Claim) -> list[str]:
-    details = claim.details
-    assert details.claim_type is not None
-    values: dict[str, object] = {
-        "state": claim.state.value,
-        "claim_type": details.claim_type.value,
-        "description": details.description,
-        "incident_date": details.incident_date,
-        "report_date": details.report_date,
-        "currency": details.claimed_amount.currency,
-        "claimed_amount": details.claimed_amount.amount,
-        "coverage_code": details.coverage_code,
-        "claimant_dependent_id": details.claimant_dependent_id,
-        "claim_number": claim.claim_number,
-        "approved_amount": claim.approved_amount.amount if claim.approved_amount else None,
-        "paid_amount": claim.paid_amount.amount if claim.paid_amount else None,
-        "payment_reference": claim.payment_reference,
-        "deny_reason": claim.deny_reason,
-    }
-    changed = []
-    for column, value in values.items():
-        if getattr(row, column) != value:
-            setattr(row, column, value)
-            changed.append(column)
-    return changed
-
-
 def _member(ref: MemberRef | None, path: str) -> uuid.UUID | None:
     """The claimant's dependent id (None: the policyholder)."""
     if ref is None:
@@ -210,69 +138,35 @@ class ClaimUseCases:
 
     # ------------------------------------------------------------- reading
 
-    @staticmethod
-    async def load(
-        session: AsyncSession, company: uuid.UUID, claim_id: str, *, lock: bool = False
-    ) -> ClaimRow:
-        key = lookup_uuid(claim_id)
-        row = None
-        if key is not None:
-            stmt = select(ClaimRow).where(ClaimRow.company_id == company, ClaimRow.id == key)
-            if lock:
-                stmt = stmt.with_for_update()
-            row = (await session.scalars(stmt)).first()
-        if row is None:
-            raise not_found("claim", claim_id)
-        return row
-
     async def get(self, claim_id: str) -> ClaimRow:
         company = own_company(require_principal())
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            return await self.load(session, company, claim_id)
+            return await CLAIMS.find(session, company, claim_id)
 
-    async def list_claims(
-        self, *, page_size: int, page_token: str, filter: str, order_by: str, show_deleted: bool
-    ) -> Page[ClaimRow]:
+    async def list_claims(self, **query: Unpack[ListQuery]) -> Page[ClaimRow]:
         company = own_company(require_principal())
-        stmt = tenant_list_query(
-            ClaimRow, company, spec=CLAIM_FILTER, filter=filter, show_deleted=show_deleted
-        )
-        order = parse_order_by(order_by, CLAIM_ORDER, default=DEFAULT_ORDER)
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            return await paginate(
-                session,
-                stmt,
-                order=order,
-                page_size=page_size,
-                page_token=page_token,
-                fingerprint=query_fingerprint(
-                    filter=filter, order_by=order_by, show_deleted=show_deleted
-                ),
-                secret=self.ctx.settings.page_token_secret,
-            )
+            return await self.ctx.list_page(session, CLAIMS, company, **query)
 
     async def list_log(
         self, claim_id: str, *, page_size: int, page_token: str
     ) -> Page[ClaimLogEntryRow]:
         company = own_company(require_principal())
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            claim = await self.load(session, company, claim_id)
-            return await paginate(
+            claim = await CLAIMS.find(session, company, claim_id)
+            return await self.ctx.page(
                 session,
-                select(ClaimLogEntryRow).where(
-                    ClaimLogEntryRow.company_id == company, ClaimLogEntryRow.claim_id == claim.id
-                ),
+                claim_log(company, claim.id),
                 order=[OrderTerm(ClaimLogEntryRow.create_time, True)],
                 page_size=page_size,
                 page_token=page_token,
-                fingerprint=query_fingerprint(parent=str(claim.id)),
-                secret=self.ctx.settings.page_token_secret,
+                parent=str(claim.id),
             )
 
     # ------------------------------------------------------------- eligibility
 
     async def _coverage(self, session: AsyncSession, policy: PolicyRow, code: str) -> Coverage:
-        version = await self.products.load_version(
+        version = await load_version(
             session, policy.company_id, policy.product_id, policy.product_version
         )
         found = next((c for c in version.coverages if c.code == code), None) if version else None
@@ -297,22 +191,10 @@ class ClaimUseCases:
                 reason="POLICY_NOT_IN_FORCE",
                 metadata={"incident_date": incident.isoformat(), "policy_state": policy.state},
             )
-        version = (
-            await session.scalars(
-                select(PolicyVersionRow)
-                .where(
-                    PolicyVersionRow.company_id == policy.company_id,
-                    PolicyVersionRow.policy_id == policy.id,
-                    PolicyVersionRow.effective_date <= incident,
-                )
-                .order_by(PolicyVersionRow.version.desc())
-                .limit(1)
-            )
-        ).first()
+        version = await version_in_effect(session, policy, incident)
         if version is None:  # pragma: no cover - an activated policy has version 1
             raise FailedPrecondition("the policy has no version", reason="POLICY_NOT_IN_FORCE")
-        insured = InsuredMembers(version.insures_holder, frozenset(version.insured_dependent_ids))
-        if not insured.includes(details.claimant_dependent_id):
+        if not insured_by(version).includes(details.claimant_dependent_id):
             raise FailedPrecondition(
                 "the claimant was not insured by the policy on the incident date",
                 reason="CLAIMANT_NOT_INSURED",
@@ -387,15 +269,11 @@ class ClaimUseCases:
         request_id: str,
     ) -> None:
         session.add(
-            ClaimLogEntryRow(
-                id=uuid.uuid4(),
-                company_id=row.company_id,
-                claim_id=row.id,
+            log_entry(
+                row,
                 action=action,
                 from_state=from_state,
-                to_state=row.state,
-                amount=outcome.amount.amount if outcome.amount else None,
-                currency=outcome.amount.currency if outcome.amount else None,
+                amount=outcome.amount,
                 note=outcome.note,
                 payment_reference=outcome.payment_reference,
                 actor_id=require_principal().subject,
@@ -409,11 +287,10 @@ class ClaimUseCases:
         invalid("the claim is not valid", check_request_id(request_id))
         new_id = uuid.uuid4()
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            if request_id:
-                seen = await claim_request_id(session, company, CREATE, request_id, str(new_id))
-                if seen is not None:
-                    return await self.load(session, company, seen)
-            policy = await self.policies.load(session, company, data.policy_id)
+            seen = await first_call(session, company, CREATE, request_id, str(new_id), data)
+            if seen is not None:
+                return await CLAIMS.find(session, company, seen)
+            policy = await POLICIES.find(session, company, data.policy_id)
             details = self._details(data, UPDATABLE, None, policy.currency)
             version = await self._eligible(session, policy, details)
             claim = Claim(state=ClaimState.DRAFT, details=details)
@@ -448,7 +325,7 @@ class ClaimUseCases:
 
         async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> _Outcome:
             CLAIM_LIFECYCLE.next_state(claim.state, ClaimAction.UPDATE)
-            policy = await self.policies.load(session, row.company_id, str(row.policy_id))
+            policy = await POLICIES.find(session, row.company_id, str(row.policy_id))
             details = self._details(data, frozenset(mask), claim.details, row.currency)
             row.policy_version = await self._eligible(session, policy, details)
             return _Outcome(claim.update(details), amount=details.claimed_amount)
@@ -460,29 +337,15 @@ class ClaimUseCases:
     async def _transition(
         self,
         claim_id: str,
-        *,
-        etag: str,
-        request_id: str,
-        method: str,
         apply: Callable[[AsyncSession, ClaimRow, Claim], Awaitable[_Outcome]],
-        allow_deleted: bool = False,
+        **options: Unpack[ChangeOptions],
     ) -> ClaimRow:
         company = own_company(require_principal())
-        invalid("the request is not valid", check_request_id(request_id))
-        async with self.ctx.db.unit_of_work(company_id=company) as session:
-            key = lookup_uuid(claim_id)
-            if key is None:
-                raise not_found("claim", claim_id)
-            if request_id:
-                seen = await claim_request_id(session, company, method, request_id, str(key))
-                if seen is not None:
-                    if seen != str(key):
-                        raise request_id_reused()
-                    return await self.load(session, company, claim_id)
-            row = await self.load(session, company, claim_id, lock=True)
-            check_etag(row, etag)
-            if row.delete_time is not None and not allow_deleted:
-                raise deleted("claim")
+        method, request_id = options["method"], options.get("request_id", "")
+        async with self.ctx.change(CLAIMS, company, claim_id, **options) as change:
+            session, row = change.session, change.row
+            if change.replay:
+                return row
             before = row.state
             outcome = await apply(session, row, claim_of(row))
             changed = apply_claim(row, outcome.claim) + outcome.changed
@@ -512,7 +375,7 @@ class ClaimUseCases:
     async def submit(self, claim_id: str, etag: str, request_id: str) -> ClaimRow:
         async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> _Outcome:
             CLAIM_LIFECYCLE.next_state(claim.state, ClaimAction.SUBMIT)
-            policy = await self.policies.load(session, row.company_id, str(row.policy_id))
+            policy = await POLICIES.find(session, row.company_id, str(row.policy_id))
             invalid(
                 "the claim is not valid",
                 check_claim_details(claim.details, row.currency, self.ctx.today()),
@@ -559,7 +422,7 @@ class ClaimUseCases:
 
         async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> _Outcome:
             CLAIM_LIFECYCLE.next_state(claim.state, ClaimAction.APPROVE)
-            policy = await self.policies.load(session, row.company_id, str(row.policy_id))
+            policy = await POLICIES.find(session, row.company_id, str(row.policy_id))
             coverage = await self._coverage(session, policy, row.coverage_code)
             approved = claim.approve(
                 money, coverage_limit=coverage.limit, bands=bands, permissions=principal.permissions
@@ -567,17 +430,17 @@ class ClaimUseCases:
             return _Outcome(approved, amount=money, note=note.strip())
 
         return await self._transition(
-            claim_id, etag=etag, request_id=request_id, method="approve", apply=apply
+            claim_id,
+            etag=etag,
+            request_id=request_id,
+            method="approve",
+            apply=apply,
+            arguments=[money, note.strip()],
         )
 
     async def deny(self, claim_id: str, etag: str, request_id: str, reason: str) -> ClaimRow:
-        invalid("the request is not valid", check_note(reason, "reason"))
-
-        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> _Outcome:
-            return _Outcome(claim.deny(reason.strip()), note=reason.strip())
-
-        return await self._transition(
-            claim_id, etag=etag, request_id=request_id, method="deny", apply=apply
+        return await self._noted(
+            claim_id, etag, request_id, method="deny", field="reason", note=reason, act=Claim.deny
         )
 
     async def pay(self, claim_id: str, etag: str, request_id: str, reference: str) -> ClaimRow:
@@ -592,27 +455,61 @@ class ClaimUseCases:
             return _Outcome(paid, amount=amount, payment_reference=reference)
 
         return await self._transition(
-            claim_id, etag=etag, request_id=request_id, method="pay", apply=apply
+            claim_id,
+            etag=etag,
+            request_id=request_id,
+            method="pay",
+            apply=apply,
+            arguments=[reference],
         )
 
     async def close(self, claim_id: str, etag: str, request_id: str, note: str) -> ClaimRow:
-        invalid("the request is not valid", check_note(note, "note"))
-
-        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> _Outcome:
-            return _Outcome(claim.close(), note=note.strip())
-
-        return await self._transition(
-            claim_id, etag=etag, request_id=request_id, method="close", apply=apply
+        return await self._noted(
+            claim_id,
+            etag,
+            request_id,
+            method="close",
+            field="note",
+            note=note,
+            act=lambda claim, _: claim.close(),
         )
 
     async def reopen(self, claim_id: str, etag: str, request_id: str, reason: str) -> ClaimRow:
-        invalid("the request is not valid", check_note(reason, "reason"))
+        return await self._noted(
+            claim_id,
+            etag,
+            request_id,
+            method="reopen",
+            field="reason",
+            note=reason,
+            act=Claim.reopen,
+        )
+
+    async def _noted(
+        self,
+        claim_id: str,
+        etag: str,
+        request_id: str,
+        *,
+        method: str,
+        field: str,
+        note: str,
+        act: Callable[[Claim, str], Claim],
+    ) -> ClaimRow:
+        """A transition whose only argument is a free-text note (logged with it)."""
+        invalid("the request is not valid", check_note(note, field))
+        note = note.strip()
 
         async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> _Outcome:
-            return _Outcome(claim.reopen(reason.strip()), note=reason.strip())
+            return _Outcome(act(claim, note), note=note)
 
         return await self._transition(
-            claim_id, etag=etag, request_id=request_id, method="reopen", apply=apply
+            claim_id,
+            etag=etag,
+            request_id=request_id,
+            method=method,
+            apply=apply,
+            arguments=[note],
         )
 
     async def delete(self, claim_id: str, etag: str) -> ClaimRow:
@@ -640,7 +537,7 @@ class ClaimUseCases:
 
     async def _bands_row(self, company: uuid.UUID) -> ApprovalBandsRow | None:
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            return await session.get(ApprovalBandsRow, company)
+            return await approval_bands(session, company)
 
     async def bands(self, company: uuid.UUID) -> ApprovalBands:
         """The company's bands, or the settings' limits in the company's currency."""
@@ -673,7 +570,7 @@ class ClaimUseCases:
         bands = ApprovalBands((first.amount, second.amount), currency)
         invalid("the bands are not valid", bands.violations())
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            row = await session.get(ApprovalBandsRow, company, with_for_update=True)
+            row = await approval_bands(session, company, lock=True)
             if row is None:
                 if etag:
                     # The defaults have no etag: a client that read other bands is stale.

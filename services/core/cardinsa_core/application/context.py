@@ -1,39 +1,65 @@
 """What every core use case needs, and the rules every one of them applies.
 
-- The company a call acts in is the caller's own, from the verified token;
-  core has no cross-tenant code path (platform admins act in their own company
-  here too), so no request field can name another company.
+The checks every service shares (who is calling, malformed ids, request ids,
+masks, etags) come from :mod:`cardinsa_foundation.use_cases`; this module adds
+core's own:
+
+- The company a call acts in is the caller's own, from the verified token
+  (:func:`own_company`); core has no cross-tenant code path (platform admins
+  act in their own company here too), so no request field can name another
+  company.
 - An id that is malformed, unknown or another company's gives the same
-  NOT_FOUND (:func:`lookup_uuid`, :func:`not_found`).
-- Request ids must be UUIDs; see :mod:`cardinsa_core.application.requests`.
+  NOT_FOUND (:func:`cardinsa_core.repository.rows.find`).
+- A request id (AIP-155) is claimed first thing in the unit of work that acts
+  (:func:`first_call`); a change of an existing resource opens it with
+  :meth:`CoreContext.change`: request id, then the row locked and its etag
+  checked, so of two calls with one etag exactly one wins.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any, Generic, NotRequired, TypedDict, TypeVar, Unpack
 
+from sqlalchemy import Select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cardinsa_core.application.requests import claim_request_id, request_id_reused
 from cardinsa_core.application.tenants import TenantDirectory
 from cardinsa_core.repository.models import AuditEventRow
+from cardinsa_core.repository.rows import Resources
 from cardinsa_core.settings import CoreSettings
-from cardinsa_foundation import models
 from cardinsa_foundation.audit import AuditWriter
-from cardinsa_foundation.context import Principal, current_principal, current_request_id
+from cardinsa_foundation.context import Principal
 from cardinsa_foundation.db import Database
-from cardinsa_foundation.errors import (
-    Aborted,
-    FailedPrecondition,
-    FieldViolation,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    Unauthenticated,
+from cardinsa_foundation.errors import PermissionDenied
+from cardinsa_foundation.models import TenantResourceMixin
+from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
+from cardinsa_foundation.use_cases import (
+    check_etag,
+    check_request_id,
+    deleted,
+    invalid,
+    lookup_uuid,
+    not_found,
 )
 
-MAX_NOTE: int = 1000
-_MAX_ETAG: int = 128
+R = TypeVar("R", bound=TenantResourceMixin)
+T = TypeVar("T")
+
+
+class ListQuery(TypedDict):
+    """What a standard List request (AIP-132) asks for."""
+
+    page_size: int
+    page_token: str
+    filter: str
+    order_by: str
+    show_deleted: bool
 
 
 def utc_today() -> date:
@@ -49,12 +75,67 @@ class CoreContext:
     #: Today's date for the business rules (injectable for tests).
     today: Callable[[], date] = utc_today
 
+    async def page(
+        self,
+        session: AsyncSession,
+        stmt: Select[T],
+        *,
+        order: Sequence[OrderTerm],
+        page_size: int,
+        page_token: str,
+        **query: Any,
+    ) -> Page[T]:
+        """One page of ``stmt``; ``query`` (filter, order_by, show_deleted, parent)
+        is what a page token of this listing must have been issued for."""
+        return await paginate(
+            session,
+            stmt,
+            order=list(order),
+            page_size=page_size,
+            page_token=page_token,
+            fingerprint=query_fingerprint(**query),
+            secret=self.settings.page_token_secret,
+        )
 
-def require_principal() -> Principal:
-    principal = current_principal()
-    if principal is None:
-        raise Unauthenticated("an access token is required", reason="MISSING_TOKEN")
-    return principal
+    async def list_page(
+        self,
+        session: AsyncSession,
+        resources: Resources[R],
+        company: uuid.UUID,
+        **query: Unpack[ListQuery],
+    ) -> Page[R]:
+        """One page of a standard List of the company's ``resources``."""
+        filter, order_by, show_deleted = query["filter"], query["order_by"], query["show_deleted"]
+        return await self.page(
+            session,
+            resources.query(company, filter=filter, show_deleted=show_deleted),
+            order=resources.order_by(order_by),
+            page_size=query["page_size"],
+            page_token=query["page_token"],
+            filter=filter,
+            order_by=order_by,
+            show_deleted=show_deleted,
+        )
+
+    @asynccontextmanager
+    async def change(
+        self,
+        resources: Resources[R],
+        company: uuid.UUID,
+        resource_id: str,
+        **options: Unpack[ChangeOptions],
+    ) -> AsyncIterator[Change[R]]:
+        """A unit of work that changes the company's resource ``resource_id``.
+
+        The request id is claimed first; a replay (the request id already acted
+        on this resource, with the same etag and arguments) gets the row as it
+        is. Otherwise the row is locked (``FOR UPDATE``), then its etag checked,
+        so of two calls with one etag exactly one wins, and a deleted one is
+        refused unless ``allow_deleted``.
+        """
+        invalid("the request is not valid", check_request_id(options.get("request_id", "")))
+        async with self.db.unit_of_work(company_id=company) as session:
+            yield await _open(session, resources, company, resource_id, options)
 
 
 def own_company(principal: Principal) -> uuid.UUID:
@@ -64,88 +145,72 @@ def own_company(principal: Principal) -> uuid.UUID:
     return uuid.UUID(principal.company_id)
 
 
-def actor_uuid(principal: Principal) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(principal.subject)
-    except ValueError:
+async def first_call(
+    session: AsyncSession,
+    company: uuid.UUID,
+    method: str,
+    request_id: str,
+    resource_id: str,
+    *arguments: object,
+) -> str | None:
+    """None when this call acts (no request id, or the first with it); else the
+    id of the resource the first call with ``request_id`` acted on."""
+    if not request_id:
         return None
+    return await claim_request_id(session, company, method, request_id, resource_id)
 
 
-def lookup_uuid(value: str) -> uuid.UUID | None:
-    """An id from a request: a malformed one names nothing (NOT_FOUND, like
-    another tenant's id), so probing ids tells nothing."""
-    try:
-        return uuid.UUID(value)
-    except (ValueError, AttributeError, TypeError):
-        return None
+class ChangeOptions(TypedDict):
+    """How a call changes one existing resource (see :meth:`CoreContext.change`)."""
+
+    #: The RPC's verb (``update``, ``bind``, ...): the request id's scope and the audit action.
+    method: str
+    etag: str
+    #: The AIP-155 request id, if the RPC takes one.
+    request_id: NotRequired[str]
+    #: What else defines the call (a replay must repeat it).
+    arguments: NotRequired[Sequence[object]]
+    #: Whether a soft-deleted resource may be changed (delete, undelete).
+    allow_deleted: NotRequired[bool]
 
 
-def not_found(resource: str, resource_id: str) -> NotFound:
-    return NotFound(
-        f"{resource} not found",
-        reason=f"{resource.upper().replace(' ', '_')}_NOT_FOUND",
-        metadata={"id": resource_id[:64]},
+@dataclass(frozen=True, slots=True)
+class Change(Generic[R]):
+    """The unit of work of a change and the row it acts on."""
+
+    session: AsyncSession
+    row: R
+    #: The request id already acted on this resource: answer with ``row`` as it is.
+    replay: bool
+
+
+async def _open(
+    session: AsyncSession,
+    resources: Resources[R],
+    company: uuid.UUID,
+    resource_id: str,
+    options: ChangeOptions,
+) -> Change[R]:
+    key = lookup_uuid(resource_id)
+    if key is None:
+        raise not_found(resources.name, resource_id)
+    method, etag = options["method"], options["etag"]
+    seen = await first_call(
+        session,
+        company,
+        method,
+        options.get("request_id", ""),
+        str(key),
+        resource_id,
+        etag,
+        *options.get("arguments", ()),
     )
-
-
-def deleted(resource: str) -> FailedPrecondition:
-    return FailedPrecondition(
-        f"the {resource} is deleted; undelete it first",
-        reason="RESOURCE_DELETED",
-        metadata={"resource": resource},
-    )
-
-
-def invalid(message: str, violations: Sequence[FieldViolation]) -> None:
-    """Raise INVALID_ARGUMENT when there are violations."""
-    if violations:
-        raise InvalidArgument(message, field_violations=list(violations))
-
-
-def check_request_id(request_id: str) -> list[FieldViolation]:
-    if request_id and lookup_uuid(request_id) is None:
-        return [FieldViolation("request_id", "must be a UUID")]
-    return []
-
-
-def check_note(note: str, field: str) -> list[FieldViolation]:
-    if len(note) > MAX_NOTE:
-        return [FieldViolation(field, f"at most {MAX_NOTE} characters")]
-    return []
-
-
-def check_mask(mask: Sequence[str], allowed: frozenset[str]) -> None:
-    """INVALID_ARGUMENT unless ``mask`` is non-empty and names only ``allowed`` fields."""
-    if not mask:
-        raise InvalidArgument(
-            "update_mask is required", field_violations=[FieldViolation("update_mask", "required")]
-        )
-    unknown = [path for path in mask if path not in allowed]
-    if unknown:
-        raise InvalidArgument(
-            "update_mask names fields that cannot be updated",
-            field_violations=[
-                FieldViolation(
-                    "update_mask",
-                    f"'{path[:64]}' cannot be updated; updatable: " + ", ".join(sorted(allowed)),
-                )
-                for path in unknown
-            ],
-        )
-
-
-def log_request_id(request_id: str) -> str | None:
-    """What a log row records as the request: the AIP-155 request id when the
-    client gave one, else the call's own request id."""
-    return request_id or current_request_id()
-
-
-def check_etag(entity: models.VersionedMixin, etag: str) -> None:
-    """The foundation's etag check, after refusing what no etag of ours can be
-    (too long, not ASCII) as stale rather than letting it reach the comparison."""
-    if etag and (len(etag) > _MAX_ETAG or not etag.isascii()):
-        raise Aborted(
-            "the resource changed since it was read; read it again and retry",
-            reason="ETAG_MISMATCH",
-        )
-    models.check_etag(entity, etag)
+    if seen is not None:
+        if seen != str(key):
+            raise request_id_reused()
+        return Change(session, await resources.find(session, company, resource_id), True)
+    row = await resources.find(session, company, resource_id, lock=True)
+    check_etag(row, etag)
+    if row.delete_time is not None and not options.get("allow_deleted", False):
+        raise deleted(resources.name)
+    return Change(session, row, False)

@@ -18,29 +18,20 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from typing import TypeVar, Unpack
 
-from sqlalchemy import select
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_core.application.context import (
+    ChangeOptions,
     CoreContext,
-    actor_uuid,
-    check_etag,
-    check_mask,
-    check_note,
-    check_request_id,
-    deleted,
-    invalid,
-    log_request_id,
-    lookup_uuid,
-    not_found,
+    ListQuery,
+    first_call,
     own_company,
-    require_principal,
 )
 from cardinsa_core.application.inputs import MemberRef, MoneyInput, resolve_members
 from cardinsa_core.application.products import ProductUseCases
-from cardinsa_core.application.requests import claim_request_id, request_id_reused
 from cardinsa_core.domain.money import Money
 from cardinsa_core.domain.numbering import NumberKind, format_number
 from cardinsa_core.domain.policies import (
@@ -56,51 +47,41 @@ from cardinsa_core.domain.policies import (
     check_policy_terms,
 )
 from cardinsa_core.repository.models import (
-    DependentRow,
     PolicyholderRow,
     PolicyRow,
     PolicyStatusChangeRow,
     PolicyVersionRow,
 )
 from cardinsa_core.repository.numbers import next_number
-from cardinsa_foundation.db import ReadQuery
+from cardinsa_core.repository.policies import (
+    GET_POLICY,
+    POLICIES,
+    apply_policy,
+    policy_of,
+    policy_versions,
+    status_change,
+    status_changes,
+    version_row,
+)
+from cardinsa_core.repository.policyholders import POLICYHOLDERS, current_dependent_ids
+from cardinsa_core.repository.products import ProductView, load_product
 from cardinsa_foundation.errors import FailedPrecondition, FieldViolation
-from cardinsa_foundation.filtering import (
-    FieldType,
-    FilterField,
-    FilterSpec,
-    parse_order_by,
-    tenant_list_query,
+from cardinsa_foundation.paging import OrderTerm, Page
+from cardinsa_foundation.use_cases import (
+    actor_uuid,
+    check_mask,
+    check_note,
+    check_request_id,
+    deleted,
+    invalid,
+    log_request_id,
+    lookup_uuid,
+    not_found,
+    require_principal,
 )
-from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
 
-POLICY_FILTER = FilterSpec(
-    {
-        "state": FilterField(
-            PolicyRow.state, FieldType.ENUM, values=[s.value for s in PolicyState]
-        ),
-        "policy_number": FilterField(PolicyRow.policy_number, FieldType.STRING),
-        "policyholder_id": FilterField(PolicyRow.policyholder_id, FieldType.UUID),
-        "product_id": FilterField(PolicyRow.product_id, FieldType.UUID),
-        "effective_date": FilterField(PolicyRow.effective_date, FieldType.DATE),
-        "expiry_date": FilterField(PolicyRow.expiry_date, FieldType.DATE),
-        "payment_frequency": FilterField(
-            PolicyRow.payment_frequency, FieldType.ENUM, values=[f.value for f in PaymentFrequency]
-        ),
-        "create_time": FilterField(PolicyRow.create_time, FieldType.TIMESTAMP),
-    }
-)
-POLICY_ORDER = {
-    "create_time": PolicyRow.create_time,
-    "policy_number": PolicyRow.policy_number,
-    "effective_date": PolicyRow.effective_date,
-    "expiry_date": PolicyRow.expiry_date,
-}
-DEFAULT_ORDER = [OrderTerm(PolicyRow.create_time, True)]
 CREATE = "CreatePolicy"
-#: GetPolicy in one round trip, without the ORM (cardinsa_foundation.db.Database.read):
-#: the function core.read_policy of migration core_0002.
-GET_POLICY = ReadQuery(PolicyRow, "read_policy", ("id",))
+T = TypeVar("T")
 UPDATABLE = frozenset(
     {"effective_date", "expiry_date", "payment_frequency", "sum_insured", "insured_members"}
 )
@@ -142,68 +123,6 @@ class _Outcome:
 # ------------------------------------------------------------------ mapping
 
 
-def _money(amount: Decimal, currency: str) -> Money:
-    return Money.of(amount, currency)
-
-
-def policy_of(row: PolicyRow) -> Policy:
-    currency = row.currency
-    return Policy(
-        state=PolicyState(row.state),
-        currency=currency,
-        terms=PolicyTerms(
-            effective_date=row.effective_date,
-            expiry_date=row.expiry_date,
-            payment_frequency=PaymentFrequency(row.payment_frequency),
-            sum_insured=_money(row.sum_insured, currency),
-            insured=InsuredMembers(row.insures_holder, frozenset(row.insured_dependent_ids)),
-        ),
-        premium=_money(row.premium, currency) if row.premium is not None else None,
-        policy_number=row.policy_number,
-        version=row.current_version,
-        version_effective_date=row.version_effective_date,
-        activated=row.activate_time is not None,
-        cancel_reason=CancelReason(row.cancel_reason) if row.cancel_reason else None,
-        cancel_effective_date=row.cancel_effective_date,
-        lapse_date=row.lapse_date,
-        termination_note=row.termination_note,
-        successor_id=row.successor_policy_id,
-    )
-
-
-def apply_policy(row: PolicyRow, policy: Policy) -> list[str]:
-    """Store ``policy`` on ``row``; the columns that changed."""
-    terms = policy.terms
-    values: dict[str, object] = {
-        "state": policy.state.value,
-        "currency": policy.currency,
-        "effective_date": terms.effective_date,
-        "expiry_date": terms.expiry_date,
-        "payment_frequency": terms.payment_frequency.value,
-        "sum_insured": terms.sum_insured.amount,
-        "insures_holder": terms.insured.holder,
-        "insured_dependent_ids": sorted(terms.insured.dependent_ids),
-        "premium": policy.premium.amount if policy.premium else None,
-        "policy_number": policy.policy_number,
-        "current_version": policy.version,
-        "version_effective_date": policy.version_effective_date,
-        "cancel_reason": policy.cancel_reason.value if policy.cancel_reason else None,
-        "cancel_effective_date": policy.cancel_effective_date,
-        "lapse_date": policy.lapse_date,
-        "termination_note": policy.termination_note,
-        "successor_policy_id": policy.successor_id,
-    }
-    changed = []
-    for column, value in values.items():
-        current = getattr(row, column)
-        if column == "insured_dependent_ids":
-            current = sorted(current or [])
-        if current != value:
-            setattr(row, column, value)
-            changed.append(column)
-    return changed
-
-
 def members_of(holder: bool, dependents: Sequence[uuid.UUID]) -> list[MemberRef]:
     refs = [MemberRef(policyholder=True)] if holder else []
     return refs + [MemberRef(False, str(d)) for d in sorted(dependents)]
@@ -219,21 +138,6 @@ class PolicyUseCases:
 
     # ------------------------------------------------------------- reading
 
-    @staticmethod
-    async def load(
-        session: AsyncSession, company: uuid.UUID, policy_id: str, *, lock: bool = False
-    ) -> PolicyRow:
-        key = lookup_uuid(policy_id)
-        row = None
-        if key is not None:
-            stmt = select(PolicyRow).where(PolicyRow.company_id == company, PolicyRow.id == key)
-            if lock:
-                stmt = stmt.with_for_update()
-            row = (await session.scalars(stmt)).first()
-        if row is None:
-            raise not_found("policy", policy_id)
-        return row
-
     async def get(self, policy_id: str) -> PolicyRow:
         company = own_company(require_principal())
         key = lookup_uuid(policy_id)
@@ -245,82 +149,62 @@ class PolicyUseCases:
             raise not_found("policy", policy_id)
         return row
 
-    async def list_policies(
-        self, *, page_size: int, page_token: str, filter: str, order_by: str, show_deleted: bool
-    ) -> Page[PolicyRow]:
+    async def list_policies(self, **query: Unpack[ListQuery]) -> Page[PolicyRow]:
         company = own_company(require_principal())
-        stmt = tenant_list_query(
-            PolicyRow, company, spec=POLICY_FILTER, filter=filter, show_deleted=show_deleted
-        )
-        order = parse_order_by(order_by, POLICY_ORDER, default=DEFAULT_ORDER)
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            return await paginate(
-                session,
-                stmt,
-                order=order,
-                page_size=page_size,
-                page_token=page_token,
-                fingerprint=query_fingerprint(
-                    filter=filter, order_by=order_by, show_deleted=show_deleted
-                ),
-                secret=self.ctx.settings.page_token_secret,
-            )
+            return await self.ctx.list_page(session, POLICIES, company, **query)
 
     async def list_versions(
         self, policy_id: str, *, page_size: int, page_token: str
     ) -> Page[PolicyVersionRow]:
-        company = own_company(require_principal())
-        async with self.ctx.db.unit_of_work(company_id=company) as session:
-            policy = await self.load(session, company, policy_id)
-            return await paginate(
-                session,
-                select(PolicyVersionRow).where(
-                    PolicyVersionRow.company_id == company,
-                    PolicyVersionRow.policy_id == policy.id,
-                ),
-                order=[OrderTerm(PolicyVersionRow.version, True)],
-                page_size=page_size,
-                page_token=page_token,
-                fingerprint=query_fingerprint(parent=str(policy.id)),
-                secret=self.ctx.settings.page_token_secret,
-            )
+        return await self._child_page(
+            policy_id,
+            policy_versions,
+            OrderTerm(PolicyVersionRow.version, True),
+            page_size=page_size,
+            page_token=page_token,
+        )
 
     async def list_status_changes(
         self, policy_id: str, *, page_size: int, page_token: str
     ) -> Page[PolicyStatusChangeRow]:
+        return await self._child_page(
+            policy_id,
+            status_changes,
+            OrderTerm(PolicyStatusChangeRow.create_time, True),
+            page_size=page_size,
+            page_token=page_token,
+        )
+
+    async def _child_page(
+        self,
+        policy_id: str,
+        query: Callable[[uuid.UUID, uuid.UUID], Select[T]],
+        order: OrderTerm,
+        *,
+        page_size: int,
+        page_token: str,
+    ) -> Page[T]:
+        """A page of the rows ``query`` finds under the policy (NOT_FOUND without it)."""
         company = own_company(require_principal())
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            policy = await self.load(session, company, policy_id)
-            return await paginate(
+            policy = await POLICIES.find(session, company, policy_id)
+            return await self.ctx.page(
                 session,
-                select(PolicyStatusChangeRow).where(
-                    PolicyStatusChangeRow.company_id == company,
-                    PolicyStatusChangeRow.policy_id == policy.id,
-                ),
-                order=[OrderTerm(PolicyStatusChangeRow.create_time, True)],
+                query(company, policy.id),
+                order=[order],
                 page_size=page_size,
                 page_token=page_token,
-                fingerprint=query_fingerprint(parent=str(policy.id)),
-                secret=self.ctx.settings.page_token_secret,
+                parent=str(policy.id),
             )
 
     # ------------------------------------------------------------- helpers
 
+    @staticmethod
     async def _holder(
-        self, session: AsyncSession, company: uuid.UUID, policyholder_id: str
+        session: AsyncSession, company: uuid.UUID, policyholder_id: str
     ) -> PolicyholderRow:
-        key = lookup_uuid(policyholder_id)
-        row = None
-        if key is not None:
-            row = (
-                await session.scalars(
-                    select(PolicyholderRow).where(
-                        PolicyholderRow.company_id == company, PolicyholderRow.id == key
-                    )
-                )
-            ).first()
-        if row is None:
-            raise not_found("policyholder", policyholder_id)
+        row = await POLICYHOLDERS.find(session, company, policyholder_id)
         if row.delete_time is not None:
             raise deleted("policyholder")
         return row
@@ -338,16 +222,7 @@ class PolicyUseCases:
         """Every insured dependent must be a current dependent of the holder."""
         if not members.dependent_ids:
             return
-        known = set(
-            await session.scalars(
-                select(DependentRow.id).where(
-                    DependentRow.company_id == company,
-                    DependentRow.policyholder_id == holder,
-                    DependentRow.id.in_(members.dependent_ids),
-                    DependentRow.remove_time.is_(None),
-                )
-            )
-        )
+        known = await current_dependent_ids(session, company, holder, members.dependent_ids)
         invalid(
             "the insured members are not valid",
             [
@@ -357,8 +232,8 @@ class PolicyUseCases:
             ],
         )
 
+    @staticmethod
     async def _log(
-        self,
         session: AsyncSession,
         row: PolicyRow,
         *,
@@ -366,42 +241,40 @@ class PolicyUseCases:
         step: _Step,
         request_id: str,
     ) -> None:
-        principal = require_principal()
         session.add(
-            PolicyStatusChangeRow(
-                id=uuid.uuid4(),
-                company_id=row.company_id,
-                policy_id=row.id,
+            status_change(
+                row,
                 from_state=from_state,
                 to_state=step.policy.state.value,
                 transition=step.transition,
                 reason=step.reason,
                 effective_date=step.effective_date,
-                actor_id=principal.subject,
+                actor_id=require_principal().subject,
                 request_id=log_request_id(request_id),
             )
         )
         await session.flush()
 
+    @staticmethod
     def _version_row(
-        self, row: PolicyRow, policy: Policy, *, description: str, changed: Sequence[str]
+        row: PolicyRow, policy: Policy, *, description: str, changed: Sequence[str]
     ) -> PolicyVersionRow:
-        assert policy.premium is not None and policy.version_effective_date is not None
-        return PolicyVersionRow(
-            id=uuid.uuid4(),
-            company_id=row.company_id,
-            policy_id=row.id,
-            version=policy.version,
-            effective_date=policy.version_effective_date,
-            currency=policy.currency,
-            premium=policy.premium.amount,
-            sum_insured=policy.terms.sum_insured.amount,
-            insures_holder=policy.terms.insured.holder,
-            insured_dependent_ids=sorted(policy.terms.insured.dependent_ids),
+        return version_row(
+            row,
+            policy,
             description=description,
-            changed_fields=list(changed),
-            created_by=actor_uuid(require_principal()),
+            changed=changed,
+            actor=actor_uuid(require_principal()),
         )
+
+    @staticmethod
+    async def _on_sale(session: AsyncSession, company: uuid.UUID, product_id: str) -> ProductView:
+        """The product with its current version; it must be on sale."""
+        product = await load_product(session, company, product_id)
+        if product.row.delete_time is not None:
+            raise deleted("product")
+        product.domain().check_on_sale()
+        return product
 
     # ------------------------------------------------------------- create / update
 
@@ -422,15 +295,11 @@ class PolicyUseCases:
         )
         new_id = uuid.uuid4()
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            if request_id:
-                seen = await claim_request_id(session, company, CREATE, request_id, str(new_id))
-                if seen is not None:
-                    return await self.load(session, company, seen)
+            seen = await first_call(session, company, CREATE, request_id, str(new_id), data)
+            if seen is not None:
+                return await POLICIES.find(session, company, seen)
             holder = await self._holder(session, company, data.policyholder_id)
-            product = await self.products.load(session, company, data.product_id)
-            if product.row.delete_time is not None:
-                raise deleted("product")
-            product.domain().check_on_sale()
+            product = await self._on_sale(session, company, data.product_id)
             sold = product.version.terms()
             terms = PolicyTerms(
                 effective_date=data.effective_date,
@@ -483,11 +352,10 @@ class PolicyUseCases:
         company = own_company(require_principal())
         check_mask(mask, UPDATABLE)
         fields = frozenset(mask)
-        async with self.ctx.db.unit_of_work(company_id=company) as session:
-            row = await self.load(session, company, policy_id, lock=True)
-            check_etag(row, etag)
-            if row.delete_time is not None:
-                raise deleted("policy")
+        async with self.ctx.change(
+            POLICIES, company, policy_id, method="update", etag=etag
+        ) as change:
+            session, row = change.session, change.row
             policy = policy_of(row)
             POLICY_LIFECYCLE.next_state(policy.state, PolicyAction.UPDATE)
             terms = policy.terms
@@ -549,29 +417,15 @@ class PolicyUseCases:
     async def _transition(
         self,
         policy_id: str,
-        *,
-        etag: str,
-        request_id: str,
-        method: str,
         apply: Callable[[AsyncSession, PolicyRow, Policy], Awaitable[_Outcome]],
-        allow_deleted: bool = False,
+        **options: Unpack[ChangeOptions],
     ) -> PolicyRow:
         company = own_company(require_principal())
-        invalid("the request is not valid", check_request_id(request_id))
-        async with self.ctx.db.unit_of_work(company_id=company) as session:
-            key = lookup_uuid(policy_id)
-            if key is None:
-                raise not_found("policy", policy_id)
-            if request_id:
-                seen = await claim_request_id(session, company, method, request_id, str(key))
-                if seen is not None:
-                    if seen != str(key):
-                        raise request_id_reused()
-                    return await self.load(session, company, policy_id)
-            row = await self.load(session, company, policy_id, lock=True)
-            check_etag(row, etag)
-            if row.delete_time is not None and not allow_deleted:
-                raise deleted("policy")
+        method, request_id = options["method"], options.get("request_id", "")
+        async with self.ctx.change(POLICIES, company, policy_id, **options) as change:
+            session, row = change.session, change.row
+            if change.replay:
+                return row
             first_state = row.state
             outcome = await apply(session, row, policy_of(row))
             changed: set[str] = set()
@@ -595,10 +449,7 @@ class PolicyUseCases:
         self, session: AsyncSession, row: PolicyRow
     ) -> tuple[int, Money, int]:
         """The product's current version, base premium and term; it must be on sale."""
-        product = await self.products.load(session, row.company_id, str(row.product_id))
-        if product.row.delete_time is not None:
-            raise deleted("product")
-        product.domain().check_on_sale()
+        product = await self._on_sale(session, row.company_id, str(row.product_id))
         terms = product.version.terms()
         return product.row.current_version, terms.base_premium, terms.term_months
 
@@ -728,7 +579,12 @@ class PolicyUseCases:
             )
 
         return await self._transition(
-            policy_id, etag=etag, request_id=request_id, method="endorse", apply=apply
+            policy_id,
+            etag=etag,
+            request_id=request_id,
+            method="endorse",
+            apply=apply,
+            arguments=[effective_date, description, data, sorted(fields)],
         )
 
     async def renew(
@@ -784,7 +640,7 @@ class PolicyUseCases:
         async with self.ctx.db.unit_of_work(company_id=company) as session:
             if row.successor_policy_id is None:  # pragma: no cover - renew always links one
                 raise FailedPrecondition("the policy has no successor", reason="NOT_RENEWED")
-            successor = await self.load(session, company, str(row.successor_policy_id))
+            successor = await POLICIES.find(session, company, str(row.successor_policy_id))
         return row, successor
 
     async def cancel(
@@ -824,7 +680,12 @@ class PolicyUseCases:
             )
 
         return await self._transition(
-            policy_id, etag=etag, request_id=request_id, method="cancel", apply=apply
+            policy_id,
+            etag=etag,
+            request_id=request_id,
+            method="cancel",
+            apply=apply,
+            arguments=[reason, effective_date, scheduled, note],
         )
 
     async def reinstate(self, policy_id: str, etag: str, request_id: str, note: str) -> PolicyRow:
@@ -839,7 +700,12 @@ class PolicyUseCases:
             )
 
         return await self._transition(
-            policy_id, etag=etag, request_id=request_id, method="reinstate", apply=apply
+            policy_id,
+            etag=etag,
+            request_id=request_id,
+            method="reinstate",
+            apply=apply,
+            arguments=[note],
         )
 
     async def lapse(
@@ -855,7 +721,12 @@ class PolicyUseCases:
             )
 
         return await self._transition(
-            policy_id, etag=etag, request_id=request_id, method="lapse", apply=apply
+            policy_id,
+            etag=etag,
+            request_id=request_id,
+            method="lapse",
+            apply=apply,
+            arguments=[lapse_date, note],
         )
 
     async def expire(self, policy_id: str, etag: str, request_id: str) -> PolicyRow:

@@ -14,74 +14,61 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Unpack
 
-from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_core.application.context import (
+    ChangeOptions,
     CoreContext,
-    actor_uuid,
-    check_etag,
-    check_mask,
-    check_request_id,
-    deleted,
-    invalid,
-    lookup_uuid,
-    not_found,
+    ListQuery,
+    first_call,
     own_company,
-    require_principal,
 )
 from cardinsa_core.application.inputs import MoneyInput
-from cardinsa_core.application.requests import claim_request_id, request_id_reused
 from cardinsa_core.domain.money import Money, check_currency
 from cardinsa_core.domain.products import (
     TERMS_FIELDS,
     Coverage,
     LimitPeriod,
     LineOfBusiness,
-    Product,
     ProductAction,
     ProductState,
     ProductTerms,
     check_code,
     check_terms,
 )
-from cardinsa_core.repository.models import CoverageRow, ProductRow, ProductVersionRow
+from cardinsa_core.repository.models import ProductRow, ProductVersionRow
+from cardinsa_core.repository.products import (
+    PRODUCTS,
+    ProductView,
+    VersionView,
+    code_taken,
+    current_versions,
+    load_product,
+    load_version,
+    product_versions,
+    rewrite_version,
+    with_coverages,
+    with_version,
+    write_version,
+)
 from cardinsa_foundation.errors import (
     AlreadyExists,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
 )
-from cardinsa_foundation.filtering import (
-    FieldType,
-    FilterField,
-    FilterSpec,
-    parse_order_by,
-    tenant_list_query,
+from cardinsa_foundation.paging import OrderTerm, Page
+from cardinsa_foundation.use_cases import (
+    actor_uuid,
+    check_mask,
+    check_request_id,
+    invalid,
+    not_found,
+    require_principal,
 )
-from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
 
-PRODUCT_FILTER = FilterSpec(
-    {
-        "code": FilterField(ProductRow.code, FieldType.STRING),
-        "name": FilterField(ProductRow.name, FieldType.STRING),
-        "state": FilterField(
-            ProductRow.state, FieldType.ENUM, values=[s.value for s in ProductState]
-        ),
-        "line_of_business": FilterField(
-            ProductRow.line_of_business, FieldType.ENUM, values=[v.value for v in LineOfBusiness]
-        ),
-        "currency_code": FilterField(ProductRow.currency, FieldType.STRING),
-        "create_time": FilterField(ProductRow.create_time, FieldType.TIMESTAMP),
-    }
-)
-PRODUCT_ORDER = {
-    "create_time": ProductRow.create_time,
-    "code": ProductRow.code,
-    "name": ProductRow.name,
-}
-DEFAULT_ORDER = [OrderTerm(ProductRow.create_time, True)]
 CREATE = "CreateProduct"
 
 
@@ -109,45 +96,6 @@ class ProductInput:
     base_premium: MoneyInput | None = None
     term_months: int = 0
     coverages: tuple[CoverageInput, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class VersionView:
-    row: ProductVersionRow
-    coverages: tuple[CoverageRow, ...]
-
-    def terms(self) -> ProductTerms:
-        currency = self.row.currency
-        return ProductTerms(
-            name=self.row.name,
-            description=self.row.description,
-            currency=currency,
-            base_premium=Money.of(self.row.base_premium, currency),
-            term_months=self.row.term_months,
-            coverages=tuple(coverage_of(c, currency) for c in self.coverages),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ProductView:
-    row: ProductRow
-    version: VersionView
-
-    def domain(self) -> Product:
-        return Product(ProductState(self.row.state), self.row.current_version, self.version.terms())
-
-
-def coverage_of(row: CoverageRow, currency: str) -> Coverage:
-    return Coverage(
-        code=row.code,
-        name=row.name,
-        limit=Money.of(row.limit_amount, currency),
-        limit_period=LimitPeriod(row.limit_period),
-        deductible=Money.of(row.deductible, currency),
-        copay=Money.of(row.copay, currency) if row.copay is not None else None,
-        coinsurance_percent=row.coinsurance_percent,
-        waiting_period_days=row.waiting_period_days,
-    )
 
 
 def _money(value: MoneyInput | None, currency: str, field: str, *, required: bool) -> Money:
@@ -230,155 +178,46 @@ def resolve_terms(
     )
 
 
-def _coverage_rows(
-    company: uuid.UUID, version_id: uuid.UUID, terms: ProductTerms
-) -> list[CoverageRow]:
-    return [
-        CoverageRow(
-            id=uuid.uuid4(),
-            company_id=company,
-            product_version_id=version_id,
-            position=index,
-            code=cov.code,
-            name=cov.name,
-            limit_amount=cov.limit.amount,
-            limit_period=cov.limit_period.value,
-            deductible=cov.deductible.amount,
-            copay=cov.copay.amount if cov.copay else None,
-            coinsurance_percent=cov.coinsurance_percent,
-            waiting_period_days=cov.waiting_period_days,
-        )
-        for index, cov in enumerate(terms.coverages)
-    ]
-
-
 class ProductUseCases:
     def __init__(self, ctx: CoreContext) -> None:
         self.ctx = ctx
 
     # ------------------------------------------------------------- reading
 
-    @staticmethod
-    async def load_version(
-        session: AsyncSession, company: uuid.UUID, product_id: uuid.UUID, version: int
-    ) -> VersionView | None:
-        row = (
-            await session.scalars(
-                select(ProductVersionRow).where(
-                    ProductVersionRow.company_id == company,
-                    ProductVersionRow.product_id == product_id,
-                    ProductVersionRow.version == version,
-                )
-            )
-        ).first()
-        if row is None:
-            return None
-        return (await ProductUseCases._with_coverages(session, company, [row]))[0]
-
-    @staticmethod
-    async def _with_coverages(
-        session: AsyncSession, company: uuid.UUID, rows: Sequence[ProductVersionRow]
-    ) -> list[VersionView]:
-        ids = [r.id for r in rows]
-        found: dict[uuid.UUID, list[CoverageRow]] = {i: [] for i in ids}
-        if ids:
-            for cov in await session.scalars(
-                select(CoverageRow)
-                .where(CoverageRow.company_id == company, CoverageRow.product_version_id.in_(ids))
-                .order_by(CoverageRow.position)
-            ):
-                found[cov.product_version_id].append(cov)
-        return [VersionView(r, tuple(found[r.id])) for r in rows]
-
-    async def load(
-        self, session: AsyncSession, company: uuid.UUID, product_id: str, *, lock: bool = False
-    ) -> ProductView:
-        key = lookup_uuid(product_id)
-        row = None
-        if key is not None:
-            stmt = select(ProductRow).where(ProductRow.company_id == company, ProductRow.id == key)
-            if lock:
-                stmt = stmt.with_for_update()
-            row = (await session.scalars(stmt)).first()
-        if row is None:
-            raise not_found("product", product_id)
-        version = await self.load_version(session, company, row.id, row.current_version)
-        assert version is not None, "every product has its current version"
-        return ProductView(row, version)
-
     async def get(self, product_id: str) -> ProductView:
         company = own_company(require_principal())
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            return await self.load(session, company, product_id)
+            return await load_product(session, company, product_id)
 
-    async def list_products(
-        self, *, page_size: int, page_token: str, filter: str, order_by: str, show_deleted: bool
-    ) -> Page[ProductView]:
+    async def list_products(self, **query: Unpack[ListQuery]) -> Page[ProductView]:
         company = own_company(require_principal())
-        stmt = tenant_list_query(
-            ProductRow, company, spec=PRODUCT_FILTER, filter=filter, show_deleted=show_deleted
-        )
-        order = parse_order_by(order_by, PRODUCT_ORDER, default=DEFAULT_ORDER)
-        fingerprint = query_fingerprint(filter=filter, order_by=order_by, show_deleted=show_deleted)
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            page = await paginate(
-                session,
-                stmt,
-                order=order,
-                page_size=page_size,
-                page_token=page_token,
-                fingerprint=fingerprint,
-                secret=self.ctx.settings.page_token_secret,
-            )
-            views = await self._current_versions(session, company, page.items)
+            page = await self.ctx.list_page(session, PRODUCTS, company, **query)
+            views = await current_versions(session, company, page.items)
         return Page(views, page.next_page_token)
-
-    async def _current_versions(
-        self, session: AsyncSession, company: uuid.UUID, rows: Sequence[ProductRow]
-    ) -> list[ProductView]:
-        """The products with their current versions, in two queries for a whole page."""
-        if not rows:
-            return []
-        versions = await session.scalars(
-            select(ProductVersionRow).where(
-                ProductVersionRow.company_id == company,
-                tuple_(ProductVersionRow.product_id, ProductVersionRow.version).in_(
-                    [(r.id, r.current_version) for r in rows]
-                ),
-            )
-        )
-        by_product = {
-            v.row.product_id: v
-            for v in await self._with_coverages(session, company, list(versions))
-        }
-        return [ProductView(row, by_product[row.id]) for row in rows]
 
     async def list_versions(
         self, product_id: str, *, page_size: int, page_token: str
     ) -> Page[VersionView]:
         company = own_company(require_principal())
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            product = await self.load(session, company, product_id)
-            page = await paginate(
+            product = await load_product(session, company, product_id)
+            page = await self.ctx.page(
                 session,
-                select(ProductVersionRow).where(
-                    ProductVersionRow.company_id == company,
-                    ProductVersionRow.product_id == product.row.id,
-                ),
+                product_versions(company, product.row.id),
                 order=[OrderTerm(ProductVersionRow.version, True)],
                 page_size=page_size,
                 page_token=page_token,
-                fingerprint=query_fingerprint(parent=str(product.row.id)),
-                secret=self.ctx.settings.page_token_secret,
+                parent=str(product.row.id),
             )
-            views = await self._with_coverages(session, company, page.items)
+            views = await with_coverages(session, company, page.items)
         return Page(views, page.next_page_token)
 
     async def get_version(self, product_id: str, version: int) -> VersionView:
         company = own_company(require_principal())
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            product = await self.load(session, company, product_id)
-            found = await self.load_version(session, company, product.row.id, version)
+            product = await load_product(session, company, product_id)
+            found = await load_version(session, company, product.row.id, version)
             if found is None:
                 raise not_found("product version", f"{product_id}/{version}")
             return found
@@ -401,18 +240,10 @@ class ProductUseCases:
         assert data.line_of_business is not None
         new_id = uuid.uuid4()
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            if request_id:
-                seen = await claim_request_id(session, company, CREATE, request_id, str(new_id))
-                if seen is not None:
-                    return await self.load(session, company, seen)
-            taken = await session.scalar(
-                select(ProductRow.id).where(
-                    ProductRow.company_id == company,
-                    ProductRow.code == code,
-                    ProductRow.delete_time.is_(None),
-                )
-            )
-            if taken is not None:
+            seen = await first_call(session, company, CREATE, request_id, str(new_id), data)
+            if seen is not None:
+                return await load_product(session, company, seen)
+            if await code_taken(session, company, code):
                 raise AlreadyExists(
                     "a product with this code already exists",
                     reason="PRODUCT_CODE_TAKEN",
@@ -431,7 +262,7 @@ class ProductUseCases:
             )
             session.add(row)
             await session.flush()
-            await self._write_version(
+            await write_version(
                 session,
                 company=company,
                 product_id=row.id,
@@ -447,34 +278,7 @@ class ProductUseCases:
                 changed_fields=sorted(TERMS_FIELDS | {"code", "line_of_business"}),
                 detail={"code": code, "version": 1},
             )
-            return await self.load(session, company, str(row.id))
-
-    async def _write_version(
-        self,
-        session: AsyncSession,
-        *,
-        company: uuid.UUID,
-        product_id: uuid.UUID,
-        version: int,
-        terms: ProductTerms,
-        actor: uuid.UUID | None,
-    ) -> None:
-        row = ProductVersionRow(
-            id=uuid.uuid4(),
-            company_id=company,
-            product_id=product_id,
-            version=version,
-            name=terms.name,
-            description=terms.description,
-            currency=terms.currency,
-            base_premium=terms.base_premium.amount,
-            term_months=terms.term_months,
-            created_by=actor,
-        )
-        session.add(row)
-        await session.flush()
-        session.add_all(_coverage_rows(company, row.id, terms))
-        await session.flush()
+            return await load_product(session, company, str(row.id))
 
     async def update(
         self, product_id: str, data: ProductInput, mask: Sequence[str], etag: str
@@ -484,12 +288,11 @@ class ProductUseCases:
         masked = {"currency_code": "currency"}
         check_mask(mask, frozenset(TERMS_FIELDS - {"currency"}) | {"currency_code"})
         fields = frozenset(masked.get(p, p) for p in mask)
-        async with self.ctx.db.unit_of_work(company_id=company) as session:
-            view = await self.load(session, company, product_id, lock=True)
-            row = view.row
-            check_etag(row, etag)
-            if row.delete_time is not None:
-                raise deleted("product")
+        async with self.ctx.change(
+            PRODUCTS, company, product_id, method="update", etag=etag
+        ) as change:
+            session, row = change.session, change.row
+            view = await with_version(session, row)
             product = view.domain()
             terms = resolve_terms(data, fields, product.terms, product.terms.currency)
             invalid("the product is not valid", check_terms(terms))
@@ -497,7 +300,7 @@ class ProductUseCases:
                 return view
             updated, new_version = product.update(terms)
             if new_version:
-                await self._write_version(
+                await write_version(
                     session,
                     company=company,
                     product_id=row.id,
@@ -506,19 +309,7 @@ class ProductUseCases:
                     actor=actor_uuid(principal),
                 )
             else:
-                version_row = view.version.row
-                version_row.name = terms.name
-                version_row.description = terms.description
-                version_row.currency = terms.currency
-                version_row.base_premium = terms.base_premium.amount
-                version_row.term_months = terms.term_months
-                await session.execute(
-                    delete(CoverageRow).where(
-                        CoverageRow.company_id == company,
-                        CoverageRow.product_version_id == version_row.id,
-                    )
-                )
-                session.add_all(_coverage_rows(company, version_row.id, terms))
+                await rewrite_version(session, view.version, terms)
             row.current_version = updated.version
             row.name = terms.name
             row.currency = terms.currency
@@ -533,44 +324,30 @@ class ProductUseCases:
                 detail={"version": updated.version, "new_version": new_version},
             )
             session.expunge_all()
-            return await self.load(session, company, str(row.id))
+            return await load_product(session, company, str(row.id))
 
     async def _transition(
         self,
         product_id: str,
-        etag: str,
-        request_id: str,
-        method: str,
         apply: Callable[[AsyncSession, ProductView], Awaitable[list[str]]],
-        *,
-        allow_deleted: bool = False,
+        **options: Unpack[ChangeOptions],
     ) -> ProductView:
         company = own_company(require_principal())
-        invalid("the request is not valid", check_request_id(request_id))
-        async with self.ctx.db.unit_of_work(company_id=company) as session:
-            key = lookup_uuid(product_id)
-            if key is None:
-                raise not_found("product", product_id)
-            if request_id:
-                seen = await claim_request_id(session, company, method, request_id, str(key))
-                if seen is not None:
-                    if seen != str(key):
-                        raise request_id_reused()
-                    return await self.load(session, company, product_id)
-            view = await self.load(session, company, product_id, lock=True)
-            check_etag(view.row, etag)
-            if view.row.delete_time is not None and not allow_deleted:
-                raise deleted("product")
-            before = view.row.state
+        async with self.ctx.change(PRODUCTS, company, product_id, **options) as change:
+            session, row, replay = change.session, change.row, change.replay
+            view = await with_version(session, row)
+            if replay:
+                return view
+            before = row.state
             changed = await apply(session, view)
             await session.flush()
             await self.ctx.audit.record(
                 session,
-                action=f"product.{method}",
+                action=f"product.{options['method']}",
                 entity_type="product",
-                entity_id=view.row.id,
+                entity_id=row.id,
                 changed_fields=changed,
-                detail={"from_state": before, "to_state": view.row.state},
+                detail={"from_state": before, "to_state": row.state},
             )
             return view
 
@@ -579,14 +356,18 @@ class ProductUseCases:
             view.row.state = view.domain().activate().state.value
             return ["state"]
 
-        return await self._transition(product_id, etag, request_id, "activate", apply)
+        return await self._transition(
+            product_id, apply, method="activate", etag=etag, request_id=request_id
+        )
 
     async def retire(self, product_id: str, etag: str, request_id: str) -> ProductView:
         async def apply(session: AsyncSession, view: ProductView) -> list[str]:
             view.row.state = view.domain().retire().state.value
             return ["state"]
 
-        return await self._transition(product_id, etag, request_id, "retire", apply)
+        return await self._transition(
+            product_id, apply, method="retire", etag=etag, request_id=request_id
+        )
 
     async def delete(self, product_id: str, etag: str) -> ProductView:
         async def apply(session: AsyncSession, view: ProductView) -> list[str]:
@@ -594,34 +375,27 @@ class ProductUseCases:
             view.row.soft_delete()
             return ["delete_time"]
 
-        return await self._transition(product_id, etag, "", "delete", apply, allow_deleted=True)
+        return await self._transition(
+            product_id, apply, method="delete", etag=etag, allow_deleted=True
+        )
 
     async def undelete(self, product_id: str, etag: str) -> ProductView:
         async def apply(session: AsyncSession, view: ProductView) -> list[str]:
-            if view.row.delete_time is None:
+            row = view.row
+            if row.delete_time is None:
                 raise FailedPrecondition("the product is not deleted", reason="NOT_DELETED")
-            if await self._code_taken(session, view.row):
+            if await code_taken(session, row.company_id, row.code, other_than=row.id):
                 raise AlreadyExists(
                     "another live product uses this code",
                     reason="PRODUCT_CODE_TAKEN",
-                    metadata={"code": view.row.code},
+                    metadata={"code": row.code},
                 )
-            view.row.undelete()
+            row.undelete()
             return ["delete_time"]
 
-        return await self._transition(product_id, etag, "", "undelete", apply, allow_deleted=True)
-
-    @staticmethod
-    async def _code_taken(session: AsyncSession, row: ProductRow) -> bool:
-        found = await session.scalar(
-            select(ProductRow.id).where(
-                ProductRow.company_id == row.company_id,
-                ProductRow.code == row.code,
-                ProductRow.delete_time.is_(None),
-                ProductRow.id != row.id,
-            )
+        return await self._transition(
+            product_id, apply, method="undelete", etag=etag, allow_deleted=True
         )
-        return found is not None
 
 
 __all__ = [
@@ -631,5 +405,4 @@ __all__ = [
     "ProductUseCases",
     "ProductView",
     "VersionView",
-    "coverage_of",
 ]

@@ -1,0 +1,199 @@
+"""Policyholders in the database: the party row and its dependents.
+
+A removed dependent is kept with ``remove_time`` because policies that insured
+it still name it; "the dependents" of a holder are the current ones.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cardinsa_core.domain.policyholders import (
+    Address,
+    DependentSpec,
+    Gender,
+    PartyKind,
+    PolicyholderSpec,
+)
+from cardinsa_core.repository.models import DependentRow, PolicyholderRow
+from cardinsa_core.repository.rows import Resources, assign
+from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec
+
+__all__ = [
+    "POLICYHOLDERS",
+    "apply_spec",
+    "current_dependent_ids",
+    "dependents_of",
+    "new_dependent",
+    "replace_dependents",
+    "spec_of",
+]
+
+POLICYHOLDERS = Resources(
+    PolicyholderRow,
+    "policyholder",
+    FilterSpec(
+        {
+            "kind": FilterField(
+                PolicyholderRow.kind, FieldType.ENUM, values=[k.value for k in PartyKind]
+            ),
+            "display_name": FilterField(PolicyholderRow.display_name, FieldType.STRING),
+            "given_name": FilterField(PolicyholderRow.given_name, FieldType.STRING),
+            "family_name": FilterField(PolicyholderRow.family_name, FieldType.STRING),
+            "legal_name": FilterField(PolicyholderRow.legal_name, FieldType.STRING),
+            "email": FilterField(PolicyholderRow.email, FieldType.STRING),
+            "phone": FilterField(PolicyholderRow.phone, FieldType.STRING),
+            "date_of_birth": FilterField(PolicyholderRow.date_of_birth, FieldType.DATE),
+            "create_time": FilterField(PolicyholderRow.create_time, FieldType.TIMESTAMP),
+            "national_id": FilterField(PolicyholderRow.national_id, FieldType.STRING),
+        }
+    ),
+    {
+        "create_time": PolicyholderRow.create_time,
+        "display_name": PolicyholderRow.display_name,
+        "family_name": PolicyholderRow.family_name,
+        "email": PolicyholderRow.email,
+    },
+)
+_PLAIN_FIELDS = (
+    "given_name",
+    "family_name",
+    "date_of_birth",
+    "legal_name",
+    "registration_number",
+    "national_id",
+    "email",
+    "phone",
+)
+_ADDRESS_PARTS = ("line1", "line2", "city", "region", "postal_code", "country_code")
+
+
+# ------------------------------------------------------------------ mapping
+
+
+def apply_spec(row: PolicyholderRow, spec: PolicyholderSpec, fields: frozenset[str]) -> list[str]:
+    """Copy the named fields of ``spec`` onto ``row``; the names that changed."""
+    changed = assign(row, {name: getattr(spec, name) for name in _PLAIN_FIELDS if name in fields})
+    if "gender" in fields:
+        changed += assign(row, {"gender": spec.gender.value})
+    if "address" in fields and assign(
+        row, {f"address_{part}": getattr(spec.address, part) for part in _ADDRESS_PARTS}
+    ):
+        changed.append("address")
+    return sorted(set(changed))
+
+
+def spec_of(row: PolicyholderRow, dependents: Sequence[DependentRow]) -> PolicyholderSpec:
+    return PolicyholderSpec(
+        kind=PartyKind(row.kind),
+        given_name=row.given_name,
+        family_name=row.family_name,
+        date_of_birth=row.date_of_birth,
+        gender=Gender(row.gender),
+        legal_name=row.legal_name,
+        registration_number=row.registration_number,
+        national_id=row.national_id,
+        email=row.email,
+        phone=row.phone,
+        address=Address(*(getattr(row, f"address_{part}") for part in _ADDRESS_PARTS)),
+        dependents=tuple(
+            DependentSpec(
+                relation=None,
+                given_name=d.given_name,
+                family_name=d.family_name,
+                id=str(d.id),
+            )
+            for d in dependents
+        ),
+    )
+
+
+def _dependent_values(dep: DependentSpec) -> dict[str, object]:
+    assert dep.relation is not None
+    return {
+        "relation": dep.relation.value,
+        "given_name": dep.given_name,
+        "family_name": dep.family_name,
+        "date_of_birth": dep.date_of_birth,
+        "gender": dep.gender.value,
+        "national_id": dep.national_id,
+    }
+
+
+def new_dependent(company: uuid.UUID, holder: uuid.UUID, dep: DependentSpec) -> DependentRow:
+    return DependentRow(
+        id=uuid.uuid4(), company_id=company, policyholder_id=holder, **_dependent_values(dep)
+    )
+
+
+# ------------------------------------------------------------------ reading
+
+
+async def dependents_of(
+    session: AsyncSession, company: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[DependentRow]]:
+    """Current (not removed) dependents of the given policyholders."""
+    found: dict[uuid.UUID, list[DependentRow]] = {i: [] for i in ids}
+    if not ids:
+        return found
+    rows = await session.scalars(
+        select(DependentRow)
+        .where(
+            DependentRow.company_id == company,
+            DependentRow.policyholder_id.in_(ids),
+            DependentRow.remove_time.is_(None),
+        )
+        .order_by(DependentRow.create_time, DependentRow.id)
+    )
+    for dep in rows:
+        found[dep.policyholder_id].append(dep)
+    return found
+
+
+async def current_dependent_ids(
+    session: AsyncSession, company: uuid.UUID, holder: uuid.UUID, ids: Collection[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Which of ``ids`` are current dependents of ``holder``."""
+    return set(
+        await session.scalars(
+            select(DependentRow.id).where(
+                DependentRow.company_id == company,
+                DependentRow.policyholder_id == holder,
+                DependentRow.id.in_(ids),
+                DependentRow.remove_time.is_(None),
+            )
+        )
+    )
+
+
+# ------------------------------------------------------------------ writing
+
+
+def replace_dependents(
+    session: AsyncSession,
+    company: uuid.UUID,
+    holder: uuid.UUID,
+    current: Sequence[DependentRow],
+    wanted: Sequence[DependentSpec],
+) -> bool:
+    """Make ``wanted`` the holder's dependents (removing the others); whether anything changed."""
+    changed = False
+    keep = {d.id for d in wanted if d.id}
+    now = datetime.now(UTC)
+    for dep in current:
+        if str(dep.id) not in keep:
+            dep.remove_time = now
+            changed = True
+    by_id = {str(d.id): d for d in current}
+    for spec in wanted:
+        if not spec.id:
+            session.add(new_dependent(company, holder, spec))
+            changed = True
+        elif assign(by_id[spec.id], _dependent_values(spec)):
+            changed = True
+    return changed
