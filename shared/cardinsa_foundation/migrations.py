@@ -10,12 +10,18 @@ cross-tenant code paths as ``cardinsa_platform`` (owns nothing either; its own
 policy sees every tenant). :func:`upgrade` creates both roles when missing (the
 embedded and test servers; production creates them beforehand, see
 deploy/compose/postgres-init/).
+
+What those roles may do in a schema -- grants, row-level security, append-only
+tables, a migration history they cannot write -- is one call at the end of a
+migration: :func:`secure_schema` (its SQL: :func:`secure_schema_ddl`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +31,12 @@ from sqlalchemy import MetaData, pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from cardinsa_foundation.audit import append_only_ddl
 from cardinsa_foundation.db import (
     DEFAULT_APP_ROLE,
     DEFAULT_PLATFORM_ROLE,
     ensure_app_role,
+    tenant_isolation_ddl,
     to_async_url,
 )
 
@@ -191,6 +199,112 @@ def platform_role_ddl(platform_role: str = DEFAULT_PLATFORM_ROLE) -> list[str]:
         f"|| ' TO {role}'; "
         "END $platform$",
     ]
+
+
+@dataclass(frozen=True)
+class TenantTable:
+    """A table under row-level security, as :func:`secure_schema` takes it (the
+    arguments of :func:`cardinsa_foundation.db.tenant_isolation_ddl`).
+
+    ``column`` holds the row's company; ``also_visible`` / ``also_writable`` are
+    extra SQL conditions (migration code, never a request value) OR-ed into the
+    tenant policy's USING / WITH CHECK, e.g. ``company_id IS NULL``.
+    """
+
+    name: str
+    column: str = "company_id"
+    also_visible: str | None = None
+    also_writable: str | None = None
+
+
+def secure_schema_ddl(
+    schema: str,
+    *,
+    tenant_tables: Iterable[str | TenantTable],
+    append_only: Iterable[str] = ("audit_events",),
+    no_update: Iterable[str] = (),
+    app_role: str = DEFAULT_APP_ROLE,
+    platform_role: str = DEFAULT_PLATFORM_ROLE,
+) -> list[str]:
+    """The security postamble of a service schema, as SQL (see :func:`secure_schema`).
+
+    In order: the platform role exists (:func:`platform_role_ddl`); each
+    ``append_only`` table refuses UPDATE, DELETE and TRUNCATE by a trigger, for
+    the owner too (:func:`cardinsa_foundation.audit.append_only_ddl`); the
+    application and platform roles may use the schema and read and write the rows
+    of every table and use its sequences, except writes to ``alembic_version``
+    and UPDATE/DELETE/TRUNCATE on the append-only tables
+    (:func:`grant_app_role_ddl`, which finds both in the catalogue); ``no_update``
+    tables (rows the services add and delete, never change) lose UPDATE; nothing
+    beyond that -- no TRUNCATE, REFERENCES or TRIGGER on a table, no sequence
+    UPDATE, no CREATE in the schema, whoever granted it; every ``tenant_tables``
+    entry (a name keyed on ``company_id``, or a :class:`TenantTable`) gets the
+    ``tenant_isolation`` and ``platform_access`` policies with FORCE
+    (:func:`cardinsa_foundation.db.tenant_isolation_ddl`).
+
+    Every statement is idempotent, so the whole list is. Tables not listed in
+    ``tenant_tables`` are platform-wide (no row-level security): list every
+    tenant table each time. No ``%`` or ``:name`` in the text.
+    """
+    tables = [TenantTable(t) if isinstance(t, str) else t for t in tenant_tables]
+    append_only = list(append_only)
+    no_update = list(no_update)
+    for name in (schema, app_role, platform_role, *append_only, *no_update):
+        _check_identifier(name)
+    grantees = f'"{app_role}", "{platform_role}"'
+    statements = list(platform_role_ddl(platform_role))
+    for table in append_only:
+        statements += append_only_ddl(schema, table)
+    statements += grant_app_role_ddl(schema, app_role, platform_role)
+    statements += [f'REVOKE UPDATE ON "{schema}"."{t}" FROM {grantees}' for t in no_update]
+    statements += [
+        f'REVOKE TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA "{schema}" FROM {grantees}',
+        f'REVOKE UPDATE ON ALL SEQUENCES IN SCHEMA "{schema}" FROM {grantees}',
+        f'REVOKE CREATE ON SCHEMA "{schema}" FROM {grantees}',
+    ]
+    for table in tables:
+        statements += tenant_isolation_ddl(
+            schema,
+            table.name,
+            column=table.column,
+            also_visible=table.also_visible,
+            also_writable=table.also_writable,
+            platform_role=platform_role,
+        )
+    return statements
+
+
+def secure_schema(
+    schema: str,
+    *,
+    tenant_tables: Iterable[str | TenantTable],
+    append_only: Iterable[str] = ("audit_events",),
+    no_update: Iterable[str] = (),
+    app_role: str = DEFAULT_APP_ROLE,
+    platform_role: str = DEFAULT_PLATFORM_ROLE,
+) -> None:
+    """Apply the security postamble of ``schema`` inside a migration.
+
+    One call at the end of every migration that adds or changes a table, with the
+    schema's whole lists (not just the new table): the services' two roles get
+    their rights on every table and nothing more, every tenant table is under
+    row-level security neither role can turn off (they own nothing), the
+    append-only tables (``audit_events`` by default) refuse UPDATE and DELETE, and
+    neither role may write ``<schema>.alembic_version``. Idempotent: running it
+    again, or after a later migration, is harmless. The SQL is
+    :func:`secure_schema_ddl`.
+    """
+    from alembic import op
+
+    for statement in secure_schema_ddl(
+        schema,
+        tenant_tables=tenant_tables,
+        append_only=append_only,
+        no_update=no_update,
+        app_role=app_role,
+        platform_role=platform_role,
+    ):
+        op.execute(statement)
 
 
 def _check_identifier(name: str) -> None:
