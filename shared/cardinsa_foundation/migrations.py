@@ -262,13 +262,13 @@ def secure_schema_ddl(
         f'REVOKE UPDATE ON ALL SEQUENCES IN SCHEMA "{schema}" FROM {grantees}',
         f'REVOKE CREATE ON SCHEMA "{schema}" FROM {grantees}',
     ]
-    for table in tables:
+    for tenant in tables:
         statements += tenant_isolation_ddl(
             schema,
-            table.name,
-            column=table.column,
-            also_visible=table.also_visible,
-            also_writable=table.also_writable,
+            tenant.name,
+            column=tenant.column,
+            also_visible=tenant.also_visible,
+            also_writable=tenant.also_writable,
             platform_role=platform_role,
         )
     return statements
