@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 from alembic import command
 from alembic.config import Config
@@ -40,6 +40,7 @@ from cardinsa_foundation.db import (
     to_async_url,
 )
 
+P = ParamSpec("P")
 URL_KEY = "cardinsa.url"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -226,25 +227,29 @@ def secure_schema_ddl(
     app_role: str = DEFAULT_APP_ROLE,
     platform_role: str = DEFAULT_PLATFORM_ROLE,
 ) -> list[str]:
-    """The security postamble of a service schema, as SQL (see :func:`secure_schema`).
+    """The security postamble of a service schema: the SQL that
+    :data:`secure_schema` runs in a migration.
 
-    In order: the platform role exists (:func:`platform_role_ddl`); each
-    ``append_only`` table refuses UPDATE, DELETE and TRUNCATE by a trigger, for
-    the owner too (:func:`cardinsa_foundation.audit.append_only_ddl`); the
-    application and platform roles may use the schema and read and write the rows
-    of every table and use its sequences, except writes to ``alembic_version``
-    and UPDATE/DELETE/TRUNCATE on the append-only tables
-    (:func:`grant_app_role_ddl`, which finds both in the catalogue); ``no_update``
-    tables (rows the services add and delete, never change) lose UPDATE; nothing
-    beyond that -- no TRUNCATE, REFERENCES or TRIGGER on a table, no sequence
-    UPDATE, no CREATE in the schema, whoever granted it; every ``tenant_tables``
-    entry (a name keyed on ``company_id``, or a :class:`TenantTable`) gets the
-    ``tenant_isolation`` and ``platform_access`` policies with FORCE
-    (:func:`cardinsa_foundation.db.tenant_isolation_ddl`).
+    One call at the end of every migration that adds or changes a table, with the
+    schema's whole lists (not just the new table). In order: the platform role
+    exists (:func:`platform_role_ddl`); each ``append_only`` table (the audit log
+    by default) refuses UPDATE, DELETE and TRUNCATE by a trigger, for the owner
+    too (:func:`cardinsa_foundation.audit.append_only_ddl`); the application and
+    platform roles may use the schema, read and write the rows of every table and
+    use its sequences, except any write to ``<schema>.alembic_version`` and
+    UPDATE/DELETE/TRUNCATE on the append-only tables (:func:`grant_app_role_ddl`,
+    which finds both in the catalogue); ``no_update`` tables (rows the services
+    add and delete, never change) lose UPDATE; nothing beyond that -- no
+    TRUNCATE, REFERENCES or TRIGGER on a table, no sequence UPDATE, no CREATE in
+    the schema, whoever granted it; every ``tenant_tables`` entry (a name keyed
+    on ``company_id``, or a :class:`TenantTable`) gets the ``tenant_isolation``
+    and ``platform_access`` policies with FORCE
+    (:func:`cardinsa_foundation.db.tenant_isolation_ddl`), which neither role can
+    lift or drop (they own nothing). A table not in ``tenant_tables`` is
+    platform-wide (no row-level security).
 
-    Every statement is idempotent, so the whole list is. Tables not listed in
-    ``tenant_tables`` are platform-wide (no row-level security): list every
-    tenant table each time. No ``%`` or ``:name`` in the text.
+    Every statement is idempotent, so running it again, or after a later
+    migration, is harmless. No ``%`` or ``:name`` in the text.
     """
     tables = [TenantTable(t) if isinstance(t, str) else t for t in tenant_tables]
     append_only = list(append_only)
@@ -274,37 +279,23 @@ def secure_schema_ddl(
     return statements
 
 
-def secure_schema(
-    schema: str,
-    *,
-    tenant_tables: Iterable[str | TenantTable],
-    append_only: Iterable[str] = ("audit_events",),
-    no_update: Iterable[str] = (),
-    app_role: str = DEFAULT_APP_ROLE,
-    platform_role: str = DEFAULT_PLATFORM_ROLE,
-) -> None:
-    """Apply the security postamble of ``schema`` inside a migration.
+def in_migration(ddl: Callable[P, list[str]]) -> Callable[P, None]:
+    """A function that returns SQL, made a migration step: same arguments; it runs
+    each statement with Alembic's ``op.execute`` (inside a migration only)."""
 
-    One call at the end of every migration that adds or changes a table, with the
-    schema's whole lists (not just the new table): the services' two roles get
-    their rights on every table and nothing more, every tenant table is under
-    row-level security neither role can turn off (they own nothing), the
-    append-only tables (``audit_events`` by default) refuse UPDATE and DELETE, and
-    neither role may write ``<schema>.alembic_version``. Idempotent: running it
-    again, or after a later migration, is harmless. The SQL is
-    :func:`secure_schema_ddl`.
-    """
-    from alembic import op
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        from alembic import op
 
-    for statement in secure_schema_ddl(
-        schema,
-        tenant_tables=tenant_tables,
-        append_only=append_only,
-        no_update=no_update,
-        app_role=app_role,
-        platform_role=platform_role,
-    ):
-        op.execute(statement)
+        for statement in ddl(*args, **kwargs):
+            op.execute(statement)
+
+    run.__doc__ = ddl.__doc__
+    return run
+
+
+#: ``secure_schema(schema, tenant_tables=..., ...)``: :func:`secure_schema_ddl`,
+#: applied in the migration that calls it.
+secure_schema = in_migration(secure_schema_ddl)
 
 
 def _check_identifier(name: str) -> None:

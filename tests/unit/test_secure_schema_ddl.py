@@ -15,6 +15,7 @@ from cardinsa_foundation.migrations import (
     TenantTable,
     grant_app_role_ddl,
     platform_role_ddl,
+    secure_schema,
     secure_schema_ddl,
 )
 
@@ -102,3 +103,15 @@ def test_safe_for_alembic_and_refuses_odd_names() -> None:
         arguments = {"schema": "svc", "tenant_tables": ["claims"], **bad}
         with pytest.raises(ValueError, match="identifier"):
             secure_schema_ddl(**arguments)  # type: ignore[arg-type]
+
+
+def test_secure_schema_runs_each_statement_in_the_migration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from alembic import op
+
+    ran: list[str] = []
+    monkeypatch.setattr(op, "execute", ran.append, raising=False)
+    secure_schema("svc", tenant_tables=["claims"], no_update=["tokens"])
+    assert ran == secure_schema_ddl("svc", tenant_tables=["claims"], no_update=["tokens"])
+    assert secure_schema.__doc__ == secure_schema_ddl.__doc__
