@@ -1,10 +1,12 @@
 """The core service: policyholders, products, policies and claims (``cardinsa.core.v1``).
 
-Layout: ``handlers`` (gRPC servicers, protobuf ⇄ application values) →
+Layout, each layer importing only those below it (an import-linter ``layers``
+contract): ``handlers`` (gRPC servicers, protobuf ⇄ application values) →
 ``application`` (use cases: one unit of work per call, tenancy, request ids,
-audit) → ``domain`` (lifecycles as tables, money, rules; no grpc, protobuf or
-SQLAlchemy) → ``repository`` (tables of the ``core`` schema). ``clients`` holds
-the calls core makes to other services; ``main`` wires everything.
+audit) → ``repository`` (tables of the ``core`` schema, row ⇄ domain mappers
+and the queries, one module per aggregate) → ``domain`` (lifecycles as tables,
+money, rules; no grpc, protobuf or SQLAlchemy). ``clients`` holds the calls
+core makes to other services; ``main`` wires everything.
 
 Decisions worth knowing:
 
@@ -19,7 +21,8 @@ Decisions worth knowing:
   etag, so of two calls with one etag exactly one wins and the other gets
   ABORTED (ETAG_MISMATCH). Request ids are claimed first in the transaction
   (``INSERT ... ON CONFLICT DO NOTHING``): a concurrent or later retry returns
-  the resource as it is, a failed call leaves its id usable.
+  the resource as it is, a failed call leaves its id usable, and the same id
+  with other arguments is INVALID_ARGUMENT (REQUEST_ID_REUSED).
 - Numbers: policy numbers (on bind) and claim numbers (on submit) come from a
   per-company counter row incremented with ``INSERT ... ON CONFLICT DO UPDATE
   ... RETURNING`` inside the same transaction: unique and gap-free.

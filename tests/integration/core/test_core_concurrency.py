@@ -208,3 +208,63 @@ async def test_concurrent_creates_with_one_request_id_create_once(tenant: Tenant
     first = await tenant.harness.claims.CreateClaim(claim_request, metadata=md)
     second = await tenant.harness.claims.CreateClaim(claim_request, metadata=md)
     assert first.id == second.id
+
+
+async def test_a_request_id_sent_again_with_other_arguments_is_refused(tenant: Tenant) -> None:
+    """A replay answers with the first call's resource only when it repeats the
+    first call; the same request id with other arguments is REQUEST_ID_REUSED
+    and changes nothing (CreatePolicy and CreateClaim)."""
+    policies, md = tenant.harness.policies, await tenant.md()
+    holder, product = await tenant.holder(), await tenant.product()
+    policy_request_id = new_request_id()
+
+    def create_policy(sum_insured: str) -> pb.CreatePolicyRequest:
+        return pb.CreatePolicyRequest(
+            policy=resources_pb2.Policy(
+                policyholder_id=holder.id,
+                product_id=product.id,
+                effective_date=gdate(TODAY),
+                sum_insured=money(sum_insured),
+            ),
+            request_id=policy_request_id,
+        )
+
+    first = await policies.CreatePolicy(create_policy("1000"), metadata=md)
+    assert (await policies.CreatePolicy(create_policy("1000"), metadata=md)).id == first.id
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await policies.CreatePolicy(create_policy("2000"), metadata=md)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(caught.value).reason == "REQUEST_ID_REUSED"
+    listed = await policies.ListPolicies(
+        pb.ListPoliciesRequest(filter=f'policyholder_id = "{holder.id}"'), metadata=md
+    )
+    assert [p.sum_insured.units for p in listed.policies] == [1000]
+
+    claims = tenant.harness.claims
+    in_force = await tenant.in_force()
+    claim_request_id = new_request_id()
+
+    def create_claim(amount: str) -> cb.CreateClaimRequest:
+        return cb.CreateClaimRequest(
+            claim=resources_pb2.Claim(
+                policy_id=in_force.id,
+                claimant=resources_pb2.InsuredMember(policyholder=True),
+                claim_type=C.MEDICAL,
+                description="sent twice",
+                coverage_code="OUTPATIENT",
+                incident_date=gdate(TODAY - timedelta(days=1)),
+                claimed_amount=money(amount),
+            ),
+            request_id=claim_request_id,
+        )
+
+    claim = await claims.CreateClaim(create_claim("10"), metadata=md)
+    assert (await claims.CreateClaim(create_claim("10"), metadata=md)).id == claim.id
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await claims.CreateClaim(create_claim("99"), metadata=md)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(caught.value).reason == "REQUEST_ID_REUSED"
+    listed_claims = await claims.ListClaims(
+        cb.ListClaimsRequest(filter=f'policy_id = "{in_force.id}"'), metadata=md
+    )
+    assert [c.claimed_amount.units for c in listed_claims.claims] == [10]

@@ -28,15 +28,19 @@ from typing import Any, Generic, NotRequired, TypedDict, TypeVar, Unpack
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cardinsa_core.application.requests import claim_request_id, request_id_reused
 from cardinsa_core.application.tenants import TenantDirectory
-from cardinsa_core.repository.models import AuditEventRow
+from cardinsa_core.repository.models import AuditEventRow, IdempotencyRow
 from cardinsa_core.repository.rows import Resources
 from cardinsa_core.settings import CoreSettings
 from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.context import Principal
 from cardinsa_foundation.db import Database
 from cardinsa_foundation.errors import PermissionDenied
+from cardinsa_foundation.idempotency import (
+    claim_request_id,
+    request_fingerprint,
+    request_id_reused,
+)
 from cardinsa_foundation.models import TenantResourceMixin
 from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
 from cardinsa_foundation.use_cases import (
@@ -154,10 +158,22 @@ async def first_call(
     *arguments: object,
 ) -> str | None:
     """None when this call acts (no request id, or the first with it); else the
-    id of the resource the first call with ``request_id`` acted on."""
+    id of the resource the first call with ``request_id`` acted on.
+
+    ``arguments`` are what defines the call (never the request id): a replay
+    with other arguments is INVALID_ARGUMENT ``REQUEST_ID_REUSED``.
+    """
     if not request_id:
         return None
-    return await claim_request_id(session, company, method, request_id, resource_id)
+    return await claim_request_id(
+        session,
+        IdempotencyRow,
+        company_id=company,
+        method=method,
+        request_id=request_id,
+        resource_id=resource_id,
+        fingerprint=request_fingerprint(*arguments),
+    )
 
 
 class ChangeOptions(TypedDict):
