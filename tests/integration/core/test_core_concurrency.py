@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import grpc
 import pytest
@@ -210,60 +212,54 @@ async def test_concurrent_creates_with_one_request_id_create_once(tenant: Tenant
     assert first.id == second.id
 
 
+async def refused_with_other_arguments(
+    call: Callable[..., Any], same: object, other: object, md: list[tuple[str, str]]
+) -> None:
+    """``same`` sent twice creates once; ``other`` under its request id is refused."""
+    first = await call(same, metadata=md)
+    assert (await call(same, metadata=md)).id == first.id
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call(other, metadata=md)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(caught.value).reason == "REQUEST_ID_REUSED"
+
+
 async def test_a_request_id_sent_again_with_other_arguments_is_refused(tenant: Tenant) -> None:
     """A replay answers with the first call's resource only when it repeats the
     first call; the same request id with other arguments is REQUEST_ID_REUSED
     and changes nothing (CreatePolicy and CreateClaim)."""
-    policies, md = tenant.harness.policies, await tenant.md()
+    policies, claims, md = tenant.harness.policies, tenant.harness.claims, await tenant.md()
     holder, product = await tenant.holder(), await tenant.product()
-    policy_request_id = new_request_id()
+    in_force = await tenant.in_force()
+    request_ids = new_request_id(), new_request_id()
 
-    def create_policy(sum_insured: str) -> pb.CreatePolicyRequest:
-        return pb.CreatePolicyRequest(
-            policy=resources_pb2.Policy(
-                policyholder_id=holder.id,
-                product_id=product.id,
-                effective_date=gdate(TODAY),
-                sum_insured=money(sum_insured),
-            ),
-            request_id=policy_request_id,
+    def policy(sum_insured: str) -> pb.CreatePolicyRequest:
+        body = resources_pb2.Policy(
+            policyholder_id=holder.id,
+            product_id=product.id,
+            effective_date=gdate(TODAY),
+            sum_insured=money(sum_insured),
         )
+        return pb.CreatePolicyRequest(policy=body, request_id=request_ids[0])
 
-    first = await policies.CreatePolicy(create_policy("1000"), metadata=md)
-    assert (await policies.CreatePolicy(create_policy("1000"), metadata=md)).id == first.id
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await policies.CreatePolicy(create_policy("2000"), metadata=md)
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert error_info(caught.value).reason == "REQUEST_ID_REUSED"
+    def claim(amount: str) -> cb.CreateClaimRequest:
+        body = resources_pb2.Claim(
+            policy_id=in_force.id,
+            claimant=resources_pb2.InsuredMember(policyholder=True),
+            claim_type=C.MEDICAL,
+            description="sent twice",
+            coverage_code="OUTPATIENT",
+            incident_date=gdate(TODAY - timedelta(days=1)),
+            claimed_amount=money(amount),
+        )
+        return cb.CreateClaimRequest(claim=body, request_id=request_ids[1])
+
+    await refused_with_other_arguments(policies.CreatePolicy, policy("1000"), policy("2000"), md)
     listed = await policies.ListPolicies(
         pb.ListPoliciesRequest(filter=f'policyholder_id = "{holder.id}"'), metadata=md
     )
     assert [p.sum_insured.units for p in listed.policies] == [1000]
-
-    claims = tenant.harness.claims
-    in_force = await tenant.in_force()
-    claim_request_id = new_request_id()
-
-    def create_claim(amount: str) -> cb.CreateClaimRequest:
-        return cb.CreateClaimRequest(
-            claim=resources_pb2.Claim(
-                policy_id=in_force.id,
-                claimant=resources_pb2.InsuredMember(policyholder=True),
-                claim_type=C.MEDICAL,
-                description="sent twice",
-                coverage_code="OUTPATIENT",
-                incident_date=gdate(TODAY - timedelta(days=1)),
-                claimed_amount=money(amount),
-            ),
-            request_id=claim_request_id,
-        )
-
-    claim = await claims.CreateClaim(create_claim("10"), metadata=md)
-    assert (await claims.CreateClaim(create_claim("10"), metadata=md)).id == claim.id
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await claims.CreateClaim(create_claim("99"), metadata=md)
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert error_info(caught.value).reason == "REQUEST_ID_REUSED"
+    await refused_with_other_arguments(claims.CreateClaim, claim("10"), claim("99"), md)
     listed_claims = await claims.ListClaims(
         cb.ListClaimsRequest(filter=f'policy_id = "{in_force.id}"'), metadata=md
     )

@@ -56,11 +56,16 @@ R = TypeVar("R", bound=TenantResourceMixin)
 T = TypeVar("T")
 
 
-class ListQuery(TypedDict):
-    """What a standard List request (AIP-132) asks for."""
+class PageQuery(TypedDict):
+    """Which page a List request asks for."""
 
     page_size: int
     page_token: str
+
+
+class ListQuery(PageQuery):
+    """What a standard List request (AIP-132) asks for."""
+
     filter: str
     order_by: str
     show_deleted: bool

@@ -18,15 +18,17 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import TypeVar, Unpack
+from typing import Any, TypeVar, Unpack
 
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from cardinsa_core.application.context import (
     ChangeOptions,
     CoreContext,
     ListQuery,
+    PageQuery,
     first_call,
     own_company,
 )
@@ -155,35 +157,23 @@ class PolicyUseCases:
             return await self.ctx.list_page(session, POLICIES, company, **query)
 
     async def list_versions(
-        self, policy_id: str, *, page_size: int, page_token: str
+        self, policy_id: str, **page: Unpack[PageQuery]
     ) -> Page[PolicyVersionRow]:
-        return await self._child_page(
-            policy_id,
-            policy_versions,
-            OrderTerm(PolicyVersionRow.version, True),
-            page_size=page_size,
-            page_token=page_token,
-        )
+        return await self._child_page(policy_id, policy_versions, PolicyVersionRow.version, **page)
 
     async def list_status_changes(
-        self, policy_id: str, *, page_size: int, page_token: str
+        self, policy_id: str, **page: Unpack[PageQuery]
     ) -> Page[PolicyStatusChangeRow]:
         return await self._child_page(
-            policy_id,
-            status_changes,
-            OrderTerm(PolicyStatusChangeRow.create_time, True),
-            page_size=page_size,
-            page_token=page_token,
+            policy_id, status_changes, PolicyStatusChangeRow.create_time, **page
         )
 
     async def _child_page(
         self,
         policy_id: str,
         query: Callable[[uuid.UUID, uuid.UUID], Select[T]],
-        order: OrderTerm,
-        *,
-        page_size: int,
-        page_token: str,
+        newest_first: InstrumentedAttribute[Any],
+        **page: Unpack[PageQuery],
     ) -> Page[T]:
         """A page of the rows ``query`` finds under the policy (NOT_FOUND without it)."""
         company = own_company(require_principal())
@@ -192,10 +182,9 @@ class PolicyUseCases:
             return await self.ctx.page(
                 session,
                 query(company, policy.id),
-                order=[order],
-                page_size=page_size,
-                page_token=page_token,
+                order=[OrderTerm(newest_first, True)],
                 parent=str(policy.id),
+                **page,
             )
 
     # ------------------------------------------------------------- helpers
@@ -254,6 +243,25 @@ class PolicyUseCases:
             )
         )
         await session.flush()
+
+    async def _created(
+        self,
+        session: AsyncSession,
+        row: PolicyRow,
+        step: _Step,
+        request_id: str,
+        detail: dict[str, object],
+    ) -> None:
+        """Log and audit a new policy (created, or the successor of a renewal)."""
+        await self._log(session, row, from_state=None, step=step, request_id=request_id)
+        await self.ctx.audit.record(
+            session,
+            action="policy.create",
+            entity_type="policy",
+            entity_id=row.id,
+            changed_fields=sorted(UPDATABLE | {"policyholder_id", "product_id"}),
+            detail=detail,
+        )
 
     @staticmethod
     def _version_row(
@@ -329,20 +337,12 @@ class PolicyUseCases:
             apply_policy(row, policy)
             session.add(row)
             await session.flush()
-            await self._log(
+            await self._created(
                 session,
                 row,
-                from_state=None,
-                step=_Step(policy, "create"),
-                request_id=request_id,
-            )
-            await self.ctx.audit.record(
-                session,
-                action="policy.create",
-                entity_type="policy",
-                entity_id=row.id,
-                changed_fields=sorted(UPDATABLE | {"policyholder_id", "product_id"}),
-                detail={"product_version": row.product_version, "state": row.state},
+                _Step(policy, "create"),
+                request_id,
+                {"product_version": row.product_version, "state": row.state},
             )
             return row
 
@@ -613,20 +613,12 @@ class PolicyUseCases:
             apply_policy(successor, quoted)
             session.add(successor)
             await session.flush()
-            await self._log(
+            await self._created(
                 session,
                 successor,
-                from_state=None,
-                step=_Step(quoted, "renew", reason=f"renews {row.policy_number or row.id}"),
-                request_id=request_id,
-            )
-            await self.ctx.audit.record(
-                session,
-                action="policy.create",
-                entity_type="policy",
-                entity_id=successor.id,
-                changed_fields=sorted(UPDATABLE | {"policyholder_id", "product_id"}),
-                detail={"previous_policy_id": str(row.id), "state": successor.state},
+                _Step(quoted, "renew", reason=f"renews {row.policy_number or row.id}"),
+                request_id,
+                {"previous_policy_id": str(row.id), "state": successor.state},
             )
             return _Outcome(
                 [_Step(renewed, "renew", effective_date=quoted.terms.effective_date)],

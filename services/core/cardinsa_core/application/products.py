@@ -32,6 +32,7 @@ from cardinsa_core.domain.products import (
     Coverage,
     LimitPeriod,
     LineOfBusiness,
+    Product,
     ProductAction,
     ProductState,
     ProductTerms,
@@ -352,21 +353,27 @@ class ProductUseCases:
             return view
 
     async def activate(self, product_id: str, etag: str, request_id: str) -> ProductView:
-        async def apply(session: AsyncSession, view: ProductView) -> list[str]:
-            view.row.state = view.domain().activate().state.value
-            return ["state"]
-
-        return await self._transition(
-            product_id, apply, method="activate", etag=etag, request_id=request_id
-        )
+        return await self._move(product_id, etag, request_id, "activate", Product.activate)
 
     async def retire(self, product_id: str, etag: str, request_id: str) -> ProductView:
+        return await self._move(product_id, etag, request_id, "retire", Product.retire)
+
+    async def _move(
+        self,
+        product_id: str,
+        etag: str,
+        request_id: str,
+        method: str,
+        act: Callable[[Product], Product],
+    ) -> ProductView:
+        """A lifecycle transition: the product's state is all it changes."""
+
         async def apply(session: AsyncSession, view: ProductView) -> list[str]:
-            view.row.state = view.domain().retire().state.value
+            view.row.state = act(view.domain()).state.value
             return ["state"]
 
         return await self._transition(
-            product_id, apply, method="retire", etag=etag, request_id=request_id
+            product_id, apply, method=method, etag=etag, request_id=request_id
         )
 
     async def delete(self, product_id: str, etag: str) -> ProductView:
