@@ -9,7 +9,7 @@ core's own:
   act in their own company here too), so no request field can name another
   company.
 - An id that is malformed, unknown or another company's gives the same
-  NOT_FOUND (:func:`cardinsa_core.repository.rows.find`).
+  NOT_FOUND (:meth:`cardinsa_core.repository.rows.Resources.find`).
 - A request id (AIP-155) is claimed first thing in the unit of work that acts
   (:func:`first_call`); a change of an existing resource opens it with
   :meth:`CoreContext.change`: request id, then the row locked and its etag
