@@ -1,5 +1,9 @@
 """Composition root of the identity service: settings → database → use cases → server.
 
+The runtime every service shares (database, channels, token verifier, revocations,
+server, shutdown, workers) comes from :mod:`cardinsa_foundation.host`; this module
+wires identity's own use cases and servicers onto it.
+
 `python -m cardinsa_identity.main` serves (``--workers N`` starts N processes, on
 ports CARDINSA_WORKER_PORT_STEP apart).
 `cardinsa_identity.cli` has migrate, create-platform-admin
