@@ -19,9 +19,11 @@ Writes by a platform admin in a company not their own are audited with
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
+from sqlalchemy import Select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,14 +34,29 @@ from cardinsa_foundation.context import Principal, current_principal
 from cardinsa_foundation.db import Database
 from cardinsa_foundation.errors import (
     Aborted,
+    FailedPrecondition,
     FieldViolation,
     NotFound,
     PermissionDenied,
     Unauthenticated,
 )
+from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
+
+R = TypeVar("R")
 
 #: The company of platform-scoped idempotency records (no tenant owns them).
 PLATFORM_SCOPE: Final = uuid.UUID(int=0)
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """What a List request asks for besides its parent (AIP-132, -158, -160, -164)."""
+
+    page_size: int
+    page_token: str
+    filter: str = ""
+    order_by: str = ""
+    show_deleted: bool = False
 
 
 @dataclass
@@ -47,6 +64,55 @@ class CompanyContext:
     db: Database
     settings: CompanyServiceSettings
     audit: AuditWriter[AuditEventRow]
+
+    async def page(
+        self,
+        session: AsyncSession,
+        stmt: Select[R],
+        query: ListQuery,
+        *,
+        order: Sequence[OrderTerm],
+        parent: str,
+    ) -> Page[R]:
+        """One page of a List statement; its token, signed with the service's secret,
+        holds only for the same query under the same ``parent``."""
+        fingerprint = query_fingerprint(
+            filter=query.filter,
+            order_by=query.order_by,
+            show_deleted=query.show_deleted,
+            parent=parent,
+        )
+        page: Page[R] = await paginate(
+            session,
+            stmt,
+            order=order,
+            page_size=query.page_size,
+            page_token=query.page_token,
+            fingerprint=fingerprint,
+            secret=self.settings.page_token_secret,
+        )
+        return page
+
+    async def record(
+        self,
+        session: AsyncSession,
+        scope: CompanyScope,
+        action: str,
+        entity_id: uuid.UUID,
+        changed: list[str],
+        **detail: Any,
+    ) -> None:
+        """Audit ``action`` (``<entity type>.<verb>``) on an entity of the scope's
+        company, in the same transaction."""
+        await self.audit.record(
+            session,
+            action=action,
+            entity_type=action.partition(".")[0],
+            entity_id=entity_id,
+            company_id=scope.company_id,
+            changed_fields=changed,
+            detail=scope.audit_detail(**detail),
+        )
 
 
 def require_principal() -> Principal:
@@ -87,6 +153,15 @@ def request_id_violations(request_id: str) -> list[FieldViolation]:
     if request_id and lookup_uuid(request_id) is None:
         return [FieldViolation("request_id", "must be a UUID")]
     return []
+
+
+def not_deleted(resource: str, resource_id: uuid.UUID) -> FailedPrecondition:
+    """Undeleting a ``resource`` that is not deleted."""
+    return FailedPrecondition(
+        f"the {resource} is not deleted",
+        reason="NOT_DELETED",
+        metadata={f"{resource}_id": str(resource_id)},
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,22 +219,3 @@ async def claim_request_id(
     if seen is None:  # pragma: no cover - the conflicting row is always visible here
         raise Aborted("the request conflicted with a concurrent one, retry", reason="RETRY")
     return seen.resource_id
-
-
-def violated_constraint(exc: BaseException) -> str | None:
-    """The name of the constraint a database error reports, if any (asyncpg puts it
-    on the driver error that SQLAlchemy wraps)."""
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:
-        error = todo.pop()
-        if id(error) in seen:
-            continue
-        seen.add(id(error))
-        name = getattr(error, "constraint_name", None)
-        if isinstance(name, str):
-            return name
-        for nested in (getattr(error, "orig", None), error.__cause__):
-            if isinstance(nested, BaseException):
-                todo.append(nested)
-    return None
