@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from cardinsa_company.application.context import (
-    CompanyContext,
-    ListQuery,
-    lookup_uuid,
-    require_principal,
-)
+from cardinsa_company.application.context import CompanyContext, ListQuery
 from cardinsa_company.repository.audit_log import AUDIT_FILTER, AUDIT_ORDER, audit_listing
 from cardinsa_company.repository.models import AuditEventRow
 from cardinsa_foundation.errors import FieldViolation, InvalidArgument, PermissionDenied
 from cardinsa_foundation.paging import Page
+from cardinsa_foundation.use_cases import lookup_uuid, require_principal
 
 
 class AuditLogUseCases:

@@ -21,14 +21,10 @@ from cardinsa_company.application.context import (
     CompanyContext,
     CompanyScope,
     ListQuery,
-    claim_request_id,
+    claim_request,
     company_scope,
-    lookup_uuid,
     not_deleted,
-    not_found,
-    request_id_violations,
     require_platform_admin,
-    require_principal,
 )
 from cardinsa_company.domain.companies import (
     UPDATABLE_FIELDS,
@@ -64,8 +60,14 @@ from cardinsa_foundation.errors import (
     InvalidArgument,
 )
 from cardinsa_foundation.filtering import parse_order_by
-from cardinsa_foundation.models import check_etag
 from cardinsa_foundation.paging import Page
+from cardinsa_foundation.use_cases import (
+    check_etag,
+    check_request_id,
+    lookup_uuid,
+    not_found,
+    require_principal,
+)
 
 CREATE_COMPANY: Final = "CreateCompany"
 
@@ -106,25 +108,25 @@ class CompanyUseCases:
         new_id = lookup_uuid(company_id) if company_id else uuid.uuid4()
         if new_id is None:
             violations.append(FieldViolation("company_id", "must be a UUID"))
-        violations += request_id_violations(request_id)
+        violations += check_request_id(request_id)
         if violations or new_id is None:
             raise InvalidArgument("the company is not valid", field_violations=violations)
         # The company does not exist yet and the idempotency record is
         # platform-scoped: the explicit cross-tenant path.
         async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
-            if request_id:
-                earlier = await claim_request_id(
-                    session,
-                    company_id=PLATFORM_SCOPE,
-                    method=CREATE_COMPANY,
-                    request_id=request_id,
-                    resource_id=str(new_id),
-                )
-                if earlier is not None:
-                    row = await find_company(session, uuid.UUID(earlier))
-                    if row is None:  # pragma: no cover - companies are never hard-deleted
-                        raise not_found("company", earlier)
-                    return row
+            earlier = await claim_request(
+                session,
+                company_id=PLATFORM_SCOPE,
+                method=CREATE_COMPANY,
+                request_id=request_id,
+                resource_id=str(new_id),
+                arguments=(company_id, profile),
+            )
+            if earlier is not None:
+                row = await find_company(session, uuid.UUID(earlier))
+                if row is None:  # pragma: no cover - companies are never hard-deleted
+                    raise not_found("company", earlier)
+                return row
             if await find_company(session, new_id) is not None:
                 raise AlreadyExists(
                     "a company with this id already exists",
@@ -253,7 +255,7 @@ class CompanyUseCases:
     ) -> CompanyRow:
         principal = require_principal()
         require_platform_admin(principal, f"{action.value} companies")
-        violations = check_reason(action, reason) + request_id_violations(request_id)
+        violations = check_reason(action, reason) + check_request_id(request_id)
         if violations:
             raise InvalidArgument(
                 f"the request to {action.value} the company is not valid",
@@ -261,16 +263,16 @@ class CompanyUseCases:
             )
         scope = company_scope(principal, company_id)
         async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
-            if request_id:
-                earlier = await claim_request_id(
-                    session,
-                    company_id=scope.company_id,
-                    method=_TRANSITION_METHODS[action],
-                    request_id=request_id,
-                    resource_id=str(scope.company_id),
-                )
-                if earlier is not None:
-                    return await self._row(session, scope, company_id)
+            earlier = await claim_request(
+                session,
+                company_id=scope.company_id,
+                method=_TRANSITION_METHODS[action],
+                request_id=request_id,
+                resource_id=str(scope.company_id),
+                arguments=(reason.strip(),),
+            )
+            if earlier is not None:
+                return await self._row(session, scope, company_id)
             row = await self._row(session, scope, company_id, lock=True)
             check_etag(row, etag)
             if row.delete_time is not None:

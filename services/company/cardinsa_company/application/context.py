@@ -24,23 +24,17 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from sqlalchemy import Select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_company.repository.models import AuditEventRow, IdempotencyRow
 from cardinsa_company.settings import CompanyServiceSettings
+from cardinsa_foundation import idempotency
 from cardinsa_foundation.audit import AuditWriter
-from cardinsa_foundation.context import Principal, current_principal
+from cardinsa_foundation.context import Principal
 from cardinsa_foundation.db import Database
-from cardinsa_foundation.errors import (
-    Aborted,
-    FailedPrecondition,
-    FieldViolation,
-    NotFound,
-    PermissionDenied,
-    Unauthenticated,
-)
+from cardinsa_foundation.errors import FailedPrecondition, PermissionDenied
 from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
+from cardinsa_foundation.use_cases import lookup_uuid, not_found
 
 R = TypeVar("R")
 
@@ -115,13 +109,6 @@ class CompanyContext:
         )
 
 
-def require_principal() -> Principal:
-    principal = current_principal()
-    if principal is None:
-        raise Unauthenticated("an access token is required", reason="MISSING_TOKEN")
-    return principal
-
-
 def require_platform_admin(principal: Principal, what: str) -> None:
     """Platform decisions about tenants: the permission alone is not enough.
 
@@ -130,29 +117,6 @@ def require_platform_admin(principal: Principal, what: str) -> None:
     """
     if not principal.is_platform_admin:
         raise PermissionDenied(f"only platform administrators {what}", reason="PLATFORM_ADMIN_ONLY")
-
-
-def lookup_uuid(value: str) -> uuid.UUID | None:
-    """An id from a path: a malformed one simply names nothing (NOT_FOUND, like
-    another tenant's id), so probing ids tells nothing."""
-    try:
-        return uuid.UUID(value)
-    except (ValueError, AttributeError, TypeError):
-        return None
-
-
-def not_found(resource: str, resource_id: str) -> NotFound:
-    return NotFound(
-        f"{resource} not found",
-        reason=f"{resource.upper().replace(' ', '_')}_NOT_FOUND",
-        metadata={"id": resource_id[:64]},
-    )
-
-
-def request_id_violations(request_id: str) -> list[FieldViolation]:
-    if request_id and lookup_uuid(request_id) is None:
-        return [FieldViolation("request_id", "must be a UUID")]
-    return []
 
 
 def not_deleted(resource: str, resource_id: uuid.UUID) -> FailedPrecondition:
@@ -190,32 +154,27 @@ def company_scope(principal: Principal, company_id: str) -> CompanyScope:
     raise not_found("company", company_id)
 
 
-async def claim_request_id(
+async def claim_request(
     session: AsyncSession,
     *,
     company_id: uuid.UUID,
     method: str,
     request_id: str,
     resource_id: str,
+    arguments: tuple[object, ...],
 ) -> str | None:
-    """Record that ``request_id`` produced ``resource_id``; when an earlier call
-    already recorded it, return that call's resource id instead (AIP-155).
-
-    The insert is the lock: a concurrent retry waits for the first call's
-    transaction and then sees its record, so the work is never done twice; when
-    the first call rolls back, its record goes with it and the retry does the work.
-    """
-    inserted = await session.scalar(
-        pg_insert(IdempotencyRow)
-        .values(
-            company_id=company_id, method=method, request_id=request_id, resource_id=resource_id
-        )
-        .on_conflict_do_nothing()
-        .returning(IdempotencyRow.request_id)
-    )
-    if inserted is not None:
+    """AIP-155 for a company use case: None when the call has no request id or is
+    the first with it (act); else the id of the resource the first call acted on
+    (answer with it). ``arguments`` define the call: the same request id with
+    other arguments is INVALID_ARGUMENT ``REQUEST_ID_REUSED``."""
+    if not request_id:
         return None
-    seen = await session.get(IdempotencyRow, (company_id, method, request_id))
-    if seen is None:  # pragma: no cover - the conflicting row is always visible here
-        raise Aborted("the request conflicted with a concurrent one, retry", reason="RETRY")
-    return seen.resource_id
+    return await idempotency.claim_request_id(
+        session,
+        IdempotencyRow,
+        company_id=company_id,
+        method=method,
+        request_id=request_id,
+        resource_id=resource_id,
+        fingerprint=idempotency.request_fingerprint(*arguments),
+    )

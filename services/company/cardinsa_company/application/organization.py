@@ -25,13 +25,9 @@ from cardinsa_company.application.context import (
     CompanyContext,
     CompanyScope,
     ListQuery,
-    claim_request_id,
+    claim_request,
     company_scope,
-    lookup_uuid,
     not_deleted,
-    not_found,
-    request_id_violations,
-    require_principal,
 )
 from cardinsa_company.domain.lifecycle import CompanyState
 from cardinsa_company.domain.organization import (
@@ -54,8 +50,14 @@ from cardinsa_foundation.errors import (
     InvalidArgument,
 )
 from cardinsa_foundation.filtering import parse_order_by
-from cardinsa_foundation.models import check_etag
 from cardinsa_foundation.paging import OrderTerm, Page
+from cardinsa_foundation.use_cases import (
+    check_etag,
+    check_request_id,
+    lookup_uuid,
+    not_found,
+    require_principal,
+)
 
 CREATE_DEPARTMENT: Final = "CreateDepartment"
 CREATE_UNIT: Final = "CreateUnit"
@@ -90,21 +92,21 @@ class OrganizationUseCases:
     ) -> DepartmentRow:
         scope = company_scope(require_principal(), company_id)
         spec = normalize_spec(spec)
-        violations = check_spec(spec, prefix="department") + request_id_violations(request_id)
+        violations = check_spec(spec, prefix="department") + check_request_id(request_id)
         if violations:
             raise _invalid("department", violations)
         new_id = uuid.uuid4()
         async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
-            if request_id:
-                earlier = await claim_request_id(
-                    session,
-                    company_id=scope.company_id,
-                    method=CREATE_DEPARTMENT,
-                    request_id=request_id,
-                    resource_id=str(new_id),
-                )
-                if earlier is not None:
-                    return await self._department(session, scope, earlier)
+            earlier = await claim_request(
+                session,
+                company_id=scope.company_id,
+                method=CREATE_DEPARTMENT,
+                request_id=request_id,
+                resource_id=str(new_id),
+                arguments=(spec,),
+            )
+            if earlier is not None:
+                return await self._department(session, scope, earlier)
             await self._writable_company(session, scope, company_id)
             parent = await self._parent(session, scope, spec.parent_department_id)
             if parent is not None:
@@ -272,24 +274,24 @@ class OrganizationUseCases:
     ) -> UnitRow:
         scope = company_scope(require_principal(), company_id)
         spec = normalize_spec(spec)
-        violations = check_spec(spec, prefix="unit", fields=UNIT_FIELDS) + request_id_violations(
+        violations = check_spec(spec, prefix="unit", fields=UNIT_FIELDS) + check_request_id(
             request_id
         )
         if violations:
             raise _invalid("unit", violations)
         new_id = uuid.uuid4()
         async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
-            if request_id:
-                earlier = await claim_request_id(
-                    session,
-                    company_id=scope.company_id,
-                    method=CREATE_UNIT,
-                    request_id=request_id,
-                    resource_id=str(new_id),
-                )
-                if earlier is not None:
-                    department = await self._department(session, scope, department_id)
-                    return await self._unit(session, scope, department, earlier)
+            earlier = await claim_request(
+                session,
+                company_id=scope.company_id,
+                method=CREATE_UNIT,
+                request_id=request_id,
+                resource_id=str(new_id),
+                arguments=(department_id, spec),
+            )
+            if earlier is not None:
+                department = await self._department(session, scope, department_id)
+                return await self._unit(session, scope, department, earlier)
             await self._writable_company(session, scope, company_id)
             department = await self._department(session, scope, department_id)
             self._require_live(department, "department")
