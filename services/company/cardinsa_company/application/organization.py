@@ -97,14 +97,7 @@ class OrganizationUseCases:
             raise _invalid("department", violations)
         new_id = uuid.uuid4()
         async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
-            earlier = await claim_request(
-                session,
-                company_id=scope.company_id,
-                method=CREATE_DEPARTMENT,
-                request_id=request_id,
-                resource_id=str(new_id),
-                arguments=(spec,),
-            )
+            earlier = await self._claim(session, scope, CREATE_DEPARTMENT, request_id, new_id, spec)
             if earlier is not None:
                 return await self._department(session, scope, earlier)
             await self._writable_company(session, scope, company_id)
@@ -281,13 +274,8 @@ class OrganizationUseCases:
             raise _invalid("unit", violations)
         new_id = uuid.uuid4()
         async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
-            earlier = await claim_request(
-                session,
-                company_id=scope.company_id,
-                method=CREATE_UNIT,
-                request_id=request_id,
-                resource_id=str(new_id),
-                arguments=(department_id, spec),
+            earlier = await self._claim(
+                session, scope, CREATE_UNIT, request_id, new_id, department_id, spec
             )
             if earlier is not None:
                 department = await self._department(session, scope, department_id)
@@ -411,6 +399,25 @@ class OrganizationUseCases:
             return row
 
     # ================================================================ helpers
+
+    @staticmethod
+    async def _claim(
+        session: AsyncSession,
+        scope: CompanyScope,
+        method: str,
+        request_id: str,
+        new_id: uuid.UUID,
+        *arguments: object,
+    ) -> str | None:
+        """The id an earlier create with ``request_id`` made (AIP-155), or None: create."""
+        return await claim_request(
+            session,
+            company_id=scope.company_id,
+            method=method,
+            request_id=request_id,
+            resource_id=str(new_id),
+            arguments=arguments,
+        )
 
     @asynccontextmanager
     async def _department_change(

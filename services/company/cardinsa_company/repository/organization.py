@@ -76,6 +76,11 @@ _SUBTREE_HEIGHT: Final = text(
 )
 
 
+def _names(spec: OrgNodeSpec) -> dict[str, str]:
+    """The columns a department and a unit share, from a normalised, valid spec."""
+    return {"display_name": spec.display_name, "code": spec.code, "description": spec.description}
+
+
 # ================================================================ departments
 
 
@@ -103,12 +108,7 @@ def new_department(
     spec: OrgNodeSpec,
 ) -> DepartmentRow:
     return DepartmentRow(
-        id=department_id,
-        company_id=company_id,
-        parent_department_id=parent_id,
-        display_name=spec.display_name,
-        code=spec.code,
-        description=spec.description,
+        id=department_id, company_id=company_id, parent_department_id=parent_id, **_names(spec)
     )
 
 
@@ -127,25 +127,23 @@ async def live_contents(
     session: AsyncSession, company_id: uuid.UUID, department_id: uuid.UUID
 ) -> tuple[int, int]:
     """How many live sub-departments and live units the department has."""
-    children = await session.scalar(
-        select(func.count())
-        .select_from(DepartmentRow)
-        .where(
-            DepartmentRow.company_id == company_id,
-            DepartmentRow.parent_department_id == department_id,
-            DepartmentRow.delete_time.is_(None),
-        )
+    children = await _count_live(
+        session,
+        DepartmentRow,
+        DepartmentRow.company_id == company_id,
+        DepartmentRow.parent_department_id == department_id,
     )
-    units = await session.scalar(
-        select(func.count())
-        .select_from(UnitRow)
-        .where(
-            UnitRow.company_id == company_id,
-            UnitRow.department_id == department_id,
-            UnitRow.delete_time.is_(None),
-        )
+    units = await _count_live(
+        session, UnitRow, UnitRow.company_id == company_id, UnitRow.department_id == department_id
     )
-    return int(children or 0), int(units or 0)
+    return children, units
+
+
+async def _count_live(
+    session: AsyncSession, model: type[DepartmentRow | UnitRow], *where: ColumnElement[bool]
+) -> int:
+    stmt = select(func.count()).select_from(model).where(*where, model.delete_time.is_(None))
+    return int(await session.scalar(stmt) or 0)
 
 
 async def lock_tree(session: AsyncSession, company_id: uuid.UUID) -> None:
@@ -217,14 +215,7 @@ async def find_unit(
 def new_unit(
     unit_id: uuid.UUID, company_id: uuid.UUID, department_id: uuid.UUID, spec: OrgNodeSpec
 ) -> UnitRow:
-    return UnitRow(
-        id=unit_id,
-        company_id=company_id,
-        department_id=department_id,
-        display_name=spec.display_name,
-        code=spec.code,
-        description=spec.description,
-    )
+    return UnitRow(id=unit_id, company_id=company_id, department_id=department_id, **_names(spec))
 
 
 def units_listing(
