@@ -65,8 +65,8 @@ class ServiceHost:
     """The shared runtime of one service process (see the module docstring).
 
     ``port`` / ``metrics_port`` default to the settings' ``<name>_port`` and
-    ``<name>_metrics_port`` (the names every service's settings use); create it inside the event loop that will serve
-    (channels bind to it).
+    ``<name>_metrics_port`` (the names every service's settings use). Create it
+    inside the event loop that will serve (channels bind to it).
     """
 
     def __init__(

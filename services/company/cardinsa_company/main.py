@@ -29,7 +29,7 @@ from cardinsa.company.v1 import (
 )
 from cardinsa_company.application.audit_log import AuditLogUseCases
 from cardinsa_company.application.companies import CompanyUseCases
-from cardinsa_company.application.context import CompanyContext, lookup_uuid
+from cardinsa_company.application.context import CompanyContext
 from cardinsa_company.application.organization import OrganizationUseCases
 from cardinsa_company.handlers.companies import CompanyServicer
 from cardinsa_company.handlers.organization import OrganizationServicer
@@ -43,6 +43,7 @@ from cardinsa_foundation.host import ServiceApp, ServiceHost, registration, run_
 from cardinsa_foundation.interceptors import PrincipalCheck
 from cardinsa_foundation.server_info import DependencyProbe
 from cardinsa_foundation.tenancy import StatusFetcher, TenantStatus, TenantStatusCache
+from cardinsa_foundation.use_cases import lookup_uuid
 
 SERVICE_NAME = "company"
 APIS = ["cardinsa.company.v1.CompanyService", "cardinsa.company.v1.OrganizationService"]
