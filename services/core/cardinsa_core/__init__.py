@@ -5,8 +5,8 @@ contract): ``handlers`` (gRPC servicers, protobuf ⇄ application values) →
 ``application`` (use cases: one unit of work per call, tenancy, request ids,
 audit) → ``repository`` (tables of the ``core`` schema, row ⇄ domain mappers
 and the queries, one module per aggregate) → ``domain`` (lifecycles as tables,
-money, rules; no grpc, protobuf or SQLAlchemy). ``clients`` holds the calls
-core makes to other services; ``main`` wires everything.
+money, rules; no grpc, protobuf or SQLAlchemy). ``main`` wires everything (on
+the foundation's service host, which also makes the calls to other services).
 
 Decisions worth knowing:
 
