@@ -64,11 +64,20 @@ class SuitePorts:
     def free(cls, workers: int = 1, step: int = 100, *, gateway_metrics: bool = True) -> SuitePorts:
         """Free ports, no two alike (each service's block has room for ``workers``)."""
         for _ in range(50):
-            block = [free_port_block(1, step)]
-            block += [free_port_block(workers, step) for _ in range(6)]
-            block += [free_port_block(1, step) for _ in range(2)]
-            block.append(free_port_block(1, step) if gateway_metrics else 0)
-            ports = cls(*block, step=step)
+            blocks = [free_port_block(workers, step) for _ in range(6)]
+            ports = cls(
+                postgres=free_port_block(1, step),
+                identity=blocks[0],
+                company=blocks[1],
+                core=blocks[2],
+                identity_metrics=blocks[3],
+                company_metrics=blocks[4],
+                core_metrics=blocks[5],
+                gateway=free_port_block(1, step),
+                gateway_admin=free_port_block(1, step),
+                gateway_metrics=free_port_block(1, step) if gateway_metrics else 0,
+                step=step,
+            )
             taken = [
                 port + index * step
                 for name, port in ports.all().items()

@@ -13,7 +13,7 @@ from typing import Any
 
 def grpc_frame(message: Any) -> bytes:
     """One gRPC request message on the wire: uncompressed flag, length, bytes."""
-    payload = message.SerializeToString()
+    payload: bytes = message.SerializeToString()
     return b"\x00" + len(payload).to_bytes(4, "big") + payload
 
 
@@ -49,7 +49,7 @@ async def login(identity: str, account: Account, password: str) -> str:
     if account.token and time.time() < account.expires_at - 120:
         return account.token
     async with grpc.aio.insecure_channel(identity) as channel:
-        stub = auth_service_pb2_grpc.AuthServiceStub(channel)
+        stub = auth_service_pb2_grpc.AuthServiceStub(channel)  # type: ignore[no-untyped-call]
         reply = await stub.Login(
             auth_service_pb2.LoginRequest(email=account.email, password=password), timeout=30
         )

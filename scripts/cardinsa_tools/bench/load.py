@@ -168,7 +168,8 @@ def parse_wrk(output: str) -> tuple[int, float, int, dict[str, float]]:
     if total is None:
         raise RuntimeError(f"unexpected wrk output:\n{output[-1500:]}")
     seconds = float(total.group(2)) * _UNIT_S[total.group(3)]
-    errors = sum(int(n) for n in (_WRK_SOCKET.search(output) or re.match("", "")).groups())
+    socket_errors = _WRK_SOCKET.search(output)
+    errors = sum(int(n) for n in socket_errors.groups()) if socket_errors else 0
     non2xx = _WRK_NON2XX.search(output)
     errors += int(non2xx.group(1)) if non2xx else 0
     latency = {

@@ -453,7 +453,7 @@ class Bench:
         token = await login(self.suite.endpoints.grpc("identity"), account, self.seed.password)
         md = [("authorization", f"Bearer {token}")]
         async with grpc.aio.insecure_channel(self.suite.endpoints.grpc("core")) as channel:
-            stub = psg.PolicyServiceStub(channel)
+            stub = psg.PolicyServiceStub(channel)  # type: ignore[no-untyped-call]
             page_token = ""
             for number in range(1, page):
                 reply = await stub.ListPolicies(

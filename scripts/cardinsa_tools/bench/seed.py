@@ -133,10 +133,10 @@ async def api_templates(suite: Suite, seed: CompanySeed, password: str) -> dict[
     cur = seed.currency
     today = dt.datetime.now(dt.UTC).date()
     async with grpc.aio.insecure_channel(suite.endpoints.grpc("core")) as channel:
-        products = prsg.ProductServiceStub(channel)
-        holders = hsg.PolicyholderServiceStub(channel)
-        policies = psg.PolicyServiceStub(channel)
-        claims = csg.ClaimServiceStub(channel)
+        products = prsg.ProductServiceStub(channel)  # type: ignore[no-untyped-call]
+        holders = hsg.PolicyholderServiceStub(channel)  # type: ignore[no-untyped-call]
+        policies = psg.PolicyServiceStub(channel)  # type: ignore[no-untyped-call]
+        claims = csg.ClaimServiceStub(channel)  # type: ignore[no-untyped-call]
         product = await products.CreateProduct(
             prs.CreateProductRequest(
                 product=r.Product(
