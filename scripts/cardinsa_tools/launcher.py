@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 from cardinsa_foundation.config import PROJECT_ROOT
 from cardinsa_tools.procfs import cmdline, free_port_block
@@ -61,7 +61,7 @@ class SuitePorts:
     step: int = 100
 
     @classmethod
-    def free(cls, workers: int = 1, step: int = 100, *, gateway_metrics: bool = True) -> SuitePorts:
+    def free(cls, workers: int = 1, step: int = 100, *, gateway_metrics: bool = True) -> Self:
         """Free ports, no two alike (each service's block has room for ``workers``)."""
         for _ in range(50):
             blocks = [free_port_block(workers, step) for _ in range(6)]

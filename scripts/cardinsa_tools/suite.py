@@ -418,27 +418,12 @@ class SuiteSettings:
 
     def services(self) -> list[Service]:
         return [
-            Service(
-                "identity",
-                "cardinsa_identity.main",
-                "cardinsa_identity.cli",
-                self.identity.identity_port,
-                self.identity.identity_metrics_port,
-            ),
-            Service(
-                "company",
-                "cardinsa_company.main",
-                "cardinsa_company.cli",
-                self.company.company_port,
-                self.company.company_metrics_port,
-            ),
-            Service(
-                "core",
-                "cardinsa_core.main",
-                "cardinsa_core.cli",
-                self.core.core_port,
-                self.core.core_metrics_port,
-            ),
+            Service(name, f"cardinsa_{name}.main", f"cardinsa_{name}.cli", port, metrics_port)
+            for name, port, metrics_port in (
+                ("identity", self.identity.identity_port, self.identity.identity_metrics_port),
+                ("company", self.company.company_port, self.company.company_metrics_port),
+                ("core", self.core.core_port, self.core.core_metrics_port),
+            )
         ]
 
 

@@ -7,8 +7,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import os
-import platform
 import shutil
 import signal
 import sys
@@ -26,7 +24,7 @@ from cardinsa_tools.bench.profiles import (
     Profile,
     say,
 )
-from cardinsa_tools.bench.report import cpu_model, git_revision, render_table, tool_versions
+from cardinsa_tools.bench.report import Figures, print_table, write_json
 from cardinsa_tools.bench.scenarios import Bench, NoopServer, serve_noop
 from cardinsa_tools.bench.seed import SeedResult, seed_all
 from cardinsa_tools.bench.suite import Suite, bench_password
@@ -151,64 +149,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench.run()
             bench.memory()
         busy_after = machine_busy()
-        rows = list(bench.rows.values())
-        table = render_table(rows)
-        print()
-        print(
-            f"Cardinsa benchmark ({profile.name}), {git_revision()}, {os.cpu_count()} CPUs "
-            f"({cpu_model()}), {started:%Y-%m-%d %H:%M} UTC"
+        figures = Figures(
+            profile, started, suite, seed, list(bench.rows.values()), busy_before, busy_after
         )
-        print(
-            f"other load on the machine while the suite idled: {busy_before:.0%} before, "
-            f"{busy_after:.0%} after"
-            + (
-                "  -- busy: ratios and req/s are unreliable, compare CPU µs/call"
-                if max(busy_before, busy_after) > 0.15
-                else ""
-            )
-        )
-        print(table)
-        for row in rows:
-            if row.note:
-                print(f"  {row.scenario}: {row.note}")
-        missed = [r.scenario for r in rows if r.holds is False]
-        print()
-        print("all targets hold" if not missed else "targets missed: " + "; ".join(missed))
-        output_dir.mkdir(parents=True, exist_ok=True)
-        out = output_dir / f"{started:%Y%m%dT%H%M%SZ}-{profile.name}.json"
-        out.write_text(
-            json.dumps(
-                {
-                    "started": started.isoformat(),
-                    "profile": asdict(profile),
-                    "revision": git_revision(),
-                    "machine": {
-                        "cpus": os.cpu_count(),
-                        "cpu": cpu_model(),
-                        "kernel": platform.release(),
-                        "python": platform.python_version(),
-                    },
-                    "tools": tool_versions(),
-                    "machine_busy": {
-                        "before": round(busy_before, 3),
-                        "after": round(busy_after, 3),
-                    },
-                    "suite": {
-                        "started_here": suite.process is not None,
-                        "workers": suite.endpoints.workers,
-                    },
-                    "data": {
-                        "companies": len(seed.companies),
-                        "counts": seed.counts,
-                        "seed_seconds": round(seed.seconds, 1),
-                    },
-                    "rows": [asdict(r) for r in rows],
-                    "targets_missed": missed,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+        print_table(figures)
+        out = write_json(figures, output_dir)
         print(f"figures written to {out}")
         return 0
     except KeyboardInterrupt:

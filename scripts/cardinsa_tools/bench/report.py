@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import json
+import os
 import platform
 import subprocess
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cardinsa_foundation.config import PROJECT_ROOT
+from cardinsa_tools.bench.profiles import Profile
 from cardinsa_tools.bench.scenarios import Row
+from cardinsa_tools.bench.seed import SeedResult
+from cardinsa_tools.bench.suite import Suite
 
 # ------------------------------------------------------------------ report
 
@@ -97,3 +104,87 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
+
+
+@dataclass
+class Figures:
+    """One run's figures and what they were measured on."""
+
+    profile: Profile
+    started: dt.datetime
+    suite: Suite
+    seed: SeedResult
+    rows: list[Row]
+    busy_before: float
+    busy_after: float
+
+    @property
+    def missed(self) -> list[str]:
+        return [r.scenario for r in self.rows if r.holds is False]
+
+
+def print_table(figures: Figures) -> None:
+    """The table, with the machine it ran on and what else ran there."""
+    busy_before, busy_after = figures.busy_before, figures.busy_after
+    print()
+    print(
+        f"Cardinsa benchmark ({figures.profile.name}), {git_revision()}, {os.cpu_count()} CPUs "
+        f"({cpu_model()}), {figures.started:%Y-%m-%d %H:%M} UTC"
+    )
+    print(
+        f"other load on the machine while the suite idled: {busy_before:.0%} before, "
+        f"{busy_after:.0%} after"
+        + (
+            "  -- busy: ratios and req/s are unreliable, compare CPU µs/call"
+            if max(busy_before, busy_after) > 0.15
+            else ""
+        )
+    )
+    print(render_table(figures.rows))
+    for row in figures.rows:
+        if row.note:
+            print(f"  {row.scenario}: {row.note}")
+    missed = figures.missed
+    print()
+    print("all targets hold" if not missed else "targets missed: " + "; ".join(missed))
+
+
+def write_json(figures: Figures, output_dir: Path) -> Path:
+    """The same figures as JSON, ``<started>-<profile>.json`` in ``output_dir``."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    started, seed = figures.started, figures.seed
+    out = output_dir / f"{started:%Y%m%dT%H%M%SZ}-{figures.profile.name}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "started": started.isoformat(),
+                "profile": asdict(figures.profile),
+                "revision": git_revision(),
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "cpu": cpu_model(),
+                    "kernel": platform.release(),
+                    "python": platform.python_version(),
+                },
+                "tools": tool_versions(),
+                "machine_busy": {
+                    "before": round(figures.busy_before, 3),
+                    "after": round(figures.busy_after, 3),
+                },
+                "suite": {
+                    "started_here": figures.suite.process is not None,
+                    "workers": figures.suite.endpoints.workers,
+                },
+                "data": {
+                    "companies": len(seed.companies),
+                    "counts": seed.counts,
+                    "seed_seconds": round(seed.seconds, 1),
+                },
+                "rows": [asdict(r) for r in figures.rows],
+                "targets_missed": figures.missed,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    return out

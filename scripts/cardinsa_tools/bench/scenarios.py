@@ -15,6 +15,7 @@ from typing import Any
 
 from cardinsa_tools.bench.calls import Account, gdate, grpc_frame, login, money
 from cardinsa_tools.bench.load import (
+    Load,
     gateway_failures,
     run_h2load,
     run_wrk,
@@ -87,6 +88,20 @@ class Row:
     holds: bool | None = None
     note: str = ""
     command: str = ""
+
+
+def measured(key: str, scenario: str, load: Load, **more: Any) -> Row:
+    """The row of a loaded scenario: what the load generator saw, plus ``more``."""
+    return Row(
+        key,
+        scenario,
+        rate=load.rate,
+        p50_ms=load.p50_ms,
+        p99_ms=load.p99_ms,
+        requests=load.requests,
+        command=load.command,
+        **more,
+    )
 
 
 class Bench:
@@ -171,15 +186,11 @@ class Bench:
             workdir=workdir,
         )
         cpu_used = cpu_seconds(cpu_pids) - cpu_before
-        row = Row(
+        row = measured(
             key,
             scenario,
-            rate=load.rate,
-            p50_ms=load.p50_ms,
-            p99_ms=load.p99_ms,
-            requests=load.requests,
+            load,
             cpu_us=cpu_used / load.requests * 1e6 if cpu_pids and load.requests else None,
-            command=load.command,
         )
         if metrics:
             check = verify(before, settle(metrics, service, method), service, method, load)
@@ -207,13 +218,10 @@ class Bench:
         cpu_envoy = cpu_seconds(envoy_pids) - cpu_before[1]
         check = verify(before, settle(metrics, service, method), service, method, load)
         calls = max(1, check.server_ok + check.cancelled_at_stop)
-        return Row(
+        return measured(
             key,
             scenario,
-            rate=load.rate,
-            p50_ms=load.p50_ms,
-            p99_ms=load.p99_ms,
-            requests=load.requests,
+            load,
             server_ok=check.server_ok,
             server_codes=check.server_codes,
             cancelled_at_stop=check.cancelled_at_stop,
@@ -223,7 +231,6 @@ class Bench:
             note="; ".join(
                 part for part in (load.detail, gateway_failures(access_log, offset)) if part
             ),
-            command=load.command,
         )
 
     def pids(self, service: str) -> list[int]:
@@ -248,7 +255,6 @@ class Bench:
         admin_token = self.token(large.admin)
         auth = [f"authorization: Bearer {admin_token}"]
         get_path = "/cardinsa.core.v1.PolicyService/GetPolicy"
-        list_path = "/cardinsa.core.v1.PolicyService/ListPolicies"
         policy = large.in_force_policy
 
         noop = self.add(
@@ -294,42 +300,10 @@ class Bench:
         rest.target += " and p99 < 50 ms"
         rest.holds = bool(rest.holds) and rest.p99_ms is not None and rest.p99_ms < 50
 
-        list_first = self.add(
-            self.grpc_scenario(
-                "list_page_1",
-                f"ListPolicies {LIST_FILTER}, page 1 (size {p.list_page_size})",
-                address=core,
-                path=list_path,
-                headers=[f"authorization: Bearer {self.token(large.admin)}"],
-                metrics=core_metrics,
-                cpu_pids=self.pids("core"),
-                bodies=[
-                    grpc_frame(
-                        ps.ListPoliciesRequest(page_size=p.list_page_size, filter=LIST_FILTER)
-                    )
-                ],
-            )
-        )
+        list_first = self.add(self.list_scenario("list_page_1", 1, ""))
         list_first.target = "baseline"
         token_n = asyncio.run(self.page_token(large.admin, p.list_page))
-        list_far = self.add(
-            self.grpc_scenario(
-                "list_page_far",
-                f"ListPolicies {LIST_FILTER}, page {p.list_page:,}",
-                address=core,
-                path=list_path,
-                headers=[f"authorization: Bearer {self.token(large.admin)}"],
-                metrics=core_metrics,
-                cpu_pids=self.pids("core"),
-                bodies=[
-                    grpc_frame(
-                        ps.ListPoliciesRequest(
-                            page_size=p.list_page_size, filter=LIST_FILTER, page_token=token_n
-                        )
-                    )
-                ],
-            )
-        )
+        list_far = self.add(self.list_scenario("list_page_far", p.list_page, token_n))
         self.ratio(list_far, list_first, minimum=1 / 1.2)
         list_far.target = f"cost ≤ 1.2 x page 1 (ratio ≥ {1 / 1.2:.2f})"
 
@@ -408,6 +382,29 @@ class Bench:
             )
         )
         self.ratio(login_row, hash_row, minimum=0.90)
+
+    def list_scenario(self, key: str, page: int, page_token: str) -> Row:
+        """ListPolicies with the filter, one page (``page_token`` leads to it)."""
+        from cardinsa.core.v1 import policy_service_pb2 as ps
+
+        p = self.profile
+        size = f" (size {p.list_page_size})" if page == 1 else ""
+        return self.grpc_scenario(
+            key,
+            f"ListPolicies {LIST_FILTER}, page {page:,}{size}",
+            address=self.suite.endpoints.grpc("core"),
+            path="/cardinsa.core.v1.PolicyService/ListPolicies",
+            headers=[f"authorization: Bearer {self.token(self.seed.companies[0].admin)}"],
+            metrics=self.suite.endpoints.metrics_ports("core"),
+            cpu_pids=self.pids("core"),
+            bodies=[
+                grpc_frame(
+                    ps.ListPoliciesRequest(
+                        page_size=p.list_page_size, filter=LIST_FILTER, page_token=page_token
+                    )
+                )
+            ],
+        )
 
     def tracing_off(self, get: Row) -> None:
         """Tracing off must cost GetPolicy at most 2 % (see tracing_off_hooks_us)."""

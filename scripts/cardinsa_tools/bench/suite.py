@@ -17,25 +17,13 @@ from cardinsa_tools.procfs import listening_pids
 
 
 @dataclass
-class SuiteEndpoints:
-    """Where the suite listens; metrics ports per worker."""
+class SuiteEndpoints(SuitePorts):
+    """Where the suite listens, and how many workers each service runs."""
 
-    identity: int
-    company: int
-    core: int
-    identity_metrics: int
-    company_metrics: int
-    core_metrics: int
-    gateway: int
-    gateway_admin: int
-    workers: int
-    step: int = 1  # CARDINSA_WORKER_PORT_STEP: worker i listens on port + i x step
-
-    def grpc(self, service: str, index: int = 0) -> str:
-        return f"127.0.0.1:{getattr(self, service) + index * self.step}"
+    workers: int = 1
 
     def metrics_ports(self, service: str) -> list[int]:
-        base = getattr(self, f"{service}_metrics")
+        base: int = getattr(self, f"{service}_metrics")
         return [base + index * self.step for index in range(self.workers)]
 
 
@@ -47,7 +35,6 @@ class Suite:
         self.admin_url = admin_url
         self.state_dir = state_dir
         self.run: SuiteRun | None = None
-        self.ports: SuitePorts | None = None
 
     @property
     def process(self) -> subprocess.Popen[bytes] | None:
@@ -68,19 +55,8 @@ class Suite:
 
         state_dir.mkdir(parents=True, exist_ok=True)
         # Its port blocks are consecutive (worker i: port + i).
-        ports = SuitePorts.free(workers, step=1, gateway_metrics=False)
-        endpoints = SuiteEndpoints(
-            identity=ports.identity,
-            company=ports.company,
-            core=ports.core,
-            identity_metrics=ports.identity_metrics,
-            company_metrics=ports.company_metrics,
-            core_metrics=ports.core_metrics,
-            gateway=ports.gateway,
-            gateway_admin=ports.gateway_admin,
-            workers=workers,
-            step=ports.step,
-        )
+        ports = SuiteEndpoints.free(workers, step=1, gateway_metrics=False)
+        ports.workers = workers
         pg_dir = state_dir / "postgres"
         env = suite_environment(
             ports,
@@ -94,8 +70,7 @@ class Suite:
             CARDINSA_DEMO_ADMIN_PASSWORD=bench_password(state_dir),
             **(extra_env or {}),
         )
-        suite = cls(endpoints, LocalPostgres(pg_dir, ports.postgres).admin_url(), state_dir)
-        suite.ports = ports
+        suite = cls(ports, LocalPostgres(pg_dir, ports.postgres).admin_url(), state_dir)
         (state_dir / "access.log").unlink(missing_ok=True)  # one run's lines only
         say(f"starting the suite ({workers} worker(s) per service; log {state_dir / 'suite.log'})")
 
@@ -124,6 +99,7 @@ class Suite:
         identity, company, core = IdentitySettings(), CompanyServiceSettings(), CoreSettings()
         gateway = GatewaySettings()
         ports = SuiteEndpoints(
+            postgres=identity.embedded_postgres_port,
             identity=identity.identity_port,
             company=company.company_port,
             core=core.core_port,
@@ -132,8 +108,9 @@ class Suite:
             core_metrics=core.core_metrics_port,
             gateway=gateway.gateway_port,
             gateway_admin=gateway.gateway_admin_port,
-            workers=workers,
+            gateway_metrics=gateway.gateway_metrics_port,
             step=identity.worker_port_step,
+            workers=workers,
         )
         admin = identity.database_admin_url or identity.database_url
         if admin is not None:
@@ -163,11 +140,11 @@ class Suite:
 
     def stop(self) -> None:
         """The suite started here: SIGINT to its group (Ctrl-C), then what is left."""
-        if self.run is None or self.ports is None:
+        if self.run is None:
             return
         say("stopping the suite")
         self.run.stop(timeout_s=60)
-        self.run.sweep(self.state_dir / "postgres", self.ports.postgres)
+        self.run.sweep(self.state_dir / "postgres", self.endpoints.postgres)
         self.run = None
 
 
