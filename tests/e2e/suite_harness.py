@@ -91,22 +91,14 @@ class Proc:
 
     @staticmethod
     def read(pid: int, what: str = "") -> Proc | None:
-        stat = _stat(pid)
+        stat = stat_fields(pid)
         if stat is None:
             return None
-        return Proc(pid, int(stat[19]), what or _cmdline(pid))
+        return Proc(pid, int(stat[19]), what or cmdline(pid)[:200] or "?")
 
     def alive(self) -> bool:
-        stat = _stat(self.pid)
+        stat = stat_fields(self.pid)
         return stat is not None and int(stat[19]) == self.start and stat[0] != "Z"
-
-
-def _stat(pid: int) -> list[str] | None:
-    return stat_fields(pid)
-
-
-def _cmdline(pid: int) -> str:
-    return cmdline(pid)[:200] or "?"
 
 
 HAVE_PROC = Path("/proc/self/stat").exists()
@@ -120,7 +112,7 @@ def descendants(root: int) -> list[int]:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        stat = _stat(int(entry.name))
+        stat = stat_fields(int(entry.name))
         if stat is not None:
             parents.setdefault(int(stat[1]), []).append(int(entry.name))
     found: list[int] = []
@@ -348,7 +340,7 @@ class SuiteProcess:
         if not HAVE_PROC:
             return list(left.values())
         for entry in Path("/proc").iterdir():
-            stat = _stat(int(entry.name)) if entry.name.isdigit() else None
+            stat = stat_fields(int(entry.name)) if entry.name.isdigit() else None
             if stat is not None and int(stat[3]) == session and stat[0] != "Z":
                 found = Proc.read(int(entry.name))
                 if found is not None:
@@ -365,7 +357,7 @@ class SuiteProcess:
 
 
 def _start_of(pid: int) -> int:
-    stat = _stat(pid)
+    stat = stat_fields(pid)
     return int(stat[19]) if stat is not None else -1
 
 
