@@ -240,9 +240,10 @@ async def bulk_copy(conn: Any, seed: CompanySeed, templates: dict[str, str]) -> 
 async def find_templates(conn: Any, company: uuid.UUID) -> dict[str, str] | None:
     """Templates an interrupted earlier run made through the API (the bulk copy of a
     company is one transaction, so either it happened or only these exist)."""
-    row = await conn.fetchrow(
-        *seed_sql.named(seed_sql.FIND_TEMPLATES, {"company": company, "product_code": PRODUCT_CODE})
+    sql, args = seed_sql.named(
+        seed_sql.FIND_TEMPLATES, {"company": company, "product_code": PRODUCT_CODE}
     )
+    row = await conn.fetchrow(sql, *args)
     if row is None or any(v is None for v in row.values()):
         return None
     return {k: str(v) for k, v in row.items()}
@@ -252,9 +253,8 @@ async def check_numbers(conn: Any, seeds: Sequence[CompanySeed]) -> None:
     """Policy and claim numbers are 1..n without gaps or repeats and each counter
     holds n: what the API's numbering relies on."""
     for seed in seeds:
-        for row in await conn.fetch(
-            *seed_sql.named(seed_sql.NUMBERS, {"company": uuid.UUID(seed.company_id)})
-        ):
+        sql, args = seed_sql.named(seed_sql.NUMBERS, {"company": uuid.UUID(seed.company_id)})
+        for row in await conn.fetch(sql, *args):
             n = row["last_value"]
             if not (
                 row["numbered"] == row["distinct_values"] == n
