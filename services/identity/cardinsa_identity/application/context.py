@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_foundation.audit import AuditWriter
@@ -25,8 +27,15 @@ from cardinsa_identity.application.revocations import RevocationHub
 from cardinsa_identity.application.signing_keys import SigningKeyStore
 from cardinsa_identity.domain.passwords import PasswordHasher
 from cardinsa_identity.domain.permissions import BUILT_IN_ROLES, effective_permissions
-from cardinsa_identity.repository.models import AuditEventRow, RoleBindingRow, RoleRow
+from cardinsa_identity.repository.models import (
+    AuditEventRow,
+    IdempotencyRow,
+    RoleBindingRow,
+    RoleRow,
+)
 from cardinsa_identity.settings import IdentitySettings
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -79,6 +88,31 @@ def not_found(resource: str, resource_id: str) -> NotFound:
         reason=f"{resource.upper().replace(' ', '_')}_NOT_FOUND",
         metadata={"id": resource_id[:64]},
     )
+
+
+def check_request_id(request_id: str) -> list[FieldViolation]:
+    if request_id and lookup_uuid(request_id, "request") is None:
+        return [FieldViolation("request_id", "must be a UUID")]
+    return []
+
+
+def is_unique_violation(exc: IntegrityError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) == "23505"
+
+
+async def replay(
+    ctx: IdentityContext,
+    company: uuid.UUID,
+    method: str,
+    request_id: str,
+    load: Callable[[AsyncSession, str], Awaitable[_T]],
+) -> _T | None:
+    """The resource an earlier call with this request id created, if any."""
+    async with ctx.db.unit_of_work(company_id=company) as session:
+        seen = await session.get(IdempotencyRow, (company, method, request_id))
+        if seen is None:
+            return None
+        return await load(session, seen.resource_id)
 
 
 def target_company(principal: Principal, requested: str, field: str = "company_id") -> uuid.UUID:

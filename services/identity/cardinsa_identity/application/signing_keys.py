@@ -17,37 +17,28 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text
-
 from cardinsa_foundation.db import Database
 from cardinsa_identity.domain.signing_keys import (
     ALGORITHM,
     PrivateKeyCipher,
     SigningKeyPair,
-    SigningKeyRecord,
     SigningKeyState,
     generate_signing_key,
     plan_rotation,
     public_jwk,
 )
 from cardinsa_identity.repository.models import IdempotencyRow, SigningKeyRow
+from cardinsa_identity.repository.signing_keys import (
+    all_signing_keys,
+    lock_signing_keys,
+    signing_key_record,
+)
 
 log = logging.getLogger(__name__)
 
 # Idempotency records of platform-wide operations use the nil company.
 PLATFORM = uuid.UUID(int=0)
 ROTATE = "RotateSigningKey"
-_LOCK = "SELECT pg_advisory_xact_lock(hashtext('cardinsa.identity.signing_keys'))"
-
-
-def _record(row: SigningKeyRow) -> SigningKeyRecord:
-    return SigningKeyRecord(
-        kid=row.kid,
-        state=SigningKeyState(row.state),
-        create_time=row.create_time,
-        activate_time=row.activate_time,
-        retire_time=row.retire_time,
-    )
 
 
 class SigningKeyStore:
@@ -113,8 +104,8 @@ class SigningKeyStore:
         """
         created: SigningKeyRow | None = None
         async with self._db.unit_of_work(company_id=None, cross_tenant=True) as session:
-            await session.execute(text(_LOCK))
-            rows = list((await session.scalars(select(SigningKeyRow))).all())
+            await lock_signing_keys(session)
+            rows = list(await all_signing_keys(session))
             now = datetime.now(UTC)
             if publish_new and request_id:
                 seen = await session.get(IdempotencyRow, (PLATFORM, ROTATE, request_id))
@@ -136,7 +127,7 @@ class SigningKeyStore:
                     )
                 await session.flush()
             plan = plan_rotation(
-                [_record(r) for r in rows], now, self._publish_delay, self._token_ttl
+                [signing_key_record(r) for r in rows], now, self._publish_delay, self._token_ttl
             )
             if plan.needs_new_key:
                 # Nothing can sign (all retired): a key must sign at once.
@@ -144,7 +135,7 @@ class SigningKeyStore:
                 session.add(created)
                 rows.append(created)
                 plan = plan_rotation(
-                    [_record(r) for r in rows], now, self._publish_delay, self._token_ttl
+                    [signing_key_record(r) for r in rows], now, self._publish_delay, self._token_ttl
                 )
             by_kid = {r.kid: r for r in rows}
             for record in plan.keys:
@@ -174,7 +165,4 @@ class SigningKeyStore:
 
     async def list_keys(self) -> list[SigningKeyRow]:
         async with self._db.unit_of_work(company_id=None, cross_tenant=True) as session:
-            rows = await session.scalars(
-                select(SigningKeyRow).order_by(SigningKeyRow.create_time.desc())
-            )
-            return list(rows.all())
+            return list(await all_signing_keys(session, newest_first=True))

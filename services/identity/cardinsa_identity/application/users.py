@@ -22,7 +22,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_foundation.context import Principal
@@ -65,6 +64,7 @@ from cardinsa_identity.domain.users import (
     transition,
 )
 from cardinsa_identity.repository.models import IdempotencyRow, SessionRow, UserRow
+from cardinsa_identity.repository.users import email_taken, find_user, list_sessions_query
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +177,7 @@ class UserUseCases:
         """Email is unique on the whole platform, so the check looks across tenants
         (it reveals only "taken", which the unique index would reveal anyway)."""
         async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
-            found = await session.scalar(select(UserRow.id).where(UserRow.email == email).limit(1))
-            return found is not None
+            return await email_taken(session, email)
 
     async def get(self, user_id: str) -> tuple[UserRow, list[str]]:
         principal = require_principal()
@@ -186,13 +185,7 @@ class UserUseCases:
         async with self.ctx.db.unit_of_work(
             company_id=company, cross_tenant=principal.is_platform_admin
         ) as session:
-            key = lookup_uuid(user_id, "user")
-            stmt = select(UserRow).where(UserRow.id == key) if key else None
-            if stmt is not None and company is not None:
-                stmt = stmt.where(UserRow.company_id == company)
-            user = (await session.scalars(stmt)).first() if stmt is not None else None
-            if user is None:
-                raise not_found("user", user_id)
+            user = await self._get_scoped(session, company, user_id)
             roles, _ = await roles_and_permissions(session, user.id)
             return user, roles
 
@@ -320,20 +313,10 @@ class UserUseCases:
         require_may_act_on(principal, await user_power(session, user.id), resource="user")
 
     async def _get_scoped(
-        self, session: object, company: uuid.UUID | None, user_id: str, *, lock: bool = False
+        self, session: AsyncSession, company: uuid.UUID | None, user_id: str, *, lock: bool = False
     ) -> UserRow:
-        from sqlalchemy.ext.asyncio import AsyncSession
-
-        assert isinstance(session, AsyncSession)
         key = lookup_uuid(user_id, "user")
-        if key is None:
-            raise not_found("user", user_id)
-        stmt = select(UserRow).where(UserRow.id == key)
-        if company is not None:
-            stmt = stmt.where(UserRow.company_id == company)
-        if lock:
-            stmt = stmt.with_for_update()
-        user = (await session.scalars(stmt)).first()
+        user = await find_user(session, company, key, lock=lock) if key else None
         if user is None:
             raise not_found("user", user_id)
         return user
@@ -445,11 +428,7 @@ class UserUseCases:
         ) as session:
             user = await self._get_scoped(session, company, user_id)
             await self._require_power(session, principal, user)
-            stmt = select(SessionRow).where(SessionRow.user_id == user.id)
-            if not show_revoked:
-                stmt = stmt.where(
-                    SessionRow.revoke_time.is_(None), SessionRow.expire_time > datetime.now(UTC)
-                )
+            stmt = list_sessions_query(user.id, show_revoked=show_revoked, now=datetime.now(UTC))
             fingerprint = query_fingerprint(parent=str(user.id), show_revoked=show_revoked)
             return await paginate(
                 session,

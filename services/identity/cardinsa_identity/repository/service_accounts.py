@@ -1,0 +1,93 @@
+"""Queries of service accounts and their API keys, scoped to one company."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Select, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cardinsa_identity.repository.models import ApiKeyRow, ServiceAccountRow
+
+__all__ = [
+    "find_api_key",
+    "find_service_account",
+    "list_api_keys_query",
+    "list_service_accounts_query",
+    "revoke_account_keys",
+    "service_account_name_taken",
+]
+
+
+async def find_service_account(
+    session: AsyncSession, company: uuid.UUID, key: uuid.UUID, *, lock: bool = False
+) -> ServiceAccountRow | None:
+    stmt = select(ServiceAccountRow).where(
+        ServiceAccountRow.id == key, ServiceAccountRow.company_id == company
+    )
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.scalars(stmt)).first()
+
+
+async def service_account_name_taken(session: AsyncSession, company: uuid.UUID, name: str) -> bool:
+    taken = await session.scalar(
+        select(ServiceAccountRow.id).where(
+            ServiceAccountRow.company_id == company,
+            ServiceAccountRow.name == name,
+            ServiceAccountRow.delete_time.is_(None),
+        )
+    )
+    return taken is not None
+
+
+def list_service_accounts_query(
+    company: uuid.UUID, *, show_deleted: bool
+) -> Select[ServiceAccountRow]:
+    stmt = select(ServiceAccountRow).where(ServiceAccountRow.company_id == company)
+    if not show_deleted:
+        stmt = stmt.where(ServiceAccountRow.delete_time.is_(None))
+    return stmt
+
+
+async def revoke_account_keys(
+    session: AsyncSession, company: uuid.UUID, account_id: uuid.UUID, now: datetime
+) -> list[uuid.UUID]:
+    """Revoke the account's open keys at ``now``: the ids of the keys revoked."""
+    revoked = await session.execute(
+        update(ApiKeyRow)
+        .where(
+            ApiKeyRow.company_id == company,
+            ApiKeyRow.service_account_id == account_id,
+            ApiKeyRow.revoke_time.is_(None),
+        )
+        .values(revoke_time=now)
+        .returning(ApiKeyRow.id)
+        .execution_options(synchronize_session=False)
+    )
+    return list(revoked.scalars())
+
+
+async def find_api_key(
+    session: AsyncSession,
+    company: uuid.UUID,
+    account_id: uuid.UUID,
+    key: uuid.UUID,
+    *,
+    lock: bool = False,
+) -> ApiKeyRow | None:
+    stmt = select(ApiKeyRow).where(
+        ApiKeyRow.id == key,
+        ApiKeyRow.company_id == company,
+        ApiKeyRow.service_account_id == account_id,
+    )
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.scalars(stmt)).first()
+
+
+def list_api_keys_query(company: uuid.UUID, account_id: uuid.UUID) -> Select[ApiKeyRow]:
+    return select(ApiKeyRow).where(
+        ApiKeyRow.company_id == company, ApiKeyRow.service_account_id == account_id
+    )
