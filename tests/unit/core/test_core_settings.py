@@ -10,12 +10,12 @@ import pytest
 from pydantic import ValidationError
 
 from cardinsa_core.application.tenants import SettingsTenantDirectory
-from cardinsa_core.domain.lifecycle import Lifecycle
 from cardinsa_core.domain.numbering import format_number, valid_prefix
 from cardinsa_core.domain.policies import PolicyAction, PolicyState
 from cardinsa_core.settings import CoreSettings
 from cardinsa_foundation.context import Principal, PrincipalKind
 from cardinsa_foundation.errors import PermissionDenied
+from cardinsa_foundation.lifecycle import Lifecycle
 
 
 def settings(**values: object) -> CoreSettings:

@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from cardinsa_foundation.audit import AuditLogMixin
+from cardinsa_foundation.idempotency import IdempotencyMixin
 from cardinsa_foundation.models import (
     TYPE_ANNOTATION_MAP,
     ResourceMixin,
@@ -144,7 +145,7 @@ class UnitRow(TenantResourceMixin, Base):
     )
 
 
-class IdempotencyRow(Base):
+class IdempotencyRow(IdempotencyMixin, Base):
     """The first answer to a request id, so a retry gets it again (AIP-155).
 
     ``company_id`` is the company the call acted in (row-level security reads
@@ -153,15 +154,6 @@ class IdempotencyRow(Base):
     """
 
     __tablename__ = "idempotency_keys"
-
-    company_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
-    method: Mapped[str] = mapped_column(Text, primary_key=True)
-    request_id: Mapped[str] = mapped_column(Text, primary_key=True)
-    resource_id: Mapped[str] = mapped_column(Text, nullable=False)
-    create_time: Mapped[datetime] = mapped_column(
-        TIMESTAMP(timezone=True), nullable=False, server_default=func.now()
-    )
-    __mapper_args__ = {"eager_defaults": True}
 
 
 class AuditEventRow(AuditLogMixin, Base):

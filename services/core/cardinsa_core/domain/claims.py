@@ -31,7 +31,6 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Final
 
-from cardinsa_core.domain.lifecycle import Lifecycle
 from cardinsa_core.domain.money import Money
 from cardinsa_foundation.errors import (
     FailedPrecondition,
@@ -39,6 +38,7 @@ from cardinsa_foundation.errors import (
     InvalidArgument,
     PermissionDenied,
 )
+from cardinsa_foundation.lifecycle import Lifecycle
 
 __all__ = [
     "APPROVE_PERMISSION",

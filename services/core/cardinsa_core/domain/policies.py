@@ -37,9 +37,9 @@ from datetime import date, timedelta
 from enum import StrEnum
 from typing import Final
 
-from cardinsa_core.domain.lifecycle import Lifecycle
 from cardinsa_core.domain.money import CURRENCY_MISMATCH, Money
 from cardinsa_foundation.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from cardinsa_foundation.lifecycle import Lifecycle
 
 __all__ = [
     "MAX_TERM_DAYS",

@@ -21,9 +21,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Final
 
-from cardinsa_core.domain.lifecycle import Lifecycle
 from cardinsa_core.domain.money import Money
 from cardinsa_foundation.errors import FailedPrecondition, FieldViolation
+from cardinsa_foundation.lifecycle import Lifecycle
 
 __all__ = [
     "MAX_TERM_MONTHS",

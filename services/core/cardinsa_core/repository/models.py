@@ -33,6 +33,7 @@ from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from cardinsa_foundation.audit import AuditLogMixin
+from cardinsa_foundation.idempotency import IdempotencyMixin
 from cardinsa_foundation.models import (
     TYPE_ANNOTATION_MAP,
     TenantResourceMixin,
@@ -395,17 +396,10 @@ class NumberCounterRow(Base):
     last_value: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
-class IdempotencyRow(Base):
+class IdempotencyRow(IdempotencyMixin, Base):
     """The resource a request id acted on, so a retry does nothing twice (AIP-155)."""
 
     __tablename__ = "idempotency_keys"
-
-    company_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
-    method: Mapped[str] = mapped_column(Text, primary_key=True)
-    request_id: Mapped[str] = mapped_column(Text, primary_key=True)
-    resource_id: Mapped[str] = mapped_column(Text, nullable=False)
-    create_time: Mapped[datetime] = _created()
-    __mapper_args__ = {"eager_defaults": True}
 
 
 class AuditEventRow(AuditLogMixin, Base):

@@ -1,7 +1,9 @@
 """A lifecycle as a table: (current state, action) → next state.
 
-Every aggregate of core (product, policy, claim) declares its table once; the
-table is the one place to read, and to test, what may happen to it. An action
+Every aggregate with states (a company, a user, a product, a policy, a claim)
+declares its table once, in its service's domain; the table is the one place to
+read, and to test, what may happen to it. Building the table checks it: every
+state and target is of the states enum and every action of the actions enum. An action
 the table does not list for the current state is FAILED_PRECONDITION naming the
 state and the action (reason ``INVALID_STATE_TRANSITION``), raised before any
 other rule of the action is looked at, so a caller always learns first that the
