@@ -6,7 +6,8 @@ from sqlalchemy import select
 
 from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec
 from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
-from cardinsa_identity.application.context import IdentityContext, require_principal, target_company
+from cardinsa_foundation.use_cases import require_principal
+from cardinsa_identity.application.context import IdentityContext, target_company
 from cardinsa_identity.repository.models import AuditEventRow
 
 AUDIT_FILTER = FilterSpec(

@@ -41,12 +41,9 @@ from cardinsa_foundation.errors import (
     PermissionDenied,
     Unauthenticated,
 )
+from cardinsa_foundation.use_cases import require_principal
 from cardinsa_identity.application import login_store, throttle
-from cardinsa_identity.application.context import (
-    IdentityContext,
-    require_principal,
-    roles_and_permissions,
-)
+from cardinsa_identity.application.context import IdentityContext, roles_and_permissions
 from cardinsa_identity.application.login_store import LoginUser, NewSession
 from cardinsa_identity.application.revocations import issue_instant, revoke_sessions
 from cardinsa_identity.domain.api_keys import parse_api_key, verify_api_key_secret

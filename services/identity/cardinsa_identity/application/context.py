@@ -3,39 +3,31 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_foundation.audit import AuditWriter
-from cardinsa_foundation.context import Principal, current_principal
+from cardinsa_foundation.context import Principal
 from cardinsa_foundation.db import Database
 from cardinsa_foundation.errors import (
+    AlreadyExists,
     FieldViolation,
     InvalidArgument,
-    NotFound,
     PermissionDenied,
-    Unauthenticated,
 )
 from cardinsa_foundation.tenancy import TenantStatusCache
+from cardinsa_foundation.use_cases import parse_uuid
 from cardinsa_identity.application.notifier import Notifier
 from cardinsa_identity.application.revocations import RevocationHub
 from cardinsa_identity.application.signing_keys import SigningKeyStore
 from cardinsa_identity.domain.passwords import PasswordHasher
 from cardinsa_identity.domain.permissions import BUILT_IN_ROLES, effective_permissions
-from cardinsa_identity.repository.models import (
-    AuditEventRow,
-    IdempotencyRow,
-    RoleBindingRow,
-    RoleRow,
-)
+from cardinsa_identity.repository.models import AuditEventRow, RoleBindingRow, RoleRow
 from cardinsa_identity.settings import IdentitySettings
-
-_T = TypeVar("_T")
 
 
 @dataclass
@@ -56,63 +48,15 @@ class IdentityContext:
             await self.tenants.require_active(str(company_id))
 
 
-def require_principal() -> Principal:
-    principal = current_principal()
-    if principal is None:
-        raise Unauthenticated("an access token is required", reason="MISSING_TOKEN")
-    return principal
-
-
-def parse_uuid(value: str, field: str) -> uuid.UUID:
+async def flush_unique(session: AsyncSession, duplicate: AlreadyExists) -> None:
+    """Flush the new rows; a unique violation (a concurrent call created the same
+    thing first) is answered with ``duplicate``."""
     try:
-        return uuid.UUID(value)
-    except (ValueError, AttributeError, TypeError):
-        raise InvalidArgument(
-            f"{field} must be a UUID",
-            field_violations=[FieldViolation(field, "must be a UUID")],
-        ) from None
-
-
-def lookup_uuid(value: str, resource: str) -> uuid.UUID | None:
-    """An id from a path: a malformed one simply names nothing (NOT_FOUND, like
-    another tenant's id), so probing ids tells nothing."""
-    try:
-        return uuid.UUID(value)
-    except (ValueError, AttributeError, TypeError):
-        return None
-
-
-def not_found(resource: str, resource_id: str) -> NotFound:
-    return NotFound(
-        f"{resource} not found",
-        reason=f"{resource.upper().replace(' ', '_')}_NOT_FOUND",
-        metadata={"id": resource_id[:64]},
-    )
-
-
-def check_request_id(request_id: str) -> list[FieldViolation]:
-    if request_id and lookup_uuid(request_id, "request") is None:
-        return [FieldViolation("request_id", "must be a UUID")]
-    return []
-
-
-def is_unique_violation(exc: IntegrityError) -> bool:
-    return getattr(exc.orig, "sqlstate", None) == "23505"
-
-
-async def replay(
-    ctx: IdentityContext,
-    company: uuid.UUID,
-    method: str,
-    request_id: str,
-    load: Callable[[AsyncSession, str], Awaitable[_T]],
-) -> _T | None:
-    """The resource an earlier call with this request id created, if any."""
-    async with ctx.db.unit_of_work(company_id=company) as session:
-        seen = await session.get(IdempotencyRow, (company, method, request_id))
-        if seen is None:
-            return None
-        return await load(session, seen.resource_id)
+        await session.flush()
+    except IntegrityError as exc:
+        if getattr(exc.orig, "sqlstate", None) == "23505":
+            raise duplicate from None
+        raise
 
 
 def target_company(principal: Principal, requested: str, field: str = "company_id") -> uuid.UUID:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_foundation.context import Principal
@@ -35,14 +34,15 @@ from cardinsa_foundation.errors import (
 )
 from cardinsa_foundation.models import check_etag, current_actor_id
 from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
-from cardinsa_identity.application.context import (
-    IdentityContext,
+from cardinsa_foundation.use_cases import (
     check_request_id,
-    is_unique_violation,
     lookup_uuid,
     not_found,
-    replay,
     require_principal,
+)
+from cardinsa_identity.application.context import (
+    IdentityContext,
+    flush_unique,
     target_company,
 )
 from cardinsa_identity.application.privilege import caller_power, require_may_act_on, user_power
@@ -56,7 +56,8 @@ from cardinsa_identity.domain.access import (
 from cardinsa_identity.domain.permissions import ALL_PERMISSIONS, BUILT_IN_ROLES
 from cardinsa_identity.domain.privilege import Power, shortfall
 from cardinsa_identity.repository import roles as repo
-from cardinsa_identity.repository.models import IdempotencyRow, RoleBindingRow, RoleRow, UserRow
+from cardinsa_identity.repository.idempotency import claim
+from cardinsa_identity.repository.models import RoleBindingRow, RoleRow, UserRow
 from cardinsa_identity.repository.users import find_user
 
 __all__ = ["CREATE_ROLE", "RoleUseCases"]
@@ -110,62 +111,49 @@ class RoleUseCases:
         if violations:
             raise InvalidArgument("the role is not valid", field_violations=violations)
 
-        async def existing(session: AsyncSession, resource_id: str) -> RoleRow:
-            return await self._role(session, company, resource_id)
-
-        if request_id:
-            seen = await replay(self.ctx, company, CREATE_ROLE, request_id, existing)
-            if seen is not None:
-                return seen
         duplicate = AlreadyExists(
             "a role with this name already exists in the company",
             reason="ROLE_EXISTS",
             metadata={"name": spec.name},
             field_violations=[FieldViolation("role.name", "already in use")],
         )
-        try:
-            async with self.ctx.db.unit_of_work(company_id=company) as session:
-                if await repo.role_name_taken(session, company, spec.name):
-                    raise duplicate
-                role = RoleRow(
-                    id=uuid.uuid4(),
-                    company_id=company,
-                    name=spec.name,
-                    description=spec.description,
-                    permissions=sorted(spec.permissions),
-                    built_in=False,
-                )
-                session.add(role)
-                if request_id:
-                    session.add(
-                        IdempotencyRow(
-                            company_id=company,
-                            method=CREATE_ROLE,
-                            request_id=request_id,
-                            resource_id=str(role.id),
-                        )
-                    )
-                await session.flush()
-                await self.ctx.audit.record(
-                    session,
-                    action="role.create",
-                    entity_type="role",
-                    entity_id=role.id,
-                    company_id=company,
-                    changed_fields=["name", "description", "permissions"],
-                    detail={"name": role.name, "permissions": sorted(role.permissions)},
-                )
-                return role
-        except (IntegrityError, AlreadyExists) as exc:
-            # A concurrent create won the race: the same request id (return its
-            # result) or the same name.
-            if isinstance(exc, IntegrityError) and not is_unique_violation(exc):
-                raise
-            if request_id:
-                seen = await replay(self.ctx, company, CREATE_ROLE, request_id, existing)
-                if seen is not None:
-                    return seen
-            raise duplicate from None
+        role_id = uuid.uuid4()
+        async with self.ctx.db.unit_of_work(company_id=company) as session:
+            seen = await claim(
+                session,
+                company,
+                CREATE_ROLE,
+                request_id,
+                str(role_id),
+                spec.name,
+                spec.description,
+                frozenset(spec.permissions),
+            )
+            if seen is not None:
+                return await self._role(session, company, seen)
+            if await repo.role_name_taken(session, company, spec.name):
+                raise duplicate
+            role = RoleRow(
+                id=role_id,
+                company_id=company,
+                name=spec.name,
+                description=spec.description,
+                permissions=sorted(spec.permissions),
+                built_in=False,
+            )
+            session.add(role)
+            # A concurrent create of the same name won the race: ROLE_EXISTS.
+            await flush_unique(session, duplicate)
+            await self.ctx.audit.record(
+                session,
+                action="role.create",
+                entity_type="role",
+                entity_id=role.id,
+                company_id=company,
+                changed_fields=["name", "description", "permissions"],
+                detail={"name": role.name, "permissions": sorted(role.permissions)},
+            )
+            return role
 
     async def get_role(self, role_id: str) -> RoleRow:
         """A built-in role or one of the caller's company (deleted ones too)."""
@@ -290,7 +278,7 @@ class RoleUseCases:
     async def _role(
         self, session: AsyncSession, company: uuid.UUID | None, role_id: str, *, lock: bool = False
     ) -> RoleRow:
-        key = lookup_uuid(role_id, "role")
+        key = lookup_uuid(role_id)
         role = await repo.find_role(session, company, key, lock=lock) if key else None
         if role is None:
             raise not_found("role", role_id)
@@ -348,12 +336,7 @@ class RoleUseCases:
                 created_by=current_actor_id(),
             )
             session.add(binding)
-            try:
-                await session.flush()
-            except IntegrityError as exc:
-                if is_unique_violation(exc):
-                    raise duplicate from None
-                raise
+            await flush_unique(session, duplicate)
             await self.ctx.audit.record(
                 session,
                 action="role_binding.create",
@@ -395,7 +378,7 @@ class RoleUseCases:
         principal = require_principal()
         company = target_company(principal, "")
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            key = lookup_uuid(binding_id, "role binding")
+            key = lookup_uuid(binding_id)
             binding = await repo.find_binding(session, company, key, lock=True) if key else None
             if binding is None:
                 raise not_found("role binding", binding_id)
@@ -455,7 +438,7 @@ class RoleUseCases:
     async def _user(
         self, session: AsyncSession, company: uuid.UUID, user_id: str, *, lock: bool = False
     ) -> UserRow:
-        key = lookup_uuid(user_id, "user")
+        key = lookup_uuid(user_id)
         user = await find_user(session, company, key, lock=lock) if key else None
         if user is None:
             raise not_found("user", user_id)

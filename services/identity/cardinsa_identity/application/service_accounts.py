@@ -20,7 +20,6 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_foundation.context import Principal
@@ -32,14 +31,15 @@ from cardinsa_foundation.errors import (
 )
 from cardinsa_foundation.models import check_etag, current_actor_id
 from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
-from cardinsa_identity.application.context import (
-    IdentityContext,
+from cardinsa_foundation.use_cases import (
     check_request_id,
-    is_unique_violation,
     lookup_uuid,
     not_found,
-    replay,
     require_principal,
+)
+from cardinsa_identity.application.context import (
+    IdentityContext,
+    flush_unique,
     target_company,
 )
 from cardinsa_identity.application.privilege import require_may_act_on, service_account_power
@@ -54,7 +54,8 @@ from cardinsa_identity.domain.access import (
 from cardinsa_identity.domain.api_keys import new_api_key
 from cardinsa_identity.domain.permissions import ALL_PERMISSIONS
 from cardinsa_identity.repository import service_accounts as repo
-from cardinsa_identity.repository.models import ApiKeyRow, IdempotencyRow, ServiceAccountRow
+from cardinsa_identity.repository.idempotency import claim
+from cardinsa_identity.repository.models import ApiKeyRow, ServiceAccountRow
 
 __all__ = ["CREATE_SERVICE_ACCOUNT", "ServiceAccountUseCases"]
 
@@ -80,58 +81,46 @@ class ServiceAccountUseCases:
         if violations:
             raise InvalidArgument("the service account is not valid", field_violations=violations)
 
-        async def existing(session: AsyncSession, resource_id: str) -> ServiceAccountRow:
-            return await self._service_account(session, company, resource_id)
-
-        if request_id:
-            seen = await replay(self.ctx, company, CREATE_SERVICE_ACCOUNT, request_id, existing)
-            if seen is not None:
-                return seen
         duplicate = AlreadyExists(
             "a service account with this name already exists in the company",
             reason="SERVICE_ACCOUNT_EXISTS",
             metadata={"name": spec.name},
             field_violations=[FieldViolation("service_account.name", "already in use")],
         )
-        try:
-            async with self.ctx.db.unit_of_work(company_id=company) as session:
-                if await repo.service_account_name_taken(session, company, spec.name):
-                    raise duplicate
-                account = ServiceAccountRow(
-                    id=uuid.uuid4(),
-                    company_id=company,
-                    name=spec.name,
-                    description=spec.description,
-                )
-                session.add(account)
-                if request_id:
-                    session.add(
-                        IdempotencyRow(
-                            company_id=company,
-                            method=CREATE_SERVICE_ACCOUNT,
-                            request_id=request_id,
-                            resource_id=str(account.id),
-                        )
-                    )
-                await session.flush()
-                await self.ctx.audit.record(
-                    session,
-                    action="service_account.create",
-                    entity_type="service_account",
-                    entity_id=account.id,
-                    company_id=company,
-                    changed_fields=["name", "description"],
-                    detail={"name": account.name},
-                )
-                return account
-        except (IntegrityError, AlreadyExists) as exc:
-            if isinstance(exc, IntegrityError) and not is_unique_violation(exc):
-                raise
-            if request_id:
-                seen = await replay(self.ctx, company, CREATE_SERVICE_ACCOUNT, request_id, existing)
-                if seen is not None:
-                    return seen
-            raise duplicate from None
+        account_id = uuid.uuid4()
+        async with self.ctx.db.unit_of_work(company_id=company) as session:
+            seen = await claim(
+                session,
+                company,
+                CREATE_SERVICE_ACCOUNT,
+                request_id,
+                str(account_id),
+                spec.name,
+                spec.description,
+            )
+            if seen is not None:
+                return await self._service_account(session, company, seen)
+            if await repo.service_account_name_taken(session, company, spec.name):
+                raise duplicate
+            account = ServiceAccountRow(
+                id=account_id,
+                company_id=company,
+                name=spec.name,
+                description=spec.description,
+            )
+            session.add(account)
+            # A concurrent create of the same name won the race: SERVICE_ACCOUNT_EXISTS.
+            await flush_unique(session, duplicate)
+            await self.ctx.audit.record(
+                session,
+                action="service_account.create",
+                entity_type="service_account",
+                entity_id=account.id,
+                company_id=company,
+                changed_fields=["name", "description"],
+                detail={"name": account.name},
+            )
+            return account
 
     async def get_service_account(self, account_id: str) -> ServiceAccountRow:
         principal = require_principal()
@@ -198,7 +187,7 @@ class ServiceAccountUseCases:
     async def _service_account(
         self, session: AsyncSession, company: uuid.UUID, account_id: str, *, lock: bool = False
     ) -> ServiceAccountRow:
-        key = lookup_uuid(account_id, "service account")
+        key = lookup_uuid(account_id)
         account = await repo.find_service_account(session, company, key, lock=lock) if key else None
         if account is None:
             raise not_found("service account", account_id)
@@ -296,7 +285,7 @@ class ServiceAccountUseCases:
         async with self.ctx.db.unit_of_work(company_id=company) as session:
             account = await self._service_account(session, company, account_id, lock=True)
             await self._require_account_power(session, principal, account)
-            key_uuid = lookup_uuid(key_id, "api key")
+            key_uuid = lookup_uuid(key_id)
             key = (
                 await repo.find_api_key(session, company, account.id, key_uuid, lock=True)
                 if key_uuid is not None

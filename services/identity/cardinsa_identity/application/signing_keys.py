@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,7 +26,8 @@ from cardinsa_identity.domain.signing_keys import (
     plan_rotation,
     public_jwk,
 )
-from cardinsa_identity.repository.models import IdempotencyRow, SigningKeyRow
+from cardinsa_identity.repository.idempotency import PLATFORM, claim
+from cardinsa_identity.repository.models import SigningKeyRow
 from cardinsa_identity.repository.signing_keys import (
     all_signing_keys,
     lock_signing_keys,
@@ -36,8 +36,6 @@ from cardinsa_identity.repository.signing_keys import (
 
 log = logging.getLogger(__name__)
 
-# Idempotency records of platform-wide operations use the nil company.
-PLATFORM = uuid.UUID(int=0)
 ROTATE = "RotateSigningKey"
 
 
@@ -107,25 +105,21 @@ class SigningKeyStore:
             await lock_signing_keys(session)
             rows = list(await all_signing_keys(session))
             now = datetime.now(UTC)
-            if publish_new and request_id:
-                seen = await session.get(IdempotencyRow, (PLATFORM, ROTATE, request_id))
-                if seen is not None:
-                    publish_new = False
-                    created = next((r for r in rows if r.kid == seen.resource_id), None)
             if publish_new or not rows:
-                created = self._new_row(active=not rows, now=now)
-                session.add(created)
-                rows.append(created)
-                if publish_new and request_id:
-                    session.add(
-                        IdempotencyRow(
-                            company_id=PLATFORM,
-                            method=ROTATE,
-                            request_id=request_id,
-                            resource_id=created.kid,
-                        )
-                    )
-                await session.flush()
+                candidate = self._new_row(active=not rows, now=now)
+                seen = (
+                    await claim(session, PLATFORM, ROTATE, request_id, candidate.kid)
+                    if publish_new
+                    else None
+                )
+                if seen is not None:
+                    # A retried rotation: the first call's key, no second one.
+                    created = next((r for r in rows if r.kid == seen), None)
+                else:
+                    created = candidate
+                    session.add(created)
+                    rows.append(created)
+                    await session.flush()
             plan = plan_rotation(
                 [signing_key_record(r) for r in rows], now, self._publish_delay, self._token_ttl
             )

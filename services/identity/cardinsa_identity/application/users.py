@@ -40,12 +40,15 @@ from cardinsa_foundation.filtering import (
 )
 from cardinsa_foundation.models import check_etag
 from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
-from cardinsa_identity.application.auth import revoke_user_sessions, void_password_resets
-from cardinsa_identity.application.context import (
-    IdentityContext,
+from cardinsa_foundation.use_cases import (
+    check_request_id,
     lookup_uuid,
     not_found,
     require_principal,
+)
+from cardinsa_identity.application.auth import revoke_user_sessions, void_password_resets
+from cardinsa_identity.application.context import (
+    IdentityContext,
     roles_and_permissions,
     target_company,
 )
@@ -63,7 +66,8 @@ from cardinsa_identity.domain.users import (
     revokes_sessions,
     transition,
 )
-from cardinsa_identity.repository.models import IdempotencyRow, SessionRow, UserRow
+from cardinsa_identity.repository.idempotency import claim
+from cardinsa_identity.repository.models import SessionRow, UserRow
 from cardinsa_identity.repository.users import email_taken, find_user, list_sessions_query
 
 log = logging.getLogger(__name__)
@@ -120,18 +124,18 @@ class UserUseCases:
                     min_length=self.ctx.settings.password_min_length,
                 )
             )
-        if request_id and lookup_uuid(request_id, "request") is None:
-            violations.append(FieldViolation("request_id", "must be a UUID"))
+        violations.extend(check_request_id(request_id))
         if violations:
             raise InvalidArgument("the user is not valid", field_violations=violations)
-        if request_id:
-            async with self.ctx.db.unit_of_work(company_id=company) as session:
-                seen = await session.get(IdempotencyRow, (company, CREATE_USER, request_id))
-                if seen is not None:
-                    user = await self._get_scoped(session, company, seen.resource_id)
-                    return user, (await roles_and_permissions(session, user.id))[0]
         password_hash = await self.ctx.hasher.hash_password_async(password)
+        user_id = uuid.uuid4()
         async with self.ctx.db.unit_of_work(company_id=company) as session:
+            # The profile defines the call; the password never goes into the
+            # stored fingerprint (an unsalted hash of it would be a secret at rest).
+            seen = await claim(session, company, CREATE_USER, request_id, str(user_id), profile)
+            if seen is not None:
+                user = await self._get_scoped(session, company, seen)
+                return user, (await roles_and_permissions(session, user.id))[0]
             if await self._email_taken(profile.email):
                 raise AlreadyExists(
                     "a user with this email already exists",
@@ -139,7 +143,7 @@ class UserUseCases:
                     field_violations=[FieldViolation("user.email", "already in use")],
                 )
             user = UserRow(
-                id=uuid.uuid4(),
+                id=user_id,
                 company_id=company,
                 email=profile.email,
                 given_name=profile.given_name,
@@ -153,15 +157,6 @@ class UserUseCases:
                 password_change_time=datetime.now(UTC),
             )
             session.add(user)
-            if request_id:
-                session.add(
-                    IdempotencyRow(
-                        company_id=company,
-                        method=CREATE_USER,
-                        request_id=request_id,
-                        resource_id=str(user.id),
-                    )
-                )
             await session.flush()
             await self.ctx.audit.record(
                 session,
@@ -315,7 +310,7 @@ class UserUseCases:
     async def _get_scoped(
         self, session: AsyncSession, company: uuid.UUID | None, user_id: str, *, lock: bool = False
     ) -> UserRow:
-        key = lookup_uuid(user_id, "user")
+        key = lookup_uuid(user_id)
         user = await find_user(session, company, key, lock=lock) if key else None
         if user is None:
             raise not_found("user", user_id)
@@ -448,7 +443,7 @@ class UserUseCases:
         ) as session:
             user = await self._get_scoped(session, company, user_id, lock=True)
             await self._require_power(session, principal, user)
-            key = lookup_uuid(session_id, "session")
+            key = lookup_uuid(session_id)
             family = await session.get(SessionRow, key, with_for_update=True) if key else None
             if family is None or family.user_id != user.id:
                 raise not_found("session", session_id)
