@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,7 +25,8 @@ from cardinsa_identity.application.revocations import RevocationHub
 from cardinsa_identity.application.signing_keys import SigningKeyStore
 from cardinsa_identity.domain.passwords import PasswordHasher
 from cardinsa_identity.domain.permissions import BUILT_IN_ROLES, effective_permissions
-from cardinsa_identity.repository.models import AuditEventRow, RoleBindingRow, RoleRow
+from cardinsa_identity.repository.models import AuditEventRow
+from cardinsa_identity.repository.roles import bound_roles
 from cardinsa_identity.settings import IdentitySettings
 
 
@@ -46,6 +46,16 @@ class IdentityContext:
     async def require_active_tenant(self, company_id: uuid.UUID | str) -> None:
         if self.tenants is not None:
             await self.tenants.require_active(str(company_id))
+
+
+def name_in_use(resource: str, field: str, name: str) -> AlreadyExists:
+    """ALREADY_EXISTS ``<RESOURCE>_EXISTS``: a live ``resource`` of the company has ``name``."""
+    return AlreadyExists(
+        f"a {resource} with this name already exists in the company",
+        reason=f"{resource.upper().replace(' ', '_')}_EXISTS",
+        metadata={"name": name},
+        field_violations=[FieldViolation(field, "already in use")],
+    )
 
 
 async def flush_unique(session: AsyncSession, duplicate: AlreadyExists) -> None:
@@ -86,13 +96,7 @@ async def roles_and_permissions(
     session: AsyncSession, user_id: uuid.UUID
 ) -> tuple[list[str], frozenset[str]]:
     """Role names bound to a user and the permissions they grant (live roles only)."""
-    rows = (
-        await session.execute(
-            select(RoleRow.name, RoleRow.permissions, RoleRow.built_in)
-            .join(RoleBindingRow, RoleBindingRow.role_id == RoleRow.id)
-            .where(RoleBindingRow.user_id == user_id, RoleRow.delete_time.is_(None))
-        )
-    ).all()
+    rows = await bound_roles(session, user_id)
     return grants_of((row.name, row.permissions, row.built_in) for row in rows)
 
 

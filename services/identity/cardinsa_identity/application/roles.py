@@ -43,6 +43,7 @@ from cardinsa_foundation.use_cases import (
 from cardinsa_identity.application.context import (
     IdentityContext,
     flush_unique,
+    name_in_use,
     target_company,
 )
 from cardinsa_identity.application.privilege import caller_power, require_may_act_on, user_power
@@ -111,24 +112,10 @@ class RoleUseCases:
         if violations:
             raise InvalidArgument("the role is not valid", field_violations=violations)
 
-        duplicate = AlreadyExists(
-            "a role with this name already exists in the company",
-            reason="ROLE_EXISTS",
-            metadata={"name": spec.name},
-            field_violations=[FieldViolation("role.name", "already in use")],
-        )
+        duplicate = name_in_use("role", "role.name", spec.name)
         role_id = uuid.uuid4()
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            seen = await claim(
-                session,
-                company,
-                CREATE_ROLE,
-                request_id,
-                str(role_id),
-                spec.name,
-                spec.description,
-                frozenset(spec.permissions),
-            )
+            seen = await claim(session, company, CREATE_ROLE, request_id, str(role_id), spec)
             if seen is not None:
                 return await self._role(session, company, seen)
             if await repo.role_name_taken(session, company, spec.name):

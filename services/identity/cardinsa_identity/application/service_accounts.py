@@ -24,9 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_foundation.context import Principal
 from cardinsa_foundation.errors import (
-    AlreadyExists,
     FailedPrecondition,
-    FieldViolation,
     InvalidArgument,
 )
 from cardinsa_foundation.models import check_etag, current_actor_id
@@ -40,6 +38,7 @@ from cardinsa_foundation.use_cases import (
 from cardinsa_identity.application.context import (
     IdentityContext,
     flush_unique,
+    name_in_use,
     target_company,
 )
 from cardinsa_identity.application.privilege import require_may_act_on, service_account_power
@@ -81,22 +80,11 @@ class ServiceAccountUseCases:
         if violations:
             raise InvalidArgument("the service account is not valid", field_violations=violations)
 
-        duplicate = AlreadyExists(
-            "a service account with this name already exists in the company",
-            reason="SERVICE_ACCOUNT_EXISTS",
-            metadata={"name": spec.name},
-            field_violations=[FieldViolation("service_account.name", "already in use")],
-        )
+        duplicate = name_in_use("service account", "service_account.name", spec.name)
         account_id = uuid.uuid4()
         async with self.ctx.db.unit_of_work(company_id=company) as session:
             seen = await claim(
-                session,
-                company,
-                CREATE_SERVICE_ACCOUNT,
-                request_id,
-                str(account_id),
-                spec.name,
-                spec.description,
+                session, company, CREATE_SERVICE_ACCOUNT, request_id, str(account_id), spec
             )
             if seen is not None:
                 return await self._service_account(session, company, seen)

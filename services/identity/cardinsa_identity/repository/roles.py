@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Final
 
-from sqlalchemy import ColumnElement, Select, func, literal_column, or_, select, update
+from sqlalchemy import ColumnElement, Row, Select, func, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +20,7 @@ from cardinsa_identity.repository.models import RoleBindingRow, RoleRow
 
 __all__ = [
     "binding_exists",
+    "bound_roles",
     "count_bindings",
     "find_binding",
     "find_role",
@@ -53,6 +54,18 @@ def is_platform_admin(row: RoleRow) -> bool:
     return is_platform_admin_role(
         row.name, built_in=row.built_in, platform_wide=row.company_id is None
     )
+
+
+async def bound_roles(
+    session: AsyncSession, user_id: uuid.UUID
+) -> Sequence[Row[str, list[str], bool, uuid.UUID | None]]:
+    """``(name, permissions, built_in, company_id)`` of every live role bound to a user."""
+    rows = await session.execute(
+        select(RoleRow.name, RoleRow.permissions, RoleRow.built_in, RoleRow.company_id)
+        .join(RoleBindingRow, RoleBindingRow.role_id == RoleRow.id)
+        .where(RoleBindingRow.user_id == user_id, RoleRow.delete_time.is_(None))
+    )
+    return rows.all()
 
 
 def _visible_roles(company: uuid.UUID | None) -> ColumnElement[bool]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_identity.repository.models import ApiKeyRow, ServiceAccountRow
@@ -17,6 +18,7 @@ __all__ = [
     "list_service_accounts_query",
     "revoke_account_keys",
     "service_account_name_taken",
+    "usable_key_permissions",
 ]
 
 
@@ -91,3 +93,19 @@ def list_api_keys_query(company: uuid.UUID, account_id: uuid.UUID) -> Select[Api
     return select(ApiKeyRow).where(
         ApiKeyRow.company_id == company, ApiKeyRow.service_account_id == account_id
     )
+
+
+async def usable_key_permissions(
+    session: AsyncSession, company: uuid.UUID, account_id: uuid.UUID, now: datetime
+) -> Sequence[list[str]]:
+    """The permissions of each of the account's keys usable at ``now`` (neither
+    revoked nor expired)."""
+    held = await session.scalars(
+        select(ApiKeyRow.permissions).where(
+            ApiKeyRow.company_id == company,
+            ApiKeyRow.service_account_id == account_id,
+            ApiKeyRow.revoke_time.is_(None),
+            or_(ApiKeyRow.expire_time.is_(None), ApiKeyRow.expire_time > now),
+        )
+    )
+    return held.all()
