@@ -31,13 +31,6 @@ from cardinsa_foundation.errors import (
     FieldViolation,
     InvalidArgument,
 )
-from cardinsa_foundation.filtering import (
-    FieldType,
-    FilterField,
-    FilterSpec,
-    parse_order_by,
-    tenant_list_query,
-)
 from cardinsa_foundation.models import check_etag
 from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
 from cardinsa_foundation.use_cases import (
@@ -68,7 +61,12 @@ from cardinsa_identity.domain.users import (
 )
 from cardinsa_identity.repository.idempotency import claim
 from cardinsa_identity.repository.models import SessionRow, UserRow
-from cardinsa_identity.repository.users import email_taken, find_user, list_sessions_query
+from cardinsa_identity.repository.users import (
+    email_taken,
+    find_user,
+    list_sessions_query,
+    list_users_query,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,24 +77,6 @@ CONTACT_FIELDS: Final = frozenset({"email", "phone"})
 #: Longest reason LockUser and DeactivateUser accept (it goes into the audit log).
 MAX_REASON_LENGTH = 500
 
-USER_FILTER = FilterSpec(
-    {
-        "email": FilterField(UserRow.email, FieldType.STRING),
-        "display_name": FilterField(UserRow.display_name, FieldType.STRING),
-        "given_name": FilterField(UserRow.given_name, FieldType.STRING),
-        "family_name": FilterField(UserRow.family_name, FieldType.STRING),
-        "state": FilterField(UserRow.state, FieldType.ENUM, values=[s.value for s in UserState]),
-        "create_time": FilterField(UserRow.create_time, FieldType.TIMESTAMP),
-        "last_login_time": FilterField(UserRow.last_login_time, FieldType.TIMESTAMP),
-    }
-)
-USER_ORDER = {
-    "create_time": UserRow.create_time,
-    "email": UserRow.email,
-    "display_name": UserRow.display_name,
-    "family_name": UserRow.family_name,
-}
-DEFAULT_USER_ORDER = [OrderTerm(UserRow.create_time, True)]
 CREATE_USER = "CreateUser"
 
 
@@ -196,10 +176,9 @@ class UserUseCases:
     ) -> Page[UserRow]:
         principal = require_principal()
         company = target_company(principal, company_id)
-        stmt = tenant_list_query(
-            UserRow, company, spec=USER_FILTER, filter=filter, show_deleted=show_deleted
+        stmt, order = list_users_query(
+            company, filter=filter, order_by=order_by, show_deleted=show_deleted
         )
-        order = parse_order_by(order_by, USER_ORDER, default=DEFAULT_USER_ORDER)
         fingerprint = query_fingerprint(
             filter=filter, order_by=order_by, show_deleted=show_deleted, company_id=str(company)
         )

@@ -8,9 +8,37 @@ from datetime import datetime
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cardinsa_foundation.filtering import (
+    FieldType,
+    FilterField,
+    FilterSpec,
+    parse_order_by,
+    tenant_list_query,
+)
+from cardinsa_foundation.paging import OrderTerm
+from cardinsa_identity.domain.users import UserState
 from cardinsa_identity.repository.models import SessionRow, UserRow
 
-__all__ = ["email_taken", "find_user", "list_sessions_query"]
+__all__ = ["email_taken", "find_user", "list_sessions_query", "list_users_query"]
+
+USER_FILTER = FilterSpec(
+    {
+        "email": FilterField(UserRow.email, FieldType.STRING),
+        "display_name": FilterField(UserRow.display_name, FieldType.STRING),
+        "given_name": FilterField(UserRow.given_name, FieldType.STRING),
+        "family_name": FilterField(UserRow.family_name, FieldType.STRING),
+        "state": FilterField(UserRow.state, FieldType.ENUM, values=[s.value for s in UserState]),
+        "create_time": FilterField(UserRow.create_time, FieldType.TIMESTAMP),
+        "last_login_time": FilterField(UserRow.last_login_time, FieldType.TIMESTAMP),
+    }
+)
+USER_ORDER = {
+    "create_time": UserRow.create_time,
+    "email": UserRow.email,
+    "display_name": UserRow.display_name,
+    "family_name": UserRow.family_name,
+}
+DEFAULT_USER_ORDER = [OrderTerm(UserRow.create_time, True)]
 
 
 async def find_user(
@@ -38,3 +66,15 @@ def list_sessions_query(
     if not show_revoked:
         stmt = stmt.where(SessionRow.revoke_time.is_(None), SessionRow.expire_time > now)
     return stmt
+
+
+def list_users_query(
+    company: uuid.UUID, *, filter: str, order_by: str, show_deleted: bool
+) -> tuple[Select[UserRow], list[OrderTerm]]:
+    """The users of ``company`` that ``filter`` (AIP-160) selects, and their
+    order (``order_by``, default newest first); INVALID_ARGUMENT for either one
+    malformed."""
+    stmt = tenant_list_query(
+        UserRow, company, spec=USER_FILTER, filter=filter, show_deleted=show_deleted
+    )
+    return stmt, parse_order_by(order_by, USER_ORDER, default=DEFAULT_USER_ORDER)
