@@ -23,6 +23,7 @@ __all__ = [
     "bound_roles",
     "count_bindings",
     "find_binding",
+    "find_built_in_role",
     "find_role",
     "holders_of",
     "is_platform_admin",
@@ -82,6 +83,11 @@ async def find_role(
     stmt = select(RoleRow).where(RoleRow.id == key, _visible_roles(company))
     if lock:
         stmt = stmt.with_for_update()
+    return (await session.scalars(stmt)).first()
+
+
+async def find_built_in_role(session: AsyncSession, name: str) -> RoleRow | None:
+    stmt = select(RoleRow).where(RoleRow.name == name, RoleRow.built_in.is_(True))
     return (await session.scalars(stmt)).first()
 
 

@@ -14,6 +14,7 @@ from cardinsa_identity.repository.models import ApiKeyRow, ServiceAccountRow
 __all__ = [
     "find_api_key",
     "find_service_account",
+    "find_service_account_by_name",
     "list_api_keys_query",
     "list_service_accounts_query",
     "revoke_account_keys",
@@ -33,15 +34,20 @@ async def find_service_account(
     return (await session.scalars(stmt)).first()
 
 
-async def service_account_name_taken(session: AsyncSession, company: uuid.UUID, name: str) -> bool:
-    taken = await session.scalar(
-        select(ServiceAccountRow.id).where(
-            ServiceAccountRow.company_id == company,
-            ServiceAccountRow.name == name,
-            ServiceAccountRow.delete_time.is_(None),
-        )
+async def find_service_account_by_name(
+    session: AsyncSession, company: uuid.UUID, name: str
+) -> ServiceAccountRow | None:
+    """The live service account of ``company`` named ``name``."""
+    stmt = select(ServiceAccountRow).where(
+        ServiceAccountRow.company_id == company,
+        ServiceAccountRow.name == name,
+        ServiceAccountRow.delete_time.is_(None),
     )
-    return taken is not None
+    return (await session.scalars(stmt)).first()
+
+
+async def service_account_name_taken(session: AsyncSession, company: uuid.UUID, name: str) -> bool:
+    return await find_service_account_by_name(session, company, name) is not None
 
 
 def list_service_accounts_query(

@@ -19,7 +19,13 @@ from cardinsa_foundation.paging import OrderTerm
 from cardinsa_identity.domain.users import UserState
 from cardinsa_identity.repository.models import SessionRow, UserRow
 
-__all__ = ["email_taken", "find_user", "list_sessions_query", "list_users_query"]
+__all__ = [
+    "email_taken",
+    "find_user",
+    "find_user_by_email",
+    "list_sessions_query",
+    "list_users_query",
+]
 
 USER_FILTER = FilterSpec(
     {
@@ -51,6 +57,10 @@ async def find_user(
     if lock:
         stmt = stmt.with_for_update()
     return (await session.scalars(stmt)).first()
+
+
+async def find_user_by_email(session: AsyncSession, email: str) -> UserRow | None:
+    return (await session.scalars(select(UserRow).where(UserRow.email == email))).first()
 
 
 async def email_taken(session: AsyncSession, email: str) -> bool:
