@@ -1,4 +1,10 @@
-"""What every identity use case needs: the database, settings, audit writer, keys."""
+"""What every identity use case needs: the database, settings, audit writer, keys.
+
+The request helpers every service shares (the caller, ids, NOT_FOUND, the
+request-id check) are in ``cardinsa_foundation.use_cases``; what is identity's
+own stays here: which company a call acts in, the roles a user holds, and the
+answer to a name already in use.
+"""
 
 from __future__ import annotations
 
