@@ -10,14 +10,20 @@ cross-tenant code paths as ``cardinsa_platform`` (owns nothing either; its own
 policy sees every tenant). :func:`upgrade` creates both roles when missing (the
 embedded and test servers; production creates them beforehand, see
 deploy/compose/postgres-init/).
+
+What those roles may do in a schema -- grants, row-level security, append-only
+tables, a migration history they cannot write -- is one call at the end of a
+migration: :func:`secure_schema` (its SQL: :func:`secure_schema_ddl`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 from alembic import command
 from alembic.config import Config
@@ -25,13 +31,16 @@ from sqlalchemy import MetaData, pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from cardinsa_foundation.audit import append_only_ddl
 from cardinsa_foundation.db import (
     DEFAULT_APP_ROLE,
     DEFAULT_PLATFORM_ROLE,
     ensure_app_role,
+    tenant_isolation_ddl,
     to_async_url,
 )
 
+P = ParamSpec("P")
 URL_KEY = "cardinsa.url"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -191,6 +200,102 @@ def platform_role_ddl(platform_role: str = DEFAULT_PLATFORM_ROLE) -> list[str]:
         f"|| ' TO {role}'; "
         "END $platform$",
     ]
+
+
+@dataclass(frozen=True)
+class TenantTable:
+    """A table under row-level security, as :func:`secure_schema` takes it (the
+    arguments of :func:`cardinsa_foundation.db.tenant_isolation_ddl`).
+
+    ``column`` holds the row's company; ``also_visible`` / ``also_writable`` are
+    extra SQL conditions (migration code, never a request value) OR-ed into the
+    tenant policy's USING / WITH CHECK, e.g. ``company_id IS NULL``.
+    """
+
+    name: str
+    column: str = "company_id"
+    also_visible: str | None = None
+    also_writable: str | None = None
+
+
+def secure_schema_ddl(
+    schema: str,
+    *,
+    tenant_tables: Iterable[str | TenantTable],
+    append_only: Iterable[str] = ("audit_events",),
+    no_update: Iterable[str] = (),
+    app_role: str = DEFAULT_APP_ROLE,
+    platform_role: str = DEFAULT_PLATFORM_ROLE,
+) -> list[str]:
+    """The security postamble of a service schema: the SQL that
+    :data:`secure_schema` runs in a migration.
+
+    One call at the end of every migration that adds or changes a table, with the
+    schema's whole lists (not just the new table). In order: the platform role
+    exists (:func:`platform_role_ddl`); each ``append_only`` table (the audit log
+    by default) refuses UPDATE, DELETE and TRUNCATE by a trigger, for the owner
+    too (:func:`cardinsa_foundation.audit.append_only_ddl`); the application and
+    platform roles may use the schema, read and write the rows of every table and
+    use its sequences, except any write to ``<schema>.alembic_version`` and
+    UPDATE/DELETE/TRUNCATE on the append-only tables (:func:`grant_app_role_ddl`,
+    which finds both in the catalogue); ``no_update`` tables (rows the services
+    add and delete, never change) lose UPDATE; nothing beyond that -- no
+    TRUNCATE, REFERENCES or TRIGGER on a table, no sequence UPDATE, no CREATE in
+    the schema, whoever granted it; every ``tenant_tables`` entry (a name keyed
+    on ``company_id``, or a :class:`TenantTable`) gets the ``tenant_isolation``
+    and ``platform_access`` policies with FORCE
+    (:func:`cardinsa_foundation.db.tenant_isolation_ddl`), which neither role can
+    lift or drop (they own nothing). A table not in ``tenant_tables`` is
+    platform-wide (no row-level security).
+
+    Every statement is idempotent, so running it again, or after a later
+    migration, is harmless. No ``%`` or ``:name`` in the text.
+    """
+    tables = [TenantTable(t) if isinstance(t, str) else t for t in tenant_tables]
+    append_only = list(append_only)
+    no_update = list(no_update)
+    for name in (schema, app_role, platform_role, *append_only, *no_update):
+        _check_identifier(name)
+    grantees = f'"{app_role}", "{platform_role}"'
+    statements = list(platform_role_ddl(platform_role))
+    for table in append_only:
+        statements += append_only_ddl(schema, table)
+    statements += grant_app_role_ddl(schema, app_role, platform_role)
+    statements += [f'REVOKE UPDATE ON "{schema}"."{t}" FROM {grantees}' for t in no_update]
+    statements += [
+        f'REVOKE TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA "{schema}" FROM {grantees}',
+        f'REVOKE UPDATE ON ALL SEQUENCES IN SCHEMA "{schema}" FROM {grantees}',
+        f'REVOKE CREATE ON SCHEMA "{schema}" FROM {grantees}',
+    ]
+    for tenant in tables:
+        statements += tenant_isolation_ddl(
+            schema,
+            tenant.name,
+            column=tenant.column,
+            also_visible=tenant.also_visible,
+            also_writable=tenant.also_writable,
+            platform_role=platform_role,
+        )
+    return statements
+
+
+def in_migration(ddl: Callable[P, list[str]]) -> Callable[P, None]:
+    """A function that returns SQL, made a migration step: same arguments; it runs
+    each statement with Alembic's ``op.execute`` (inside a migration only)."""
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        from alembic import op
+
+        for statement in ddl(*args, **kwargs):
+            op.execute(statement)
+
+    run.__doc__ = ddl.__doc__
+    return run
+
+
+#: ``secure_schema(schema, tenant_tables=..., ...)``: :func:`secure_schema_ddl`,
+#: applied in the migration that calls it.
+secure_schema = in_migration(secure_schema_ddl)
 
 
 def _check_identifier(name: str) -> None:

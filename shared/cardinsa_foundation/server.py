@@ -159,7 +159,7 @@ class GrpcServer:
                 ("grpc.max_receive_message_length", 4 * 1024 * 1024),
                 # One metadata limit, not gRPC's default soft 8 KiB / hard 16 KiB
                 # (calls in between fail at random). The gateway's header limit
-                # (gateway/cardinsa_gateway/envoy.py, MAX_REQUEST_HEADERS_KB) is
+                # (gateway/cardinsa_gateway/envoy_listener.py, MAX_REQUEST_HEADERS_KB) is
                 # below it, so REST and gRPC clients behind Envoy get Envoy's 431.
                 ("grpc.max_metadata_size", MAX_METADATA_BYTES),
                 ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),

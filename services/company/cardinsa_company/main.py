@@ -27,7 +27,7 @@ from cardinsa.company.v1 import (
 )
 from cardinsa_company.application.audit_log import AuditLogUseCases
 from cardinsa_company.application.companies import CompanyUseCases
-from cardinsa_company.application.context import CompanyContext, lookup_uuid
+from cardinsa_company.application.context import CompanyContext
 from cardinsa_company.application.organization import OrganizationUseCases
 from cardinsa_company.handlers.companies import CompanyServicer
 from cardinsa_company.handlers.organization import OrganizationServicer
@@ -61,6 +61,7 @@ from cardinsa_foundation.tenancy import (
     TenantStatusCache,
     api_key_credentials,
 )
+from cardinsa_foundation.use_cases import lookup_uuid
 
 SERVICE_NAME = "company"
 log = logging.getLogger(__name__)

@@ -191,6 +191,28 @@ async def test_create_is_idempotent_by_request_id(company: CompanyHarness) -> No
     assert len(audit.audit_events) == 1
 
 
+async def test_a_request_id_reused_for_another_company_is_refused(
+    company: CompanyHarness,
+) -> None:
+    request_id = str(uuid.uuid4())
+    name = f"Reused {uuid.uuid4().hex[:6]}"
+    first = await company.create_company(display_name=name, request_id=request_id)
+    error = await failure(
+        company.create_company(display_name=f"{name} other", request_id=request_id)
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(error).reason == "REQUEST_ID_REUSED"
+    assert "request_id" in field_violations(error)
+    # Nothing was created for the refused call; the first company is unchanged.
+    listed = await company.companies.ListCompanies(
+        pb.ListCompaniesRequest(filter=f'display_name = "{name} other"'),
+        metadata=await company.as_(company.platform_admin),
+    )
+    assert list(listed.companies) == []
+    again = await company.create_company(display_name=name, request_id=request_id)
+    assert again.id == first.id and again.display_name == name
+
+
 async def test_taken_ids_and_registration_numbers_are_already_exists(
     company: CompanyHarness,
 ) -> None:

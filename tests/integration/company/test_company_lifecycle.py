@@ -106,6 +106,12 @@ async def test_transitions_are_idempotent_by_request_id(company: CompanyHarness)
     # A new request id is a new request, refused in the new state.
     error = await failure(_call(company, "suspend", created.id, request_id=str(uuid.uuid4())))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    # The same request id with another reason is another request: refused.
+    error = await failure(
+        _call(company, "suspend", created.id, request_id=request_id, reason="another reason")
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(error).reason == "REQUEST_ID_REUSED"
 
 
 async def test_a_closed_company_is_read_only(company: CompanyHarness) -> None:

@@ -227,6 +227,42 @@ async def test_create_department_is_idempotent_by_request_id(company: CompanyHar
     assert again.id == first.id
 
 
+async def test_a_request_id_reused_for_another_department_or_unit_is_refused(
+    company: CompanyHarness,
+) -> None:
+    as_a = await company.as_(company.admin_a)
+    a = company.company_a.id
+    name = f"Once {uuid.uuid4().hex[:6]}"
+    request = pb.CreateDepartmentRequest(
+        company_id=a,
+        department=resources_pb2.Department(display_name=name),
+        request_id=str(uuid.uuid4()),
+    )
+    first = await company.org.CreateDepartment(request, metadata=as_a)
+    request.department.display_name = f"{name} other"
+    error = await failure(company.org.CreateDepartment(request, metadata=as_a))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(error).reason == "REQUEST_ID_REUSED"
+    assert "request_id" in field_violations(error)
+    request.department.display_name = name
+    again = await company.org.CreateDepartment(request, metadata=as_a)
+    assert again.id == first.id
+
+    unit_request_id = str(uuid.uuid4())
+    unit = pb.CreateUnitRequest(
+        company_id=a,
+        department_id=first.id,
+        unit=resources_pb2.Unit(display_name="Desk"),
+        request_id=unit_request_id,
+    )
+    created = await company.org.CreateUnit(unit, metadata=as_a)
+    assert (await company.org.CreateUnit(unit, metadata=as_a)).id == created.id
+    unit.unit.display_name = "Other desk"
+    error = await failure(company.org.CreateUnit(unit, metadata=as_a))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(error).reason == "REQUEST_ID_REUSED"
+
+
 async def test_another_companys_structure_is_not_found(company: CompanyHarness) -> None:
     as_a = await company.as_(company.admin_a)
     as_b = await company.as_(company.admin_b)

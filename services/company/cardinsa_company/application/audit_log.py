@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Final
-
-from sqlalchemy import select
-
-from cardinsa_company.application.context import CompanyContext, lookup_uuid, require_principal
+from cardinsa_company.application.context import CompanyContext, ListQuery
+from cardinsa_company.repository.audit_log import AUDIT_FILTER, AUDIT_ORDER, audit_listing
 from cardinsa_company.repository.models import AuditEventRow
 from cardinsa_foundation.errors import FieldViolation, InvalidArgument, PermissionDenied
-from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec
-from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
-
-AUDIT_FILTER: Final = FilterSpec(
-    {
-        "action": FilterField(AuditEventRow.action, FieldType.STRING),
-        "entity_type": FilterField(AuditEventRow.entity_type, FieldType.STRING),
-        "entity_id": FilterField(AuditEventRow.entity_id, FieldType.STRING),
-        "actor_id": FilterField(AuditEventRow.actor_id, FieldType.STRING),
-        "company_id": FilterField(AuditEventRow.company_id, FieldType.UUID),
-        "create_time": FilterField(AuditEventRow.create_time, FieldType.TIMESTAMP),
-    }
-)
+from cardinsa_foundation.paging import Page
+from cardinsa_foundation.use_cases import lookup_uuid, require_principal
 
 
 class AuditLogUseCases:
     def __init__(self, ctx: CompanyContext) -> None:
         self.ctx = ctx
 
-    async def list(
-        self, *, page_size: int, page_token: str, filter: str, company_id: str
-    ) -> Page[AuditEventRow]:
+    async def list(self, query: ListQuery, *, company_id: str) -> Page[AuditEventRow]:
         """Events newest first: of ``company_id`` (platform admins), of every company
         (platform admins, no ``company_id``), or of the caller's own company.
 
@@ -39,7 +23,7 @@ class AuditLogUseCases:
         about it), as in identity's audit log.
         """
         principal = require_principal()
-        condition = AUDIT_FILTER.parse(filter)
+        condition = AUDIT_FILTER.parse(query.filter)
         own = lookup_uuid(principal.company_id or "")
         if company_id:
             wanted = lookup_uuid(company_id)
@@ -63,22 +47,11 @@ class AuditLogUseCases:
                 "company_id is required for a caller without a company",
                 field_violations=[FieldViolation("company_id", "required")],
             )
-        stmt = select(AuditEventRow)
-        if company is not None:
-            stmt = stmt.where(AuditEventRow.company_id == company)
-        if condition is not None:
-            stmt = stmt.where(condition)
-        fingerprint = query_fingerprint(filter=filter, parent=str(company or "*"))
+        stmt = audit_listing(company, condition)
         # Every company's log at once is the one cross-tenant read here.
         async with self.ctx.db.unit_of_work(
             company_id=company, cross_tenant=company is None
         ) as session:
-            return await paginate(
-                session,
-                stmt,
-                order=[OrderTerm(AuditEventRow.create_time, True)],
-                page_size=page_size,
-                page_token=page_token,
-                fingerprint=fingerprint,
-                secret=self.ctx.settings.page_token_secret,
+            return await self.ctx.page(
+                session, stmt, query, order=AUDIT_ORDER, parent=str(company or "*")
             )

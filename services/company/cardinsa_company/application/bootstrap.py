@@ -7,17 +7,15 @@ admin already belongs to. Idempotent: an existing company is left as it is.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
-from cardinsa_company.application.context import CompanyContext
+from cardinsa_company.application.context import CompanyContext, CompanyScope
 from cardinsa_company.domain.companies import (
     UPDATABLE_FIELDS,
     CompanyProfile,
     check_profile,
     normalize_profile,
 )
-from cardinsa_company.domain.lifecycle import CompanyState
-from cardinsa_company.repository.documents import write_profile
+from cardinsa_company.repository.companies import find_company, new_company
 from cardinsa_company.repository.models import CompanyRow
 from cardinsa_foundation.errors import InvalidArgument
 
@@ -33,25 +31,19 @@ async def ensure_company(
         raise InvalidArgument("the company is not valid", field_violations=violations)
     # The tenant of this transaction is the company itself: nothing else is visible.
     async with ctx.db.unit_of_work(company_id=company_id) as session:
-        row = await session.get(CompanyRow, company_id)
+        row = await find_company(session, company_id)
         if row is not None:
             return row, False
-        row = CompanyRow(
-            id=company_id,
-            state=CompanyState.ACTIVE.value,
-            state_reason="",
-            state_change_time=datetime.now(UTC),
-        )
-        write_profile(row, profile)
+        row = new_company(company_id, profile)
         session.add(row)
         await session.flush()
-        await ctx.audit.record(
+        await ctx.record(
             session,
-            action="company.create",
-            entity_type="company",
-            entity_id=row.id,
-            company_id=row.id,
-            changed_fields=sorted(UPDATABLE_FIELDS),
-            detail={"via": "cli", "display_name": row.display_name},
+            CompanyScope(row.id, cross_company=False),
+            "company.create",
+            row.id,
+            sorted(UPDATABLE_FIELDS),
+            via="cli",
+            display_name=row.display_name,
         )
         return row, True

@@ -9,25 +9,22 @@ company for a platform admin); see :mod:`cardinsa_company.application.context`.
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Final
 
-from sqlalchemy import false, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_company.application.context import (
     PLATFORM_SCOPE,
     CompanyContext,
     CompanyScope,
-    claim_request_id,
+    ListQuery,
+    claim_request,
     company_scope,
-    lookup_uuid,
-    not_found,
-    request_id_violations,
+    not_deleted,
     require_platform_admin,
-    require_principal,
-    violated_constraint,
 )
 from cardinsa_company.domain.companies import (
     UPDATABLE_FIELDS,
@@ -44,41 +41,35 @@ from cardinsa_company.domain.lifecycle import (
     check_reason,
     transition,
 )
+from cardinsa_company.repository.companies import (
+    COMPANY_FILTER,
+    COMPANY_ORDER,
+    DEFAULT_COMPANY_ORDER,
+    REGISTRATION_INDEX,
+    companies_listing,
+    find_company,
+    new_company,
+)
 from cardinsa_company.repository.documents import profile_of, write_profile
 from cardinsa_company.repository.models import CompanyRow
+from cardinsa_company.repository.queries import flush
 from cardinsa_foundation.errors import (
     AlreadyExists,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
 )
-from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec, parse_order_by
-from cardinsa_foundation.models import check_etag
-from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
-
-COMPANY_FILTER: Final = FilterSpec(
-    {
-        "display_name": FilterField(CompanyRow.display_name, FieldType.STRING),
-        "legal_name": FilterField(CompanyRow.legal_name, FieldType.STRING),
-        "registration_number": FilterField(CompanyRow.registration_number, FieldType.STRING),
-        "country": FilterField(CompanyRow.country, FieldType.STRING),
-        "default_currency": FilterField(CompanyRow.default_currency, FieldType.STRING),
-        "state": FilterField(
-            CompanyRow.state, FieldType.ENUM, values=[s.value for s in CompanyState]
-        ),
-        "create_time": FilterField(CompanyRow.create_time, FieldType.TIMESTAMP),
-        "update_time": FilterField(CompanyRow.update_time, FieldType.TIMESTAMP),
-    }
+from cardinsa_foundation.filtering import parse_order_by
+from cardinsa_foundation.paging import Page
+from cardinsa_foundation.use_cases import (
+    check_etag,
+    check_request_id,
+    lookup_uuid,
+    not_found,
+    require_principal,
 )
-COMPANY_ORDER: Final = {
-    "create_time": CompanyRow.create_time,
-    "update_time": CompanyRow.update_time,
-    "display_name": CompanyRow.display_name,
-    "country": CompanyRow.country,
-}
-DEFAULT_COMPANY_ORDER: Final = [OrderTerm(CompanyRow.create_time, True)]
+
 CREATE_COMPANY: Final = "CreateCompany"
-REGISTRATION_INDEX: Final = "uq_companies_country_registration_number"
 
 #: The gRPC method name of each transition, the key of its idempotency records.
 _TRANSITION_METHODS: Final = {
@@ -98,12 +89,7 @@ def _registration_taken() -> AlreadyExists:
 
 async def _flush(session: AsyncSession) -> None:
     """Flush, turning the registration-number index into its own clear error."""
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        if violated_constraint(exc) == REGISTRATION_INDEX:
-            raise _registration_taken() from exc
-        raise
+    await flush(session, {REGISTRATION_INDEX: _registration_taken})
 
 
 class CompanyUseCases:
@@ -122,53 +108,44 @@ class CompanyUseCases:
         new_id = lookup_uuid(company_id) if company_id else uuid.uuid4()
         if new_id is None:
             violations.append(FieldViolation("company_id", "must be a UUID"))
-        violations += request_id_violations(request_id)
+        violations += check_request_id(request_id)
         if violations or new_id is None:
             raise InvalidArgument("the company is not valid", field_violations=violations)
         # The company does not exist yet and the idempotency record is
         # platform-scoped: the explicit cross-tenant path.
         async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
-            if request_id:
-                earlier = await claim_request_id(
-                    session,
-                    company_id=PLATFORM_SCOPE,
-                    method=CREATE_COMPANY,
-                    request_id=request_id,
-                    resource_id=str(new_id),
-                )
-                if earlier is not None:
-                    row = await session.get(CompanyRow, uuid.UUID(earlier))
-                    if row is None:  # pragma: no cover - companies are never hard-deleted
-                        raise not_found("company", earlier)
-                    return row
-            if await session.get(CompanyRow, new_id) is not None:
+            earlier = await claim_request(
+                session,
+                company_id=PLATFORM_SCOPE,
+                method=CREATE_COMPANY,
+                request_id=request_id,
+                resource_id=str(new_id),
+                arguments=(company_id, profile),
+            )
+            if earlier is not None:
+                row = await find_company(session, uuid.UUID(earlier))
+                if row is None:  # pragma: no cover - companies are never hard-deleted
+                    raise not_found("company", earlier)
+                return row
+            if await find_company(session, new_id) is not None:
                 raise AlreadyExists(
                     "a company with this id already exists",
                     reason="COMPANY_ID_TAKEN",
                     field_violations=[FieldViolation("company_id", "already in use")],
                 )
-            row = CompanyRow(
-                id=new_id,
-                state=CompanyState.ACTIVE.value,
-                state_reason="",
-                state_change_time=datetime.now(UTC),
-            )
-            write_profile(row, profile)
+            row = new_company(new_id, profile)
             session.add(row)
             await _flush(session)
-            await self.ctx.audit.record(
+            # Creating a company is always a platform admin acting in another company.
+            await self.ctx.record(
                 session,
-                action="company.create",
-                entity_type="company",
-                entity_id=row.id,
-                company_id=row.id,
-                changed_fields=sorted(UPDATABLE_FIELDS),
-                detail={
-                    "display_name": row.display_name,
-                    "country": row.country,
-                    "default_currency": row.default_currency,
-                    "cross_company": True,
-                },
+                CompanyScope(row.id, cross_company=True),
+                "company.create",
+                row.id,
+                sorted(UPDATABLE_FIELDS),
+                display_name=row.display_name,
+                country=row.country,
+                default_currency=row.default_currency,
             )
             return row
 
@@ -179,39 +156,28 @@ class CompanyUseCases:
         async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
             return await self._row(session, scope, company_id)
 
-    async def list_companies(
-        self, *, page_size: int, page_token: str, filter: str, order_by: str, show_deleted: bool
-    ) -> Page[CompanyRow]:
+    async def list_companies(self, query: ListQuery) -> Page[CompanyRow]:
         principal = require_principal()
-        condition = COMPANY_FILTER.parse(filter)
-        order = parse_order_by(order_by, COMPANY_ORDER, default=DEFAULT_COMPANY_ORDER)
-        stmt = select(CompanyRow)
+        condition = COMPANY_FILTER.parse(query.filter)
+        order = parse_order_by(query.order_by, COMPANY_ORDER, default=DEFAULT_COMPANY_ORDER)
         own = lookup_uuid(principal.company_id or "")
-        if not principal.is_platform_admin:
-            # Everyone else lists their own company at most; RLS holds it too.
-            stmt = stmt.where(CompanyRow.id == own) if own else stmt.where(false())
-        if not show_deleted:
-            stmt = stmt.where(CompanyRow.delete_time.is_(None))
-        if condition is not None:
-            stmt = stmt.where(condition)
-        fingerprint = query_fingerprint(
-            filter=filter,
-            order_by=order_by,
-            show_deleted=show_deleted,
-            parent="*" if principal.is_platform_admin else str(own or ""),
+        # Everyone but a platform admin lists their own company at most; RLS holds it too.
+        stmt = companies_listing(
+            only=own,
+            every=principal.is_platform_admin,
+            show_deleted=query.show_deleted,
+            condition=condition,
         )
         async with self.ctx.db.unit_of_work(
             company_id=None if principal.is_platform_admin else own,
             cross_tenant=principal.is_platform_admin,
         ) as session:
-            return await paginate(
+            return await self.ctx.page(
                 session,
                 stmt,
+                query,
                 order=order,
-                page_size=page_size,
-                page_token=page_token,
-                fingerprint=fingerprint,
-                secret=self.ctx.settings.page_token_secret,
+                parent="*" if principal.is_platform_admin else str(own or ""),
             )
 
     async def status(self, company_id: str) -> CompanyRow:
@@ -226,7 +192,7 @@ class CompanyUseCases:
         if key is None:
             raise not_found("company", company_id)
         async with self.ctx.db.unit_of_work(company_id=key) as session:
-            row = await session.scalar(select(CompanyRow).where(CompanyRow.id == key))
+            row = await find_company(session, key)
             if row is None:
                 raise not_found("company", company_id)
             return row
@@ -239,9 +205,7 @@ class CompanyUseCases:
         principal = require_principal()
         mask = parse_update_mask(mask_paths)
         scope = company_scope(principal, company_id)
-        async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
-            row = await self._row(session, scope, company_id, lock=True)
-            check_etag(row, etag)
+        async with self._change(scope, company_id, etag) as (session, row):
             self._require_changeable(row)
             current = profile_of(row)
             updated = normalize_profile(merge_update(current, patch, mask))
@@ -252,35 +216,19 @@ class CompanyUseCases:
             if changed:
                 write_profile(row, updated)
                 await _flush(session)
-                await self.ctx.audit.record(
-                    session,
-                    action="company.update",
-                    entity_type="company",
-                    entity_id=row.id,
-                    company_id=row.id,
-                    changed_fields=changed,
-                    detail=scope.audit_detail(),
-                )
+                await self.ctx.record(session, scope, "company.update", row.id, changed)
             return row
 
     async def delete(self, company_id: str, etag: str) -> CompanyRow:
         principal = require_principal()
         require_platform_admin(principal, "delete companies")
         scope = company_scope(principal, company_id)
-        async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
-            row = await self._row(session, scope, company_id, lock=True)
-            check_etag(row, etag)
+        async with self._change(scope, company_id, etag) as (session, row):
             if row.delete_time is None:
                 row.soft_delete()
                 await _flush(session)
-                await self.ctx.audit.record(
-                    session,
-                    action="company.delete",
-                    entity_type="company",
-                    entity_id=row.id,
-                    company_id=row.id,
-                    changed_fields=["delete_time"],
-                    detail=scope.audit_detail(state=row.state),
+                await self.ctx.record(
+                    session, scope, "company.delete", row.id, ["delete_time"], state=row.state
                 )
             return row
 
@@ -288,26 +236,12 @@ class CompanyUseCases:
         principal = require_principal()
         require_platform_admin(principal, "restore companies")
         scope = company_scope(principal, company_id)
-        async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
-            row = await self._row(session, scope, company_id, lock=True)
-            check_etag(row, etag)
+        async with self._change(scope, company_id, etag) as (session, row):
             if row.delete_time is None:
-                raise FailedPrecondition(
-                    "the company is not deleted",
-                    reason="NOT_DELETED",
-                    metadata={"company_id": str(row.id)},
-                )
+                raise not_deleted("company", row.id)
             row.undelete()
             await _flush(session)
-            await self.ctx.audit.record(
-                session,
-                action="company.undelete",
-                entity_type="company",
-                entity_id=row.id,
-                company_id=row.id,
-                changed_fields=["delete_time"],
-                detail=scope.audit_detail(),
-            )
+            await self.ctx.record(session, scope, "company.undelete", row.id, ["delete_time"])
             return row
 
     async def transition(
@@ -321,7 +255,7 @@ class CompanyUseCases:
     ) -> CompanyRow:
         principal = require_principal()
         require_platform_admin(principal, f"{action.value} companies")
-        violations = check_reason(action, reason) + request_id_violations(request_id)
+        violations = check_reason(action, reason) + check_request_id(request_id)
         if violations:
             raise InvalidArgument(
                 f"the request to {action.value} the company is not valid",
@@ -329,16 +263,16 @@ class CompanyUseCases:
             )
         scope = company_scope(principal, company_id)
         async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
-            if request_id:
-                earlier = await claim_request_id(
-                    session,
-                    company_id=scope.company_id,
-                    method=_TRANSITION_METHODS[action],
-                    request_id=request_id,
-                    resource_id=str(scope.company_id),
-                )
-                if earlier is not None:
-                    return await self._row(session, scope, company_id)
+            earlier = await claim_request(
+                session,
+                company_id=scope.company_id,
+                method=_TRANSITION_METHODS[action],
+                request_id=request_id,
+                resource_id=str(scope.company_id),
+                arguments=(reason.strip(),),
+            )
+            if earlier is not None:
+                return await self._row(session, scope, company_id)
             row = await self._row(session, scope, company_id, lock=True)
             check_etag(row, etag)
             if row.delete_time is not None:
@@ -353,29 +287,35 @@ class CompanyUseCases:
             row.state_reason = reason.strip()
             row.state_change_time = datetime.now(UTC)
             await _flush(session)
-            await self.ctx.audit.record(
+            await self.ctx.record(
                 session,
-                action=f"company.{action.value}",
-                entity_type="company",
-                entity_id=row.id,
-                company_id=row.id,
-                changed_fields=["state", "state_reason", "state_change_time"],
-                detail=scope.audit_detail(
-                    from_state=before.value, to_state=after.value, reason=row.state_reason
-                ),
+                scope,
+                f"company.{action.value}",
+                row.id,
+                ["state", "state_reason", "state_change_time"],
+                from_state=before.value,
+                to_state=after.value,
+                reason=row.state_reason,
             )
             return row
 
     # ------------------------------------------------------------------ helpers
 
+    @asynccontextmanager
+    async def _change(
+        self, scope: CompanyScope, company_id: str, etag: str
+    ) -> AsyncIterator[tuple[AsyncSession, CompanyRow]]:
+        """The unit of work of a change to the company: its row locked, its etag current."""
+        async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
+            row = await self._row(session, scope, company_id, lock=True)
+            check_etag(row, etag)
+            yield session, row
+
     @staticmethod
     async def _row(
         session: AsyncSession, scope: CompanyScope, company_id: str, *, lock: bool = False
     ) -> CompanyRow:
-        stmt = select(CompanyRow).where(CompanyRow.id == scope.company_id)
-        if lock:
-            stmt = stmt.with_for_update()
-        row = await session.scalar(stmt)
+        row = await find_company(session, scope.company_id, lock=lock)
         if row is None:
             raise not_found("company", company_id)
         return row

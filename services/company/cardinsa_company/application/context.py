@@ -19,27 +19,38 @@ Writes by a platform admin in a company not their own are audited with
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_company.repository.models import AuditEventRow, IdempotencyRow
 from cardinsa_company.settings import CompanyServiceSettings
+from cardinsa_foundation import idempotency
 from cardinsa_foundation.audit import AuditWriter
-from cardinsa_foundation.context import Principal, current_principal
+from cardinsa_foundation.context import Principal
 from cardinsa_foundation.db import Database
-from cardinsa_foundation.errors import (
-    Aborted,
-    FieldViolation,
-    NotFound,
-    PermissionDenied,
-    Unauthenticated,
-)
+from cardinsa_foundation.errors import FailedPrecondition, PermissionDenied
+from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
+from cardinsa_foundation.use_cases import lookup_uuid, not_found
+
+R = TypeVar("R")
 
 #: The company of platform-scoped idempotency records (no tenant owns them).
 PLATFORM_SCOPE: Final = uuid.UUID(int=0)
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """What a List request asks for besides its parent (AIP-132, -158, -160, -164)."""
+
+    page_size: int
+    page_token: str
+    filter: str = ""
+    order_by: str = ""
+    show_deleted: bool = False
 
 
 @dataclass
@@ -48,12 +59,54 @@ class CompanyContext:
     settings: CompanyServiceSettings
     audit: AuditWriter[AuditEventRow]
 
+    async def page(
+        self,
+        session: AsyncSession,
+        stmt: Select[R],
+        query: ListQuery,
+        *,
+        order: Sequence[OrderTerm],
+        parent: str,
+    ) -> Page[R]:
+        """One page of a List statement; its token, signed with the service's secret,
+        holds only for the same query under the same ``parent``."""
+        fingerprint = query_fingerprint(
+            filter=query.filter,
+            order_by=query.order_by,
+            show_deleted=query.show_deleted,
+            parent=parent,
+        )
+        page: Page[R] = await paginate(
+            session,
+            stmt,
+            order=order,
+            page_size=query.page_size,
+            page_token=query.page_token,
+            fingerprint=fingerprint,
+            secret=self.settings.page_token_secret,
+        )
+        return page
 
-def require_principal() -> Principal:
-    principal = current_principal()
-    if principal is None:
-        raise Unauthenticated("an access token is required", reason="MISSING_TOKEN")
-    return principal
+    async def record(
+        self,
+        session: AsyncSession,
+        scope: CompanyScope,
+        action: str,
+        entity_id: uuid.UUID,
+        changed: list[str],
+        **detail: Any,
+    ) -> None:
+        """Audit ``action`` (``<entity type>.<verb>``) on an entity of the scope's
+        company, in the same transaction."""
+        await self.audit.record(
+            session,
+            action=action,
+            entity_type=action.partition(".")[0],
+            entity_id=entity_id,
+            company_id=scope.company_id,
+            changed_fields=changed,
+            detail=scope.audit_detail(**detail),
+        )
 
 
 def require_platform_admin(principal: Principal, what: str) -> None:
@@ -66,27 +119,13 @@ def require_platform_admin(principal: Principal, what: str) -> None:
         raise PermissionDenied(f"only platform administrators {what}", reason="PLATFORM_ADMIN_ONLY")
 
 
-def lookup_uuid(value: str) -> uuid.UUID | None:
-    """An id from a path: a malformed one simply names nothing (NOT_FOUND, like
-    another tenant's id), so probing ids tells nothing."""
-    try:
-        return uuid.UUID(value)
-    except (ValueError, AttributeError, TypeError):
-        return None
-
-
-def not_found(resource: str, resource_id: str) -> NotFound:
-    return NotFound(
-        f"{resource} not found",
-        reason=f"{resource.upper().replace(' ', '_')}_NOT_FOUND",
-        metadata={"id": resource_id[:64]},
+def not_deleted(resource: str, resource_id: uuid.UUID) -> FailedPrecondition:
+    """Undeleting a ``resource`` that is not deleted."""
+    return FailedPrecondition(
+        f"the {resource} is not deleted",
+        reason="NOT_DELETED",
+        metadata={f"{resource}_id": str(resource_id)},
     )
-
-
-def request_id_violations(request_id: str) -> list[FieldViolation]:
-    if request_id and lookup_uuid(request_id) is None:
-        return [FieldViolation("request_id", "must be a UUID")]
-    return []
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,51 +154,27 @@ def company_scope(principal: Principal, company_id: str) -> CompanyScope:
     raise not_found("company", company_id)
 
 
-async def claim_request_id(
+async def claim_request(
     session: AsyncSession,
     *,
     company_id: uuid.UUID,
     method: str,
     request_id: str,
     resource_id: str,
+    arguments: tuple[object, ...],
 ) -> str | None:
-    """Record that ``request_id`` produced ``resource_id``; when an earlier call
-    already recorded it, return that call's resource id instead (AIP-155).
-
-    The insert is the lock: a concurrent retry waits for the first call's
-    transaction and then sees its record, so the work is never done twice; when
-    the first call rolls back, its record goes with it and the retry does the work.
-    """
-    inserted = await session.scalar(
-        pg_insert(IdempotencyRow)
-        .values(
-            company_id=company_id, method=method, request_id=request_id, resource_id=resource_id
-        )
-        .on_conflict_do_nothing()
-        .returning(IdempotencyRow.request_id)
-    )
-    if inserted is not None:
+    """AIP-155 for a company use case: None when the call has no request id or is
+    the first with it (act); else the id of the resource the first call acted on
+    (answer with it). ``arguments`` define the call: the same request id with
+    other arguments is INVALID_ARGUMENT ``REQUEST_ID_REUSED``."""
+    if not request_id:
         return None
-    seen = await session.get(IdempotencyRow, (company_id, method, request_id))
-    if seen is None:  # pragma: no cover - the conflicting row is always visible here
-        raise Aborted("the request conflicted with a concurrent one, retry", reason="RETRY")
-    return seen.resource_id
-
-
-def violated_constraint(exc: BaseException) -> str | None:
-    """The name of the constraint a database error reports, if any (asyncpg puts it
-    on the driver error that SQLAlchemy wraps)."""
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:
-        error = todo.pop()
-        if id(error) in seen:
-            continue
-        seen.add(id(error))
-        name = getattr(error, "constraint_name", None)
-        if isinstance(name, str):
-            return name
-        for nested in (getattr(error, "orig", None), error.__cause__):
-            if isinstance(nested, BaseException):
-                todo.append(nested)
-    return None
+    return await idempotency.claim_request_id(
+        session,
+        IdempotencyRow,
+        company_id=company_id,
+        method=method,
+        request_id=request_id,
+        resource_id=resource_id,
+        fingerprint=idempotency.request_fingerprint(*arguments),
+    )

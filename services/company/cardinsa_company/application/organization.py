@@ -14,27 +14,24 @@ moves, so two concurrent moves cannot build a cycle between them.
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, Final
 
-from sqlalchemy import func, select, text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_company.application.context import (
     CompanyContext,
     CompanyScope,
-    claim_request_id,
+    ListQuery,
+    claim_request,
     company_scope,
-    lookup_uuid,
-    not_found,
-    request_id_violations,
-    require_principal,
-    violated_constraint,
+    not_deleted,
 )
 from cardinsa_company.domain.lifecycle import CompanyState
 from cardinsa_company.domain.organization import (
     DEPARTMENT_FIELDS,
-    MAX_DEPTH,
     UNIT_FIELDS,
     OrgNodeSpec,
     check_move,
@@ -42,78 +39,28 @@ from cardinsa_company.domain.organization import (
     normalize_spec,
     parse_mask,
 )
+from cardinsa_company.repository import organization as repo
+from cardinsa_company.repository.companies import find_company
 from cardinsa_company.repository.models import CompanyRow, DepartmentRow, UnitRow
+from cardinsa_company.repository.queries import flush
 from cardinsa_foundation.errors import (
     AlreadyExists,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
 )
-from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec, parse_order_by
-from cardinsa_foundation.models import check_etag
-from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
+from cardinsa_foundation.filtering import parse_order_by
+from cardinsa_foundation.paging import OrderTerm, Page
+from cardinsa_foundation.use_cases import (
+    check_etag,
+    check_request_id,
+    lookup_uuid,
+    not_found,
+    require_principal,
+)
 
-DEPARTMENT_FILTER: Final = FilterSpec(
-    {
-        "display_name": FilterField(DepartmentRow.display_name, FieldType.STRING),
-        "code": FilterField(DepartmentRow.code, FieldType.STRING),
-        "parent_department_id": FilterField(DepartmentRow.parent_department_id, FieldType.UUID),
-        "create_time": FilterField(DepartmentRow.create_time, FieldType.TIMESTAMP),
-        "update_time": FilterField(DepartmentRow.update_time, FieldType.TIMESTAMP),
-    }
-)
-DEPARTMENT_ORDER: Final = {
-    "display_name": DepartmentRow.display_name,
-    "code": DepartmentRow.code,
-    "create_time": DepartmentRow.create_time,
-    "update_time": DepartmentRow.update_time,
-}
-UNIT_FILTER: Final = FilterSpec(
-    {
-        "display_name": FilterField(UnitRow.display_name, FieldType.STRING),
-        "code": FilterField(UnitRow.code, FieldType.STRING),
-        "create_time": FilterField(UnitRow.create_time, FieldType.TIMESTAMP),
-        "update_time": FilterField(UnitRow.update_time, FieldType.TIMESTAMP),
-    }
-)
-UNIT_ORDER: Final = {
-    "display_name": UnitRow.display_name,
-    "code": UnitRow.code,
-    "create_time": UnitRow.create_time,
-    "update_time": UnitRow.update_time,
-}
-DEPARTMENT_NAME_INDEX: Final = "uq_departments_company_id_parent_display_name"
-UNIT_NAME_INDEX: Final = "uq_units_company_id_department_id_display_name"
 CREATE_DEPARTMENT: Final = "CreateDepartment"
 CREATE_UNIT: Final = "CreateUnit"
-
-# Walks from a department up to the top: its id, then each ancestor's.
-_ANCESTORS: Final = text(
-    """
-    WITH RECURSIVE chain(id, parent_department_id, depth) AS (
-        SELECT id, parent_department_id, 1 FROM company.departments
-         WHERE company_id = :company_id AND id = :start
-        UNION ALL
-        SELECT d.id, d.parent_department_id, chain.depth + 1
-          FROM company.departments d JOIN chain ON d.id = chain.parent_department_id
-         WHERE d.company_id = :company_id AND chain.depth <= :limit
-    )
-    SELECT id FROM chain ORDER BY depth
-    """
-)
-# Levels of a department's subtree (1 = no sub-departments).
-_SUBTREE_HEIGHT: Final = text(
-    """
-    WITH RECURSIVE tree(id, depth) AS (
-        SELECT id, 1 FROM company.departments WHERE company_id = :company_id AND id = :start
-        UNION ALL
-        SELECT d.id, tree.depth + 1
-          FROM company.departments d JOIN tree ON d.parent_department_id = tree.id
-         WHERE d.company_id = :company_id AND d.delete_time IS NULL AND tree.depth <= :limit
-    )
-    SELECT max(depth) FROM tree
-    """
-)
 
 
 def _name_taken(resource: str, field: str) -> AlreadyExists:
@@ -125,12 +72,9 @@ def _name_taken(resource: str, field: str) -> AlreadyExists:
 
 
 async def _flush(session: AsyncSession, resource: str, field: str) -> None:
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        if violated_constraint(exc) in (DEPARTMENT_NAME_INDEX, UNIT_NAME_INDEX):
-            raise _name_taken(resource, field) from exc
-        raise
+    """Flush, turning the name indexes into NAME_TAKEN on ``field``."""
+    error = partial(_name_taken, resource, field)
+    await flush(session, {repo.DEPARTMENT_NAME_INDEX: error, repo.UNIT_NAME_INDEX: error})
 
 
 def _invalid(resource: str, violations: list[FieldViolation]) -> InvalidArgument:
@@ -148,39 +92,26 @@ class OrganizationUseCases:
     ) -> DepartmentRow:
         scope = company_scope(require_principal(), company_id)
         spec = normalize_spec(spec)
-        violations = check_spec(spec, prefix="department") + request_id_violations(request_id)
+        violations = check_spec(spec, prefix="department") + check_request_id(request_id)
         if violations:
             raise _invalid("department", violations)
         new_id = uuid.uuid4()
         async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
-            if request_id:
-                earlier = await claim_request_id(
-                    session,
-                    company_id=scope.company_id,
-                    method=CREATE_DEPARTMENT,
-                    request_id=request_id,
-                    resource_id=str(new_id),
-                )
-                if earlier is not None:
-                    return await self._department(session, scope, earlier)
+            earlier = await self._claim(session, scope, CREATE_DEPARTMENT, request_id, new_id, spec)
+            if earlier is not None:
+                return await self._department(session, scope, earlier)
             await self._writable_company(session, scope, company_id)
             parent = await self._parent(session, scope, spec.parent_department_id)
             if parent is not None:
-                await self._lock_tree(session, scope)
-                chain = await self._ancestors(session, scope, parent.id)
+                await repo.lock_tree(session, scope.company_id)
+                chain = await repo.ancestors(session, scope.company_id, parent.id)
                 check_move(new_id, chain, 1)
-            await self._department_name_free(session, scope, parent, spec.display_name, None)
-            row = DepartmentRow(
-                id=new_id,
-                company_id=scope.company_id,
-                parent_department_id=parent.id if parent else None,
-                display_name=spec.display_name,
-                code=spec.code,
-                description=spec.description,
-            )
+            parent_id = parent.id if parent else None
+            await self._department_name_free(session, scope, parent_id, spec.display_name, None)
+            row = repo.new_department(new_id, scope.company_id, parent_id, spec)
             session.add(row)
             await _flush(session, "department", "department.display_name")
-            await self._audit(
+            await self.ctx.record(
                 session,
                 scope,
                 "department.create",
@@ -199,39 +130,20 @@ class OrganizationUseCases:
     async def list_departments(
         self,
         company_id: str,
-        *,
-        page_size: int,
-        page_token: str,
-        filter: str,
-        order_by: str,
-        show_deleted: bool,
+        query: ListQuery,
     ) -> Page[DepartmentRow]:
         scope = company_scope(require_principal(), company_id)
-        condition = DEPARTMENT_FILTER.parse(filter)
+        condition = repo.DEPARTMENT_FILTER.parse(query.filter)
         order = parse_order_by(
-            order_by, DEPARTMENT_ORDER, default=[OrderTerm(DepartmentRow.display_name)]
+            query.order_by, repo.DEPARTMENT_ORDER, default=[OrderTerm(DepartmentRow.display_name)]
         )
-        stmt = select(DepartmentRow).where(DepartmentRow.company_id == scope.company_id)
-        if not show_deleted:
-            stmt = stmt.where(DepartmentRow.delete_time.is_(None))
-        if condition is not None:
-            stmt = stmt.where(condition)
-        fingerprint = query_fingerprint(
-            filter=filter,
-            order_by=order_by,
-            show_deleted=show_deleted,
-            parent=str(scope.company_id),
+        stmt = repo.departments_listing(
+            scope.company_id, show_deleted=query.show_deleted, condition=condition
         )
         async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
             await self._company(session, scope, company_id)
-            return await paginate(
-                session,
-                stmt,
-                order=order,
-                page_size=page_size,
-                page_token=page_token,
-                fingerprint=fingerprint,
-                secret=self.ctx.settings.page_token_secret,
+            return await self.ctx.page(
+                session, stmt, query, order=order, parent=str(scope.company_id)
             )
 
     async def update_department(
@@ -248,22 +160,21 @@ class OrganizationUseCases:
         violations = check_spec(spec, prefix="department", fields=mask)
         if violations:
             raise _invalid("department", violations)
-        async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
-            await self._writable_company(session, scope, company_id)
-            if "parent_department_id" in mask:
-                await self._lock_tree(session, scope)
-            row = await self._department(session, scope, department_id, lock=True)
-            check_etag(row, etag)
+        moving = "parent_department_id" in mask
+        async with self._department_change(
+            scope, company_id, department_id, etag, lock_tree=moving
+        ) as (session, row):
             self._require_live(row, "department")
             changed: list[str] = []
             parent_id: uuid.UUID | None = row.parent_department_id
-            if "parent_department_id" in mask:
+            if moving:
                 parent = await self._parent(session, scope, spec.parent_department_id)
                 parent_id = parent.id if parent else None
                 if parent_id != row.parent_department_id:
                     if parent is not None:
-                        chain = await self._ancestors(session, scope, parent.id)
-                        check_move(row.id, chain, await self._subtree_height(session, scope, row))
+                        chain = await repo.ancestors(session, scope.company_id, parent.id)
+                        height = await repo.subtree_height(session, scope.company_id, row.id)
+                        check_move(row.id, chain, height)
                     changed.append("parent_department_id")
             name = spec.display_name if "display_name" in mask else row.display_name
             if "display_name" in mask and name != row.display_name:
@@ -286,7 +197,7 @@ class OrganizationUseCases:
             row.code = spec.code if "code" in mask else row.code
             row.description = spec.description if "description" in mask else row.description
             await _flush(session, "department", "department.display_name")
-            await self._audit(
+            await self.ctx.record(
                 session,
                 scope,
                 "department.move" if "parent_department_id" in changed else "department.update",
@@ -300,31 +211,12 @@ class OrganizationUseCases:
         self, company_id: str, department_id: str, etag: str
     ) -> DepartmentRow:
         scope = company_scope(require_principal(), company_id)
-        async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
-            await self._writable_company(session, scope, company_id)
-            await self._lock_tree(session, scope)
-            row = await self._department(session, scope, department_id, lock=True)
-            check_etag(row, etag)
+        async with self._department_change(
+            scope, company_id, department_id, etag, lock_tree=True
+        ) as (session, row):
             if row.delete_time is not None:
                 return row
-            children = await session.scalar(
-                select(func.count())
-                .select_from(DepartmentRow)
-                .where(
-                    DepartmentRow.company_id == scope.company_id,
-                    DepartmentRow.parent_department_id == row.id,
-                    DepartmentRow.delete_time.is_(None),
-                )
-            )
-            units = await session.scalar(
-                select(func.count())
-                .select_from(UnitRow)
-                .where(
-                    UnitRow.company_id == scope.company_id,
-                    UnitRow.department_id == row.id,
-                    UnitRow.delete_time.is_(None),
-                )
-            )
+            children, units = await repo.live_contents(session, scope.company_id, row.id)
             if children or units:
                 raise FailedPrecondition(
                     "the department still has live sub-departments or units; "
@@ -332,32 +224,28 @@ class OrganizationUseCases:
                     reason="DEPARTMENT_NOT_EMPTY",
                     metadata={
                         "department_id": str(row.id),
-                        "sub_departments": str(children or 0),
-                        "units": str(units or 0),
+                        "sub_departments": str(children),
+                        "units": str(units),
                     },
                 )
             row.soft_delete()
             await session.flush()
-            await self._audit(session, scope, "department.delete", row.id, ["delete_time"])
+            await self.ctx.record(session, scope, "department.delete", row.id, ["delete_time"])
             return row
 
     async def undelete_department(
         self, company_id: str, department_id: str, etag: str
     ) -> DepartmentRow:
         scope = company_scope(require_principal(), company_id)
-        async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
-            await self._writable_company(session, scope, company_id)
-            await self._lock_tree(session, scope)
-            row = await self._department(session, scope, department_id, lock=True)
-            check_etag(row, etag)
+        async with self._department_change(
+            scope, company_id, department_id, etag, lock_tree=True
+        ) as (session, row):
             if row.delete_time is None:
-                raise FailedPrecondition(
-                    "the department is not deleted",
-                    reason="NOT_DELETED",
-                    metadata={"department_id": str(row.id)},
-                )
+                raise not_deleted("department", row.id)
             if row.parent_department_id is not None:
-                parent = await session.get(DepartmentRow, row.parent_department_id)
+                parent = await repo.find_department(
+                    session, scope.company_id, row.parent_department_id
+                )
                 if parent is None or parent.delete_time is not None:
                     raise FailedPrecondition(
                         "the parent department is deleted; undelete or move it first",
@@ -369,7 +257,7 @@ class OrganizationUseCases:
             )
             row.undelete()
             await _flush(session, "department", "department.display_name")
-            await self._audit(session, scope, "department.undelete", row.id, ["delete_time"])
+            await self.ctx.record(session, scope, "department.undelete", row.id, ["delete_time"])
             return row
 
     # ================================================================ units
@@ -379,45 +267,28 @@ class OrganizationUseCases:
     ) -> UnitRow:
         scope = company_scope(require_principal(), company_id)
         spec = normalize_spec(spec)
-        violations = check_spec(spec, prefix="unit", fields=UNIT_FIELDS) + request_id_violations(
+        violations = check_spec(spec, prefix="unit", fields=UNIT_FIELDS) + check_request_id(
             request_id
         )
         if violations:
             raise _invalid("unit", violations)
         new_id = uuid.uuid4()
         async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
-            if request_id:
-                earlier = await claim_request_id(
-                    session,
-                    company_id=scope.company_id,
-                    method=CREATE_UNIT,
-                    request_id=request_id,
-                    resource_id=str(new_id),
-                )
-                if earlier is not None:
-                    department = await self._department(session, scope, department_id)
-                    return await self._unit(session, scope, department, earlier)
+            earlier = await self._claim(
+                session, scope, CREATE_UNIT, request_id, new_id, department_id, spec
+            )
+            if earlier is not None:
+                department = await self._department(session, scope, department_id)
+                return await self._unit(session, scope, department, earlier)
             await self._writable_company(session, scope, company_id)
             department = await self._department(session, scope, department_id)
             self._require_live(department, "department")
             await self._unit_name_free(session, scope, department.id, spec.display_name, None)
-            row = UnitRow(
-                id=new_id,
-                company_id=scope.company_id,
-                department_id=department.id,
-                display_name=spec.display_name,
-                code=spec.code,
-                description=spec.description,
-            )
+            row = repo.new_unit(new_id, scope.company_id, department.id, spec)
             session.add(row)
             await _flush(session, "unit", "unit.display_name")
-            await self._audit(
-                session,
-                scope,
-                "unit.create",
-                row.id,
-                ["display_name", "code", "description"],
-                department_id=str(department.id),
+            await self._record_unit(
+                session, scope, "unit.create", row, ["display_name", "code", "description"]
             )
             return row
 
@@ -432,40 +303,24 @@ class OrganizationUseCases:
         self,
         company_id: str,
         department_id: str,
-        *,
-        page_size: int,
-        page_token: str,
-        filter: str,
-        order_by: str,
-        show_deleted: bool,
+        query: ListQuery,
     ) -> Page[UnitRow]:
         scope = company_scope(require_principal(), company_id)
-        condition = UNIT_FILTER.parse(filter)
-        order = parse_order_by(order_by, UNIT_ORDER, default=[OrderTerm(UnitRow.display_name)])
+        condition = repo.UNIT_FILTER.parse(query.filter)
+        order = parse_order_by(
+            query.order_by, repo.UNIT_ORDER, default=[OrderTerm(UnitRow.display_name)]
+        )
         async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
             await self._company(session, scope, company_id)
             department = await self._department(session, scope, department_id)
-            stmt = select(UnitRow).where(
-                UnitRow.company_id == scope.company_id, UnitRow.department_id == department.id
+            stmt = repo.units_listing(
+                scope.company_id,
+                department.id,
+                show_deleted=query.show_deleted,
+                condition=condition,
             )
-            if not show_deleted:
-                stmt = stmt.where(UnitRow.delete_time.is_(None))
-            if condition is not None:
-                stmt = stmt.where(condition)
-            fingerprint = query_fingerprint(
-                filter=filter,
-                order_by=order_by,
-                show_deleted=show_deleted,
-                parent=f"{scope.company_id}/{department.id}",
-            )
-            return await paginate(
-                session,
-                stmt,
-                order=order,
-                page_size=page_size,
-                page_token=page_token,
-                fingerprint=fingerprint,
-                secret=self.ctx.settings.page_token_secret,
+            return await self.ctx.page(
+                session, stmt, query, order=order, parent=f"{scope.company_id}/{department.id}"
             )
 
     async def update_unit(
@@ -484,11 +339,11 @@ class OrganizationUseCases:
         violations = check_spec(spec, prefix="unit", fields=mask)
         if violations:
             raise _invalid("unit", violations)
-        async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
-            await self._writable_company(session, scope, company_id)
-            department = await self._department(session, scope, department_id)
-            row = await self._unit(session, scope, department, unit_id, lock=True)
-            check_etag(row, etag)
+        async with self._unit_change(scope, company_id, department_id, unit_id, etag) as (
+            session,
+            department,
+            row,
+        ):
             self._require_live(row, "unit")
             changed = [f for f in sorted(mask) if getattr(spec, f) != getattr(row, f)]
             if not changed:
@@ -500,53 +355,35 @@ class OrganizationUseCases:
             for field in changed:
                 setattr(row, field, getattr(spec, field))
             await _flush(session, "unit", "unit.display_name")
-            await self._audit(
-                session,
-                scope,
-                "unit.update",
-                row.id,
-                changed,
-                department_id=str(department.id),
-            )
+            await self._record_unit(session, scope, "unit.update", row, changed)
             return row
 
     async def delete_unit(
         self, company_id: str, department_id: str, unit_id: str, etag: str
     ) -> UnitRow:
         scope = company_scope(require_principal(), company_id)
-        async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
-            await self._writable_company(session, scope, company_id)
-            department = await self._department(session, scope, department_id)
-            row = await self._unit(session, scope, department, unit_id, lock=True)
-            check_etag(row, etag)
+        async with self._unit_change(scope, company_id, department_id, unit_id, etag) as (
+            session,
+            _department,
+            row,
+        ):
             if row.delete_time is None:
                 row.soft_delete()
                 await session.flush()
-                await self._audit(
-                    session,
-                    scope,
-                    "unit.delete",
-                    row.id,
-                    ["delete_time"],
-                    department_id=str(department.id),
-                )
+                await self._record_unit(session, scope, "unit.delete", row, ["delete_time"])
             return row
 
     async def undelete_unit(
         self, company_id: str, department_id: str, unit_id: str, etag: str
     ) -> UnitRow:
         scope = company_scope(require_principal(), company_id)
-        async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
-            await self._writable_company(session, scope, company_id)
-            department = await self._department(session, scope, department_id)
-            row = await self._unit(session, scope, department, unit_id, lock=True)
-            check_etag(row, etag)
+        async with self._unit_change(scope, company_id, department_id, unit_id, etag) as (
+            session,
+            department,
+            row,
+        ):
             if row.delete_time is None:
-                raise FailedPrecondition(
-                    "the unit is not deleted",
-                    reason="NOT_DELETED",
-                    metadata={"unit_id": str(row.id)},
-                )
+                raise not_deleted("unit", row.id)
             if department.delete_time is not None:
                 raise FailedPrecondition(
                     "the unit's department is deleted; undelete it first",
@@ -558,21 +395,66 @@ class OrganizationUseCases:
             )
             row.undelete()
             await _flush(session, "unit", "unit.display_name")
-            await self._audit(
-                session,
-                scope,
-                "unit.undelete",
-                row.id,
-                ["delete_time"],
-                department_id=str(department.id),
-            )
+            await self._record_unit(session, scope, "unit.undelete", row, ["delete_time"])
             return row
 
     # ================================================================ helpers
 
     @staticmethod
+    async def _claim(
+        session: AsyncSession,
+        scope: CompanyScope,
+        method: str,
+        request_id: str,
+        new_id: uuid.UUID,
+        *arguments: object,
+    ) -> str | None:
+        """The id an earlier create with ``request_id`` made (AIP-155), or None: create."""
+        return await claim_request(
+            session,
+            company_id=scope.company_id,
+            method=method,
+            request_id=request_id,
+            resource_id=str(new_id),
+            arguments=arguments,
+        )
+
+    @asynccontextmanager
+    async def _department_change(
+        self,
+        scope: CompanyScope,
+        company_id: str,
+        department_id: str,
+        etag: str,
+        *,
+        lock_tree: bool,
+    ) -> AsyncIterator[tuple[AsyncSession, DepartmentRow]]:
+        """The unit of work of a change to a department: the company writable, the
+        tree locked (``lock_tree``), the department locked and its etag current."""
+        async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
+            await self._writable_company(session, scope, company_id)
+            if lock_tree:
+                await repo.lock_tree(session, scope.company_id)
+            row = await self._department(session, scope, department_id, lock=True)
+            check_etag(row, etag)
+            yield session, row
+
+    @asynccontextmanager
+    async def _unit_change(
+        self, scope: CompanyScope, company_id: str, department_id: str, unit_id: str, etag: str
+    ) -> AsyncIterator[tuple[AsyncSession, DepartmentRow, UnitRow]]:
+        """The unit of work of a change to a unit: the company writable, the unit of
+        that department locked and its etag current."""
+        async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
+            await self._writable_company(session, scope, company_id)
+            department = await self._department(session, scope, department_id)
+            row = await self._unit(session, scope, department, unit_id, lock=True)
+            check_etag(row, etag)
+            yield session, department, row
+
+    @staticmethod
     async def _company(session: AsyncSession, scope: CompanyScope, company_id: str) -> CompanyRow:
-        row = await session.scalar(select(CompanyRow).where(CompanyRow.id == scope.company_id))
+        row = await find_company(session, scope.company_id)
         if row is None:
             raise not_found("company", company_id)
         return row
@@ -597,16 +479,14 @@ class OrganizationUseCases:
         key = lookup_uuid(department_id)
         row = None
         if key is not None:
-            stmt = select(DepartmentRow).where(
-                DepartmentRow.company_id == scope.company_id, DepartmentRow.id == key
-            )
-            row = await session.scalar(stmt.with_for_update() if lock else stmt)
+            row = await repo.find_department(session, scope.company_id, key, lock=lock)
         if row is None:
             raise not_found("department", department_id)
         return row
 
+    @staticmethod
     async def _parent(
-        self, session: AsyncSession, scope: CompanyScope, parent_id: str
+        session: AsyncSession, scope: CompanyScope, parent_id: str
     ) -> DepartmentRow | None:
         """The live department a department goes under ("" = top level). An unknown
         parent is a bad value in this request: INVALID_ARGUMENT on the field."""
@@ -615,13 +495,7 @@ class OrganizationUseCases:
         key = lookup_uuid(parent_id)
         row = None
         if key is not None:
-            row = await session.scalar(
-                select(DepartmentRow).where(
-                    DepartmentRow.company_id == scope.company_id,
-                    DepartmentRow.id == key,
-                    DepartmentRow.delete_time.is_(None),
-                )
-            )
+            row = await repo.find_department(session, scope.company_id, key, live=True)
         if row is None:
             raise InvalidArgument(
                 "the parent department does not exist",
@@ -647,15 +521,22 @@ class OrganizationUseCases:
         key = lookup_uuid(unit_id)
         row = None
         if key is not None:
-            stmt = select(UnitRow).where(
-                UnitRow.company_id == scope.company_id,
-                UnitRow.department_id == department.id,
-                UnitRow.id == key,
-            )
-            row = await session.scalar(stmt.with_for_update() if lock else stmt)
+            row = await repo.find_unit(session, scope.company_id, department.id, key, lock=lock)
         if row is None:
             raise not_found("unit", unit_id)
         return row
+
+    async def _record_unit(
+        self,
+        session: AsyncSession,
+        scope: CompanyScope,
+        action: str,
+        row: UnitRow,
+        changed: list[str],
+    ) -> None:
+        await self.ctx.record(
+            session, scope, action, row.id, changed, department_id=str(row.department_id)
+        )
 
     @staticmethod
     def _require_live(row: DepartmentRow | UnitRow, resource: str) -> None:
@@ -667,51 +548,14 @@ class OrganizationUseCases:
             )
 
     @staticmethod
-    async def _lock_tree(session: AsyncSession, scope: CompanyScope) -> None:
-        """Serialise changes to one company's department tree (moves, deletes)."""
-        await session.execute(
-            select(func.pg_advisory_xact_lock(func.hashtext(f"company.tree:{scope.company_id}")))
-        )
-
-    @staticmethod
-    async def _ancestors(
-        session: AsyncSession, scope: CompanyScope, start: uuid.UUID
-    ) -> list[uuid.UUID]:
-        rows = await session.execute(
-            _ANCESTORS, {"company_id": scope.company_id, "start": start, "limit": MAX_DEPTH + 1}
-        )
-        return [row[0] for row in rows]
-
-    @staticmethod
-    async def _subtree_height(
-        session: AsyncSession, scope: CompanyScope, row: DepartmentRow
-    ) -> int:
-        height = await session.scalar(
-            _SUBTREE_HEIGHT,
-            {"company_id": scope.company_id, "start": row.id, "limit": MAX_DEPTH + 1},
-        )
-        return int(height or 1)
-
-    @staticmethod
     async def _department_name_free(
         session: AsyncSession,
         scope: CompanyScope,
-        parent: DepartmentRow | uuid.UUID | None,
+        parent_id: uuid.UUID | None,
         name: str,
         exclude: uuid.UUID | None,
     ) -> None:
-        parent_id = parent.id if isinstance(parent, DepartmentRow) else parent
-        stmt = select(DepartmentRow.id).where(
-            DepartmentRow.company_id == scope.company_id,
-            DepartmentRow.delete_time.is_(None),
-            func.lower(DepartmentRow.display_name) == name.lower(),
-            DepartmentRow.parent_department_id.is_(None)
-            if parent_id is None
-            else DepartmentRow.parent_department_id == parent_id,
-        )
-        if exclude is not None:
-            stmt = stmt.where(DepartmentRow.id != exclude)
-        if await session.scalar(stmt.limit(1)) is not None:
+        if await repo.department_name_taken(session, scope.company_id, parent_id, name, exclude):
             raise _name_taken("department", "department.display_name")
 
     @staticmethod
@@ -722,33 +566,5 @@ class OrganizationUseCases:
         name: str,
         exclude: uuid.UUID | None,
     ) -> None:
-        stmt = select(UnitRow.id).where(
-            UnitRow.company_id == scope.company_id,
-            UnitRow.department_id == department_id,
-            UnitRow.delete_time.is_(None),
-            func.lower(UnitRow.display_name) == name.lower(),
-        )
-        if exclude is not None:
-            stmt = stmt.where(UnitRow.id != exclude)
-        if await session.scalar(stmt.limit(1)) is not None:
+        if await repo.unit_name_taken(session, scope.company_id, department_id, name, exclude):
             raise _name_taken("unit", "unit.display_name")
-
-    async def _audit(
-        self,
-        session: AsyncSession,
-        scope: CompanyScope,
-        action: str,
-        entity_id: uuid.UUID,
-        changed: list[str],
-        **detail: Any,
-    ) -> None:
-        """Audit ``action`` (``<entity type>.<verb>``) on the entity, in the same transaction."""
-        await self.ctx.audit.record(
-            session,
-            action=action,
-            entity_type=action.partition(".")[0],
-            entity_id=entity_id,
-            company_id=scope.company_id,
-            changed_fields=changed,
-            detail=scope.audit_detail(**detail),
-        )

@@ -141,6 +141,10 @@ class ApprovalBands:
     band_3_limit: MoneyAmount | None = None
 
 
+#: The limits of :class:`ApprovalBands`, lowest first.
+BAND_FIELDS: Final = ("band_1_limit", "band_2_limit", "band_3_limit")
+
+
 @dataclass(frozen=True, slots=True)
 class CompanySettings:
     fiscal_year_start_month: int = 1
@@ -386,7 +390,7 @@ def _check_money(money: MoneyAmount, path: str, currency: str) -> list[FieldViol
 def _check_bands(bands: ApprovalBands, path: str, currency: str) -> list[FieldViolation]:
     out: list[FieldViolation] = []
     limits: list[tuple[str, MoneyAmount]] = []
-    for name in ("band_1_limit", "band_2_limit", "band_3_limit"):
+    for name in BAND_FIELDS:
         money: MoneyAmount | None = getattr(bands, name)
         if money is None:
             if name != "band_3_limit":

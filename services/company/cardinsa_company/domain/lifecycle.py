@@ -1,8 +1,9 @@
 """The company lifecycle: ACTIVE, SUSPENDED, CLOSED, as one table.
 
-`TRANSITIONS` is the one place that says what may happen to a tenant; every
-(state, transition) pair not in it is refused with FAILED_PRECONDITION naming
-the current state and the transition tried. CLOSED is final: nothing leaves it.
+`COMPANY_LIFECYCLE` (the foundation's table) is the one place that says what may happen
+to a tenant; every (state, transition) pair not in it is refused with
+FAILED_PRECONDITION (``INVALID_STATE_TRANSITION``) naming the current state and
+the transition tried. CLOSED is final: nothing leaves it.
 Suspending and closing need a reason (it is kept on the company and audited).
 """
 
@@ -11,12 +12,13 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Mapping
 from enum import StrEnum
-from types import MappingProxyType
 from typing import Final
 
-from cardinsa_foundation.errors import FailedPrecondition, FieldViolation
+from cardinsa_foundation.errors import FieldViolation
+from cardinsa_foundation.lifecycle import Lifecycle
 
 __all__ = [
+    "COMPANY_LIFECYCLE",
     "MAX_REASON_LENGTH",
     "TRANSITIONS",
     "CompanyState",
@@ -45,15 +47,19 @@ class CompanyTransition(StrEnum):
 
 
 #: (current state, transition) → new state; every pair not listed is refused.
+COMPANY_LIFECYCLE: Final = Lifecycle(
+    "company",
+    CompanyState,
+    CompanyTransition,
+    {
+        (CompanyState.ACTIVE, CompanyTransition.SUSPEND): CompanyState.SUSPENDED,
+        (CompanyState.SUSPENDED, CompanyTransition.REACTIVATE): CompanyState.ACTIVE,
+        (CompanyState.ACTIVE, CompanyTransition.CLOSE): CompanyState.CLOSED,
+        (CompanyState.SUSPENDED, CompanyTransition.CLOSE): CompanyState.CLOSED,
+    },
+)
 TRANSITIONS: Final[Mapping[tuple[CompanyState, CompanyTransition], CompanyState]] = (
-    MappingProxyType(
-        {
-            (CompanyState.ACTIVE, CompanyTransition.SUSPEND): CompanyState.SUSPENDED,
-            (CompanyState.SUSPENDED, CompanyTransition.REACTIVATE): CompanyState.ACTIVE,
-            (CompanyState.ACTIVE, CompanyTransition.CLOSE): CompanyState.CLOSED,
-            (CompanyState.SUSPENDED, CompanyTransition.CLOSE): CompanyState.CLOSED,
-        }
-    )
+    COMPANY_LIFECYCLE.transitions
 )
 
 #: Transitions that must say why.
@@ -64,19 +70,11 @@ MAX_REASON_LENGTH: Final = 500
 def transition(state: CompanyState, action: CompanyTransition) -> CompanyState:
     """The state after ``action``, or FAILED_PRECONDITION (reason
     ``INVALID_STATE_TRANSITION``) naming the current state and the transition."""
-    state, action = CompanyState(state), CompanyTransition(action)
-    new_state = TRANSITIONS.get((state, action))
-    if new_state is None:
-        raise FailedPrecondition(
-            f"cannot {action.value} a company whose state is {state.value}",
-            reason="INVALID_STATE_TRANSITION",
-            metadata={"current_state": state.value, "transition": action.value},
-        )
-    return new_state
+    return COMPANY_LIFECYCLE.next_state(state, action)
 
 
 def allowed_transitions(state: CompanyState) -> frozenset[CompanyTransition]:
-    return frozenset(t for (s, t) in TRANSITIONS if s is state)
+    return COMPANY_LIFECYCLE.allowed_actions(state)
 
 
 def check_reason(action: CompanyTransition, reason: str) -> list[FieldViolation]:

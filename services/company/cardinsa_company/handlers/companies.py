@@ -11,6 +11,7 @@ from cardinsa_company.application.companies import CompanyUseCases
 from cardinsa_company.domain.lifecycle import CompanyTransition
 from cardinsa_company.handlers.convert import (
     company_to_proto,
+    list_query,
     profile_from_proto,
     status_to_proto,
 )
@@ -49,13 +50,7 @@ class CompanyServicer(company_service_pb2_grpc.CompanyServiceServicer):
     async def ListCompanies(
         self, request: company_service_pb2.ListCompaniesRequest, context: Any
     ) -> company_service_pb2.ListCompaniesResponse:
-        page = await self.companies.list_companies(
-            page_size=request.page_size,
-            page_token=request.page_token,
-            filter=request.filter,
-            order_by=request.order_by,
-            show_deleted=request.show_deleted,
-        )
+        page = await self.companies.list_companies(list_query(request))
         return company_service_pb2.ListCompaniesResponse(
             companies=[company_to_proto(c) for c in page.items],
             next_page_token=page.next_page_token,
@@ -115,12 +110,7 @@ class CompanyServicer(company_service_pb2_grpc.CompanyServiceServicer):
     async def ListAuditEvents(
         self, request: company_service_pb2.ListAuditEventsRequest, context: Any
     ) -> company_service_pb2.ListAuditEventsResponse:
-        page = await self.audit.list(
-            page_size=request.page_size,
-            page_token=request.page_token,
-            filter=request.filter,
-            company_id=request.company_id,
-        )
+        page = await self.audit.list(list_query(request), company_id=request.company_id)
         return company_service_pb2.ListAuditEventsResponse(
             audit_events=[audit_event_to_proto(e) for e in page.items],
             next_page_token=page.next_page_token,

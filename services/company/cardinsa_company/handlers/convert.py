@@ -12,7 +12,9 @@ from typing import Any
 from google.type import date_pb2, money_pb2
 
 from cardinsa.company.v1 import resources_pb2
+from cardinsa_company.application.context import ListQuery
 from cardinsa_company.domain.companies import (
+    BAND_FIELDS,
     ApprovalBands,
     CompanyProfile,
     CompanySettings,
@@ -25,9 +27,6 @@ from cardinsa_company.domain.organization import OrgNodeSpec
 from cardinsa_company.repository.documents import profile_of
 from cardinsa_company.repository.models import CompanyRow, DepartmentRow, UnitRow
 from cardinsa_foundation.convert import timestamp
-
-_BAND_FIELDS = ("band_1_limit", "band_2_limit", "band_3_limit")
-
 
 # ------------------------------------------------------------------ money, dates
 
@@ -57,7 +56,7 @@ def _bands_from_proto(message: resources_pb2.ClaimApprovalBands) -> ApprovalBand
 def _bands_to_proto(bands: ApprovalBands) -> resources_pb2.ClaimApprovalBands:
     return resources_pb2.ClaimApprovalBands(
         line_of_business=bands.line_of_business,
-        **{name: money_to_proto(getattr(bands, name)) for name in _BAND_FIELDS},
+        **{name: money_to_proto(getattr(bands, name)) for name in BAND_FIELDS},
     )
 
 
@@ -209,4 +208,16 @@ def unit_to_proto(row: UnitRow) -> resources_pb2.Unit:
     )
 
 
-# ------------------------------------------------------------------ audit
+# ------------------------------------------------------------------ lists
+
+
+def list_query(request: Any) -> ListQuery:
+    """The paging and query of a List request (the audit log has no ordering and
+    no deleted events, so those fields may be missing)."""
+    return ListQuery(
+        page_size=request.page_size,
+        page_token=request.page_token,
+        filter=request.filter,
+        order_by=getattr(request, "order_by", ""),
+        show_deleted=getattr(request, "show_deleted", False),
+    )

@@ -13,6 +13,7 @@ from cardinsa_company.application.organization import OrganizationUseCases
 from cardinsa_company.handlers.convert import (
     department_spec,
     department_to_proto,
+    list_query,
     unit_spec,
     unit_to_proto,
 )
@@ -46,11 +47,7 @@ class OrganizationServicer(organization_service_pb2_grpc.OrganizationServiceServ
     ) -> _pb.ListDepartmentsResponse:
         page = await self.org.list_departments(
             request.company_id,
-            page_size=request.page_size,
-            page_token=request.page_token,
-            filter=request.filter,
-            order_by=request.order_by,
-            show_deleted=request.show_deleted,
+            list_query(request),
         )
         return _pb.ListDepartmentsResponse(
             departments=[department_to_proto(d) for d in page.items],
@@ -108,11 +105,7 @@ class OrganizationServicer(organization_service_pb2_grpc.OrganizationServiceServ
         page = await self.org.list_units(
             request.company_id,
             request.department_id,
-            page_size=request.page_size,
-            page_token=request.page_token,
-            filter=request.filter,
-            order_by=request.order_by,
-            show_deleted=request.show_deleted,
+            list_query(request),
         )
         return _pb.ListUnitsResponse(
             units=[unit_to_proto(u) for u in page.items], next_page_token=page.next_page_token

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from cardinsa_company.domain.companies import (
+    BAND_FIELDS,
     ApprovalBands,
     CompanyProfile,
     CompanySettings,
@@ -21,8 +22,6 @@ from cardinsa_company.domain.companies import (
     MoneyAmount,
 )
 from cardinsa_company.repository.models import CompanyRow
-
-_BAND_FIELDS = ("band_1_limit", "band_2_limit", "band_3_limit")
 
 
 def _money_to_document(money: MoneyAmount | None) -> dict[str, str] | None:
@@ -39,7 +38,7 @@ def _money_from_document(document: Any) -> MoneyAmount | None:
 
 def _bands_to_document(bands: ApprovalBands) -> dict[str, Any]:
     document: dict[str, Any] = {"line_of_business": bands.line_of_business}
-    for name in _BAND_FIELDS:
+    for name in BAND_FIELDS:
         document[name] = _money_to_document(getattr(bands, name))
     return document
 
