@@ -13,6 +13,7 @@ from cardinsa_identity.repository.models import ApiKeyRow, ServiceAccountRow
 
 __all__ = [
     "find_api_key",
+    "find_api_key_by_prefix",
     "find_service_account",
     "find_service_account_by_name",
     "list_api_keys_query",
@@ -115,3 +116,8 @@ async def usable_key_permissions(
         )
     )
     return held.all()
+
+
+async def find_api_key_by_prefix(session: AsyncSession, prefix: str) -> ApiKeyRow | None:
+    """The key with this public prefix, in any company the session sees."""
+    return (await session.scalars(select(ApiKeyRow).where(ApiKeyRow.prefix == prefix))).first()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_foundation.filtering import (
@@ -17,7 +17,7 @@ from cardinsa_foundation.filtering import (
 )
 from cardinsa_foundation.paging import OrderTerm
 from cardinsa_identity.domain.users import UserState
-from cardinsa_identity.repository.models import SessionRow, UserRow
+from cardinsa_identity.repository.models import PasswordResetRow, SessionRow, UserRow
 
 __all__ = [
     "email_taken",
@@ -25,6 +25,9 @@ __all__ = [
     "find_user_by_email",
     "list_sessions_query",
     "list_users_query",
+    "revoke_open_sessions",
+    "use_open_resets",
+    "use_reset",
 ]
 
 USER_FILTER = FilterSpec(
@@ -88,3 +91,38 @@ def list_users_query(
         UserRow, company, spec=USER_FILTER, filter=filter, show_deleted=show_deleted
     )
     return stmt, parse_order_by(order_by, USER_ORDER, default=DEFAULT_USER_ORDER)
+
+
+async def revoke_open_sessions(
+    session: AsyncSession, user_id: uuid.UUID, now: datetime, reason: str
+) -> list[uuid.UUID]:
+    """Revoke every open session of a user at ``now``: the ids of those revoked."""
+    result = await session.execute(
+        update(SessionRow)
+        .where(SessionRow.user_id == user_id, SessionRow.revoke_time.is_(None))
+        .values(revoke_time=now, revoke_reason=reason)
+        .returning(SessionRow.id)
+        .execution_options(synchronize_session=False)
+    )
+    return list(result.scalars())
+
+
+async def use_open_resets(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> None:
+    """Mark every outstanding password-reset token of a user used at ``now``."""
+    await session.execute(
+        update(PasswordResetRow)
+        .where(PasswordResetRow.user_id == user_id, PasswordResetRow.use_time.is_(None))
+        .values(use_time=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def use_reset(session: AsyncSession, token_hash: str, now: datetime) -> bool:
+    """Mark one reset token used; False when it already was (single use, also
+    under concurrency: only one UPDATE finds it unused)."""
+    claimed = await session.execute(
+        update(PasswordResetRow)
+        .where(PasswordResetRow.token_hash == token_hash, PasswordResetRow.use_time.is_(None))
+        .values(use_time=now)
+    )
+    return bool(claimed.rowcount)  # type: ignore[attr-defined]
