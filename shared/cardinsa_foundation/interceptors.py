@@ -30,7 +30,9 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, NoReturn
 
 import grpc
 from grpc.aio import ServicerContext
@@ -156,78 +158,17 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         rule: MethodRule,
         behavior: Callable[[Any, ServicerContext], Awaitable[Any]],
     ) -> Callable[[Any, ServicerContext], Awaitable[Any]]:
-        verifier = self._verifier
-        principal_check = self._principal_check
-        needs_token = rule.access is not Access.PUBLIC
-        # Health probes arrive every second from load balancers: count them,
-        # but keep them out of the INFO access log.
-        infrastructure = method[1:].split("/", 1)[0] in INFRASTRUCTURE_SERVICES
-        log_level = logging.DEBUG if infrastructure else logging.INFO
-        # Probes and reflection get no span (a root trace per health check).
-        traced = not infrastructure
+        begin = self._call_scope(method, rule)
 
         async def call(request: Any, context: ServicerContext) -> Any:
-            started = time.perf_counter()
-            metadata: Mapping[str, str] = dict(context.invocation_metadata() or ())
-            request_id = metadata.get(REQUEST_ID_HEADER)
-            if not request_id or not _REQUEST_ID_PATTERN.match(request_id):
-                request_id = new_request_id()
-            request_id_var.set(request_id)
-            method_var.set(method)
-            client_address_var.set(self._client_address(metadata, context))
-            span = (
-                tracing.start_server_span(method, metadata)
-                if traced and tracing.TRACER is not None
-                else None
-            )
-            code = "OK"
-            in_flight = metrics.rpc_in_flight(method)
-            in_flight.__enter__()
+            scope = begin(context)
             try:
-                # Trailing, not initial, metadata: sending initial metadata
-                # early costs a separate write per call (measured: about 12% of
-                # a no-op call's throughput).
-                context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
-                if needs_token:
-                    principal = await self._authenticate(metadata, verifier)
-                    principal_var.set(principal)
-                    rule.check(principal)
-                    if principal_check is not None:
-                        await principal_check(principal)
-                if request is MALFORMED_REQUEST:
-                    raise InvalidArgument(
-                        "the request is not a valid protobuf message of this method",
-                        reason="MALFORMED_REQUEST",
-                    )
+                await scope.admit(request)
                 return await behavior(request, context)
-            except grpc.aio.AbortError:
-                # The handler aborted by itself (context.abort...).
-                code = _status_name(context)
-                raise
-            except CardinsaError as error:
-                code = error.code.name
-                await context.abort_with_status(_status_with_request_id(error, request_id))
             except BaseException as exc:
-                if not isinstance(exc, Exception):
-                    code = "CANCELLED"
-                    raise
-                mapped = from_exception(exc)
-                code = mapped.code.name
-                if isinstance(mapped, Internal):
-                    error_log.error("unexpected error", exc_info=exc, extra=describe_for_log(exc))
-                await context.abort_with_status(_status_with_request_id(mapped, request_id))
+                await scope.fail(exc)
             finally:
-                in_flight.__exit__(None, None, None)
-                elapsed = time.perf_counter() - started
-                metrics.observe_rpc(method, code, elapsed)
-                access_log.log(
-                    log_level, "rpc", {"code": code, "duration_ms": round(elapsed * 1000, 3)}
-                )
-                if span is not None:
-                    caller = principal_var.get()
-                    tracing.end_server_span(
-                        span, code, request_id, caller.company_id if caller else None
-                    )
+                scope.finish()
 
         return call
 
@@ -237,56 +178,39 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         rule: MethodRule,
         behavior: Callable[[Any, ServicerContext], AsyncIterator[Any]],
     ) -> Callable[[Any, ServicerContext], AsyncIterator[Any]]:
-        verifier = self._verifier
-        principal_check = self._principal_check
+        """Server streaming: the same pipeline, admitted once at the start; the
+        in-flight gauge, the duration and the span cover the whole stream."""
+        begin = self._call_scope(method, rule)
 
         async def call(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
-            started = time.perf_counter()
-            metadata: Mapping[str, str] = dict(context.invocation_metadata() or ())
-            request_id = metadata.get(REQUEST_ID_HEADER)
-            if not request_id or not _REQUEST_ID_PATTERN.match(request_id):
-                request_id = new_request_id()
-            request_id_var.set(request_id)
-            method_var.set(method)
-            client_address_var.set(self._client_address(metadata, context))
-            code = "OK"
+            scope = begin(context)
             try:
-                context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
-                principal = await self._authenticate(metadata, verifier)
-                principal_var.set(principal)
-                rule.check(principal)
-                if principal_check is not None:
-                    await principal_check(principal)
-                if request is MALFORMED_REQUEST:
-                    raise InvalidArgument(
-                        "the request is not a valid protobuf message of this method",
-                        reason="MALFORMED_REQUEST",
-                    )
+                await scope.admit(request)
                 async for reply in behavior(request, context):
                     yield reply
-            except grpc.aio.AbortError:
-                code = _status_name(context)
-                raise
-            except CardinsaError as error:
-                code = error.code.name
-                await context.abort_with_status(_status_with_request_id(error, request_id))
             except BaseException as exc:
-                if not isinstance(exc, Exception):
-                    code = "CANCELLED"
-                    raise
-                mapped = from_exception(exc)
-                code = mapped.code.name
-                if isinstance(mapped, Internal):
-                    error_log.error("unexpected error", exc_info=exc, extra=describe_for_log(exc))
-                await context.abort_with_status(_status_with_request_id(mapped, request_id))
+                await scope.fail(exc)
             finally:
-                elapsed = time.perf_counter() - started
-                metrics.observe_rpc(method, code, elapsed)
-                access_log.log(
-                    logging.INFO, "rpc", {"code": code, "duration_ms": round(elapsed * 1000, 3)}
-                )
+                scope.finish()
 
         return call
+
+    def _call_scope(self, method: str, rule: MethodRule) -> Callable[[ServicerContext], _Call]:
+        """What a method's calls share, computed once per method: a factory of
+        :class:`_Call` (one per call)."""
+        # Health probes arrive every second from load balancers: count them,
+        # but keep them out of the INFO access log. Probes and reflection get
+        # no span (a root trace per health check).
+        infrastructure = method[1:].split("/", 1)[0] in INFRASTRUCTURE_SERVICES
+        shared = _MethodScope(
+            pipeline=self,
+            method=method,
+            rule=rule,
+            needs_token=rule.access is not Access.PUBLIC,
+            log_level=logging.DEBUG if infrastructure else logging.INFO,
+            traced=not infrastructure,
+        )
+        return partial(_Call, shared)
 
     async def _authenticate(
         self, metadata: Mapping[str, str], verifier: TokenVerifier | None
@@ -305,6 +229,113 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             if proof and forwarded and hmac.compare_digest(proof.encode(), self._gateway_secret):
                 return forwarded
         return _peer_address(context.peer())
+
+
+@dataclass(frozen=True, slots=True)
+class _MethodScope:
+    pipeline: CallPipeline
+    method: str
+    rule: MethodRule
+    needs_token: bool
+    log_level: int
+    traced: bool
+
+
+class _Call:
+    """One call through the pipeline, unary or streaming: the request id,
+    client address, span and in-flight gauge from the start (:meth:`__init__`);
+    authentication, authorization and the tenant check (:meth:`admit`); the
+    error mapping (:meth:`fail`); metrics, the access log and the span's end
+    (:meth:`finish`)."""
+
+    __slots__ = (
+        "_in_flight",
+        "_metadata",
+        "code",
+        "context",
+        "request_id",
+        "scope",
+        "span",
+        "started",
+    )
+
+    def __init__(self, scope: _MethodScope, context: ServicerContext) -> None:
+        self.scope = scope
+        self.context = context
+        self.started = time.perf_counter()
+        metadata: Mapping[str, str] = dict(context.invocation_metadata() or ())
+        self._metadata = metadata
+        request_id = metadata.get(REQUEST_ID_HEADER)
+        if not request_id or not _REQUEST_ID_PATTERN.match(request_id):
+            request_id = new_request_id()
+        self.request_id = request_id
+        request_id_var.set(request_id)
+        method_var.set(scope.method)
+        client_address_var.set(scope.pipeline._client_address(metadata, context))
+        self.span = (
+            tracing.start_server_span(scope.method, metadata)
+            if scope.traced and tracing.TRACER is not None
+            else None
+        )
+        self.code = "OK"
+        self._in_flight = metrics.rpc_in_flight(scope.method)
+        self._in_flight.__enter__()
+
+    async def admit(self, request: Any) -> None:
+        """Refuse the call (raise) unless its caller may make it."""
+        scope = self.scope
+        # Trailing, not initial, metadata: sending initial metadata early costs
+        # a separate write per call (measured: about 12% of a no-op call's
+        # throughput).
+        self.context.set_trailing_metadata(((REQUEST_ID_HEADER, self.request_id),))
+        if scope.needs_token:
+            pipeline = scope.pipeline
+            principal = await pipeline._authenticate(self._metadata, pipeline._verifier)
+            principal_var.set(principal)
+            scope.rule.check(principal)
+            if pipeline._principal_check is not None:
+                await pipeline._principal_check(principal)
+        if request is MALFORMED_REQUEST:
+            raise InvalidArgument(
+                "the request is not a valid protobuf message of this method",
+                reason="MALFORMED_REQUEST",
+            )
+
+    async def fail(self, exc: BaseException) -> NoReturn:
+        """The call raised ``exc``: abort with its status (re-raised as is when the
+        handler aborted by itself or the call was cancelled)."""
+        context = self.context
+        if isinstance(exc, grpc.aio.AbortError):
+            # The handler aborted by itself (context.abort...).
+            self.code = _status_name(context)
+            raise exc
+        if isinstance(exc, CardinsaError):
+            mapped = exc
+        elif not isinstance(exc, Exception):
+            self.code = "CANCELLED"
+            raise exc
+        else:
+            mapped = from_exception(exc)
+            if isinstance(mapped, Internal):
+                error_log.error("unexpected error", exc_info=exc, extra=describe_for_log(exc))
+        self.code = mapped.code.name
+        await context.abort_with_status(_status_with_request_id(mapped, self.request_id))
+        raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+    def finish(self) -> None:
+        self._in_flight.__exit__(None, None, None)
+        elapsed = time.perf_counter() - self.started
+        metrics.observe_rpc(self.scope.method, self.code, elapsed)
+        access_log.log(
+            self.scope.log_level,
+            "rpc",
+            {"code": self.code, "duration_ms": round(elapsed * 1000, 3)},
+        )
+        if self.span is not None:
+            caller = principal_var.get()
+            tracing.end_server_span(
+                self.span, self.code, self.request_id, caller.company_id if caller else None
+            )
 
 
 class _Status(grpc.Status):  # type: ignore[misc]

@@ -172,32 +172,55 @@ def api_key_credentials(
     return ServiceCredentials(obtain)
 
 
+# Worth another attempt: the company service (or the path to it) was briefly
+# unavailable or slow. Anything else (NOT_FOUND, PERMISSION_DENIED, ...) is an
+# answer, and is not asked again.
+RETRYABLE_STATUS_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
+
+
 def company_status_fetcher(
-    company_channel: Any, credentials: ServiceCredentials, *, timeout_s: float = 2.0
+    company_channel: Any,
+    credentials: ServiceCredentials,
+    *,
+    timeout_s: float = 2.0,
+    attempts: int = 3,
+    backoff_s: float = 0.1,
 ) -> StatusFetcher:
-    """Fetch a tenant's status from the company service (``GetCompanyStatus``)."""
+    """Fetch a tenant's status from the company service (``GetCompanyStatus``).
+
+    Authenticated as the calling service's account (``credentials``), with a
+    deadline of ``timeout_s`` per attempt and up to ``attempts`` attempts on
+    UNAVAILABLE / DEADLINE_EXCEEDED (backoff ``backoff_s``, doubling): the call
+    is an idempotent read. An unknown company raises :class:`NotFound` (the
+    cache then treats it like an inactive one); a soft-deleted company, ACTIVE
+    in name only, has the state ``DELETED``.
+    """
     import grpc
 
-    from cardinsa.company.v1 import company_service_pb2, company_service_pb2_grpc
+    from cardinsa.company.v1 import company_service_pb2, company_service_pb2_grpc, resources_pb2
 
     stub = company_service_pb2_grpc.CompanyServiceStub(company_channel)  # type: ignore[no-untyped-call]
 
     async def fetch(company_id: str) -> TenantStatus:
-        try:
-            reply = await stub.GetCompanyStatus(
-                company_service_pb2.GetCompanyStatusRequest(company_id=company_id),
-                timeout=timeout_s,
-                metadata=await credentials.metadata(),
-            )
-        except grpc.aio.AioRpcError as error:
-            if error.code() is grpc.StatusCode.NOT_FOUND:
-                raise NotFound("no such company") from None
-            raise
-        from cardinsa.company.v1 import resources_pb2
-
+        request = company_service_pb2.GetCompanyStatusRequest(company_id=company_id)
+        for attempt in range(attempts):
+            try:
+                reply = await stub.GetCompanyStatus(
+                    request, timeout=timeout_s, metadata=await credentials.metadata()
+                )
+                break
+            except grpc.aio.AioRpcError as error:
+                if error.code() is grpc.StatusCode.NOT_FOUND:
+                    raise NotFound("no such company", reason="COMPANY_NOT_FOUND") from None
+                if error.code().name not in RETRYABLE_STATUS_CODES or attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(backoff_s * 2**attempt)
+        state = resources_pb2.Company.State.Name(reply.state)
+        if not reply.active and state == ACTIVE:
+            state = "DELETED"
         return TenantStatus(
-            company_id=reply.company_id,
-            state=resources_pb2.Company.State.Name(reply.state),
+            company_id=reply.company_id or company_id,
+            state=state,
             default_currency=reply.default_currency,
             time_zone=reply.time_zone,
             locale=reply.locale,

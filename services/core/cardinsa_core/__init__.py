@@ -3,8 +3,9 @@
 Layout: ``handlers`` (gRPC servicers, protobuf ⇄ application values) →
 ``application`` (use cases: one unit of work per call, tenancy, request ids,
 audit) → ``domain`` (lifecycles as tables, money, rules; no grpc, protobuf or
-SQLAlchemy) → ``repository`` (tables of the ``core`` schema). ``clients`` holds
-the calls core makes to other services; ``main`` wires everything.
+SQLAlchemy) → ``repository`` (tables of the ``core`` schema). ``main`` wires
+everything (on the foundation's service host, which also makes the calls to
+other services).
 
 Decisions worth knowing:
 

@@ -1,5 +1,9 @@
 """Composition root of the core service: settings → database → use cases → server.
 
+The runtime every service shares (database, channels, token verifier, revocations,
+server, shutdown, workers) comes from :mod:`cardinsa_foundation.host`; this module
+wires core's own use cases and servicers onto it.
+
 `python -m cardinsa_core.main` serves (``--workers N`` starts N processes, on
 ports CARDINSA_WORKER_PORT_STEP apart).
 `cardinsa_core.cli` has migrate and downgrade.
@@ -21,7 +25,6 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from functools import partial
 
 import grpc
 
@@ -48,7 +51,6 @@ from cardinsa_core.application.tenants import (
     SettingsTenantDirectory,
     TenantDirectory,
 )
-from cardinsa_core.clients.company import company_status_fetcher
 from cardinsa_core.handlers.claims import ClaimServicer
 from cardinsa_core.handlers.core import CoreServicer
 from cardinsa_core.handlers.policies import PolicyServicer
@@ -56,27 +58,15 @@ from cardinsa_core.handlers.policyholders import PolicyholderServicer
 from cardinsa_core.handlers.products import ProductServicer
 from cardinsa_core.repository.models import AuditEventRow
 from cardinsa_core.settings import CoreSettings
-from cardinsa_foundation import __version__, metrics, tracing
+from cardinsa_foundation import tracing
 from cardinsa_foundation.audit import AuditWriter
-from cardinsa_foundation.auth import JwksCache, TokenVerifier, identity_jwks_fetcher
 from cardinsa_foundation.config import Environment
-from cardinsa_foundation.db import (
-    Database,
-    service_database_url,
+from cardinsa_foundation.host import ServiceApp, ServiceHost, registration, run_service
+from cardinsa_foundation.tenancy import (
+    TenantStatusCache,
+    api_key_credentials,
+    company_status_fetcher,
 )
-from cardinsa_foundation.revocation import (
-    RevocationSubscriber,
-    follow_identity,
-    start_following,
-    usable_api_key,
-)
-from cardinsa_foundation.server import (
-    GrpcServer,
-    ServiceRegistration,
-    service_main,
-)
-from cardinsa_foundation.server_info import ServerInfoProvider
-from cardinsa_foundation.tenancy import TenantStatusCache, api_key_credentials
 
 log = logging.getLogger(__name__)
 
@@ -92,19 +82,12 @@ APIS = [
 
 
 @dataclass
-class CoreApp:
+class CoreApp(ServiceApp):
     ctx: CoreContext
-    server: GrpcServer
     policyholders: PolicyholderUseCases
     products: ProductUseCases
     policies: PolicyUseCases
     claims: ClaimUseCases
-
-    async def start(self) -> None:
-        await self.server.start()
-
-    async def stop(self) -> None:
-        await self.server.stop()
 
 
 def tenant_directory(
@@ -135,29 +118,6 @@ def tenant_directory(
     return CompanyServiceDirectory(cache, fallback), channel
 
 
-def follow_revocations(
-    settings: CoreSettings, verifier: TokenVerifier, identity_channel: grpc.aio.Channel
-) -> RevocationSubscriber | None:
-    """Refuse revoked tokens: follow identity's WatchRevocations as core's service
-    account (``service_api_key``, permission ``revocations.watch``). Without the
-    key (development only) revoked tokens work until they expire."""
-    if not settings.revocation_check:
-        return None
-    key = usable_api_key(settings.service_api_key)
-    if key is None:
-        if settings.environment is Environment.PRODUCTION:
-            raise RuntimeError(
-                "CARDINSA_SERVICE_API_KEY (cdk_..., permission revocations.watch) is needed "
-                "to follow identity's token revocations"
-            )
-        log.warning(
-            "no CARDINSA_SERVICE_API_KEY: revoked access tokens are accepted until they expire"
-        )
-        return None
-    credentials = api_key_credentials(identity_channel, key)
-    return follow_identity(verifier, identity_channel, credentials, settings, name=SERVICE_NAME)
-
-
 def build(
     settings: CoreSettings,
     database_url: str,
@@ -167,18 +127,15 @@ def build(
     tenants: TenantDirectory | None = None,
     today: Callable[[], date] = utc_today,
 ) -> CoreApp:
-    db = Database(database_url, settings, application_name=SERVICE_NAME)
-    pool_stats = partial(metrics.PoolStats.from_pool, db.engine.pool)
-    metrics.register_pool_collector(SERVICE_NAME, pool_stats)
+    host = ServiceHost(SERVICE_NAME, settings, database_url, port=port, metrics_port=metrics_port)
+    db = host.db
     # GetPolicy's connections (Database.read), a pool of their own.
-    read_pool_stats = db.read_pool_status
-    metrics.register_pool_collector(READ_POOL, read_pool_stats)
-    identity_channel = grpc.aio.insecure_channel(
-        settings.identity_address, interceptors=tracing.client_interceptors()
-    )
-    company_channel: grpc.aio.Channel | None = None
+    host.watch_pool(READ_POOL, db.read_pool_status)
+    identity_channel = host.channel(settings.identity_address)
     if tenants is None:
         tenants, company_channel = tenant_directory(settings, identity_channel)
+        if company_channel is not None:
+            host.on_close(company_channel.close)
     ctx = CoreContext(
         db=db,
         settings=settings,
@@ -190,47 +147,11 @@ def build(
     products = ProductUseCases(ctx)
     policies = PolicyUseCases(ctx, products)
     claims = ClaimUseCases(ctx, policies, products)
-    info = ServerInfoProvider(
-        name=SERVICE_NAME,
-        version=__version__,
-        environment=settings.environment.value,
-        apis=APIS,
-        dependencies={"database": db.ping},
-    )
-    verifier = TokenVerifier(
-        JwksCache(
-            identity_jwks_fetcher(identity_channel),
-            ttl_s=settings.jwks_cache_ttl_s,
-            max_stale_s=settings.jwks_max_stale_s,
-        ),
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        leeway_s=settings.clock_skew_s,
-    )
-    revocations = follow_revocations(settings, verifier, identity_channel)
-
-    async def close() -> None:
-        if revocations is not None:
-            await revocations.stop()
-        await identity_channel.close()
-        if company_channel is not None:
-            await company_channel.close()
-        metrics.unregister_pool_collector(SERVICE_NAME, pool_stats)
-        metrics.unregister_pool_collector(READ_POOL, read_pool_stats)
-        await db.dispose()
-
-    def registration(
-        module: object, grpc_module: object, name: str, servicer: object
-    ) -> ServiceRegistration:
-        return ServiceRegistration(
-            module.DESCRIPTOR.services_by_name[name],  # type: ignore[attr-defined]
-            getattr(grpc_module, f"add_{name}Servicer_to_server"),
-            servicer,
-        )
-
-    server = GrpcServer(
-        name=SERVICE_NAME,
-        services=[
+    info = host.server_info(APIS)
+    verifier = host.identity_verifier(identity_channel)
+    host.follow_revocations(verifier, identity_channel, settings.service_api_key)
+    server = host.server(
+        [
             registration(
                 core_service_pb2,
                 core_service_pb2_grpc,
@@ -259,20 +180,8 @@ def build(
                 claim_service_pb2, claim_service_pb2_grpc, "ClaimService", ClaimServicer(claims)
             ),
         ],
-        host=settings.grpc_host,
-        port=settings.core_port if port is None else port,
         verifier=verifier,
-        readiness=db,
-        metrics_host=settings.metrics_host,
-        metrics_port=settings.core_metrics_port if metrics_port is None else metrics_port,
-        grace_period_s=settings.grace_period_s,
-        drain_delay_s=settings.drain_delay_s,
-        gateway_secret=settings.gateway_secret.get_secret_value()
-        if settings.gateway_secret
-        else None,
         principal_check=tenants.check_principal,
-        on_start=[partial(start_following, revocations)] if revocations is not None else [],
-        on_stop=[close],
     )
     return CoreApp(
         ctx=ctx,
@@ -284,21 +193,8 @@ def build(
     )
 
 
-async def serve(settings: CoreSettings, index: int) -> None:
-    url, embedded = service_database_url(settings)
-    app = build(
-        settings,
-        url,
-        port=settings.worker_port(settings.core_port, index),
-        metrics_port=settings.worker_port(settings.core_metrics_port, index),
-    )
-    await app.server.serve_until_signal()
-    if embedded is not None and embedded.started_here:
-        embedded.stop()
-
-
 def main(argv: list[str] | None = None) -> int:
-    return service_main(argv, name=SERVICE_NAME, settings_cls=CoreSettings, serve=serve)
+    return run_service(argv, name=SERVICE_NAME, settings_cls=CoreSettings, build=build)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Operator commands of identity: migrate, create-platform-admin, seed-demo.
+"""Operator commands of identity: create-platform-admin, create-service-key,
+seed-demo, and migrate and downgrade (cardinsa_foundation.cli).
 
     python -m cardinsa_identity.cli migrate
     python -m cardinsa_identity.cli create-platform-admin --email ops@example.com
@@ -18,12 +19,9 @@ import sys
 import uuid
 from pathlib import Path
 
-from cardinsa_foundation.config import get_settings
+from cardinsa_foundation.cli import Commands, run_cli
 from cardinsa_foundation.context import PLATFORM_ADMIN_ROLE
-from cardinsa_foundation.db import resolve_database_url, service_database_url
-from cardinsa_foundation.errors import CardinsaError
-from cardinsa_foundation.logging import configure_logging
-from cardinsa_foundation.migrations import downgrade, upgrade
+from cardinsa_foundation.db import service_database_url
 from cardinsa_identity.application.bootstrap import (
     BootstrapResult,
     ensure_user_with_role,
@@ -36,18 +34,6 @@ from cardinsa_identity.settings import IdentitySettings
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 COMPANY_ADMIN_ROLE = "company-admin"
 DEMO_EMAIL = "admin@demo.cardinsa.local"
-
-
-async def migrate(settings: IdentitySettings, revision: str, *, down: bool = False) -> None:
-    admin_url, server = resolve_database_url(settings, admin=True)
-    try:
-        if down:
-            await downgrade(MIGRATIONS, admin_url, SCHEMA, revision)
-        else:
-            await upgrade(MIGRATIONS, admin_url, SCHEMA, revision=revision)
-    finally:
-        if server is not None and server.started_here:
-            server.stop()
 
 
 async def bootstrap_user(
@@ -96,13 +82,7 @@ def _print_result(result: BootstrapResult, role: str) -> None:
         print(f"  password (shown once): {result.password}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cardinsa-identity-cli")
-    sub = parser.add_subparsers(dest="command", required=True)
-    m = sub.add_parser("migrate", help="migrate the identity schema (as the owner role)")
-    m.add_argument("--revision", default="head")
-    d = sub.add_parser("downgrade", help="migrate the identity schema down to REVISION")
-    d.add_argument("revision")
+def _add_commands(sub: Commands) -> None:
     p = sub.add_parser("create-platform-admin", help="create the first platform administrator")
     p.add_argument("--email", required=True)
     p.add_argument("--company-id", default=None, help="the operator's company (default: a new id)")
@@ -121,69 +101,66 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the admin's email (default: CARDINSA_DEMO_ADMIN_EMAIL, else " + DEMO_EMAIL + ")",
     )
-    args = parser.parse_args(argv)
 
-    settings = get_settings(IdentitySettings)
-    configure_logging(settings.log_level, settings.log_json, SERVICE_NAME)
-    try:
-        if args.command == "migrate":
-            asyncio.run(migrate(settings, args.revision))
-            print(f"identity schema migrated to {args.revision}")
-        elif args.command == "downgrade":
-            asyncio.run(migrate(settings, args.revision, down=True))
-            print(f"identity schema migrated down to {args.revision}")
-        elif args.command == "create-platform-admin":
-            password = None
-            if args.password_stdin:
-                password = (
-                    sys.stdin.readline().rstrip("\n")
-                    if not sys.stdin.isatty()
-                    else getpass.getpass()
-                )
-            company = uuid.UUID(args.company_id) if args.company_id else None
-            result = asyncio.run(
-                bootstrap_user(
-                    settings,
-                    email=args.email,
-                    password=password,
-                    company_id=company,
-                    role=PLATFORM_ADMIN_ROLE,
-                )
-            )
-            _print_result(result, "platform admin")
-        elif args.command == "create-service-key":
-            key = asyncio.run(
-                service_key(
-                    settings,
-                    company_id=uuid.UUID(args.company_id),
-                    name=args.name,
-                    permissions=args.permission,
-                )
-            )
-            print(key)
-        elif args.command == "seed-demo":
+
+def _run(args: argparse.Namespace, settings: IdentitySettings) -> None:
+    if args.command == "create-platform-admin":
+        password = None
+        if args.password_stdin:
             password = (
-                settings.demo_admin_password.get_secret_value()
-                if settings.demo_admin_password
-                else None
+                sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass()
             )
-            # An explicit --email wins over the environment's demo admin.
-            email = args.email or settings.demo_admin_email or DEMO_EMAIL
-            result = asyncio.run(
-                bootstrap_user(
-                    settings,
-                    email=email,
-                    password=password,
-                    company_id=uuid.UUID(args.company_id),
-                    role=COMPANY_ADMIN_ROLE,
-                )
+        company = uuid.UUID(args.company_id) if args.company_id else None
+        result = asyncio.run(
+            bootstrap_user(
+                settings,
+                email=args.email,
+                password=password,
+                company_id=company,
+                role=PLATFORM_ADMIN_ROLE,
             )
-            _print_result(result, "demo company admin")
-    except CardinsaError as error:
-        details = "; ".join(f"{v.field}: {v.description}" for v in error.field_violations)
-        print(f"error: {error}{' (' + details + ')' if details else ''}", file=sys.stderr)
-        return 2
-    return 0
+        )
+        _print_result(result, "platform admin")
+    elif args.command == "create-service-key":
+        key = asyncio.run(
+            service_key(
+                settings,
+                company_id=uuid.UUID(args.company_id),
+                name=args.name,
+                permissions=args.permission,
+            )
+        )
+        print(key)
+    elif args.command == "seed-demo":
+        password = (
+            settings.demo_admin_password.get_secret_value()
+            if settings.demo_admin_password
+            else None
+        )
+        # An explicit --email wins over the environment's demo admin.
+        email = args.email or settings.demo_admin_email or DEMO_EMAIL
+        result = asyncio.run(
+            bootstrap_user(
+                settings,
+                email=email,
+                password=password,
+                company_id=uuid.UUID(args.company_id),
+                role=COMPANY_ADMIN_ROLE,
+            )
+        )
+        _print_result(result, "demo company admin")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(
+        argv,
+        name=SERVICE_NAME,
+        settings_cls=IdentitySettings,
+        migrations=MIGRATIONS,
+        schema=SCHEMA,
+        add_commands=_add_commands,
+        run=_run,
+    )
 
 
 if __name__ == "__main__":

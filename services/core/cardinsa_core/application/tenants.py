@@ -4,10 +4,10 @@ The application asks a :class:`TenantDirectory`; it does not care where the
 answer comes from. Two implementations:
 
 - :class:`CompanyServiceDirectory` asks the company service
-  (``CompanyService/GetCompanyStatus`` through :mod:`cardinsa_core.clients.company`,
-  as a service account, cached briefly by the foundation's
-  ``TenantStatusCache``): a suspended or closed tenant's calls are refused and
-  products default to the company's currency.
+  (``CompanyService/GetCompanyStatus`` through the foundation's
+  ``company_status_fetcher``, as a service account, with retries, cached
+  briefly by the foundation's ``TenantStatusCache``): a suspended or closed
+  tenant's calls are refused and products default to the company's currency.
 - :class:`SettingsTenantDirectory`, the fallback while the company service is
   not wired: every tenant with a company counts as active and its currency
   comes from the settings (``tenant_currencies`` per company id, else

@@ -1,1 +1,0 @@
-"""Calls core makes to other services, through their generated gRPC stubs."""
