@@ -56,15 +56,15 @@ test: lint ## everything: linters, unit, integration and end-to-end tests
 
 .PHONY: up
 up: setup ## start the whole suite (Ctrl-C stops it); ARGS="--workers 2"
-	@$(PY) scripts/suite.py $(ARGS)
+	@$(PY) -m cardinsa_tools.suite $(ARGS)
 
 .PHONY: bench
 bench: setup ## benchmark the suite (installs h2load, wrk); ARGS="--use-running", "--workers 2"
-	@$(PY) scripts/bench.py $(ARGS)
+	@$(PY) -m cardinsa_tools.bench $(ARGS)
 
 .PHONY: bench-smoke
 bench-smoke: setup ## the quick run of the benchmark (make test runs it too)
-	@$(PY) scripts/bench.py --quick $(ARGS)
+	@$(PY) -m cardinsa_tools.bench --quick $(ARGS)
 
 .PHONY: fmt
 fmt: $(VENV_STAMP) ## format the code

@@ -1,6 +1,6 @@
 """Render the configuration to disk and run Envoy as a child process, by its PID.
 
-Used by ``make up`` (scripts/suite.py) and the gateway tests. Envoy runs with
+Used by ``make up`` (cardinsa_tools.suite) and the gateway tests. Envoy runs with
 ``--disable-hot-restart`` so several instances (a developer's suite, test runs)
 never fight over the shared-memory hot-restart domain.
 """

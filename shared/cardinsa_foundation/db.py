@@ -582,22 +582,31 @@ class ReadSession:
         self._tenant = tenant
 
     async def one(self, query: ReadQuery[_E], **params: Any) -> _E | None:
-        arguments = query.arguments(params)
-        if tracing.TRACER is not None:
-            with tracing.database_span(query.sql):
-                record = await self._connection.fetchrow(query.sql, self._tenant, *arguments)
-        else:
-            record = await self._connection.fetchrow(query.sql, self._tenant, *arguments)
-        return None if record is None else query.entity(record)
+        records = await self._run(self._connection.fetchrow, query, params)
+        return None if records is None else query.entity(records)
 
     async def all(self, query: ReadQuery[_E], **params: Any) -> list[_E]:
-        arguments = query.arguments(params)
-        if tracing.TRACER is not None:
-            with tracing.database_span(query.sql):
-                records = await self._connection.fetch(query.sql, self._tenant, *arguments)
-        else:
-            records = await self._connection.fetch(query.sql, self._tenant, *arguments)
+        records = await self._run(self._connection.fetch, query, params)
         return [query.entity(record) for record in records]
+
+    async def _run(
+        self, fetch: Callable[..., Awaitable[Any]], query: ReadQuery[Any], params: Any
+    ) -> Any:
+        arguments = query.arguments(params)
+        try:
+            if tracing.TRACER is None:
+                return await fetch(query.sql, self._tenant, *arguments)
+            with tracing.database_span(query.sql):
+                return await fetch(query.sql, self._tenant, *arguments)
+        except asyncpg.InternalClientError as exc:
+            # An idle connection that received the server's shutdown notice
+            # (57P01, a restart) is left consuming that error until its socket
+            # closes; the next query on it fails with "cannot switch to state
+            # ..., another operation is in progress". The server went away:
+            # UNAVAILABLE, and Database.read discards the connection.
+            raise errors.Unavailable(
+                "the database is unavailable, retry later", reason="DATABASE_UNAVAILABLE"
+            ) from exc
 
 
 def resolve_database_url(

@@ -1,7 +1,7 @@
 """`make bench` in its quick mode: the table and the JSON come out, and the
 server-side error verification works. Speeds are never asserted.
 
-The run is real: scripts/bench.py --quick starts its own suite (free ports,
+The run is real: ``python -m cardinsa_tools.bench --quick`` starts its own suite (free ports,
 its own embedded PostgreSQL in a temporary directory), seeds a little data,
 loads every scenario for a couple of seconds with h2load and wrk, and stops
 everything. Where h2load or wrk is missing and cannot be installed (not root,
@@ -12,7 +12,6 @@ also checked without any load, on recorded tool output.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import shutil
@@ -22,25 +21,13 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-BENCH = PROJECT_ROOT / "scripts" / "bench.py"
+from cardinsa_foundation.config import PROJECT_ROOT
+from cardinsa_tools.bench import load, profiles, verification
+
 RUN_TIMEOUT_S = 420
-
-
-def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("cardinsa_bench_script", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
 
 
 # ------------------------------------------------------------------ no load
@@ -67,15 +54,15 @@ Requests/sec:   9700.00
 
 
 def test_tool_output_is_parsed() -> None:
-    seconds, rate, done, bad = bench.parse_h2load(H2LOAD_OUTPUT)
+    seconds, rate, done, bad = load.parse_h2load(H2LOAD_OUTPUT)
     assert (seconds, rate, done, bad) == (2.01, 4975.12, 10000, 0)
-    requests, elapsed, errors, latency = bench.parse_wrk(WRK_OUTPUT)
+    requests, elapsed, errors, latency = load.parse_wrk(WRK_OUTPUT)
     assert (requests, elapsed, errors) == (97000, 10.0, 15)
     assert latency == {"50": pytest.approx(4.99), "99": pytest.approx(1200.0)}
 
 
 def _load(requests: int, client_errors: int = 0, *, exact: bool = True) -> object:
-    return bench.Load("h2load", requests, 1.0, requests, None, None, client_errors, 50, exact)
+    return load.Load("h2load", requests, 1.0, requests, None, None, client_errors, 50, exact)
 
 
 def _counts(**codes: int) -> dict[tuple[str, str, str, str], float]:
@@ -87,29 +74,29 @@ def _counts(**codes: int) -> dict[tuple[str, str, str, str], float]:
 def test_errors_come_from_the_server_counts_not_the_client() -> None:
     before = _counts(OK=100, NOT_FOUND=5)
     # h2load: every call "succeeded" (HTTP 200); the server says 7 were not OK.
-    check = bench.verify(before, _counts(OK=193, NOT_FOUND=12), "pkg.Svc", "Get", _load(100))
+    check = verification.verify(before, _counts(OK=193, NOT_FOUND=12), "pkg.Svc", "Get", _load(100))
     assert (check.server_ok, check.errors, check.server_codes) == (93, 7, {"NOT_FOUND": 7})
     # The server answered fewer OKs than the client counted: the rest are errors.
-    check = bench.verify(before, _counts(OK=190, NOT_FOUND=5), "pkg.Svc", "Get", _load(100))
+    check = verification.verify(before, _counts(OK=190, NOT_FOUND=5), "pkg.Svc", "Get", _load(100))
     assert check.errors == 10
     # wrk saw 3 non-2xx the server counted as NOT_FOUND: counted once, not twice;
     # its abandoned in-flight calls (CANCELLED, at most one per connection) are not errors.
-    wrk = bench.Load("wrk", 100, 1.0, 100.0, None, None, 3, 50, False)
+    wrk = load.Load("wrk", 100, 1.0, 100.0, None, None, 3, 50, False)
     after = {**_counts(OK=197, NOT_FOUND=8, CANCELLED=4)}
-    check = bench.verify(before, after, "pkg.Svc", "Get", wrk)
+    check = verification.verify(before, after, "pkg.Svc", "Get", wrk)
     assert (check.errors, check.cancelled_at_stop) == (3, 4)
     # A control that must fail entirely: every call an error.
-    check = bench.verify({}, _counts(NOT_FOUND=500), "pkg.Svc", "Get", _load(500))
+    check = verification.verify({}, _counts(NOT_FOUND=500), "pkg.Svc", "Get", _load(500))
     assert (check.server_ok, check.errors) == (0, 500)
 
 
 def test_company_sizes_add_up() -> None:
-    for profile in (bench.FULL, bench.QUICK):
-        sizes = bench.company_sizes(profile)
-        assert len(sizes) == profile.companies >= (10 if profile is bench.FULL else 2)
+    for profile in (profiles.FULL, profiles.QUICK):
+        sizes = profiles.company_sizes(profile)
+        assert len(sizes) == profile.companies >= (10 if profile is profiles.FULL else 2)
         assert sum(p for p, _ in sizes) == profile.policies
         assert sum(c for _, c in sizes) == profile.claims
-    assert bench.FULL.policies >= 100_000 and bench.FULL.claims >= 20_000
+    assert profiles.FULL.policies >= 100_000 and profiles.FULL.claims >= 20_000
 
 
 # ------------------------------------------------------------------ a real run
@@ -152,7 +139,8 @@ def test_quick_bench_prints_the_table_writes_json_and_verifies_errors() -> None:
         process = subprocess.Popen(
             [
                 sys.executable,
-                str(BENCH),
+                "-m",
+                "cardinsa_tools.bench",
                 "--quick",
                 "--state-dir",
                 str(base / "state"),
@@ -175,7 +163,7 @@ def test_quick_bench_prints_the_table_writes_json_and_verifies_errors() -> None:
                 os.killpg(process.pid, signal.SIGKILL)
                 output, _ = process.communicate()
             pytest.fail(f"the quick bench took over {RUN_TIMEOUT_S} s:\n{output[-3000:]}")
-        if process.returncode == bench.EXIT_NO_TOOLS:
+        if process.returncode == profiles.EXIT_NO_TOOLS:
             pytest.skip("h2load/wrk are missing and cannot be installed here")
         assert process.returncode == 0, output[-4000:]
 
@@ -198,7 +186,7 @@ def test_quick_bench_prints_the_table_writes_json_and_verifies_errors() -> None:
         assert len(written) == 1, output[-2000:]
         figures = json.loads(written[0].read_text())
         rows = {row["key"]: row for row in figures["rows"]}
-        assert figures["data"]["counts"]["policies"] >= bench.QUICK.policies
+        assert figures["data"]["counts"]["policies"] >= profiles.QUICK.policies
         assert str(written[0]) in output
 
         # The verification counts what h2load calls success: every call of the

@@ -1,6 +1,6 @@
 """The ``suite`` fixture: `make up` as one real process tree for the e2e package.
 
-scripts/suite.py runs in a temporary directory of its own (state directory,
+cardinsa_tools.suite runs in a temporary directory of its own (state directory,
 embedded PostgreSQL data, access log, notifications), on free ports of
 127.0.0.1, in its own process group. The fixture is package-scoped: every e2e
 module shares one suite, which stops as soon as the last e2e test has run (not

@@ -1,10 +1,11 @@
 """The whole suite as real processes, the way `make up` runs it, and a REST client.
 
-:class:`SuiteProcess` starts ``python scripts/suite.py --state-dir <tmp>`` as one
-child in a process group of its own, on free ports of 127.0.0.1, with an
-embedded PostgreSQL in the temporary directory, and waits for
-``[cardinsa] ready``. Stopping it is what Ctrl-C does to `make up`: SIGINT to
-the group; after a grace period the group is killed. Then it checks that
+:class:`SuiteProcess` starts `make up` through the tooling's one launcher
+(``cardinsa_tools.launcher``: ``python -m cardinsa_tools.suite --state-dir <tmp>``
+as one child in a process group of its own, on free ports of 127.0.0.1, with an
+embedded PostgreSQL in the temporary directory) and waits for ``[cardinsa]
+ready``. Stopping it is what Ctrl-C does to `make up`: SIGINT to the group;
+after a grace period the group is killed. Then it checks that
 nothing it started is left: the launcher, the services, Envoy and PostgreSQL
 (by PID and start time, so a reused PID is never mistaken for ours) and every
 port.
@@ -27,20 +28,19 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from support.rest import Reply, exchange
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SUITE_SCRIPT = PROJECT_ROOT / "scripts" / "suite.py"
+from cardinsa_foundation.config import PROJECT_ROOT
+from cardinsa_tools.launcher import SuiteOutput, SuitePorts, SuiteRun, suite_environment
+from cardinsa_tools.procfs import cmdline, port_is_free, stat_fields
 
-READY_LINE = "[cardinsa] ready"
 READY_TIMEOUT_S = 150.0
 STOP_TIMEOUT_S = 45.0
 SERVICES = ("identity", "company", "core")
@@ -53,40 +53,8 @@ LOGIN_LIMIT_SHARED = 60  # when every request comes from 127.0.0.1
 LOGIN_WINDOW_S = 60
 TENANT_STATUS_TTL_S = 1  # how long each service trusts a company's status
 
-_SUITE_PREFIXES = ("CARDINSA_",)
-_BARE_SETTINGS = ("DATABASE_URL", "ENVIRONMENT")
-
 
 # --------------------------------------------------------------------- ports
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Nothing listens on ``host:port`` (TIME_WAIT leftovers do not count)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports nothing listens on (held open together while picked)."""
-    held: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            held.append(probe)
-            probe.bind(("127.0.0.1", 0))
-        ports = [probe.getsockname()[1] for probe in held]
-    finally:
-        for probe in held:
-            probe.close()
-    assert len(set(ports)) == count
-    busy = [port for port in ports if not port_is_free(port)]
-    assert not busy, f"ports picked as free are in use: {busy}"
-    return ports
 
 
 def loopback_aliases_work() -> bool:
@@ -123,31 +91,14 @@ class Proc:
 
     @staticmethod
     def read(pid: int, what: str = "") -> Proc | None:
-        stat = _stat(pid)
+        stat = stat_fields(pid)
         if stat is None:
             return None
-        return Proc(pid, int(stat[19]), what or _cmdline(pid))
+        return Proc(pid, int(stat[19]), what or cmdline(pid)[:200] or "?")
 
     def alive(self) -> bool:
-        stat = _stat(self.pid)
+        stat = stat_fields(self.pid)
         return stat is not None and int(stat[19]) == self.start and stat[0] != "Z"
-
-
-def _stat(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (state first)."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw.rsplit(")", 1)[1].split()
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return "?"
-    return " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)[:200]
 
 
 HAVE_PROC = Path("/proc/self/stat").exists()
@@ -161,7 +112,7 @@ def descendants(root: int) -> list[int]:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        stat = _stat(int(entry.name))
+        stat = stat_fields(int(entry.name))
         if stat is not None:
             parents.setdefault(int(stat[1]), []).append(int(entry.name))
     found: list[int] = []
@@ -173,79 +124,7 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-# --------------------------------------------------------------------- output
-
-
-class Output:
-    """Everything the suite writes (stdout and stderr merged), read by a thread."""
-
-    def __init__(self, stream: Any, log_file: Path) -> None:
-        self.lines: list[str] = []
-        self.ready = threading.Event()
-        self._lock = threading.Lock()
-        self._log = log_file.open("w", encoding="utf-8")
-        self._thread = threading.Thread(
-            target=self._read, args=(stream,), name="suite-output", daemon=True
-        )
-        self._thread.start()
-
-    def _read(self, stream: Any) -> None:
-        try:
-            for raw in iter(stream.readline, b""):
-                line = raw.decode("utf-8", errors="replace").rstrip("\n")
-                with self._lock:
-                    self.lines.append(line)
-                    self._log.write(line + "\n")
-                    self._log.flush()
-                if line.strip() == READY_LINE:
-                    self.ready.set()
-        finally:
-            with self._lock:
-                self._log.close()
-
-    def join(self, timeout_s: float) -> None:
-        self._thread.join(timeout_s)
-
-    def snapshot(self) -> list[str]:
-        with self._lock:
-            return list(self.lines)
-
-    def launcher_lines(self) -> list[str]:
-        """The launcher's own lines (the services' JSON log lines left out)."""
-        return [line for line in self.snapshot() if not line.startswith("{")]
-
-    def json_lines(self) -> list[dict[str, Any]]:
-        found = []
-        for line in self.snapshot():
-            if line.startswith("{"):
-                with contextlib.suppress(ValueError):
-                    found.append(json.loads(line))
-        return found
-
-    def tail(self, count: int = 60) -> str:
-        """The last lines of output (launcher and services), for failure messages."""
-        lines = self.snapshot()
-        return "\n".join(lines[-count:])
-
-
 # ---------------------------------------------------------------------- suite
-
-
-@dataclass
-class Ports:
-    postgres: int
-    identity: int
-    company: int
-    core: int
-    identity_metrics: int
-    company_metrics: int
-    core_metrics: int
-    gateway: int
-    gateway_admin: int
-    gateway_metrics: int
-
-    def all(self) -> dict[str, int]:
-        return dict(vars(self))
 
 
 @dataclass
@@ -254,10 +133,9 @@ class SuiteProcess:
 
     base: Path
     aliases: bool = field(default_factory=loopback_aliases_work)
-    ports: Ports = field(init=False)
+    ports: SuitePorts = field(init=False)
     env: dict[str, str] = field(init=False)
-    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
-    output: Output | None = field(default=None, init=False)
+    run: SuiteRun | None = field(default=None, init=False)
     tracked: list[Proc] = field(default_factory=list, init=False)
     envoy_pid: int | None = field(default=None, init=False)
     service_pids: dict[str, int] = field(default_factory=dict, init=False)
@@ -269,61 +147,36 @@ class SuiteProcess:
     def __post_init__(self) -> None:
         self.state_dir = self.base / "state"
         self.postgres_dir = (self.base / "postgres").resolve()
-        self.ports = Ports(*free_ports(len(fields(Ports))))
+        self.ports = SuitePorts.free()
         self.login_limit = LOGIN_LIMIT if self.aliases else LOGIN_LIMIT_SHARED
         self.env = self._environment()
 
     # --- configuration --------------------------------------------------------------
 
     def _environment(self) -> dict[str, str]:
-        """This process's environment without any Cardinsa setting, plus the suite's.
-
-        A developer's shell (or .env) must not point the test suite at a real
-        database or the default ports: every setting that matters is explicit
-        (environment variables win over .env).
-        """
-        env = {
-            name: value
-            for name, value in os.environ.items()
-            if not name.startswith(_SUITE_PREFIXES) and name not in _BARE_SETTINGS
-        }
-        p = self.ports
-        env.update(
-            {
-                "CARDINSA_ENVIRONMENT": "development",
-                "CARDINSA_DATABASE_URL": "",
-                "CARDINSA_DATABASE_ADMIN_URL": "",
-                "CARDINSA_DATABASE_PLATFORM_URL": "",
-                "CARDINSA_EMBEDDED_POSTGRES_DIR": str(self.postgres_dir),
-                "CARDINSA_EMBEDDED_POSTGRES_PORT": str(p.postgres),
-                "CARDINSA_IDENTITY_PORT": str(p.identity),
-                "CARDINSA_COMPANY_PORT": str(p.company),
-                "CARDINSA_CORE_PORT": str(p.core),
-                "CARDINSA_IDENTITY_METRICS_PORT": str(p.identity_metrics),
-                "CARDINSA_COMPANY_METRICS_PORT": str(p.company_metrics),
-                "CARDINSA_CORE_METRICS_PORT": str(p.core_metrics),
-                "CARDINSA_IDENTITY_ADDRESS": f"127.0.0.1:{p.identity}",
-                "CARDINSA_COMPANY_ADDRESS": f"127.0.0.1:{p.company}",
-                "CARDINSA_GATEWAY_PORT": str(p.gateway),
-                "CARDINSA_GATEWAY_ADMIN_PORT": str(p.gateway_admin),
-                "CARDINSA_GATEWAY_METRICS_PORT": str(p.gateway_metrics),
-                "CARDINSA_GATEWAY_HOST": "127.0.0.1",
-                "CARDINSA_GATEWAY_HEALTH_INTERVAL_S": "1",
-                "CARDINSA_GATEWAY_LOGIN_LIMIT": str(self.login_limit),
-                "CARDINSA_GATEWAY_LOGIN_WINDOW_S": str(LOGIN_WINDOW_S),
-                "CARDINSA_GATEWAY_ACCESS_LOG": str(self.base / "access.log"),
-                "CARDINSA_NOTIFICATION_DIR": str(self.base / "notifications"),
-                "CARDINSA_DEMO_ADMIN_EMAIL": ADMIN_EMAIL,
-                "CARDINSA_DEMO_ADMIN_PASSWORD": PASSWORD,
-                "CARDINSA_TENANT_STATUS_TTL_S": str(TENANT_STATUS_TTL_S),
-                "CARDINSA_GRACE_PERIOD_S": "2",
-                "CARDINSA_WORKERS": "1",
-                "CARDINSA_LOG_JSON": "true",
-                "CARDINSA_LOG_LEVEL": "INFO",
-                "PYTHONUNBUFFERED": "1",
-            }
+        """No Cardinsa setting of this process (a developer's shell or .env must not
+        point the tests at a real database), plus the suite's own."""
+        return suite_environment(
+            self.ports,
+            self.postgres_dir,
+            self.base,
+            CARDINSA_GATEWAY_HEALTH_INTERVAL_S="1",
+            CARDINSA_GATEWAY_LOGIN_LIMIT=str(self.login_limit),
+            CARDINSA_GATEWAY_LOGIN_WINDOW_S=str(LOGIN_WINDOW_S),
+            CARDINSA_DEMO_ADMIN_EMAIL=ADMIN_EMAIL,
+            CARDINSA_DEMO_ADMIN_PASSWORD=PASSWORD,
+            CARDINSA_TENANT_STATUS_TTL_S=str(TENANT_STATUS_TTL_S),
+            CARDINSA_GRACE_PERIOD_S="2",
+            CARDINSA_WORKERS="1",
         )
-        return env
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self.run.process if self.run is not None else None
+
+    @property
+    def output(self) -> SuiteOutput | None:
+        return self.run.output if self.run is not None else None
 
     # --- addresses -------------------------------------------------------------------
 
@@ -373,38 +226,14 @@ class SuiteProcess:
         }
         assert not busy, f"ports taken before the suite started: {busy}"
         self.started_s = time.monotonic()
-
-        def ignore_sigint() -> None:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-        self.process = subprocess.Popen(
-            [sys.executable, str(SUITE_SCRIPT), "--state-dir", str(self.state_dir), *args],
-            cwd=PROJECT_ROOT,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=ignore_sigint if sigint_ignored else None,  # noqa: PLW1509
-        )
-        self.tracked.append(Proc(self.process.pid, _start_of(self.process.pid), "suite.py"))
-        self.output = Output(self.process.stdout, self.base / "suite.log")
+        self.run = SuiteRun(self.state_dir, self.env, self.base / "suite.log")
+        self.run.start(args, sigint_ignored=sigint_ignored)
+        assert self.process is not None
+        self.tracked.append(Proc(self.process.pid, _start_of(self.process.pid), "launcher"))
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
-        assert self.process is not None and self.output is not None
-        deadline = time.monotonic() + timeout_s
-        while not self.output.ready.wait(0.2):
-            self._track_children()
-            if self.process.poll() is not None:
-                self.output.join(5)
-                raise AssertionError(
-                    f"the suite exited (code {self.process.returncode}) before it was ready:\n"
-                    f"{self.output.tail()}"
-                )
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"the suite was not ready within {timeout_s:.0f} s:\n{self.output.tail()}"
-                )
+        assert self.run is not None
+        self.run.wait_ready(timeout_s, while_waiting=self._track_children)
         self.ready_s = time.monotonic() - self.started_s
         self._record_processes()
 
@@ -476,16 +305,9 @@ class SuiteProcess:
             return problems
         with contextlib.suppress(OSError):
             self._track_children()
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGINT)
-            try:
-                process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                problems.append(f"the launcher did not stop within {timeout_s:.0f} s of SIGINT")
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        assert self.run is not None
+        if not self.run.stop(timeout_s):
+            problems.append(f"the launcher did not stop within {timeout_s:.0f} s of SIGINT")
         if process.returncode not in (0, -signal.SIGINT):
             problems.append(f"the launcher exited with code {process.returncode}")
         # What is still running was left behind: kill it by PID, and say so.
@@ -518,7 +340,7 @@ class SuiteProcess:
         if not HAVE_PROC:
             return list(left.values())
         for entry in Path("/proc").iterdir():
-            stat = _stat(int(entry.name)) if entry.name.isdigit() else None
+            stat = stat_fields(int(entry.name)) if entry.name.isdigit() else None
             if stat is not None and int(stat[3]) == session and stat[0] != "Z":
                 found = Proc.read(int(entry.name))
                 if found is not None:
@@ -535,7 +357,7 @@ class SuiteProcess:
 
 
 def _start_of(pid: int) -> int:
-    stat = _stat(pid)
+    stat = stat_fields(pid)
     return int(stat[19]) if stat is not None else -1
 
 

@@ -1,4 +1,4 @@
-"""The launcher (scripts/suite.py, `make up`) tells the truth while it starts:
+"""The launcher (`make up`, cardinsa_tools.suite) tells the truth while it starts:
 
 - SIGINT and SIGTERM stop it at any moment of start-up, also when it inherited
   SIGINT ignored (``make up &`` from a script): nothing it started is left
@@ -27,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from e2e.suite_harness import SuiteProcess, free_ports
+from cardinsa_tools.procfs import free_ports
+from e2e.suite_harness import SuiteProcess
 
 pytestmark = pytest.mark.integration
 

@@ -276,7 +276,7 @@ print(json.dumps({"routed": routed, "listening": listening}))
 
 
 def test_the_gateway_routes_to_the_ports_set_in_dot_env(tmp_path: Path) -> None:
-    """What scripts/suite.py renders, with the ports in a .env file instead of the
+    """What cardinsa_tools.suite renders, with the ports in a .env file instead of the
     environment (a suite is not started: the configuration alone shows it)."""
     ports = {"IDENTITY": 47611, "COMPANY": 47612, "CORE": 47613}
     (tmp_path / ".env").write_text(

@@ -1,6 +1,6 @@
 """OpenTelemetry traces across the real suite: Envoy, identity, company, core.
 
-The suite (`make up`, scripts/suite.py) runs here with tracing on
+The suite (`make up`, cardinsa_tools.suite) runs here with tracing on
 (``CARDINSA_TRACING_ENABLED``), exporting to a real OTLP receiver on 127.0.0.1
 (the collector's gRPC TraceService, tests/support/otlp_receiver.py), and with a
 tenant-status cache TTL of 0, so every core call asks company about the

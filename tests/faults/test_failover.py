@@ -1,7 +1,7 @@
 """Failover behind the gateway with PRODUCTION intervals (the gateway's health
 checks, the drain delay and the grace period at their defaults).
 
-One suite (scripts/suite.py --workers 2, the default worker port spacing):
+One suite (cardinsa_tools.suite --workers 2, the default worker port spacing):
 
 1. every RPC family answers through the gateway on every worker: identity,
    company and core, REST and gRPC, no 501 (the workers of different services

@@ -1,6 +1,6 @@
 """Failures lose nothing: a killed worker, a database restart, a dead upstream.
 
-Each test runs the whole suite as real processes (``fault_suite``: scripts/suite.py,
+Each test runs the whole suite as real processes (``fault_suite``: cardinsa_tools.suite,
 two workers per service, behind the gateway) and breaks one thing while calls
 are in flight:
 

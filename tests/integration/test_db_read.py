@@ -439,3 +439,42 @@ async def test_a_failed_transaction_keeps_nothing_and_its_connection_is_dropped(
         assert pids[0] != pids[1]
     finally:
         await db.dispose()
+
+
+async def test_a_connection_the_server_ended_while_idle_is_unavailable_never_internal(
+    env: Fixture,
+) -> None:
+    """A restart ends every backend; an idle pooled connection that has received
+    the server's notice (57P01) but not yet its end of stream is taken for the
+    next read. That read must be UNAVAILABLE (or succeed on a new connection),
+    never INTERNAL, and the connection must not be handed on."""
+    db = env.database(db_pool_size=1)
+    admin = await asyncpg.connect(to_libpq_url(env.admin_url))
+    outcomes: set[str] = set()
+    try:
+        for _ in range(20):
+            async with db.read(company_id=COMPANY_A) as reader:
+                pid = reader._connection.get_server_pid()
+                assert await reader.one(GET_NOTE, id=env.a_note) is not None
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+            # Let the notice arrive, not (always) the end of the stream.
+            await asyncio.sleep(0)
+            try:
+                async with db.read(company_id=COMPANY_A) as reader:
+                    found = await reader.one(GET_NOTE, id=env.a_note)
+                    assert found is not None
+                    assert reader._connection.get_server_pid() != pid
+                outcomes.add("read on a new connection")
+            except errors.Unavailable as exc:
+                assert exc.reason == "DATABASE_UNAVAILABLE"
+                outcomes.add("unavailable")
+            except Exception as exc:
+                mapped = errors.from_exception(exc)
+                assert not isinstance(mapped, errors.Internal), repr(exc)
+                outcomes.add(f"mapped {type(mapped).__name__}")
+        # Whatever the race gave, the pool recovers: a read after it works.
+        async with db.read(company_id=COMPANY_A) as reader:
+            assert await reader.one(GET_NOTE, id=env.a_note) is not None
+    finally:
+        await admin.close()
+        await db.dispose()

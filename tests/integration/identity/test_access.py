@@ -7,6 +7,7 @@ are out of a company admin's reach, and every change is in the audit log.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable
 from typing import Any
@@ -288,6 +289,62 @@ async def test_duplicate_role_name_is_already_exists(identity: IdentityHarness) 
         identity, await admin_metadata(identity, identity.admin_b), ["users.get"], name=name
     )
     assert other.company_id == identity.admin_b.company_id
+
+
+async def test_create_role_is_idempotent_by_request_id(identity: IdentityHarness) -> None:
+    """A retry (even concurrent) gets the first role; the same request id with
+    other arguments is REQUEST_ID_REUSED and creates nothing."""
+    admin = await admin_metadata(identity, identity.admin_a)
+    request = access_service_pb2.CreateRoleRequest(
+        role=resources_pb2.Role(name=unique_role_name("idem"), permissions=["users.get"]),
+        request_id=str(uuid.uuid4()),
+    )
+    first, concurrent = await asyncio.gather(
+        identity.access.CreateRole(request, metadata=admin),
+        identity.access.CreateRole(request, metadata=admin),
+    )
+    assert concurrent.id == first.id
+    again = await identity.access.CreateRole(request, metadata=admin)
+    assert again.id == first.id
+
+    reused = access_service_pb2.CreateRoleRequest(
+        role=resources_pb2.Role(name=request.role.name, permissions=["users.list"]),
+        request_id=request.request_id,
+    )
+    error = await failure(identity.access.CreateRole(reused, metadata=admin))
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(error).reason == "REQUEST_ID_REUSED"
+    renamed = access_service_pb2.CreateRoleRequest(
+        role=resources_pb2.Role(name=unique_role_name("other"), permissions=["users.get"]),
+        request_id=request.request_id,
+    )
+    error = await failure(identity.access.CreateRole(renamed, metadata=admin))
+    assert error_info(error).reason == "REQUEST_ID_REUSED"
+    names = {r.name for r in await all_roles(identity, admin)}
+    assert request.role.name in names
+    assert renamed.role.name not in names
+    # The role as it is now keeps the first call's permissions.
+    fetched = await identity.access.GetRole(
+        access_service_pb2.GetRoleRequest(role_id=first.id), metadata=admin
+    )
+    assert list(fetched.permissions) == ["users.get"]
+
+
+async def test_create_service_account_refuses_a_reused_request_id(
+    identity: IdentityHarness,
+) -> None:
+    admin = await admin_metadata(identity, identity.admin_a)
+    request = access_service_pb2.CreateServiceAccountRequest(
+        service_account=resources_pb2.ServiceAccount(name=unique_role_name("svc")),
+        request_id=str(uuid.uuid4()),
+    )
+    first = await identity.access.CreateServiceAccount(request, metadata=admin)
+    again = await identity.access.CreateServiceAccount(request, metadata=admin)
+    assert again.id == first.id
+    request.service_account.description = "another account"
+    error = await failure(identity.access.CreateServiceAccount(request, metadata=admin))
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(error).reason == "REQUEST_ID_REUSED"
 
 
 async def test_update_role_honours_the_mask_and_refuses_a_stale_etag(

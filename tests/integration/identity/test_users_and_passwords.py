@@ -100,6 +100,50 @@ async def test_create_user_is_idempotent_by_request_id(identity: IdentityHarness
     assert again.id == first.id
 
 
+async def test_create_user_refuses_a_request_id_reused_for_another_user(
+    identity: IdentityHarness,
+) -> None:
+    """The same request id with other arguments is not a retry: REQUEST_ID_REUSED,
+    and no second user is created."""
+    admin = identity.bearer(await identity.token(identity.admin_a))
+    request_id = str(uuid.uuid4())
+    first = await identity.users.CreateUser(
+        user_service_pb2.CreateUserRequest(
+            user=resources_pb2.User(email=unique_email("reuse")),
+            password=PASSWORD,
+            request_id=request_id,
+        ),
+        metadata=admin,
+    )
+    other_email = unique_email("reuse-other")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await identity.users.CreateUser(
+            user_service_pb2.CreateUserRequest(
+                user=resources_pb2.User(email=other_email),
+                password=PASSWORD,
+                request_id=request_id,
+            ),
+            metadata=admin,
+        )
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(caught.value).reason == "REQUEST_ID_REUSED"
+    assert "request_id" in field_violations(caught.value)
+    listed = await identity.users.ListUsers(
+        user_service_pb2.ListUsersRequest(filter=f'email = "{other_email}"'), metadata=admin
+    )
+    assert list(listed.users) == []
+    # The first call's arguments still replay its user.
+    again = await identity.users.CreateUser(
+        user_service_pb2.CreateUserRequest(
+            user=resources_pb2.User(email=first.email),
+            password=PASSWORD,
+            request_id=request_id,
+        ),
+        metadata=admin,
+    )
+    assert again.id == first.id
+
+
 async def test_duplicate_email_is_already_exists_whatever_the_case(
     identity: IdentityHarness,
 ) -> None:

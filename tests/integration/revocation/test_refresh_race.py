@@ -21,7 +21,7 @@ from sqlalchemy import func, select, text
 from support.identity_harness import IdentityHarness
 
 from cardinsa.identity.v1 import access_service_pb2, auth_service_pb2
-from cardinsa_identity.application import access, auth
+from cardinsa_identity.application import auth, roles
 from cardinsa_identity.repository.models import RevocationRow
 
 
@@ -120,7 +120,7 @@ async def test_a_refresh_during_an_uncommitted_removal_reads_the_roles_after_it(
 
     drawn = asyncio.Event()
     release = asyncio.Event()
-    original = access.revoke_subjects
+    original = roles.revoke_subjects
 
     async def held(session: Any, subjects: Any, reason: str) -> int:
         recorded = await original(session, subjects, reason)
@@ -128,7 +128,7 @@ async def test_a_refresh_during_an_uncommitted_removal_reads_the_roles_after_it(
         await release.wait()
         return recorded
 
-    monkeypatch.setattr(access, "revoke_subjects", held)
+    monkeypatch.setattr(roles, "revoke_subjects", held)
     delete = asyncio.ensure_future(
         identity.access.DeleteRoleBinding(
             access_service_pb2.DeleteRoleBindingRequest(role_binding_id=binding.id),

@@ -9,7 +9,7 @@ import pytest
 
 from cardinsa_foundation.context import PLATFORM_ADMIN_ROLE
 from cardinsa_foundation.errors import FieldViolation
-from cardinsa_identity.application.access import (
+from cardinsa_identity.domain.access import (
     COMPANY_ADMIN_ROLE,
     COMPANY_CEILING,
     MAX_API_KEY_DISPLAY_NAME_LENGTH,
@@ -26,10 +26,10 @@ from cardinsa_identity.application.access import (
     describe_lifetime,
     grant_violations,
     missing_to_grant,
-    role_permissions,
 )
 from cardinsa_identity.domain.permissions import ALL_PERMISSIONS, BUILT_IN_ROLES
 from cardinsa_identity.repository.models import RoleRow
+from cardinsa_identity.repository.roles import role_permissions
 
 PLATFORM_ONLY = {
     "signing_keys.list",

@@ -6,12 +6,13 @@ import pytest
 
 from cardinsa_foundation.context import PLATFORM_ADMIN_ROLE, Principal, PrincipalKind
 from cardinsa_foundation.errors import PermissionDenied
-from cardinsa_identity.application.access import AccessUseCases, missing_to_grant
+from cardinsa_identity.application.access import AccessUseCases
 from cardinsa_identity.application.privilege import (
     TARGET_MORE_PRIVILEGED,
     caller_power,
     require_may_act_on,
 )
+from cardinsa_identity.domain.access import missing_to_grant
 from cardinsa_identity.domain.permissions import ALL_PERMISSIONS, BUILT_IN_ROLES
 from cardinsa_identity.domain.privilege import Power, Shortfall, shortfall
 from cardinsa_identity.repository.models import RoleRow

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
-from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec
 from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
-from cardinsa_identity.application.context import IdentityContext, require_principal, target_company
+from cardinsa_foundation.use_cases import require_principal
+from cardinsa_identity.application.context import IdentityContext, target_company
+from cardinsa_identity.repository.audit_events import AUDIT_FILTER, audit_events_query
 from cardinsa_identity.repository.models import AuditEventRow
-
-AUDIT_FILTER = FilterSpec(
-    {
-        "action": FilterField(AuditEventRow.action, FieldType.STRING),
-        "entity_type": FilterField(AuditEventRow.entity_type, FieldType.STRING),
-        "entity_id": FilterField(AuditEventRow.entity_id, FieldType.STRING),
-        "actor_id": FilterField(AuditEventRow.actor_id, FieldType.STRING),
-        "company_id": FilterField(AuditEventRow.company_id, FieldType.UUID),
-        "create_time": FilterField(AuditEventRow.create_time, FieldType.TIMESTAMP),
-    }
-)
 
 
 class AuditLogUseCases:
@@ -30,13 +18,9 @@ class AuditLogUseCases:
     ) -> Page[AuditEventRow]:
         principal = require_principal()
         condition = AUDIT_FILTER.parse(filter)
-        stmt = select(AuditEventRow)
         all_companies = principal.is_platform_admin and not company_id
         company = None if all_companies else target_company(principal, company_id)
-        if company is not None:
-            stmt = stmt.where(AuditEventRow.company_id == company)
-        if condition is not None:
-            stmt = stmt.where(condition)
+        stmt = audit_events_query(company, condition)
         fingerprint = query_fingerprint(filter=filter, parent=str(company or "*"))
         async with self.ctx.db.unit_of_work(
             company_id=company, cross_tenant=all_companies

@@ -30,7 +30,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_foundation import metrics
@@ -41,12 +41,9 @@ from cardinsa_foundation.errors import (
     PermissionDenied,
     Unauthenticated,
 )
+from cardinsa_foundation.use_cases import require_principal
 from cardinsa_identity.application import login_store, throttle
-from cardinsa_identity.application.context import (
-    IdentityContext,
-    require_principal,
-    roles_and_permissions,
-)
+from cardinsa_identity.application.context import IdentityContext, roles_and_permissions
 from cardinsa_identity.application.login_store import LoginUser, NewSession
 from cardinsa_identity.application.revocations import issue_instant, revoke_sessions
 from cardinsa_identity.domain.api_keys import parse_api_key, verify_api_key_secret
@@ -61,14 +58,15 @@ from cardinsa_identity.domain.tokens import (
     sign_access_token,
 )
 from cardinsa_identity.domain.users import UserState, check_email, normalize_email
+from cardinsa_identity.repository import users as users_repo
 from cardinsa_identity.repository.models import (
-    ApiKeyRow,
     PasswordResetRow,
     RefreshTokenRow,
     ServiceAccountRow,
     SessionRow,
     UserRow,
 )
+from cardinsa_identity.repository.service_accounts import find_api_key_by_prefix
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +130,7 @@ async def revoke_user_sessions(session: AsyncSession, user_id: uuid.UUID, reason
     """Revoke every open session of a user: their refresh tokens stop working,
     and so do their access tokens (a revocation per session, streamed to every
     service)."""
-    result = await session.execute(
-        update(SessionRow)
-        .where(SessionRow.user_id == user_id, SessionRow.revoke_time.is_(None))
-        .values(revoke_time=datetime.now(UTC), revoke_reason=reason)
-        .returning(SessionRow.id)
-        .execution_options(synchronize_session=False)
-    )
-    revoked = list(result.scalars())
+    revoked = await users_repo.revoke_open_sessions(session, user_id, datetime.now(UTC), reason)
     await revoke_sessions(session, revoked, reason)
     return len(revoked)
 
@@ -148,12 +139,7 @@ async def void_password_resets(session: AsyncSession, user_id: uuid.UUID) -> Non
     """Mark every outstanding reset token of a user used: after a password or
     email change, a token mailed before it (perhaps to an address the user no
     longer controls) must not undo the change."""
-    await session.execute(
-        update(PasswordResetRow)
-        .where(PasswordResetRow.user_id == user_id, PasswordResetRow.use_time.is_(None))
-        .values(use_time=datetime.now(UTC))
-        .execution_options(synchronize_session=False)
-    )
+    await users_repo.use_open_resets(session, user_id, datetime.now(UTC))
 
 
 class AuthUseCases:
@@ -736,14 +722,7 @@ class AuthUseCases:
         new_hash = await self.ctx.hasher.hash_password_async(new_password)
         async with self.ctx.db.unit_of_work(company_id=company_id) as session:
             # Single use, also under concurrency: only one UPDATE finds it unused.
-            claimed = await session.execute(
-                update(PasswordResetRow)
-                .where(
-                    PasswordResetRow.token_hash == token_hash, PasswordResetRow.use_time.is_(None)
-                )
-                .values(use_time=datetime.now(UTC))
-            )
-            if not claimed.rowcount:  # type: ignore[attr-defined]
+            if not await users_repo.use_reset(session, token_hash, datetime.now(UTC)):
                 raise invalid
             # Every other outstanding reset token of the user dies with this one.
             await void_password_resets(session, user_id)
@@ -773,9 +752,7 @@ class AuthUseCases:
             raise invalid
         now = datetime.now(UTC)
         async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
-            key = (
-                await session.scalars(select(ApiKeyRow).where(ApiKeyRow.prefix == parsed.prefix))
-            ).first()
+            key = await find_api_key_by_prefix(session, parsed.prefix)
             if key is None or not verify_api_key_secret(parsed.secret, key.secret_hash):
                 raise invalid
             if key.revoke_time is not None or (

@@ -7,8 +7,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
-
 from cardinsa_foundation.context import Principal, PrincipalKind, principal_var
 from cardinsa_foundation.errors import FieldViolation, InvalidArgument
 from cardinsa_identity.application.context import IdentityContext
@@ -20,10 +18,15 @@ from cardinsa_identity.domain.users import UserState, check_email, normalize_ema
 from cardinsa_identity.repository.models import (
     ApiKeyRow,
     RoleBindingRow,
-    RoleRow,
     ServiceAccountRow,
     UserRow,
 )
+from cardinsa_identity.repository.roles import binding_exists, find_built_in_role
+from cardinsa_identity.repository.service_accounts import (
+    find_service_account_by_name,
+    revoke_account_keys,
+)
+from cardinsa_identity.repository.users import find_user_by_email
 
 SYSTEM_ACTOR = "system:bootstrap"
 
@@ -97,12 +100,8 @@ async def _ensure(
     display_name: str,
 ) -> BootstrapResult:
     async with ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
-        existing = (await session.scalars(select(UserRow).where(UserRow.email == email))).first()
-        role = (
-            await session.scalars(
-                select(RoleRow).where(RoleRow.name == role_name, RoleRow.built_in.is_(True))
-            )
-        ).first()
+        existing = await find_user_by_email(session, email)
+        role = await find_built_in_role(session, role_name)
         if role is None:
             raise RuntimeError(
                 f"built-in role {role_name} is missing; start identity once or migrate"
@@ -129,16 +128,12 @@ async def _ensure(
             session.add(user)
             await session.flush()
             created = True
-        bound = await session.scalar(
-            select(RoleBindingRow.id).where(
-                RoleBindingRow.user_id == user.id, RoleBindingRow.role_id == role.id
-            )
-        )
-        if bound is None:
+        bound = await binding_exists(session, user.company_id, user.id, role.id)
+        if not bound:
             session.add(
                 RoleBindingRow(company_id=user.company_id, user_id=user.id, role_id=role.id)
             )
-        if created or bound is None:
+        if created or not bound:
             await ctx.audit.record(
                 session,
                 action="user.bootstrap",
@@ -184,15 +179,7 @@ async def issue_service_key(
     token = principal_var.set(actor)
     try:
         async with ctx.db.unit_of_work(company_id=company_id) as session:
-            account = (
-                await session.scalars(
-                    select(ServiceAccountRow).where(
-                        ServiceAccountRow.company_id == company_id,
-                        ServiceAccountRow.name == name,
-                        ServiceAccountRow.delete_time.is_(None),
-                    )
-                )
-            ).first()
+            account = await find_service_account_by_name(session, company_id, name)
             if account is None:
                 account = ServiceAccountRow(
                     id=uuid.uuid4(),
@@ -203,14 +190,8 @@ async def issue_service_key(
                 session.add(account)
                 await session.flush()
             now = datetime.now(UTC)
-            revoked = await session.execute(
-                update(ApiKeyRow)
-                .where(ApiKeyRow.service_account_id == account.id, ApiKeyRow.revoke_time.is_(None))
-                .values(revoke_time=now)
-                .returning(ApiKeyRow.id)
-                .execution_options(synchronize_session=False)
-            )
-            await revoke_sessions(session, list(revoked.scalars()), "api_key.revoke")
+            revoked = await revoke_account_keys(session, company_id, account.id, now)
+            await revoke_sessions(session, revoked, "api_key.revoke")
             key = new_api_key()
             session.add(
                 ApiKeyRow(

@@ -1,4 +1,10 @@
-"""What every identity use case needs: the database, settings, audit writer, keys."""
+"""What every identity use case needs: the database, settings, audit writer, keys.
+
+The request helpers every service shares (the caller, ids, NOT_FOUND, the
+request-id check) are in ``cardinsa_foundation.use_cases``; what is identity's
+own stays here: which company a call acts in, the roles a user holds, and the
+answer to a name already in use.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +12,27 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_foundation.audit import AuditWriter
-from cardinsa_foundation.context import Principal, current_principal
+from cardinsa_foundation.context import Principal
 from cardinsa_foundation.db import Database
 from cardinsa_foundation.errors import (
+    AlreadyExists,
     FieldViolation,
     InvalidArgument,
-    NotFound,
     PermissionDenied,
-    Unauthenticated,
 )
 from cardinsa_foundation.tenancy import TenantStatusCache
+from cardinsa_foundation.use_cases import parse_uuid
 from cardinsa_identity.application.notifier import Notifier
 from cardinsa_identity.application.revocations import RevocationHub
 from cardinsa_identity.application.signing_keys import SigningKeyStore
 from cardinsa_identity.domain.passwords import PasswordHasher
 from cardinsa_identity.domain.permissions import BUILT_IN_ROLES, effective_permissions
-from cardinsa_identity.repository.models import AuditEventRow, RoleBindingRow, RoleRow
+from cardinsa_identity.repository.models import AuditEventRow
+from cardinsa_identity.repository.roles import bound_roles
 from cardinsa_identity.settings import IdentitySettings
 
 
@@ -47,38 +54,25 @@ class IdentityContext:
             await self.tenants.require_active(str(company_id))
 
 
-def require_principal() -> Principal:
-    principal = current_principal()
-    if principal is None:
-        raise Unauthenticated("an access token is required", reason="MISSING_TOKEN")
-    return principal
-
-
-def parse_uuid(value: str, field: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except (ValueError, AttributeError, TypeError):
-        raise InvalidArgument(
-            f"{field} must be a UUID",
-            field_violations=[FieldViolation(field, "must be a UUID")],
-        ) from None
-
-
-def lookup_uuid(value: str, resource: str) -> uuid.UUID | None:
-    """An id from a path: a malformed one simply names nothing (NOT_FOUND, like
-    another tenant's id), so probing ids tells nothing."""
-    try:
-        return uuid.UUID(value)
-    except (ValueError, AttributeError, TypeError):
-        return None
-
-
-def not_found(resource: str, resource_id: str) -> NotFound:
-    return NotFound(
-        f"{resource} not found",
-        reason=f"{resource.upper().replace(' ', '_')}_NOT_FOUND",
-        metadata={"id": resource_id[:64]},
+def name_in_use(resource: str, field: str, name: str) -> AlreadyExists:
+    """ALREADY_EXISTS ``<RESOURCE>_EXISTS``: a live ``resource`` of the company has ``name``."""
+    return AlreadyExists(
+        f"a {resource} with this name already exists in the company",
+        reason=f"{resource.upper().replace(' ', '_')}_EXISTS",
+        metadata={"name": name},
+        field_violations=[FieldViolation(field, "already in use")],
     )
+
+
+async def flush_unique(session: AsyncSession, duplicate: AlreadyExists) -> None:
+    """Flush the new rows; a unique violation (a concurrent call created the same
+    thing first) is answered with ``duplicate``."""
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        if getattr(exc.orig, "sqlstate", None) == "23505":
+            raise duplicate from None
+        raise
 
 
 def target_company(principal: Principal, requested: str, field: str = "company_id") -> uuid.UUID:
@@ -108,13 +102,7 @@ async def roles_and_permissions(
     session: AsyncSession, user_id: uuid.UUID
 ) -> tuple[list[str], frozenset[str]]:
     """Role names bound to a user and the permissions they grant (live roles only)."""
-    rows = (
-        await session.execute(
-            select(RoleRow.name, RoleRow.permissions, RoleRow.built_in)
-            .join(RoleBindingRow, RoleBindingRow.role_id == RoleRow.id)
-            .where(RoleBindingRow.user_id == user_id, RoleRow.delete_time.is_(None))
-        )
-    ).all()
+    rows = await bound_roles(session, user_id)
     return grants_of((row.name, row.permissions, row.built_in) for row in rows)
 
 

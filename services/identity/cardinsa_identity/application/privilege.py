@@ -25,14 +25,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Final
 
-from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_foundation.context import PLATFORM_ADMIN_ROLE, Principal
 from cardinsa_foundation.errors import PermissionDenied
 from cardinsa_identity.application.context import grants_of
 from cardinsa_identity.domain.privilege import Power, shortfall
-from cardinsa_identity.repository.models import ApiKeyRow, RoleBindingRow, RoleRow
+from cardinsa_identity.repository.roles import bound_roles
+from cardinsa_identity.repository.service_accounts import usable_key_permissions
 
 __all__ = [
     "TARGET_MORE_PRIVILEGED",
@@ -53,13 +53,7 @@ async def user_power(session: AsyncSession, user_id: uuid.UUID) -> Power:
     """The union of the permissions of every live role bound to the user
     (built-in roles' from code, as in access tokens); platform admin when the
     built-in platform-admin role is among them."""
-    rows = (
-        await session.execute(
-            select(RoleRow.name, RoleRow.permissions, RoleRow.built_in, RoleRow.company_id)
-            .join(RoleBindingRow, RoleBindingRow.role_id == RoleRow.id)
-            .where(RoleBindingRow.user_id == user_id, RoleRow.delete_time.is_(None))
-        )
-    ).all()
+    rows = await bound_roles(session, user_id)
     _, permissions = grants_of((row.name, row.permissions, row.built_in) for row in rows)
     platform_admin = any(
         row.built_in and row.company_id is None and row.name == PLATFORM_ADMIN_ROLE for row in rows
@@ -72,17 +66,7 @@ async def service_account_power(
 ) -> Power:
     """The union of the permissions of the account's usable API keys (neither
     revoked nor expired): what anyone holding one of its keys can do."""
-    now = datetime.now(UTC)
-    held = (
-        await session.scalars(
-            select(ApiKeyRow.permissions).where(
-                ApiKeyRow.company_id == company,
-                ApiKeyRow.service_account_id == account_id,
-                ApiKeyRow.revoke_time.is_(None),
-                or_(ApiKeyRow.expire_time.is_(None), ApiKeyRow.expire_time > now),
-            )
-        )
-    ).all()
+    held = await usable_key_permissions(session, company, account_id, datetime.now(UTC))
     return Power.of(name for permissions in held for name in permissions)
 
 

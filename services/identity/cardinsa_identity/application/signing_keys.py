@@ -13,41 +13,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-from sqlalchemy import select, text
 
 from cardinsa_foundation.db import Database
 from cardinsa_identity.domain.signing_keys import (
     ALGORITHM,
     PrivateKeyCipher,
     SigningKeyPair,
-    SigningKeyRecord,
     SigningKeyState,
     generate_signing_key,
     plan_rotation,
     public_jwk,
 )
-from cardinsa_identity.repository.models import IdempotencyRow, SigningKeyRow
+from cardinsa_identity.repository.idempotency import PLATFORM, claim
+from cardinsa_identity.repository.models import SigningKeyRow
+from cardinsa_identity.repository.signing_keys import (
+    all_signing_keys,
+    lock_signing_keys,
+    signing_key_record,
+)
 
 log = logging.getLogger(__name__)
 
-# Idempotency records of platform-wide operations use the nil company.
-PLATFORM = uuid.UUID(int=0)
 ROTATE = "RotateSigningKey"
-_LOCK = "SELECT pg_advisory_xact_lock(hashtext('cardinsa.identity.signing_keys'))"
-
-
-def _record(row: SigningKeyRow) -> SigningKeyRecord:
-    return SigningKeyRecord(
-        kid=row.kid,
-        state=SigningKeyState(row.state),
-        create_time=row.create_time,
-        activate_time=row.activate_time,
-        retire_time=row.retire_time,
-    )
 
 
 class SigningKeyStore:
@@ -113,30 +102,26 @@ class SigningKeyStore:
         """
         created: SigningKeyRow | None = None
         async with self._db.unit_of_work(company_id=None, cross_tenant=True) as session:
-            await session.execute(text(_LOCK))
-            rows = list((await session.scalars(select(SigningKeyRow))).all())
+            await lock_signing_keys(session)
+            rows = list(await all_signing_keys(session))
             now = datetime.now(UTC)
-            if publish_new and request_id:
-                seen = await session.get(IdempotencyRow, (PLATFORM, ROTATE, request_id))
-                if seen is not None:
-                    publish_new = False
-                    created = next((r for r in rows if r.kid == seen.resource_id), None)
             if publish_new or not rows:
-                created = self._new_row(active=not rows, now=now)
-                session.add(created)
-                rows.append(created)
-                if publish_new and request_id:
-                    session.add(
-                        IdempotencyRow(
-                            company_id=PLATFORM,
-                            method=ROTATE,
-                            request_id=request_id,
-                            resource_id=created.kid,
-                        )
-                    )
-                await session.flush()
+                candidate = self._new_row(active=not rows, now=now)
+                seen = (
+                    await claim(session, PLATFORM, ROTATE, request_id, candidate.kid)
+                    if publish_new
+                    else None
+                )
+                if seen is not None:
+                    # A retried rotation: the first call's key, no second one.
+                    created = next((r for r in rows if r.kid == seen), None)
+                else:
+                    created = candidate
+                    session.add(created)
+                    rows.append(created)
+                    await session.flush()
             plan = plan_rotation(
-                [_record(r) for r in rows], now, self._publish_delay, self._token_ttl
+                [signing_key_record(r) for r in rows], now, self._publish_delay, self._token_ttl
             )
             if plan.needs_new_key:
                 # Nothing can sign (all retired): a key must sign at once.
@@ -144,7 +129,7 @@ class SigningKeyStore:
                 session.add(created)
                 rows.append(created)
                 plan = plan_rotation(
-                    [_record(r) for r in rows], now, self._publish_delay, self._token_ttl
+                    [signing_key_record(r) for r in rows], now, self._publish_delay, self._token_ttl
                 )
             by_kid = {r.kid: r for r in rows}
             for record in plan.keys:
@@ -174,7 +159,4 @@ class SigningKeyStore:
 
     async def list_keys(self) -> list[SigningKeyRow]:
         async with self._db.unit_of_work(company_id=None, cross_tenant=True) as session:
-            rows = await session.scalars(
-                select(SigningKeyRow).order_by(SigningKeyRow.create_time.desc())
-            )
-            return list(rows.all())
+            return list(await all_signing_keys(session, newest_first=True))

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_foundation.context import Principal
@@ -32,21 +31,17 @@ from cardinsa_foundation.errors import (
     FieldViolation,
     InvalidArgument,
 )
-from cardinsa_foundation.filtering import (
-    FieldType,
-    FilterField,
-    FilterSpec,
-    parse_order_by,
-    tenant_list_query,
-)
 from cardinsa_foundation.models import check_etag
 from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
-from cardinsa_identity.application.auth import revoke_user_sessions, void_password_resets
-from cardinsa_identity.application.context import (
-    IdentityContext,
+from cardinsa_foundation.use_cases import (
+    check_request_id,
     lookup_uuid,
     not_found,
     require_principal,
+)
+from cardinsa_identity.application.auth import revoke_user_sessions, void_password_resets
+from cardinsa_identity.application.context import (
+    IdentityContext,
     roles_and_permissions,
     target_company,
 )
@@ -64,7 +59,14 @@ from cardinsa_identity.domain.users import (
     revokes_sessions,
     transition,
 )
-from cardinsa_identity.repository.models import IdempotencyRow, SessionRow, UserRow
+from cardinsa_identity.repository.idempotency import claim
+from cardinsa_identity.repository.models import SessionRow, UserRow
+from cardinsa_identity.repository.users import (
+    email_taken,
+    find_user,
+    list_sessions_query,
+    list_users_query,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,24 +77,6 @@ CONTACT_FIELDS: Final = frozenset({"email", "phone"})
 #: Longest reason LockUser and DeactivateUser accept (it goes into the audit log).
 MAX_REASON_LENGTH = 500
 
-USER_FILTER = FilterSpec(
-    {
-        "email": FilterField(UserRow.email, FieldType.STRING),
-        "display_name": FilterField(UserRow.display_name, FieldType.STRING),
-        "given_name": FilterField(UserRow.given_name, FieldType.STRING),
-        "family_name": FilterField(UserRow.family_name, FieldType.STRING),
-        "state": FilterField(UserRow.state, FieldType.ENUM, values=[s.value for s in UserState]),
-        "create_time": FilterField(UserRow.create_time, FieldType.TIMESTAMP),
-        "last_login_time": FilterField(UserRow.last_login_time, FieldType.TIMESTAMP),
-    }
-)
-USER_ORDER = {
-    "create_time": UserRow.create_time,
-    "email": UserRow.email,
-    "display_name": UserRow.display_name,
-    "family_name": UserRow.family_name,
-}
-DEFAULT_USER_ORDER = [OrderTerm(UserRow.create_time, True)]
 CREATE_USER = "CreateUser"
 
 
@@ -120,18 +104,18 @@ class UserUseCases:
                     min_length=self.ctx.settings.password_min_length,
                 )
             )
-        if request_id and lookup_uuid(request_id, "request") is None:
-            violations.append(FieldViolation("request_id", "must be a UUID"))
+        violations.extend(check_request_id(request_id))
         if violations:
             raise InvalidArgument("the user is not valid", field_violations=violations)
-        if request_id:
-            async with self.ctx.db.unit_of_work(company_id=company) as session:
-                seen = await session.get(IdempotencyRow, (company, CREATE_USER, request_id))
-                if seen is not None:
-                    user = await self._get_scoped(session, company, seen.resource_id)
-                    return user, (await roles_and_permissions(session, user.id))[0]
         password_hash = await self.ctx.hasher.hash_password_async(password)
+        user_id = uuid.uuid4()
         async with self.ctx.db.unit_of_work(company_id=company) as session:
+            # The profile defines the call; the password never goes into the
+            # stored fingerprint (an unsalted hash of it would be a secret at rest).
+            seen = await claim(session, company, CREATE_USER, request_id, str(user_id), profile)
+            if seen is not None:
+                user = await self._get_scoped(session, company, seen)
+                return user, (await roles_and_permissions(session, user.id))[0]
             if await self._email_taken(profile.email):
                 raise AlreadyExists(
                     "a user with this email already exists",
@@ -139,7 +123,7 @@ class UserUseCases:
                     field_violations=[FieldViolation("user.email", "already in use")],
                 )
             user = UserRow(
-                id=uuid.uuid4(),
+                id=user_id,
                 company_id=company,
                 email=profile.email,
                 given_name=profile.given_name,
@@ -153,15 +137,6 @@ class UserUseCases:
                 password_change_time=datetime.now(UTC),
             )
             session.add(user)
-            if request_id:
-                session.add(
-                    IdempotencyRow(
-                        company_id=company,
-                        method=CREATE_USER,
-                        request_id=request_id,
-                        resource_id=str(user.id),
-                    )
-                )
             await session.flush()
             await self.ctx.audit.record(
                 session,
@@ -177,8 +152,7 @@ class UserUseCases:
         """Email is unique on the whole platform, so the check looks across tenants
         (it reveals only "taken", which the unique index would reveal anyway)."""
         async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
-            found = await session.scalar(select(UserRow.id).where(UserRow.email == email).limit(1))
-            return found is not None
+            return await email_taken(session, email)
 
     async def get(self, user_id: str) -> tuple[UserRow, list[str]]:
         principal = require_principal()
@@ -186,13 +160,7 @@ class UserUseCases:
         async with self.ctx.db.unit_of_work(
             company_id=company, cross_tenant=principal.is_platform_admin
         ) as session:
-            key = lookup_uuid(user_id, "user")
-            stmt = select(UserRow).where(UserRow.id == key) if key else None
-            if stmt is not None and company is not None:
-                stmt = stmt.where(UserRow.company_id == company)
-            user = (await session.scalars(stmt)).first() if stmt is not None else None
-            if user is None:
-                raise not_found("user", user_id)
+            user = await self._get_scoped(session, company, user_id)
             roles, _ = await roles_and_permissions(session, user.id)
             return user, roles
 
@@ -208,10 +176,9 @@ class UserUseCases:
     ) -> Page[UserRow]:
         principal = require_principal()
         company = target_company(principal, company_id)
-        stmt = tenant_list_query(
-            UserRow, company, spec=USER_FILTER, filter=filter, show_deleted=show_deleted
+        stmt, order = list_users_query(
+            company, filter=filter, order_by=order_by, show_deleted=show_deleted
         )
-        order = parse_order_by(order_by, USER_ORDER, default=DEFAULT_USER_ORDER)
         fingerprint = query_fingerprint(
             filter=filter, order_by=order_by, show_deleted=show_deleted, company_id=str(company)
         )
@@ -320,20 +287,10 @@ class UserUseCases:
         require_may_act_on(principal, await user_power(session, user.id), resource="user")
 
     async def _get_scoped(
-        self, session: object, company: uuid.UUID | None, user_id: str, *, lock: bool = False
+        self, session: AsyncSession, company: uuid.UUID | None, user_id: str, *, lock: bool = False
     ) -> UserRow:
-        from sqlalchemy.ext.asyncio import AsyncSession
-
-        assert isinstance(session, AsyncSession)
-        key = lookup_uuid(user_id, "user")
-        if key is None:
-            raise not_found("user", user_id)
-        stmt = select(UserRow).where(UserRow.id == key)
-        if company is not None:
-            stmt = stmt.where(UserRow.company_id == company)
-        if lock:
-            stmt = stmt.with_for_update()
-        user = (await session.scalars(stmt)).first()
+        key = lookup_uuid(user_id)
+        user = await find_user(session, company, key, lock=lock) if key else None
         if user is None:
             raise not_found("user", user_id)
         return user
@@ -445,11 +402,7 @@ class UserUseCases:
         ) as session:
             user = await self._get_scoped(session, company, user_id)
             await self._require_power(session, principal, user)
-            stmt = select(SessionRow).where(SessionRow.user_id == user.id)
-            if not show_revoked:
-                stmt = stmt.where(
-                    SessionRow.revoke_time.is_(None), SessionRow.expire_time > datetime.now(UTC)
-                )
+            stmt = list_sessions_query(user.id, show_revoked=show_revoked, now=datetime.now(UTC))
             fingerprint = query_fingerprint(parent=str(user.id), show_revoked=show_revoked)
             return await paginate(
                 session,
@@ -469,7 +422,7 @@ class UserUseCases:
         ) as session:
             user = await self._get_scoped(session, company, user_id, lock=True)
             await self._require_power(session, principal, user)
-            key = lookup_uuid(session_id, "session")
+            key = lookup_uuid(session_id)
             family = await session.get(SessionRow, key, with_for_update=True) if key else None
             if family is None or family.user_id != user.id:
                 raise not_found("session", session_id)

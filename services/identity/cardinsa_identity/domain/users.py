@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from types import MappingProxyType
 from typing import Final
 
-from cardinsa_foundation.errors import FailedPrecondition, FieldViolation
+from cardinsa_foundation.errors import FieldViolation
+from cardinsa_foundation.lifecycle import Lifecycle
 
 __all__ = [
     "MAX_DISPLAY_NAME_LENGTH",
@@ -23,6 +23,7 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "PROFILE_FIELDS",
     "TRANSITIONS",
+    "USER_LIFECYCLE",
     "UserAction",
     "UserProfile",
     "UserState",
@@ -61,16 +62,21 @@ class UserAction(StrEnum):
     REACTIVATE = "reactivate"
 
 
-#: (current state, action) → new state; every pair not listed is refused.
-TRANSITIONS: Final[Mapping[tuple[UserState, UserAction], UserState]] = MappingProxyType(
+#: (current state, action) → new state; every pair not listed is refused
+#: (FAILED_PRECONDITION ``INVALID_STATE_TRANSITION`` naming the state and action).
+USER_LIFECYCLE: Final = Lifecycle(
+    "user",
+    UserState,
+    UserAction,
     {
         (UserState.ACTIVE, UserAction.LOCK): UserState.LOCKED,
         (UserState.LOCKED, UserAction.UNLOCK): UserState.ACTIVE,
         (UserState.ACTIVE, UserAction.DEACTIVATE): UserState.DEACTIVATED,
         (UserState.LOCKED, UserAction.DEACTIVATE): UserState.DEACTIVATED,
         (UserState.DEACTIVATED, UserAction.REACTIVATE): UserState.ACTIVE,
-    }
+    },
 )
+TRANSITIONS: Final = USER_LIFECYCLE.transitions
 
 # Locking or deactivating must end access at once: the user's refresh tokens stop
 # working (access tokens run out within their short lifetime).
@@ -78,22 +84,13 @@ _REVOKING: Final = frozenset({UserAction.LOCK, UserAction.DEACTIVATE})
 
 
 def transition(state: UserState, action: UserAction) -> UserState:
-    """The state after `action`, or FAILED_PRECONDITION naming the current state and
-    the transition tried (reason ``INVALID_STATE_TRANSITION``)."""
-    state, action = UserState(state), UserAction(action)
-    new_state = TRANSITIONS.get((state, action))
-    if new_state is None:
-        raise FailedPrecondition(
-            f"cannot {action.value} a user whose state is {state.value}",
-            reason="INVALID_STATE_TRANSITION",
-            metadata={"current_state": state.value, "transition": action.value},
-        )
-    return new_state
+    """The state after `action` (:data:`USER_LIFECYCLE`)."""
+    return USER_LIFECYCLE.next_state(state, action)
 
 
 def allowed_actions(state: UserState) -> frozenset[UserAction]:
     """The actions `state` allows."""
-    return frozenset(a for (s, a) in TRANSITIONS if s is state)
+    return USER_LIFECYCLE.allowed_actions(state)
 
 
 def revokes_sessions(action: UserAction) -> bool:

@@ -6,13 +6,8 @@ from typing import Any
 
 from cardinsa.identity.v1 import access_service_pb2, access_service_pb2_grpc, resources_pb2
 from cardinsa_foundation.errors import FieldViolation, InvalidArgument
-from cardinsa_identity.application.access import (
-    AccessUseCases,
-    ApiKeySpec,
-    RoleSpec,
-    ServiceAccountSpec,
-    role_permissions,
-)
+from cardinsa_identity.application.access import AccessUseCases
+from cardinsa_identity.domain.access import ApiKeySpec, RoleSpec, ServiceAccountSpec
 from cardinsa_identity.handlers.convert import (
     api_key_to_proto,
     optional_time,
@@ -21,6 +16,7 @@ from cardinsa_identity.handlers.convert import (
     service_account_to_proto,
 )
 from cardinsa_identity.repository.models import RoleRow
+from cardinsa_identity.repository.roles import role_permissions
 
 
 def _role(row: RoleRow) -> resources_pb2.Role:

@@ -13,8 +13,9 @@ from cardinsa_foundation.convert import audit_event_to_proto
 from cardinsa_foundation.errors import PermissionDenied, Unavailable
 from cardinsa_foundation.revocation import SESSION, RevocationBatch
 from cardinsa_foundation.server_info import ServerInfoProvider
+from cardinsa_foundation.use_cases import parse_uuid, require_principal
 from cardinsa_identity.application.audit_log import AuditLogUseCases
-from cardinsa_identity.application.context import IdentityContext, parse_uuid, require_principal
+from cardinsa_identity.application.context import IdentityContext
 from cardinsa_identity.domain.permissions import CATALOGUE
 from cardinsa_identity.handlers.convert import signing_key_to_proto
 

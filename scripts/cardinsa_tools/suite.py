@@ -1,5 +1,7 @@
 """`make up`: the whole suite on one machine, stopped cleanly by Ctrl-C.
 
+``python -m cardinsa_tools.suite [--workers N] [--timeout S]``; in order:
+
 1. PostgreSQL: CARDINSA_DATABASE_URL (or DATABASE_URL) when set, else the
    embedded server in .data/postgres (reused across runs);
 2. migrations of every service (as the owner role);
@@ -81,9 +83,6 @@ from cardinsa_identity.settings import IdentitySettings
 # Where the launcher keeps its own state (demo company id, gateway config and
 # PID); --state-dir moves it (the end-to-end tests run a suite of their own).
 STATE_DIR = PROJECT_ROOT / ".data"
-DEMO_COMPANY_FILE = STATE_DIR / "demo-company-id"
-PLATFORM_COMPANY_FILE = STATE_DIR / "platform-company-id"
-GATEWAY_DIR = STATE_DIR / "gateway"
 
 
 #: Lines of a service's output kept to show when it fails during start-up.
@@ -190,7 +189,7 @@ def launcher_running(pid_file: Path) -> bool:
         command = Path(f"/proc/{parent}/cmdline").read_bytes()
     except (OSError, ValueError, IndexError):
         return False
-    return parent != 1 and b"suite.py" in command
+    return parent != 1 and b"cardinsa_tools.suite" in command
 
 
 def bind_problem(host: str, port: int) -> str | None:
@@ -366,105 +365,106 @@ def run_checked(args: list[str], env: dict[str, str], what: str) -> str:
     return done.stdout
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="make up", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, default=1, help="worker processes per service")
-    parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for health")
-    parser.add_argument("--state-dir", type=Path, default=STATE_DIR, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    global DEMO_COMPANY_FILE, PLATFORM_COMPANY_FILE, GATEWAY_DIR  # noqa: PLW0603 - set once
-    DEMO_COMPANY_FILE = args.state_dir / "demo-company-id"
-    PLATFORM_COMPANY_FILE = args.state_dir / "platform-company-id"
-    GATEWAY_DIR = args.state_dir / "gateway"
+@dataclass(frozen=True)
+class StateFiles:
+    """The launcher's own files under ``--state-dir``."""
 
-    try:
-        settings = IdentitySettings()
-        company_settings = CompanyServiceSettings()
-        core_settings = CoreSettings()
-        gateway_settings = GatewaySettings()
-    except ValidationError as error:
-        for problem in error.errors():
-            where = ".".join(str(part) for part in problem["loc"])
-            setting = f"CARDINSA_{where.upper()}: " if where else ""
-            say(f"cannot start: {setting}{problem['msg']}")
-        return 1
-    except ValueError as error:  # pydantic-settings: a value that is not JSON, …
-        say(f"cannot start: {str(error).splitlines()[0]}")
-        return 1
-    services = [
-        Service(
-            "identity",
-            "cardinsa_identity.main",
-            "cardinsa_identity.cli",
-            settings.identity_port,
-            settings.identity_metrics_port,
-        ),
-        Service(
-            "company",
-            "cardinsa_company.main",
-            "cardinsa_company.cli",
-            company_settings.company_port,
-            company_settings.company_metrics_port,
-        ),
-        Service(
-            "core",
-            "cardinsa_core.main",
-            "cardinsa_core.cli",
-            core_settings.core_port,
-            core_settings.core_metrics_port,
-        ),
-    ]
-    step = settings.worker_port_step
-    embedded: LocalPostgres | None = None
-    embedded_was_running = True
-    children: list[subprocess.Popen[bytes]] = []
-    gateway: EnvoyProcess | None = None
-    stopping = False
+    root: Path
 
-    def stop_all(*_: object) -> None:
-        nonlocal stopping
-        if stopping:
-            return
-        stopping = True
-        # Ctrl-C reaches every process of the terminal's group at once; further
-        # signals must not cut the orderly stop short.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        say("stopping…")
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + settings.drain_delay_s + settings.grace_period_s + 5
-        for child in children:
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-        if gateway is not None and gateway.alive():
-            say("stopping the gateway")
-            gateway.stop()
-            (GATEWAY_DIR / "envoy.pid").unlink(missing_ok=True)
-        if embedded is not None and (
-            embedded.started_here or (not embedded_was_running and embedded.is_running())
-        ):
-            say("stopping the embedded PostgreSQL")
-            embedded.stop()
-        say("stopped")
+    @property
+    def demo_company(self) -> Path:
+        return self.root / "demo-company-id"
 
-    def interrupted(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
+    @property
+    def platform_company(self) -> Path:
+        return self.root / "platform-company-id"
 
-    # Also SIGINT: a launcher started with it ignored (`make up &` in a script)
-    # must still stop everything on it, not leave it to the services alone.
-    signal.signal(signal.SIGINT, interrupted)
-    signal.signal(signal.SIGTERM, interrupted)
-    try:
-        env = dict(os.environ)
-        configured = settings.database_url
-        config = GATEWAY_DIR / "envoy.json"
-        if not launcher_running(GATEWAY_DIR / "envoy.pid") and stop_stale(
-            GATEWAY_DIR / "envoy.pid", config
+    @property
+    def gateway_dir(self) -> Path:
+        return self.root / "gateway"
+
+    @property
+    def gateway_config(self) -> Path:
+        return self.gateway_dir / "envoy.json"
+
+    @property
+    def gateway_pid(self) -> Path:
+        return self.gateway_dir / "envoy.pid"
+
+
+@dataclass(frozen=True)
+class SuiteSettings:
+    identity: IdentitySettings
+    company: CompanyServiceSettings
+    core: CoreSettings
+    gateway: GatewaySettings
+
+    @classmethod
+    def load(cls) -> SuiteSettings:
+        """The settings of every part; :class:`LaunchError` naming a wrong one."""
+        try:
+            return cls(
+                IdentitySettings(), CompanyServiceSettings(), CoreSettings(), GatewaySettings()
+            )
+        except ValidationError as error:
+            problems = []
+            for problem in error.errors():
+                where = ".".join(str(part) for part in problem["loc"])
+                setting = f"CARDINSA_{where.upper()}: " if where else ""
+                problems.append(f"{setting}{problem['msg']}")
+            raise LaunchError("\n[cardinsa] cannot start: ".join(problems)) from None
+        except ValueError as error:  # pydantic-settings: a value that is not JSON, …
+            raise LaunchError(str(error).splitlines()[0]) from None
+
+    def services(self) -> list[Service]:
+        return [
+            Service(name, f"cardinsa_{name}.main", f"cardinsa_{name}.cli", port, metrics_port)
+            for name, port, metrics_port in (
+                ("identity", self.identity.identity_port, self.identity.identity_metrics_port),
+                ("company", self.company.company_port, self.company.company_metrics_port),
+                ("core", self.core.core_port, self.core.core_metrics_port),
+            )
+        ]
+
+
+class Launch:
+    """One `make up`: each step a method, in the order :meth:`run` calls them;
+    :meth:`stop` undoes what was started, whatever step was reached."""
+
+    def __init__(
+        self, settings: SuiteSettings, files: StateFiles, workers: int, timeout_s: float
+    ) -> None:
+        self.settings = settings
+        self.files = files
+        self.workers = workers
+        self.timeout_s = timeout_s
+        self.services = settings.services()
+        self.step = settings.identity.worker_port_step
+        self.gateway_settings = settings.gateway
+        self.env = dict(os.environ)
+        self.embedded: LocalPostgres | None = None
+        self.embedded_was_running = True
+        self.children: list[subprocess.Popen[bytes]] = []
+        self.gateway: EnvoyProcess | None = None
+        self.stopping = False
+
+    def run(self) -> int:
+        self.check()
+        self.database()
+        self.share_settings()
+        self.migrate()
+        platform, company = self.register_companies()
+        keys = self.issue_keys(platform)
+        self.start_services(keys)
+        self.wait_services()
+        self.start_gateway()
+        self.print_ready(self.seed_demo(company))
+        return self.watch_until_exit()
+
+    def check(self) -> None:
+        """Before anything starts: a stale gateway, the programs, every port."""
+        if not launcher_running(self.files.gateway_pid) and stop_stale(
+            self.files.gateway_pid, self.files.gateway_config
         ):
             say("stopped a gateway left running by an earlier run")
         try:
@@ -475,60 +475,75 @@ def main() -> int:
             raise LaunchError(f"{DESCRIPTOR} is missing; run `make setup` (or `make proto`)")
         contract = Contract.load(DESCRIPTOR)
         for service, upstream in zip(
-            services, select_upstreams([s.name for s in services]), strict=True
+            self.services, select_upstreams([s.name for s in self.services]), strict=True
         ):
             service.health_name = contract.services(upstream.packages)[0]
+        identity = self.settings.identity
         check_ports(
             port_plan(
-                services,
-                args.workers,
-                step,
-                gateway_settings,
-                settings.embedded_postgres_port if configured is None else None,
+                self.services,
+                self.workers,
+                self.step,
+                self.gateway_settings,
+                identity.embedded_postgres_port if identity.database_url is None else None,
             ),
-            {"grpc": settings.grpc_host, "metrics": settings.metrics_host},
+            {"grpc": identity.grpc_host, "metrics": identity.metrics_host},
         )
-        if configured is None:
-            if settings.environment is Environment.PRODUCTION:
-                raise LaunchError("CARDINSA_DATABASE_URL must be set in production")
-            say(
-                f"starting the embedded PostgreSQL ({settings.embedded_postgres_dir}, "
-                f"port {settings.embedded_postgres_port})"
-            )
-            embedded = LocalPostgres(
-                settings.embedded_postgres_dir, settings.embedded_postgres_port
-            )
-            embedded_was_running = embedded.is_running()
-            embedded.start()
-            admin_url = embedded.admin_url()
-            env["CARDINSA_DATABASE_ADMIN_URL"] = admin_url
-            env["CARDINSA_DATABASE_URL"] = app_role_url(admin_url)
-            # The cross-tenant paths' role (created by the migrations, like cardinsa_app).
-            env["CARDINSA_DATABASE_PLATFORM_URL"] = platform_role_url(admin_url)
-        else:
+
+    def database(self) -> None:
+        """The configured database (checked), else the embedded one (started)."""
+        settings = self.settings.identity
+        if settings.database_url is not None:
             say("using the configured database")
             admin = settings.database_admin_url
             check_database(
-                (admin or configured).get_secret_value(),
+                (admin or settings.database_url).get_secret_value(),
                 "CARDINSA_DATABASE_ADMIN_URL" if admin else "CARDINSA_DATABASE_URL",
             )
+            return
+        if settings.environment is Environment.PRODUCTION:
+            raise LaunchError("CARDINSA_DATABASE_URL must be set in production")
+        say(
+            f"starting the embedded PostgreSQL ({settings.embedded_postgres_dir}, "
+            f"port {settings.embedded_postgres_port})"
+        )
+        self.embedded = LocalPostgres(
+            settings.embedded_postgres_dir, settings.embedded_postgres_port
+        )
+        self.embedded_was_running = self.embedded.is_running()
+        self.embedded.start()
+        admin_url = self.embedded.admin_url()
+        self.env["CARDINSA_DATABASE_ADMIN_URL"] = admin_url
+        self.env["CARDINSA_DATABASE_URL"] = app_role_url(admin_url)
+        # The cross-tenant paths' role (created by the migrations, like cardinsa_app).
+        self.env["CARDINSA_DATABASE_PLATFORM_URL"] = platform_role_url(admin_url)
+
+    def share_settings(self) -> None:
+        env = self.env
         env.setdefault("CARDINSA_LOG_JSON", "true")
         # Identity asks the company service whether a tenant may act.
-        env.setdefault("CARDINSA_COMPANY_ADDRESS", f"127.0.0.1:{company_settings.company_port}")
+        env.setdefault(
+            "CARDINSA_COMPANY_ADDRESS", f"127.0.0.1:{self.settings.company.company_port}"
+        )
         # The proof the gateway puts on every call (the services then trust the
         # client address it forwards): the configured one, else one per run.
-        secret = settings.gateway_secret or SecretStr(secrets.token_urlsafe(32))
+        secret = self.settings.identity.gateway_secret or SecretStr(secrets.token_urlsafe(32))
         env["CARDINSA_GATEWAY_SECRET"] = secret.get_secret_value()
-        gateway_settings = gateway_settings.model_copy(update={"gateway_secret": secret})
+        self.gateway_settings = self.gateway_settings.model_copy(update={"gateway_secret": secret})
 
-        for service in services:
+    def migrate(self) -> None:
+        for service in self.services:
             say(f"migrating {service.name}")
             run_checked(
-                [sys.executable, "-m", service.cli, "migrate"], env, f"migrating {service.name}"
+                [sys.executable, "-m", service.cli, "migrate"],
+                self.env,
+                f"migrating {service.name}",
             )
 
-        company = stored_id(DEMO_COMPANY_FILE)
-        platform = stored_id(PLATFORM_COMPANY_FILE)
+    def register_companies(self) -> tuple[str, str]:
+        """The platform company and the demo company (ids kept across runs)."""
+        company = stored_id(self.files.demo_company)
+        platform = stored_id(self.files.platform_company)
         for company_id, name in ((platform, "Cardinsa Platform"), (company, "Demo Insurance")):
             say(f"registering the company {name!r}")
             run_checked(
@@ -548,13 +563,16 @@ def main() -> int:
                     "--time-zone",
                     "Europe/Berlin",
                 ],
-                env,
+                self.env,
                 f"registering {name}",
             )
+        return platform, company
 
-        # core asks the company service about tenants, and core and company
-        # follow identity's token revocations, each as a platform service
-        # account; a fresh key each start (the earlier one is revoked).
+    def issue_keys(self, platform: str) -> dict[str, dict[str, str]]:
+        """core asks the company service about tenants, and core and company follow
+        identity's token revocations, each as a platform service account; a fresh
+        key each start (the earlier one is revoked)."""
+
         def issue_key(name: str, *permissions: str) -> str:
             say(f"issuing {name}'s service key")
             command = [
@@ -569,11 +587,10 @@ def main() -> int:
             ]
             for permission in permissions:
                 command += ["--permission", permission]
-            return (
-                run_checked(command, env, f"issuing {name}'s service key").strip().splitlines()[-1]
-            )
+            output = run_checked(command, self.env, f"issuing {name}'s service key")
+            return output.strip().splitlines()[-1]
 
-        service_env = {
+        return {
             "core": {
                 "CARDINSA_SERVICE_API_KEY": issue_key(
                     "core-service", "companies.get_status", "revocations.watch"
@@ -584,61 +601,71 @@ def main() -> int:
             },
         }
 
-        for service in services:
-            ports = ", ".join(str(p) for p in service.worker_ports(args.workers, step))
-            say(f"starting {service.name} on 127.0.0.1:{ports} ({args.workers} worker(s))")
+    def start_services(self, service_env: dict[str, dict[str, str]]) -> None:
+        for service in self.services:
+            ports = ", ".join(str(p) for p in service.worker_ports(self.workers, self.step))
+            say(f"starting {service.name} on 127.0.0.1:{ports} ({self.workers} worker(s))")
             child = subprocess.Popen(
-                [sys.executable, "-m", service.module, "--workers", str(args.workers)],
-                env={**env, **service_env.get(service.name, {})},
+                [sys.executable, "-m", service.module, "--workers", str(self.workers)],
+                env={**self.env, **service_env.get(service.name, {})},
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
             )
-            children.append(child)
+            self.children.append(child)
             service.process = child
             threading.Thread(
                 target=pump, args=(service,), name=f"{service.name}-output", daemon=True
             ).start()
 
-        for service in services:
-            for port in service.worker_ports(args.workers, step):
+    def wait_services(self) -> None:
+        for service in self.services:
+            for port in service.worker_ports(self.workers, self.step):
                 address = f"127.0.0.1:{port}"
                 say(f"waiting for {service.name} at {address} …")
-                asyncio.run(wait_serving(service, address, args.timeout, services))
+                asyncio.run(wait_serving(service, address, self.timeout_s, self.services))
                 say(f"{service.name} at {address} is SERVING ({service.health_name})")
 
-        listen = f"{gateway_settings.gateway_host}:{gateway_settings.gateway_port}"
-        # The ports the services really use (settings resolve .env too), one
-        # endpoint per worker: the gateway must not guess them from os.environ.
+    @property
+    def listen(self) -> str:
+        return f"{self.gateway_settings.gateway_host}:{self.gateway_settings.gateway_port}"
+
+    def start_gateway(self) -> None:
+        """Envoy for the ports the services really use (settings resolve .env too),
+        one endpoint per worker: the gateway must not guess them from os.environ."""
         render_to_file(
-            config,
-            settings=gateway_settings,
-            upstreams=select_upstreams([service.name for service in services]),
+            self.files.gateway_config,
+            settings=self.gateway_settings,
+            upstreams=select_upstreams([service.name for service in self.services]),
             endpoints={
                 service.name: [
-                    Endpoint("127.0.0.1", port) for port in service.worker_ports(args.workers, step)
+                    Endpoint("127.0.0.1", port)
+                    for port in service.worker_ports(self.workers, self.step)
                 ]
-                for service in services
+                for service in self.services
             },
-            workers=args.workers,
+            workers=self.workers,
         )
-        say(f"starting the gateway (Envoy) on {listen}")
-        gateway = EnvoyProcess(config, gateway_settings.gateway_admin_port, listen)
-        gateway.start(own_process_group=True)
-        (GATEWAY_DIR / "envoy.pid").write_text(f"{gateway.pid}\n")
-        say(f"waiting for the gateway at {listen} …")
+        say(f"starting the gateway (Envoy) on {self.listen}")
+        self.gateway = EnvoyProcess(
+            self.files.gateway_config, self.gateway_settings.gateway_admin_port, self.listen
+        )
+        self.gateway.start(own_process_group=True)
+        self.files.gateway_pid.write_text(f"{self.gateway.pid}\n")
+        say(f"waiting for the gateway at {self.listen} …")
         try:
-            gateway.wait_ready(args.timeout)
+            self.gateway.wait_ready(self.timeout_s)
         except (RuntimeError, TimeoutError) as error:
             raise LaunchError(
                 f"the gateway did not start: {error} (its own lines are above; its ports are "
                 "CARDINSA_GATEWAY_PORT and CARDINSA_GATEWAY_ADMIN_PORT)"
             ) from None
-        for service in services:
+        for service in self.services:
             failure = start_failure(service)
             if failure is not None:
                 raise failure
-        say(f"gateway at {listen} is ready (pid {gateway.pid})")
+        say(f"gateway at {self.listen} is ready (pid {self.gateway.pid})")
 
+    def seed_demo(self, company: str) -> str:
         say("seeding the demo company admin")
         seeded = run_checked(
             [
@@ -649,26 +676,32 @@ def main() -> int:
                 "--company-id",
                 company,
             ],
-            env,
+            self.env,
             "seeding the demo company",
         ).rstrip()
         print(seeded)
+        return seeded
+
+    def print_ready(self, seeded: str) -> None:
         email, password = demo_credentials(seeded)
         login = json.dumps({"email": email, "password": password})
-        identity = f"127.0.0.1:{settings.identity_port}"
-        local = gateway_settings.gateway_host in {"127.0.0.1", "0.0.0.0", ""}  # noqa: S104
-        curl_address = f"localhost:{gateway_settings.gateway_port}" if local else listen
+        s = self.settings
+        gateway = self.gateway_settings
+        listen = self.listen
+        identity = f"127.0.0.1:{s.identity.identity_port}"
+        local = gateway.gateway_host in {"127.0.0.1", "0.0.0.0", ""}  # noqa: S104
+        curl_address = f"localhost:{gateway.gateway_port}" if local else listen
         say("ready")
         print(
             f"""
   gateway   http://{listen}   REST/JSON and gRPC on one port
             OpenAPI http://{listen}/openapi.json, docs http://{listen}/docs
   identity  grpc://{identity}   (health, reflection: grpcurl -plaintext {identity} list)
-  company   grpc://127.0.0.1:{company_settings.company_port}
-  core      grpc://127.0.0.1:{core_settings.core_port}
-  metrics   http://127.0.0.1:{settings.identity_metrics_port}/metrics (identity), \
-http://127.0.0.1:{company_settings.company_metrics_port}/metrics (company), \
-http://127.0.0.1:{core_settings.core_metrics_port}/metrics (core)
+  company   grpc://127.0.0.1:{s.company.company_port}
+  core      grpc://127.0.0.1:{s.core.core_port}
+  metrics   http://127.0.0.1:{s.identity.identity_metrics_port}/metrics (identity), \
+http://127.0.0.1:{s.company.company_metrics_port}/metrics (company), \
+http://127.0.0.1:{s.core.core_metrics_port}/metrics (core)
 
   Try it:
     curl -s -X POST {curl_address}/v1/auth:login -d '{login}'
@@ -679,24 +712,85 @@ http://127.0.0.1:{core_settings.core_metrics_port}/metrics (core)
 """,
             flush=True,
         )
+
+    def watch_until_exit(self) -> int:
+        """Watch every worker's health until a child or the gateway exits."""
+        assert self.gateway is not None
         health: dict[str, str] = {}
         next_check = time.monotonic() + WATCH_INTERVAL_S
-        while all(child.poll() is None for child in children) and gateway.alive():
+        while all(child.poll() is None for child in self.children) and self.gateway.alive():
             time.sleep(0.5)
-            for service in services:
+            for service in self.services:
                 while service.gave_up:
                     say(service.gave_up.pop(0))
             if time.monotonic() >= next_check:
-                watch(services, args.workers, step, health)
+                watch(self.services, self.workers, self.step, health)
                 next_check = time.monotonic() + WATCH_INTERVAL_S
-        failed = [c for c in children if c.poll() not in (None, 0)]
-        if failed:
+        if any(c.poll() not in (None, 0) for c in self.children):
             say("a service exited unexpectedly; stopping the rest")
             return 1
-        if not gateway.alive():
+        if not self.gateway.alive():
             say("the gateway exited unexpectedly; stopping the rest")
             return 1
         return 0
+
+    def stop(self) -> None:
+        """Every child by PID (the services drain first), then the gateway, then
+        the embedded PostgreSQL if this run started it."""
+        if self.stopping:
+            return
+        self.stopping = True
+        # Ctrl-C reaches every process of the terminal's group at once; further
+        # signals must not cut the orderly stop short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        say("stopping…")
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        identity = self.settings.identity
+        deadline = time.monotonic() + identity.drain_delay_s + identity.grace_period_s + 5
+        for child in self.children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        if self.gateway is not None and self.gateway.alive():
+            say("stopping the gateway")
+            self.gateway.stop()
+            self.files.gateway_pid.unlink(missing_ok=True)
+        embedded = self.embedded
+        if embedded is not None and (
+            embedded.started_here or (not self.embedded_was_running and embedded.is_running())
+        ):
+            say("stopping the embedded PostgreSQL")
+            embedded.stop()
+        say("stopped")
+
+
+def _interrupted(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make up", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=1, help="worker processes per service")
+    parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for health")
+    parser.add_argument("--state-dir", type=Path, default=STATE_DIR, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    try:
+        settings = SuiteSettings.load()
+    except LaunchError as error:
+        say(f"cannot start: {error}")
+        return 1
+    launch = Launch(settings, StateFiles(args.state_dir), args.workers, args.timeout)
+    # Also SIGINT: a launcher started with it ignored (`make up &` in a script)
+    # must still stop everything on it, not leave it to the services alone.
+    signal.signal(signal.SIGINT, _interrupted)
+    signal.signal(signal.SIGTERM, _interrupted)
+    try:
+        return launch.run()
     except KeyboardInterrupt:
         return 0
     except LaunchError as error:
@@ -706,7 +800,7 @@ http://127.0.0.1:{core_settings.core_metrics_port}/metrics (core)
         say(f"cannot start the embedded PostgreSQL: {error}")
         return 1
     finally:
-        stop_all()
+        launch.stop()
 
 
 if __name__ == "__main__":

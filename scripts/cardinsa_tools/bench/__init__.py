@@ -1,0 +1,98 @@
+"""`make bench`: load the whole suite and print one table of figures against the targets.
+
+    .venv/bin/python -m cardinsa_tools.bench [--quick] [--use-running] [--workers N] [--seconds S]
+
+What it does, in order:
+
+1. installs the load generators when missing: ``h2load`` (Debian package
+   nghttp2-client, HTTP/2 and gRPC unary calls) and ``wrk`` (HTTP/1.1, for REST),
+   with apt-get (root only; ``apt-get update`` once if the first install fails);
+2. starts its own suite (`make up`, by ``cardinsa_tools.launcher``) on free ports
+   of 127.0.0.1 with its own embedded PostgreSQL in ``.data/bench/full`` (``quick``
+   for --quick; kept between runs, ``--fresh`` starts over), or with
+   ``--use-running`` uses the suite `make up` runs (same ``CARDINSA_*`` settings);
+3. seeds realistic data unless it is already there: 12 companies (registered
+   with the company service), an admin per company and login accounts
+   (identity), and in the core service 100 000 policies (one large company with
+   30 000, so that page 1 000 of a filtered list exists), as many policyholders,
+   the policies' versions and status logs, and 20 000 claims with their logs;
+4. loads it (scenarios below) and verifies every call on the server side;
+5. prints one table and writes the same figures as JSON to
+   ``.data/bench/<timestamp>-full.json`` (``--output-dir``) for comparing runs.
+
+Seeding bypasses the API on purpose. Creating 100 000 policies through the API
+(create, quote, bind: three RPCs, ~10 statements each) would take longer than
+the benchmark itself, so per company one product, one policyholder, one
+policy in force, one quoted policy and one submitted claim are created through
+the API (the real rows, audit events and counters), and the bulk is copied from
+those templates in SQL, as the owner role, one transaction per company with
+that company set as the row-level-security tenant (``cardinsa.company_id``):
+every row carries its ``company_id``, references stay inside the company,
+policy and claim numbers are gap-free and the counters hold the last number
+handed out, so the API keeps numbering where the seed stopped (checked after
+seeding, every run). One audit event per company (``bench.seed``) records the
+bulk load; the copies have no audit events of their own.
+
+Scenarios (ratios are measured in the same run, on the same machine):
+
+- ``noop``: the ceiling -- a bare grpc.aio server with one empty unary method
+  and no interceptors, started here and loaded exactly like the gRPC scenarios
+  (h2load, 50 connections x 10 streams);
+- GetPolicy over gRPC, one core process, authenticated and tenant-isolated:
+  target >= 0.40 of noop;
+- the same GetPolicy through the gateway as REST (wrk, 50 connections): target
+  >= 0.85 of the direct gRPC rate, and p99 < 50 ms at these 50 connections;
+- ListPolicies with a filter, page 1 000 against page 1 (keyset paging): page
+  1 000 may cost at most 1.2 times page 1;
+- CreateClaim (validation, eligibility, claim row, action log, audit event, one
+  transaction): target >= 0.20 of noop;
+- 1 000 concurrent connections through the gateway (REST GetPolicy, wrk) for
+  30 s: zero errors;
+- Login over gRPC (one account per connection) against what argon2id
+  verification alone allows on the same cores (identity's own hasher
+  parameters and thread count, measured here in the same run): target >= 0.9;
+- the revocation check every call runs, timed alone with 20 000 entries,
+  against GetPolicy's CPU per call: target ≤ 0.03 (3 %);
+- a control: GetPolicy of an id that does not exist. h2load counts it as
+  success (gRPC errors travel in trailers, HTTP status 200); the server-side
+  verification must count every call as an error, or the verifier is broken;
+- peak memory (VmHWM, the resident-set high-water mark) of every service
+  process and Envoy at the end: services < 200 MB;
+- tracing off (the default): the statements tracing adds to a GetPolicy, timed
+  in this process, against the GetPolicy's CPU per call from the same run:
+  target ≤ 2 % (``tracing_off_hooks_us``).
+
+Besides req/s, each scenario reports the CPU time the serving processes used per
+call (``CPU µs/call``, from /proc: the service's workers, plus Envoy for REST).
+It moves far less than req/s when something else runs on the machine, so it is
+the figure to compare between runs of one change; ``--hold`` starts and seeds
+the suite and waits, for profiling a process under load (py-spy).
+
+Errors are never taken from the load generator's success count. Every scenario
+scrapes ``grpc_server_handled_total`` of the method from each worker's
+/metrics before and after, and every non-OK status is an error; so are
+requests the client counted as answered that the server did not count as OK,
+and the client's own failures (h2load failed/errored/timeout, wrk non-2xx and
+socket errors). h2load runs a fixed number of requests (measured after a
+warm-up), so its counts match the server's exactly. wrk runs for a fixed time
+and abandons its in-flight requests when time is up: the server reports those
+as CANCELLED. Up to one per connection is expected and shown in its own
+column; more would be errors. A client giving up before the end shows up as a
+wrk timeout, an error.
+
+The suite the benchmark starts differs from the defaults in three settings,
+all load-generator artefacts: the gateway's overall rate limit (1 000 req/s,
+a safety valve) is lifted, and so is the per-client-address login limit
+(every bench call comes from 127.0.0.1); access tokens live an hour. The
+services log every call (JSON access log, INFO) to a file, as in production.
+With ``--use-running`` the running suite's limits apply (they show up as
+errors).
+
+Everything runs on 127.0.0.1, every load is bounded in time, and every process
+started here is stopped by its PID or process group, also on failure or Ctrl-C.
+
+The parts: ``profiles`` (how much data, how long), ``tools`` (h2load, wrk),
+``suite`` (the suite under test), ``calls`` (gRPC helpers), ``seed``, ``load``
+(the load generators), ``verification`` (server-side counts), ``scenarios``,
+``report`` and ``__main__`` (the command line).
+"""

@@ -1,0 +1,110 @@
+"""What the benchmark loads and for how long: the profiles and the fixed names."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from cardinsa_foundation.config import PROJECT_ROOT
+
+BENCH_DIR = PROJECT_ROOT / ".data" / "bench"
+NOOP_SERVICE = "cardinsa.bench.v1.Bench"
+NOOP_PATH = f"/{NOOP_SERVICE}/Noop"
+#: Exit code when h2load or wrk is missing and cannot be installed.
+EXIT_NO_TOOLS = 3
+TOOLS = (("h2load", "nghttp2-client"), ("wrk", "wrk"))
+SERVICE_TARGET_MB = 200.0
+NAMESPACE = uuid.UUID("6f1f6f5e-6a43-4d8e-9a35-8c1b3a0d5e11")
+ACCOUNT_DOMAIN = "bench.cardinsa.local"
+PRODUCT_CODE = "BENCH-HEALTH"
+LIST_FILTER = 'state = "IN_FORCE"'
+COMPANY_PROFILES = (
+    ("DE", "EUR", "Europe/Berlin"),
+    ("US", "USD", "America/New_York"),
+    ("GB", "GBP", "Europe/London"),
+    ("AE", "AED", "Asia/Dubai"),
+    ("FR", "EUR", "Europe/Paris"),
+    ("JP", "JPY", "Asia/Tokyo"),
+)
+GRPC_HEADERS = ("content-type: application/grpc", "te: trailers")
+
+
+def say(message: str) -> None:
+    print(f"[bench] {message}", flush=True)
+
+
+# --------------------------------------------------------------------- profiles
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much data and how long each scenario runs."""
+
+    name: str
+    companies: int
+    policies: int
+    claims: int
+    large_policies: int  # policies of company 0 (the ListPolicies company)
+    large_claims: int
+    seconds: float  # measured part of each scenario
+    warmup_seconds: float
+    many_connections: int
+    many_seconds: float
+    list_page_size: int
+    list_page: int
+    login_accounts: int
+    hash_seconds: float
+    connections: int = 50
+    streams: int = 10
+
+
+FULL = Profile(
+    name="full",
+    companies=12,
+    policies=100_000,
+    claims=20_000,
+    large_policies=30_000,
+    large_claims=6_000,
+    seconds=10.0,
+    warmup_seconds=2.0,
+    many_connections=1000,
+    many_seconds=30.0,
+    list_page_size=20,
+    list_page=1000,
+    login_accounts=8,
+    hash_seconds=5.0,
+)
+QUICK = Profile(
+    name="quick",
+    companies=2,
+    policies=600,
+    claims=100,
+    large_policies=400,
+    large_claims=60,
+    seconds=2.5,
+    warmup_seconds=1.0,
+    many_connections=200,
+    many_seconds=3.0,
+    list_page_size=2,
+    list_page=100,
+    login_accounts=4,
+    hash_seconds=2.0,
+)
+
+
+def company_sizes(profile: Profile) -> list[tuple[int, int]]:
+    """(policies, claims) per company, summing exactly to the profile's totals."""
+    others = profile.companies - 1
+    sizes = [(profile.large_policies, profile.large_claims)]
+    rest_p, rest_c = (
+        profile.policies - profile.large_policies,
+        profile.claims - profile.large_claims,
+    )
+    for index in range(others):
+        sizes.append(
+            (
+                rest_p // others + (1 if index < rest_p % others else 0),
+                rest_c // others + (1 if index < rest_c % others else 0),
+            )
+        )
+    return sizes

@@ -1,0 +1,633 @@
+"""The scenarios, each a row of the table, and the ceilings they are set against."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cardinsa_tools.bench.calls import Account, gdate, grpc_frame, login, money
+from cardinsa_tools.bench.load import (
+    Load,
+    gateway_failures,
+    run_h2load,
+    run_wrk,
+)
+from cardinsa_tools.bench.profiles import (
+    LIST_FILTER,
+    NOOP_PATH,
+    NOOP_SERVICE,
+    SERVICE_TARGET_MB,
+    Profile,
+    say,
+)
+from cardinsa_tools.bench.seed import SeedResult
+from cardinsa_tools.bench.suite import Suite
+from cardinsa_tools.bench.tools import stop_process
+from cardinsa_tools.bench.verification import settle, verify
+from cardinsa_tools.procfs import (
+    cpu_seconds,
+    vm_hwm_mb,
+)
+
+# ------------------------------------------------------------------ noop server
+
+
+async def serve_noop() -> None:
+    """The ceiling: grpc.aio, one empty unary method, no interceptor."""
+    import grpc
+
+    async def noop(request: bytes, context: Any) -> bytes:
+        return b""
+
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                NOOP_SERVICE, {"Noop": grpc.unary_unary_rpc_method_handler(noop)}
+            ),
+        )
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(port, flush=True)
+    await server.wait_for_termination()
+
+
+# ------------------------------------------------------------------ scenarios
+
+
+@dataclass
+class Row:
+    key: str
+    scenario: str
+    rate: float | None = None
+    baseline: str | None = None
+    ratio: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    requests: int | None = None
+    server_ok: int | None = None
+    server_codes: dict[str, int] = field(default_factory=dict)
+    cancelled_at_stop: int = 0
+    errors: int | None = None
+    peak_mb: float | None = None
+    #: CPU the serving processes used per call during the measured run (µs): the
+    #: service's workers (cpu_us), Envoy for REST (envoy_cpu_us). Less sensitive to
+    #: other load on the machine than req/s.
+    cpu_us: float | None = None
+    envoy_cpu_us: float | None = None
+    target: str = ""
+    holds: bool | None = None
+    note: str = ""
+    command: str = ""
+
+
+def measured(key: str, scenario: str, load: Load, **more: Any) -> Row:
+    """The row of a loaded scenario: what the load generator saw, plus ``more``."""
+    return Row(
+        key,
+        scenario,
+        rate=load.rate,
+        p50_ms=load.p50_ms,
+        p99_ms=load.p99_ms,
+        requests=load.requests,
+        command=load.command,
+        **more,
+    )
+
+
+class Bench:
+    def __init__(
+        self, suite: Suite, seed: SeedResult, profile: Profile, workdir: Path, noop: NoopServer
+    ) -> None:
+        self.suite = suite
+        self.seed = seed
+        self.profile = profile
+        self.workdir = workdir
+        self.noop_port = noop.port
+        self.noop_pid = noop.process.pid
+        self.rows: dict[str, Row] = {}
+
+    # -- helpers
+
+    def token(self, account: Account) -> str:
+        return asyncio.run(
+            login(self.suite.endpoints.grpc("identity"), account, self.seed.password)
+        )
+
+    def add(self, row: Row) -> Row:
+        self.rows[row.key] = row
+        shown = f"{row.rate:,.0f} req/s" if row.rate is not None else ""
+        if row.peak_mb is not None:
+            shown = f"{row.peak_mb:.1f} MB"
+        elif row.rate is None and row.cpu_us is not None:
+            shown = f"{row.cpu_us:.2f} µs/call, {row.ratio or 0:.4%} of {row.baseline}"
+        extra = f", errors {row.errors}" if row.errors is not None else ""
+        say(f"{row.scenario}: {shown}{extra}")
+        return row
+
+    def grpc_scenario(
+        self,
+        key: str,
+        scenario: str,
+        *,
+        address: str,
+        path: str,
+        bodies: Sequence[bytes],
+        headers: Sequence[str] = (),
+        metrics: Sequence[int] | None,
+        connections: int | None = None,
+        streams: int | None = None,
+        seconds: float | None = None,
+        warmup: bool = True,
+        fixed_requests: int | None = None,
+        cpu_pids: Sequence[int] = (),
+    ) -> Row:
+        """h2load: a timed warm-up (rate estimate), then exactly rate x seconds calls."""
+        connections = connections or self.profile.connections
+        streams = streams or self.profile.streams
+        seconds = seconds or self.profile.seconds
+        url = f"http://{address}{path}"
+        workdir = self.workdir / key
+        requests = fixed_requests
+        if requests is None:
+            if warmup:
+                probe = run_h2load(
+                    url,
+                    bodies,
+                    headers,
+                    connections=connections,
+                    streams=streams,
+                    duration=self.profile.warmup_seconds,
+                    workdir=workdir,
+                )
+                estimate = probe.rate
+            else:
+                estimate = 100.0
+            requests = max(connections * len(bodies), int(estimate * seconds))
+        service, _, method = path.strip("/").rpartition("/")
+        before = settle(metrics, service, method) if metrics else {}
+        cpu_before = cpu_seconds(cpu_pids)
+        load = run_h2load(
+            url,
+            bodies,
+            headers,
+            connections=connections,
+            streams=streams,
+            requests=requests,
+            workdir=workdir,
+        )
+        cpu_used = cpu_seconds(cpu_pids) - cpu_before
+        row = measured(
+            key,
+            scenario,
+            load,
+            cpu_us=cpu_used / load.requests * 1e6 if cpu_pids and load.requests else None,
+        )
+        if metrics:
+            check = verify(before, settle(metrics, service, method), service, method, load)
+            row.server_ok, row.server_codes = check.server_ok, check.server_codes
+            row.errors = check.errors
+        else:
+            row.errors = load.client_errors
+        return row
+
+    def rest_scenario(
+        self, key: str, scenario: str, *, path: str, token: str, connections: int, seconds: float
+    ) -> Row:
+        service, method = "cardinsa.core.v1.PolicyService", "GetPolicy"
+        metrics = self.suite.endpoints.metrics_ports("core")
+        url = f"http://127.0.0.1:{self.suite.endpoints.gateway}{path}"
+        headers = [f"authorization: Bearer {token}"]
+        run_wrk(url, headers, connections=connections, seconds=self.profile.warmup_seconds)
+        before = settle(metrics, service, method)
+        core_pids, envoy_pids = self.pids("core"), self.pids("envoy")
+        cpu_before = cpu_seconds(core_pids), cpu_seconds(envoy_pids)
+        access_log = self.suite.state_dir / "access.log"
+        offset = access_log.stat().st_size if access_log.exists() else None
+        load = run_wrk(url, headers, connections=connections, seconds=seconds)
+        cpu_core = cpu_seconds(core_pids) - cpu_before[0]
+        cpu_envoy = cpu_seconds(envoy_pids) - cpu_before[1]
+        check = verify(before, settle(metrics, service, method), service, method, load)
+        calls = max(1, check.server_ok + check.cancelled_at_stop)
+        return measured(
+            key,
+            scenario,
+            load,
+            server_ok=check.server_ok,
+            server_codes=check.server_codes,
+            cancelled_at_stop=check.cancelled_at_stop,
+            errors=check.errors,
+            cpu_us=cpu_core / calls * 1e6 if core_pids else None,
+            envoy_cpu_us=cpu_envoy / calls * 1e6 if envoy_pids else None,
+            note="; ".join(
+                part for part in (load.detail, gateway_failures(access_log, offset)) if part
+            ),
+        )
+
+    def pids(self, service: str) -> list[int]:
+        """The service's worker processes (or Envoy's), for CPU accounting."""
+        if not hasattr(self, "_pids"):
+            self._pids = self.suite.pids()
+        return [pid for name, pid in self._pids.items() if name.split("[")[0] == service]
+
+    # -- the scenarios
+
+    def run(self) -> None:
+        from cardinsa.core.v1 import claim_service_pb2 as cs
+        from cardinsa.core.v1 import policy_service_pb2 as ps
+        from cardinsa.core.v1 import resources_pb2 as r
+        from cardinsa.identity.v1 import auth_service_pb2
+
+        p = self.profile
+        ep = self.suite.endpoints
+        core = ep.grpc("core")
+        core_metrics = ep.metrics_ports("core")
+        large = self.seed.companies[0]
+        admin_token = self.token(large.admin)
+        auth = [f"authorization: Bearer {admin_token}"]
+        get_path = "/cardinsa.core.v1.PolicyService/GetPolicy"
+        policy = large.in_force_policy
+
+        noop = self.add(
+            self.grpc_scenario(
+                "noop",
+                "noop: bare grpc.aio, no interceptor (ceiling)",
+                address=f"127.0.0.1:{self.noop_port}",
+                path=NOOP_PATH,
+                bodies=[b"\x00\x00\x00\x00\x00"],
+                metrics=None,
+                cpu_pids=[self.noop_pid],
+            )
+        )
+        noop.target = "baseline"
+
+        get = self.add(
+            self.grpc_scenario(
+                "grpc_get_policy",
+                f"GetPolicy gRPC, {self.core_processes()}",
+                address=core,
+                path=get_path,
+                headers=auth,
+                metrics=core_metrics,
+                cpu_pids=self.pids("core"),
+                bodies=[grpc_frame(ps.GetPolicyRequest(policy_id=policy))],
+            )
+        )
+        self.ratio(get, noop, minimum=0.40)
+        self.add(self.revocation_check(get))
+        self.tracing_off(get)
+
+        rest = self.add(
+            self.rest_scenario(
+                "rest_get_policy",
+                f"GetPolicy REST via gateway, wrk {p.connections} conn",
+                path=f"/v1/policies/{policy}",
+                token=self.token(large.admin),
+                connections=p.connections,
+                seconds=p.seconds,
+            )
+        )
+        self.ratio(rest, get, minimum=0.85)
+        rest.target += " and p99 < 50 ms"
+        rest.holds = bool(rest.holds) and rest.p99_ms is not None and rest.p99_ms < 50
+
+        list_first = self.add(self.list_scenario("list_page_1", 1, ""))
+        list_first.target = "baseline"
+        token_n = asyncio.run(self.page_token(large.admin, p.list_page))
+        list_far = self.add(self.list_scenario("list_page_far", p.list_page, token_n))
+        self.ratio(list_far, list_first, minimum=1 / 1.2)
+        list_far.target = f"cost ≤ 1.2 x page 1 (ratio ≥ {1 / 1.2:.2f})"
+
+        today = dt.datetime.now(dt.UTC).date()
+        claim = cs.CreateClaimRequest(
+            claim=r.Claim(
+                policy_id=large.claim_policy,
+                claimant=r.InsuredMember(policyholder=True),
+                claim_type=r.Claim.MEDICAL,
+                description="bench claim",
+                coverage_code="OUTPATIENT",
+                incident_date=gdate(today - dt.timedelta(days=1)),
+                claimed_amount=money("250", large.currency),
+            )
+        )
+        create = self.add(
+            self.grpc_scenario(
+                "grpc_create_claim",
+                f"CreateClaim gRPC, {self.core_processes()}",
+                address=core,
+                path="/cardinsa.core.v1.ClaimService/CreateClaim",
+                headers=[f"authorization: Bearer {self.token(large.admin)}"],
+                metrics=core_metrics,
+                cpu_pids=self.pids("core"),
+                bodies=[grpc_frame(claim)],
+            )
+        )
+        self.ratio(create, noop, minimum=0.20)
+
+        many = self.add(
+            self.rest_scenario(
+                "rest_many_connections",
+                f"GetPolicy REST via gateway, {p.many_connections:,} conn "
+                f"for {p.many_seconds:.0f} s",
+                path=f"/v1/policies/{policy}",
+                token=self.token(large.admin),
+                connections=p.many_connections,
+                seconds=p.many_seconds,
+            )
+        )
+        many.target, many.holds = "zero errors", many.errors == 0
+
+        control = self.add(
+            self.grpc_scenario(
+                "control_not_found",
+                "control: GetPolicy of an unknown id (all must be errors)",
+                address=core,
+                path=get_path,
+                headers=[f"authorization: Bearer {self.token(large.admin)}"],
+                metrics=core_metrics,
+                cpu_pids=self.pids("core"),
+                bodies=[grpc_frame(ps.GetPolicyRequest(policy_id=str(uuid.uuid4())))],
+                warmup=False,
+                fixed_requests=max(500, p.connections * 10),
+            )
+        )
+        control.target = "errors = requests (h2load calls them all 2xx)"
+        control.holds = control.errors == control.requests and bool(control.requests)
+
+        hash_row = self.add(self.hash_ceiling())
+        bodies = [
+            grpc_frame(auth_service_pb2.LoginRequest(email=a.email, password=self.seed.password))
+            for a in self.seed.logins
+        ]
+        login_row = self.add(
+            self.grpc_scenario(
+                "grpc_login",
+                f"Login gRPC, {len(bodies)} accounts x 1 connection",
+                address=ep.grpc("identity"),
+                path="/cardinsa.identity.v1.AuthService/Login",
+                bodies=bodies,
+                metrics=ep.metrics_ports("identity"),
+                cpu_pids=self.pids("identity"),
+                connections=1,
+                streams=1,
+            )
+        )
+        self.ratio(login_row, hash_row, minimum=0.90)
+
+    def list_scenario(self, key: str, page: int, page_token: str) -> Row:
+        """ListPolicies with the filter, one page (``page_token`` leads to it)."""
+        from cardinsa.core.v1 import policy_service_pb2 as ps
+
+        p = self.profile
+        size = f" (size {p.list_page_size})" if page == 1 else ""
+        return self.grpc_scenario(
+            key,
+            f"ListPolicies {LIST_FILTER}, page {page:,}{size}",
+            address=self.suite.endpoints.grpc("core"),
+            path="/cardinsa.core.v1.PolicyService/ListPolicies",
+            headers=[f"authorization: Bearer {self.token(self.seed.companies[0].admin)}"],
+            metrics=self.suite.endpoints.metrics_ports("core"),
+            cpu_pids=self.pids("core"),
+            bodies=[
+                grpc_frame(
+                    ps.ListPoliciesRequest(
+                        page_size=p.list_page_size, filter=LIST_FILTER, page_token=page_token
+                    )
+                )
+            ],
+        )
+
+    def tracing_off(self, get: Row) -> None:
+        """Tracing off must cost GetPolicy at most 2 % (see tracing_off_hooks_us)."""
+        hooks = tracing_off_hooks_us()
+        share = hooks / get.cpu_us if get.cpu_us else None
+        shown = f"{share * 100:.3f} %" if share is not None else "n/a"
+        row = self.add(
+            Row(
+                "tracing_off",
+                f"tracing off: its hooks {hooks:.2f} µs per GetPolicy = {shown} of its CPU",
+                baseline=get.key,
+                ratio=share,
+                cpu_us=hooks,
+                target="≤ 0.02 x GetPolicy CPU µs/call",
+                holds=share is not None and share <= 0.02,
+                note=(
+                    "the statements tracing adds to a GetPolicy while off, timed in the "
+                    f"bench process: {hooks:.3f} µs against {get.cpu_us or 0:,.0f} µs of "
+                    "core CPU per GetPolicy in this run"
+                ),
+            )
+        )
+        row.target = "≤ 0.02 x GetPolicy CPU µs/call"
+
+    def core_processes(self) -> str:
+        n = self.suite.endpoints.workers
+        return "1 core process" if n == 1 else f"{n} core processes"
+
+    def ratio(self, row: Row, base: Row, *, minimum: float) -> None:
+        row.baseline = base.key
+        if row.rate and base.rate:
+            row.ratio = row.rate / base.rate
+        row.target = f"≥ {minimum:.2f} x {base.key}"
+        row.holds = row.ratio is not None and row.ratio >= minimum and row.errors == 0
+
+    async def page_token(self, account: Account, page: int) -> str:
+        """The token of page ``page`` of the filtered list, by walking to it."""
+        import grpc
+
+        from cardinsa.core.v1 import policy_service_pb2 as ps
+        from cardinsa.core.v1 import policy_service_pb2_grpc as psg
+
+        token = await login(self.suite.endpoints.grpc("identity"), account, self.seed.password)
+        md = [("authorization", f"Bearer {token}")]
+        async with grpc.aio.insecure_channel(self.suite.endpoints.grpc("core")) as channel:
+            stub = psg.PolicyServiceStub(channel)  # type: ignore[no-untyped-call]
+            page_token = ""
+            for number in range(1, page):
+                reply = await stub.ListPolicies(
+                    ps.ListPoliciesRequest(
+                        page_size=self.profile.list_page_size,
+                        filter=LIST_FILTER,
+                        page_token=page_token,
+                    ),
+                    metadata=md,
+                    timeout=30,
+                )
+                page_token = reply.next_page_token
+                if not page_token:
+                    raise RuntimeError(f"the list ends at page {number}, before page {page}")
+        return page_token
+
+    def revocation_check(self, get: Row) -> Row:
+        """What refusing revoked tokens costs GetPolicy: the check every call runs
+        (RevocationSet.check, after the verified-token cache), timed alone in
+        this process with a realistic set -- 10 000 revoked sessions and 10 000
+        subjects with a not-before -- against GetPolicy's CPU per call measured
+        above (which includes it: the suite's core follows identity's
+        revocations). Process CPU time, loop included (an overestimate)."""
+        from cardinsa_foundation.context import Principal, PrincipalKind
+        from cardinsa_foundation.revocation import (
+            SESSION,
+            SUBJECT,
+            Revocation,
+            RevocationBatch,
+            RevocationSet,
+        )
+
+        entries = 10_000
+        now = time.time()
+        revocations = RevocationSet(name="bench")
+        revocations.apply(
+            RevocationBatch(
+                tuple(
+                    Revocation(i, kind, str(uuid.uuid4()), now, now + 900, "bench")
+                    for i in range(entries)
+                    for kind in (SESSION, SUBJECT)
+                ),
+                cursor=entries,
+                caught_up=True,
+            )
+        )
+        caller = Principal(
+            subject=str(uuid.uuid4()),
+            kind=PrincipalKind.USER,
+            company_id=str(uuid.uuid4()),
+            session_id=str(uuid.uuid4()),
+        )
+        calls = 1_000_000 if self.profile.name == "full" else 200_000
+        check = revocations.check
+        started = time.process_time()
+        for _ in range(calls):
+            check(caller, now)
+        per_call_us = (time.process_time() - started) / calls * 1e6
+        row = Row(
+            "revocation_check",
+            f"revocation check alone ({len(revocations):,} entries) vs GetPolicy CPU",
+            requests=calls,
+            errors=0,
+            cpu_us=per_call_us,
+            baseline="grpc_get_policy CPU",
+            target="≤ 0.03 x GetPolicy CPU/call",
+        )
+        if get.cpu_us:
+            row.ratio = per_call_us / get.cpu_us
+        row.holds = row.ratio is not None and row.ratio <= 0.03
+        return row
+
+    def hash_ceiling(self) -> Row:
+        """argon2id verifications per second with identity's own hasher: its
+        parameters and its thread pool size, on these cores, now."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from cardinsa_identity.domain.passwords import PasswordHasher
+
+        hasher = PasswordHasher()
+        threads = 2  # PasswordHasher's default max_concurrency, as identity uses it
+        stored = hasher.hash_password(self.seed.password)
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            # Warm-up: each thread's first hashes pay for mapping their 32 MiB.
+            list(pool.map(lambda _: hasher.verify_password(self.seed.password, stored), range(4)))
+        deadline = time.monotonic() + self.profile.hash_seconds
+        counts = [0] * threads
+
+        def work(slot: int) -> None:
+            while time.monotonic() < deadline:
+                ok, _ = hasher.verify_password(self.seed.password, stored)
+                assert ok
+                counts[slot] += 1
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(work, range(threads)))
+        elapsed = time.monotonic() - started
+        return Row(
+            "argon2_verify",
+            f"argon2id verify alone, {threads} threads (login ceiling)",
+            rate=sum(counts) / elapsed,
+            requests=sum(counts),
+            target="baseline",
+            errors=0,
+        )
+
+    def memory(self) -> None:
+        for name, pid in sorted(self.suite.pids().items()):
+            peak = vm_hwm_mb(pid)
+            row = Row(f"memory_{name}", f"peak memory (VmHWM) {name}, pid {pid}", peak_mb=peak)
+            if name != "envoy":
+                row.target = f"< {SERVICE_TARGET_MB:.0f} MB"
+                row.holds = peak is not None and peak < SERVICE_TARGET_MB
+            else:
+                row.target = "reported"
+            self.add(row)
+
+
+def tracing_off_hooks_us(iterations: int = 200_000) -> float:
+    """What tracing costs a GetPolicy while it is off, in µs per call, timed here.
+
+    With ``CARDINSA_TRACING_ENABLED`` false (the default, and this process:
+    nothing configures tracing here) a GetPolicy runs these statements because
+    tracing exists, each copied from where it runs: the call pipeline's test
+    before and after the call (cardinsa_foundation.interceptors), Database.read's
+    test (db.py) and the trace ids the JSON access line looks up in the context
+    (logging.py; none, so the line has no trace fields). No span, provider or
+    exporter exists (tests/integration/test_tracing.py). Timed as the loop of
+    these statements less an empty loop, and set against the GetPolicy's CPU
+    per call measured in the same run.
+    """
+    import timeit
+
+    from cardinsa_foundation import tracing
+    from cardinsa_foundation.context import trace_var
+
+    if tracing.TRACER is not None:
+        raise RuntimeError("tracing is on in the bench process; the figure would be wrong")
+    method = "/cardinsa.core.v1.PolicyService/GetPolicy"
+    metadata = {"authorization": "Bearer x", "x-request-id": str(uuid.uuid4())}
+    traced = True
+
+    def hooks() -> None:
+        span = (
+            tracing.start_server_span(method, metadata)
+            if traced and tracing.TRACER is not None
+            else None
+        )
+        if tracing.TRACER is not None:  # Database.read
+            raise AssertionError
+        trace_ids = trace_var.get()  # the log line's context, then its test
+        if trace_ids:
+            raise AssertionError
+        if span is not None:  # the pipeline's end of call
+            raise AssertionError
+
+    def empty() -> None:
+        return None
+
+    hooks_s: list[float] = []
+    empty_s: list[float] = []
+    for _ in range(7):  # interleaved, best of each: the machine may be busy
+        hooks_s.append(timeit.timeit(hooks, number=iterations) / iterations)
+        empty_s.append(timeit.timeit(empty, number=iterations) / iterations)
+    return max(0.0, min(hooks_s) - min(empty_s)) * 1e6
+
+
+class NoopServer:
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cardinsa_tools.bench", "--serve-noop"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.port = int(self.process.stdout.readline())
+
+    def stop(self) -> None:
+        stop_process(self.process)

@@ -1,0 +1,342 @@
+"""Seeding: companies and accounts through the services, templates through the
+API, the bulk copied from them in SQL (see the package docstring)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cardinsa_tools.bench import seed_sql
+from cardinsa_tools.bench.calls import Account, gdate, login, money
+from cardinsa_tools.bench.profiles import (
+    ACCOUNT_DOMAIN,
+    COMPANY_PROFILES,
+    NAMESPACE,
+    PRODUCT_CODE,
+    Profile,
+    company_sizes,
+    say,
+)
+from cardinsa_tools.bench.suite import Suite
+
+# ------------------------------------------------------------------ seeding
+
+
+@dataclass
+class CompanySeed:
+    index: int
+    company_id: str
+    currency: str
+    policies: int
+    claims: int
+    admin: Account
+    in_force_policy: str = ""
+    claim_policy: str = ""
+
+
+@dataclass
+class SeedResult:
+    companies: list[CompanySeed]
+    logins: list[Account]
+    password: str
+    seconds: float
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def company_uuid(index: int) -> uuid.UUID:
+    return uuid.uuid5(NAMESPACE, f"company-{index}")
+
+
+async def register_companies(suite: Suite, profile: Profile) -> None:
+    from cardinsa_company.cli import register_company
+    from cardinsa_company.domain.companies import CompanyProfile
+    from cardinsa_company.settings import CompanyServiceSettings
+
+    settings = _settings(CompanyServiceSettings, suite)
+    for index in range(profile.companies):
+        country, currency, zone = COMPANY_PROFILES[index % len(COMPANY_PROFILES)]
+        await register_company(
+            settings,
+            company_uuid(index),
+            CompanyProfile(
+                display_name=f"Bench Insurance {index:02d}",
+                country=country,
+                default_currency=currency,
+                time_zone=zone,
+                locale="en",
+            ),
+        )
+
+
+def _settings(cls: Any, suite: Suite) -> Any:
+    """Service settings as the suite's processes see them."""
+    from cardinsa_foundation.db import app_role_url
+
+    return cls(
+        _env_file=None,
+        database_url=app_role_url(suite.admin_url),
+        database_admin_url=suite.admin_url,
+        identity_address=suite.endpoints.grpc("identity"),
+    )
+
+
+async def ensure_accounts(suite: Suite, profile: Profile, password: str) -> list[Account]:
+    """A company-admin per company, then the login accounts (viewers of company 0)."""
+    from cardinsa_identity.application.bootstrap import ensure_user_with_role
+    from cardinsa_identity.main import build
+    from cardinsa_identity.settings import IdentitySettings
+
+    settings = _settings(IdentitySettings, suite)
+    app = build(settings, settings.database_url.get_secret_value(), port=0, metrics_port=None)
+    wanted = [
+        (f"bench-admin-{i:02d}@{ACCOUNT_DOMAIN}", company_uuid(i), "company-admin")
+        for i in range(profile.companies)
+    ] + [
+        (f"bench-login-{j:02d}@{ACCOUNT_DOMAIN}", company_uuid(0), "viewer")
+        for j in range(profile.login_accounts)
+    ]
+    accounts = []
+    try:
+        await app.prepare()
+        for email, company, role in wanted:
+            await ensure_user_with_role(
+                app.ctx, email=email, password=password, company_id=company, role_name=role
+            )
+            accounts.append(Account(email, str(company)))
+    finally:
+        await app.ctx.keys.stop()
+        app.ctx.hasher.close()
+        await app.ctx.db.dispose()
+    return accounts
+
+
+async def api_templates(suite: Suite, seed: CompanySeed, password: str) -> dict[str, str]:
+    """The rows the bulk copies: made through the API, as the company's admin."""
+    import grpc
+
+    from cardinsa.core.v1 import claim_service_pb2 as cs
+    from cardinsa.core.v1 import claim_service_pb2_grpc as csg
+    from cardinsa.core.v1 import policy_service_pb2 as ps
+    from cardinsa.core.v1 import policy_service_pb2_grpc as psg
+    from cardinsa.core.v1 import policyholder_service_pb2 as hs
+    from cardinsa.core.v1 import policyholder_service_pb2_grpc as hsg
+    from cardinsa.core.v1 import product_service_pb2 as prs
+    from cardinsa.core.v1 import product_service_pb2_grpc as prsg
+    from cardinsa.core.v1 import resources_pb2 as r
+
+    token = await login(suite.endpoints.grpc("identity"), seed.admin, password)
+    md = [("authorization", f"Bearer {token}")]
+    cur = seed.currency
+    today = dt.datetime.now(dt.UTC).date()
+    async with grpc.aio.insecure_channel(suite.endpoints.grpc("core")) as channel:
+        products = prsg.ProductServiceStub(channel)  # type: ignore[no-untyped-call]
+        holders = hsg.PolicyholderServiceStub(channel)  # type: ignore[no-untyped-call]
+        policies = psg.PolicyServiceStub(channel)  # type: ignore[no-untyped-call]
+        claims = csg.ClaimServiceStub(channel)  # type: ignore[no-untyped-call]
+        product = await products.CreateProduct(
+            prs.CreateProductRequest(
+                product=r.Product(
+                    code=PRODUCT_CODE,
+                    line_of_business=r.Product.MEDICAL,
+                    name="Health Basic",
+                    currency_code=cur,
+                    base_premium=money("540", cur),
+                    term_months=12,
+                    coverages=[
+                        r.Coverage(
+                            code="OUTPATIENT",
+                            name="Outpatient care",
+                            limit=money("10000", cur),
+                            limit_period=r.Coverage.PER_YEAR,
+                            deductible=money("0", cur),
+                            coinsurance_basis_points=2000,
+                            waiting_period_days=0,
+                        )
+                    ],
+                )
+            ),
+            metadata=md,
+        )
+        product = await products.ActivateProduct(
+            prs.ActivateProductRequest(product_id=product.id), metadata=md
+        )
+        holder = await holders.CreatePolicyholder(
+            hs.CreatePolicyholderRequest(
+                policyholder=r.Policyholder(
+                    kind=r.Policyholder.PERSON,
+                    given_name="Amira",
+                    family_name="Haddad",
+                    date_of_birth=gdate(dt.date(1984, 2, 3)),
+                    national_id=f"T{seed.index:02d}000000000",
+                    email=f"template-{seed.index:02d}@holders.{ACCOUNT_DOMAIN}",
+                )
+            ),
+            metadata=md,
+        )
+        ids: dict[str, str] = {"product": product.id, "holder": holder.id}
+        for key, bind in (("in_force", True), ("quoted", False)):
+            draft = await policies.CreatePolicy(
+                ps.CreatePolicyRequest(
+                    policy=r.Policy(
+                        policyholder_id=holder.id,
+                        product_id=product.id,
+                        effective_date=gdate(today - dt.timedelta(days=30)),
+                        sum_insured=money("100000", cur),
+                        payment_frequency=r.Policy.MONTHLY,
+                        insured_members=[r.InsuredMember(policyholder=True)],
+                    )
+                ),
+                metadata=md,
+            )
+            quoted = await policies.QuotePolicy(
+                ps.QuotePolicyRequest(policy_id=draft.id, etag=draft.etag), metadata=md
+            )
+            if bind:
+                quoted = await policies.BindPolicy(
+                    ps.BindPolicyRequest(policy_id=quoted.id, etag=quoted.etag), metadata=md
+                )
+            ids[key] = quoted.id
+        claim = await claims.CreateClaim(
+            cs.CreateClaimRequest(
+                claim=r.Claim(
+                    policy_id=ids["in_force"],
+                    claimant=r.InsuredMember(policyholder=True),
+                    claim_type=r.Claim.MEDICAL,
+                    description="outpatient treatment",
+                    coverage_code="OUTPATIENT",
+                    incident_date=gdate(today - dt.timedelta(days=2)),
+                    claimed_amount=money("800", cur),
+                )
+            ),
+            metadata=md,
+        )
+        claim = await claims.SubmitClaim(cs.SubmitClaimRequest(claim_id=claim.id), metadata=md)
+        ids["claim"] = claim.id
+    return ids
+
+
+async def bulk_copy(conn: Any, seed: CompanySeed, templates: dict[str, str]) -> None:
+    company = uuid.UUID(seed.company_id)
+    values = {
+        "company": company,
+        "policy_copies": seed.policies - 2,
+        "claim_copies": seed.claims - 1,
+        "in_force": uuid.UUID(templates["in_force"]),
+        "claim": uuid.UUID(templates["claim"]),
+        "holder": uuid.UUID(templates["holder"]),
+    }
+    async with conn.transaction():
+        # The row-level-security tenant of this transaction: the company itself.
+        await conn.execute("SELECT set_config('cardinsa.company_id', $1, true)", seed.company_id)
+        for statement in seed_sql.BULK_COPY:
+            sql, args = seed_sql.named(statement, values)
+            await conn.execute(sql, *args)
+
+
+async def find_templates(conn: Any, company: uuid.UUID) -> dict[str, str] | None:
+    """Templates an interrupted earlier run made through the API (the bulk copy of a
+    company is one transaction, so either it happened or only these exist)."""
+    sql, args = seed_sql.named(
+        seed_sql.FIND_TEMPLATES, {"company": company, "product_code": PRODUCT_CODE}
+    )
+    row = await conn.fetchrow(sql, *args)
+    if row is None or any(v is None for v in row.values()):
+        return None
+    return {k: str(v) for k, v in row.items()}
+
+
+async def check_numbers(conn: Any, seeds: Sequence[CompanySeed]) -> None:
+    """Policy and claim numbers are 1..n without gaps or repeats and each counter
+    holds n: what the API's numbering relies on."""
+    for seed in seeds:
+        sql, args = seed_sql.named(seed_sql.NUMBERS, {"company": uuid.UUID(seed.company_id)})
+        for row in await conn.fetch(sql, *args):
+            n = row["last_value"]
+            if not (
+                row["numbered"] == row["distinct_values"] == n
+                and (n == 0 or (row["first"] == 1 and row["last"] == n))
+            ):
+                raise RuntimeError(f"company {seed.index}: {row['kind']} numbers: {dict(row)}")
+
+
+async def seed_all(suite: Suite, profile: Profile, password: str) -> SeedResult:
+    import asyncpg
+
+    from cardinsa_foundation.db import to_libpq_url
+
+    started = time.monotonic()
+    say(
+        f"seeding: {profile.companies} companies, {profile.policies} policies, "
+        f"{profile.claims} claims (skipped where already there)"
+    )
+    await register_companies(suite, profile)
+    accounts = await ensure_accounts(suite, profile, password)
+    admins, logins = accounts[: profile.companies], accounts[profile.companies :]
+    seeds = []
+    for index, ((policies, claims), admin) in enumerate(
+        zip(company_sizes(profile), admins, strict=True)
+    ):
+        currency = COMPANY_PROFILES[index % len(COMPANY_PROFILES)][1]
+        seeds.append(
+            CompanySeed(index, str(company_uuid(index)), currency, policies, claims, admin)
+        )
+    conn = await asyncpg.connect(to_libpq_url(suite.admin_url))
+    try:
+        for seed in seeds:
+            company = uuid.UUID(seed.company_id)
+            have = await conn.fetchval(
+                "SELECT count(*) FROM core.policies WHERE company_id = $1", company
+            )
+            if have >= seed.policies:
+                continue
+            templates = await find_templates(conn, company) if have else None
+            if templates is None and have == 0:
+                templates = await api_templates(suite, seed, password)
+            if templates is None or have > 2:
+                say(f"company {seed.index}: {have} policies, not what the seed makes; left as is")
+                continue
+            t0 = time.monotonic()
+            await bulk_copy(conn, seed, templates)
+            say(
+                f"company {seed.index:2d}: {seed.policies} policies, {seed.claims} claims "
+                f"({time.monotonic() - t0:.1f} s)"
+            )
+        await conn.execute(
+            "ANALYZE core.policies, core.policyholders, core.claims, "
+            "core.policy_versions, core.policy_status_changes, "
+            "core.claim_log_entries"
+        )
+        for seed in seeds:
+            company = uuid.UUID(seed.company_id)
+            seed.in_force_policy = str(
+                await conn.fetchval(
+                    "SELECT id FROM core.policies WHERE company_id = $1 AND state = 'IN_FORCE' "
+                    "ORDER BY create_time DESC LIMIT 1 OFFSET 7",
+                    company,
+                )
+            )
+            seed.claim_policy = seed.in_force_policy
+        await check_numbers(conn, seeds)
+        counts = {}
+        for table in (
+            "policies",
+            "policyholders",
+            "claims",
+            "policy_status_changes",
+            "policy_versions",
+            "claim_log_entries",
+        ):
+            # The table names are the constants above, never input.
+            query = f"SELECT count(*) FROM core.{table} WHERE company_id = ANY($1::uuid[])"  # noqa: S608
+            counts[table] = int(
+                await conn.fetchval(query, [uuid.UUID(s.company_id) for s in seeds])
+            )
+    finally:
+        await conn.close()
+    elapsed = time.monotonic() - started
+    say(f"data ready in {elapsed:.1f} s: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return SeedResult(seeds, logins, password, elapsed, counts)

@@ -1,0 +1,233 @@
+"""The seed's SQL, with named parameters (``:name``, bound by :func:`named`)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+_NAME = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+
+
+def named(sql: str, values: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    """``:name`` → ``$n`` (asyncpg numbers its parameters) and the values in that
+    order: exactly the names the statement uses (``::type`` casts are left alone)."""
+    order: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise KeyError(f"no value for :{name}")
+        if name not in order:
+            order.append(name)
+        return f"${order.index(name) + 1}"
+
+    return _NAME.sub(number, sql), [values[name] for name in order]
+
+
+#: One company's bulk copy, statement by statement. Parameters: ``:company``, the
+#: numbers of copies ``:policy_copies`` and ``:claim_copies``, and the template rows
+#: ``:in_force`` (policy), ``:claim`` and ``:holder`` (policyholder). Copy g
+#: (1..policy_copies) is in force unless g is a multiple of 10 (then quoted);
+#: in-force copies take policy numbers 2, 3, ... in creation order (the template
+#: holds 1), gap-free: copy g's number is 1 + g - g/10. Claim j (1..claim_copies) is
+#: submitted unless j is a multiple of 5 (then a draft); submitted claims take 2,
+#: 3, ... likewise.
+BULK_COPY = (
+    """
+    CREATE TEMP TABLE bench_policy ON COMMIT DROP AS
+    SELECT g,
+           gen_random_uuid() AS holder_id,
+           gen_random_uuid() AS policy_id,
+           g % 10 <> 0 AS in_force,
+           CASE WHEN g % 10 <> 0 THEN 1 + g - g / 10 END AS number,
+           now() - make_interval(secs => (:policy_copies::int - g + 1) * 300.0)
+               - interval '1 day' AS ts
+      FROM generate_series(1, :policy_copies::int) AS g
+    """,
+    """
+    INSERT INTO core.policyholders
+        (kind, given_name, family_name, date_of_birth, gender, legal_name,
+         registration_number, national_id, email, phone, address_line1, address_line2,
+         address_city, address_region, address_postal_code, address_country_code,
+         display_name, id, create_time, update_time, created_by, updated_by, delete_time,
+         version, company_id)
+    SELECT 'PERSON', n.given, 'Family' || p.g, date '1950-01-01' + (p.g * 37) % 20000,
+           (ARRAY['FEMALE', 'MALE', 'GENDER_UNSPECIFIED'])[1 + p.g % 3], '', '',
+           'N' || lpad(p.g::text, 11, '0'),
+           'holder-' || p.g || '@' || left(:company::uuid::text, 8) || '.holders.example',
+           '+49 30 ' || lpad((p.g * 7919 % 10000000)::text, 7, '0'),
+           p.g || ' Main Street', '', 'Springfield', '', lpad((p.g % 99999)::text, 5, '0'),
+           'DE', n.given || ' Family' || p.g, p.holder_id, p.ts, p.ts,
+           t.created_by, t.created_by, NULL, 1, :company::uuid
+      FROM bench_policy p
+      CROSS JOIN core.policyholders t
+      CROSS JOIN LATERAL (SELECT (ARRAY['Amira', 'Jonas', 'Mei', 'Omar', 'Sofia', 'Liam',
+                                        'Noor', 'Elena'])[1 + p.g % 8] AS given) n
+     WHERE t.id = :holder::uuid AND t.company_id = :company::uuid
+    """,
+    """
+    INSERT INTO core.policies
+        (policy_number, policyholder_id, product_id, product_version, state,
+         effective_date, expiry_date, currency, premium, sum_insured, payment_frequency,
+         insures_holder, insured_dependent_ids, current_version, version_effective_date,
+         cancel_reason, cancel_effective_date, lapse_date, termination_note,
+         previous_policy_id, successor_policy_id, bind_time, activate_time, id,
+         create_time, update_time, created_by, updated_by, delete_time, version, company_id)
+    SELECT CASE WHEN p.in_force
+                THEN split_part(t.policy_number, '-', 1) || '-' || lpad(p.number::text, 8, '0')
+           END,
+           p.holder_id, t.product_id, t.product_version,
+           CASE WHEN p.in_force THEN 'IN_FORCE' ELSE 'QUOTED' END,
+           d.effective, (d.effective + interval '1 year' - interval '1 day')::date,
+           t.currency, t.premium, 50000 + (p.g % 10) * 10000,
+           (ARRAY['MONTHLY', 'QUARTERLY', 'ANNUAL', 'SEMI_ANNUAL'])[1 + p.g % 4],
+           true, '{}', CASE WHEN p.in_force THEN 1 ELSE 0 END,
+           CASE WHEN p.in_force THEN d.effective END,
+           NULL, NULL, NULL, '', NULL, NULL,
+           CASE WHEN p.in_force THEN p.ts + interval '1 minute' END,
+           CASE WHEN p.in_force THEN p.ts + interval '1 minute' END,
+           p.policy_id, p.ts,
+           p.ts + CASE WHEN p.in_force THEN interval '1 minute' ELSE interval '10 seconds' END,
+           t.created_by, t.created_by, NULL, CASE WHEN p.in_force THEN 4 ELSE 2 END, :company::uuid
+      FROM bench_policy p
+      CROSS JOIN core.policies t
+      CROSS JOIN LATERAL (SELECT CASE WHEN p.in_force THEN (p.ts AT TIME ZONE 'UTC')::date
+                                      ELSE (p.ts AT TIME ZONE 'UTC')::date + 30 END
+                                 AS effective) d
+     WHERE t.id = :in_force::uuid AND t.company_id = :company::uuid
+    """,
+    """
+    INSERT INTO core.policy_versions
+        (id, company_id, policy_id, version, effective_date, currency, premium,
+         sum_insured, insures_holder, insured_dependent_ids, description, changed_fields,
+         create_time, created_by)
+    SELECT gen_random_uuid(), :company::uuid, c.id, 1, c.effective_date, c.currency, c.premium,
+           c.sum_insured, true, '{}', '', '{}', c.bind_time, c.created_by
+      FROM bench_policy p JOIN core.policies c ON c.id = p.policy_id
+     WHERE p.in_force
+    """,
+    """
+    INSERT INTO core.policy_status_changes
+        (id, company_id, policy_id, from_state, to_state, transition, reason,
+         effective_date, actor_id, request_id, create_time)
+    SELECT gen_random_uuid(), :company::uuid, c.id, s.from_state, s.to_state, s.transition, '',
+           CASE WHEN s.step >= 3 THEN c.effective_date END, t.actor_id,
+           gen_random_uuid()::text, p.ts + s.after
+      FROM bench_policy p
+      JOIN core.policies c ON c.id = p.policy_id
+      CROSS JOIN (SELECT actor_id FROM core.policy_status_changes
+                   WHERE policy_id = :in_force::uuid AND company_id = :company::uuid LIMIT 1) t
+      CROSS JOIN (VALUES (1, NULL, 'DRAFT', 'create', interval '0'),
+                         (2, 'DRAFT', 'QUOTED', 'quote', interval '10 seconds'),
+                         (3, 'QUOTED', 'BOUND', 'bind', interval '1 minute'),
+                         (4, 'BOUND', 'IN_FORCE', 'activate', interval '61 seconds'))
+                  AS s(step, from_state, to_state, transition, after)
+     WHERE s.step <= 2 OR p.in_force
+    """,
+    """
+    CREATE TEMP TABLE bench_claim ON COMMIT DROP AS
+    SELECT j,
+           gen_random_uuid() AS claim_id,
+           f.policy_id,
+           j % 5 <> 0 AS submitted,
+           CASE WHEN j % 5 <> 0 THEN 1 + j - j / 5 END AS number,
+           i.incident
+      FROM generate_series(1, :claim_copies::int) AS j
+      JOIN LATERAL (
+            SELECT policy_id, effective_date
+              FROM (SELECT policy_id, c.effective_date,
+                           row_number() OVER (ORDER BY p.g) AS k,
+                           count(*) OVER () AS n
+                      FROM bench_policy p JOIN core.policies c ON c.id = p.policy_id
+                     WHERE p.in_force) x
+             WHERE x.k = 1 + (j * 7919) % x.n) f ON true
+      CROSS JOIN LATERAL (
+            SELECT f.effective_date
+                   + (j % greatest(1, current_date - f.effective_date)) AS incident) i
+    """,
+    """
+    INSERT INTO core.claims
+        (claim_number, policy_id, policy_version, claimant_dependent_id, claim_type,
+         description, coverage_code, incident_date, report_date, currency,
+         claimed_amount, approved_amount, paid_amount, payment_reference, deny_reason,
+         state, assigned_adjuster_id, id, create_time, update_time, created_by,
+         updated_by, delete_time, version, company_id)
+    SELECT CASE WHEN b.submitted
+                THEN split_part(t.claim_number, '-', 1) || '-' || lpad(b.number::text, 8, '0')
+           END,
+           b.policy_id, 1, NULL, t.claim_type,
+           (ARRAY['outpatient treatment', 'specialist visit', 'physiotherapy',
+                  'diagnostic imaging', 'prescription'])[1 + b.j % 5],
+           t.coverage_code, b.incident, least(b.incident + 2, current_date), t.currency,
+           100 + (b.j % 40) * 25, NULL, NULL, '', '',
+           CASE WHEN b.submitted THEN 'SUBMITTED' ELSE 'DRAFT' END, NULL, b.claim_id,
+           least(now(), (least(b.incident + 2, current_date) + time '08:00') AT TIME ZONE 'UTC'),
+           least(now(), (least(b.incident + 2, current_date) + time '08:05') AT TIME ZONE 'UTC'),
+           t.created_by, t.created_by, NULL, CASE WHEN b.submitted THEN 2 ELSE 1 END, :company::uuid
+      FROM bench_claim b CROSS JOIN core.claims t
+     WHERE t.id = :claim::uuid AND t.company_id = :company::uuid
+    """,
+    """
+    INSERT INTO core.claim_log_entries
+        (id, company_id, claim_id, action, from_state, to_state, amount, currency, note,
+         payment_reference, actor_id, request_id, create_time)
+    SELECT gen_random_uuid(), :company::uuid, c.id, s.action, s.from_state, s.to_state,
+           c.claimed_amount, c.currency, '', '', t.actor_id, gen_random_uuid()::text,
+           CASE WHEN s.action = 'create' THEN c.create_time ELSE c.update_time END
+      FROM bench_claim b
+      JOIN core.claims c ON c.id = b.claim_id
+      CROSS JOIN (SELECT actor_id FROM core.claim_log_entries
+                   WHERE claim_id = :claim::uuid AND company_id = :company::uuid LIMIT 1) t
+      CROSS JOIN (VALUES ('create', NULL, 'DRAFT'), ('submit', 'DRAFT', 'SUBMITTED'))
+                  AS s(action, from_state, to_state)
+     WHERE s.action = 'create' OR b.submitted
+    """,
+    """
+    UPDATE core.number_counters
+       SET last_value = CASE kind
+               WHEN 'POLICY' THEN 1 + :policy_copies::int - :policy_copies::int / 10
+               WHEN 'CLAIM' THEN 1 + :claim_copies::int - :claim_copies::int / 5 END
+     WHERE company_id = :company::uuid AND kind IN ('POLICY', 'CLAIM')
+    """,
+    """
+    INSERT INTO core.audit_events
+        (company_id, actor_id, action, entity_type, entity_id, changed_fields,
+         request_id, detail)
+    VALUES (:company::uuid, 'system:bench-seed', 'bench.seed', 'company', :company::uuid::text,
+            '{}', NULL,
+            jsonb_build_object('policies', :policy_copies::int, 'claims', :claim_copies::int,
+                               'via', 'cardinsa_tools.bench bulk SQL from API-made templates'))
+    """,
+)
+
+#: Templates an interrupted earlier run made through the API.
+FIND_TEMPLATES = """
+        SELECT (SELECT id FROM core.policies WHERE company_id = :company AND state = 'IN_FORCE'
+                 ORDER BY create_time LIMIT 1) AS in_force,
+               (SELECT id FROM core.policies WHERE company_id = :company AND state = 'QUOTED'
+                 ORDER BY create_time LIMIT 1) AS quoted,
+               (SELECT id FROM core.claims WHERE company_id = :company
+                 ORDER BY create_time LIMIT 1) AS claim,
+               (SELECT id FROM core.policyholders WHERE company_id = :company
+                 ORDER BY create_time LIMIT 1) AS holder,
+               (SELECT id FROM core.products
+                 WHERE company_id = :company AND code = :product_code) AS product
+        """
+
+#: Per counter of a company: its value and the numbers handed out (see check_numbers).
+NUMBERS = """
+    SELECT c.kind, c.last_value,
+           count(n.value) AS numbered, count(DISTINCT n.value) AS distinct_values,
+           coalesce(min(n.value), 0) AS first, coalesce(max(n.value), 0) AS last
+      FROM core.number_counters c
+      LEFT JOIN LATERAL (
+            SELECT split_part(policy_number, '-', 2)::bigint AS value FROM core.policies
+             WHERE company_id = c.company_id AND c.kind = 'POLICY' AND policy_number IS NOT NULL
+            UNION ALL
+            SELECT split_part(claim_number, '-', 2)::bigint FROM core.claims
+             WHERE company_id = c.company_id AND c.kind = 'CLAIM' AND claim_number IS NOT NULL
+      ) n ON true
+     WHERE c.company_id = :company
+     GROUP BY c.kind, c.last_value
+"""
