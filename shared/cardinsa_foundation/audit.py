@@ -24,14 +24,22 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any, Final, Generic, TypeVar
 
-from sqlalchemy import TIMESTAMP, Index, Text, event, func, text
+from sqlalchemy import TIMESTAMP, Index, Select, Text, event, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Mapper, declared_attr, mapped_column
 
-from cardinsa_foundation.context import current_company_id, current_principal, current_request_id
+from cardinsa_foundation import errors
+from cardinsa_foundation.context import (
+    Principal,
+    current_company_id,
+    current_principal,
+    current_request_id,
+)
+from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec
+from cardinsa_foundation.paging import OrderTerm
 
 REDACTED: Final = "[REDACTED]"
 
@@ -251,3 +259,66 @@ def append_only_ddl(schema: str, table: str) -> list[str]:
         f"CREATE TRIGGER {truncate_trigger} BEFORE TRUNCATE ON {qualified} "
         f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()",
     ]
+
+
+class AuditLog(Generic[AuditRowT]):
+    """A service's audit table as its List RPC reads it: the AIP-160 filter
+    fields, newest first, one company's events or (``across_companies``, for
+    platform admins) every company's."""
+
+    def __init__(self, model: type[AuditRowT], *, across_companies: bool) -> None:
+        columns: Any = model
+        fields = {
+            "action": FilterField(columns.action, FieldType.STRING),
+            "entity_type": FilterField(columns.entity_type, FieldType.STRING),
+            "entity_id": FilterField(columns.entity_id, FieldType.STRING),
+            "actor_id": FilterField(columns.actor_id, FieldType.STRING),
+            "create_time": FilterField(columns.create_time, FieldType.TIMESTAMP),
+        }
+        if across_companies:
+            fields["company_id"] = FilterField(columns.company_id, FieldType.UUID)
+        self.model = model
+        self.filter = FilterSpec(fields)
+        self.order: list[OrderTerm] = [OrderTerm(columns.create_time, True)]
+
+    def query(self, company: uuid.UUID | None, filter: str) -> Select[AuditRowT]:
+        """The events of ``company`` (None: of every company) that ``filter``
+        selects; INVALID_ARGUMENT for a bad filter."""
+        condition = self.filter.parse(filter)
+        columns: Any = self.model
+        stmt = select(self.model)
+        if company is not None:
+            stmt = stmt.where(columns.company_id == company)
+        if condition is not None:
+            stmt = stmt.where(condition)
+        return stmt
+
+
+def audit_log_company(principal: Principal, company_id: str) -> uuid.UUID | None:
+    """Whose audit log a caller reads: ``company_id`` when given (another
+    company's only for a platform admin: PERMISSION_DENIED for anyone else,
+    whether it exists or not), else the caller's own company, else (a platform
+    admin without one named) None: every company's."""
+    own = principal.company_id
+    if company_id:
+        try:
+            wanted = uuid.UUID(company_id)
+        except ValueError:
+            raise errors.InvalidArgument(
+                "company_id must be a UUID",
+                field_violations=[errors.FieldViolation("company_id", "must be a UUID")],
+            ) from None
+        if not principal.is_platform_admin and str(wanted) != own:
+            raise errors.PermissionDenied(
+                "only platform administrators read another company's audit log",
+                reason="CROSS_COMPANY_DENIED",
+            )
+        return wanted
+    if principal.is_platform_admin:
+        return None
+    if own:
+        return uuid.UUID(own)
+    raise errors.InvalidArgument(
+        "company_id is required for a caller without a company",
+        field_violations=[errors.FieldViolation("company_id", "required")],
+    )

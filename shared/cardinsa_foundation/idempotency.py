@@ -41,6 +41,7 @@ from cardinsa_foundation.errors import Aborted, FieldViolation, InvalidArgument
 __all__ = [
     "REQUEST_ID_REUSED",
     "IdempotencyMixin",
+    "RequestIds",
     "claim_request_id",
     "request_fingerprint",
     "request_id_reused",
@@ -160,6 +161,43 @@ async def claim_request_id(
     if None not in (fingerprint, seen.request_hash) and seen.request_hash != fingerprint:
         raise request_id_reused("this request_id was already used for a different request")
     return str(seen.resource_id)
+
+
+class RequestIds:
+    """A service's request ids, as its use cases claim them: bound once to the
+    service's table (``REQUEST_IDS = RequestIds(IdempotencyRow)``)."""
+
+    def __init__(self, model: type[IdempotencyMixin]) -> None:
+        self.model = model
+
+    async def claim(
+        self,
+        session: AsyncSession,
+        company_id: uuid.UUID,
+        method: str,
+        request_id: str,
+        resource_id: str,
+        *arguments: object,
+    ) -> str | None:
+        """Claim an optional request id, first thing in the unit of work that acts.
+
+        None: act (no request id, or the first call with it; the key commits or
+        rolls back with the work). A string: the id of the resource the first
+        call acted on, to answer with. ``arguments`` define the call (never the
+        request id, never a secret: their fingerprint is stored); a replay with
+        other arguments is INVALID_ARGUMENT ``REQUEST_ID_REUSED``.
+        """
+        if not request_id:
+            return None
+        return await claim_request_id(
+            session,
+            self.model,
+            company_id=company_id,
+            method=method,
+            request_id=request_id,
+            resource_id=resource_id,
+            fingerprint=request_fingerprint(*arguments),
+        )
 
 
 def request_id_reused(

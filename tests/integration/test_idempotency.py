@@ -20,6 +20,7 @@ from cardinsa_foundation.config import Settings
 from cardinsa_foundation.db import Database
 from cardinsa_foundation.idempotency import (
     IdempotencyMixin,
+    RequestIds,
     claim_request_id,
     request_fingerprint,
 )
@@ -120,3 +121,19 @@ async def test_concurrent_duplicate_acts_itself_when_the_first_rolls_back(db: Da
     with pytest.raises(RuntimeError):
         await first
     assert await acts(db, second) == 1
+
+
+async def test_a_call_without_a_request_id_claims_nothing(db: Database) -> None:
+    request_ids = RequestIds(Keys)
+    async with db.unit_of_work(company_id=COMPANY) as session:
+        assert await request_ids.claim(session, COMPANY, "CreateThing", "", "r1", 1) is None
+        assert await request_ids.claim(session, COMPANY, "CreateThing", "", "r2", 2) is None
+        keys = await session.execute(text(f'SELECT count(*) FROM "{SCHEMA}".idempotency_keys'))
+        before = keys.scalar_one()
+        request_id = str(uuid.uuid4())
+        assert await request_ids.claim(session, COMPANY, "CreateThing", request_id, "r3", 3) is None
+        assert await request_ids.claim(session, COMPANY, "CreateThing", request_id, "r4", 3) == "r3"
+        with pytest.raises(errors.InvalidArgument):
+            await request_ids.claim(session, COMPANY, "CreateThing", request_id, "r5", 4)
+        keys = await session.execute(text(f'SELECT count(*) FROM "{SCHEMA}".idempotency_keys'))
+        assert keys.scalar_one() == before + 1

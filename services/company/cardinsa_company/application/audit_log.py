@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from cardinsa_company.application.context import CompanyContext, ListQuery
-from cardinsa_company.repository.audit_log import AUDIT_FILTER, AUDIT_ORDER, audit_listing
+from cardinsa_company.repository.audit_log import AUDIT_LOG
 from cardinsa_company.repository.models import AuditEventRow
-from cardinsa_foundation.errors import FieldViolation, InvalidArgument, PermissionDenied
+from cardinsa_foundation.audit import audit_log_company
 from cardinsa_foundation.paging import Page
-from cardinsa_foundation.use_cases import lookup_uuid, require_principal
+from cardinsa_foundation.use_cases import require_principal
 
 
 class AuditLogUseCases:
@@ -23,35 +23,13 @@ class AuditLogUseCases:
         about it), as in identity's audit log.
         """
         principal = require_principal()
-        condition = AUDIT_FILTER.parse(query.filter)
-        own = lookup_uuid(principal.company_id or "")
-        if company_id:
-            wanted = lookup_uuid(company_id)
-            if wanted is None:
-                raise InvalidArgument(
-                    "company_id must be a UUID",
-                    field_violations=[FieldViolation("company_id", "must be a UUID")],
-                )
-            if not principal.is_platform_admin and wanted != own:
-                raise PermissionDenied(
-                    "only platform administrators read another company's audit log",
-                    reason="CROSS_COMPANY_DENIED",
-                )
-            company = wanted
-        elif principal.is_platform_admin:
-            company = None
-        elif own is not None:
-            company = own
-        else:
-            raise InvalidArgument(
-                "company_id is required for a caller without a company",
-                field_violations=[FieldViolation("company_id", "required")],
-            )
-        stmt = audit_listing(company, condition)
+        AUDIT_LOG.filter.parse(query.filter)  # the filter is checked before the company
+        company = audit_log_company(principal, company_id)
+        stmt = AUDIT_LOG.query(company, query.filter)
         # Every company's log at once is the one cross-tenant read here.
         async with self.ctx.db.unit_of_work(
             company_id=company, cross_tenant=company is None
         ) as session:
             return await self.ctx.page(
-                session, stmt, query, order=AUDIT_ORDER, parent=str(company or "*")
+                session, stmt, query, order=AUDIT_LOG.order, parent=str(company or "*")
             )

@@ -116,11 +116,12 @@ class CompanyUseCases:
         async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
             earlier = await claim_request(
                 session,
-                company_id=PLATFORM_SCOPE,
-                method=CREATE_COMPANY,
-                request_id=request_id,
-                resource_id=str(new_id),
-                arguments=(company_id, profile),
+                PLATFORM_SCOPE,
+                CREATE_COMPANY,
+                request_id,
+                str(new_id),
+                company_id,
+                profile,
             )
             if earlier is not None:
                 row = await find_company(session, uuid.UUID(earlier))
@@ -265,11 +266,11 @@ class CompanyUseCases:
         async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
             earlier = await claim_request(
                 session,
-                company_id=scope.company_id,
-                method=_TRANSITION_METHODS[action],
-                request_id=request_id,
-                resource_id=str(scope.company_id),
-                arguments=(reason.strip(),),
+                scope.company_id,
+                _TRANSITION_METHODS[action],
+                request_id,
+                str(scope.company_id),
+                reason.strip(),
             )
             if earlier is not None:
                 return await self._row(session, scope, company_id)

@@ -28,11 +28,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_company.repository.models import AuditEventRow, IdempotencyRow
 from cardinsa_company.settings import CompanyServiceSettings
-from cardinsa_foundation import idempotency
 from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.context import Principal
 from cardinsa_foundation.db import Database
 from cardinsa_foundation.errors import FailedPrecondition, PermissionDenied
+from cardinsa_foundation.idempotency import RequestIds
 from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
 from cardinsa_foundation.use_cases import lookup_uuid, not_found
 
@@ -154,27 +154,6 @@ def company_scope(principal: Principal, company_id: str) -> CompanyScope:
     raise not_found("company", company_id)
 
 
-async def claim_request(
-    session: AsyncSession,
-    *,
-    company_id: uuid.UUID,
-    method: str,
-    request_id: str,
-    resource_id: str,
-    arguments: tuple[object, ...],
-) -> str | None:
-    """AIP-155 for a company use case: None when the call has no request id or is
-    the first with it (act); else the id of the resource the first call acted on
-    (answer with it). ``arguments`` define the call: the same request id with
-    other arguments is INVALID_ARGUMENT ``REQUEST_ID_REUSED``."""
-    if not request_id:
-        return None
-    return await idempotency.claim_request_id(
-        session,
-        IdempotencyRow,
-        company_id=company_id,
-        method=method,
-        request_id=request_id,
-        resource_id=resource_id,
-        fingerprint=idempotency.request_fingerprint(*arguments),
-    )
+#: Claim an optional request id first thing in a unit of work (None: act; else
+#: the resource the first call acted on). See :meth:`RequestIds.claim`.
+claim_request = RequestIds(IdempotencyRow).claim

@@ -411,12 +411,7 @@ class OrganizationUseCases:
     ) -> str | None:
         """The id an earlier create with ``request_id`` made (AIP-155), or None: create."""
         return await claim_request(
-            session,
-            company_id=scope.company_id,
-            method=method,
-            request_id=request_id,
-            resource_id=str(new_id),
-            arguments=arguments,
+            session, scope.company_id, method, request_id, str(new_id), *arguments
         )
 
     @asynccontextmanager

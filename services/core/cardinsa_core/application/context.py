@@ -36,11 +36,7 @@ from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.context import Principal
 from cardinsa_foundation.db import Database
 from cardinsa_foundation.errors import PermissionDenied
-from cardinsa_foundation.idempotency import (
-    claim_request_id,
-    request_fingerprint,
-    request_id_reused,
-)
+from cardinsa_foundation.idempotency import RequestIds, request_id_reused
 from cardinsa_foundation.models import TenantResourceMixin
 from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
 from cardinsa_foundation.use_cases import (
@@ -154,31 +150,9 @@ def own_company(principal: Principal) -> uuid.UUID:
     return uuid.UUID(principal.company_id)
 
 
-async def first_call(
-    session: AsyncSession,
-    company: uuid.UUID,
-    method: str,
-    request_id: str,
-    resource_id: str,
-    *arguments: object,
-) -> str | None:
-    """None when this call acts (no request id, or the first with it); else the
-    id of the resource the first call with ``request_id`` acted on.
-
-    ``arguments`` are what defines the call (never the request id): a replay
-    with other arguments is INVALID_ARGUMENT ``REQUEST_ID_REUSED``.
-    """
-    if not request_id:
-        return None
-    return await claim_request_id(
-        session,
-        IdempotencyRow,
-        company_id=company,
-        method=method,
-        request_id=request_id,
-        resource_id=resource_id,
-        fingerprint=request_fingerprint(*arguments),
-    )
+#: Claim an optional request id first thing in a unit of work (None: act; else
+#: the resource the first call acted on). See :meth:`RequestIds.claim`.
+first_call = RequestIds(IdempotencyRow).claim
 
 
 class ChangeOptions(TypedDict):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
+from cardinsa_foundation.audit import audit_log_company
+from cardinsa_foundation.paging import Page, paginate, query_fingerprint
 from cardinsa_foundation.use_cases import require_principal
-from cardinsa_identity.application.context import IdentityContext, target_company
-from cardinsa_identity.repository.audit_events import AUDIT_FILTER, audit_events_query
+from cardinsa_identity.application.context import IdentityContext
+from cardinsa_identity.repository.audit_events import AUDIT_LOG
 from cardinsa_identity.repository.models import AuditEventRow
 
 
@@ -17,18 +18,18 @@ class AuditLogUseCases:
         self, *, page_size: int, page_token: str, filter: str, company_id: str
     ) -> Page[AuditEventRow]:
         principal = require_principal()
-        condition = AUDIT_FILTER.parse(filter)
-        all_companies = principal.is_platform_admin and not company_id
-        company = None if all_companies else target_company(principal, company_id)
-        stmt = audit_events_query(company, condition)
+        AUDIT_LOG.filter.parse(filter)  # the filter is checked before the company
+        company = audit_log_company(principal, company_id)
+        stmt = AUDIT_LOG.query(company, filter)
         fingerprint = query_fingerprint(filter=filter, parent=str(company or "*"))
+        # Every company's log at once is the one cross-tenant read here.
         async with self.ctx.db.unit_of_work(
-            company_id=company, cross_tenant=all_companies
+            company_id=company, cross_tenant=company is None
         ) as session:
             return await paginate(
                 session,
                 stmt,
-                order=[OrderTerm(AuditEventRow.create_time, True)],
+                order=AUDIT_LOG.order,
                 page_size=page_size,
                 page_token=page_token,
                 fingerprint=fingerprint,
