@@ -33,8 +33,6 @@ from cardinsa_core.application.context import (
     own_company,
 )
 from cardinsa_core.application.inputs import MemberRef, MoneyInput
-from cardinsa_core.application.policies import PolicyUseCases
-from cardinsa_core.application.products import ProductUseCases
 from cardinsa_core.domain.claims import (
     CLAIM_LIFECYCLE,
     ApprovalBands,
@@ -129,12 +127,8 @@ def _member(ref: MemberRef | None, path: str) -> uuid.UUID | None:
 
 
 class ClaimUseCases:
-    def __init__(
-        self, ctx: CoreContext, policies: PolicyUseCases, products: ProductUseCases
-    ) -> None:
+    def __init__(self, ctx: CoreContext) -> None:
         self.ctx = ctx
-        self.policies = policies
-        self.products = products
 
     # ------------------------------------------------------------- reading
 

@@ -33,7 +33,6 @@ from cardinsa_core.application.context import (
     own_company,
 )
 from cardinsa_core.application.inputs import MemberRef, MoneyInput, resolve_members
-from cardinsa_core.application.products import ProductUseCases
 from cardinsa_core.domain.money import Money
 from cardinsa_core.domain.numbering import NumberKind, format_number
 from cardinsa_core.domain.policies import (
@@ -134,9 +133,8 @@ def members_of(holder: bool, dependents: Sequence[uuid.UUID]) -> list[MemberRef]
 
 
 class PolicyUseCases:
-    def __init__(self, ctx: CoreContext, products: ProductUseCases) -> None:
+    def __init__(self, ctx: CoreContext) -> None:
         self.ctx = ctx
-        self.products = products
 
     # ------------------------------------------------------------- reading
 
