@@ -35,6 +35,8 @@ from urllib.parse import urlsplit
 
 from cardinsa_company.domain import reference_data
 from cardinsa_foundation.errors import FieldViolation, InvalidArgument
+from cardinsa_foundation.fields import is_locale_tag, normalize_phone
+from cardinsa_foundation.fields import normalize_locale as normalize_locale_tag
 
 __all__ = [
     "CONTACT_FIELDS",
@@ -72,7 +74,6 @@ LINE_OF_BUSINESS_NAME: Final = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ./-]*$")
 _POSTAL_CODE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 -]*$")
 _E164: Final = re.compile(r"^\+[1-9][0-9]{1,14}$")
-_PHONE_SEPARATORS: Final = re.compile(r"[\s\-.()/]")
 _EMAIL: Final = re.compile(
     r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$"
@@ -80,11 +81,6 @@ _EMAIL: Final = re.compile(
 _HOST: Final = re.compile(
     r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$"
 )
-# language[-script][-region](-variant)*: the BCP 47 subset used for UI locales.
-_LOCALE: Final = re.compile(
-    r"^[a-z]{2,3}(?:-[a-z]{4})?(?:-(?:[a-z]{2}|[0-9]{3}))?(?:-(?:[a-z0-9]{5,8}|[0-9][a-z0-9]{3}))*$"
-)
-_MAX_LOCALE: Final = 35
 
 
 class DateParts(NamedTuple):
@@ -212,28 +208,9 @@ def _clean(value: str) -> str:
     return unicodedata.normalize("NFC", value.strip())
 
 
-def normalize_phone(raw: str) -> str:
-    phone = _PHONE_SEPARATORS.sub("", raw.strip())
-    return "+" + phone[2:] if phone.startswith("00") else phone
-
-
 def normalize_locale(raw: str) -> str:
     """``en_us`` → ``en-US``, ``zh-hant-tw`` → ``zh-Hant-TW``; empty → ``en``."""
-    tag = raw.strip().replace("_", "-")
-    if not tag:
-        return DEFAULT_LOCALE
-    if len(tag) > _MAX_LOCALE:
-        return tag
-    parts = tag.split("-")
-    out = [parts[0].lower()]
-    for part in parts[1:]:
-        if len(part) == 4 and part.isalpha():
-            out.append(part.title())
-        elif len(part) == 2 and part.isalpha():
-            out.append(part.upper())
-        else:
-            out.append(part.lower())
-    return "-".join(out)
+    return normalize_locale_tag(raw) or DEFAULT_LOCALE
 
 
 def _normalize_money(money: MoneyAmount | None, currency: str) -> MoneyAmount | None:
@@ -504,7 +481,7 @@ def check_profile(profile: CompanyProfile, *, prefix: str = "company") -> list[F
                 "must be an IANA time zone such as Europe/Berlin, Africa/Nairobi or UTC",
             )
         )
-    if len(profile.locale) > _MAX_LOCALE or not _LOCALE.fullmatch(profile.locale.lower()):
+    if not is_locale_tag(profile.locale):
         out.append(
             FieldViolation(
                 f"{prefix}.locale", "must be a BCP 47 language tag such as en, de-DE or pt-BR"

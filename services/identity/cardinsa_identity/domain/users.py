@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Final
 
 from cardinsa_foundation.errors import FieldViolation
+from cardinsa_foundation.fields import is_locale_tag, normalize_locale, normalize_phone
 from cardinsa_foundation.lifecycle import Lifecycle
 
 __all__ = [
@@ -107,7 +108,6 @@ _MAX_LABEL: Final = 63
 MAX_NAME_LENGTH: Final = 100
 MAX_DISPLAY_NAME_LENGTH: Final = 200
 _MAX_PHONE_INPUT: Final = 32
-_MAX_LOCALE_LENGTH: Final = 35
 
 # Unquoted RFC 5322 local part (dot-atom): quoted local parts and comments are
 # legal but only ever used to smuggle odd input, so they are refused.
@@ -115,17 +115,6 @@ _LOCAL_ATOM = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 _TLD = re.compile(r"^(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
 _E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
-# Separators people type in phone numbers; everything else is kept (and refused).
-_PHONE_SEPARATORS = re.compile(r"[\s\-.()/]")
-# language[-script][-region](-variant)*: the BCP 47 subset used for UI locales.
-# Languages are ISO 639 codes (2-3 letters; BCP 47's registered 5-8 letter
-# language subtags are not in use); extensions and private use are refused.
-_LOCALE = re.compile(
-    r"^(?P<language>[a-z]{2,3})"
-    r"(?:-(?P<script>[a-z]{4}))?"
-    r"(?:-(?P<region>[a-z]{2}|[0-9]{3}))?"
-    r"(?P<variants>(?:-(?:[a-z0-9]{5,8}|[0-9][a-z0-9]{3}))*)$"
-)
 
 
 def normalize_email(raw: str) -> str:
@@ -182,15 +171,6 @@ def check_email(email: str, *, field: str = "user.email") -> list[FieldViolation
     return []
 
 
-def normalize_phone(raw: str) -> str:
-    """Trimmed, with spaces, dashes, dots, slashes and parentheses removed, and a
-    leading ``00`` turned into ``+``."""
-    phone = _PHONE_SEPARATORS.sub("", raw.strip())
-    if phone.startswith("00"):
-        phone = "+" + phone[2:]
-    return phone
-
-
 def check_phone(phone: str, *, field: str = "user.phone") -> list[FieldViolation]:
     """Violations of a phone in `normalize_phone` form; empty is allowed (optional)."""
     if not phone:
@@ -206,31 +186,12 @@ def check_phone(phone: str, *, field: str = "user.phone") -> list[FieldViolation
     return []
 
 
-def normalize_locale(raw: str) -> str:
-    """Trimmed, ``_`` → ``-``, and the conventional case of each subtag
-    (``en-us`` → ``en-US``, ``zh-hant-tw`` → ``zh-Hant-TW``); unchanged structure
-    otherwise."""
-    tag = raw.strip().replace("_", "-")
-    if not tag or len(tag) > _MAX_LOCALE_LENGTH:
-        return tag
-    parts = tag.split("-")
-    out = [parts[0].lower()]
-    for part in parts[1:]:
-        if len(part) == 4 and part.isalpha():
-            out.append(part.title())
-        elif len(part) == 2 and part.isalpha():
-            out.append(part.upper())
-        else:
-            out.append(part.lower())
-    return "-".join(out)
-
-
 def check_locale(locale: str, *, field: str = "user.locale") -> list[FieldViolation]:
     """Violations of a BCP 47 language tag (language, optional script, region and
     variants); empty is allowed (the company's default applies)."""
     if not locale:
         return []
-    if len(locale) > _MAX_LOCALE_LENGTH or not _LOCALE.fullmatch(locale.lower()):
+    if not is_locale_tag(locale):
         return [
             FieldViolation(
                 field,
