@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import Select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_foundation import models
+from cardinsa_foundation.config import Settings
 from cardinsa_foundation.context import Principal, current_principal, current_request_id
 from cardinsa_foundation.errors import (
     Aborted,
@@ -26,9 +31,11 @@ from cardinsa_foundation.errors import (
     NotFound,
     Unauthenticated,
 )
+from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
 
 __all__ = [
     "MAX_NOTE",
+    "Paging",
     "actor_uuid",
     "check_etag",
     "check_mask",
@@ -42,6 +49,8 @@ __all__ = [
     "parse_uuid",
     "require_principal",
 ]
+
+T = TypeVar("T")
 
 #: The longest free-text note a transition may carry.
 MAX_NOTE: int = 1000
@@ -157,3 +166,34 @@ def check_etag(entity: models.VersionedMixin, etag: str) -> None:
             reason="ETAG_MISMATCH",
         )
     models.check_etag(entity, etag)
+
+
+class Paging:
+    """What a service's use-case context adds for every List: one page of a
+    statement, its token signed with the service's secret and bound to the
+    query it was issued for (a token of another query, parent or tenant is
+    refused)."""
+
+    settings: Settings
+
+    async def page(
+        self,
+        session: AsyncSession,
+        stmt: Select[T],
+        *,
+        order: Sequence[OrderTerm],
+        page_size: int,
+        page_token: str,
+        **query: Any,
+    ) -> Page[T]:
+        """One page of ``stmt``; ``query`` (filter, order_by, show_deleted, parent,
+        company ...) is what a page token of this listing must have been issued for."""
+        return await paginate(
+            session,
+            stmt,
+            order=list(order),
+            page_size=page_size,
+            page_token=page_token,
+            fingerprint=query_fingerprint(**query),
+            secret=self.settings.page_token_secret,
+        )

@@ -30,6 +30,6 @@ class AuditLogUseCases:
         async with self.ctx.db.unit_of_work(
             company_id=company, cross_tenant=company is None
         ) as session:
-            return await self.ctx.page(
+            return await self.ctx.list_page(
                 session, stmt, query, order=AUDIT_LOG.order, parent=str(company or "*")
             )

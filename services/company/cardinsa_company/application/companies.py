@@ -173,7 +173,7 @@ class CompanyUseCases:
             company_id=None if principal.is_platform_admin else own,
             cross_tenant=principal.is_platform_admin,
         ) as session:
-            return await self.ctx.page(
+            return await self.ctx.list_page(
                 session,
                 stmt,
                 query,

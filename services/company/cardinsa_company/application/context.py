@@ -33,8 +33,8 @@ from cardinsa_foundation.context import Principal
 from cardinsa_foundation.db import Database
 from cardinsa_foundation.errors import FailedPrecondition, PermissionDenied
 from cardinsa_foundation.idempotency import RequestIds
-from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
-from cardinsa_foundation.use_cases import lookup_uuid, not_found
+from cardinsa_foundation.paging import OrderTerm, Page
+from cardinsa_foundation.use_cases import Paging, lookup_uuid, not_found
 
 R = TypeVar("R")
 
@@ -54,12 +54,12 @@ class ListQuery:
 
 
 @dataclass
-class CompanyContext:
+class CompanyContext(Paging):
     db: Database
     settings: CompanyServiceSettings
     audit: AuditWriter[AuditEventRow]
 
-    async def page(
+    async def list_page(
         self,
         session: AsyncSession,
         stmt: Select[R],
@@ -68,24 +68,19 @@ class CompanyContext:
         order: Sequence[OrderTerm],
         parent: str,
     ) -> Page[R]:
-        """One page of a List statement; its token, signed with the service's secret,
-        holds only for the same query under the same ``parent``."""
-        fingerprint = query_fingerprint(
-            filter=query.filter,
-            order_by=query.order_by,
-            show_deleted=query.show_deleted,
-            parent=parent,
-        )
-        page: Page[R] = await paginate(
+        """One page of a List statement; its token holds only for the same query
+        under the same ``parent``."""
+        return await self.page(
             session,
             stmt,
             order=order,
             page_size=query.page_size,
             page_token=query.page_token,
-            fingerprint=fingerprint,
-            secret=self.settings.page_token_secret,
+            filter=query.filter,
+            order_by=query.order_by,
+            show_deleted=query.show_deleted,
+            parent=parent,
         )
-        return page
 
     async def record(
         self,

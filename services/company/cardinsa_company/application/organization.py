@@ -142,7 +142,7 @@ class OrganizationUseCases:
         )
         async with self.ctx.db.unit_of_work(company_id=scope.company_id) as session:
             await self._company(session, scope, company_id)
-            return await self.ctx.page(
+            return await self.ctx.list_page(
                 session, stmt, query, order=order, parent=str(scope.company_id)
             )
 
@@ -319,7 +319,7 @@ class OrganizationUseCases:
                 show_deleted=query.show_deleted,
                 condition=condition,
             )
-            return await self.ctx.page(
+            return await self.ctx.list_page(
                 session, stmt, query, order=order, parent=f"{scope.company_id}/{department.id}"
             )
 

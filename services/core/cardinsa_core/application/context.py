@@ -23,9 +23,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Generic, NotRequired, TypedDict, TypeVar, Unpack
+from typing import Generic, NotRequired, TypedDict, TypeVar, Unpack
 
-from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_core.application.tenants import TenantDirectory
@@ -38,8 +37,9 @@ from cardinsa_foundation.db import Database
 from cardinsa_foundation.errors import PermissionDenied
 from cardinsa_foundation.idempotency import RequestIds, request_id_reused
 from cardinsa_foundation.models import TenantResourceMixin
-from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
+from cardinsa_foundation.paging import Page
 from cardinsa_foundation.use_cases import (
+    Paging,
     check_etag,
     check_request_id,
     deleted,
@@ -72,35 +72,13 @@ def utc_today() -> date:
 
 
 @dataclass
-class CoreContext:
+class CoreContext(Paging):
     db: Database
     settings: CoreSettings
     audit: AuditWriter[AuditEventRow]
     tenants: TenantDirectory
     #: Today's date for the business rules (injectable for tests).
     today: Callable[[], date] = utc_today
-
-    async def page(
-        self,
-        session: AsyncSession,
-        stmt: Select[T],
-        *,
-        order: Sequence[OrderTerm],
-        page_size: int,
-        page_token: str,
-        **query: Any,
-    ) -> Page[T]:
-        """One page of ``stmt``; ``query`` (filter, order_by, show_deleted, parent)
-        is what a page token of this listing must have been issued for."""
-        return await paginate(
-            session,
-            stmt,
-            order=list(order),
-            page_size=page_size,
-            page_token=page_token,
-            fingerprint=query_fingerprint(**query),
-            secret=self.settings.page_token_secret,
-        )
 
     async def list_page(
         self,

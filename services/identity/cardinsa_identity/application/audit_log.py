@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cardinsa_foundation.audit import audit_log_company
-from cardinsa_foundation.paging import Page, paginate, query_fingerprint
+from cardinsa_foundation.paging import Page
 from cardinsa_foundation.use_cases import require_principal
 from cardinsa_identity.application.context import IdentityContext
 from cardinsa_identity.repository.audit_events import AUDIT_LOG
@@ -21,17 +21,16 @@ class AuditLogUseCases:
         AUDIT_LOG.filter.parse(filter)  # the filter is checked before the company
         company = audit_log_company(principal, company_id)
         stmt = AUDIT_LOG.query(company, filter)
-        fingerprint = query_fingerprint(filter=filter, parent=str(company or "*"))
         # Every company's log at once is the one cross-tenant read here.
         async with self.ctx.db.unit_of_work(
             company_id=company, cross_tenant=company is None
         ) as session:
-            return await paginate(
+            return await self.ctx.page(
                 session,
                 stmt,
                 order=AUDIT_LOG.order,
                 page_size=page_size,
                 page_token=page_token,
-                fingerprint=fingerprint,
-                secret=self.ctx.settings.page_token_secret,
+                filter=filter,
+                parent=str(company or "*"),
             )

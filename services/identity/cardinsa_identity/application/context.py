@@ -25,7 +25,7 @@ from cardinsa_foundation.errors import (
     PermissionDenied,
 )
 from cardinsa_foundation.tenancy import TenantStatusCache
-from cardinsa_foundation.use_cases import parse_uuid
+from cardinsa_foundation.use_cases import Paging, parse_uuid
 from cardinsa_identity.application.notifier import Notifier
 from cardinsa_identity.application.revocations import RevocationHub
 from cardinsa_identity.application.signing_keys import SigningKeyStore
@@ -37,7 +37,7 @@ from cardinsa_identity.settings import IdentitySettings
 
 
 @dataclass
-class IdentityContext:
+class IdentityContext(Paging):
     db: Database
     settings: IdentitySettings
     hasher: PasswordHasher

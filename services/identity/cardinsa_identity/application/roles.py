@@ -33,7 +33,7 @@ from cardinsa_foundation.errors import (
     PermissionDenied,
 )
 from cardinsa_foundation.models import check_etag, current_actor_id
-from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
+from cardinsa_foundation.paging import OrderTerm, Page
 from cardinsa_foundation.use_cases import (
     check_request_id,
     lookup_uuid,
@@ -156,18 +156,15 @@ class RoleUseCases:
         principal = require_principal()
         company = _own_company(principal)
         stmt = repo.list_roles_query(company, show_deleted=show_deleted)
-        fingerprint = query_fingerprint(
-            show_deleted=show_deleted, company_id=str(company) if company else ""
-        )
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            return await paginate(
+            return await self.ctx.page(
                 session,
                 stmt,
                 order=[OrderTerm(RoleRow.name)],
                 page_size=page_size,
                 page_token=page_token,
-                fingerprint=fingerprint,
-                secret=self.ctx.settings.page_token_secret,
+                show_deleted=show_deleted,
+                company_id=str(company) if company else "",
             )
 
     async def update_role(
@@ -345,15 +342,14 @@ class RoleUseCases:
             user = await self._user(session, company, user_id) if user_id else None
             stmt = repo.list_bindings_query(company, user.id if user else None)
             parent = str(user.id) if user else ""
-            fingerprint = query_fingerprint(parent=parent, company_id=str(company))
-            return await paginate(
+            return await self.ctx.page(
                 session,
                 stmt,
                 order=[OrderTerm(RoleBindingRow.create_time, True)],
                 page_size=page_size,
                 page_token=page_token,
-                fingerprint=fingerprint,
-                secret=self.ctx.settings.page_token_secret,
+                parent=parent,
+                company_id=str(company),
             )
 
     async def delete_role_binding(self, binding_id: str) -> RoleBindingRow:

@@ -28,7 +28,7 @@ from cardinsa_foundation.errors import (
     InvalidArgument,
 )
 from cardinsa_foundation.models import check_etag, current_actor_id
-from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
+from cardinsa_foundation.paging import OrderTerm, Page
 from cardinsa_foundation.use_cases import (
     check_request_id,
     lookup_uuid,
@@ -122,16 +122,15 @@ class ServiceAccountUseCases:
         principal = require_principal()
         company = target_company(principal, "")
         stmt = repo.list_service_accounts_query(company, show_deleted=show_deleted)
-        fingerprint = query_fingerprint(show_deleted=show_deleted, company_id=str(company))
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            return await paginate(
+            return await self.ctx.page(
                 session,
                 stmt,
                 order=[OrderTerm(ServiceAccountRow.create_time, True)],
                 page_size=page_size,
                 page_token=page_token,
-                fingerprint=fingerprint,
-                secret=self.ctx.settings.page_token_secret,
+                show_deleted=show_deleted,
+                company_id=str(company),
             )
 
     async def delete_service_account(self, account_id: str, etag: str) -> ServiceAccountRow:
@@ -255,15 +254,14 @@ class ServiceAccountUseCases:
             account = await self._service_account(session, company, account_id)
             await self._require_account_power(session, principal, account)
             stmt = repo.list_api_keys_query(company, account.id)
-            fingerprint = query_fingerprint(parent=str(account.id), company_id=str(company))
-            return await paginate(
+            return await self.ctx.page(
                 session,
                 stmt,
                 order=[OrderTerm(ApiKeyRow.create_time, True)],
                 page_size=page_size,
                 page_token=page_token,
-                fingerprint=fingerprint,
-                secret=self.ctx.settings.page_token_secret,
+                parent=str(account.id),
+                company_id=str(company),
             )
 
     async def revoke_api_key(self, account_id: str, key_id: str) -> ApiKeyRow:

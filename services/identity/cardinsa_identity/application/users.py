@@ -32,7 +32,7 @@ from cardinsa_foundation.errors import (
     InvalidArgument,
 )
 from cardinsa_foundation.models import check_etag
-from cardinsa_foundation.paging import OrderTerm, Page, paginate, query_fingerprint
+from cardinsa_foundation.paging import OrderTerm, Page
 from cardinsa_foundation.use_cases import (
     check_request_id,
     lookup_uuid,
@@ -179,18 +179,17 @@ class UserUseCases:
         stmt, order = list_users_query(
             company, filter=filter, order_by=order_by, show_deleted=show_deleted
         )
-        fingerprint = query_fingerprint(
-            filter=filter, order_by=order_by, show_deleted=show_deleted, company_id=str(company)
-        )
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            return await paginate(
+            return await self.ctx.page(
                 session,
                 stmt,
                 order=order,
                 page_size=page_size,
                 page_token=page_token,
-                fingerprint=fingerprint,
-                secret=self.ctx.settings.page_token_secret,
+                filter=filter,
+                order_by=order_by,
+                show_deleted=show_deleted,
+                company_id=str(company),
             )
 
     async def update(
@@ -403,15 +402,14 @@ class UserUseCases:
             user = await self._get_scoped(session, company, user_id)
             await self._require_power(session, principal, user)
             stmt = list_sessions_query(user.id, show_revoked=show_revoked, now=datetime.now(UTC))
-            fingerprint = query_fingerprint(parent=str(user.id), show_revoked=show_revoked)
-            return await paginate(
+            return await self.ctx.page(
                 session,
                 stmt,
                 order=[OrderTerm(SessionRow.create_time, True)],
                 page_size=page_size,
                 page_token=page_token,
-                fingerprint=fingerprint,
-                secret=self.ctx.settings.page_token_secret,
+                parent=str(user.id),
+                show_revoked=show_revoked,
             )
 
     async def revoke_session(self, user_id: str, session_id: str) -> None:
