@@ -34,6 +34,7 @@ from cardinsa_foundation.errors import (
 from cardinsa_foundation.models import check_etag
 from cardinsa_foundation.paging import OrderTerm, Page
 from cardinsa_foundation.use_cases import (
+    check_mask,
     check_request_id,
     lookup_uuid,
     not_found,
@@ -196,24 +197,7 @@ class UserUseCases:
         self, user_id: str, profile: UserProfile, mask: list[str], etag: str
     ) -> tuple[UserRow, list[str]]:
         principal = require_principal()
-        if not mask:
-            raise InvalidArgument(
-                "update_mask is required",
-                field_violations=[FieldViolation("update_mask", "required")],
-            )
-        unknown = [path for path in mask if path not in PROFILE_FIELDS]
-        if unknown:
-            raise InvalidArgument(
-                "update_mask names fields that cannot be updated",
-                field_violations=[
-                    FieldViolation(
-                        "update_mask",
-                        f"'{path}' cannot be updated; updatable: "
-                        + ", ".join(sorted(PROFILE_FIELDS)),
-                    )
-                    for path in unknown
-                ],
-            )
+        check_mask(mask, PROFILE_FIELDS)
         profile = normalize_profile(profile)
         violations = check_profile(profile, prefix="user", fields=frozenset(mask))
         if violations:
