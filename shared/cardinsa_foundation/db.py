@@ -21,7 +21,7 @@ states the residual risk.)
 
 Hot single-statement reads (GetPolicy and the like) may use :meth:`Database.read`
 instead: the same tenant rules without the ORM and in one round trip, measured
-with ``make bench`` (scripts/bench.py) and py-spy. A GetPolicy through a unit of
+with ``make bench`` (cardinsa_tools.bench) and py-spy. A GetPolicy through a unit of
 work cost about 1.8 ms of server CPU: the ORM session (~30 %: compiling, identity
 map, events), SQLAlchemy's pre-ping of every checked-out connection (BEGIN;
 SELECT; ROLLBACK: three round trips), then BEGIN, the tenant, the SELECT and
