@@ -211,6 +211,11 @@ def test_quick_bench_prints_the_table_writes_json_and_verifies_errors() -> None:
         assert tracing_off["baseline"] == "grpc_get_policy"
         assert tracing_off["cpu_us"] is not None and tracing_off["ratio"] is not None
         assert "tracing off" in output
+        # The access log line every RPC writes: timed and set against GetPolicy's CPU.
+        line = rows["access_line"]
+        assert line["baseline"] == "grpc_get_policy"
+        assert line["cpu_us"] > 0 and line["ratio"] is not None
+        assert "access log line" in output
         memory = [row for key, row in rows.items() if key.startswith("memory_")]
         assert {row["key"] for row in memory} >= {
             "memory_identity",

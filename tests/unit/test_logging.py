@@ -340,17 +340,22 @@ def test_redact_keeps_shapes_and_handles_cycles() -> None:
     assert redact(42) == 42
 
 
-def test_redaction_is_cheap(capture: Callable[..., io.StringIO], in_request: None) -> None:
-    """A log line per RPC goes through the filter: keep it far below an RPC's cost."""
+def test_access_lines_are_all_written_and_clean(
+    capture: Callable[..., io.StringIO], in_request: None
+) -> None:
+    """The line every RPC writes goes through the filter with its content intact
+    (its cost is a figure of `make bench`, "access log line", never timed here)."""
     out = capture()
     log = logging.getLogger("cardinsa.access")
-    n = 2000
-    started = time.perf_counter()
+    n = 200
     for _ in range(n):
         log.info(
             "rpc finished",
             extra={"code": "OK", "duration_ms": 1.25, "peer": "ipv4:10.0.0.1:5555"},
         )
-    per_line = (time.perf_counter() - started) / n
-    assert len(out.getvalue().splitlines()) == n
-    assert per_line < 200e-6, f"{per_line * 1e6:.1f} µs per line"
+    written = lines(out)
+    assert len(written) == n
+    assert {(w["code"], w["duration_ms"], w["peer"]) for w in written} == {
+        ("OK", 1.25, "ipv4:10.0.0.1:5555")
+    }
+    assert REDACTED not in out.getvalue()

@@ -285,6 +285,7 @@ class Bench:
         self.ratio(get, noop, minimum=0.40)
         self.add(self.revocation_check(get))
         self.tracing_off(get)
+        self.access_line(get)
 
         rest = self.add(
             self.rest_scenario(
@@ -429,6 +430,28 @@ class Bench:
         )
         row.target = "≤ 0.02 x GetPolicy CPU µs/call"
 
+    def access_line(self, get: Row) -> None:
+        """The access log line every RPC writes (redaction and JSON) must stay far
+        below the RPC itself (see access_line_us)."""
+        line = access_line_us()
+        share = line / get.cpu_us if get.cpu_us else None
+        self.add(
+            Row(
+                "access_line",
+                f"access log line: {line:.1f} µs (redaction + JSON) per RPC",
+                baseline=get.key,
+                ratio=share,
+                cpu_us=line,
+                target="≤ 0.10 x GetPolicy CPU µs/call",
+                holds=share is not None and share <= 0.10,
+                note=(
+                    "one 'rpc finished' line through the services' logging set-up, timed "
+                    f"in the bench process: {line:.1f} µs against {get.cpu_us or 0:,.0f} µs "
+                    "of core CPU per GetPolicy in this run"
+                ),
+            )
+        )
+
     def core_processes(self) -> str:
         n = self.suite.endpoints.workers
         return "1 core process" if n == 1 else f"{n} core processes"
@@ -568,6 +591,46 @@ class Bench:
             else:
                 row.target = "reported"
             self.add(row)
+
+
+def access_line_us(lines: int = 5_000) -> float:
+    """What the access log line of one RPC costs, in µs, timed here: the
+    services' own logging set-up (redaction filter, JSON formatter) writing to
+    memory, inside a request context, the line the call pipeline writes."""
+    import io
+    import logging
+    import time
+
+    from cardinsa_foundation.context import method_var, request_id_var
+    from cardinsa_foundation.logging import configure_logging
+
+    root = logging.getLogger()
+    saved_level, saved_handlers = root.level, list(root.handlers)
+    buffer = io.StringIO()
+    configure_logging("INFO", True, "bench", stream=buffer)
+    tokens = (
+        request_id_var.set(str(uuid.uuid4())),
+        method_var.set("/cardinsa.core.v1.PolicyService/GetPolicy"),
+    )
+    log = logging.getLogger("cardinsa.access")
+    try:
+        started = time.perf_counter()
+        for _ in range(lines):
+            log.info(
+                "rpc finished",
+                extra={"code": "OK", "duration_ms": 1.25, "peer": "ipv4:10.0.0.1:5555"},
+            )
+        elapsed = time.perf_counter() - started
+    finally:
+        method_var.reset(tokens[1])
+        request_id_var.reset(tokens[0])
+        for handler in list(root.handlers):
+            if handler not in saved_handlers:
+                root.removeHandler(handler)
+        root.setLevel(saved_level)
+    if buffer.getvalue().count("\n") != lines:
+        raise RuntimeError("the access lines were not all written")
+    return elapsed / lines * 1e6
 
 
 def tracing_off_hooks_us(iterations: int = 200_000) -> float:
