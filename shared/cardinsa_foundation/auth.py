@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import grpc
 import jwt
 
 from cardinsa_foundation.context import Principal, PrincipalKind
@@ -130,10 +131,18 @@ class JwksCache:
                 return
             try:
                 document = await self._fetch()
-            except Exception:
+            except Exception as exc:
                 # Keep serving with the keys we have; a token with an unknown
-                # kid is refused until identity answers again.
-                log.warning("fetching the JWKS failed", exc_info=True)
+                # kid is refused until identity answers again. Identity being
+                # unreachable (stopping, restarting) is an expected state: one
+                # line with its status; anything else keeps its traceback.
+                if isinstance(exc, grpc.RpcError) and callable(getattr(exc, "code", None)):
+                    log.warning(
+                        "fetching the JWKS failed: %s",
+                        getattr(exc.code(), "name", exc.code()),
+                    )
+                else:
+                    log.warning("fetching the JWKS failed", exc_info=True)
                 self._fetched_at = now - self._ttl_s + self._min_refetch_interval_s
                 self._last_fetch_failed = True
                 if self._keys and now - self._succeeded_at >= self._max_stale_s:
