@@ -147,14 +147,14 @@ class ClaimServicer(claim_service_pb2_grpc.ClaimServiceServicer):
     async def GetApprovalBands(
         self, request: pb.GetApprovalBandsRequest, context: Any
     ) -> resources_pb2.ApprovalBands:
-        bands, row = await self.claims.get_bands()
+        bands, row = await self.claims.authority.get_bands()
         return bands_to_proto(bands, row)
 
     async def UpdateApprovalBands(
         self, request: pb.UpdateApprovalBandsRequest, context: Any
     ) -> resources_pb2.ApprovalBands:
         message = request.approval_bands
-        bands, row = await self.claims.update_bands(
+        bands, row = await self.claims.authority.update_bands(
             from_money(message, "band_1_limit"), from_money(message, "band_2_limit"), message.etag
         )
         return bands_to_proto(bands, row)
