@@ -30,7 +30,11 @@ class ClaimAuthority:
         async with self.ctx.db.unit_of_work(company_id=company) as session:
             return await approval_bands(session, company)
 
-    async def bands(self, company: uuid.UUID) -> ApprovalBands:
+    async def segregation_required(self, company: uuid.UUID) -> bool:
+        """Whether the company requires approver and payer to differ from the adjuster."""
+        return False  # MERGE: replaced by the claim settings of the bands branch
+
+    async def bands(self, company: uuid.UUID, currency: str | None = None) -> ApprovalBands:
         """The company's bands, or the settings' limits in the company's currency."""
         row = await self._bands_row(company)
         if row is not None:
