@@ -221,9 +221,7 @@ def test_precondition_violations_travel_as_one_precondition_failure() -> None:
 
 
 def test_precondition_violations_are_bounded_and_clipped() -> None:
-    many = [
-        PreconditionViolation("CLAIM_COVER", f"claims/{i}", "d" * 1000) for i in range(25)
-    ]
+    many = [PreconditionViolation("CLAIM_COVER", f"claims/{i}", "d" * 1000) for i in range(25)]
     _, kinds = unpack(to_rpc_status(FailedPrecondition("x", precondition_violations=many), None))
     shown = kinds["PreconditionFailure"][0].violations
     assert len(shown) == errors.MAX_FIELD_VIOLATIONS + 1
