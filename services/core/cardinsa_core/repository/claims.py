@@ -138,3 +138,26 @@ async def approval_bands(
 ) -> ApprovalBandsRow | None:
     """The company's own bands, if it set any."""
     return await session.get(ApprovalBandsRow, company, with_for_update=lock)
+
+
+async def claims_with_money(
+    session: AsyncSession, company: uuid.UUID, policy_id: uuid.UUID
+) -> list[ClaimRow]:
+    """The policy's live claims that carry money: approved, paid or closed, or with an
+    amount paid out (a reopened claim under review), oldest incident first. Locks
+    nothing: the policy transition that asks holds the policy row's lock."""
+    # Imported here so that this addition stays a pure append to the module.
+    from sqlalchemy import or_, select
+
+    money_states = [s.value for s in (ClaimState.APPROVED, ClaimState.PAID, ClaimState.CLOSED)]
+    query = (
+        select(ClaimRow)
+        .where(
+            ClaimRow.company_id == company,
+            ClaimRow.policy_id == policy_id,
+            ClaimRow.delete_time.is_(None),
+            or_(ClaimRow.state.in_(money_states), ClaimRow.paid_amount > 0),
+        )
+        .order_by(ClaimRow.incident_date, ClaimRow.id)
+    )
+    return list((await session.scalars(query)).all())
