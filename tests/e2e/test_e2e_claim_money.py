@@ -446,7 +446,7 @@ def test_approval_rechecks_the_cover_after_cancellation_lapse_and_endorsement(
 
 
 def test_partial_payments_void_close_reopen_overpayment_and_deny(desk: Desk) -> None:
-    product = desk.product(coverage(limit=10000, period="PER_YEAR"))
+    product = desk.product(coverage(limit=1000, period="PER_YEAR"))
     policy, _ = desk.policy(product)
     claim = desk.claim(policy, 1000)
     claim = desk.approve(claim, 800, desk.adjuster)
@@ -477,6 +477,8 @@ def test_partial_payments_void_close_reopen_overpayment_and_deny(desk: Desk) -> 
     issued = desk.ok("POST", f"{path}/payments/{second['id']}:issue", {}, desk.adjuster)
     cleared = desk.ok("POST", f"{path}/payments/{second['id']}:clear", {}, desk.adjuster)
     assert (issued["state"], cleared["state"]) == ("ISSUED", "CLEARED")
+    # Cleared money comes back only as a recovery, not as a void.
+    assert_error(desk.void(claim, second, desk.adjuster), 400, 9, reason="INVALID_STATE_TRANSITION")
     desk.pay(claim, 600, desk.adjuster)
     now = desk.get(claim)
     assert now["state"] == "PAID" and amount(now["paid_amount"]) == 800
@@ -531,6 +533,8 @@ def test_partial_payments_void_close_reopen_overpayment_and_deny(desk: Desk) -> 
     # Once more: closed, reopened, and this time denied after the refund of it all.
     desk.ok("POST", f"{path}:close", {"note": "settled again"}, desk.adjuster)
     desk.ok("POST", f"{path}:reopen", {"reason": "fraud review"}, desk.adjuster)
+    # Reopened, the claim still holds the 720 paid in the limit: another claim sees 280.
+    assert breakdown(desk.claim(policy, 1000))["payable"] == 280
     desk.refused(
         f"{path}:deny",
         {"reason": "fraud"},
@@ -546,6 +550,8 @@ def test_partial_payments_void_close_reopen_overpayment_and_deny(desk: Desk) -> 
     assert denied["state"] == "DENIED" and amount(denied.get("paid_amount")) == 0
     recoveries = desk.ok("GET", f"{path}/recoveries")["recoveries"]
     assert [amount(r["amount"]) for r in recoveries] == [80, 720]
+    # Refunded and denied, the claim holds nothing of the 1 000 limit any more.
+    assert breakdown(desk.claim(policy, 1000))["payable"] == 800
 
 
 # ------------------------------------------------------------------- d. withdraw, deny, unapprove
