@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 import grpc
@@ -266,16 +267,26 @@ async def test_grpc_journey(suite: SuiteProcess, route: str) -> None:
             claim_service_pb2.ReviewClaimRequest(claim_id=cid), metadata=adj
         )
         assert claim.state == C.UNDER_REVIEW and claim.assigned_adjuster_id == adjuster.id
+        # 20 % co-insurance: of 600 claimed, 480 is payable; more is refused.
+        assert (claim.benefit.coinsurance.units, claim.benefit.payable.units) == (120, 480)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await s.claims.ApproveClaim(
+                claim_service_pb2.ApproveClaimRequest(claim_id=cid, approved_amount=money(600)),
+                metadata=adj,
+            )
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error_info(refused.value).reason == "EXCEEDS_PAYABLE"
+        assert Decimal(error_info(refused.value).metadata["payable_amount"]) == 480
         claim = await s.claims.ApproveClaim(
-            claim_service_pb2.ApproveClaimRequest(claim_id=cid, approved_amount=money(600)),
+            claim_service_pb2.ApproveClaimRequest(claim_id=cid, approved_amount=money(480)),
             metadata=adj,
         )
-        assert claim.state == C.APPROVED
+        assert claim.state == C.APPROVED and claim.benefit.final
         claim = await s.claims.PayClaim(
             claim_service_pb2.PayClaimRequest(claim_id=cid, payment_reference=f"G-{route}"),
             metadata=adj,
         )
-        assert claim.state == C.PAID and claim.paid_amount.units == 600
+        assert claim.state == C.PAID and claim.paid_amount.units == 480
         claim = await s.claims.CloseClaim(
             claim_service_pb2.CloseClaimRequest(claim_id=cid), metadata=adj
         )

@@ -279,14 +279,31 @@ def test_403_without_the_permission(suite: SuiteProcess, company_one: CompanyOne
     body = assert_error(reply, 403, 7, reason="APPROVAL_AUTHORITY_EXCEEDED", domain=SERVICE_DOMAIN)
     [info] = error_details(body, "ErrorInfo")
     assert info["metadata"]["required_permission"] == "claims.approve_band_2", info
-    # The admin holds every band.
+    # The admin holds every band, but not more than the cover allows: of 4000
+    # claimed the product's 20 % co-insurance leaves 3200 payable.
+    reply = rest.call(
+        "POST",
+        f"/v1/claims/{claim['id']}:approve",
+        {"approved_amount": money(4000)},
+        token=company_one.admin,
+    )
+    body = assert_error(reply, 400, 3, reason="EXCEEDS_PAYABLE", domain=SERVICE_DOMAIN)
+    [bad] = error_details(body, "BadRequest")
+    assert bad["field_violations"] == [
+        {
+            "field": "approved_amount",
+            "description": "must not exceed the payable amount 3200.00 EUR",
+        }
+    ], bad
     approved = rest.call(
         "POST",
         f"/v1/claims/{claim['id']}:approve",
-        {"approved_amount": money(3000)},
+        {"approved_amount": money(3200)},
         token=company_one.admin,
     ).ok()
     assert approved["state"] == "APPROVED"
+    assert approved["approved_amount"] == {"currency_code": "EUR", "units": "3200"}
+    assert approved["benefit"]["payable"] == approved["approved_amount"]
 
 
 # ------------------------------------------------------------------------ 404

@@ -158,10 +158,12 @@ def test_rest_journey_from_new_users_to_a_closed_claim_and_its_audit_trail(
         adj,
     )
     assert claim["state"] == "DRAFT"
+    # The product's 20 % co-insurance: of 800 claimed, 640 is payable (the most
+    # that can be approved), 160 is the insured's share.
     steps = [
         ("submit", {"etag": claim["etag"]}, "SUBMITTED"),
         ("review", {}, "UNDER_REVIEW"),
-        ("approve", {"approved_amount": money(750), "note": "within band 1"}, "APPROVED"),
+        ("approve", {"approved_amount": money(640), "note": "within band 1"}, "APPROVED"),
         ("pay", {"payment_reference": "E2E-TRX-1"}, "PAID"),
         ("close", {"note": "done"}, "CLOSED"),
     ]
@@ -170,9 +172,15 @@ def test_rest_journey_from_new_users_to_a_closed_claim_and_its_audit_trail(
             f"claim.{verb}", "POST", f"/v1/claims/{claim['id']}:{verb}", body, adj
         )
         assert claim["state"] == state, claim
+        if verb == "review":  # the estimate the adjuster sees
+            assert claim["benefit"]["coinsurance"] == {"currency_code": "EUR", "units": "160"}
+            assert claim["benefit"]["payable"] == {"currency_code": "EUR", "units": "640"}
+            assert not claim["benefit"].get("final"), claim["benefit"]
     assert claim["claim_number"].startswith("CLM-")
-    assert claim["approved_amount"] == {"currency_code": "EUR", "units": "750"}
-    assert claim["paid_amount"] == {"currency_code": "EUR", "units": "750"}
+    assert claim["benefit"]["claimed"] == {"currency_code": "EUR", "units": "800"}
+    assert claim["benefit"]["final"] is True
+    assert claim["approved_amount"] == {"currency_code": "EUR", "units": "640"}
+    assert claim["paid_amount"] == {"currency_code": "EUR", "units": "640"}
     log = rest.call("GET", f"/v1/claims/{claim['id']}/logEntries?page_size=50", token=adj).ok()
     entries = list(reversed(log["claim_log_entries"]))
     assert [e["action"] for e in entries] == ["create", *[step[0] for step in steps]]

@@ -232,7 +232,31 @@ def test_the_launcher_prints_working_endpoints(suite: SuiteProcess) -> None:
     assert reply.ok()["token_type"] == "Bearer"
     openapi = suite.rest().call("GET", "/openapi.json").ok()
     assert openapi["openapi"].startswith("3.1")
-    assert "/v1/claims/{claim_id}:approve" in openapi["paths"]
+    paths = openapi["paths"]
+    assert "/v1/claims/{claim_id}:approve" in paths
+    # The claim money routes: reserves, payments and their lifecycle, recoveries.
+    claim_money = {
+        "/v1/claims/{claim_id}:unapprove": {"post"},
+        "/v1/claims/{claim_id}:withdraw": {"post"},
+        "/v1/claims/{claim_id}:setReserve": {"post"},
+        "/v1/claims/{claim_id}/payments": {"get", "post"},
+        "/v1/claims/{claim_id}/payments/{payment_id}": {"get"},
+        "/v1/claims/{claim_id}/payments/{payment_id}:issue": {"post"},
+        "/v1/claims/{claim_id}/payments/{payment_id}:clear": {"post"},
+        "/v1/claims/{claim_id}/payments/{payment_id}:void": {"post"},
+        "/v1/claims/{claim_id}/recoveries": {"get", "post"},
+    }
+    assert {path: set(paths.get(path, {})) for path in claim_money} == claim_money
+    create_payment = paths["/v1/claims/{claim_id}/payments"]["post"]
+    assert create_payment["x-grpc-method"] == "/cardinsa.core.v1.ClaimService/CreateClaimPayment"
+    assert "claims.pay" in create_payment["description"]
+    # The body is the payment itself: the idempotency key travels in the query.
+    assert {p["name"]: p["in"] for p in create_payment["parameters"]} == {
+        "claim_id": "path",
+        "request_id": "query",
+    }
+    benefit = openapi["components"]["schemas"]["cardinsa.core.v1.ClaimBenefit"]["properties"]
+    assert {"claimed", "deductible", "copay", "coinsurance", "limit_cut", "payable"} <= set(benefit)
 
     # Envoy's statistics, the Prometheus way, on the gateway's metrics port
     url = f"http://127.0.0.1:{ports.gateway_metrics}/metrics"

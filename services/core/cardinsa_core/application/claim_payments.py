@@ -153,10 +153,13 @@ class ClaimPayments:
         if cost_type is CostType.INDEMNITY:
             cover = await load_cover(session, row, claim.details)
         amount = Money(payment.amount, payment.currency)
+        # The claim checks the amount first: a bad one is a field violation, not
+        # the table's constraint.
+        paid = claim.pay(cost_type, amount, payment.reference)
         session.add(payment)
         await session.flush()
         return Outcome(
-            claim.pay(cost_type, amount, payment.reference),
+            paid,
             amount=amount,
             payment_reference=payment.reference,
             cover=cover,
