@@ -1,22 +1,21 @@
-"""Claims in the database: the claim row, its action log and the approval bands."""
+"""Claims in the database: the claim row and its action log (the approval bands:
+:mod:`cardinsa_core.repository.claim_authority`)."""
 
 from __future__ import annotations
 
 import uuid
 
 from sqlalchemy import Select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_core.domain.claims import Claim, ClaimDetails, ClaimState, ClaimType
 from cardinsa_core.domain.money import Money
-from cardinsa_core.repository.models import ApprovalBandsRow, ClaimLogEntryRow, ClaimRow
+from cardinsa_core.repository.models import ClaimLogEntryRow, ClaimRow
 from cardinsa_core.repository.rows import Resources, assign, children
 from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec
 
 __all__ = [
     "CLAIMS",
     "apply_claim",
-    "approval_bands",
     "claim_log",
     "claim_of",
     "log_entry",
@@ -131,10 +130,3 @@ def log_entry(
 
 def claim_log(company: uuid.UUID, claim_id: uuid.UUID) -> Select[ClaimLogEntryRow]:
     return children(ClaimLogEntryRow, company, ClaimLogEntryRow.claim_id, claim_id)
-
-
-async def approval_bands(
-    session: AsyncSession, company: uuid.UUID, *, lock: bool = False
-) -> ApprovalBandsRow | None:
-    """The company's own bands, if it set any."""
-    return await session.get(ApprovalBandsRow, company, with_for_update=lock)
