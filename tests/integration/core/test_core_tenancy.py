@@ -213,7 +213,10 @@ LISTS_AND_SINGLETONS = {
     "ListPolicies",
     "ListClaims",
     "GetApprovalBands",
+    "ListApprovalBands",
     "UpdateApprovalBands",
+    "GetClaimSettings",
+    "UpdateClaimSettings",
     "GetServerInfo",
     "ListAuditEvents",
 }
