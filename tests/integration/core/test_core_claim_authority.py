@@ -156,11 +156,6 @@ async def test_a_claim_in_a_currency_without_bands_cannot_be_approved(tenant: Te
     assert still.state == C.UNDER_REVIEW
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MERGE: passes once ApproveClaim asks authority.bands(company, claim currency); "
-    "then remove this marker",
-)
 async def test_a_claim_in_the_second_currency_is_approved_within_its_bands(
     tenant: Tenant,
 ) -> None:
@@ -171,12 +166,53 @@ async def test_a_claim_in_the_second_currency_is_approved_within_its_bands(
     )
     policy = await tenant.in_force(product=await tenant.product(currency="EUR"))
     claim = await tenant.claim_under_review(policy, claimed="1500")
-    # Band 1 in EUR (up to 2 000): the adjuster's band is enough.
+    # 1 200 EUR (the payable part after the 20 % co-insurance) is band 1 in EUR
+    # (up to 2 000), band 2 under the USD defaults: the adjuster's band is enough.
     approved = await claims.ApproveClaim(
-        cb.ApproveClaimRequest(claim_id=claim.id, approved_amount=money("1500", "EUR")),
+        cb.ApproveClaimRequest(claim_id=claim.id, approved_amount=money("1200", "EUR")),
         metadata=adjuster,
     )
     assert approved.state == C.APPROVED and approved.approved_amount.currency_code == "EUR"
+    assert amount(approved.approved_amount) == 1200
+    # Above band 1 in EUR: the adjuster's authority ends there.
+    other = await tenant.claim_under_review(policy, claimed="3000")
+    error = await refused(
+        claims.ApproveClaim(
+            cb.ApproveClaimRequest(claim_id=other.id, approved_amount=money("2400", "EUR")),
+            metadata=adjuster,
+        )
+    )
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert error_info(error).metadata["required_permission"] == "claims.approve_band_2"
+
+
+async def test_segregation_of_duties_keeps_the_adjuster_from_approving(tenant: Tenant) -> None:
+    claims, admin = tenant.harness.claims, await tenant.md()
+    adjuster = await tenant.md("claims-adjuster")
+    await claims.UpdateClaimSettings(
+        cb.UpdateClaimSettingsRequest(
+            claim_settings=resources_pb2.ClaimSettings(require_segregation_of_duties=True),
+            update_mask=mask("require_segregation_of_duties"),
+        ),
+        metadata=admin,
+    )
+    claim = await tenant.claim(await tenant.in_force(), claimed="500")
+    await claims.SubmitClaim(cb.SubmitClaimRequest(claim_id=claim.id), metadata=admin)
+    reviewed = await claims.ReviewClaim(cb.ReviewClaimRequest(claim_id=claim.id), metadata=adjuster)
+    assert reviewed.assigned_adjuster_id
+    error = await refused(
+        claims.ApproveClaim(
+            cb.ApproveClaimRequest(claim_id=claim.id, approved_amount=money("100")),
+            metadata=adjuster,
+        )
+    )
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert error_info(error).reason == "SEGREGATION_OF_DUTIES"
+    # Another user with the authority may.
+    approved = await claims.ApproveClaim(
+        cb.ApproveClaimRequest(claim_id=claim.id, approved_amount=money("100")), metadata=admin
+    )
+    assert approved.state == C.APPROVED
 
 
 async def test_bad_bands_are_refused_field_by_field(tenant: Tenant) -> None:

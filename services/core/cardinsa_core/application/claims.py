@@ -1,18 +1,26 @@
 """Claims: first notice of loss to closure, with an action log and approval bands.
 
-Eligibility (checked on create, on update and again on submit, since the
-policy may have changed in between): the policy was in force on the incident
-date; the claimant is insured by the policy version in effect that day; the
-coverage belongs to the policy's product version and its waiting period has
-passed. Claim numbers are assigned on submit from the company's counter, like
-policy numbers.
+Eligibility (checked on create, on update, on submit and again at every money
+step -- approve, each indemnity payment, reopen -- since the policy may have
+changed in between): the policy was in force on the incident date; the
+claimant is insured by the policy version in effect that day; the coverage
+belongs to the policy's product version and its waiting period has passed
+(see :mod:`cardinsa_core.application.claim_cover`). Claim numbers are assigned
+on submit from the company's counter, like policy numbers.
+
+Every transition runs in one transaction with the claim row locked: the
+claim's state and amounts, its consumption of the accumulators (moved by
+:func:`~cardinsa_core.application.claim_cover.settle` whenever it changes),
+the action log entry and the audit row commit together or not at all.
 
 Approval authority is checked before the claim is even read (permission
 before existence): the amount's band depends only on the request and the
 company's bands, so a caller without the authority learns nothing about the
 claim. Outside the band the answer is PERMISSION_DENIED (reason
 APPROVAL_AUTHORITY_EXCEEDED): the caller lacks an authority another approver
-has; nothing about the claim's state is wrong.
+has; nothing about the claim's state is wrong. With the company's
+segregation of duties on, the claim's adjuster may neither approve nor pay it
+(PERMISSION_DENIED, reason SEGREGATION_OF_DUTIES).
 """
 
 from __future__ import annotations
@@ -20,12 +28,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Unpack
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_core.application.claim_authority import ClaimAuthority
+from cardinsa_core.application.claim_cover import (
+    Cover,
+    benefit_of,
+    eligible_version,
+    load_cover,
+    settle,
+)
 from cardinsa_core.application.context import (
     ChangeOptions,
     CoreContext,
@@ -35,29 +50,27 @@ from cardinsa_core.application.context import (
 )
 from cardinsa_core.application.inputs import MemberRef, MoneyInput
 from cardinsa_core.domain.claims import (
-    CLAIM_LIFECYCLE,
     Claim,
     ClaimAction,
     ClaimDetails,
     ClaimState,
     ClaimType,
+    CostType,
     check_claim_details,
 )
 from cardinsa_core.domain.money import Money, check_currency
 from cardinsa_core.domain.numbering import NumberKind, format_number
-from cardinsa_core.domain.products import Coverage
-from cardinsa_core.repository.claims import (
-    CLAIMS,
-    apply_claim,
-    claim_log,
-    claim_of,
-    log_entry,
-)
+from cardinsa_core.repository.claims import CLAIMS, apply_claim, claim_log, claim_of, log_entry
 from cardinsa_core.repository.models import ClaimLogEntryRow, ClaimRow, PolicyRow
 from cardinsa_core.repository.numbers import next_number
-from cardinsa_core.repository.policies import POLICIES, insured_by, policy_of, version_in_effect
-from cardinsa_core.repository.products import coverage_of, load_version
-from cardinsa_foundation.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from cardinsa_core.repository.policies import POLICIES
+from cardinsa_foundation.context import Principal
+from cardinsa_foundation.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    PermissionDenied,
+)
 from cardinsa_foundation.paging import OrderTerm, Page
 from cardinsa_foundation.use_cases import (
     actor_uuid,
@@ -99,12 +112,33 @@ class ClaimInput:
 
 
 @dataclass(slots=True)
-class _Outcome:
+class Outcome:
+    """What a transition did, for the claim row, the action log and the audit row."""
+
     claim: Claim
     amount: Money | None = None
     note: str = ""
     payment_reference: str = ""
     changed: list[str] = field(default_factory=list)
+    #: The cover the transition loaded (checked), reused to settle the accumulators.
+    cover: Cover | None = None
+    #: More for the audit row's detail.
+    detail: dict[str, object] = field(default_factory=dict)
+
+
+Apply = Callable[[AsyncSession, ClaimRow, Claim], Awaitable[Outcome]]
+
+
+def check_duties(principal: Principal, row: ClaimRow, required: bool, act: str) -> None:
+    """With segregation of duties on, the claim's adjuster may not ``act``."""
+    if not required or row.assigned_adjuster_id is None:
+        return
+    if actor_uuid(principal) == row.assigned_adjuster_id:
+        raise PermissionDenied(
+            f"segregation of duties: the claim's adjuster may not {act} it",
+            reason="SEGREGATION_OF_DUTIES",
+            metadata={"action": act},
+        )
 
 
 def _member(ref: MemberRef | None, path: str) -> uuid.UUID | None:
@@ -158,49 +192,11 @@ class ClaimUseCases:
 
     # ------------------------------------------------------------- eligibility
 
-    async def _coverage(self, session: AsyncSession, policy: PolicyRow, code: str) -> Coverage:
-        version = await load_version(
-            session, policy.company_id, policy.product_id, policy.product_version
-        )
-        found = next((c for c in version.coverages if c.code == code), None) if version else None
-        if found is None:
-            raise InvalidArgument(
-                "the policy's product has no such coverage",
-                reason="UNKNOWN_COVERAGE",
-                field_violations=[
-                    FieldViolation("claim.coverage_code", "not a coverage of the policy's product")
-                ],
-            )
-        return coverage_of(found, policy.currency)
-
     async def _eligible(
         self, session: AsyncSession, policy: PolicyRow, details: ClaimDetails
     ) -> int:
-        """The policy version in effect on the incident date, after every check."""
-        incident = details.incident_date
-        if policy.delete_time is not None or not policy_of(policy).covers(incident):
-            raise FailedPrecondition(
-                f"the policy was not in force on {incident.isoformat()}",
-                reason="POLICY_NOT_IN_FORCE",
-                metadata={"incident_date": incident.isoformat(), "policy_state": policy.state},
-            )
-        version = await version_in_effect(session, policy, incident)
-        if version is None:  # pragma: no cover - an activated policy has version 1
-            raise FailedPrecondition("the policy has no version", reason="POLICY_NOT_IN_FORCE")
-        if not insured_by(version).includes(details.claimant_dependent_id):
-            raise FailedPrecondition(
-                "the claimant was not insured by the policy on the incident date",
-                reason="CLAIMANT_NOT_INSURED",
-                metadata={"policy_version": str(version.version)},
-            )
-        coverage = await self._coverage(session, policy, details.coverage_code)
-        waiting_ends = policy.effective_date + timedelta(days=coverage.waiting_period_days)
-        if incident < waiting_ends:
-            raise FailedPrecondition(
-                f"the coverage's waiting period runs until {waiting_ends.isoformat()}",
-                reason="WAITING_PERIOD",
-                metadata={"waiting_period_ends": waiting_ends.isoformat()},
-            )
+        """The number of the policy version in effect on the incident date."""
+        version, _ = await eligible_version(session, policy, details)
         return version.version
 
     def _details(
@@ -258,7 +254,7 @@ class ClaimUseCases:
         *,
         action: str,
         from_state: str | None,
-        outcome: _Outcome,
+        outcome: Outcome,
         request_id: str,
     ) -> None:
         session.add(
@@ -298,7 +294,7 @@ class ClaimUseCases:
                 row,
                 action="create",
                 from_state=None,
-                outcome=_Outcome(claim, amount=details.claimed_amount),
+                outcome=Outcome(claim, amount=details.claimed_amount),
                 request_id=request_id,
             )
             await self.ctx.audit.record(
@@ -316,58 +312,61 @@ class ClaimUseCases:
     ) -> ClaimRow:
         check_mask(mask, UPDATABLE)
 
-        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> _Outcome:
-            CLAIM_LIFECYCLE.next_state(claim.state, ClaimAction.UPDATE)
+        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> Outcome:
+            claim.check_can(ClaimAction.UPDATE)
             policy = await POLICIES.find(session, row.company_id, str(row.policy_id))
             details = self._details(data, frozenset(mask), claim.details, row.currency)
             row.policy_version = await self._eligible(session, policy, details)
-            return _Outcome(claim.update(details), amount=details.claimed_amount)
+            return Outcome(claim.update(details), amount=details.claimed_amount)
 
-        return await self._transition(
+        return await self.transition(
             claim_id, etag=etag, request_id="", method="update", apply=apply
         )
 
-    async def _transition(
-        self,
-        claim_id: str,
-        apply: Callable[[AsyncSession, ClaimRow, Claim], Awaitable[_Outcome]],
-        **options: Unpack[ChangeOptions],
+    async def transition(
+        self, claim_id: str, apply: Apply, **options: Unpack[ChangeOptions]
     ) -> ClaimRow:
+        """Run ``apply`` on the locked claim; store, settle, log and audit what it did."""
         company = own_company(require_principal())
         method, request_id = options["method"], options.get("request_id", "")
         async with self.ctx.change(CLAIMS, company, claim_id, **options) as change:
             session, row = change.session, change.row
             if change.replay:
                 return row
-            before = row.state
-            outcome = await apply(session, row, claim_of(row))
-            changed = apply_claim(row, outcome.claim) + outcome.changed
+            before = claim_of(row)
+            outcome = await apply(session, row, before)
+            after = outcome.claim
+            if after.consumption != before.consumption:
+                cover = outcome.cover or await load_cover(session, row, after.details, check=False)
+                await settle(session, cover, row.currency, before.consumption, after.consumption)
+            changed = apply_claim(row, after) + outcome.changed
             row.update_time = datetime.now(UTC)
             await session.flush()
             await self._log(
                 session,
                 row,
                 action=method,
-                from_state=before,
+                from_state=before.state.value,
                 outcome=outcome,
                 request_id=request_id,
             )
-            detail: dict[str, object] = {"from_state": before, "to_state": row.state}
+            detail: dict[str, object] = {"from_state": before.state.value, "to_state": row.state}
             if outcome.amount is not None:
                 detail["amount"] = str(outcome.amount)
+            detail.update(outcome.detail)
             await self.ctx.audit.record(
                 session,
                 action=f"claim.{method}",
                 entity_type="claim",
                 entity_id=row.id,
-                changed_fields=changed,
+                changed_fields=sorted(set(changed)),
                 detail=detail,
             )
             return row
 
     async def submit(self, claim_id: str, etag: str, request_id: str) -> ClaimRow:
-        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> _Outcome:
-            CLAIM_LIFECYCLE.next_state(claim.state, ClaimAction.SUBMIT)
+        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> Outcome:
+            claim.check_can(ClaimAction.SUBMIT)
             policy = await POLICIES.find(session, row.company_id, str(row.policy_id))
             invalid(
                 "the claim is not valid",
@@ -376,21 +375,24 @@ class ClaimUseCases:
             row.policy_version = await self._eligible(session, policy, claim.details)
             value = await next_number(session, row.company_id, NumberKind.CLAIM)
             submitted = claim.submit(format_number(self.ctx.settings.claim_number_prefix, value))
-            return _Outcome(submitted, amount=claim.details.claimed_amount)
+            return Outcome(submitted, amount=claim.details.claimed_amount)
 
-        return await self._transition(
+        return await self.transition(
             claim_id, etag=etag, request_id=request_id, method="submit", apply=apply
         )
 
     async def review(self, claim_id: str, etag: str, request_id: str) -> ClaimRow:
         adjuster = actor_uuid(require_principal())
 
-        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> _Outcome:
+        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> Outcome:
             reviewed = claim.review()
             row.assigned_adjuster_id = adjuster
-            return _Outcome(reviewed, changed=["assigned_adjuster_id"])
+            # An estimate for the adjuster; the approval works it out again under lock.
+            cover = await load_cover(session, row, claim.details, check=False)
+            reviewed = reviewed.assessed(await benefit_of(session, reviewed, cover, lock=False))
+            return Outcome(reviewed, changed=["assigned_adjuster_id"])
 
-        return await self._transition(
+        return await self.transition(
             claim_id, etag=etag, request_id=request_id, method="review", apply=apply
         )
 
@@ -409,20 +411,28 @@ class ClaimUseCases:
         invalid("the approval is not valid", violations)
         assert amount is not None
         money = amount.resolve(amount.currency, "approved_amount")
-        bands = await self.authority.bands(company)
+        bands = await self.authority.bands(company, money.currency)
         # Permission before existence: the band depends on the request only.
         bands.check_authority(money, principal.permissions)
+        segregated = await self.authority.segregation_required(company)
 
-        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> _Outcome:
-            CLAIM_LIFECYCLE.next_state(claim.state, ClaimAction.APPROVE)
-            policy = await POLICIES.find(session, row.company_id, str(row.policy_id))
-            coverage = await self._coverage(session, policy, row.coverage_code)
-            approved = claim.approve(
-                money, coverage_limit=coverage.limit, bands=bands, permissions=principal.permissions
+        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> Outcome:
+            claim.check_can(ClaimAction.APPROVE)
+            check_duties(principal, row, segregated, "approve")
+            cover = await load_cover(session, row, claim.details)
+            benefit = await benefit_of(session, claim, cover, lock=True)
+            approved = claim.approve(money, benefit)
+            row.approved_by = actor_uuid(principal)
+            return Outcome(
+                approved,
+                amount=money,
+                note=note.strip(),
+                cover=cover,
+                changed=["approved_by"],
+                detail={"payable": str(benefit.payable)},
             )
-            return _Outcome(approved, amount=money, note=note.strip())
 
-        return await self._transition(
+        return await self.transition(
             claim_id,
             etag=etag,
             request_id=request_id,
@@ -431,29 +441,31 @@ class ClaimUseCases:
             arguments=[money, note.strip()],
         )
 
+    async def unapprove(self, claim_id: str, etag: str, request_id: str, reason: str) -> ClaimRow:
+        return await self._noted(
+            claim_id,
+            etag,
+            request_id,
+            method="unapprove",
+            field="reason",
+            note=reason,
+            act=Claim.unapprove,
+        )
+
     async def deny(self, claim_id: str, etag: str, request_id: str, reason: str) -> ClaimRow:
         return await self._noted(
             claim_id, etag, request_id, method="deny", field="reason", note=reason, act=Claim.deny
         )
 
-    async def pay(self, claim_id: str, etag: str, request_id: str, reference: str) -> ClaimRow:
-        reference = reference.strip()
-        if len(reference) > 100:
-            invalid(
-                "the request is not valid", [FieldViolation("payment_reference", "at most 100")]
-            )
-
-        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> _Outcome:
-            paid, amount = claim.pay(reference)
-            return _Outcome(paid, amount=amount, payment_reference=reference)
-
-        return await self._transition(
+    async def withdraw(self, claim_id: str, etag: str, request_id: str, reason: str) -> ClaimRow:
+        return await self._noted(
             claim_id,
-            etag=etag,
-            request_id=request_id,
-            method="pay",
-            apply=apply,
-            arguments=[reference],
+            etag,
+            request_id,
+            method="withdraw",
+            field="reason",
+            note=reason,
+            act=Claim.withdraw,
         )
 
     async def close(self, claim_id: str, etag: str, request_id: str, note: str) -> ClaimRow:
@@ -467,15 +479,70 @@ class ClaimUseCases:
             act=lambda claim, _: claim.close(),
         )
 
-    async def reopen(self, claim_id: str, etag: str, request_id: str, reason: str) -> ClaimRow:
-        return await self._noted(
+    async def reopen(
+        self,
+        claim_id: str,
+        etag: str,
+        request_id: str,
+        reason: str,
+        claimed: MoneyInput | None = None,
+    ) -> ClaimRow:
+        invalid("the request is not valid", check_note(reason, "reason"))
+        reason = reason.strip()
+
+        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> Outcome:
+            claim.check_can(ClaimAction.REOPEN)
+            amount = claimed.resolve(row.currency, "claimed_amount") if claimed else None
+            reopened = claim.reopen(reason, amount)
+            cover = await load_cover(session, row, reopened.details)
+            reopened = reopened.assessed(await benefit_of(session, reopened, cover, lock=False))
+            return Outcome(reopened, amount=amount, note=reason, cover=cover)
+
+        return await self.transition(
             claim_id,
-            etag,
-            request_id,
+            etag=etag,
+            request_id=request_id,
             method="reopen",
-            field="reason",
-            note=reason,
-            act=Claim.reopen,
+            apply=apply,
+            arguments=[reason, claimed],
+        )
+
+    async def set_reserve(
+        self,
+        claim_id: str,
+        etag: str,
+        request_id: str,
+        *,
+        cost_type: CostType | None,
+        amount: MoneyInput | None,
+        note: str,
+    ) -> ClaimRow:
+        principal = require_principal()
+        company = own_company(principal)
+        violations = check_note(note, "note")
+        if cost_type is None:
+            violations.append(FieldViolation("cost_type", "required"))
+        if amount is None:
+            violations.append(FieldViolation("amount", "required"))
+        invalid("the reserve is not valid", violations)
+        assert cost_type is not None and amount is not None
+
+        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> Outcome:
+            money = amount.resolve(row.currency, "amount")
+            bands = await self.authority.bands(company, row.currency)
+            bands.check_authority(money, principal.permissions, action="reserving")
+            changed = claim.set_reserve(cost_type, money)
+            return Outcome(
+                changed, amount=money, note=note.strip(), detail={"cost_type": cost_type.value}
+            )
+
+        return await self.transition(
+            claim_id,
+            etag=etag,
+            request_id=request_id,
+            method="set_reserve",
+            apply=apply,
+            arguments=[cost_type, amount, note.strip()],
         )
 
     async def _noted(
@@ -493,10 +560,10 @@ class ClaimUseCases:
         invalid("the request is not valid", check_note(note, field))
         note = note.strip()
 
-        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> _Outcome:
-            return _Outcome(act(claim, note), note=note)
+        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> Outcome:
+            return Outcome(act(claim, note), note=note)
 
-        return await self._transition(
+        return await self.transition(
             claim_id,
             etag=etag,
             request_id=request_id,
@@ -506,23 +573,23 @@ class ClaimUseCases:
         )
 
     async def delete(self, claim_id: str, etag: str) -> ClaimRow:
-        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> _Outcome:
+        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> Outcome:
             claim.check_delete()
             row.soft_delete()
-            return _Outcome(claim, changed=["delete_time"])
+            return Outcome(claim, changed=["delete_time"])
 
-        return await self._transition(
+        return await self.transition(
             claim_id, etag=etag, request_id="", method="delete", apply=apply, allow_deleted=True
         )
 
     async def undelete(self, claim_id: str, etag: str) -> ClaimRow:
-        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> _Outcome:
+        async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> Outcome:
             if row.delete_time is None:
                 raise FailedPrecondition("the claim is not deleted", reason="NOT_DELETED")
             row.undelete()
-            return _Outcome(claim, changed=["delete_time"])
+            return Outcome(claim, changed=["delete_time"])
 
-        return await self._transition(
+        return await self.transition(
             claim_id, etag=etag, request_id="", method="undelete", apply=apply, allow_deleted=True
         )
 

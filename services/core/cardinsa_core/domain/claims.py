@@ -1,24 +1,40 @@
-"""Claims: first notice of loss to payment, with an approval authority by amount.
+"""Claims: first notice of loss to closure, paying only what the cover allows.
 
 Lifecycle (``CLAIM_LIFECYCLE``)::
 
     DRAFT --submit--> SUBMITTED --review--> UNDER_REVIEW --approve--> APPROVED
-    UNDER_REVIEW --deny--> DENIED
-    APPROVED --pay--> PAID --close--> CLOSED
-    CLOSED / DENIED --reopen--> UNDER_REVIEW    (with a reason)
+    DRAFT / SUBMITTED --withdraw--> WITHDRAWN            (the claimant's side gives up)
+    SUBMITTED / UNDER_REVIEW --deny--> DENIED            (nothing paid)
+    APPROVED / PAID --approve--> APPROVED or PAID        (the approved total changes)
+    APPROVED --unapprove--> UNDER_REVIEW                 (nothing paid: every payment voided)
+    APPROVED --(payments reach the approved total)--> PAID --(a void)--> APPROVED
+    APPROVED / PAID --close--> CLOSED                    (no open reserve)
+    CLOSED / DENIED --reopen--> UNDER_REVIEW             (with a reason, maybe a new claimed amount)
     DRAFT --update--> DRAFT,  DRAFT --delete-->
 
-A claim is numbered when it is submitted (first notice of loss). The approved
-amount is the total the insurer owes on the claim: at most the claimed amount
-and the coverage limit, and never less than what has already been paid (a
-reopened claim is topped up, not refunded). Paying settles the outstanding
-difference.
+Money on a claim:
 
-Approval authority: approving needs ``claims.approve`` and the band permission
-for the approved amount. The bands are two upper limits (inclusive) that a
-company configures: up to the first is band 1, up to the second band 2, above
-it band 3. Holding a band also authorises the lower bands, so a claims manager
-with band 3 can approve small amounts too.
+- ``benefit``: the breakdown of the payable amount (see
+  :mod:`cardinsa_core.domain.adjudication`), estimated at review and reopen and
+  fixed at approval, when it is worked out under the accumulators' lock.
+- ``approved_amount``: the indemnity the insurer owes, at most the payable
+  amount and never below what has been paid.
+- ``paid_amount``: indemnity payments not voided, less overpayments recovered
+  from the payee. Always at most the approved amount while approved.
+- ``recovered_amount``: salvage and subrogation (money from third parties);
+  ``net_paid`` = paid - recovered is the insurer's net cost.
+- ``indemnity_reserve`` / ``expense_reserve``: what the insurer still expects
+  to pay. Approval sets the indemnity reserve to approved - paid; payments
+  draw reserves down, voids restore them. A claim closes with both at zero.
+- ``consumption``: what the claim takes from its accumulators — the approval's
+  deductible and approved amount while approved; after a reopen only the paid
+  amount (money already out), and nothing once nothing is paid.
+
+Authority: approving, each payment and each reserve change need the band
+permission of the amount (``claims.approve_band_N``); approving also needs
+``claims.approve``. The bands are two upper limits (inclusive) per currency
+that a company configures: up to the first is band 1, up to the second band 2,
+above it band 3. Holding a band also authorises the lower bands.
 """
 
 from __future__ import annotations
@@ -31,6 +47,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Final
 
+from cardinsa_core.domain.adjudication import Benefit, Consumption
 from cardinsa_core.domain.money import Money
 from cardinsa_foundation.errors import (
     FailedPrecondition,
@@ -41,6 +58,7 @@ from cardinsa_foundation.errors import (
 from cardinsa_foundation.lifecycle import Lifecycle
 
 __all__ = [
+    "APPROVED_STATES",
     "APPROVE_PERMISSION",
     "BAND_PERMISSIONS",
     "CLAIM_LIFECYCLE",
@@ -51,6 +69,12 @@ __all__ = [
     "ClaimDetails",
     "ClaimState",
     "ClaimType",
+    "CostType",
+    "Payment",
+    "PaymentAction",
+    "PaymentMethod",
+    "PaymentState",
+    "RecoveryKind",
     "check_claim_details",
 ]
 
@@ -72,6 +96,7 @@ class ClaimState(StrEnum):
     DENIED = "DENIED"
     PAID = "PAID"
     CLOSED = "CLOSED"
+    WITHDRAWN = "WITHDRAWN"
 
 
 class ClaimAction(StrEnum):
@@ -84,6 +109,8 @@ class ClaimAction(StrEnum):
     CLOSE = "close"
     REOPEN = "reopen"
     DELETE = "delete"
+    WITHDRAW = "withdraw"
+    UNAPPROVE = "unapprove"
 
 
 class ClaimType(StrEnum):
@@ -101,7 +128,11 @@ class ClaimType(StrEnum):
 _C = ClaimAction
 _DR, _SU, _UR = ClaimState.DRAFT, ClaimState.SUBMITTED, ClaimState.UNDER_REVIEW
 _AP, _DE, _PA, _CL = ClaimState.APPROVED, ClaimState.DENIED, ClaimState.PAID, ClaimState.CLOSED
+_WD = ClaimState.WITHDRAWN
 
+#: The transitions a caller asks for. Payments and voids move APPROVED ⇄ PAID
+#: by themselves (see :meth:`Claim.settled`), and approving from PAID may land
+#: in APPROVED: the table gives the usual target, the claim corrects it.
 CLAIM_LIFECYCLE: Final = Lifecycle(
     "claim",
     ClaimState,
@@ -109,14 +140,83 @@ CLAIM_LIFECYCLE: Final = Lifecycle(
     {
         (_DR, _C.UPDATE): _DR,
         (_DR, _C.SUBMIT): _SU,
+        (_DR, _C.WITHDRAW): _WD,
+        (_SU, _C.WITHDRAW): _WD,
         (_SU, _C.REVIEW): _UR,
+        (_SU, _C.DENY): _DE,
         (_UR, _C.APPROVE): _AP,
+        (_AP, _C.APPROVE): _AP,
+        (_PA, _C.APPROVE): _AP,
         (_UR, _C.DENY): _DE,
-        (_AP, _C.PAY): _PA,
+        (_AP, _C.UNAPPROVE): _UR,
+        (_AP, _C.PAY): _AP,
+        (_AP, _C.CLOSE): _CL,
         (_PA, _C.CLOSE): _CL,
         (_CL, _C.REOPEN): _UR,
         (_DE, _C.REOPEN): _UR,
         (_DR, _C.DELETE): _DR,
+    },
+)
+
+#: States in which the approval holds (its amount is consumed from the limits).
+APPROVED_STATES: Final = frozenset({_AP, _PA, _CL})
+
+
+class CostType(StrEnum):
+    """What a payment or reserve is for (ClaimCenter's cost types)."""
+
+    INDEMNITY = "INDEMNITY"
+    EXPENSE = "EXPENSE"
+
+
+class PaymentMethod(StrEnum):
+    BANK_TRANSFER = "BANK_TRANSFER"
+    CHEQUE = "CHEQUE"
+    CARD = "CARD"
+    CASH = "CASH"
+    OTHER = "OTHER"
+
+
+class PaymentState(StrEnum):
+    PENDING = "PENDING"
+    ISSUED = "ISSUED"
+    CLEARED = "CLEARED"
+    VOIDED = "VOIDED"
+
+
+class PaymentAction(StrEnum):
+    ISSUE = "issue"
+    CLEAR = "clear"
+    VOID = "void"
+
+
+class RecoveryKind(StrEnum):
+    """Money coming back: from a third party (salvage, subrogation) or from the
+    payee of an overpayment."""
+
+    SALVAGE = "SALVAGE"
+    SUBROGATION = "SUBROGATION"
+    OVERPAYMENT = "OVERPAYMENT"
+
+
+_PE, _IS, _CR, _VO = (
+    PaymentState.PENDING,
+    PaymentState.ISSUED,
+    PaymentState.CLEARED,
+    PaymentState.VOIDED,
+)
+
+#: PENDING → ISSUED → CLEARED; PENDING or ISSUED → VOIDED. Cleared money comes
+#: back only as a recovery.
+PAYMENT_LIFECYCLE: Final = Lifecycle(
+    "payment",
+    PaymentState,
+    PaymentAction,
+    {
+        (_PE, PaymentAction.ISSUE): _IS,
+        (_IS, PaymentAction.CLEAR): _CR,
+        (_PE, PaymentAction.VOID): _VO,
+        (_IS, PaymentAction.VOID): _VO,
     },
 )
 
@@ -168,14 +268,17 @@ class ApprovalBands:
     def required_permission(self, amount: Money) -> str:
         return BAND_PERMISSIONS[self.band_of(amount) - 1]
 
-    def check_authority(self, amount: Money, permissions: Collection[str]) -> None:
-        """PERMISSION_DENIED unless ``permissions`` carry ``claims.approve`` and a band
-        at least as high as the amount's."""
+    def check_authority(
+        self, amount: Money, permissions: Collection[str], *, action: str = "approving"
+    ) -> None:
+        """PERMISSION_DENIED unless ``permissions`` carry a band at least as high as
+        the amount's (and ``claims.approve`` when ``action`` is approving)."""
         band = self.band_of(amount)
         held = [b for b, name in enumerate(BAND_PERMISSIONS, start=1) if name in permissions]
-        if APPROVE_PERMISSION not in permissions or not held or max(held) < band:
+        approving = action == "approving"
+        if (approving and APPROVE_PERMISSION not in permissions) or not held or max(held) < band:
             raise PermissionDenied(
-                f"approving {amount} needs the authority of band {band}",
+                f"{action} {amount} needs the authority of band {band}",
                 reason="APPROVAL_AUTHORITY_EXCEEDED",
                 metadata={
                     "band": str(band),
@@ -234,6 +337,10 @@ def _required(field: str) -> InvalidArgument:
     )
 
 
+def _zero(currency: str) -> Money:
+    return Money.zero(currency)
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
     """A claim's state and amounts; every transition returns a new value."""
@@ -243,100 +350,382 @@ class Claim:
     claim_number: str | None = None
     approved_amount: Money | None = None
     paid_amount: Money | None = None
+    expense_paid: Money | None = None
+    recovered_amount: Money | None = None
+    indemnity_reserve: Money | None = None
+    expense_reserve: Money | None = None
+    benefit: Benefit | None = None
     payment_reference: str = ""
     deny_reason: str = ""
+    withdraw_reason: str = ""
+
+    # ----------------------------------------------------------------- reading
 
     @property
     def currency(self) -> str:
         return self.details.claimed_amount.currency
 
+    def _or_zero(self, value: Money | None) -> Money:
+        return value if value is not None else _zero(self.currency)
+
+    @property
+    def paid(self) -> Money:
+        return self._or_zero(self.paid_amount)
+
+    @property
+    def approved(self) -> Money:
+        return self._or_zero(self.approved_amount)
+
+    @property
+    def net_paid(self) -> Money:
+        """Indemnity paid less salvage and subrogation: the insurer's net cost."""
+        return self.paid - self._or_zero(self.recovered_amount)
+
     @property
     def outstanding(self) -> Money:
-        approved = self.approved_amount or Money.zero(self.currency)
-        return approved - (self.paid_amount or Money.zero(self.currency))
+        """Indemnity approved and not yet paid (0 unless approved)."""
+        if self.state not in APPROVED_STATES:
+            return _zero(self.currency)
+        return self.approved - self.paid
+
+    @property
+    def consumption(self) -> Consumption:
+        """What the claim takes from its accumulators now (see the module docstring)."""
+        currency = self.currency
+        if self.state in APPROVED_STATES:
+            limit = self.approved
+        elif self.paid.is_positive:
+            limit = self.paid
+        else:
+            return Consumption.zero(currency)
+        deductible = self.benefit.deductible if self.benefit is not None else _zero(currency)
+        return Consumption(deductible=deductible, limit=limit)
+
+    # ------------------------------------------------------------- transitions
+
+    def _next(self, action: ClaimAction) -> ClaimState:
+        return CLAIM_LIFECYCLE.next_state(self.state, action)
 
     def update(self, details: ClaimDetails) -> Claim:
-        state = CLAIM_LIFECYCLE.next_state(self.state, ClaimAction.UPDATE)
-        return replace(self, state=state, details=details)
+        return replace(self, state=self._next(ClaimAction.UPDATE), details=details)
 
     def submit(self, claim_number: str) -> Claim:
         """First notice of loss: the claim gets its number."""
-        state = CLAIM_LIFECYCLE.next_state(self.state, ClaimAction.SUBMIT)
-        return replace(self, state=state, claim_number=claim_number)
+        return replace(self, state=self._next(ClaimAction.SUBMIT), claim_number=claim_number)
 
     def review(self) -> Claim:
-        return replace(self, state=CLAIM_LIFECYCLE.next_state(self.state, ClaimAction.REVIEW))
+        return replace(self, state=self._next(ClaimAction.REVIEW))
 
-    def approve(
-        self,
-        amount: Money,
-        *,
-        coverage_limit: Money,
-        bands: ApprovalBands,
-        permissions: Collection[str],
-    ) -> Claim:
-        """Approve ``amount`` (the total owed on the claim)."""
-        state = CLAIM_LIFECYCLE.next_state(self.state, ClaimAction.APPROVE)
+    def assessed(self, benefit: Benefit) -> Claim:
+        """The claim with its (estimated) benefit breakdown."""
+        return replace(self, benefit=benefit)
+
+    def check_can(self, action: ClaimAction) -> None:
+        """FAILED_PRECONDITION unless ``action`` is possible from the current state."""
+        self._next(action)
+
+    def approve(self, amount: Money, benefit: Benefit) -> Claim:
+        """Approve ``amount`` (the total owed on the claim) against ``benefit``,
+        worked out with the accumulators as they are without this claim."""
+        self._next(ClaimAction.APPROVE)
         field = "approved_amount"
         if amount.currency != self.currency:
             raise InvalidArgument(
                 f"the claim is in {self.currency}",
                 field_violations=[FieldViolation(field, f"must be in {self.currency}")],
             )
-        if not amount.is_positive:
+        if amount.is_negative:
             raise InvalidArgument(
-                "the approved amount must be positive",
-                field_violations=[FieldViolation(field, "must be greater than 0")],
+                "the approved amount must not be negative",
+                field_violations=[FieldViolation(field, "must not be negative")],
             )
-        if amount > self.details.claimed_amount:
-            raise FailedPrecondition(
-                "the approved amount exceeds the claimed amount",
-                reason="APPROVED_EXCEEDS_CLAIMED",
-                metadata={"claimed_amount": str(self.details.claimed_amount.amount)},
+        if amount > benefit.payable:
+            raise InvalidArgument(
+                f"the approved amount exceeds the payable amount {benefit.payable}",
+                reason="EXCEEDS_PAYABLE",
+                field_violations=[
+                    FieldViolation(field, f"must not exceed the payable amount {benefit.payable}")
+                ],
+                metadata={
+                    "payable_amount": str(benefit.payable.amount),
+                    "currency": self.currency,
+                },
             )
-        if amount > coverage_limit:
+        if amount < self.paid:
             raise FailedPrecondition(
-                "the approved amount exceeds the coverage limit",
-                reason="COVERAGE_LIMIT_EXCEEDED",
-                metadata={"coverage_limit": str(coverage_limit.amount)},
-            )
-        if self.paid_amount is not None and amount < self.paid_amount:
-            raise FailedPrecondition(
-                "the approved amount is less than what has already been paid",
+                f"the approved amount is less than the {self.paid} already paid; "
+                "record the overpayment as a recovery first",
                 reason="APPROVED_BELOW_PAID",
-                metadata={"paid_amount": str(self.paid_amount.amount)},
+                metadata={"paid_amount": str(self.paid.amount)},
             )
-        bands.check_authority(amount, permissions)
-        return replace(self, state=state, approved_amount=amount)
+        state = ClaimState.PAID if amount.is_positive and amount == self.paid else _AP
+        return replace(
+            self,
+            state=state,
+            approved_amount=amount,
+            benefit=benefit,
+            indemnity_reserve=amount - self.paid,
+        )
+
+    def unapprove(self, reason: str) -> Claim:
+        """Back under review; possible while nothing is paid (void payments first)."""
+        state = self._next(ClaimAction.UNAPPROVE)
+        if not reason:
+            raise _required("reason")
+        if self.paid.is_positive:
+            raise FailedPrecondition(
+                f"{self.paid} has been paid on the claim; void the payments first",
+                reason="CLAIM_HAS_PAYMENTS",
+                metadata={"paid_amount": str(self.paid.amount)},
+            )
+        return replace(
+            self,
+            state=state,
+            approved_amount=None,
+            indemnity_reserve=_zero(self.currency),
+        )
 
     def deny(self, reason: str) -> Claim:
-        state = CLAIM_LIFECYCLE.next_state(self.state, ClaimAction.DENY)
+        state = self._next(ClaimAction.DENY)
         if not reason:
             raise _required("reason")
-        return replace(self, state=state, deny_reason=reason)
-
-    def pay(self, payment_reference: str) -> tuple[Claim, Money]:
-        """Record the payment of the outstanding amount; returns it too."""
-        state = CLAIM_LIFECYCLE.next_state(self.state, ClaimAction.PAY)
-        if not payment_reference:
-            raise _required("payment_reference")
-        due = self.outstanding
-        if not due.is_positive:
+        if self.paid.is_positive:
             raise FailedPrecondition(
-                "nothing is outstanding on this claim", reason="NOTHING_TO_PAY"
+                f"{self.paid} has been paid on the claim; recover it "
+                "(an OVERPAYMENT recovery) or void the payments before denying",
+                reason="CLAIM_HAS_PAYMENTS",
+                metadata={"paid_amount": str(self.paid.amount)},
             )
-        paid = (self.paid_amount or Money.zero(self.currency)) + due
-        claim = replace(self, state=state, paid_amount=paid, payment_reference=payment_reference)
-        return claim, due
+        return replace(
+            self,
+            state=state,
+            deny_reason=reason,
+            approved_amount=None,
+            indemnity_reserve=_zero(self.currency),
+        )
+
+    def withdraw(self, reason: str) -> Claim:
+        state = self._next(ClaimAction.WITHDRAW)
+        if not reason:
+            raise _required("reason")
+        return replace(self, state=state, withdraw_reason=reason)
 
     def close(self) -> Claim:
-        return replace(self, state=CLAIM_LIFECYCLE.next_state(self.state, ClaimAction.CLOSE))
+        state = self._next(ClaimAction.CLOSE)
+        open_reserves = {
+            "indemnity_reserve": self._or_zero(self.indemnity_reserve),
+            "expense_reserve": self._or_zero(self.expense_reserve),
+        }
+        still_open = {k: v for k, v in open_reserves.items() if v.is_positive}
+        if still_open:
+            raise FailedPrecondition(
+                "the claim has open reserves: "
+                + ", ".join(f"{k} {v}" for k, v in still_open.items())
+                + "; pay them or set them to zero first",
+                reason="OPEN_RESERVE",
+                metadata={k: str(v.amount) for k, v in still_open.items()},
+            )
+        return replace(self, state=state)
 
-    def reopen(self, reason: str) -> Claim:
-        state = CLAIM_LIFECYCLE.next_state(self.state, ClaimAction.REOPEN)
+    def reopen(self, reason: str, claimed: Money | None = None) -> Claim:
+        """Back under review; the approval no longer holds, money paid stays counted."""
+        state = self._next(ClaimAction.REOPEN)
         if not reason:
             raise _required("reason")
-        return replace(self, state=state, deny_reason="")
+        details = self.details
+        if claimed is not None:
+            if claimed.currency != self.currency or not claimed.is_positive:
+                raise InvalidArgument(
+                    "the claimed amount is not valid",
+                    field_violations=[
+                        FieldViolation(
+                            "claimed_amount", f"must be greater than 0 and in {self.currency}"
+                        )
+                    ],
+                )
+            details = replace(details, claimed_amount=claimed)
+        return replace(
+            self,
+            state=state,
+            details=details,
+            deny_reason="",
+            approved_amount=None,
+            indemnity_reserve=_zero(self.currency),
+        )
 
     def check_delete(self) -> None:
-        CLAIM_LIFECYCLE.next_state(self.state, ClaimAction.DELETE)
+        self._next(ClaimAction.DELETE)
+
+    # ------------------------------------------------------------- reserves
+
+    def set_reserve(self, cost_type: CostType, amount: Money) -> Claim:
+        """The open reserve of ``cost_type``: an estimate before approval (indemnity),
+        any time before closure (expense)."""
+        field = "amount"
+        if amount.currency != self.currency or amount.is_negative:
+            raise InvalidArgument(
+                "the reserve is not valid",
+                field_violations=[
+                    FieldViolation(field, f"must be 0 or more and in {self.currency}")
+                ],
+            )
+        if cost_type is CostType.EXPENSE:
+            if self.state not in (_SU, _UR, _AP, _PA):
+                raise _reserve_state(self.state, cost_type)
+            return replace(self, expense_reserve=amount)
+        if self.state not in (_SU, _UR):
+            raise FailedPrecondition(
+                "the indemnity reserve follows the approval once a claim is approved; "
+                "change the approved amount instead",
+                reason="RESERVE_FOLLOWS_APPROVAL",
+                metadata={"current_state": self.state.value},
+            )
+        if amount > self.details.claimed_amount:
+            raise InvalidArgument(
+                "the reserve exceeds the claimed amount",
+                field_violations=[
+                    FieldViolation(
+                        field, f"must not exceed the claimed amount {self.details.claimed_amount}"
+                    )
+                ],
+            )
+        return replace(self, indemnity_reserve=amount)
+
+    # ------------------------------------------------------------- payments
+
+    def check_can_pay(self) -> None:
+        """FAILED_PRECONDITION unless indemnity can be paid (APPROVED)."""
+        self._next(ClaimAction.PAY)
+
+    def pay(self, cost_type: CostType, amount: Money, reference: str = "") -> Claim:
+        """A payment of ``amount`` is made: it draws the reserve down (an indemnity
+        payment's ``reference`` becomes the claim's last payment reference)."""
+        if amount.currency != self.currency or not amount.is_positive:
+            raise InvalidArgument(
+                "the payment amount is not valid",
+                field_violations=[
+                    FieldViolation(
+                        "payment.amount", f"must be greater than 0 and in {self.currency}"
+                    )
+                ],
+            )
+        if cost_type is CostType.EXPENSE:
+            if self.state not in (_UR, _AP, _PA):
+                raise _reserve_state(self.state, cost_type)
+            reserve = self._or_zero(self.expense_reserve)
+            _within_reserve(amount, reserve, cost_type)
+            return replace(
+                self,
+                expense_reserve=reserve - amount,
+                expense_paid=self._or_zero(self.expense_paid) + amount,
+            )
+        self._next(ClaimAction.PAY)
+        _within_reserve(amount, self.outstanding, cost_type)
+        paid = self.paid + amount
+        return replace(
+            self,
+            paid_amount=paid,
+            indemnity_reserve=self.approved - paid,
+            state=ClaimState.PAID if paid == self.approved else _AP,
+            payment_reference=reference or self.payment_reference,
+        )
+
+    def void(self, cost_type: CostType, amount: Money) -> Claim:
+        """A payment of ``amount`` is voided: the reserve (and, while approved,
+        the outstanding amount) comes back."""
+        if cost_type is CostType.EXPENSE:
+            return replace(
+                self,
+                expense_reserve=self._or_zero(self.expense_reserve) + amount,
+                expense_paid=self._or_zero(self.expense_paid) - amount,
+            )
+        paid = self.paid - amount
+        if self.state in (_AP, _PA):
+            return replace(
+                self, paid_amount=paid, indemnity_reserve=self.approved - paid, state=_AP
+            )
+        if self.state is _CL:
+            raise FailedPrecondition(
+                "the claim is closed; reopen it before voiding a payment",
+                reason="CLAIM_CLOSED",
+            )
+        return replace(self, paid_amount=paid)
+
+    def recover(self, kind: RecoveryKind, amount: Money) -> Claim:
+        """Money back: salvage and subrogation lower the net paid; an overpayment
+        recovered from the payee lowers the paid amount (while under review)."""
+        if amount.currency != self.currency or not amount.is_positive:
+            raise InvalidArgument(
+                "the recovery amount is not valid",
+                field_violations=[
+                    FieldViolation(
+                        "recovery.amount", f"must be greater than 0 and in {self.currency}"
+                    )
+                ],
+            )
+        if kind is RecoveryKind.OVERPAYMENT:
+            if self.state is not _UR:
+                raise FailedPrecondition(
+                    "an overpayment is recovered while the claim is under review (reopen it first)",
+                    reason="RECOVERY_NOT_ALLOWED",
+                    metadata={"current_state": self.state.value, "kind": kind.value},
+                )
+            if amount > self.paid:
+                raise _recovery_exceeds(amount, self.paid)
+            return replace(self, paid_amount=self.paid - amount)
+        if self.state in (_DR, _SU, _WD):
+            raise FailedPrecondition(
+                "nothing has been paid on the claim",
+                reason="RECOVERY_NOT_ALLOWED",
+                metadata={"current_state": self.state.value, "kind": kind.value},
+            )
+        if amount > self.net_paid:
+            raise _recovery_exceeds(amount, self.net_paid)
+        return replace(self, recovered_amount=self._or_zero(self.recovered_amount) + amount)
+
+
+def _reserve_state(state: ClaimState, cost_type: CostType) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"no {cost_type.value.lower()} reserve or payment in state {state.value}",
+        reason="INVALID_STATE_TRANSITION",
+        metadata={"current_state": state.value, "cost_type": cost_type.value},
+    )
+
+
+def _within_reserve(amount: Money, reserve: Money, cost_type: CostType) -> None:
+    if amount > reserve:
+        raise FailedPrecondition(
+            f"the payment exceeds the open {cost_type.value.lower()} reserve of {reserve}",
+            reason="EXCEEDS_RESERVE",
+            metadata={
+                "open_reserve": str(reserve.amount),
+                "currency": reserve.currency,
+                "cost_type": cost_type.value,
+            },
+        )
+
+
+def _recovery_exceeds(amount: Money, most: Money) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"the recovery of {amount} exceeds the {most} that can be recovered",
+        reason="RECOVERY_EXCEEDS_PAID",
+        metadata={"recoverable": str(most.amount)},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """One payment on a claim; it counts as paid from its creation until voided."""
+
+    state: PaymentState
+    cost_type: CostType
+    amount: Money
+
+    def issue(self) -> Payment:
+        return replace(self, state=PAYMENT_LIFECYCLE.next_state(self.state, PaymentAction.ISSUE))
+
+    def clear(self) -> Payment:
+        return replace(self, state=PAYMENT_LIFECYCLE.next_state(self.state, PaymentAction.CLEAR))
+
+    def void(self) -> Payment:
+        return replace(self, state=PAYMENT_LIFECYCLE.next_state(self.state, PaymentAction.VOID))

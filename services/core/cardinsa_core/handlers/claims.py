@@ -6,8 +6,9 @@ from typing import Any
 
 from cardinsa.core.v1 import claim_service_pb2 as pb
 from cardinsa.core.v1 import claim_service_pb2_grpc, resources_pb2
+from cardinsa_core.application.claim_payments import ClaimPayments, PaymentInput, RecoveryInput
 from cardinsa_core.application.claims import ClaimInput, ClaimUseCases
-from cardinsa_core.domain.claims import ClaimType
+from cardinsa_core.domain.claims import ClaimType, CostType, PaymentMethod, RecoveryKind
 from cardinsa_core.handlers.convert import (
     bands_to_proto,
     claim_log_to_proto,
@@ -19,9 +20,32 @@ from cardinsa_core.handlers.convert import (
     from_money,
     mask_paths,
     member_in,
+    payment_to_proto,
+    recovery_to_proto,
 )
 
 _CL = resources_pb2.Claim
+_PAY = resources_pb2.ClaimPayment
+_REC = resources_pb2.ClaimRecovery
+
+
+def payment_input(message: resources_pb2.ClaimPayment) -> PaymentInput:
+    return PaymentInput(
+        cost_type=enum_in(CostType, resources_pb2.CostType, message.cost_type),
+        payee=message.payee,
+        method=enum_in(PaymentMethod, _PAY.Method, message.method),
+        reference=message.reference,
+        amount=from_money(message, "amount"),
+    )
+
+
+def recovery_input(message: resources_pb2.ClaimRecovery) -> RecoveryInput:
+    return RecoveryInput(
+        kind=enum_in(RecoveryKind, _REC.Kind, message.kind),
+        amount=from_money(message, "amount"),
+        reference=message.reference,
+        note=message.note,
+    )
 
 
 def claim_input(message: resources_pb2.Claim) -> ClaimInput:
@@ -40,6 +64,7 @@ def claim_input(message: resources_pb2.Claim) -> ClaimInput:
 class ClaimServicer(claim_service_pb2_grpc.ClaimServiceServicer):
     def __init__(self, claims: ClaimUseCases) -> None:
         self.claims = claims
+        self.payments = ClaimPayments(claims)
 
     async def CreateClaim(
         self, request: pb.CreateClaimRequest, context: Any
@@ -116,7 +141,7 @@ class ClaimServicer(claim_service_pb2_grpc.ClaimServiceServicer):
         return claim_to_proto(row)
 
     async def PayClaim(self, request: pb.PayClaimRequest, context: Any) -> resources_pb2.Claim:
-        row = await self.claims.pay(
+        row = await self.payments.pay_outstanding(
             request.claim_id, request.etag, request.request_id, request.payment_reference
         )
         return claim_to_proto(row)
@@ -131,9 +156,109 @@ class ClaimServicer(claim_service_pb2_grpc.ClaimServiceServicer):
         self, request: pb.ReopenClaimRequest, context: Any
     ) -> resources_pb2.Claim:
         row = await self.claims.reopen(
+            request.claim_id,
+            request.etag,
+            request.request_id,
+            request.reason,
+            from_money(request, "claimed_amount"),
+        )
+        return claim_to_proto(row)
+
+    async def UnapproveClaim(
+        self, request: pb.UnapproveClaimRequest, context: Any
+    ) -> resources_pb2.Claim:
+        row = await self.claims.unapprove(
             request.claim_id, request.etag, request.request_id, request.reason
         )
         return claim_to_proto(row)
+
+    async def WithdrawClaim(
+        self, request: pb.WithdrawClaimRequest, context: Any
+    ) -> resources_pb2.Claim:
+        row = await self.claims.withdraw(
+            request.claim_id, request.etag, request.request_id, request.reason
+        )
+        return claim_to_proto(row)
+
+    async def SetClaimReserve(
+        self, request: pb.SetClaimReserveRequest, context: Any
+    ) -> resources_pb2.Claim:
+        row = await self.claims.set_reserve(
+            request.claim_id,
+            request.etag,
+            request.request_id,
+            cost_type=enum_in(CostType, resources_pb2.CostType, request.cost_type),
+            amount=from_money(request, "amount"),
+            note=request.note,
+        )
+        return claim_to_proto(row)
+
+    async def CreateClaimPayment(
+        self, request: pb.CreateClaimPaymentRequest, context: Any
+    ) -> resources_pb2.ClaimPayment:
+        row = await self.payments.create(
+            request.claim_id, payment_input(request.payment), request_id=request.request_id
+        )
+        return payment_to_proto(row)
+
+    async def GetClaimPayment(
+        self, request: pb.GetClaimPaymentRequest, context: Any
+    ) -> resources_pb2.ClaimPayment:
+        return payment_to_proto(await self.payments.get(request.claim_id, request.payment_id))
+
+    async def ListClaimPayments(
+        self, request: pb.ListClaimPaymentsRequest, context: Any
+    ) -> pb.ListClaimPaymentsResponse:
+        page = await self.payments.list_payments(
+            request.claim_id, page_size=request.page_size, page_token=request.page_token
+        )
+        return pb.ListClaimPaymentsResponse(
+            payments=[payment_to_proto(r) for r in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def IssueClaimPayment(
+        self, request: pb.IssueClaimPaymentRequest, context: Any
+    ) -> resources_pb2.ClaimPayment:
+        row = await self.payments.issue(
+            request.claim_id, request.payment_id, request.etag, request.request_id
+        )
+        return payment_to_proto(row)
+
+    async def ClearClaimPayment(
+        self, request: pb.ClearClaimPaymentRequest, context: Any
+    ) -> resources_pb2.ClaimPayment:
+        row = await self.payments.clear(
+            request.claim_id, request.payment_id, request.etag, request.request_id
+        )
+        return payment_to_proto(row)
+
+    async def VoidClaimPayment(
+        self, request: pb.VoidClaimPaymentRequest, context: Any
+    ) -> resources_pb2.ClaimPayment:
+        row = await self.payments.void(
+            request.claim_id, request.payment_id, request.etag, request.request_id, request.reason
+        )
+        return payment_to_proto(row)
+
+    async def CreateClaimRecovery(
+        self, request: pb.CreateClaimRecoveryRequest, context: Any
+    ) -> resources_pb2.ClaimRecovery:
+        row = await self.payments.recover(
+            request.claim_id, recovery_input(request.recovery), request_id=request.request_id
+        )
+        return recovery_to_proto(row)
+
+    async def ListClaimRecoveries(
+        self, request: pb.ListClaimRecoveriesRequest, context: Any
+    ) -> pb.ListClaimRecoveriesResponse:
+        page = await self.payments.list_recoveries(
+            request.claim_id, page_size=request.page_size, page_token=request.page_token
+        )
+        return pb.ListClaimRecoveriesResponse(
+            recoveries=[recovery_to_proto(r) for r in page.items],
+            next_page_token=page.next_page_token,
+        )
 
     async def ListClaimLogEntries(
         self, request: pb.ListClaimLogEntriesRequest, context: Any

@@ -22,6 +22,7 @@ from cardinsa_core.application.inputs import MemberRef, MoneyInput
 from cardinsa_core.application.policyholders import PolicyholderView
 from cardinsa_core.application.products import CoverageInput, ProductInput, ProductView, VersionView
 from cardinsa_core.domain.claim_authority import ClaimSettings
+from cardinsa_core.domain.claims import APPROVED_STATES
 from cardinsa_core.domain.money import Money, units_nanos
 from cardinsa_core.domain.policyholders import (
     Address,
@@ -35,6 +36,8 @@ from cardinsa_core.domain.policyholders import (
 from cardinsa_core.domain.products import LimitPeriod, LineOfBusiness
 from cardinsa_core.repository.models import (
     ClaimLogEntryRow,
+    ClaimPaymentRow,
+    ClaimRecoveryRow,
     ClaimRow,
     DependentRow,
     PolicyRow,
@@ -412,6 +415,60 @@ def claim_to_proto(row: ClaimRow) -> resources_pb2.Claim:
         update_time=timestamp(row.update_time),
         delete_time=timestamp(row.delete_time),
         etag=row.etag,
+        benefit=_benefit(row),
+        indemnity_reserve=to_money(row.indemnity_reserve, currency),
+        expense_reserve=to_money(row.expense_reserve, currency),
+        expense_paid=to_money(row.expense_paid, currency),
+        recovered_amount=to_money(row.recovered_amount, currency),
+        net_paid=to_money((row.paid_amount or Decimal(0)) - row.recovered_amount, currency),
+        approved_by=str(row.approved_by) if row.approved_by else "",
+        withdraw_reason=row.withdraw_reason,
+    )
+
+
+def _benefit(row: ClaimRow) -> resources_pb2.ClaimBenefit | None:
+    if row.benefit_payable is None:
+        return None
+    currency = row.currency
+    return resources_pb2.ClaimBenefit(
+        claimed=to_money(row.benefit_claimed, currency),
+        deductible=to_money(row.benefit_deductible, currency),
+        copay=to_money(row.benefit_copay, currency),
+        coinsurance=to_money(row.benefit_coinsurance, currency),
+        limit_cut=to_money(row.benefit_limit_cut, currency),
+        payable=to_money(row.benefit_payable, currency),
+        final=row.state in APPROVED_STATES,
+    )
+
+
+def payment_to_proto(row: ClaimPaymentRow) -> resources_pb2.ClaimPayment:
+    return resources_pb2.ClaimPayment(
+        id=str(row.id),
+        claim_id=str(row.claim_id),
+        cost_type=enum_out(row.cost_type),
+        payee=row.payee,
+        method=enum_out(row.method),
+        reference=row.reference,
+        amount=to_money(row.amount, row.currency),
+        state=enum_out(row.state),
+        void_reason=row.void_reason,
+        created_by=row.created_by or "",
+        create_time=timestamp(row.create_time),
+        update_time=timestamp(row.update_time),
+        etag=row.etag,
+    )
+
+
+def recovery_to_proto(row: ClaimRecoveryRow) -> resources_pb2.ClaimRecovery:
+    return resources_pb2.ClaimRecovery(
+        id=str(row.id),
+        claim_id=str(row.claim_id),
+        kind=enum_out(row.kind),
+        amount=to_money(row.amount, row.currency),
+        reference=row.reference,
+        note=row.note,
+        created_by=row.created_by or "",
+        create_time=timestamp(row.create_time),
     )
 
 

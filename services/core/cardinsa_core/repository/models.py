@@ -20,6 +20,7 @@ from sqlalchemy import (
     TIMESTAMP,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     ForeignKeyConstraint,
     Index,
@@ -335,10 +336,30 @@ class ClaimRow(TenantResourceMixin, Base):
     deny_reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
     state: Mapped[str] = mapped_column(Text, nullable=False)
     assigned_adjuster_id: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
+    approved_by: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
+    withdraw_reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    # The money of the claim (see domain.claims): reserves, expenses, recoveries.
+    indemnity_reserve: Mapped[Decimal] = mapped_column(MONEY, nullable=False, default=0)
+    expense_reserve: Mapped[Decimal] = mapped_column(MONEY, nullable=False, default=0)
+    expense_paid: Mapped[Decimal] = mapped_column(MONEY, nullable=False, default=0)
+    recovered_amount: Mapped[Decimal] = mapped_column(MONEY, nullable=False, default=0)
+    # The benefit breakdown (domain.adjudication.Benefit); NULL until assessed.
+    benefit_claimed: Mapped[Decimal | None] = mapped_column(MONEY)
+    benefit_deductible: Mapped[Decimal | None] = mapped_column(MONEY)
+    benefit_copay: Mapped[Decimal | None] = mapped_column(MONEY)
+    benefit_coinsurance: Mapped[Decimal | None] = mapped_column(MONEY)
+    benefit_limit_cut: Mapped[Decimal | None] = mapped_column(MONEY)
+    benefit_payable: Mapped[Decimal | None] = mapped_column(MONEY)
 
     __table_args__ = (
         UniqueConstraint("company_id", "id"),
         UniqueConstraint("company_id", "claim_number"),
+        CheckConstraint("indemnity_reserve >= 0", name="indemnity_reserve_not_negative"),
+        CheckConstraint("expense_reserve >= 0", name="expense_reserve_not_negative"),
+        CheckConstraint(
+            "approved_amount IS NULL OR paid_amount IS NULL OR paid_amount <= approved_amount",
+            name="paid_within_approved",
+        ),
         ForeignKeyConstraint(["company_id", "policy_id"], ["policies.company_id", "policies.id"]),
         Index(None, "company_id", "create_time", "id"),
         Index(None, "company_id", "policy_id"),
@@ -369,6 +390,95 @@ class ClaimLogEntryRow(Base):
     __table_args__ = (
         ForeignKeyConstraint(["company_id", "claim_id"], ["claims.company_id", "claims.id"]),
         Index(None, "company_id", "claim_id", "create_time"),
+    )
+    __mapper_args__ = {"eager_defaults": True}
+
+
+class ClaimAccumulatorRow(Base):
+    """Deductible and limit consumed per insured member, coverage and period
+    (domain.adjudication.Period); changed only under ``FOR UPDATE``."""
+
+    __tablename__ = "claim_accumulators"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    company_id: Mapped[uuid.UUID] = _company()
+    member_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    coverage_code: Mapped[str] = mapped_column(Text, nullable=False)
+    scope_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    period_start: Mapped[date] = mapped_column(Date, nullable=False)
+    period_end: Mapped[date] = mapped_column(Date, nullable=False)
+    currency: Mapped[str] = mapped_column(Text, nullable=False)
+    deductible_used: Mapped[Decimal] = mapped_column(MONEY, nullable=False, default=0)
+    limit_used: Mapped[Decimal] = mapped_column(MONEY, nullable=False, default=0)
+    update_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()
+    )
+
+    __table_args__ = (
+        UniqueConstraint(
+            "company_id",
+            "scope_id",
+            "member_id",
+            "coverage_code",
+            "period_start",
+            name="uq_claim_accumulators_key",
+        ),
+        CheckConstraint("deductible_used >= 0", name="deductible_used_not_negative"),
+        CheckConstraint("limit_used >= 0", name="limit_used_not_negative"),
+    )
+
+
+class ClaimPaymentRow(TimestampMixin, VersionedMixin, Base):
+    """A payment on a claim (domain.claims.Payment)."""
+
+    __tablename__ = "claim_payments"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    company_id: Mapped[uuid.UUID] = _company()
+    claim_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    cost_type: Mapped[str] = mapped_column(Text, nullable=False)
+    payee: Mapped[str] = mapped_column(Text, nullable=False)
+    method: Mapped[str] = mapped_column(Text, nullable=False)
+    reference: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    amount: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    currency: Mapped[str] = mapped_column(Text, nullable=False)
+    state: Mapped[str] = mapped_column(Text, nullable=False)
+    void_reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    created_by: Mapped[str | None] = mapped_column(Text)
+    #: The request id that created it (a replay answers with this payment).
+    request_id: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        ForeignKeyConstraint(["company_id", "claim_id"], ["claims.company_id", "claims.id"]),
+        Index(None, "company_id", "claim_id", "create_time"),
+        CheckConstraint("amount > 0", name="payment_amount_positive"),
+    )
+
+
+class ClaimRecoveryRow(Base):
+    """Money back on a claim (append-only)."""
+
+    __tablename__ = "claim_recoveries"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    company_id: Mapped[uuid.UUID] = _company()
+    claim_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    amount: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    currency: Mapped[str] = mapped_column(Text, nullable=False)
+    reference: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    note: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    created_by: Mapped[str | None] = mapped_column(Text)
+    #: The request id that created it (a replay answers with this recovery).
+    request_id: Mapped[str | None] = mapped_column(Text)
+    create_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.clock_timestamp()
+    )
+
+    __table_args__ = (
+        ForeignKeyConstraint(["company_id", "claim_id"], ["claims.company_id", "claims.id"]),
+        Index(None, "company_id", "claim_id", "create_time"),
+        CheckConstraint("amount > 0", name="recovery_amount_positive"),
     )
     __mapper_args__ = {"eager_defaults": True}
 

@@ -38,6 +38,7 @@ __all__ = [
     "status_change",
     "status_changes",
     "version_in_effect",
+    "version_of",
     "version_row",
 ]
 
@@ -204,5 +205,16 @@ async def version_in_effect(
             .where(PolicyVersionRow.effective_date <= day)
             .order_by(PolicyVersionRow.version.desc())
             .limit(1)
+        )
+    ).first()
+
+
+async def version_of(
+    session: AsyncSession, policy: PolicyRow, version: int
+) -> PolicyVersionRow | None:
+    """The policy's version ``version``."""
+    return (
+        await session.scalars(
+            policy_versions(policy.company_id, policy.id).where(PolicyVersionRow.version == version)
         )
     ).first()

@@ -37,16 +37,17 @@ async def find(
     *,
     resource: str,
     lock: bool = False,
+    share: bool = False,
 ) -> R:
-    """The company's ``model`` row ``resource_id`` (``FOR UPDATE`` with ``lock``),
-    else NOT_FOUND naming ``resource``."""
+    """The company's ``model`` row ``resource_id`` (``FOR UPDATE`` with ``lock``,
+    ``FOR SHARE`` with ``share``), else NOT_FOUND naming ``resource``."""
     key = lookup_uuid(resource_id)
     row = None
     if key is not None:
         columns: Any = model
         stmt = select(model).where(columns.company_id == company, columns.id == key)
-        if lock:
-            stmt = stmt.with_for_update()
+        if lock or share:
+            stmt = stmt.with_for_update(read=not lock)
         row = (await session.scalars(stmt)).first()
     if row is None:
         raise not_found(resource, resource_id)
@@ -65,9 +66,17 @@ class Resources(Generic[R]):
     order: Mapping[str, Any]
 
     async def find(
-        self, session: AsyncSession, company: uuid.UUID, resource_id: str, *, lock: bool = False
+        self,
+        session: AsyncSession,
+        company: uuid.UUID,
+        resource_id: str,
+        *,
+        lock: bool = False,
+        share: bool = False,
     ) -> R:
-        return await find(session, self.model, company, resource_id, resource=self.name, lock=lock)
+        return await find(
+            session, self.model, company, resource_id, resource=self.name, lock=lock, share=share
+        )
 
     def query(self, company: uuid.UUID, *, filter: str, show_deleted: bool) -> Select[R]:
         """The company's rows ``filter`` selects (INVALID_ARGUMENT for a bad filter)."""

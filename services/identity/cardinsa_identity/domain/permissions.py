@@ -172,9 +172,19 @@ def _build_catalogue() -> tuple[Permission, ...]:
             "claims.approve_band_3", "Authority to approve claim amounts of band 3 (highest)"
         ),
         Permission("claims.deny", "Deny claims"),
-        Permission("claims.pay", "Record the payment of an approved claim"),
+        Permission(
+            "claims.pay",
+            "Record, issue, clear and void claim payments (also needs the authority "
+            "band of the amount)",
+        ),
         Permission("claims.close", "Close claims"),
         Permission("claims.reopen", "Reopen closed or denied claims"),
+        Permission("claims.withdraw", "Withdraw a draft or submitted claim"),
+        Permission(
+            "claims.reserve",
+            "Set a claim's indemnity or expense reserve (also needs the authority band)",
+        ),
+        Permission("claims.recover", "Record salvage, subrogation and overpayment recoveries"),
     ]
     return tuple(sorted(entries, key=lambda p: p.name))
 
@@ -357,6 +367,9 @@ _ROLES: tuple[BuiltInRole, ...] = (
             "claims.pay",
             "claims.close",
             "claims.reopen",
+            "claims.withdraw",
+            "claims.reserve",
+            "claims.recover",
         ),
     ),
     BuiltInRole(
@@ -381,6 +394,7 @@ _ROLES: tuple[BuiltInRole, ...] = (
             "claims.list",
             "claims.update",
             "claims.submit",
+            "claims.withdraw",
         ),
     ),
     BuiltInRole(

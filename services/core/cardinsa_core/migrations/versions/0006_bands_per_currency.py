@@ -10,9 +10,7 @@ rows keep their currency.
 row-level security with the ``tenant_isolation`` and ``platform_access``
 policies, the services' row rights and nothing more -- applied by
 ``cardinsa_foundation.migrations.secure_schema`` with the schema's whole lists
-(the first core migration to call it; it re-applies what core_0001/core_0003
-set up by hand and takes back TRUNCATE, REFERENCES, TRIGGER, sequence UPDATE
-and CREATE in the schema should anyone have granted them).
+(as core_0005 does).
 
 Downgrade drops ``claim_settings`` and keeps, per company, only its most
 recently updated bands (the old key allows one row). Grants stay (as
@@ -31,8 +29,7 @@ from alembic import op
 from cardinsa_foundation.migrations import secure_schema
 
 revision: str = "core_0006"
-# MERGE: down_revision becomes core_0005
-down_revision: str | None = "core_0004"
+down_revision: str | None = "core_0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -49,13 +46,22 @@ TENANT_TABLES = (
     "policy_status_changes",
     "claims",
     "claim_log_entries",
+    "claim_accumulators",
+    "claim_payments",
+    "claim_recoveries",
     "approval_bands",
     "claim_settings",
     "number_counters",
     "idempotency_keys",
     "audit_events",
 )
-APPEND_ONLY = ("audit_events", "policy_versions", "policy_status_changes", "claim_log_entries")
+APPEND_ONLY = (
+    "audit_events",
+    "policy_versions",
+    "policy_status_changes",
+    "claim_log_entries",
+    "claim_recoveries",
+)
 
 
 def upgrade() -> None:

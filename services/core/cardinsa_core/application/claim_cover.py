@@ -1,0 +1,201 @@
+"""The cover behind a claim's money: eligibility, the benefit, the accumulators.
+
+Eligibility is checked on create, update and submit (the claim's facts), and
+again at every money step -- approve, each indemnity payment, reopen --
+against the policy as it is *now*: a policy cancelled or lapsed back to
+before the incident, an endorsement that removed the claimant, or a waiting
+period not yet over refuses the step. The policy row is read ``FOR SHARE`` on
+those steps, so a cancellation (which locks it ``FOR UPDATE`` and looks at the
+claims) and an approval cannot pass each other unseen.
+
+The benefit of a claim is worked out from the coverage of the policy's
+product version and the accumulators of the claimant's period, less what the
+claim itself has consumed (so re-approving does not count the claim twice).
+At approval the accumulators are locked first (``FOR UPDATE``, one order), so
+of two approvals racing for the last of a limit the second sees the first's
+consumption and is refused past what remains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cardinsa_core.domain.adjudication import (
+    Benefit,
+    Consumption,
+    Period,
+    assess,
+    period_of,
+    sum_insured_period,
+)
+from cardinsa_core.domain.claims import Claim, ClaimDetails
+from cardinsa_core.domain.money import Money
+from cardinsa_core.domain.products import Coverage
+from cardinsa_core.repository.claims import (
+    apply_usage,
+    lock_accumulators,
+    read_accumulators,
+    usage_of,
+)
+from cardinsa_core.repository.models import ClaimRow, PolicyRow, PolicyVersionRow
+from cardinsa_core.repository.policies import (
+    POLICIES,
+    insured_by,
+    policy_of,
+    version_in_effect,
+    version_of,
+)
+from cardinsa_core.repository.products import coverage_of, load_version
+from cardinsa_foundation.errors import FailedPrecondition, FieldViolation, InvalidArgument
+
+__all__ = ["Cover", "benefit_of", "coverage_for", "eligible_version", "load_cover", "settle"]
+
+
+@dataclass(frozen=True, slots=True)
+class Cover:
+    """What a claim is measured against."""
+
+    policy: PolicyRow
+    version: PolicyVersionRow
+    coverage: Coverage
+    #: The claimant's limit period (None for a PER_CLAIM coverage).
+    period: Period | None
+    sum_insured: Period
+
+    @property
+    def periods(self) -> list[Period]:
+        return [p for p in (self.period, self.sum_insured) if p is not None]
+
+
+async def coverage_for(session: AsyncSession, policy: PolicyRow, code: str) -> Coverage:
+    version = await load_version(
+        session, policy.company_id, policy.product_id, policy.product_version
+    )
+    found = next((c for c in version.coverages if c.code == code), None) if version else None
+    if found is None:
+        raise InvalidArgument(
+            "the policy's product has no such coverage",
+            reason="UNKNOWN_COVERAGE",
+            field_violations=[
+                FieldViolation("claim.coverage_code", "not a coverage of the policy's product")
+            ],
+        )
+    return coverage_of(found, policy.currency)
+
+
+async def eligible_version(
+    session: AsyncSession, policy: PolicyRow, details: ClaimDetails
+) -> tuple[PolicyVersionRow, Coverage]:
+    """The policy version in effect on the incident date and the claim's
+    coverage, after every check of the cover."""
+    incident = details.incident_date
+    if policy.delete_time is not None or not policy_of(policy).covers(incident):
+        raise FailedPrecondition(
+            f"the policy was not in force on {incident.isoformat()}",
+            reason="POLICY_NOT_IN_FORCE",
+            metadata={"incident_date": incident.isoformat(), "policy_state": policy.state},
+        )
+    version = await version_in_effect(session, policy, incident)
+    if version is None:  # pragma: no cover - an activated policy has version 1
+        raise FailedPrecondition("the policy has no version", reason="POLICY_NOT_IN_FORCE")
+    if not insured_by(version).includes(details.claimant_dependent_id):
+        raise FailedPrecondition(
+            "the claimant was not insured by the policy on the incident date",
+            reason="CLAIMANT_NOT_INSURED",
+            metadata={"policy_version": str(version.version)},
+        )
+    coverage = await coverage_for(session, policy, details.coverage_code)
+    waiting_ends = policy.effective_date + timedelta(days=coverage.waiting_period_days)
+    if incident < waiting_ends:
+        raise FailedPrecondition(
+            f"the coverage's waiting period runs until {waiting_ends.isoformat()}",
+            reason="WAITING_PERIOD",
+            metadata={"waiting_period_ends": waiting_ends.isoformat()},
+        )
+    return version, coverage
+
+
+async def load_cover(
+    session: AsyncSession, row: ClaimRow, details: ClaimDetails, *, check: bool = True
+) -> Cover:
+    """The claim's cover as it is now, checked (FAILED_PRECONDITION when gone)
+    unless ``check`` is off (giving money back needs no cover); the policy row
+    is held ``FOR SHARE`` until the transaction ends."""
+    policy = await POLICIES.find(session, row.company_id, str(row.policy_id), share=True)
+    if check:
+        version, coverage = await eligible_version(session, policy, details)
+        row.policy_version = version.version
+    else:
+        found = await version_in_effect(session, policy, details.incident_date)
+        version = found if found is not None else await _version(session, policy, row)
+        coverage = await coverage_for(session, policy, details.coverage_code)
+    member = details.claimant_dependent_id or policy.policyholder_id
+    period = period_of(
+        coverage.limit_period,
+        member_id=member,
+        coverage_code=coverage.code,
+        incident=details.incident_date,
+        policy_id=policy.id,
+        product_id=policy.product_id,
+        effective=policy.effective_date,
+        expiry=policy.expiry_date,
+    )
+    return Cover(
+        policy=policy,
+        version=version,
+        coverage=coverage,
+        period=period,
+        sum_insured=sum_insured_period(policy.id, policy.effective_date, policy.expiry_date),
+    )
+
+
+async def _version(session: AsyncSession, policy: PolicyRow, row: ClaimRow) -> PolicyVersionRow:
+    found = await version_of(session, policy, row.policy_version)
+    if found is None:  # pragma: no cover - the claim's version exists (foreign data)
+        raise FailedPrecondition("the policy has no version", reason="POLICY_NOT_IN_FORCE")
+    return found
+
+
+async def benefit_of(session: AsyncSession, claim: Claim, cover: Cover, *, lock: bool) -> Benefit:
+    """The claim's benefit with the accumulators as they are without the claim's
+    own consumption; ``lock`` holds them ``FOR UPDATE`` (an approval)."""
+    currency = claim.currency
+    company = cover.policy.company_id
+    if lock:
+        rows = await lock_accumulators(session, company, cover.periods, currency)
+    else:
+        rows = await read_accumulators(session, company, cover.periods)
+    own = claim.consumption
+    usage = None
+    if cover.period is not None:
+        usage = usage_of(rows.get(cover.period), currency).minus(own)
+    sum_insured_used = usage_of(rows.get(cover.sum_insured), currency).limit_used - own.limit
+    return assess(
+        claim.details.claimed_amount,
+        cover.coverage,
+        usage=usage,
+        sum_insured=Money(cover.version.sum_insured, currency).rounded(),
+        sum_insured_used=sum_insured_used,
+    )
+
+
+async def settle(
+    session: AsyncSession, cover: Cover, currency: str, before: Consumption, after: Consumption
+) -> None:
+    """Move the claim's consumption in its accumulators from ``before`` to
+    ``after``, under their lock, in the caller's transaction."""
+    if before == after:
+        return
+    rows = await lock_accumulators(session, cover.policy.company_id, cover.periods, currency)
+    if cover.period is not None:
+        apply_usage(rows[cover.period], before, after)
+    zero = Money.zero(currency)
+    apply_usage(
+        rows[cover.sum_insured],
+        Consumption(zero, before.limit),
+        Consumption(zero, after.limit),
+    )
+    await session.flush()
