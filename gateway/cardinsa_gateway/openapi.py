@@ -510,6 +510,7 @@ class OpenApiBuilder:
         status["properties"]["details"] = {
             "type": "array",
             "description": "Typed details: one `ErrorInfo`, `BadRequest` for invalid input, "
+            "`PreconditionFailure` naming what stands in the way of a refused change, "
             "`RequestInfo` with the request id, `RetryInfo` when the client should wait.",
             "items": {"anyOf": [*variants, self._ref("google.protobuf.Any")]},
         }

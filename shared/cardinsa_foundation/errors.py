@@ -2,7 +2,8 @@
 
 Application code raises a `CardinsaError` subclass; the error interceptor (or
 `abort`) turns it into a `google.rpc.Status` carrying exactly one `ErrorInfo`,
-`BadRequest` field violations when there are any, `RequestInfo` with the request
+`BadRequest` field violations when there are any, `PreconditionFailure`
+violations when a FAILED_PRECONDITION names what stands in the way, `RequestInfo` with the request
 id (and ``trace_id=<hex>`` as its serving data while tracing is on) and
 `RetryInfo` when the client should wait. Anything that is not a
 `CardinsaError` goes through `from_exception`, which recognises database and
@@ -62,6 +63,7 @@ __all__ = [
     "InvalidArgument",
     "NotFound",
     "PermissionDenied",
+    "PreconditionViolation",
     "ResourceExhausted",
     "Unauthenticated",
     "Unavailable",
@@ -95,6 +97,17 @@ class FieldViolation:
     description: str
 
 
+@dataclass(frozen=True)
+class PreconditionViolation:
+    """One thing that stands in the way of the operation (google.rpc
+    PreconditionFailure.Violation): ``type`` is UPPER_SNAKE and service-specific
+    (``CLAIM_COVER``), ``subject`` names the resource (``claims/<id>``)."""
+
+    type: str
+    subject: str
+    description: str
+
+
 class CardinsaError(Exception):
     """Base of every error a client may see; subclasses fix the gRPC code.
 
@@ -115,6 +128,7 @@ class CardinsaError(Exception):
         metadata: dict[str, str] | None = None,
         field_violations: Sequence[FieldViolation] = (),
         retry_after: datetime.timedelta | None = None,
+        precondition_violations: Sequence[PreconditionViolation] = (),
     ) -> None:
         super().__init__(message)
         chosen = reason if reason is not None else type(self).reason
@@ -124,6 +138,9 @@ class CardinsaError(Exception):
         self.reason = chosen
         self.metadata: dict[str, str] = {str(k): str(v) for k, v in (metadata or {}).items()}
         self.field_violations: tuple[FieldViolation, ...] = tuple(field_violations)
+        self.precondition_violations: tuple[PreconditionViolation, ...] = tuple(
+            precondition_violations
+        )
         self.retry_after = retry_after
 
     def __repr__(self) -> str:
@@ -250,6 +267,27 @@ def _bounded_violations(
     return shown
 
 
+def _bounded_preconditions(
+    violations: Sequence[PreconditionViolation],
+) -> list[error_details_pb2.PreconditionFailure.Violation]:
+    shown = [
+        error_details_pb2.PreconditionFailure.Violation(
+            type=_clip(v.type, MAX_DETAIL_CHARS),
+            subject=_clip(v.subject, MAX_DETAIL_CHARS),
+            description=_clip(v.description, MAX_DETAIL_CHARS),
+        )
+        for v in violations[:MAX_FIELD_VIOLATIONS]
+    ]
+    if len(violations) > MAX_FIELD_VIOLATIONS:
+        shown.append(
+            error_details_pb2.PreconditionFailure.Violation(
+                type=_clip(violations[MAX_FIELD_VIOLATIONS].type, MAX_DETAIL_CHARS),
+                description=f"... and {len(violations) - MAX_FIELD_VIOLATIONS} more violations",
+            )
+        )
+    return shown
+
+
 def to_rpc_status(error: CardinsaError, request_id: str | None) -> grpc.Status:
     """Build the `grpc.Status` (google.rpc.Status with packed details) for `error`.
 
@@ -286,6 +324,14 @@ def to_rpc_status(error: CardinsaError, request_id: str | None) -> grpc.Status:
             _pack(
                 error_details_pb2.BadRequest(
                     field_violations=_bounded_violations(error.field_violations)
+                )
+            )
+        )
+    if error.precondition_violations and not internal:
+        details.append(
+            _pack(
+                error_details_pb2.PreconditionFailure(
+                    violations=_bounded_preconditions(error.precondition_violations)
                 )
             )
         )

@@ -151,6 +151,71 @@ def test_400_with_field_violations(suite: SuiteProcess, company_one: CompanyOne)
     assert all(v["field"].startswith("claim.") for v in bad["field_violations"]), bad
 
 
+def test_400_when_a_cancellation_would_take_a_claims_cover(
+    suite: SuiteProcess, company_one: CompanyOne
+) -> None:
+    """FAILED_PRECONDITION with its PreconditionFailure as JSON, the override's
+    403 for an underwriter, and the override by the admin (JSON name
+    ``overrideReason``)."""
+    rest, admin = suite.rest(), company_one.admin
+    policy = rest.call(
+        "POST",
+        "/v1/policies",
+        {
+            "policyholder_id": company_one.holder["id"],
+            "product_id": company_one.product["id"],
+            "effective_date": json_date(date.today() - timedelta(days=30)),
+            "sum_insured": money(100000),
+            "insured_members": [{"policyholder": True}],
+        },
+        token=admin,
+    ).ok()
+    for verb in ("quote", "bind"):
+        policy = rest.call(
+            "POST", f"/v1/policies/{policy['id']}:{verb}", {"etag": policy["etag"]}, token=admin
+        ).ok()
+    claim = rest.call(
+        "POST",
+        "/v1/claims",
+        {
+            "policy_id": policy["id"],
+            "claimant": {"policyholder": True},
+            "claim_type": "MEDICAL",
+            "description": "surgery",
+            "coverage_code": "OUTPATIENT",
+            "incident_date": json_date(date.today() - timedelta(days=10)),
+            "claimed_amount": money(400),
+        },
+        token=admin,
+    ).ok()
+    for verb, body in (
+        ("submit", {}),
+        ("review", {}),
+        ("approve", {"approved_amount": money(300)}),
+    ):
+        claim = rest.call("POST", f"/v1/claims/{claim['id']}:{verb}", body, token=admin).ok()
+    cancel = {
+        "reason": "FRAUD",
+        "effective_date": json_date(date.today() - timedelta(days=20)),
+    }
+    path = f"/v1/policies/{policy['id']}:cancel"
+    reply = rest.call("POST", path, cancel, token=company_one.underwriter)
+    body = assert_error(reply, 400, 9, reason="CLAIMS_WOULD_LOSE_COVER", domain=SERVICE_DOMAIN)
+    [info] = error_details(body, "ErrorInfo")
+    assert info["metadata"]["claim_ids"] == claim["id"], info
+    assert info["metadata"]["claim_numbers"] == claim["claim_number"], info
+    [failure] = error_details(body, "PreconditionFailure")
+    assert [(v["type"], v["subject"]) for v in failure["violations"]] == [
+        ("CLAIM_COVER", f"claims/{claim['id']}")
+    ], failure
+
+    override = {**cancel, "overrideReason": "fraud finding: void from the start"}
+    reply = rest.call("POST", path, override, token=company_one.underwriter)
+    assert_error(reply, 403, 7, reason="OVERRIDE_NOT_PERMITTED", domain=SERVICE_DOMAIN)
+    cancelled = rest.call("POST", path, override, token=admin).ok()
+    assert cancelled["state"] == "CANCELLED", cancelled
+
+
 # ------------------------------------------------------------------------ 401
 
 

@@ -17,6 +17,7 @@ def details(error: grpc.aio.AioRpcError) -> dict[str, object]:
             error_details_pb2.BadRequest,
             error_details_pb2.RequestInfo,
             error_details_pb2.RetryInfo,
+            error_details_pb2.PreconditionFailure,
         ):
             if packed.Is(cls.DESCRIPTOR):
                 message = cls()
@@ -42,3 +43,10 @@ def retry_delay_seconds(error: grpc.aio.AioRpcError) -> float:
     retry = details(error).get("RetryInfo")
     assert isinstance(retry, error_details_pb2.RetryInfo), "no RetryInfo"
     return retry.retry_delay.seconds + retry.retry_delay.nanos / 1e9
+
+
+def precondition_violations(error: grpc.aio.AioRpcError) -> list[tuple[str, str, str]]:
+    """The PreconditionFailure violations as (type, subject, description)."""
+    failure = details(error).get("PreconditionFailure")
+    assert isinstance(failure, error_details_pb2.PreconditionFailure), "no PreconditionFailure"
+    return [(v.type, v.subject, v.description) for v in failure.violations]

@@ -33,6 +33,7 @@ from cardinsa_foundation.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    PreconditionViolation,
     ResourceExhausted,
     Unauthenticated,
     Unavailable,
@@ -94,6 +95,7 @@ def unpack(status: grpc.Status) -> tuple[status_pb2.Status, dict[str, list[Any]]
         "BadRequest": error_details_pb2.BadRequest,
         "RequestInfo": error_details_pb2.RequestInfo,
         "RetryInfo": error_details_pb2.RetryInfo,
+        "PreconditionFailure": error_details_pb2.PreconditionFailure,
     }
     for detail in rich.details:
         for name, cls in types.items():
@@ -196,6 +198,43 @@ def test_rpc_status_minimal_has_only_error_info_and_request_info() -> None:
 def test_rpc_status_without_request_id_omits_request_info() -> None:
     _, kinds = unpack(to_rpc_status(ResourceExhausted("slow down"), None))
     assert sorted(kinds) == ["ErrorInfo"]
+
+
+def test_precondition_violations_travel_as_one_precondition_failure() -> None:
+    err = FailedPrecondition(
+        "2 claims would lose cover",
+        reason="CLAIMS_WOULD_LOSE_COVER",
+        metadata={"count": "2"},
+        precondition_violations=[
+            PreconditionViolation("CLAIM_COVER", "claims/a", "claim CLM-1 loses cover"),
+            PreconditionViolation("CLAIM_COVER", "claims/b", "claim CLM-2 loses cover"),
+        ],
+    )
+    _, kinds = unpack(to_rpc_status(err, "r"))
+    assert sorted(kinds) == ["ErrorInfo", "PreconditionFailure", "RequestInfo"]
+    (failure,) = kinds["PreconditionFailure"]
+    assert [(v.type, v.subject, v.description) for v in failure.violations] == [
+        ("CLAIM_COVER", "claims/a", "claim CLM-1 loses cover"),
+        ("CLAIM_COVER", "claims/b", "claim CLM-2 loses cover"),
+    ]
+    assert kinds["ErrorInfo"][0].reason == "CLAIMS_WOULD_LOSE_COVER"
+
+
+def test_precondition_violations_are_bounded_and_clipped() -> None:
+    many = [PreconditionViolation("CLAIM_COVER", f"claims/{i}", "d" * 1000) for i in range(25)]
+    _, kinds = unpack(to_rpc_status(FailedPrecondition("x", precondition_violations=many), None))
+    shown = kinds["PreconditionFailure"][0].violations
+    assert len(shown) == errors.MAX_FIELD_VIOLATIONS + 1
+    assert all(len(v.description) <= errors.MAX_DETAIL_CHARS for v in shown)
+    assert shown[-1].description == "... and 5 more violations"
+
+
+def test_internal_status_never_carries_precondition_violations() -> None:
+    err = Internal(
+        "bug", precondition_violations=[PreconditionViolation("X", "db-primary-7", "secret")]
+    )
+    rich, kinds = unpack(to_rpc_status(err, None))
+    assert "PreconditionFailure" not in kinds and b"db-primary-7" not in rich.SerializeToString()
 
 
 def test_internal_status_never_carries_what_the_code_put_in() -> None:

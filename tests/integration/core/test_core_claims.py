@@ -29,28 +29,38 @@ async def test_from_first_notice_of_loss_to_closure_and_reopening(tenant: Tenant
     assert submitted.state == C.SUBMITTED and submitted.claim_number == "CLM-00000001"
     reviewed = await claims.ReviewClaim(cb.ReviewClaimRequest(claim_id=claim.id), metadata=adjuster)
     assert reviewed.state == C.UNDER_REVIEW and reviewed.assigned_adjuster_id
+    # The harness coverage has 20 % co-insurance and no deductible: an estimate at review.
+    estimate = reviewed.benefit
+    assert (amount(estimate.claimed), amount(estimate.coinsurance)) == (800, 160)
+    assert amount(estimate.payable) == 640 and not estimate.final
     approved = await claims.ApproveClaim(
-        cb.ApproveClaimRequest(claim_id=claim.id, approved_amount=money("750"), note="ok"),
+        cb.ApproveClaimRequest(claim_id=claim.id, approved_amount=money("600"), note="ok"),
         metadata=adjuster,
     )
-    assert approved.state == C.APPROVED and amount(approved.approved_amount) == 750
+    assert approved.state == C.APPROVED and amount(approved.approved_amount) == 600
+    assert approved.benefit.final and amount(approved.indemnity_reserve) == 600
     paid = await claims.PayClaim(
         cb.PayClaimRequest(claim_id=claim.id, payment_reference="TRX-1"), metadata=adjuster
     )
-    assert paid.state == C.PAID and amount(paid.paid_amount) == 750
+    assert paid.state == C.PAID and amount(paid.paid_amount) == 600
+    assert amount(paid.indemnity_reserve) == 0 and paid.payment_reference == "TRX-1"
     closed = await claims.CloseClaim(cb.CloseClaimRequest(claim_id=claim.id), metadata=adjuster)
     assert closed.state == C.CLOSED
     reopened = await claims.ReopenClaim(
-        cb.ReopenClaimRequest(claim_id=claim.id, reason="late invoice"), metadata=adjuster
+        cb.ReopenClaimRequest(
+            claim_id=claim.id, reason="late invoice", claimed_amount=money("900")
+        ),
+        metadata=adjuster,
     )
-    assert reopened.state == C.UNDER_REVIEW
+    assert reopened.state == C.UNDER_REVIEW and amount(reopened.claimed_amount) == 900
+    assert amount(reopened.benefit.payable) == 720 and amount(reopened.paid_amount) == 600
     topped = await claims.ApproveClaim(
-        cb.ApproveClaimRequest(claim_id=claim.id, approved_amount=money("800")), metadata=adjuster
+        cb.ApproveClaimRequest(claim_id=claim.id, approved_amount=money("720")), metadata=adjuster
     )
     paid = await claims.PayClaim(
         cb.PayClaimRequest(claim_id=topped.id, payment_reference="TRX-2"), metadata=adjuster
     )
-    assert amount(paid.paid_amount) == 800
+    assert amount(paid.paid_amount) == 720
     log = await claims.ListClaimLogEntries(
         cb.ListClaimLogEntriesRequest(claim_id=claim.id, page_size=100), metadata=adjuster
     )
@@ -67,7 +77,7 @@ async def test_from_first_notice_of_loss_to_closure_and_reopening(tenant: Tenant
         "pay",
     ]
     pays = [e for e in entries if e.action == "pay"]
-    assert [amount(e.amount) for e in pays] == [Decimal(750), Decimal(50)]
+    assert [amount(e.amount) for e in pays] == [Decimal(600), Decimal(120)]
     assert pays[0].payment_reference == "TRX-1" and entries[6].note == "late invoice"
     assert all(e.actor_id for e in entries)
 
@@ -167,7 +177,7 @@ async def test_company_bands_move_the_authority(tenant: Tenant) -> None:
     assert bands.configured and bands.etag
     claim = await tenant.claim_under_review(await tenant.in_force(), claimed="4000")
     approved = await claims.ApproveClaim(
-        cb.ApproveClaimRequest(claim_id=claim.id, approved_amount=money("4000")),
+        cb.ApproveClaimRequest(claim_id=claim.id, approved_amount=money("3200")),
         metadata=adjuster,
     )
     assert approved.state == C.APPROVED
@@ -183,22 +193,28 @@ async def test_company_bands_move_the_authority(tenant: Tenant) -> None:
     assert caught.value.code() == grpc.StatusCode.ABORTED
 
 
-async def test_approval_within_the_coverage_limit_and_the_claimed_amount(tenant: Tenant) -> None:
+async def test_approval_within_the_payable_amount(tenant: Tenant) -> None:
     claims, admin = tenant.harness.claims, await tenant.md()
     policy = await tenant.in_force(product=await tenant.product(limit="900"))
     claim = await tenant.claim_under_review(policy, claimed="1200")
+    # 1 200 less 20 % co-insurance is 960, capped by the 900 limit.
+    assert amount(claim.benefit.limit_cut) == 60 and amount(claim.benefit.payable) == 900
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await claims.ApproveClaim(
             cb.ApproveClaimRequest(claim_id=claim.id, approved_amount=money("901")), metadata=admin
         )
-    assert error_info(caught.value).reason == "COVERAGE_LIMIT_EXCEEDED"
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(caught.value).reason == "EXCEEDS_PAYABLE"
+    assert field_violations(caught.value) == {
+        "approved_amount": "must not exceed the payable amount 900.00 USD"
+    }
     other = await tenant.claim_under_review(policy, claimed="100")
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await claims.ApproveClaim(
-            cb.ApproveClaimRequest(claim_id=other.id, approved_amount=money("100.01")),
+            cb.ApproveClaimRequest(claim_id=other.id, approved_amount=money("100")),
             metadata=admin,
         )
-    assert error_info(caught.value).reason == "APPROVED_EXCEEDS_CLAIMED"
+    assert error_info(caught.value).metadata["payable_amount"] == "80.00"
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await claims.ApproveClaim(
             cb.ApproveClaimRequest(claim_id=other.id, approved_amount=money("50", "EUR")),

@@ -164,7 +164,7 @@ async def test_a_retried_payment_pays_once(tenant: Tenant) -> None:
     claims, md = tenant.harness.claims, await tenant.md("claims-adjuster")
     claim = await tenant.claim_under_review(await tenant.in_force(), claimed="500")
     await claims.ApproveClaim(
-        cb.ApproveClaimRequest(claim_id=claim.id, approved_amount=money("500")), metadata=md
+        cb.ApproveClaimRequest(claim_id=claim.id, approved_amount=money("400")), metadata=md
     )
     request = cb.PayClaimRequest(
         claim_id=claim.id, payment_reference="TRX-9", request_id=new_request_id()
@@ -175,6 +175,10 @@ async def test_a_retried_payment_pays_once(tenant: Tenant) -> None:
         cb.ListClaimLogEntriesRequest(claim_id=claim.id), metadata=md
     )
     assert [e.action for e in log.claim_log_entries].count("pay") == 1
+    payments = await claims.ListClaimPayments(
+        cb.ListClaimPaymentsRequest(claim_id=claim.id), metadata=md
+    )
+    assert [p.amount.units for p in payments.payments] == [400]
 
 
 async def test_concurrent_creates_with_one_request_id_create_once(tenant: Tenant) -> None:

@@ -97,3 +97,85 @@ async def test_the_services_role_owns_nothing_and_logs_are_append_only(
                     await connection.execute(text(statement))
     finally:
         await app.dispose()
+
+
+_PRE_MONEY_ROWS = """
+INSERT INTO core.policyholders (id, company_id, kind, given_name, family_name, gender,
+    legal_name, registration_number, national_id, email, phone, address_line1, address_line2,
+    address_city, address_region, address_postal_code, address_country_code, display_name,
+    version)
+VALUES (:holder, :c, 'PERSON', 'A', 'B', '', '', '', '', '', '', '', '', '', '', '', '', 'A B', 1);
+INSERT INTO core.products (id, company_id, code, line_of_business, state, current_version, name,
+    currency, version)
+VALUES (:product, :c, 'P1', 'MEDICAL', 'ACTIVE', 1, 'P', 'EUR', 1);
+INSERT INTO core.product_versions (id, company_id, product_id, version, name, description,
+    currency, base_premium, term_months)
+VALUES (:pv, :c, :product, 1, 'P', '', 'EUR', 100, 24);
+INSERT INTO core.coverages (id, company_id, product_version_id, position, code, name,
+    limit_amount, limit_period, deductible, waiting_period_days)
+VALUES (gen_random_uuid(), :c, :pv, 0, 'YEARLY', 'Y', 5000, 'PER_YEAR', 0, 0),
+       (gen_random_uuid(), :c, :pv, 1, 'ONCE', 'O', 5000, 'PER_CLAIM', 0, 0);
+INSERT INTO core.policies (id, company_id, policyholder_id, product_id, product_version, state,
+    effective_date, expiry_date, currency, sum_insured, payment_frequency, insures_holder,
+    insured_dependent_ids, current_version, termination_note, version)
+VALUES (:policy, :c, :holder, :product, 1, 'IN_FORCE', DATE '2024-03-01', DATE '2026-02-28',
+    'EUR', 100000, 'ANNUAL', true, '{}', 1, '', 1);
+INSERT INTO core.claims (id, company_id, policy_id, policy_version, claim_type, description,
+    coverage_code, incident_date, report_date, currency, claimed_amount, approved_amount,
+    paid_amount, payment_reference, deny_reason, state, version)
+VALUES
+    (gen_random_uuid(), :c, :policy, 1, 'MEDICAL', 'x', 'YEARLY', DATE '2024-05-01',
+     DATE '2024-05-02', 'EUR', 900, 700, 700, '', '', 'PAID', 1),
+    (gen_random_uuid(), :c, :policy, 1, 'MEDICAL', 'x', 'YEARLY', DATE '2025-03-01',
+     DATE '2025-03-02', 'EUR', 900, 400, NULL, '', '', 'APPROVED', 1),
+    (gen_random_uuid(), :c, :policy, 1, 'MEDICAL', 'x', 'YEARLY', DATE '2025-02-28',
+     DATE '2025-03-02', 'EUR', 900, 100, 100, '', '', 'CLOSED', 1),
+    (gen_random_uuid(), :c, :policy, 1, 'MEDICAL', 'x', 'ONCE', DATE '2025-02-28',
+     DATE '2025-03-02', 'EUR', 900, 250, NULL, '', '', 'APPROVED', 1),
+    (gen_random_uuid(), :c, :policy, 1, 'MEDICAL', 'x', 'YEARLY', DATE '2025-02-28',
+     DATE '2025-03-02', 'EUR', 900, NULL, NULL, '', '', 'UNDER_REVIEW', 1);
+"""
+
+
+async def test_approvals_made_before_the_accumulators_are_counted_into_them(
+    fresh_database: str,
+) -> None:
+    """core_0005 backfills the accumulators and the open reserves from the claims
+    approved before it, so nothing approved earlier can be approved twice."""
+    await upgrade(MIGRATIONS, fresh_database, SCHEMA, revision="core_0004")
+    ids = {k: str(uuid.uuid4()) for k in ("c", "holder", "product", "pv", "policy")}
+    engine = engine_for(fresh_database)
+    try:
+        async with engine.connect() as connection:
+            for statement in filter(str.strip, _PRE_MONEY_ROWS.split(";")):
+                await connection.execute(text(statement), ids)
+        await upgrade(MIGRATIONS, fresh_database, SCHEMA)
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                text(
+                    "SELECT coverage_code, member_id, period_start, period_end, limit_used, "
+                    "deductible_used FROM core.claim_accumulators ORDER BY coverage_code, "
+                    "period_start"
+                )
+            )
+            found = [(r[0], str(r[1]), str(r[2]), str(r[3]), r[4], r[5]) for r in rows]
+            reserves = await connection.execute(
+                text("SELECT state, indemnity_reserve FROM core.claims ORDER BY state")
+            )
+            by_state = sorted((s, r) for s, r in reserves)
+    finally:
+        await engine.dispose()
+    holder, policy = ids["holder"], ids["policy"]
+    assert found == [
+        ("*SUM_INSURED", policy, "2024-03-01", "2026-02-28", 1450, 0),
+        # Policy years from 1 March: the incidents of 28 Feb 2025 and 1 May 2024 share one.
+        ("YEARLY", holder, "2024-03-01", "2025-02-28", 800, 0),
+        ("YEARLY", holder, "2025-03-01", "2026-02-28", 400, 0),
+    ]
+    assert by_state == [
+        ("APPROVED", 250),
+        ("APPROVED", 400),
+        ("CLOSED", 0),
+        ("PAID", 0),
+        ("UNDER_REVIEW", 0),
+    ]

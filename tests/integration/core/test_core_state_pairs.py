@@ -64,6 +64,11 @@ async def fx(core: CoreHarness) -> Fixtures:
     submitted = await t.claim(in_force)
     await core.claims.SubmitClaim(cb.SubmitClaimRequest(claim_id=submitted.id), metadata=md)
     claims["SUBMITTED"] = submitted.id
+    withdrawn = await t.claim(in_force)
+    await core.claims.WithdrawClaim(
+        cb.WithdrawClaimRequest(claim_id=withdrawn.id, reason="settled privately"), metadata=md
+    )
+    claims["WITHDRAWN"] = withdrawn.id
     claims["UNDER_REVIEW"] = (await t.claim_under_review(in_force)).id
     denied = await t.claim_under_review(in_force)
     await core.claims.DenyClaim(cb.DenyClaimRequest(claim_id=denied.id, reason="no"), metadata=md)
@@ -133,7 +138,15 @@ CLAIM_CALLS: dict[ClaimAction, tuple[str, Build]] = {
         "ApproveClaim",
         lambda i: cb.ApproveClaimRequest(claim_id=i, approved_amount=money("50")),
     ),
+    ClaimAction.UNAPPROVE: (
+        "UnapproveClaim",
+        lambda i: cb.UnapproveClaimRequest(claim_id=i, reason="r"),
+    ),
     ClaimAction.DENY: ("DenyClaim", lambda i: cb.DenyClaimRequest(claim_id=i, reason="r")),
+    ClaimAction.WITHDRAW: (
+        "WithdrawClaim",
+        lambda i: cb.WithdrawClaimRequest(claim_id=i, reason="r"),
+    ),
     ClaimAction.PAY: ("PayClaim", lambda i: cb.PayClaimRequest(claim_id=i, payment_reference="p")),
     ClaimAction.CLOSE: ("CloseClaim", lambda i: cb.CloseClaimRequest(claim_id=i)),
     ClaimAction.REOPEN: ("ReopenClaim", lambda i: cb.ReopenClaimRequest(claim_id=i, reason="r")),
@@ -176,7 +189,7 @@ GETS: dict[str, tuple[str, Build]] = {
 
 
 def test_every_illegal_pair_is_probed() -> None:
-    assert len(ILLEGAL) == (77 - 16) + (63 - 10) + (12 - 6)
+    assert len(ILLEGAL) == (77 - 16) + (88 - 17) + (12 - 6)
 
 
 @pytest.mark.parametrize(

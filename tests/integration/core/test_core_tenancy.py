@@ -182,6 +182,54 @@ PROBES: list[Probe] = [
     ("claims", "CloseClaim", lambda i, _: cb.CloseClaimRequest(claim_id=i)),
     ("claims", "ReopenClaim", lambda i, _: cb.ReopenClaimRequest(claim_id=i, reason="x")),
     ("claims", "ListClaimLogEntries", lambda i, _: cb.ListClaimLogEntriesRequest(claim_id=i)),
+    ("claims", "UnapproveClaim", lambda i, _: cb.UnapproveClaimRequest(claim_id=i, reason="x")),
+    ("claims", "WithdrawClaim", lambda i, _: cb.WithdrawClaimRequest(claim_id=i, reason="x")),
+    (
+        "claims",
+        "SetClaimReserve",
+        lambda i, _: cb.SetClaimReserveRequest(
+            claim_id=i, cost_type=res.EXPENSE, amount=money("1")
+        ),
+    ),
+    (
+        "claims",
+        "CreateClaimPayment",
+        lambda i, _: cb.CreateClaimPaymentRequest(
+            claim_id=i,
+            payment=res.ClaimPayment(
+                cost_type=res.EXPENSE,
+                payee="x",
+                method=res.ClaimPayment.BANK_TRANSFER,
+                amount=money("1"),
+            ),
+        ),
+    ),
+    ("claims", "GetClaimPayment", lambda i, _: cb.GetClaimPaymentRequest(claim_id=i, payment_id=i)),
+    ("claims", "ListClaimPayments", lambda i, _: cb.ListClaimPaymentsRequest(claim_id=i)),
+    (
+        "claims",
+        "IssueClaimPayment",
+        lambda i, _: cb.IssueClaimPaymentRequest(claim_id=i, payment_id=i),
+    ),
+    (
+        "claims",
+        "ClearClaimPayment",
+        lambda i, _: cb.ClearClaimPaymentRequest(claim_id=i, payment_id=i),
+    ),
+    (
+        "claims",
+        "VoidClaimPayment",
+        lambda i, _: cb.VoidClaimPaymentRequest(claim_id=i, payment_id=i, reason="x"),
+    ),
+    (
+        "claims",
+        "CreateClaimRecovery",
+        lambda i, _: cb.CreateClaimRecoveryRequest(
+            claim_id=i,
+            recovery=res.ClaimRecovery(kind=res.ClaimRecovery.SALVAGE, amount=money("1")),
+        ),
+    ),
+    ("claims", "ListClaimRecoveries", lambda i, _: cb.ListClaimRecoveriesRequest(claim_id=i)),
     (
         "claims",
         "CreateClaim",

@@ -72,6 +72,7 @@ def test_catalogue_covers_every_permission_declared_in_any_proto() -> None:
                 "reinstate",
                 "lapse",
                 "expire",
+                "override_claim_cover",
             )
         ),
         *(
@@ -193,6 +194,15 @@ def test_underwriter_runs_the_policy_lifecycle_but_not_claims() -> None:
     lifecycle = {"bind", "endorse", "renew", "cancel", "reinstate", "lapse", "expire", "quote"}
     assert {f"policies.{a}" for a in lifecycle} <= perms
     assert "claims.approve" not in perms and "claims.get" in perms
+
+
+def test_only_admins_override_claim_cover() -> None:
+    holders = {
+        name
+        for name, role in BUILT_IN_ROLES.items()
+        if "policies.override_claim_cover" in role.permissions
+    }
+    assert holders == {"platform-admin", "company-admin"}
 
 
 def test_effective_permissions_is_the_union_limited_to_the_catalogue() -> None:

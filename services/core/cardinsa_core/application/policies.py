@@ -6,6 +6,14 @@ checked (so of two calls with the same etag exactly one wins, the other gets
 ABORTED), then the domain decides, and the status log, the policy versions and
 the audit event are written in the same transaction.
 
+A cancellation, lapse or endorsement that would leave claims with money on
+them (approved, paid or closed, or paid out and reopened) without cover is
+refused (``CLAIMS_WOULD_LOSE_COVER``, see :mod:`cardinsa_core.domain.cover`)
+unless the caller gives ``override_reason`` and holds
+``policies.override_claim_cover``; the override is recorded with the claims it
+affects in the status log and the audit event. The policy row is locked by
+then; the claims are read, not locked.
+
 Binding takes the next policy number from the company's counter row as its
 last step (see :mod:`cardinsa_core.repository.numbers`): numbers are unique
 and gap-free under concurrency because the counter row is locked until the
@@ -33,6 +41,12 @@ from cardinsa_core.application.context import (
     own_company,
 )
 from cardinsa_core.application.inputs import MemberRef, MoneyInput, resolve_members
+from cardinsa_core.domain.cover import (
+    CLAIMS_WOULD_LOSE_COVER,
+    OVERRIDE_CLAIM_COVER,
+    ClaimCover,
+    claims_losing_cover,
+)
 from cardinsa_core.domain.money import Money
 from cardinsa_core.domain.numbering import NumberKind, format_number
 from cardinsa_core.domain.policies import (
@@ -47,6 +61,7 @@ from cardinsa_core.domain.policies import (
     add_months,
     check_policy_terms,
 )
+from cardinsa_core.repository.claims import claims_with_money
 from cardinsa_core.repository.models import (
     PolicyholderRow,
     PolicyRow,
@@ -66,7 +81,12 @@ from cardinsa_core.repository.policies import (
 )
 from cardinsa_core.repository.policyholders import POLICYHOLDERS, current_dependent_ids
 from cardinsa_core.repository.products import ProductView, load_product
-from cardinsa_foundation.errors import FailedPrecondition, FieldViolation
+from cardinsa_foundation.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    PermissionDenied,
+    PreconditionViolation,
+)
 from cardinsa_foundation.paging import OrderTerm, Page
 from cardinsa_foundation.use_cases import (
     actor_uuid,
@@ -87,6 +107,9 @@ UPDATABLE = frozenset(
     {"effective_date", "expiry_date", "payment_frequency", "sum_insured", "insured_members"}
 )
 ENDORSABLE = frozenset({"sum_insured", "premium", "insured_members"})
+#: How many affected claims ErrorInfo metadata names (its values are clipped at
+#: 200 characters); the PreconditionFailure lists up to 20.
+SHOWN_CLAIMS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +142,96 @@ class _Outcome:
     detail: dict[str, object] = field(default_factory=dict)
     #: Changed fields the steps do not show (delete_time).
     changed: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _CoverGuard:
+    """The claim-cover check of one cancellation, lapse or endorsement."""
+
+    #: The override reason (stripped); empty: no override.
+    override: str
+
+    @classmethod
+    def of(cls, override_reason: str) -> _CoverGuard:
+        """Checked first thing: an override needs its permission, whatever else."""
+        if override_reason and not require_principal().has_permission(OVERRIDE_CLAIM_COVER):
+            raise PermissionDenied(
+                f"an override_reason needs the permission {OVERRIDE_CLAIM_COVER}",
+                reason="OVERRIDE_NOT_PERMITTED",
+                metadata={"required_permission": OVERRIDE_CLAIM_COVER},
+            )
+        return cls(override_reason.strip())
+
+    def violations(self, override_reason: str) -> list[FieldViolation]:
+        found = check_note(override_reason, "override_reason")
+        if override_reason and not self.override:
+            found.append(FieldViolation("override_reason", "must not be blank"))
+        return found
+
+    @property
+    def arguments(self) -> list[object]:
+        """For the request fingerprint: a replay must repeat the override (calls
+        without one keep the fingerprint they had before overrides existed)."""
+        return [self.override] if self.override else []
+
+    async def check(
+        self, session: AsyncSession, row: PolicyRow, before: Policy, after: Policy
+    ) -> list[ClaimCover]:
+        """The claims the change takes the cover from (refused unless overridden)."""
+        claims = [
+            ClaimCover(c.id, c.claim_number, c.incident_date, c.claimant_dependent_id)
+            for c in await claims_with_money(session, row.company_id, row.id)
+        ]
+        losing = claims_losing_cover(before, after, claims)
+        if losing and not self.override:
+            raise _would_lose_cover(losing)
+        return losing
+
+    def reason(self, reason: str, losing: Sequence[ClaimCover]) -> str:
+        """The status log's reason of the change, with the override when it was used."""
+        if not losing:
+            return reason
+        claims = ", ".join(f"{c.label} ({c.claim_id})" for c in losing)
+        used = f"[claim cover override: {self.override}; claims losing cover: {claims}]"
+        return f"{reason} {used}" if reason else used
+
+    def detail(self, losing: Sequence[ClaimCover]) -> dict[str, object]:
+        """What the audit event adds to its detail."""
+        if not losing:
+            return {}
+        return {
+            "claim_cover_override": {
+                "reason": self.override,
+                "claim_ids": [str(c.claim_id) for c in losing],
+                "claim_numbers": [c.label for c in losing],
+            }
+        }
+
+
+def _would_lose_cover(losing: Sequence[ClaimCover]) -> FailedPrecondition:
+    shown = losing[:SHOWN_CLAIMS]
+    labels = ", ".join(c.label for c in shown) + (", ..." if len(losing) > len(shown) else "")
+    return FailedPrecondition(
+        f"{len(losing)} approved or paid claim(s) would lose their cover ({labels}); "
+        f"to make the change anyway give an override_reason (needs the permission "
+        f"{OVERRIDE_CLAIM_COVER})",
+        reason=CLAIMS_WOULD_LOSE_COVER,
+        metadata={
+            "count": str(len(losing)),
+            "claim_ids": ",".join(str(c.claim_id) for c in shown),
+            "claim_numbers": ",".join(c.label for c in shown),
+            "override_permission": OVERRIDE_CLAIM_COVER,
+        },
+        precondition_violations=[
+            PreconditionViolation(
+                "CLAIM_COVER",
+                f"claims/{c.claim_id}",
+                f"claim {c.label}: the incident on {c.incident_date.isoformat()} "
+                "would no longer be covered",
+            )
+            for c in losing
+        ],
+    )
 
 
 # ------------------------------------------------------------------ mapping
@@ -524,11 +637,13 @@ class PolicyUseCases:
         description: str,
         data: PolicyInput,
         mask: Sequence[str],
+        override_reason: str = "",
     ) -> PolicyRow:
+        guard = _CoverGuard.of(override_reason)
         check_mask(mask, ENDORSABLE)
         fields = frozenset(mask)
         description = description.strip()
-        violations = check_note(description, "description")
+        violations = check_note(description, "description") + guard.violations(override_reason)
         if not description:
             violations.append(FieldViolation("description", "required"))
         if effective_date is None:
@@ -570,10 +685,22 @@ class PolicyUseCases:
                 )
                 if before != after
             ]
+            losing = await guard.check(session, row, policy, endorsed)
             session.add(self._version_row(row, endorsed, description=description, changed=changed))
             return _Outcome(
-                [_Step(endorsed, "endorse", reason=description, effective_date=effective_date)],
-                {"version": endorsed.version, "endorsed_fields": changed},
+                [
+                    _Step(
+                        endorsed,
+                        "endorse",
+                        reason=guard.reason(description, losing),
+                        effective_date=effective_date,
+                    )
+                ],
+                {
+                    "version": endorsed.version,
+                    "endorsed_fields": changed,
+                    **guard.detail(losing),
+                },
             )
 
         return await self._transition(
@@ -582,7 +709,7 @@ class PolicyUseCases:
             request_id=request_id,
             method="endorse",
             apply=apply,
-            arguments=[effective_date, description, data, sorted(fields)],
+            arguments=[effective_date, description, data, sorted(fields), *guard.arguments],
         )
 
     async def renew(
@@ -643,8 +770,13 @@ class PolicyUseCases:
         effective_date: date | None,
         scheduled: bool,
         note: str,
+        override_reason: str = "",
     ) -> PolicyRow:
-        invalid("the request is not valid", check_note(note, "note"))
+        guard = _CoverGuard.of(override_reason)
+        invalid(
+            "the request is not valid",
+            check_note(note, "note") + guard.violations(override_reason),
+        )
         today = self.ctx.today()
 
         async def apply(session: AsyncSession, row: PolicyRow, policy: Policy) -> _Outcome:
@@ -652,20 +784,24 @@ class PolicyUseCases:
                 reason, today, effective_date=effective_date, scheduled=scheduled, note=note.strip()
             )
             assert cancelled.cancel_reason is not None
+            losing = await guard.check(session, row, policy, cancelled)
             return _Outcome(
                 [
                     _Step(
                         cancelled,
                         "cancel",
-                        reason=cancelled.cancel_reason.value
-                        + (f": {note.strip()}" if note else ""),
+                        reason=guard.reason(
+                            cancelled.cancel_reason.value + (f": {note.strip()}" if note else ""),
+                            losing,
+                        ),
                         effective_date=cancelled.cancel_effective_date,
                     )
                 ],
                 {
                     "scheduled": bool(
                         cancelled.cancel_effective_date and cancelled.cancel_effective_date > today
-                    )
+                    ),
+                    **guard.detail(losing),
                 },
             )
 
@@ -675,7 +811,7 @@ class PolicyUseCases:
             request_id=request_id,
             method="cancel",
             apply=apply,
-            arguments=[reason, effective_date, scheduled, note],
+            arguments=[reason, effective_date, scheduled, note, *guard.arguments],
         )
 
     async def reinstate(self, policy_id: str, etag: str, request_id: str, note: str) -> PolicyRow:
@@ -699,15 +835,35 @@ class PolicyUseCases:
         )
 
     async def lapse(
-        self, policy_id: str, etag: str, request_id: str, lapse_date: date | None, note: str
+        self,
+        policy_id: str,
+        etag: str,
+        request_id: str,
+        lapse_date: date | None,
+        note: str,
+        *,
+        override_reason: str = "",
     ) -> PolicyRow:
-        invalid("the request is not valid", check_note(note, "note"))
+        guard = _CoverGuard.of(override_reason)
+        invalid(
+            "the request is not valid",
+            check_note(note, "note") + guard.violations(override_reason),
+        )
         today = self.ctx.today()
 
         async def apply(session: AsyncSession, row: PolicyRow, policy: Policy) -> _Outcome:
             lapsed = policy.lapse(today, lapse_date=lapse_date, note=note.strip())
+            losing = await guard.check(session, row, policy, lapsed)
             return _Outcome(
-                [_Step(lapsed, "lapse", reason=note.strip(), effective_date=lapsed.lapse_date)]
+                [
+                    _Step(
+                        lapsed,
+                        "lapse",
+                        reason=guard.reason(note.strip(), losing),
+                        effective_date=lapsed.lapse_date,
+                    )
+                ],
+                guard.detail(losing),
             )
 
         return await self._transition(
@@ -716,7 +872,7 @@ class PolicyUseCases:
             request_id=request_id,
             method="lapse",
             apply=apply,
-            arguments=[lapse_date, note],
+            arguments=[lapse_date, note, *guard.arguments],
         )
 
     async def expire(self, policy_id: str, etag: str, request_id: str) -> PolicyRow:

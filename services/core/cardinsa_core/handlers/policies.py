@@ -114,6 +114,7 @@ class PolicyServicer(policy_service_pb2_grpc.PolicyServiceServicer):
             description=request.description,
             data=policy_input(request.policy),
             mask=mask_paths(request.update_mask),
+            override_reason=request.override_reason,
         )
         return policy_to_proto(row)
 
@@ -138,6 +139,7 @@ class PolicyServicer(policy_service_pb2_grpc.PolicyServiceServicer):
             effective_date=from_date(request, "effective_date"),
             scheduled=request.scheduled,
             note=request.note,
+            override_reason=request.override_reason,
         )
         return policy_to_proto(row)
 
@@ -158,6 +160,7 @@ class PolicyServicer(policy_service_pb2_grpc.PolicyServiceServicer):
             request.request_id,
             from_date(request, "lapse_date"),
             request.note,
+            override_reason=request.override_reason,
         )
         return policy_to_proto(row)
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import Select, select, tuple_
+from sqlalchemy import Select, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,6 +43,7 @@ __all__ = [
     "claim_of",
     "claim_payments",
     "claim_recoveries",
+    "claims_with_money",
     "find_payment",
     "lock_accumulators",
     "log_entry",
@@ -366,3 +367,23 @@ def apply_usage(row: ClaimAccumulatorRow, before: Consumption, after: Consumptio
     """Move ``row`` from counting ``before`` to counting ``after`` of one claim."""
     row.deductible_used = row.deductible_used - before.deductible.amount + after.deductible.amount
     row.limit_used = row.limit_used - before.limit.amount + after.limit.amount
+
+
+async def claims_with_money(
+    session: AsyncSession, company: uuid.UUID, policy_id: uuid.UUID
+) -> list[ClaimRow]:
+    """The policy's live claims that carry money: approved, paid or closed, or with an
+    amount paid out (a reopened claim under review), oldest incident first. Locks
+    nothing: the policy transition that asks holds the policy row's lock."""
+    money_states = [s.value for s in (ClaimState.APPROVED, ClaimState.PAID, ClaimState.CLOSED)]
+    query = (
+        select(ClaimRow)
+        .where(
+            ClaimRow.company_id == company,
+            ClaimRow.policy_id == policy_id,
+            ClaimRow.delete_time.is_(None),
+            or_(ClaimRow.state.in_(money_states), ClaimRow.paid_amount > 0),
+        )
+        .order_by(ClaimRow.incident_date, ClaimRow.id)
+    )
+    return list((await session.scalars(query)).all())

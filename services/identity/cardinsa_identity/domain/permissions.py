@@ -22,6 +22,11 @@ Decisions:
   permissions (they are part of the policyholder aggregate); reading a national
   id unmasked needs ``policyholders.read_national_id`` on top of
   ``policyholders.get``/``list``.
+- A cancellation, lapse or endorsement that would leave approved or paid claims
+  without cover is refused; ``policies.override_claim_cover`` lets the caller
+  make it anyway with a reason. It is an admin's decision: only the platform and
+  company admins hold it (not the underwriter, who makes those changes, nor the
+  claims adjuster, whose claims lose the cover).
 """
 
 from __future__ import annotations
@@ -156,6 +161,11 @@ def _build_catalogue() -> tuple[Permission, ...]:
         Permission("policies.reinstate", "Reinstate a cancelled policy"),
         Permission("policies.lapse", "Lapse a policy (for example for non-payment)"),
         Permission("policies.expire", "Expire a policy at the end of its term"),
+        Permission(
+            "policies.override_claim_cover",
+            "Cancel, lapse or endorse a policy although approved or paid claims lose "
+            "their cover (with a recorded reason; on top of the change's own permission)",
+        ),
         # --- core: claims ---------------------------------------------------------
         *_crud("claims", "claim (with its action log)", "draft claims"),
         Permission("claims.submit", "Submit a claim (first notice of loss)"),

@@ -277,6 +277,6 @@ def downgrade() -> None:
     op.drop_table("claim_payments", schema=SCHEMA)
     op.drop_table("claim_accumulators", schema=SCHEMA)
     for name, _ in _CLAIM_CHECKS:
-        op.drop_constraint(f"ck_claims_{name}", "claims", schema=SCHEMA, type_="check")
+        op.drop_constraint(op.f(f"ck_claims_{name}"), "claims", schema=SCHEMA, type_="check")
     for name, *_ in reversed(_NEW_CLAIM_COLUMNS):
         op.drop_column("claims", name, schema=SCHEMA)
