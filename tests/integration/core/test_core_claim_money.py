@@ -471,3 +471,52 @@ async def test_bad_payment_input_is_a_precise_error(tenant: Tenant) -> None:
         )
     )
     assert error.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_cover_is_checked_again_at_each_indemnity_payment(tenant: Tenant) -> None:
+    """An admin overrides the cover check to cancel back past an approved claim: the
+    claim's outstanding indemnity is then not paid, though money can still come back."""
+    claims, md = tenant.harness.claims, await tenant.md()
+    policy = await tenant.in_force(effective=TODAY - timedelta(days=60))
+    claim = await tenant.claim_under_review(
+        policy, claimed="1000", incident=TODAY - timedelta(days=10)
+    )
+    await approve(tenant, claim.id, "800")
+    payment = res.ClaimPayment(
+        cost_type=res.INDEMNITY, payee="Clinic", method=PAY.BANK_TRANSFER, amount=money("300")
+    )
+    made = await claims.CreateClaimPayment(
+        cb.CreateClaimPaymentRequest(claim_id=claim.id, payment=payment), metadata=md
+    )
+    await tenant.harness.policies.CancelPolicy(
+        pb.CancelPolicyRequest(
+            policy_id=policy.id,
+            reason=P.FRAUD,
+            effective_date=gdate(TODAY - timedelta(days=20)),
+            override_reason="fraud established by the court",
+        ),
+        metadata=md,
+    )
+    error = await refused(
+        claims.CreateClaimPayment(
+            cb.CreateClaimPaymentRequest(claim_id=claim.id, payment=payment), metadata=md
+        )
+    )
+    assert error_info(error).reason == "POLICY_NOT_IN_FORCE"
+    error = await refused(
+        claims.PayClaim(cb.PayClaimRequest(claim_id=claim.id, payment_reference="T"), metadata=md)
+    )
+    assert error_info(error).reason == "POLICY_NOT_IN_FORCE"
+    voided = await claims.VoidClaimPayment(
+        cb.VoidClaimPaymentRequest(claim_id=claim.id, payment_id=made.id, reason="fraud"),
+        metadata=md,
+    )
+    assert voided.state == PAY.VOIDED
+    back = await claims.UnapproveClaim(
+        cb.UnapproveClaimRequest(claim_id=claim.id, reason="no cover"), metadata=md
+    )
+    assert back.state == C.UNDER_REVIEW and amount(back.paid_amount) == 0
+    assert await accumulators(tenant, policy.id) == {
+        "OUTPATIENT": (Decimal(0), Decimal(0)),
+        "*SUM_INSURED": (Decimal(0), Decimal(0)),
+    }
