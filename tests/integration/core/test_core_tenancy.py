@@ -261,7 +261,10 @@ LISTS_AND_SINGLETONS = {
     "ListPolicies",
     "ListClaims",
     "GetApprovalBands",
+    "ListApprovalBands",
     "UpdateApprovalBands",
+    "GetClaimSettings",
+    "UpdateClaimSettings",
     "GetServerInfo",
     "ListAuditEvents",
 }

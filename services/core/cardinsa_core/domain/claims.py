@@ -221,11 +221,23 @@ PAYMENT_LIFECYCLE: Final = Lifecycle(
 )
 
 
+def no_approval_bands(currency: str) -> FailedPrecondition:
+    """The answer for an amount in a currency the company has no bands for."""
+    return FailedPrecondition(
+        f"the company has no claim-approval bands in {currency}; "
+        f"configure bands for {currency} first (UpdateApprovalBands)",
+        reason="NO_APPROVAL_BANDS_FOR_CURRENCY",
+        metadata={"currency": currency},
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ApprovalBands:
     """Upper limits (inclusive) of bands 1 and 2; band 3 is everything above.
 
-    ``currency`` None means the limits apply to amounts of any currency.
+    ``currency`` None means the limits apply to amounts of any currency. A
+    company keeps one set per currency (see
+    :class:`cardinsa_core.application.claim_authority.ClaimAuthority`).
     """
 
     limits: tuple[Decimal, Decimal] = DEFAULT_BAND_LIMITS
@@ -236,7 +248,9 @@ class ApprovalBands:
         out = []
         if first <= 0:
             out.append(FieldViolation(f"{prefix}.band_1_limit", "must be positive"))
-        if second <= first:
+        if second <= 0:
+            out.append(FieldViolation(f"{prefix}.band_2_limit", "must be positive"))
+        elif second <= first:
             out.append(
                 FieldViolation(f"{prefix}.band_2_limit", "must be greater than band_1_limit")
             )
@@ -245,12 +259,7 @@ class ApprovalBands:
     def band_of(self, amount: Money) -> int:
         """1, 2 or 3 for ``amount``."""
         if self.currency is not None and amount.currency != self.currency:
-            raise FailedPrecondition(
-                f"the company's approval bands are in {self.currency}, "
-                f"the amount is in {amount.currency}",
-                reason="NO_APPROVAL_BANDS_FOR_CURRENCY",
-                metadata={"currency": amount.currency, "bands_currency": self.currency},
-            )
+            raise no_approval_bands(amount.currency)
         for band, limit in enumerate(self.limits, start=1):
             if amount.amount <= limit:
                 return band

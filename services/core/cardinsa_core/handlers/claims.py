@@ -12,6 +12,8 @@ from cardinsa_core.domain.claims import ClaimType, CostType, PaymentMethod, Reco
 from cardinsa_core.handlers.convert import (
     bands_to_proto,
     claim_log_to_proto,
+    claim_settings_in,
+    claim_settings_to_proto,
     claim_to_proto,
     enum_in,
     from_date,
@@ -272,14 +274,33 @@ class ClaimServicer(claim_service_pb2_grpc.ClaimServiceServicer):
     async def GetApprovalBands(
         self, request: pb.GetApprovalBandsRequest, context: Any
     ) -> resources_pb2.ApprovalBands:
-        bands, row = await self.claims.authority.get_bands()
-        return bands_to_proto(bands, row)
+        return bands_to_proto(await self.claims.authority.get_bands(request.currency_code))
+
+    async def ListApprovalBands(
+        self, request: pb.ListApprovalBandsRequest, context: Any
+    ) -> pb.ListApprovalBandsResponse:
+        views = await self.claims.authority.list_bands()
+        return pb.ListApprovalBandsResponse(approval_bands=[bands_to_proto(v) for v in views])
 
     async def UpdateApprovalBands(
         self, request: pb.UpdateApprovalBandsRequest, context: Any
     ) -> resources_pb2.ApprovalBands:
         message = request.approval_bands
-        bands, row = await self.claims.authority.update_bands(
+        view = await self.claims.authority.update_bands(
             from_money(message, "band_1_limit"), from_money(message, "band_2_limit"), message.etag
         )
-        return bands_to_proto(bands, row)
+        return bands_to_proto(view)
+
+    async def GetClaimSettings(
+        self, request: pb.GetClaimSettingsRequest, context: Any
+    ) -> resources_pb2.ClaimSettings:
+        return claim_settings_to_proto(await self.claims.authority.get_settings())
+
+    async def UpdateClaimSettings(
+        self, request: pb.UpdateClaimSettingsRequest, context: Any
+    ) -> resources_pb2.ClaimSettings:
+        message = request.claim_settings
+        view = await self.claims.authority.update_settings(
+            claim_settings_in(message), mask_paths(request.update_mask), message.etag
+        )
+        return claim_settings_to_proto(view)

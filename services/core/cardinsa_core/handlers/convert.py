@@ -17,10 +17,12 @@ from typing import Any, TypeVar
 from google.type import date_pb2, money_pb2
 
 from cardinsa.core.v1 import resources_pb2
+from cardinsa_core.application.claim_authority import BandsView, SettingsView
 from cardinsa_core.application.inputs import MemberRef, MoneyInput
 from cardinsa_core.application.policyholders import PolicyholderView
 from cardinsa_core.application.products import CoverageInput, ProductInput, ProductView, VersionView
-from cardinsa_core.domain.claims import APPROVED_STATES, ApprovalBands
+from cardinsa_core.domain.claim_authority import ClaimSettings
+from cardinsa_core.domain.claims import APPROVED_STATES
 from cardinsa_core.domain.money import Money, units_nanos
 from cardinsa_core.domain.policyholders import (
     Address,
@@ -33,7 +35,6 @@ from cardinsa_core.domain.policyholders import (
 )
 from cardinsa_core.domain.products import LimitPeriod, LineOfBusiness
 from cardinsa_core.repository.models import (
-    ApprovalBandsRow,
     ClaimLogEntryRow,
     ClaimPaymentRow,
     ClaimRecoveryRow,
@@ -487,14 +488,27 @@ def claim_log_to_proto(row: ClaimLogEntryRow) -> resources_pb2.ClaimLogEntry:
     )
 
 
-def bands_to_proto(
-    bands: ApprovalBands, row: ApprovalBandsRow | None
-) -> resources_pb2.ApprovalBands:
+def bands_to_proto(view: BandsView) -> resources_pb2.ApprovalBands:
+    bands, row = view.bands, view.row
     currency = bands.currency or ""
     return resources_pb2.ApprovalBands(
         band_1_limit=to_money(bands.limits[0], currency),
         band_2_limit=to_money(bands.limits[1], currency),
         configured=row is not None,
+        update_time=timestamp(row.update_time) if row else None,
+        etag=row.etag if row else "",
+        currency_code=currency,
+    )
+
+
+def claim_settings_in(message: resources_pb2.ClaimSettings) -> ClaimSettings:
+    return ClaimSettings(require_segregation_of_duties=message.require_segregation_of_duties)
+
+
+def claim_settings_to_proto(view: SettingsView) -> resources_pb2.ClaimSettings:
+    row = view.row
+    return resources_pb2.ClaimSettings(
+        require_segregation_of_duties=view.settings.require_segregation_of_duties,
         update_time=timestamp(row.update_time) if row else None,
         etag=row.etag if row else "",
     )

@@ -1,5 +1,6 @@
-"""Claims in the database: the claim row, its action log, payments, recoveries,
-the accumulators and the approval bands."""
+"""Claims in the database: the claim row, its action log, payments, recoveries
+and the accumulators (the approval bands and claim settings:
+:mod:`cardinsa_core.repository.claim_authority`)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ from cardinsa_core.domain.claims import (
 )
 from cardinsa_core.domain.money import Money
 from cardinsa_core.repository.models import (
-    ApprovalBandsRow,
     ClaimAccumulatorRow,
     ClaimLogEntryRow,
     ClaimPaymentRow,
@@ -39,7 +39,6 @@ __all__ = [
     "CLAIMS",
     "apply_claim",
     "apply_usage",
-    "approval_bands",
     "claim_log",
     "claim_of",
     "claim_payments",
@@ -207,13 +206,6 @@ def log_entry(
 
 def claim_log(company: uuid.UUID, claim_id: uuid.UUID) -> Select[ClaimLogEntryRow]:
     return children(ClaimLogEntryRow, company, ClaimLogEntryRow.claim_id, claim_id)
-
-
-async def approval_bands(
-    session: AsyncSession, company: uuid.UUID, *, lock: bool = False
-) -> ApprovalBandsRow | None:
-    """The company's own bands, if it set any."""
-    return await session.get(ApprovalBandsRow, company, with_for_update=lock)
 
 
 # ------------------------------------------------------------------ payments

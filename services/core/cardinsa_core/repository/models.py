@@ -10,6 +10,8 @@ entries) are append-only like the audit table.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
@@ -482,15 +484,43 @@ class ClaimRecoveryRow(Base):
 
 
 class ApprovalBandsRow(TimestampMixin, VersionedMixin, Base):
-    """A company's claim-approval bands (absent: the settings' defaults)."""
+    """A company's claim-approval bands in one currency (absent: none configured;
+    the company's default currency then has the settings' defaults)."""
 
     __tablename__ = "approval_bands"
 
     company_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
-    currency: Mapped[str] = mapped_column(Text, nullable=False)
+    currency: Mapped[str] = mapped_column(Text, primary_key=True)
     band_1_limit: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
     band_2_limit: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
     updated_by: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
+
+    @property
+    def etag(self) -> str:
+        """Per company and currency: one currency's etag never matches another's."""
+        return _keyed_etag(f"{self.company_id}:{self.currency}", self.version)
+
+
+class ClaimSettingsRow(TimestampMixin, VersionedMixin, Base):
+    """A company's claim settings (absent: the defaults)."""
+
+    __tablename__ = "claim_settings"
+
+    company_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
+    require_segregation_of_duties: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, server_default=text("false")
+    )
+    updated_by: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
+
+    @property
+    def etag(self) -> str:
+        return _keyed_etag(str(self.company_id), self.version)
+
+
+def _keyed_etag(key: str, version: int | None) -> str:
+    """The etag of a row without an ``id``: as VersionedMixin's, over its key."""
+    digest = hashlib.sha256(f"{key}:{version or 0}".encode()).digest()[:12]
+    return f'"{base64.urlsafe_b64encode(digest).decode()}"'
 
 
 # ------------------------------------------------------------------ plumbing
@@ -528,6 +558,7 @@ __all__ = [
     "Base",
     "ClaimLogEntryRow",
     "ClaimRow",
+    "ClaimSettingsRow",
     "CoverageRow",
     "DependentRow",
     "IdempotencyRow",
