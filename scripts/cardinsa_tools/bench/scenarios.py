@@ -438,6 +438,18 @@ class Bench:
         check = verify(before, settle(metrics, service, method), service, method, load)
         if load.detail:
             notes.append(load.detail)
+        # The client's own ceiling: the same client, calls and shape against noop.
+        ceiling = run_distinct_calls(
+            f"127.0.0.1:{self.noop_port}",
+            NOOP_PATH,
+            [b""] * max(1000, int(p.seconds * 300)),
+            [],
+            **shape,
+        )
+        notes.append(
+            f"its grpc.aio client against noop: {ceiling.rate:,.0f} req/s "
+            f"({ceiling.client_errors} errors)"
+        )
         return measured(
             key,
             scenario,
