@@ -17,7 +17,7 @@ What it does, in order:
    30 000, so that page 1 000 of a filtered list exists), as many policyholders,
    the policies' versions and status logs, and 20 000 claims with their logs;
    then, every run, it tops up the claims under review that ApproveClaim
-   approves (10 000; 1 500 for --quick) in SQL, as the API leaves them after
+   approves (10 000; 2 500 for --quick) in SQL, as the API leaves them after
    create, submit and review by the company's claims adjuster
    (``bench-adjuster-00``): numbered from the company's counter, with the
    benefit the review estimates (claims of 100.00-140.00, the bench product's

@@ -101,7 +101,7 @@ QUICK = Profile(
     list_page=100,
     login_accounts=4,
     hash_seconds=2.0,
-    approve_claims=1_500,
+    approve_claims=2_500,
 )
 
 

@@ -289,7 +289,7 @@ async def top_up_reviewed(
     if len(have) < wanted:
         say(
             f"company {seed.index}: only {len(have)} claims under review for ApproveClaim "
-            f"(wanted {wanted}): the policies in force have no headroom left"
+            f"(wanted {wanted}): the policies in force have no headroom left (--fresh starts over)"
         )
     return have
 

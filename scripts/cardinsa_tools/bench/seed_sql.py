@@ -270,8 +270,7 @@ REVIEWED_TOP_UP = (
                greatest(p.effective_date + cv.waiting_period_days, current_date - 1)
                    AS incident,
                cv.deductible, cv.copay, cv.coinsurance_percent,
-               row_number() OVER (ORDER BY coalesce(u.amount, 0), p.id) AS k,
-               count(*) OVER () AS n
+               row_number() OVER (ORDER BY coalesce(u.amount, 0), p.id) AS k
           FROM core.policies p
           JOIN core.product_versions pv
             ON pv.company_id = p.company_id AND pv.product_id = p.product_id
@@ -285,12 +284,16 @@ REVIEWED_TOP_UP = (
            AND p.effective_date + cv.waiting_period_days <= current_date
            AND p.expiry_date >= current_date
            AND coalesce(u.amount, 0) + :headroom < least(p.sum_insured, cv.limit_amount)
+    ), total AS (
+        SELECT count(*) AS n FROM eligible
     )
     SELECT j, gen_random_uuid() AS claim_id, e.policy_id, e.currency, e.incident,
            :first::int + j AS number, a.claimed, a.deductible, a.copay, a.coinsurance,
            a.claimed - a.deductible - a.copay - a.coinsurance AS payable
       FROM generate_series(1, :count::int) AS j
-      JOIN eligible e ON e.k = 1 + (j - 1) % e.n
+      CROSS JOIN total t
+      -- j and n on one side: a hash join, not j x policies comparisons.
+      JOIN eligible e ON e.k = 1 + (j - 1) % greatest(t.n, 1)
       CROSS JOIN LATERAL (SELECT (100 + (j % 5) * 10)::numeric AS claimed) c
       CROSS JOIN LATERAL (SELECT least(c.claimed, e.deductible) AS deductible) d
       CROSS JOIN LATERAL (
