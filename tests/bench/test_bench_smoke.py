@@ -217,6 +217,7 @@ def test_quick_bench_prints_the_table_writes_json_and_verifies_errors() -> None:
         assert approve["requests"] > 0 and approve["server_ok"] == approve["requests"]
         assert approve["errors"] == 0 and approve["holds"] is True
         assert "ran out of claims" not in approve["note"]
+        assert figures["data"]["claims_under_review"] == profiles.QUICK.approve_claims
         # The revocation check's cost against GetPolicy's CPU per call (timed alone).
         check = rows["revocation_check"]
         assert check["cpu_us"] > 0 and check["ratio"] is not None
