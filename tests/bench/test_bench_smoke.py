@@ -175,6 +175,7 @@ def test_quick_bench_prints_the_table_writes_json_and_verifies_errors() -> None:
             "GetPolicy REST via gateway",
             "ListPolicies",
             "CreateClaim gRPC",
+            "ApproveClaim gRPC",
             "control: GetPolicy of an unknown id",
             "argon2id verify alone",
             "Login gRPC",
@@ -200,9 +201,23 @@ def test_quick_bench_prints_the_table_writes_json_and_verifies_errors() -> None:
         get = rows["grpc_get_policy"]
         assert get["requests"] > 0 and get["server_ok"] == get["requests"]
         assert get["errors"] == 0
-        for key in ("grpc_get_policy", "rest_get_policy", "grpc_create_claim", "grpc_login"):
+        for key in (
+            "grpc_get_policy",
+            "rest_get_policy",
+            "grpc_create_claim",
+            "grpc_approve_claim",
+            "grpc_login",
+        ):
             assert rows[key]["rate"] > 0 and rows[key]["ratio"] is not None, key
             assert rows[key]["p50_ms"] is not None and rows[key]["p99_ms"] is not None, key
+        # ApproveClaim approved a claim under review with every call (each one
+        # another claim, its payable amount): the server counted every one OK.
+        approve = rows["grpc_approve_claim"]
+        assert approve["baseline"] == "noop"
+        assert approve["requests"] > 0 and approve["server_ok"] == approve["requests"]
+        assert approve["errors"] == 0 and approve["holds"] is True
+        assert "ran out of claims" not in approve["note"]
+        assert figures["data"]["claims_under_review"] == profiles.QUICK.approve_claims
         # The revocation check's cost against GetPolicy's CPU per call (timed alone).
         check = rows["revocation_check"]
         assert check["cpu_us"] > 0 and check["ratio"] is not None

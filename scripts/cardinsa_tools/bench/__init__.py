@@ -16,6 +16,12 @@ What it does, in order:
    (identity), and in the core service 100 000 policies (one large company with
    30 000, so that page 1 000 of a filtered list exists), as many policyholders,
    the policies' versions and status logs, and 20 000 claims with their logs;
+   then, every run, it tops up the claims under review that ApproveClaim
+   approves (10 000; 2 500 for --quick) in SQL, as the API leaves them after
+   create, submit and review by the company's claims adjuster
+   (``bench-adjuster-00``): numbered from the company's counter, with the
+   benefit the review estimates (claims of 100.00-140.00, the bench product's
+   20 % co-insurance: payable 80 %) and their three log entries;
 4. loads it (scenarios below) and verifies every call on the server side;
 5. prints one table and writes the same figures as JSON to
    ``.data/bench/<timestamp>-full.json`` (``--output-dir``) for comparing runs.
@@ -46,6 +52,25 @@ Scenarios (ratios are measured in the same run, on the same machine):
   1 000 may cost at most 1.2 times page 1;
 - CreateClaim (validation, eligibility, claim row, action log, audit event, one
   transaction): target >= 0.20 of noop;
+- ApproveClaim, reported against noop (no target yet): each call approves
+  another claim under review for its payable amount, as the company's admin
+  (who holds every approval band; the adjuster reviewed it) -- the band check,
+  the cover re-checked with the policy read FOR SHARE, the benefit worked out
+  with the accumulator rows locked FOR UPDATE and moved, the action log and
+  audit event, one transaction. The claims are spread over the company's
+  policies in force, least-used first (claim j on the j-th policy, cycling):
+  approvals lock different accumulator rows (member, coverage and period;
+  the policy's sum insured) instead of queueing on one, and no limit runs
+  out -- the bench product keeps its 10 000 per-year limit, and a policy gets
+  more of these claims only while 2 000 of its limit and sum insured are
+  left (``APPROVAL_HEADROOM``). With --quick's 400 policies some approvals do
+  share a policy; with the full profile's 27 000 in force none do. h2load
+  sends one body over and over and an approval cannot be repeated, so this
+  row's load is a grpc.aio client (``load.run_distinct_calls``) with h2load's
+  shape: 50 channels (one HTTP/2 connection each) x 10 calls in flight, a
+  timed warm-up, then exactly rate x seconds calls, verified on the server
+  like the others. The row's note gives that client's own rate against noop
+  (its ceiling, far above an approval's rate);
 - 1 000 concurrent connections through the gateway (REST GetPolicy, wrk) for
   30 s: zero errors;
 - Login over gRPC (one account per connection) against what argon2id

@@ -38,6 +38,7 @@ class Account:
     email: str
     company_id: str
     token: str = ""
+    user_id: str = ""
     expires_at: float = 0.0
 
 

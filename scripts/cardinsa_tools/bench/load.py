@@ -1,7 +1,9 @@
-"""The load generators: h2load (gRPC) and wrk (REST), run and parsed."""
+"""The load generators: h2load (gRPC) and wrk (REST), run and parsed, and a
+grpc.aio client for calls that must each be different (ApproveClaim)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
@@ -11,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cardinsa_tools.bench.profiles import (
     GRPC_HEADERS,
@@ -238,3 +241,102 @@ def gateway_failures(access_log: Path, offset: int | None) -> str:
                 )
                 found[key] = found.get(key, 0) + 1
     return ", ".join(f"gateway logged {n} x {key}" for key, n in sorted(found.items()))
+
+
+def run_distinct_calls(
+    address: str,
+    path: str,
+    bodies: Sequence[bytes],
+    metadata: Sequence[tuple[str, str]],
+    *,
+    connections: int,
+    streams: int,
+    seconds: float | None = None,
+) -> Load:
+    """Each of ``bodies`` (serialized request messages) sent once, over
+    ``connections`` grpc.aio channels with ``streams`` calls in flight on each --
+    the load of h2load ``-c connections -m streams``, for calls that may not be
+    repeated (h2load sends one body over and over). With ``seconds``, no call
+    starts after that time (a warm-up); otherwise every body is sent. The bodies
+    sent are the first ``requests`` of the Load. Every call's status is seen
+    here: the failures are the client's errors."""
+    return asyncio.run(
+        _distinct_calls(
+            address,
+            path,
+            bodies,
+            metadata,
+            connections=connections,
+            streams=streams,
+            seconds=seconds,
+        )
+    )
+
+
+async def _distinct_calls(
+    address: str,
+    path: str,
+    bodies: Sequence[bytes],
+    metadata: Sequence[tuple[str, str]],
+    *,
+    connections: int,
+    streams: int,
+    seconds: float | None,
+) -> Load:
+    import grpc
+
+    # A channel of its own per connection (no shared subchannel): one HTTP/2
+    # connection each, like h2load's.
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.aio.insecure_channel(address, options=options) for _ in range(connections)]
+    taken = 0
+    durations: list[float] = []
+    failures: dict[str, int] = {}
+    try:
+        await asyncio.gather(*(channel.channel_ready() for channel in channels))
+        started = time.perf_counter()
+        deadline = None if seconds is None else started + seconds
+
+        async def stream(channel: Any) -> None:
+            nonlocal taken
+            call = channel.unary_unary(path)  # bytes in, bytes out
+            while taken < len(bodies):
+                if deadline is not None and time.perf_counter() > deadline:
+                    return
+                body, taken = bodies[taken], taken + 1
+                t0 = time.perf_counter()
+                try:
+                    await call(body, metadata=tuple(metadata), timeout=60)
+                except grpc.aio.AioRpcError as error:
+                    code = error.code().name
+                    failures[code] = failures.get(code, 0) + 1
+                durations.append(time.perf_counter() - t0)
+
+        await asyncio.gather(*(stream(c) for c in channels for _ in range(streams)))
+        elapsed = time.perf_counter() - started
+    finally:
+        await asyncio.gather(*(channel.close() for channel in channels))
+    durations.sort()
+
+    def pick(q: float) -> float | None:
+        if not durations:
+            return None
+        return durations[min(len(durations) - 1, math.ceil(q * len(durations)) - 1)] * 1000
+
+    done = len(durations)
+    return Load(
+        "grpc.aio",
+        done,
+        elapsed,
+        done / elapsed if elapsed else 0.0,
+        pick(0.50),
+        pick(0.99),
+        sum(failures.values()),
+        connections,
+        exact=True,
+        command=(
+            f"grpc.aio client (cardinsa_tools.bench.load.run_distinct_calls): {done} distinct "
+            f"calls, {connections} channels x {streams} in flight"
+        ),
+        detail=", ".join(f"client saw {n} x {code}" for code, n in sorted(failures.items())),
+    )

@@ -18,6 +18,13 @@ NAMESPACE = uuid.UUID("6f1f6f5e-6a43-4d8e-9a35-8c1b3a0d5e11")
 ACCOUNT_DOMAIN = "bench.cardinsa.local"
 PRODUCT_CODE = "BENCH-HEALTH"
 LIST_FILTER = 'state = "IN_FORCE"'
+#: The coverage of the bench product, and the description of the claims the
+#: seed puts under review for the ApproveClaim scenario (found again by it).
+COVERAGE_CODE = "OUTPATIENT"
+APPROVAL_DESCRIPTION = "bench approval"
+#: What a policy keeps free of its limit and sum insured to get more of those
+#: claims (each approves at most 112.00 of a claim of at most 140.00).
+APPROVAL_HEADROOM = 2000
 COMPANY_PROFILES = (
     ("DE", "EUR", "Europe/Berlin"),
     ("US", "USD", "America/New_York"),
@@ -54,6 +61,10 @@ class Profile:
     list_page: int
     login_accounts: int
     hash_seconds: float
+    #: Claims under review (company 0) that ApproveClaim approves one by one,
+    #: topped up before every run: more than the warm-up and the measured
+    #: seconds use up.
+    approve_claims: int
     connections: int = 50
     streams: int = 10
 
@@ -73,6 +84,7 @@ FULL = Profile(
     list_page=1000,
     login_accounts=8,
     hash_seconds=5.0,
+    approve_claims=10_000,
 )
 QUICK = Profile(
     name="quick",
@@ -89,6 +101,7 @@ QUICK = Profile(
     list_page=100,
     login_accounts=4,
     hash_seconds=2.0,
+    approve_claims=2_500,
 )
 
 

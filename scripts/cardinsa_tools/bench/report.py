@@ -178,6 +178,8 @@ def write_json(figures: Figures, output_dir: Path) -> Path:
                 "data": {
                     "companies": len(seed.companies),
                     "counts": seed.counts,
+                    # Before the run: what ApproveClaim could approve.
+                    "claims_under_review": len(seed.companies[0].reviewed),
                     "seed_seconds": round(seed.seconds, 1),
                 },
                 "rows": [asdict(r) for r in figures.rows],

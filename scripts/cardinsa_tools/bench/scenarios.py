@@ -17,6 +17,7 @@ from cardinsa_tools.bench.calls import Account, gdate, grpc_frame, login, money
 from cardinsa_tools.bench.load import (
     Load,
     gateway_failures,
+    run_distinct_calls,
     run_h2load,
     run_wrk,
 )
@@ -28,7 +29,7 @@ from cardinsa_tools.bench.profiles import (
     Profile,
     say,
 )
-from cardinsa_tools.bench.seed import SeedResult
+from cardinsa_tools.bench.seed import CompanySeed, SeedResult
 from cardinsa_tools.bench.suite import Suite
 from cardinsa_tools.bench.tools import stop_process
 from cardinsa_tools.bench.verification import settle, verify
@@ -334,6 +335,13 @@ class Bench:
         )
         self.ratio(create, noop, minimum=0.20)
 
+        approve = self.add(self.approve_scenario(large))
+        approve.baseline = noop.key
+        if approve.rate and noop.rate:
+            approve.ratio = approve.rate / noop.rate
+        approve.target = "reported (no target yet); zero errors"
+        approve.holds = approve.errors == 0
+
         many = self.add(
             self.rest_scenario(
                 "rest_many_connections",
@@ -383,6 +391,75 @@ class Bench:
             )
         )
         self.ratio(login_row, hash_row, minimum=0.90)
+
+    def approve_scenario(self, company: CompanySeed) -> Row:
+        """ApproveClaim: every call approves another claim under review (seeded,
+        see seed.top_up_reviewed) for its payable amount, as the company's admin
+        (every band); the reviewer was the claims adjuster. h2load repeats one
+        body, so the load is the grpc.aio client of load.run_distinct_calls with
+        the same connections and streams: a timed warm-up (rate estimate) on the
+        first claims, then exactly rate x seconds more, verified on the server."""
+        from cardinsa.core.v1 import claim_service_pb2 as cs
+
+        p = self.profile
+        key, scenario = "grpc_approve_claim", f"ApproveClaim gRPC, {self.core_processes()}"
+        service, method = "cardinsa.core.v1.ClaimService", "ApproveClaim"
+        path = f"/{service}/{method}"
+        core, metrics = (
+            self.suite.endpoints.grpc("core"),
+            self.suite.endpoints.metrics_ports("core"),
+        )
+        bodies = [
+            cs.ApproveClaimRequest(
+                claim_id=claim_id, approved_amount=money(payable, company.currency)
+            ).SerializeToString()
+            for claim_id, payable in company.reviewed
+        ]
+        if not bodies:
+            return Row(key, scenario, errors=None, holds=False, note="no claims under review")
+        metadata = [("authorization", f"Bearer {self.token(company.admin)}")]
+        shape = {"connections": p.connections, "streams": p.streams}
+        warm = run_distinct_calls(core, path, bodies, metadata, seconds=p.warmup_seconds, **shape)
+        wanted = max(p.connections * p.streams, int(warm.rate * p.seconds))
+        measure = bodies[warm.requests : warm.requests + wanted]
+        notes = [f"warm-up: {warm.detail}"] if warm.detail else []
+        if len(measure) < wanted:
+            notes.append(
+                f"ran out of claims under review: {len(measure)} of {wanted} calls "
+                "(raise the profile's approve_claims)"
+            )
+        if not measure:
+            return Row(key, scenario, holds=False, note="; ".join(notes))
+        core_pids = self.pids("core")
+        before = settle(metrics, service, method)
+        cpu_before = cpu_seconds(core_pids)
+        load = run_distinct_calls(core, path, measure, metadata, **shape)
+        cpu_used = cpu_seconds(core_pids) - cpu_before
+        check = verify(before, settle(metrics, service, method), service, method, load)
+        if load.detail:
+            notes.append(load.detail)
+        # The client's own ceiling: the same client, calls and shape against noop.
+        ceiling = run_distinct_calls(
+            f"127.0.0.1:{self.noop_port}",
+            NOOP_PATH,
+            [b""] * max(1000, int(p.seconds * 300)),
+            [],
+            **shape,
+        )
+        notes.append(
+            f"its grpc.aio client against noop: {ceiling.rate:,.0f} req/s "
+            f"({ceiling.client_errors} errors)"
+        )
+        return measured(
+            key,
+            scenario,
+            load,
+            server_ok=check.server_ok,
+            server_codes=check.server_codes,
+            errors=check.errors,
+            cpu_us=cpu_used / load.requests * 1e6 if core_pids and load.requests else None,
+            note="; ".join(notes),
+        )
 
     def list_scenario(self, key: str, page: int, page_token: str) -> Row:
         """ListPolicies with the filter, one page (``page_token`` leads to it)."""

@@ -14,7 +14,10 @@ from cardinsa_tools.bench import seed_sql
 from cardinsa_tools.bench.calls import Account, gdate, login, money
 from cardinsa_tools.bench.profiles import (
     ACCOUNT_DOMAIN,
+    APPROVAL_DESCRIPTION,
+    APPROVAL_HEADROOM,
     COMPANY_PROFILES,
+    COVERAGE_CODE,
     NAMESPACE,
     PRODUCT_CODE,
     Profile,
@@ -36,6 +39,9 @@ class CompanySeed:
     admin: Account
     in_force_policy: str = ""
     claim_policy: str = ""
+    #: Claims under review for ApproveClaim: (claim id, payable amount), in the
+    #: order they are approved (company 0 only).
+    reviewed: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -85,28 +91,33 @@ def _settings(cls: Any, suite: Suite) -> Any:
 
 
 async def ensure_accounts(suite: Suite, profile: Profile, password: str) -> list[Account]:
-    """A company-admin per company, then the login accounts (viewers of company 0)."""
+    """A company-admin per company, the login accounts (viewers of company 0), then
+    the claims adjuster of company 0 (the reviewer of the claims the admin approves)."""
     from cardinsa_identity.application.bootstrap import ensure_user_with_role
     from cardinsa_identity.main import build
     from cardinsa_identity.settings import IdentitySettings
 
     settings = _settings(IdentitySettings, suite)
     app = build(settings, settings.database_url.get_secret_value(), port=0, metrics_port=None)
-    wanted = [
-        (f"bench-admin-{i:02d}@{ACCOUNT_DOMAIN}", company_uuid(i), "company-admin")
-        for i in range(profile.companies)
-    ] + [
-        (f"bench-login-{j:02d}@{ACCOUNT_DOMAIN}", company_uuid(0), "viewer")
-        for j in range(profile.login_accounts)
-    ]
+    wanted = (
+        [
+            (f"bench-admin-{i:02d}@{ACCOUNT_DOMAIN}", company_uuid(i), "company-admin")
+            for i in range(profile.companies)
+        ]
+        + [
+            (f"bench-login-{j:02d}@{ACCOUNT_DOMAIN}", company_uuid(0), "viewer")
+            for j in range(profile.login_accounts)
+        ]
+        + [(f"bench-adjuster-00@{ACCOUNT_DOMAIN}", company_uuid(0), "claims-adjuster")]
+    )
     accounts = []
     try:
         await app.prepare()
         for email, company, role in wanted:
-            await ensure_user_with_role(
+            made = await ensure_user_with_role(
                 app.ctx, email=email, password=password, company_id=company, role_name=role
             )
-            accounts.append(Account(email, str(company)))
+            accounts.append(Account(email, str(company), user_id=str(made.user_id)))
     finally:
         await app.ctx.keys.stop()
         app.ctx.hasher.close()
@@ -148,7 +159,7 @@ async def api_templates(suite: Suite, seed: CompanySeed, password: str) -> dict[
                     term_months=12,
                     coverages=[
                         r.Coverage(
-                            code="OUTPATIENT",
+                            code=COVERAGE_CODE,
                             name="Outpatient care",
                             limit=money("10000", cur),
                             limit_period=r.Coverage.PER_YEAR,
@@ -207,7 +218,7 @@ async def api_templates(suite: Suite, seed: CompanySeed, password: str) -> dict[
                     claimant=r.InsuredMember(policyholder=True),
                     claim_type=r.Claim.MEDICAL,
                     description="outpatient treatment",
-                    coverage_code="OUTPATIENT",
+                    coverage_code=COVERAGE_CODE,
                     incident_date=gdate(today - dt.timedelta(days=2)),
                     claimed_amount=money("800", cur),
                 )
@@ -235,6 +246,52 @@ async def bulk_copy(conn: Any, seed: CompanySeed, templates: dict[str, str]) -> 
         for statement in seed_sql.BULK_COPY:
             sql, args = seed_sql.named(statement, values)
             await conn.execute(sql, *args)
+
+
+async def top_up_reviewed(
+    conn: Any, seed: CompanySeed, adjuster: Account, wanted: int
+) -> list[tuple[str, str]]:
+    """Claims under review for ApproveClaim, topped up to ``wanted`` in SQL (every
+    run uses some up); what is there, in approval order."""
+    company = uuid.UUID(seed.company_id)
+    query = {"company": company, "description": APPROVAL_DESCRIPTION}
+
+    async def reviewed() -> list[tuple[str, str]]:
+        sql, args = seed_sql.named(seed_sql.REVIEWED, query)
+        return [(str(r["id"]), str(r["benefit_payable"])) for r in await conn.fetch(sql, *args)]
+
+    have = await reviewed()
+    if len(have) >= wanted:
+        return have
+    async with conn.transaction():
+        await conn.execute("SELECT set_config('cardinsa.company_id', $1, true)", seed.company_id)
+        prefix = await conn.fetchval(
+            "SELECT split_part(claim_number, '-', 1) FROM core.claims "
+            "WHERE company_id = $1 AND claim_number IS NOT NULL LIMIT 1",
+            company,
+        )
+        sql, args = seed_sql.named(seed_sql.CLAIM_COUNTER, query)
+        first = await conn.fetchval(sql, *args)
+        values = {
+            **query,
+            "count": wanted - len(have),
+            "first": first,
+            "prefix": prefix or "CLM",
+            "coverage": COVERAGE_CODE,
+            "headroom": APPROVAL_HEADROOM,
+            "admin": uuid.UUID(seed.admin.user_id),
+            "adjuster": uuid.UUID(adjuster.user_id),
+        }
+        for statement in seed_sql.REVIEWED_TOP_UP:
+            sql, args = seed_sql.named(statement, values)
+            await conn.execute(sql, *args)
+    have = await reviewed()
+    if len(have) < wanted:
+        say(
+            f"company {seed.index}: only {len(have)} claims under review for ApproveClaim "
+            f"(wanted {wanted}): the policies in force have no headroom left (--fresh starts over)"
+        )
+    return have
 
 
 async def find_templates(conn: Any, company: uuid.UUID) -> dict[str, str] | None:
@@ -275,7 +332,8 @@ async def seed_all(suite: Suite, profile: Profile, password: str) -> SeedResult:
     )
     await register_companies(suite, profile)
     accounts = await ensure_accounts(suite, profile, password)
-    admins, logins = accounts[: profile.companies], accounts[profile.companies :]
+    admins, logins = accounts[: profile.companies], accounts[profile.companies : -1]
+    adjuster = accounts[-1]
     seeds = []
     for index, ((policies, claims), admin) in enumerate(
         zip(company_sizes(profile), admins, strict=True)
@@ -305,6 +363,12 @@ async def seed_all(suite: Suite, profile: Profile, password: str) -> SeedResult:
                 f"company {seed.index:2d}: {seed.policies} policies, {seed.claims} claims "
                 f"({time.monotonic() - t0:.1f} s)"
             )
+        t0 = time.monotonic()
+        seeds[0].reviewed = await top_up_reviewed(conn, seeds[0], adjuster, profile.approve_claims)
+        say(
+            f"company  0: {len(seeds[0].reviewed)} claims under review for ApproveClaim "
+            f"({time.monotonic() - t0:.1f} s)"
+        )
         await conn.execute(
             "ANALYZE core.policies, core.policyholders, core.claims, "
             "core.policy_versions, core.policy_status_changes, "

@@ -231,3 +231,124 @@ NUMBERS = """
      WHERE c.company_id = :company
      GROUP BY c.kind, c.last_value
 """
+
+#: The claim counter of a company, locked until the top-up below commits.
+CLAIM_COUNTER = """
+    SELECT last_value FROM core.number_counters
+     WHERE company_id = :company::uuid AND kind = 'CLAIM'
+       FOR UPDATE
+"""
+
+#: The claims under review that ApproveClaim approves, oldest number first, with
+#: their estimated payable amount (the benefit the review worked out).
+REVIEWED = """
+    SELECT id, benefit_payable, currency FROM core.claims
+     WHERE company_id = :company::uuid AND state = 'UNDER_REVIEW'
+       AND description = :description AND delete_time IS NULL
+     ORDER BY claim_number
+"""
+
+#: Up to ``:count`` more claims under review for ApproveClaim, as the API leaves
+#: them after create, submit and review (by ``:adjuster``, not the approver):
+#: numbered from ``:first`` + 1 on, the benefit estimated from the coverage
+#: (claims of 100.00 to 140.00; the bench product has no deductible and 20 %
+#: co-insurance: payable 80 %), the three log entries. Claim j goes to the
+#: j-th policy in force (cycling), least-used first, so that approvals lock
+#: different accumulator rows (member, coverage, period; sum insured of the
+#: policy) and no limit runs out: only policies with ``:headroom`` left below
+#: both their sum insured and the coverage's limit after what was approved on
+#: them are used. Statement by statement, like BULK_COPY.
+REVIEWED_TOP_UP = (
+    """
+    CREATE TEMP TABLE bench_review ON COMMIT DROP AS
+    WITH used AS (
+        SELECT policy_id, sum(approved_amount) AS amount FROM core.claims
+         WHERE company_id = :company::uuid AND state IN ('APPROVED', 'PAID', 'CLOSED')
+         GROUP BY policy_id
+    ), eligible AS (
+        SELECT p.id AS policy_id, p.currency,
+               greatest(p.effective_date + cv.waiting_period_days, current_date - 1)
+                   AS incident,
+               cv.deductible, cv.copay, cv.coinsurance_percent,
+               row_number() OVER (ORDER BY coalesce(u.amount, 0), p.id) AS k
+          FROM core.policies p
+          JOIN core.product_versions pv
+            ON pv.company_id = p.company_id AND pv.product_id = p.product_id
+           AND pv.version = p.product_version
+          JOIN core.coverages cv
+            ON cv.company_id = pv.company_id AND cv.product_version_id = pv.id
+           AND cv.code = :coverage
+          LEFT JOIN used u ON u.policy_id = p.id
+         WHERE p.company_id = :company::uuid AND p.state = 'IN_FORCE'
+           AND p.delete_time IS NULL AND p.insures_holder
+           AND p.effective_date + cv.waiting_period_days <= current_date
+           AND p.expiry_date >= current_date
+           AND coalesce(u.amount, 0) + :headroom < least(p.sum_insured, cv.limit_amount)
+    ), total AS (
+        SELECT count(*) AS n FROM eligible
+    )
+    SELECT j, gen_random_uuid() AS claim_id, e.policy_id, e.currency, e.incident,
+           :first::int + j AS number, a.claimed, a.deductible, a.copay, a.coinsurance,
+           a.claimed - a.deductible - a.copay - a.coinsurance AS payable
+      FROM generate_series(1, :count::int) AS j
+      CROSS JOIN total t
+      -- j and n on one side: a hash join, not j x policies comparisons.
+      JOIN eligible e ON e.k = 1 + (j - 1) % greatest(t.n, 1)
+      CROSS JOIN LATERAL (SELECT (100 + (j % 5) * 10)::numeric AS claimed) c
+      CROSS JOIN LATERAL (SELECT least(c.claimed, e.deductible) AS deductible) d
+      CROSS JOIN LATERAL (
+            SELECT c.claimed, d.deductible,
+                   CASE WHEN e.copay IS NOT NULL
+                        THEN least(c.claimed - d.deductible, e.copay) ELSE 0 END AS copay,
+                   CASE WHEN e.copay IS NULL
+                        THEN round((c.claimed - d.deductible)
+                                   * coalesce(e.coinsurance_percent, 0) / 100, 2)
+                        ELSE 0 END AS coinsurance) a
+    """,
+    """
+    INSERT INTO core.claims
+        (claim_number, policy_id, policy_version, claimant_dependent_id, claim_type,
+         description, coverage_code, incident_date, report_date, currency,
+         claimed_amount, approved_amount, paid_amount, payment_reference, deny_reason,
+         state, assigned_adjuster_id, benefit_claimed, benefit_deductible, benefit_copay,
+         benefit_coinsurance, benefit_limit_cut, benefit_payable, id, create_time,
+         update_time, created_by, updated_by, delete_time, version, company_id)
+    SELECT :prefix || '-' || lpad(b.number::text, 8, '0'), b.policy_id, 1, NULL, 'MEDICAL',
+           :description, :coverage, b.incident, current_date, b.currency,
+           b.claimed, NULL, NULL, '', '', 'UNDER_REVIEW', :adjuster::uuid, b.claimed,
+           b.deductible, b.copay, b.coinsurance, 0, b.payable, b.claim_id,
+           now() - interval '10 minutes', now() - interval '5 minutes',
+           :admin::uuid, :adjuster::uuid, NULL, 3, :company::uuid
+      FROM bench_review b
+    """,
+    """
+    INSERT INTO core.claim_log_entries
+        (id, company_id, claim_id, action, from_state, to_state, amount, currency, note,
+         payment_reference, actor_id, request_id, create_time)
+    SELECT gen_random_uuid(), :company::uuid, b.claim_id, s.action, s.from_state, s.to_state,
+           CASE WHEN s.action <> 'review' THEN b.claimed END,
+           CASE WHEN s.action <> 'review' THEN b.currency END, '', '',
+           CASE WHEN s.action = 'review' THEN :adjuster::uuid::text ELSE :admin::uuid::text END,
+           gen_random_uuid()::text, now() - s.ago
+      FROM bench_review b
+      CROSS JOIN (VALUES ('create', NULL, 'DRAFT', interval '10 minutes'),
+                         ('submit', 'DRAFT', 'SUBMITTED', interval '9 minutes'),
+                         ('review', 'SUBMITTED', 'UNDER_REVIEW', interval '5 minutes'))
+                  AS s(action, from_state, to_state, ago)
+    """,
+    """
+    UPDATE core.number_counters
+       SET last_value = :first::int + (SELECT count(*) FROM bench_review)
+     WHERE company_id = :company::uuid AND kind = 'CLAIM'
+    """,
+    """
+    INSERT INTO core.audit_events
+        (company_id, actor_id, action, entity_type, entity_id, changed_fields,
+         request_id, detail)
+    SELECT :company::uuid, 'system:bench-seed', 'bench.seed', 'company', :company::uuid::text,
+           '{}', NULL,
+           jsonb_build_object('claims_under_review', count(*),
+                              'via', 'cardinsa_tools.bench bulk SQL (ApproveClaim scenario)')
+      FROM bench_review
+    """,
+)
