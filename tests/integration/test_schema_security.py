@@ -42,7 +42,13 @@ TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFEREN
 PLATFORM_WIDE = {"identity": {"login_throttles", "signing_keys", "revocations"}}
 #: Append-only tables per service (``audit_events`` for one not listed).
 APPEND_ONLY = {
-    "core": {"audit_events", "policy_versions", "policy_status_changes", "claim_log_entries"},
+    "core": {
+        "audit_events",
+        "policy_versions",
+        "policy_status_changes",
+        "claim_log_entries",
+        "claim_recoveries",
+    },
 }
 #: Tables whose rows the services add and delete but never change, per service.
 NO_UPDATE = {"identity": {"revocations"}}
