@@ -213,6 +213,37 @@ async def test_segregation_of_duties_keeps_the_adjuster_from_approving(tenant: T
         cb.ApproveClaimRequest(claim_id=claim.id, approved_amount=money("100")), metadata=admin
     )
     assert approved.state == C.APPROVED
+    # Nor pay it, in one go or as a payment; the action log names who did what.
+    error = await refused(
+        claims.PayClaim(
+            cb.PayClaimRequest(claim_id=claim.id, payment_reference="T"), metadata=adjuster
+        )
+    )
+    assert error_info(error).reason == "SEGREGATION_OF_DUTIES"
+    error = await refused(
+        claims.CreateClaimPayment(
+            cb.CreateClaimPaymentRequest(
+                claim_id=claim.id,
+                payment=resources_pb2.ClaimPayment(
+                    cost_type=resources_pb2.INDEMNITY,
+                    payee="x",
+                    method=resources_pb2.ClaimPayment.CASH,
+                    amount=money("10"),
+                ),
+            ),
+            metadata=adjuster,
+        )
+    )
+    assert error_info(error).reason == "SEGREGATION_OF_DUTIES"
+    paid = await claims.PayClaim(
+        cb.PayClaimRequest(claim_id=claim.id, payment_reference="T"), metadata=admin
+    )
+    assert paid.state == C.PAID and paid.approved_by != paid.assigned_adjuster_id
+    log = await claims.ListClaimLogEntries(
+        cb.ListClaimLogEntriesRequest(claim_id=claim.id), metadata=admin
+    )
+    actors = {e.action: e.actor_id for e in log.claim_log_entries}
+    assert actors["review"] != actors["approve"] and actors["review"] != actors["pay"]
 
 
 async def test_bad_bands_are_refused_field_by_field(tenant: Tenant) -> None:
