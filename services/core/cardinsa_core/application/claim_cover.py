@@ -18,7 +18,7 @@ consumption and is refused past what remains.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,7 +40,12 @@ from cardinsa_core.repository.claims import (
     read_accumulators,
     usage_of,
 )
-from cardinsa_core.repository.models import ClaimRow, PolicyRow, PolicyVersionRow
+from cardinsa_core.repository.models import (
+    ClaimAccumulatorRow,
+    ClaimRow,
+    PolicyRow,
+    PolicyVersionRow,
+)
 from cardinsa_core.repository.policies import (
     POLICIES,
     insured_by,
@@ -64,6 +69,8 @@ class Cover:
     #: The claimant's limit period (None for a PER_CLAIM coverage).
     period: Period | None
     sum_insured: Period
+    #: The accumulator rows once locked in this transaction (reused by :func:`settle`).
+    locked: dict[Period, ClaimAccumulatorRow] = field(default_factory=dict)
 
     @property
     def periods(self) -> list[Period]:
@@ -159,13 +166,23 @@ async def _version(session: AsyncSession, policy: PolicyRow, row: ClaimRow) -> P
     return found
 
 
+async def _locked(
+    session: AsyncSession, cover: Cover, currency: str
+) -> dict[Period, ClaimAccumulatorRow]:
+    """The cover's accumulator rows, locked ``FOR UPDATE`` once per transaction."""
+    if not cover.locked:
+        company = cover.policy.company_id
+        cover.locked.update(await lock_accumulators(session, company, cover.periods, currency))
+    return cover.locked
+
+
 async def benefit_of(session: AsyncSession, claim: Claim, cover: Cover, *, lock: bool) -> Benefit:
     """The claim's benefit with the accumulators as they are without the claim's
     own consumption; ``lock`` holds them ``FOR UPDATE`` (an approval)."""
     currency = claim.currency
     company = cover.policy.company_id
     if lock:
-        rows = await lock_accumulators(session, company, cover.periods, currency)
+        rows = await _locked(session, cover, currency)
     else:
         rows = await read_accumulators(session, company, cover.periods)
     own = claim.consumption
@@ -189,7 +206,7 @@ async def settle(
     ``after``, under their lock, in the caller's transaction."""
     if before == after:
         return
-    rows = await lock_accumulators(session, cover.policy.company_id, cover.periods, currency)
+    rows = await _locked(session, cover, currency)
     if cover.period is not None:
         apply_usage(rows[cover.period], before, after)
     zero = Money.zero(currency)

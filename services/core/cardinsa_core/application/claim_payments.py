@@ -132,12 +132,20 @@ class ClaimPayments:
     # ------------------------------------------------------------- paying
 
     async def _authorise(
-        self, principal: Principal, row: ClaimRow, amount: Money, cost_type: CostType
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        row: ClaimRow,
+        amount: Money,
+        cost_type: CostType,
     ) -> None:
-        bands = await self.claims.authority.bands(row.company_id, row.currency)
+        """The payer's band for ``amount``, and segregation of duties for indemnity,
+        read in the payment's own transaction."""
+        authority = self.claims.authority
+        bands = await authority.bands(row.company_id, row.currency, session=session)
         bands.check_authority(amount, principal.permissions, action="paying")
         if cost_type is CostType.INDEMNITY:
-            segregated = await self.claims.authority.segregation_required(row.company_id)
+            segregated = await authority.segregation_required(row.company_id, session=session)
             check_duties(principal, row, segregated, "pay")
 
     async def _pay(
@@ -183,7 +191,7 @@ class ClaimPayments:
 
         async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> Outcome:
             amount = amount_in.resolve(row.currency, "payment.amount")
-            await self._authorise(principal, row, amount, cost_type)
+            await self._authorise(session, principal, row, amount, cost_type)
             payment = self._payment_row(
                 row,
                 cost_type=cost_type,
@@ -228,7 +236,7 @@ class ClaimPayments:
                 raise FailedPrecondition(
                     "nothing is outstanding on this claim", reason="NOTHING_TO_PAY"
                 )
-            await self._authorise(principal, row, due, CostType.INDEMNITY)
+            await self._authorise(session, principal, row, due, CostType.INDEMNITY)
             payment = self._payment_row(
                 row,
                 cost_type=CostType.INDEMNITY,

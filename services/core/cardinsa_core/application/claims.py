@@ -414,10 +414,10 @@ class ClaimUseCases:
         bands = await self.authority.bands(company, money.currency)
         # Permission before existence: the band depends on the request only.
         bands.check_authority(money, principal.permissions)
-        segregated = await self.authority.segregation_required(company)
 
         async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> Outcome:
             claim.check_can(ClaimAction.APPROVE)
+            segregated = await self.authority.segregation_required(company, session=session)
             check_duties(principal, row, segregated, "approve")
             cover = await load_cover(session, row, claim.details)
             benefit = await benefit_of(session, claim, cover, lock=True)
@@ -530,7 +530,7 @@ class ClaimUseCases:
 
         async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> Outcome:
             money = amount.resolve(row.currency, "amount")
-            bands = await self.authority.bands(company, row.currency)
+            bands = await self.authority.bands(company, row.currency, session=session)
             bands.check_authority(money, principal.permissions, action="reserving")
             changed = claim.set_reserve(cost_type, money)
             return Outcome(
