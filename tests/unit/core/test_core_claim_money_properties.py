@@ -116,7 +116,7 @@ def assessments(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(assessments())
 def test_assess_splits_the_claimed_amount_exactly_within_every_cap(case: dict[str, Any]) -> None:
     claimed: Money = case["claimed"]
@@ -158,7 +158,7 @@ def test_assess_splits_the_claimed_amount_exactly_within_every_cap(case: dict[st
         assert benefit.payable == min(limit_left, sum_insured_left, key=lambda m: m.amount)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.sampled_from(CURRENCIES).flatmap(lambda c: st.tuples(st.just(c), coverages(c))))
 def test_a_claim_within_the_remaining_deductible_pays_nothing(case: tuple[str, Coverage]) -> None:
     currency, coverage = case
@@ -469,7 +469,7 @@ def test_an_overpayment_recovered_stays_within_the_net_paid() -> None:
 
 
 ClaimsOfOnePeriod.TestCase.settings = settings(
-    max_examples=int(__import__("os").environ.get("PROPS_N", "150")),
+    max_examples=100,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
