@@ -99,8 +99,23 @@ class Tenant:
         waiting_days: int = 0,
         currency: str = "USD",
         activate: bool = True,
+        limit_period: int = resources_pb2.Coverage.PER_YEAR,
+        deductible: str = "0",
+        coinsurance_basis_points: int | None = 2000,
     ) -> resources_pb2.Product:
+        """An OUTPATIENT coverage: by default PER_YEAR, limit 10 000, no deductible,
+        20 % co-insurance (``coinsurance_basis_points`` None: no co-insurance)."""
         md = await self.md()
+        coverage = resources_pb2.Coverage(
+            code="OUTPATIENT",
+            name="Outpatient care",
+            limit=money(limit, currency),
+            limit_period=limit_period,
+            deductible=money(deductible, currency),
+            waiting_period_days=waiting_days,
+        )
+        if coinsurance_basis_points is not None:
+            coverage.coinsurance_basis_points = coinsurance_basis_points
         product = await self.harness.products.CreateProduct(
             product_service_pb2.CreateProductRequest(
                 product=resources_pb2.Product(
@@ -110,17 +125,7 @@ class Tenant:
                     currency_code=currency,
                     base_premium=money(base_premium, currency),
                     term_months=12,
-                    coverages=[
-                        resources_pb2.Coverage(
-                            code="OUTPATIENT",
-                            name="Outpatient care",
-                            limit=money(limit, currency),
-                            limit_period=resources_pb2.Coverage.PER_YEAR,
-                            deductible=money("0", currency),
-                            coinsurance_basis_points=2000,
-                            waiting_period_days=waiting_days,
-                        )
-                    ],
+                    coverages=[coverage],
                 )
             ),
             metadata=md,

@@ -495,7 +495,8 @@ class ClaimUseCases:
             amount = claimed.resolve(row.currency, "claimed_amount") if claimed else None
             reopened = claim.reopen(reason, amount)
             cover = await load_cover(session, row, reopened.details)
-            # Locked: money still paid keeps the new estimate's deductible counted.
+            # Locked: a reopened claim with money paid keeps the estimate's deductible,
+            # so two reopens at once must not both see the period's deductible unborne.
             reopened = reopened.assessed(await benefit_of(session, reopened, cover, lock=True))
             return Outcome(reopened, amount=amount, note=reason, cover=cover)
 

@@ -632,22 +632,33 @@ class Claim:
 
     def void(self, cost_type: CostType, amount: Money) -> Claim:
         """A payment of ``amount`` is voided: the reserve (and, while approved,
-        the outstanding amount) comes back."""
+        the outstanding amount) comes back. An indemnity void may not exceed the
+        paid amount net of recoveries (VOID_EXCEEDS_NET_PAID): paid would turn
+        negative, or less than the salvage already recovered."""
         if cost_type is CostType.EXPENSE:
             return replace(
                 self,
                 expense_reserve=self._or_zero(self.expense_reserve) + amount,
                 expense_paid=self._or_zero(self.expense_paid) - amount,
             )
-        paid = self.paid - amount
-        if self.state in (_AP, _PA):
-            return replace(
-                self, paid_amount=paid, indemnity_reserve=self.approved - paid, state=_AP
-            )
         if self.state is _CL:
             raise FailedPrecondition(
                 "the claim is closed; reopen it before voiding a payment",
                 reason="CLAIM_CLOSED",
+            )
+        if amount > self.net_paid:
+            # Recoveries already stand against this money: an overpayment recovered
+            # lowered the paid amount, salvage and subrogation are at most the net paid.
+            raise FailedPrecondition(
+                f"voiding {amount} would leave less paid than has been recovered; "
+                f"at most {self.net_paid} (paid net of recoveries) can be voided",
+                reason="VOID_EXCEEDS_NET_PAID",
+                metadata={"net_paid": str(self.net_paid.amount), "currency": self.currency},
+            )
+        paid = self.paid - amount
+        if self.state in (_AP, _PA):
+            return replace(
+                self, paid_amount=paid, indemnity_reserve=self.approved - paid, state=_AP
             )
         return replace(self, paid_amount=paid)
 
@@ -670,8 +681,9 @@ class Claim:
                     reason="RECOVERY_NOT_ALLOWED",
                     metadata={"current_state": self.state.value, "kind": kind.value},
                 )
-            if amount > self.paid:
-                raise _recovery_exceeds(amount, self.paid)
+            # At most the net paid: salvage already recovered stays within what is paid.
+            if amount > self.net_paid:
+                raise _recovery_exceeds(amount, self.net_paid)
             return replace(self, paid_amount=self.paid - amount)
         if self.state in (_DR, _SU, _WD):
             raise FailedPrecondition(
