@@ -404,7 +404,10 @@ class ClaimsOfOnePeriod(RuleBasedStateMachine):
             zero = _zero(claim.currency)
             assert claim.paid == sum(tracked.payments, zero) - tracked.overpaid
             assert not claim.paid.is_negative, claim
-            assert not claim.net_paid.is_negative, claim
+            # Net paid is paid less salvage and subrogation; it falls below zero only
+            # when the payee refunds (or a payment is voided) after salvage came in.
+            recovered = claim.recovered_amount or zero
+            assert claim.net_paid == claim.paid - recovered and not recovered.is_negative
             for reserve in (claim.indemnity_reserve, claim.expense_reserve):
                 assert reserve is None or not reserve.is_negative, claim
             if claim.state in APPROVED_STATES:
@@ -444,33 +447,33 @@ def test_a_payment_recovered_as_an_overpayment_cannot_be_voided_as_well() -> Non
     assert claim.paid == _zero("EUR") and claim.consumption.is_zero
     with pytest.raises(FailedPrecondition) as refused:
         claim.void(CostType.INDEMNITY, _money(10_000, "EUR"))
-    assert refused.value.reason == "VOID_EXCEEDS_NET_PAID"
+    assert refused.value.reason == "VOID_EXCEEDS_PAID"
 
 
-def test_a_void_cannot_leave_salvage_above_what_was_paid() -> None:
-    # Found by the state machine: paid 100, salvage of 100 recovered, the payment
-    # voided: net paid -100.
+def test_a_void_is_at_most_what_is_paid_and_salvage_stays_the_insurers() -> None:
     claim = _paid_claim("KWD").recover(RecoveryKind.SALVAGE, _money(40_000, "KWD"))
     with pytest.raises(FailedPrecondition) as refused:
-        claim.void(CostType.INDEMNITY, _money(100_000, "KWD"))
-    assert refused.value.reason == "VOID_EXCEEDS_NET_PAID"
-    assert refused.value.metadata == {"net_paid": "60.000", "currency": "KWD"}
-    voided = claim.void(CostType.INDEMNITY, _money(60_000, "KWD"))
-    assert voided.state is ClaimState.APPROVED and voided.net_paid == _zero("KWD")
-    assert voided.indemnity_reserve == _money(60_000, "KWD")
+        claim.void(CostType.INDEMNITY, _money(100_001, "KWD"))
+    assert refused.value.reason == "VOID_EXCEEDS_PAID"
+    assert refused.value.metadata == {"paid_amount": "100.000", "currency": "KWD"}
+    voided = claim.void(CostType.INDEMNITY, _money(100_000, "KWD"))
+    assert voided.state is ClaimState.APPROVED and voided.paid == _zero("KWD")
+    assert voided.net_paid == _money(-40_000, "KWD")
+    assert voided.indemnity_reserve == _money(100_000, "KWD")
 
 
-def test_an_overpayment_recovered_stays_within_the_net_paid() -> None:
-    # Found by the state machine: paid 100, salvage of 100, reopened, 100 recovered
-    # from the payee as an overpayment: net paid -100.
+def test_a_fraudulent_claim_is_refunded_in_full_after_salvage() -> None:
+    # Paid 100, the wreck sold for 30, then fraud: the payee refunds all 100 and the
+    # claim can be denied; the salvage stays the insurer's (net paid -30).
     claim = _paid_claim("JPY").recover(RecoveryKind.SALVAGE, _money(30, "JPY"))
-    claim = claim.close().reopen("duplicate invoice")
+    claim = claim.close().reopen("fraud")
     with pytest.raises(FailedPrecondition) as refused:
-        claim.recover(RecoveryKind.OVERPAYMENT, _money(100, "JPY"))
+        claim.recover(RecoveryKind.OVERPAYMENT, _money(101, "JPY"))
     assert refused.value.reason == "RECOVERY_EXCEEDS_PAID"
-    assert refused.value.metadata == {"recoverable": "70"}
-    recovered = claim.recover(RecoveryKind.OVERPAYMENT, _money(70, "JPY"))
-    assert recovered.paid == _money(30, "JPY") and recovered.net_paid == _zero("JPY")
+    assert refused.value.metadata == {"recoverable": "100"}
+    refunded = claim.recover(RecoveryKind.OVERPAYMENT, _money(100, "JPY"))
+    assert refunded.paid == _zero("JPY") and refunded.net_paid == _money(-30, "JPY")
+    assert refunded.deny("fraud").state is ClaimState.DENIED
 
 
 ClaimsOfOnePeriod.TestCase.settings = settings(

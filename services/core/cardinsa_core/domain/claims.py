@@ -22,7 +22,9 @@ Money on a claim:
 - ``paid_amount``: indemnity payments not voided, less overpayments recovered
   from the payee. Always at most the approved amount while approved.
 - ``recovered_amount``: salvage and subrogation (money from third parties);
-  ``net_paid`` = paid - recovered is the insurer's net cost.
+  ``net_paid`` = paid - recovered is the insurer's net cost (below zero when
+  the insurer recovered more than it still has paid out, e.g. a claim refunded
+  after the wreck was sold).
 - ``indemnity_reserve`` / ``expense_reserve``: what the insurer still expects
   to pay. Approval sets the indemnity reserve to approved - paid; payments
   draw reserves down, voids restore them. A claim closes with both at zero.
@@ -633,8 +635,9 @@ class Claim:
     def void(self, cost_type: CostType, amount: Money) -> Claim:
         """A payment of ``amount`` is voided: the reserve (and, while approved,
         the outstanding amount) comes back. An indemnity void may not exceed the
-        paid amount net of recoveries (VOID_EXCEEDS_NET_PAID): paid would turn
-        negative, or less than the salvage already recovered."""
+        paid amount (VOID_EXCEEDS_PAID): an overpayment already recovered from the
+        payee stands against that money. Salvage and subrogation do not: they are
+        the insurer's, so a void may leave the net paid below zero."""
         if cost_type is CostType.EXPENSE:
             return replace(
                 self,
@@ -646,14 +649,12 @@ class Claim:
                 "the claim is closed; reopen it before voiding a payment",
                 reason="CLAIM_CLOSED",
             )
-        if amount > self.net_paid:
-            # Recoveries already stand against this money: an overpayment recovered
-            # lowered the paid amount, salvage and subrogation are at most the net paid.
+        if amount > self.paid:
             raise FailedPrecondition(
-                f"voiding {amount} would leave less paid than has been recovered; "
-                f"at most {self.net_paid} (paid net of recoveries) can be voided",
-                reason="VOID_EXCEEDS_NET_PAID",
-                metadata={"net_paid": str(self.net_paid.amount), "currency": self.currency},
+                f"voiding {amount} would leave less than nothing paid; at most "
+                f"{self.paid} (paid less overpayments recovered) can be voided",
+                reason="VOID_EXCEEDS_PAID",
+                metadata={"paid_amount": str(self.paid.amount), "currency": self.currency},
             )
         paid = self.paid - amount
         if self.state in (_AP, _PA):
@@ -681,9 +682,10 @@ class Claim:
                     reason="RECOVERY_NOT_ALLOWED",
                     metadata={"current_state": self.state.value, "kind": kind.value},
                 )
-            # At most the net paid: salvage already recovered stays within what is paid.
-            if amount > self.net_paid:
-                raise _recovery_exceeds(amount, self.net_paid)
+            # At most what the payee holds; salvage already recovered stays the
+            # insurer's, so a fraudulent claim can be refunded in full and denied.
+            if amount > self.paid:
+                raise _recovery_exceeds(amount, self.paid)
             return replace(self, paid_amount=self.paid - amount)
         if self.state in (_DR, _SU, _WD):
             raise FailedPrecondition(
