@@ -11,28 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import grpc
 import pytest
-import pytest_asyncio
 from core_harness import C, CoreHarness, Tenant, amount, mask, money
 from google.protobuf import json_format
-from sqlalchemy import make_url, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 from support.grpc_errors import error_info, field_violations
 
 from cardinsa.core.v1 import claim_service_pb2 as cb
 from cardinsa.core.v1 import core_service_pb2 as xb
 from cardinsa.core.v1 import resources_pb2
 from cardinsa_core.application.claim_authority import ClaimAuthority
-from cardinsa_core.cli import MIGRATIONS
 from cardinsa_core.domain.claims import ApprovalBands
 from cardinsa_core.domain.money import Money
 from cardinsa_foundation.errors import FailedPrecondition
-from cardinsa_foundation.migrations import downgrade, upgrade
 
 AB = resources_pb2.ApprovalBands
 ADJUSTER_PERMISSIONS = frozenset({"claims.approve", "claims.approve_band_1"})
@@ -483,83 +476,3 @@ async def test_settings_and_bands_stay_in_their_company(core: CoreHarness) -> No
     )
     assert [x.currency_code for x in listed.approval_bands] == ["USD"]
     assert not await ClaimAuthority(core.app.ctx).segregation_required(uuid.UUID(b.company_id))
-
-
-# ------------------------------------------------------------------ migration
-
-
-def engine_for(url: str) -> AsyncEngine:
-    return create_async_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-
-
-@pytest_asyncio.fixture
-async def fresh_database(postgres_admin_url: str) -> AsyncIterator[str]:
-    name = f"cardinsa_test_{uuid.uuid4().hex[:12]}"
-    admin = engine_for(postgres_admin_url)
-    try:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
-
-
-async def test_the_migration_keeps_bands_and_downgrades_to_one_per_company(
-    fresh_database: str,
-) -> None:
-    await upgrade(MIGRATIONS, fresh_database, "core", revision="core_0006-1")
-    one, two = uuid.uuid4(), uuid.uuid4()
-    engine = create_async_engine(fresh_database, poolclass=NullPool)
-
-    async def execute(sql: str, company: uuid.UUID, **values: object) -> list[tuple[object, ...]]:
-        async with engine.begin() as connection:
-            await connection.execute(
-                text("SELECT set_config('cardinsa.company_id', :c, true)"), {"c": str(company)}
-            )
-            result = await connection.execute(text(sql), values)
-            return [tuple(row) for row in result] if result.returns_rows else []
-
-    insert = (
-        "INSERT INTO core.approval_bands (company_id, currency, band_1_limit, band_2_limit, "
-        "version, update_time) VALUES (:c, :cur, :a, :b, 1, now() + make_interval(secs => :s))"
-    )
-    try:
-        # Before: one row per company; it keeps its currency across the upgrade.
-        await execute(insert, one, c=one, cur="AED", a=10, b=20, s=0)
-        await upgrade(MIGRATIONS, fresh_database, "core")
-        found = (
-            "SELECT currency, band_1_limit FROM core.approval_bands "
-            "WHERE company_id = :c ORDER BY currency"
-        )
-        assert await execute(found, one, c=one) == [("AED", Decimal("10.0000"))]
-        await execute(insert, one, c=one, cur="USD", a=30, b=40, s=60)
-        await execute(insert, one, c=one, cur="EUR", a=50, b=60, s=30)
-        await execute(insert, two, c=two, cur="EUR", a=70, b=80, s=0)
-        assert len(await execute(found, one, c=one)) == 3
-        await execute(
-            "INSERT INTO core.claim_settings (company_id, require_segregation_of_duties, "
-            "version) VALUES (:c, true, 1)",
-            one,
-            c=one,
-        )
-        await downgrade(MIGRATIONS, fresh_database, "core", "-1")
-        # Each company keeps its most recently updated bands.
-        assert await execute(found, one, c=one) == [("USD", Decimal("30.0000"))]
-        assert await execute(found, two, c=two) == [("EUR", Decimal("70.0000"))]
-        tables = await execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'core' "
-            "AND tablename = 'claim_settings'",
-            one,
-        )
-        assert tables == []
-        forced = await execute(
-            "SELECT relforcerowsecurity FROM pg_class WHERE oid = 'core.approval_bands'::regclass",
-            one,
-        )
-        assert forced == [(True,)]
-        await upgrade(MIGRATIONS, fresh_database, "core")
-        assert await execute(found, one, c=one) == [("USD", Decimal("30.0000"))]
-    finally:
-        await engine.dispose()

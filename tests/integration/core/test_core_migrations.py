@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 import pytest
 import pytest_asyncio
@@ -179,3 +180,62 @@ async def test_approvals_made_before_the_accumulators_are_counted_into_them(
         ("PAID", 0),
         ("UNDER_REVIEW", 0),
     ]
+
+
+async def test_the_migration_keeps_bands_and_downgrades_to_one_per_company(
+    fresh_database: str,
+) -> None:
+    await upgrade(MIGRATIONS, fresh_database, "core", revision="core_0006-1")
+    one, two = uuid.uuid4(), uuid.uuid4()
+    engine = create_async_engine(fresh_database, poolclass=NullPool)
+
+    async def execute(sql: str, company: uuid.UUID, **values: object) -> list[tuple[object, ...]]:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("SELECT set_config('cardinsa.company_id', :c, true)"), {"c": str(company)}
+            )
+            result = await connection.execute(text(sql), values)
+            return [tuple(row) for row in result] if result.returns_rows else []
+
+    insert = (
+        "INSERT INTO core.approval_bands (company_id, currency, band_1_limit, band_2_limit, "
+        "version, update_time) VALUES (:c, :cur, :a, :b, 1, now() + make_interval(secs => :s))"
+    )
+    try:
+        # Before: one row per company; it keeps its currency across the upgrade.
+        await execute(insert, one, c=one, cur="AED", a=10, b=20, s=0)
+        await upgrade(MIGRATIONS, fresh_database, "core")
+        found = (
+            "SELECT currency, band_1_limit FROM core.approval_bands "
+            "WHERE company_id = :c ORDER BY currency"
+        )
+        assert await execute(found, one, c=one) == [("AED", Decimal("10.0000"))]
+        await execute(insert, one, c=one, cur="USD", a=30, b=40, s=60)
+        await execute(insert, one, c=one, cur="EUR", a=50, b=60, s=30)
+        await execute(insert, two, c=two, cur="EUR", a=70, b=80, s=0)
+        assert len(await execute(found, one, c=one)) == 3
+        await execute(
+            "INSERT INTO core.claim_settings (company_id, require_segregation_of_duties, "
+            "version) VALUES (:c, true, 1)",
+            one,
+            c=one,
+        )
+        await downgrade(MIGRATIONS, fresh_database, "core", "-1")
+        # Each company keeps its most recently updated bands.
+        assert await execute(found, one, c=one) == [("USD", Decimal("30.0000"))]
+        assert await execute(found, two, c=two) == [("EUR", Decimal("70.0000"))]
+        tables = await execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'core' "
+            "AND tablename = 'claim_settings'",
+            one,
+        )
+        assert tables == []
+        forced = await execute(
+            "SELECT relforcerowsecurity FROM pg_class WHERE oid = 'core.approval_bands'::regclass",
+            one,
+        )
+        assert forced == [(True,)]
+        await upgrade(MIGRATIONS, fresh_database, "core")
+        assert await execute(found, one, c=one) == [("USD", Decimal("30.0000"))]
+    finally:
+        await engine.dispose()

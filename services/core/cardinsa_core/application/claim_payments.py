@@ -17,9 +17,12 @@ commit together.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_core.application.claim_cover import load_cover
@@ -58,6 +61,7 @@ from cardinsa_foundation.use_cases import (
 __all__ = ["ClaimPayments", "PaymentInput", "RecoveryInput"]
 
 MAX_PAYEE = 200
+R = TypeVar("R", ClaimPaymentRow, ClaimRecoveryRow)
 MAX_REFERENCE = 100
 
 
@@ -102,28 +106,29 @@ class ClaimPayments:
     async def list_payments(
         self, claim_id: str, *, page_size: int, page_token: str
     ) -> Page[ClaimPaymentRow]:
-        company = own_company(require_principal())
-        async with self.ctx.db.unit_of_work(company_id=company) as session:
-            claim = await CLAIMS.find(session, company, claim_id)
-            return await self.ctx.page(
-                session,
-                claim_payments(company, claim.id),
-                order=[OrderTerm(ClaimPaymentRow.create_time), OrderTerm(ClaimPaymentRow.id)],
-                page_size=page_size,
-                page_token=page_token,
-                parent=str(claim.id),
-            )
+        return await self._list(claim_id, claim_payments, ClaimPaymentRow, page_size, page_token)
 
     async def list_recoveries(
         self, claim_id: str, *, page_size: int, page_token: str
     ) -> Page[ClaimRecoveryRow]:
+        return await self._list(claim_id, claim_recoveries, ClaimRecoveryRow, page_size, page_token)
+
+    async def _list(
+        self,
+        claim_id: str,
+        query: Callable[[uuid.UUID, uuid.UUID], Select[R]],
+        model: type[ClaimPaymentRow] | type[ClaimRecoveryRow],
+        page_size: int,
+        page_token: str,
+    ) -> Page[R]:
+        """One page of the claim's ``model`` rows, oldest first."""
         company = own_company(require_principal())
         async with self.ctx.db.unit_of_work(company_id=company) as session:
             claim = await CLAIMS.find(session, company, claim_id)
             return await self.ctx.page(
                 session,
-                claim_recoveries(company, claim.id),
-                order=[OrderTerm(ClaimRecoveryRow.create_time), OrderTerm(ClaimRecoveryRow.id)],
+                query(company, claim.id),
+                order=[OrderTerm(model.create_time), OrderTerm(model.id)],
                 page_size=page_size,
                 page_token=page_token,
                 parent=str(claim.id),

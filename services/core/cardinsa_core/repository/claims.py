@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
+from typing import TypeVar
 
 from sqlalchemy import Select, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
@@ -249,29 +250,33 @@ async def payment_by_request(
     session: AsyncSession, company: uuid.UUID, claim_id: uuid.UUID, request_id: str
 ) -> ClaimPaymentRow:
     """The payment a request id created (the answer to its replay)."""
-    stmt = select(ClaimPaymentRow).where(
-        ClaimPaymentRow.company_id == company,
-        ClaimPaymentRow.claim_id == claim_id,
-        ClaimPaymentRow.request_id == request_id,
-    )
-    row = (await session.scalars(stmt)).first()
-    if row is None:  # pragma: no cover - the request id commits with its payment
-        raise not_found("payment", request_id)
-    return row
+    return await _by_request(session, ClaimPaymentRow, "payment", (company, claim_id), request_id)
 
 
 async def recovery_by_request(
     session: AsyncSession, company: uuid.UUID, claim_id: uuid.UUID, request_id: str
 ) -> ClaimRecoveryRow:
     """The recovery a request id created (the answer to its replay)."""
-    stmt = select(ClaimRecoveryRow).where(
-        ClaimRecoveryRow.company_id == company,
-        ClaimRecoveryRow.claim_id == claim_id,
-        ClaimRecoveryRow.request_id == request_id,
+    return await _by_request(session, ClaimRecoveryRow, "recovery", (company, claim_id), request_id)
+
+
+_Created = TypeVar("_Created", ClaimPaymentRow, ClaimRecoveryRow)
+
+
+async def _by_request(
+    session: AsyncSession,
+    model: type[_Created],
+    resource: str,
+    claim: tuple[uuid.UUID, uuid.UUID],
+    request_id: str,
+) -> _Created:
+    company, claim_id = claim
+    stmt = select(model).where(
+        model.company_id == company, model.claim_id == claim_id, model.request_id == request_id
     )
     row = (await session.scalars(stmt)).first()
-    if row is None:  # pragma: no cover - the request id commits with its recovery
-        raise not_found("recovery", request_id)
+    if row is None:  # pragma: no cover - the request id commits with its row
+        raise not_found(resource, request_id)
     return row
 
 
