@@ -162,6 +162,11 @@ def _build_catalogue() -> tuple[Permission, ...]:
         Permission("policies.lapse", "Lapse a policy (for example for non-payment)"),
         Permission("policies.expire", "Expire a policy at the end of its term"),
         Permission(
+            "policies.underwrite",
+            "Approve or decline the underwriting issues of a quote (age limits, sum "
+            "insured referrals, backdating, manual underwriting)",
+        ),
+        Permission(
             "policies.override_claim_cover",
             "Cancel, lapse or endorse a policy although approved or paid claims lose "
             "their cover (with a recorded reason; on top of the change's own permission)",
@@ -347,6 +352,7 @@ _ROLES: tuple[BuiltInRole, ...] = (
             "policies.reinstate",
             "policies.lapse",
             "policies.expire",
+            "policies.underwrite",
             "claims.get",
             "claims.list",
         ),
