@@ -46,6 +46,7 @@ APPEND_ONLY = {
         "audit_events",
         "policy_versions",
         "policy_status_changes",
+        "premium_transactions",
         "claim_log_entries",
         "claim_recoveries",
     },

@@ -204,7 +204,7 @@ async def test_the_migration_keeps_bands_and_downgrades_to_one_per_company(
     try:
         # Before: one row per company; it keeps its currency across the upgrade.
         await execute(insert, one, c=one, cur="AED", a=10, b=20, s=0)
-        await upgrade(MIGRATIONS, fresh_database, "core")
+        await upgrade(MIGRATIONS, fresh_database, "core", revision="core_0006")
         found = (
             "SELECT currency, band_1_limit FROM core.approval_bands "
             "WHERE company_id = :c ORDER BY currency"
@@ -220,7 +220,7 @@ async def test_the_migration_keeps_bands_and_downgrades_to_one_per_company(
             one,
             c=one,
         )
-        await downgrade(MIGRATIONS, fresh_database, "core", "-1")
+        await downgrade(MIGRATIONS, fresh_database, "core", "core_0005")
         # Each company keeps its most recently updated bands.
         assert await execute(found, one, c=one) == [("USD", Decimal("30.0000"))]
         assert await execute(found, two, c=two) == [("EUR", Decimal("70.0000"))]

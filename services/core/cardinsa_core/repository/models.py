@@ -31,7 +31,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -168,6 +168,10 @@ class ProductVersionRow(Base):
     currency: Mapped[str] = mapped_column(Text, nullable=False)
     base_premium: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
     term_months: Mapped[int] = mapped_column(Integer, nullable=False)
+    #: Rating and underwriting rules (domain.rating.RatingRules as JSON; {}: none).
+    rating_rules: Mapped[dict[str, object]] = mapped_column(
+        JSONB, nullable=False, default=dict, server_default=text("'{}'::jsonb")
+    )
     create_time: Mapped[datetime] = _created()
     created_by: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
 
@@ -194,6 +198,12 @@ class CoverageRow(Base):
     copay: Mapped[Decimal | None] = mapped_column(MONEY)
     coinsurance_percent: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))
     waiting_period_days: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    min_entry_age: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default=text("0")
+    )
+    max_entry_age: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default=text("0")
+    )
 
     __table_args__ = (
         UniqueConstraint("company_id", "product_version_id", "code"),
@@ -236,6 +246,20 @@ class PolicyRow(TenantResourceMixin, Base):
     successor_policy_id: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
     bind_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
     activate_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    #: How ``premium`` was worked out (domain.rating.Rating as JSON).
+    premium_breakdown: Mapped[dict[str, object] | None] = mapped_column(JSONB)
+    #: The sum of the premium transactions (None before bind).
+    written_premium: Mapped[Decimal | None] = mapped_column(MONEY)
+    do_not_renew: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=text("false")
+    )
+    #: Company-local date the last cancellation was processed.
+    cancel_processed_date: Mapped[date | None] = mapped_column(Date)
+    #: Per insured member (``holder`` or a dependent id), the first day of cover
+    #: without a break through the policies this one renews (waiting periods).
+    cover_since: Mapped[dict[str, str]] = mapped_column(
+        JSONB, nullable=False, default=dict, server_default=text("'{}'::jsonb")
+    )
 
     __table_args__ = (
         UniqueConstraint("company_id", "id"),
@@ -256,6 +280,69 @@ class PolicyRow(TenantResourceMixin, Base):
         Index(None, "company_id", "create_time", "id"),
         Index(None, "company_id", "policyholder_id"),
     )
+
+
+class PremiumTransactionRow(Base):
+    """One priced change of a policy's premium (append-only)."""
+
+    __tablename__ = "premium_transactions"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    company_id: Mapped[uuid.UUID] = _company()
+    policy_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    sequence: Mapped[int] = mapped_column(Integer, nullable=False)
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    effective_date: Mapped[date] = mapped_column(Date, nullable=False)
+    end_date: Mapped[date] = mapped_column(Date, nullable=False)
+    currency: Mapped[str] = mapped_column(Text, nullable=False)
+    premium: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    tax: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    fee: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    amount: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    written_premium: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    policy_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    refund_method: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    created_by: Mapped[str | None] = mapped_column(Text)
+    create_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.clock_timestamp()
+    )
+
+    __table_args__ = (
+        UniqueConstraint("company_id", "policy_id", "sequence"),
+        ForeignKeyConstraint(["company_id", "policy_id"], ["policies.company_id", "policies.id"]),
+        CheckConstraint("amount = premium + tax + fee", name="premium_transaction_parts"),
+    )
+    __mapper_args__ = {"eager_defaults": True}
+
+
+class UnderwritingIssueRow(Base):
+    """A finding of the underwriting rules on a quote, and its decision."""
+
+    __tablename__ = "underwriting_issues"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    company_id: Mapped[uuid.UUID] = _company()
+    policy_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    code: Mapped[str] = mapped_column(Text, nullable=False)
+    #: What the rule found (same code and key on a re-quote: the same issue).
+    key: Mapped[str] = mapped_column(Text, nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False)
+    state: Mapped[str] = mapped_column(Text, nullable=False)
+    decided_by: Mapped[str | None] = mapped_column(Text)
+    decide_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    decision_note: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    #: Request id of the decision (a replay answers with the issue as it is).
+    request_id: Mapped[str | None] = mapped_column(Text)
+    create_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.clock_timestamp()
+    )
+
+    __table_args__ = (
+        UniqueConstraint("company_id", "policy_id", "code", "key"),
+        ForeignKeyConstraint(["company_id", "policy_id"], ["policies.company_id", "policies.id"]),
+    )
+    __mapper_args__ = {"eager_defaults": True}
 
 
 class PolicyVersionRow(Base):
