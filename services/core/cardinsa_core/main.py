@@ -24,7 +24,7 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import datetime
 
 import grpc
 
@@ -42,7 +42,7 @@ from cardinsa.core.v1 import (
 )
 from cardinsa_core.application.audit_log import AuditLogUseCases
 from cardinsa_core.application.claims import ClaimUseCases
-from cardinsa_core.application.context import CoreContext, utc_today
+from cardinsa_core.application.context import CoreContext, utc_now
 from cardinsa_core.application.policies import PolicyUseCases
 from cardinsa_core.application.policyholders import PolicyholderUseCases
 from cardinsa_core.application.products import ProductUseCases
@@ -125,7 +125,7 @@ def build(
     port: int | None = None,
     metrics_port: int | None = None,
     tenants: TenantDirectory | None = None,
-    today: Callable[[], date] = utc_today,
+    clock: Callable[[], datetime] = utc_now,
 ) -> CoreApp:
     host = ServiceHost(SERVICE_NAME, settings, database_url, port=port, metrics_port=metrics_port)
     db = host.db
@@ -141,7 +141,7 @@ def build(
         settings=settings,
         audit=AuditWriter(AuditEventRow),
         tenants=tenants,
-        today=today,
+        clock=clock,
     )
     policyholders = PolicyholderUseCases(ctx)
     products = ProductUseCases(ctx)

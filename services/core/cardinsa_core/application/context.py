@@ -22,12 +22,13 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import Generic, NotRequired, TypedDict, TypeVar, Unpack
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cardinsa_core.application.tenants import TenantDirectory
+from cardinsa_core.application.tenants import TenantDirectory, TenantFacts
 from cardinsa_core.repository.models import AuditEventRow, IdempotencyRow
 from cardinsa_core.repository.rows import Resources
 from cardinsa_core.settings import CoreSettings
@@ -67,8 +68,17 @@ class ListQuery(PageQuery):
     show_deleted: bool
 
 
-def utc_today() -> date:
-    return datetime.now(UTC).date()
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def local_date(moment: datetime, time_zone: str) -> date:
+    """The calendar date of ``moment`` in ``time_zone`` (UTC when unknown)."""
+    try:
+        zone: tzinfo = ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = UTC
+    return moment.astimezone(zone).date()
 
 
 @dataclass
@@ -77,8 +87,20 @@ class CoreContext(Paging):
     settings: CoreSettings
     audit: AuditWriter[AuditEventRow]
     tenants: TenantDirectory
-    #: Today's date for the business rules (injectable for tests).
-    today: Callable[[], date] = utc_today
+    #: The current time (injectable: tests move it; the scheduler takes --now).
+    clock: Callable[[], datetime] = utc_now
+
+    def today(self) -> date:
+        """The UTC date (only where no company is involved)."""
+        return self.clock().astimezone(UTC).date()
+
+    async def facts(self, company_id: uuid.UUID) -> TenantFacts:
+        return await self.tenants.facts(company_id)
+
+    async def company_today(self, company_id: uuid.UUID) -> date:
+        """Today for the business rules: the company's date in its time zone."""
+        facts = await self.tenants.facts(company_id)
+        return local_date(self.clock(), facts.time_zone)
 
     async def list_page(
         self,

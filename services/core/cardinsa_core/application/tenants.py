@@ -1,4 +1,5 @@
-"""Which tenants may act, and in which currency: the company service's answer.
+"""Which tenants may act, in which currency and time zone, with which flags
+and limits: the company service's answer.
 
 The application asks a :class:`TenantDirectory`; it does not care where the
 answer comes from. Two implementations:
@@ -17,6 +18,8 @@ answer comes from. Two implementations:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from cardinsa_core.settings import CoreSettings
@@ -24,7 +27,21 @@ from cardinsa_foundation.context import Principal
 from cardinsa_foundation.errors import PermissionDenied
 from cardinsa_foundation.tenancy import TenantStatusCache
 
-__all__ = ["CompanyServiceDirectory", "SettingsTenantDirectory", "TenantDirectory"]
+__all__ = ["CompanyServiceDirectory", "SettingsTenantDirectory", "TenantDirectory", "TenantFacts"]
+
+
+@dataclass(frozen=True, slots=True)
+class TenantFacts:
+    """What the business rules need to know about a company."""
+
+    #: IANA time zone: "today" for every rule is the company's date in it.
+    time_zone: str = "UTC"
+    #: Feature flags (a flag not listed is off); they choose the rating strategy.
+    feature_flags: Mapping[str, bool] = field(default_factory=dict)
+    #: How far before today a policy may start without an underwriter.
+    max_backdate_days: int = 30
+    #: How many days before expiry the renewal offer is made.
+    renewal_offer_days: int = 30
 
 
 class TenantDirectory(Protocol):
@@ -38,6 +55,9 @@ class TenantDirectory(Protocol):
 
     async def default_currency(self, company_id: uuid.UUID) -> str:
         """The company's ISO 4217 currency."""
+
+    async def facts(self, company_id: uuid.UUID) -> TenantFacts:
+        """The company's time zone, feature flags and limits."""
 
 
 def _no_tenant() -> PermissionDenied:
@@ -60,6 +80,9 @@ class SettingsTenantDirectory:
     async def default_currency(self, company_id: uuid.UUID) -> str:
         return self._currencies.get(str(company_id), self._default)
 
+    async def facts(self, company_id: uuid.UUID) -> TenantFacts:
+        return TenantFacts()
+
 
 class CompanyServiceDirectory:
     """The company service's view, cached; the settings fill in a missing currency."""
@@ -76,3 +99,7 @@ class CompanyServiceDirectory:
     async def default_currency(self, company_id: uuid.UUID) -> str:
         status = await self._cache.require_active(str(company_id))
         return status.default_currency or await self._fallback.default_currency(company_id)
+
+    async def facts(self, company_id: uuid.UUID) -> TenantFacts:
+        status = await self._cache.require_active(str(company_id))
+        return TenantFacts(time_zone=status.time_zone or "UTC")
