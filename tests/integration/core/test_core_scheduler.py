@@ -24,12 +24,10 @@ from typing import Any
 
 import asyncpg
 import pytest
-from core_harness import CoreHarness, Tenant, gdate, policy_service_pb2
-from google.protobuf import json_format
+from core_harness import CoreHarness, Tenant, gdate, mask, policy_service_pb2
 
 from cardinsa.core.v1 import resources_pb2
 from cardinsa_core.application.lifecycle import SYSTEM_SUBJECT, request_id_for
-from cardinsa_core.application.policies import PolicyUseCases
 from cardinsa_core.repository.lifecycle import DueKind
 from cardinsa_foundation.db import app_role_url, platform_role_url, to_libpq_url
 
@@ -297,6 +295,14 @@ async def test_the_renewal_offer_is_made_once_and_never_twice(
     # due in ten days, not today.
     expiry = TODAY + timedelta(days=40)
     policy = await bound(tenant, effective=TODAY - timedelta(days=10), expiry=expiry)
+    kept = await bound(tenant, effective=TODAY - timedelta(days=10), expiry=expiry)
+    kept = await tenant.harness.policies.UpdatePolicy(
+        policy_service_pb2.UpdatePolicyRequest(
+            policy=P(id=kept.id, etag=kept.etag, do_not_renew=True),
+            update_mask=mask("do_not_renew"),
+        ),
+        metadata=await tenant.md(),
+    )
     offer_day = expiry - timedelta(days=30)
     await run_once(scheduler_env, tmp_path, *for_company(tenant))
     assert not (await get(tenant, policy)).successor_policy_id
@@ -316,16 +322,14 @@ async def test_the_renewal_offer_is_made_once_and_never_twice(
     listed = await tenant.harness.policies.ListPolicies(
         policy_service_pb2.ListPoliciesRequest(page_size=50), metadata=await tenant.md()
     )
-    assert len(listed.policies) == 2  # the policy and its one successor
+    # The policy, its one successor, and the do-not-renew policy without one.
+    assert len(listed.policies) == 3
+    assert not (await get(tenant, kept)).successor_policy_id
 
 
 # ------------------------------------------------------------------ scheduled cancellation
 
 
-@pytest.mark.skipif(
-    not hasattr(PolicyUseCases, "complete_cancellation"),
-    reason="the CANCEL_PENDING lifecycle (PolicyUseCases.complete_cancellation) is not here yet",
-)
 async def test_a_scheduled_cancellation_is_completed_on_its_date(
     tenant: Tenant, scheduler_env: dict[str, str], tmp_path: Path, status_log: StatusLog
 ) -> None:
@@ -341,19 +345,26 @@ async def test_a_scheduled_cancellation_is_completed_on_its_date(
         ),
         metadata=await tenant.md(),
     )
-    assert json_format.MessageToDict(pending)["state"] == "CANCEL_PENDING"
+    assert pending.state == P.CANCEL_PENDING
 
     before = datetime.combine(cancel_on - timedelta(days=1), time(12), tzinfo=UTC).isoformat()
     await run_once(scheduler_env, tmp_path, *for_company(tenant, "--now", before))
-    assert json_format.MessageToDict(await get(tenant, policy))["state"] == "CANCEL_PENDING"
+    assert (await get(tenant, policy)).state == P.CANCEL_PENDING
 
     on_the_day = datetime.combine(cancel_on, time(0, 5), tzinfo=UTC).isoformat()
     await run_once(scheduler_env, tmp_path, *for_company(tenant, "--now", on_the_day))
     await run_once(scheduler_env, tmp_path, *for_company(tenant, "--now", on_the_day))
     assert (await get(tenant, policy)).state == P.CANCELLED
-    rows = await status_log.rows(tenant.company_id, "complete_cancellation")
-    assert [str(r["policy_id"]) for r in rows] == [policy.id]
+    rows = [
+        r
+        for r in await status_log.rows(tenant.company_id, "cancel")
+        if r["from_state"] == "CANCEL_PENDING"
+    ]
+    assert [(str(r["policy_id"]), r["to_state"]) for r in rows] == [(policy.id, "CANCELLED")]
     assert rows[0]["actor_id"] == SYSTEM_SUBJECT
+    assert rows[0]["request_id"] == request_id_for(
+        DueKind.COMPLETE_CANCELLATION, uuid.UUID(policy.id), cancel_on
+    )
 
 
 # ------------------------------------------------------------------ crashes and replicas

@@ -81,9 +81,6 @@ KIND_ORDER = (
     DueKind.RENEW,
     DueKind.EXPIRE,
 )
-#: PolicyUseCases.complete_cancellation (looked up: builds without the
-#: CANCEL_PENDING lifecycle skip that kind).
-_COMPLETE = "complete_cancellation"
 _TARGET_STATE = {
     DueKind.ACTIVATE: "IN_FORCE",
     DueKind.COMPLETE_CANCELLATION: "CANCELLED",
@@ -212,8 +209,6 @@ class LifecycleRunner:
             return True
         today = local_date(self.ctx.clock(), facts.time_zone)
         for kind in KIND_ORDER:
-            if kind is DueKind.COMPLETE_CANCELLATION and not hasattr(self.policies, _COMPLETE):
-                continue  # the CANCEL_PENDING lifecycle is not in this build
             after: tuple[date, uuid.UUID] | None = None
             while True:
                 async with self.ctx.db.unit_of_work(company_id=company) as session:
@@ -291,10 +286,7 @@ class LifecycleRunner:
         elif item.kind is DueKind.EXPIRE:
             row = await self.policies.expire(policy_id, etag, request_id)
         else:
-            complete: Callable[[str, str, str], Awaitable[PolicyRow]] = getattr(
-                self.policies, _COMPLETE
-            )
-            row = await complete(policy_id, etag, request_id)
+            row = await self.policies.complete_cancellation(policy_id, etag, request_id)
         return row.state == _TARGET_STATE[item.kind] and row.etag != etag
 
     def _note(self, kind: DueKind, outcome: str, reason: str) -> None:
