@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import ClassVar
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 
 from cardinsa_foundation.config import Settings
 
@@ -116,8 +116,13 @@ class SchedulerSettings(CoreSettings):
     # rehearsals on a copy of the data need it. Refused in production.
     scheduler_allow_future_clock: bool = False
 
-    @model_validator(mode="after")
-    def _no_future_clock_in_production(self) -> SchedulerSettings:
-        if self.is_production and self.scheduler_allow_future_clock:
-            raise ValueError("CARDINSA_SCHEDULER_ALLOW_FUTURE_CLOCK must be false in production")
-        return self
+    def _production_problems(self) -> list[tuple[str, str]]:
+        problems = super()._production_problems()
+        if self.scheduler_allow_future_clock:
+            problems.append(
+                (
+                    "scheduler_allow_future_clock",
+                    "CARDINSA_SCHEDULER_ALLOW_FUTURE_CLOCK must be false in production",
+                )
+            )
+        return problems
