@@ -65,7 +65,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import SecretStr, ValidationError
 
 from cardinsa_company.settings import CompanyServiceSettings
-from cardinsa_core.settings import CoreSettings, SchedulerSettings
+from cardinsa_core.scheduler_settings import SchedulerSettings
+from cardinsa_core.settings import CoreSettings
 from cardinsa_foundation.config import PROJECT_ROOT, Environment
 from cardinsa_foundation.db import app_role_url, platform_role_url, to_libpq_url
 from cardinsa_foundation.local_postgres import LocalPostgres, LocalPostgresError

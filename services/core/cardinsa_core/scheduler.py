@@ -62,7 +62,7 @@ from cardinsa_core.application.policies import PolicyUseCases
 from cardinsa_core.main import tenant_directory
 from cardinsa_core.repository.lifecycle import DueKind
 from cardinsa_core.repository.models import AuditEventRow
-from cardinsa_core.settings import SchedulerSettings
+from cardinsa_core.scheduler_settings import SchedulerSettings
 from cardinsa_foundation import metrics, tracing
 from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.config import get_settings
@@ -72,6 +72,8 @@ from cardinsa_foundation.logging import configure_logging
 log = logging.getLogger("cardinsa_core.scheduler")
 
 NAME: Final = "core-scheduler"
+#: The settings this process reads (deployment checks look for it here).
+SETTINGS_CLASS: Final = SchedulerSettings
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 #: The advisory lock of the leader (a bigint derived from a fixed name).

@@ -15,7 +15,8 @@ from cardinsa_core.application.lifecycle import (
 )
 from cardinsa_core.repository.lifecycle import DueKind
 from cardinsa_core.scheduler import LOCK_KEY, UsageError, make_clock, parse_now
-from cardinsa_core.settings import CoreSettings, SchedulerSettings
+from cardinsa_core.scheduler_settings import SchedulerSettings
+from cardinsa_core.settings import CoreSettings
 from cardinsa_foundation.use_cases import actor_uuid
 
 REAL = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
