@@ -98,7 +98,8 @@ FAILURES = Counter(
 )
 SKIPPED = Counter(
     "lifecycle_scheduler_skipped",
-    "Due transitions that needed nothing (already made: a replay), by kind.",
+    "Due transitions whose call changed nothing (an earlier call with the same "
+    "request id answered), by kind.",
     ["kind"],
     registry=metrics.REGISTRY,
 )

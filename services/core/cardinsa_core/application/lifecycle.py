@@ -24,10 +24,12 @@ versions and the audit event record it like a user's change (actor
 ``system:lifecycle-scheduler``).
 
 Every transition carries a deterministic request id, UUIDv5 of (kind, policy
-id, due date): a replay after a crash (or by a second scheduler that read the
-same etag) returns the policy as it is instead of acting twice. A policy that
-moved in between (someone else acted) no longer matches the due query, or fails
-its etag check (ABORTED) and is looked at again in the next pass.
+id, due date), claimed in the transition's own transaction: a transition cut
+off by a crash rolled back with its request id and is made by the next pass; a
+second call of one that committed (a second scheduler that read the same etag)
+returns the policy as it is instead of acting twice. A policy that moved in
+between (someone else acted) no longer matches the due query, or fails its etag
+check (ABORTED) and is looked at again in the next pass.
 """
 
 from __future__ import annotations
@@ -123,7 +125,8 @@ class PassReport:
     transitions: Counter[str] = field(default_factory=Counter)
     #: Transitions that failed, by (kind, reason); they are tried again next pass.
     failures: Counter[tuple[str, str]] = field(default_factory=Counter)
-    #: Due items that needed nothing (a replay, or someone else moved the policy).
+    #: Due items whose call changed nothing (an earlier call with the same request
+    #: id answered with the policy as it is, and it is not in the target state).
     skipped: Counter[str] = field(default_factory=Counter)
     #: Companies whose facts could not be read (their policies wait).
     companies_failed: int = 0
@@ -272,7 +275,10 @@ class LifecycleRunner:
         else:
             report.skipped[item.kind.value] += 1
             self._note(item.kind, "skipped", "")
-            log.info("due transition needed nothing (already made)", extra=fields)
+            log.warning(
+                "a due transition changed nothing: its request id was used before",
+                extra=fields,
+            )
         return True
 
     async def _call(self, item: DuePolicy, request_id: str) -> bool:
