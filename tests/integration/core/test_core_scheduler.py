@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, time, timedelta
@@ -27,8 +28,12 @@ import pytest
 from core_harness import CoreHarness, Tenant, gdate, mask, policy_service_pb2
 
 from cardinsa.core.v1 import resources_pb2
-from cardinsa_core.application.lifecycle import SYSTEM_SUBJECT, request_id_for
+from cardinsa_core.application.context import CoreContext
+from cardinsa_core.application.lifecycle import SYSTEM_SUBJECT, LifecycleRunner, request_id_for
+from cardinsa_core.application.policies import PolicyUseCases
+from cardinsa_core.application.tenants import SettingsTenantDirectory, TenantFacts
 from cardinsa_core.repository.lifecycle import DueKind
+from cardinsa_core.scheduler import LOCK_KEY
 from cardinsa_foundation.db import app_role_url, platform_role_url, to_libpq_url
 
 P = resources_pb2.Policy
@@ -367,23 +372,84 @@ async def test_a_scheduled_cancellation_is_completed_on_its_date(
     )
 
 
+# ------------------------------------------------------------------ company time zones
+
+
+class ZonedTenants(SettingsTenantDirectory):
+    """The settings fallback, with a time zone per company."""
+
+    def __init__(self, core: CoreHarness, zones: dict[str, str]) -> None:
+        super().__init__(core.app.ctx.settings)
+        self.zones = zones
+
+    async def facts(self, company_id: uuid.UUID) -> TenantFacts:
+        return TenantFacts(time_zone=self.zones.get(str(company_id), "UTC"))
+
+
+async def test_today_is_each_company_s_own_date_in_its_time_zone(
+    core: CoreHarness, status_log: StatusLog
+) -> None:
+    """23:00 UTC today is already tomorrow at UTC+14 and still today at UTC-11:
+    the pass (in this process, the same runner the scheduler runs) activates the
+    policy bound for tomorrow in the first company only."""
+    ahead, behind = await core.tenant(), await core.tenant()
+    early = await bound(ahead, effective=TOMORROW)
+    late = await bound(behind, effective=TOMORROW)
+    base = core.app.ctx
+    ctx = CoreContext(
+        db=base.db,
+        settings=base.settings,
+        audit=base.audit,
+        tenants=ZonedTenants(
+            core, {ahead.company_id: "Pacific/Kiritimati", behind.company_id: "Pacific/Pago_Pago"}
+        ),
+        clock=lambda: datetime.combine(TODAY, time(23), tzinfo=UTC),
+    )
+    runner = LifecycleRunner(
+        ctx,
+        PolicyUseCases(ctx),
+        only_companies=[uuid.UUID(ahead.company_id), uuid.UUID(behind.company_id)],
+    )
+    report = await runner.run_pass()
+
+    assert dict(report.transitions) == {"activate": 1} and not report.failures
+    assert (await get(ahead, early)).state == P.IN_FORCE
+    assert (await get(behind, late)).state == P.BOUND
+    [logged] = await status_log.rows(ahead.company_id, "activate")
+    assert logged["request_id"] == request_id_for(DueKind.ACTIVATE, uuid.UUID(early.id), TOMORROW)
+
+
 # ------------------------------------------------------------------ crashes and replicas
 
 
 async def test_kill_9_mid_run_then_a_restart_makes_every_transition_exactly_once(
     tenant: Tenant, scheduler_env: dict[str, str], tmp_path: Path, status_log: StatusLog
 ) -> None:
+    """The test holds the row lock of the 60th due policy (due order: date, then
+    id), so the scheduler stops there mid-run, inside that policy's transaction,
+    with 59 transitions committed; it is killed there, the lock released, and a
+    restarted scheduler makes the other 91."""
     ids = await many_bound(tenant, 150, TOMORROW)
+    blocker = sorted(ids, key=uuid.UUID)[59]
     args = for_company(tenant, "--batch-size", "5", "--now", AS_OF_TOMORROW)
-
-    async with started(scheduler_env, tmp_path, "--once", *args, name="killed") as first:
-        while len(await status_log.counts(tenant.company_id, "activate")) < 10:
-            assert first.running, first.output()
-            await asyncio.sleep(0.01)
-        os.kill(first.pid, signal.SIGKILL)
-        assert await first.wait() == -signal.SIGKILL
-    moved_before_restart = await status_log.counts(tenant.company_id, "activate")
-    assert 10 <= len(moved_before_restart) < len(ids), "the kill came after the run ended"
+    locker = await asyncpg.connect(status_log.url)
+    try:
+        lock = locker.transaction()
+        await lock.start()
+        await locker.execute(
+            "SELECT 1 FROM core.policies WHERE id = $1 FOR UPDATE", uuid.UUID(blocker)
+        )
+        async with started(scheduler_env, tmp_path, "--once", *args, name="killed") as first:
+            while len(await status_log.counts(tenant.company_id, "activate")) < 59:
+                assert first.running, first.output()
+                await asyncio.sleep(0.02)
+            os.kill(first.pid, signal.SIGKILL)
+            assert await first.wait() == -signal.SIGKILL
+        moved = await status_log.counts(tenant.company_id, "activate")
+        assert len(moved) == 59 and blocker not in moved
+        await lock.rollback()
+    finally:
+        await locker.close()
 
     await run_once(scheduler_env, tmp_path, *args)
 
@@ -394,19 +460,64 @@ async def test_kill_9_mid_run_then_a_restart_makes_every_transition_exactly_once
 
 
 async def test_two_schedulers_started_at_once_do_not_double_anything(
-    tenant: Tenant, scheduler_env: dict[str, str], tmp_path: Path, status_log: StatusLog
+    tenant: Tenant,
+    scheduler_env: dict[str, str],
+    tmp_path: Path,
+    status_log: StatusLog,
+    core_database: str,
 ) -> None:
+    """Both wait while the test holds the leader lock; released, they race for it:
+    one leads and moves everything, the other leads after it and finds nothing."""
     ids = await many_bound(tenant, 40, TOMORROW)
     args = for_company(tenant, "--once", "--batch-size", "3", "--now", AS_OF_TOMORROW)
-    async with (
-        started(scheduler_env, tmp_path, *args, name="one") as one,
-        started(scheduler_env, tmp_path, *args, name="two") as two,
-    ):
-        codes = await asyncio.gather(one.wait(), two.wait())
-        assert codes == [0, 0], one.output() + two.output()
-        outputs = one.output() + two.output()
+    holder = await asyncpg.connect(to_libpq_url(app_role_url(core_database)))
+    try:
+        await holder.fetchval("SELECT pg_advisory_lock($1)", LOCK_KEY)
+        async with (
+            started(scheduler_env, tmp_path, *args, name="one") as one,
+            started(scheduler_env, tmp_path, *args, name="two") as two,
+        ):
+            while not all("another replica leads; waiting" in s.output() for s in (one, two)):
+                assert one.running and two.running, one.output() + two.output()
+                await asyncio.sleep(0.05)
+            await holder.close()  # releases the lock: both try to take it
+            codes = await asyncio.gather(one.wait(), two.wait())
+            assert codes == [0, 0], one.output() + two.output()
+    finally:
+        if not holder.is_closed():
+            await holder.close()
     assert await status_log.counts(tenant.company_id, "activate") == dict.fromkeys(ids, 1)
-    assert "another replica leads; waiting" in outputs
+
+
+async def test_two_passes_racing_without_the_lock_still_move_each_policy_once(
+    core: CoreHarness, tenant: Tenant, status_log: StatusLog
+) -> None:
+    """Safety does not rest on the leader lock: two runners that read the same
+    due policies at once (same etags, same request ids) make each transition once
+    (the second call of each is a replay or fails its etag check)."""
+    ids = await many_bound(tenant, 30, TOMORROW)
+    base = core.app.ctx
+    ctx = CoreContext(
+        db=base.db,
+        settings=base.settings,
+        audit=base.audit,
+        tenants=base.tenants,
+        clock=lambda: datetime.fromisoformat(AS_OF_TOMORROW),
+    )
+    runners = [
+        LifecycleRunner(
+            ctx, PolicyUseCases(ctx), batch_size=7, only_companies=[uuid.UUID(tenant.company_id)]
+        )
+        for _ in range(2)
+    ]
+    reports = await asyncio.gather(*(r.run_pass() for r in runners))
+
+    assert await status_log.counts(tenant.company_id, "activate") == dict.fromkeys(ids, 1)
+    assert {s.state for s in await asyncio.gather(*(get_id(tenant, i) for i in ids))} == {
+        P.IN_FORCE
+    }
+    failures = sum((r.failures for r in reports), Counter())
+    assert set(failures) <= {("activate", "ETAG_MISMATCH")}, failures
 
 
 # ------------------------------------------------------------------ the clock
