@@ -113,10 +113,12 @@ async def started(
         await scheduler.stop()
 
 
-async def run_once(env: dict[str, str], tmp_path: Path, *args: str, expect: int = 0) -> Scheduler:
+async def run_once(
+    env: dict[str, str], tmp_path: Path, *args: str, expect: int | tuple[int, ...] = 0
+) -> Scheduler:
     async with started(env, tmp_path, "--once", *args) as scheduler:
         code = await scheduler.wait()
-        assert code == expect, scheduler.output()
+        assert code in (expect if isinstance(expect, tuple) else (expect,)), scheduler.output()
     return scheduler
 
 
@@ -271,8 +273,12 @@ async def test_expiry_and_the_renewal_offer_across_companies_as_of_now(
     assert all(p.state == P.IN_FORCE for p in policies)
     env = {**scheduler_env, "CARDINSA_SCHEDULER_ALLOW_FUTURE_CLOCK": "false"}
 
-    await run_once(env, tmp_path)
-    await run_once(env, tmp_path)  # and again: nothing twice
+    # Every company of the shared test database is looked at: another module's
+    # policy may fail its due transition (exit 1, e.g. a renewal of a retired
+    # product); only these two companies' outcome is asserted.
+    for _ in range(2):  # and again: nothing twice
+        ran = await run_once(env, tmp_path, expect=(0, 1))
+        assert '"companies_failed": 0' in ran.output()
 
     for tenant, policy in zip(tenants, policies, strict=True):
         now = await get(tenant, policy)
