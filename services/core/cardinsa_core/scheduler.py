@@ -50,6 +50,7 @@ import sys
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any, Final
 
 import asyncpg
@@ -260,6 +261,8 @@ class Scheduler:
         self.clock = clock
         self.interval_s = interval_s
         self.db = Database(url, settings, application_name=NAME)
+        self._pool_stats = partial(metrics.PoolStats.from_pool, self.db.engine.pool)
+        metrics.register_pool_collector(NAME, self._pool_stats)
         self.leadership = Leadership(url, settings)
         self.stopping = asyncio.Event()
         self._channels: list[grpc.aio.Channel] = []
@@ -356,6 +359,7 @@ class Scheduler:
             with contextlib.suppress(Exception):
                 await channel.close()
         await self.db.dispose()
+        metrics.unregister_pool_collector(NAME, self._pool_stats)
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -15,6 +15,7 @@ import contextlib
 import os
 import signal
 import sys
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -35,6 +36,7 @@ from cardinsa_core.application.tenants import SettingsTenantDirectory, TenantFac
 from cardinsa_core.repository.lifecycle import DueKind
 from cardinsa_core.scheduler import LOCK_KEY
 from cardinsa_foundation.db import app_role_url, platform_role_url, to_libpq_url
+from cardinsa_foundation.local_postgres import find_free_port
 
 P = resources_pb2.Policy
 TODAY = datetime.now(UTC).date()
@@ -524,6 +526,35 @@ async def test_two_passes_racing_without_the_lock_still_move_each_policy_once(
     }
     failures = sum((r.failures for r in reports), Counter())
     assert set(failures) <= {("activate", "ETAG_MISMATCH")}, failures
+
+
+# ------------------------------------------------------------------ the running process
+
+
+async def test_the_long_running_process_exports_its_metrics_and_stops_on_sigterm(
+    tenant: Tenant, scheduler_env: dict[str, str], tmp_path: Path
+) -> None:
+    policy = await bound(tenant, effective=TOMORROW)
+    port = find_free_port()
+    env = {**scheduler_env, "CARDINSA_SCHEDULER_METRICS_PORT": str(port)}
+    args = for_company(tenant, "--interval", "3600", "--now", AS_OF_TOMORROW)
+    async with started(env, tmp_path, *args, name="serving") as scheduler:
+        while "pass finished" not in scheduler.output():
+            assert scheduler.running, scheduler.output()
+            await asyncio.sleep(0.05)
+        page = await asyncio.to_thread(_scrape, f"http://127.0.0.1:{port}/metrics")
+        assert 'lifecycle_scheduler_transitions_total{kind="activate"} 1.0' in page
+        assert "lifecycle_scheduler_leader 1.0" in page
+        assert "lifecycle_scheduler_oldest_due_lag_seconds 0.0" in page
+        assert 'db_pool_size{pool="core-scheduler"}' in page
+        os.kill(scheduler.pid, signal.SIGTERM)
+        assert await scheduler.wait() == 0, scheduler.output()
+    assert (await get(tenant, policy)).state == P.IN_FORCE
+
+
+def _scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as reply:  # noqa: S310 - loopback
+        return str(reply.read().decode())
 
 
 # ------------------------------------------------------------------ the clock
