@@ -303,7 +303,7 @@ class Scheduler:
                 if await self.leadership.try_acquire():
                     log.info("leading: this replica runs the passes", extra={"lock": LOCK_KEY})
                     return True
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning("cannot reach the database to lead", extra={"error": str(error)})
             if not waited:
                 log.info("another replica leads; waiting", extra={"lock": LOCK_KEY})
@@ -340,8 +340,10 @@ class Scheduler:
                     return 0
                 try:
                     report = await self.one_pass()
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                    log.warning("pass failed: database unavailable", extra={"error": str(error)})
+                except Exception:
+                    # The database or the company service gone mid-pass, say: what
+                    # was committed stays, the rest is due again next pass.
+                    log.exception("pass failed; the next one catches up")
                     if once:
                         return EXIT_FAILED
                     await self._wait(self.interval_s)
