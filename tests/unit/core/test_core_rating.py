@@ -182,6 +182,27 @@ def test_tax_rounds_half_even(base: str, tax: str) -> None:
     assert rating.lines[-1].description == "premium tax 25 %"
 
 
+@pytest.mark.parametrize(
+    ("value", "currency", "expected"),
+    [
+        (Fraction(1, 200), "USD", "0.00"),
+        (Fraction(3, 200), "USD", "0.02"),
+        (Fraction(-1, 200), "USD", "0.00"),
+        (Fraction(-3, 200), "USD", "-0.02"),
+        (Fraction(5, 2), "JPY", "2"),
+        (Fraction(7, 2000), "BHD", "0.004"),
+        (Fraction(1, 3), "BHD", "0.333"),
+        # Just above a half, past the 28 digits of a Decimal division: rounds up.
+        (Fraction(10**14) + Fraction(1, 200) + Fraction(1, 10**20), "USD", "100000000000000.01"),
+        (Fraction(10**14) + Fraction(1, 200) - Fraction(1, 10**20), "USD", "100000000000000.00"),
+    ],
+)
+def test_exact_money_rounds_the_exact_value_half_even(
+    value: Fraction, currency: str, expected: str
+) -> None:
+    assert exact_money(value, currency) == Money(Decimal(expected), currency)
+
+
 def test_the_fee_is_added_once_whatever_the_members() -> None:
     rules = RatingRules(policy_fee=usd("12.50"))
     members = (RatedMember.holder(None), RatedMember.dependent(CHILD_ID, "CHILD", None))
