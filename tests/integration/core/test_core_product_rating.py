@@ -251,3 +251,24 @@ async def test_bad_rules_on_update_leave_the_product_unchanged(tenant: Tenant) -
     got = await products.GetProduct(rb.GetProductRequest(product_id=active.id), metadata=md)
     assert got.version == 1 and got.etag == active.etag
     assert_family_rules(got.rating_rules)
+
+
+async def test_a_quote_is_priced_by_the_versions_rules(tenant: Tenant) -> None:
+    rules = RR(
+        term_basis=RR.PRODUCT_TERM,
+        sum_insured_rate_basis_points=10,
+        tax_basis_points=1000,
+        policy_fee=money("10"),
+    )
+    product = await tenant.product(rating_rules=rules)
+    quoted = await tenant.quoted(await tenant.holder(dependents=0), product)
+    breakdown = quoted.premium_breakdown
+    # A whole product term: 500 + 100000 x 0.1 % = 600 net, 10 % tax, the fee.
+    assert [(line.code, amount(line.amount)) for line in breakdown.lines] == [
+        ("MEMBER", 500),
+        ("SUM_INSURED", 100),
+        ("TAX", 60),
+        ("FEE", 10),
+    ]
+    assert (amount(breakdown.net_premium), amount(breakdown.total)) == (600, 670)
+    assert breakdown.strategy == "standard"

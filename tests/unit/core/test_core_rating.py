@@ -255,6 +255,42 @@ def test_the_flat_strategy_prices_each_member_at_the_base() -> None:
     assert rating.strategy == "flat" and rating.term_days == 31
 
 
+def test_the_worked_example_of_docs_rating_md() -> None:
+    rules = RatingRules(
+        age_bands=(AgeBand(0, 17, 6000), AgeBand(18, 39, 10000), AgeBand(40, 64, 15000)),
+        relation_factors={"SPOUSE": 9000, "CHILD": 5000},
+        sum_insured_rate_basis_points=25,
+        tax_basis_points=500,
+        policy_fee=usd("25"),
+    )
+    members = (
+        RatedMember.holder(date(1985, 3, 1)),
+        RatedMember.dependent(SPOUSE_ID, "SPOUSE", date(1986, 3, 2)),
+        RatedMember.dependent(CHILD_ID, "CHILD", date(2015, 6, 10)),
+    )
+    req = request(
+        rules,
+        members=members,
+        start=date(2025, 3, 1),
+        end=date(2025, 8, 31),
+        sum_insured=usd("100000"),
+    )
+    standard = StandardRating().rate(req)
+    assert standard.term_days == 184
+    assert lines(standard) == [
+        ("MEMBER", Decimal("1500.00")),
+        ("MEMBER", Decimal("900.00")),
+        ("MEMBER", Decimal("300.00")),
+        ("SUM_INSURED", Decimal("250.00")),
+        ("TERM", Decimal("-1462.88")),
+        ("TAX", Decimal("74.36")),
+        ("FEE", Decimal("25.00")),
+    ]
+    assert (standard.net, standard.total) == (usd("1487.12"), usd("1586.48"))
+    flat = FlatRating().rate(req)
+    assert (flat.net, flat.tax, flat.total) == (usd("3000"), usd("150"), usd("3175"))
+
+
 def test_the_flag_chooses_the_strategy() -> None:
     assert isinstance(strategy_for({"flat_rating": True}), FlatRating)
     assert isinstance(strategy_for({"flat_rating": False}), StandardRating)
