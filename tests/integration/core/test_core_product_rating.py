@@ -44,7 +44,8 @@ def assert_family_rules(rules: resources_pb2.RatingRules) -> None:
         (0, 17, 6000),
         (18, 64, 10000),
     ]
-    assert sorted((f.relation, f.factor_basis_points) for f in rules.relation_factors) == [
+    # In the order of the Relation enum (stored by name).
+    assert [(f.relation, f.factor_basis_points) for f in rules.relation_factors] == [
         (D.SPOUSE, 9000),
         (D.CHILD, 5000),
     ]

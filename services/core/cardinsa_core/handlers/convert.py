@@ -238,6 +238,8 @@ def policyholder_spec(message: resources_pb2.Policyholder) -> PolicyholderSpec:
 _C = resources_pb2.Coverage
 _PR = resources_pb2.Product
 _RR = resources_pb2.RatingRules
+#: Relation factors are shown in the order of the Relation enum.
+_RELATION_ORDER = {relation.value: index for index, relation in enumerate(Relation)}
 
 
 def _coverages_out(view: VersionView) -> list[resources_pb2.Coverage]:
@@ -272,7 +274,9 @@ def rating_rules_to_proto(rules: RatingRules) -> resources_pb2.RatingRules:
         ],
         relation_factors=[
             resources_pb2.RelationFactor(relation=relation, factor_basis_points=factor)
-            for relation, factor in rules.relation_factors.items()
+            for relation, factor in sorted(
+                rules.relation_factors.items(), key=lambda item: _RELATION_ORDER.get(item[0], 0)
+            )
         ],
         sum_insured_rate_basis_points=rules.sum_insured_rate_basis_points,
         tax_basis_points=rules.tax_basis_points,
