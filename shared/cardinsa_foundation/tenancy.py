@@ -208,7 +208,10 @@ def company_status_fetcher(
     UNAVAILABLE / DEADLINE_EXCEEDED (backoff ``backoff_s``, doubling): the call
     is an idempotent read. An unknown company raises :class:`NotFound` (the
     cache then treats it like an inactive one); a soft-deleted company, ACTIVE
-    in name only, has the state ``DELETED``.
+    in name only, has the state ``DELETED``. The status carries the company's
+    feature flags and its ``max_backdate_days`` / ``renewal_offer_days`` (the
+    company service fills in their defaults; from one that predates them,
+    ``0`` / :data:`DEFAULT_RENEWAL_OFFER_DAYS`).
     """
     import grpc
 
