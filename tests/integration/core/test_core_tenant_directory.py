@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
-from core_harness import CoreHarness, Tenant
+from core_harness import TODAY, CoreHarness, Tenant, amount, money
 from google.protobuf import field_mask_pb2
 from support.grpc_errors import error_info
 
@@ -346,3 +346,47 @@ async def test_a_company_unknown_to_the_company_service_has_no_facts(
     with pytest.raises(PermissionDenied) as refused:
         await real.core.ctx.facts(uuid.UUID(stranger.company_id))
     assert refused.value.reason == "TENANT_NOT_ACTIVE"
+
+
+async def test_the_flat_rating_flag_of_the_company_service_chooses_the_strategy(
+    real: RealCompany, core: CoreHarness
+) -> None:
+    """Two companies quote the same product: the one whose flags in the company
+    service say ``flat_rating`` is priced flat, the other one standard."""
+    channel = grpc.aio.insecure_channel(real.core.server.address)
+    try:
+        harness = CoreHarness(app=real.core, channel=channel, identity=core.identity)
+        prices = {}
+        for flags in ({"flat_rating": True}, {}):
+            made = await core.tenant()
+            tenant = Tenant(harness, made.company_id, made.admin)
+            await real.create(
+                tenant,
+                country="DE",
+                default_currency="EUR",
+                time_zone="Europe/Berlin",
+                feature_flags=flags,
+            )
+            product = await tenant.product(
+                currency="EUR",
+                rating_rules=res.RatingRules(
+                    term_basis=res.RatingRules.PRODUCT_TERM,
+                    sum_insured_rate_basis_points=10,
+                    tax_basis_points=1000,
+                    policy_fee=money("10", "EUR"),
+                ),
+            )
+            quoted = await tenant.quoted(
+                await tenant.holder(dependents=0), product, effective=TODAY
+            )
+            breakdown = quoted.premium_breakdown
+            prices[breakdown.strategy] = [
+                (line.code, amount(line.amount)) for line in breakdown.lines
+            ]
+    finally:
+        await channel.close()
+    # Flat: the base premium per member, tax and fee; standard adds the sum-insured loading.
+    assert prices == {
+        "flat": [("MEMBER", 500), ("TAX", 50), ("FEE", 10)],
+        "standard": [("MEMBER", 500), ("SUM_INSURED", 100), ("TAX", 60), ("FEE", 10)],
+    }
