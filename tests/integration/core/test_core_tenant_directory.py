@@ -24,6 +24,7 @@ from google.protobuf import field_mask_pb2
 from support.grpc_errors import error_info
 
 from cardinsa.company.v1 import company_service_pb2, company_service_pb2_grpc, resources_pb2
+from cardinsa.core.v1 import policy_service_pb2 as pb
 from cardinsa.core.v1 import product_service_pb2 as rb
 from cardinsa.core.v1 import product_service_pb2_grpc
 from cardinsa.core.v1 import resources_pb2 as res
@@ -390,3 +391,62 @@ async def test_the_flat_rating_flag_of_the_company_service_chooses_the_strategy(
         "flat": [("MEMBER", 500), ("TAX", 50), ("FEE", 10)],
         "standard": [("MEMBER", 500), ("SUM_INSURED", 100), ("TAX", 60), ("FEE", 10)],
     }
+
+
+async def test_policies_move_on_the_companys_date_around_midnight(
+    real: RealCompany, core: CoreHarness
+) -> None:
+    """At 21:30 UTC on 1 March it is already 2 March in Riyadh (UTC+3) and still
+    1 March in Bogota (UTC-5): a policy starting on 2 March and bound then is in
+    force at once in Riyadh and waits in Bogota, until Bogota's midnight has
+    passed; a cancellation without a date takes each company's today."""
+    channel = grpc.aio.insecure_channel(real.core.server.address)
+    harness = CoreHarness(app=real.core, channel=channel, identity=core.identity)
+    start = date(2027, 3, 2)
+    bound: dict[str, res.Policy] = {}
+    tenants: dict[str, Tenant] = {}
+    try:
+        for zone in ("Asia/Riyadh", "America/Bogota"):
+            made = await core.tenant()
+            tenant = Tenant(harness, made.company_id, made.admin)
+            await real.create(tenant, country="DE", default_currency="USD", time_zone=zone)
+            holder, product = await tenant.holder(dependents=0), await tenant.product()
+            real.clock.now = datetime(2027, 3, 1, 21, 30, tzinfo=UTC)
+            bound[zone] = await tenant.in_force(holder, product, effective=start)
+            tenants[zone] = tenant
+        assert bound["Asia/Riyadh"].state == res.Policy.IN_FORCE
+        assert bound["America/Bogota"].state == res.Policy.BOUND
+        policies = harness.policies
+        bogota = tenants["America/Bogota"]
+        md = await bogota.md()
+        # 04:59 UTC is 23:59 on 1 March in Bogota: not yet.
+        real.clock.now = datetime(2027, 3, 2, 4, 59, tzinfo=UTC)
+        with pytest.raises(grpc.aio.AioRpcError) as early:
+            await policies.ActivatePolicy(
+                pb.ActivatePolicyRequest(policy_id=bound["America/Bogota"].id), metadata=md
+            )
+        assert error_info(early.value).reason == "NOT_YET_EFFECTIVE"
+        real.clock.now = datetime(2027, 3, 2, 5, 1, tzinfo=UTC)
+        active = await policies.ActivatePolicy(
+            pb.ActivatePolicyRequest(policy_id=bound["America/Bogota"].id), metadata=md
+        )
+        assert active.state == res.Policy.IN_FORCE
+        # 22:00 UTC on 5 March: 6 March in Riyadh, 5 March in Bogota.
+        real.clock.now = datetime(2027, 3, 5, 22, 0, tzinfo=UTC)
+        for zone, today in (
+            ("Asia/Riyadh", date(2027, 3, 6)),
+            ("America/Bogota", date(2027, 3, 5)),
+        ):
+            cancelled = await policies.CancelPolicy(
+                pb.CancelPolicyRequest(policy_id=bound[zone].id, reason=res.Policy.MEMBER_REQUEST),
+                metadata=await tenants[zone].md(),
+            )
+            assert (
+                cancelled.cancel_effective_date.year,
+                cancelled.cancel_effective_date.month,
+                cancelled.cancel_effective_date.day,
+            ) == (today.year, today.month, today.day)
+            assert cancelled.cancel_processed_date == cancelled.cancel_effective_date
+    finally:
+        real.clock.now = None
+        await channel.close()
