@@ -238,7 +238,9 @@ async def test_a_policy_bound_for_tomorrow_is_in_force_after_a_run_as_of_tomorro
     assert str(logged["policy_id"]) == policy.id
     assert (logged["from_state"], logged["to_state"]) == ("BOUND", "IN_FORCE")
     assert logged["actor_id"] == SYSTEM_SUBJECT
-    assert logged["request_id"] == request_id_for(DueKind.ACTIVATE, uuid.UUID(policy.id), TOMORROW)
+    assert logged["request_id"] == request_id_for(
+        DueKind.ACTIVATE, uuid.UUID(policy.id), TOMORROW, policy.etag
+    )
     # The audit trail names the system actor too.
     assert await status_log.audit_actors(tenant.company_id, policy.id, "policy.activate") == [
         SYSTEM_SUBJECT
@@ -376,8 +378,25 @@ async def test_a_scheduled_cancellation_is_completed_on_its_date(
     assert [(str(r["policy_id"]), r["to_state"]) for r in rows] == [(policy.id, "CANCELLED")]
     assert rows[0]["actor_id"] == SYSTEM_SUBJECT
     assert rows[0]["request_id"] == request_id_for(
-        DueKind.COMPLETE_CANCELLATION, uuid.UUID(policy.id), cancel_on
+        DueKind.COMPLETE_CANCELLATION, uuid.UUID(policy.id), cancel_on, pending.etag
     )
+    # Reinstated and scheduled again for the same day: completed again (a fresh id).
+    md = await tenant.md()
+    await tenant.harness.policies.ReinstatePolicy(
+        policy_service_pb2.ReinstatePolicyRequest(policy_id=policy.id), metadata=md
+    )
+    again = await tenant.harness.policies.CancelPolicy(
+        policy_service_pb2.CancelPolicyRequest(
+            policy_id=policy.id,
+            reason=P.MEMBER_REQUEST,
+            effective_date=gdate(cancel_on),
+            scheduled=True,
+        ),
+        metadata=md,
+    )
+    assert again.state == P.CANCEL_PENDING
+    await run_once(scheduler_env, tmp_path, *for_company(tenant, "--now", on_the_day))
+    assert (await get(tenant, policy)).state == P.CANCELLED
 
 
 # ------------------------------------------------------------------ company time zones
@@ -424,7 +443,9 @@ async def test_today_is_each_company_s_own_date_in_its_time_zone(
     assert (await get(ahead, early)).state == P.IN_FORCE
     assert (await get(behind, late)).state == P.BOUND
     [logged] = await status_log.rows(ahead.company_id, "activate")
-    assert logged["request_id"] == request_id_for(DueKind.ACTIVATE, uuid.UUID(early.id), TOMORROW)
+    assert logged["request_id"] == request_id_for(
+        DueKind.ACTIVATE, uuid.UUID(early.id), TOMORROW, early.etag
+    )
 
 
 # ------------------------------------------------------------------ crashes and replicas

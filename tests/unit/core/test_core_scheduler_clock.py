@@ -56,18 +56,20 @@ def test_a_future_now_is_refused_unless_allowed() -> None:
     assert make_clock(REAL + timedelta(seconds=2), allow_future=False, real=real)
 
 
-def test_request_ids_are_deterministic_per_kind_policy_and_due_date() -> None:
+def test_request_ids_are_deterministic_per_kind_policy_due_date_and_etag() -> None:
     policy = uuid.uuid4()
     day = date(2027, 1, 2)
-    same = request_id_for(DueKind.ACTIVATE, policy, day)
-    assert same == request_id_for(DueKind.ACTIVATE, policy, day)
+    same = request_id_for(DueKind.ACTIVATE, policy, day, "e1")
+    assert same == request_id_for(DueKind.ACTIVATE, policy, day, "e1")
     assert uuid.UUID(same).version == 5
     others = {
-        request_id_for(DueKind.EXPIRE, policy, day),
-        request_id_for(DueKind.ACTIVATE, uuid.uuid4(), day),
-        request_id_for(DueKind.ACTIVATE, policy, day + timedelta(days=1)),
+        request_id_for(DueKind.EXPIRE, policy, day, "e1"),
+        request_id_for(DueKind.ACTIVATE, uuid.uuid4(), day, "e1"),
+        request_id_for(DueKind.ACTIVATE, policy, day + timedelta(days=1), "e1"),
+        # The policy changed since: the same due day is a new transition.
+        request_id_for(DueKind.ACTIVATE, policy, day, "e2"),
     }
-    assert same not in others and len(others) == 3
+    assert same not in others and len(others) == 4
 
 
 def test_the_system_principal_acts_in_the_policy_s_company_with_no_user_id() -> None:

@@ -90,9 +90,13 @@ _TARGET_STATE = {
 }
 
 
-def request_id_for(kind: DueKind, policy_id: uuid.UUID, due_date: date) -> str:
-    """The transition's request id: the same for every attempt of it."""
-    return str(uuid.uuid5(REQUEST_ID_NAMESPACE, f"{kind.value}:{policy_id}:{due_date}"))
+def request_id_for(kind: DueKind, policy_id: uuid.UUID, due_date: date, etag: str) -> str:
+    """The transition's request id: the same for every attempt of it on the
+    policy as it was read (its etag), so a crash or a second replica replays
+    the transition, while a policy that changed since (a cancellation completed,
+    reinstated and scheduled again for the same day) gets a fresh one."""
+    key = f"{kind.value}:{policy_id}:{due_date}:{etag}"
+    return str(uuid.uuid5(REQUEST_ID_NAMESPACE, key))
 
 
 def system_principal(company_id: uuid.UUID) -> Principal:
@@ -245,7 +249,7 @@ class LifecycleRunner:
 
     async def _act(self, item: DuePolicy, report: PassReport) -> bool:
         """Make one transition; False when it failed (it stays due)."""
-        request_id = request_id_for(item.kind, item.policy_id, item.due_date)
+        request_id = request_id_for(item.kind, item.policy_id, item.due_date, item.etag)
         fields = {
             "kind": item.kind.value,
             "policy_id": str(item.policy_id),
