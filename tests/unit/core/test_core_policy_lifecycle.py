@@ -58,13 +58,23 @@ CANCELLED = dataclasses.replace(
     state=S.CANCELLED,
     cancel_reason=CancelReason.MEMBER_REQUEST,
     cancel_effective_date=date(2025, 6, 10),
+    cancel_processed_date=date(2025, 6, 10),
     termination_note="moved abroad",
 )
 LAPSED = dataclasses.replace(
     IN_FORCE, state=S.LAPSED, lapse_date=date(2025, 6, 10), termination_note="unpaid"
 )
 EXPIRED = dataclasses.replace(IN_FORCE, state=S.EXPIRED)
+CANCEL_PENDING = dataclasses.replace(
+    IN_FORCE,
+    state=S.CANCEL_PENDING,
+    cancel_reason=CancelReason.MEMBER_REQUEST,
+    cancel_effective_date=date(2025, 7, 1),
+    cancel_processed_date=date(2025, 6, 1),
+    termination_note="moving",
+)
 IN_STATE = {
+    S.CANCEL_PENDING: CANCEL_PENDING,
     S.DRAFT: DRAFT,
     S.QUOTED: QUOTED,
     S.BOUND: BOUND,
@@ -91,6 +101,15 @@ def perform(policy: Policy, action: PolicyAction) -> Policy:
         return policy.renew(SUCCESSOR)
     if action is P.CANCEL:
         return policy.cancel(CancelReason.NON_PAYMENT, TODAY, note="n")
+    if action is P.SCHEDULE_CANCEL:
+        later = TODAY + timedelta(days=10)
+        if policy.state is S.BOUND:  # refused by the state, not by the date
+            later = policy.terms.effective_date
+        return policy.cancel(
+            CancelReason.NON_PAYMENT, TODAY, effective_date=later, scheduled=True, note="n"
+        )
+    if action is P.COMPLETE_CANCEL:
+        return policy.complete_cancel(date(2025, 7, 1))
     if action is P.REINSTATE:
         return policy.reinstate(TODAY, 30)
     if action is P.LAPSE:
@@ -103,7 +122,13 @@ def perform(policy: Policy, action: PolicyAction) -> Policy:
 
 # The whole lifecycle written out independently of the module's table:
 # (state, action) → (state after, the fields that change).
-CANCEL_FIELDS = {"state", "cancel_reason", "cancel_effective_date", "termination_note"}
+CANCEL_FIELDS = {
+    "state",
+    "cancel_reason",
+    "cancel_effective_date",
+    "cancel_processed_date",
+    "termination_note",
+}
 EXPECTED: dict[tuple[PolicyState, PolicyAction], tuple[PolicyState, set[str]]] = {
     (S.DRAFT, P.UPDATE): (S.DRAFT, {"terms"}),
     (S.QUOTED, P.UPDATE): (S.DRAFT, {"state", "terms", "premium"}),
@@ -115,7 +140,16 @@ EXPECTED: dict[tuple[PolicyState, PolicyAction], tuple[PolicyState, set[str]]] =
     (S.IN_FORCE, P.RENEW): (S.IN_FORCE, {"successor_id"}),
     (S.BOUND, P.CANCEL): (S.CANCELLED, CANCEL_FIELDS),
     (S.IN_FORCE, P.CANCEL): (S.CANCELLED, CANCEL_FIELDS),
+    (S.CANCEL_PENDING, P.CANCEL): (S.CANCELLED, CANCEL_FIELDS),
+    (S.IN_FORCE, P.SCHEDULE_CANCEL): (S.CANCEL_PENDING, CANCEL_FIELDS),
+    (S.CANCEL_PENDING, P.SCHEDULE_CANCEL): (
+        S.CANCEL_PENDING,
+        {"cancel_reason", "cancel_effective_date", "cancel_processed_date", "termination_note"},
+    ),
+    (S.CANCEL_PENDING, P.COMPLETE_CANCEL): (S.CANCELLED, {"state"}),
     (S.IN_FORCE, P.LAPSE): (S.LAPSED, {"state", "lapse_date", "termination_note"}),
+    (S.CANCEL_PENDING, P.LAPSE): (S.LAPSED, {"state", "lapse_date", "termination_note"}),
+    (S.CANCEL_PENDING, P.REINSTATE): (S.IN_FORCE, CANCEL_FIELDS),
     (S.CANCELLED, P.REINSTATE): (S.IN_FORCE, CANCEL_FIELDS),
     (S.LAPSED, P.REINSTATE): (S.IN_FORCE, {"state", "lapse_date", "termination_note"}),
     (S.IN_FORCE, P.EXPIRE): (S.EXPIRED, {"state"}),
@@ -144,30 +178,40 @@ def test_every_state_and_action(state: PolicyState, action: PolicyAction) -> Non
         assert changed_fields(before, after) == fields
         assert action in POLICY_LIFECYCLE.allowed_actions(state)
         return
+    if (state, action) == (S.BOUND, P.SCHEDULE_CANCEL):
+        # Not yet in force: cancelled flat from its effective date, never scheduled.
+        with pytest.raises(InvalidArgument) as invalid:
+            BOUND.cancel(
+                CancelReason.NON_PAYMENT,
+                TODAY,
+                effective_date=TODAY + timedelta(days=10),
+                scheduled=True,
+            )
+        assert "effective date" in invalid.value.message
+        assert not POLICY_LIFECYCLE.allows(state, action)
+        return
     with pytest.raises(FailedPrecondition) as caught:
         perform(before, action)
     error = caught.value
+    # A scheduled cancellation is asked for through cancel: that is what a refusal names.
+    shown = P.CANCEL if action is P.SCHEDULE_CANCEL else action
     assert error.reason == "INVALID_STATE_TRANSITION"
-    assert error.metadata == {"current_state": state.value, "transition": action.value}
-    assert state.value in error.message and action.value in error.message
+    assert error.metadata == {"current_state": state.value, "transition": shown.value}
+    assert state.value in error.message and shown.value in error.message
     assert not POLICY_LIFECYCLE.allows(state, action)
 
 
 def test_the_table_is_exactly_the_expected_one() -> None:
-    assert len(ALL_PAIRS) == 77
+    assert len(ALL_PAIRS) == 8 * 13
     table = dict(POLICY_LIFECYCLE.transitions)
     assert set(table) == set(EXPECTED)
     # Reinstating a policy that never went in force is the one computed target.
     assert all(table[pair] is EXPECTED[pair][0] for pair in EXPECTED)
 
 
-def test_quote_prices_per_insured_member() -> None:
-    quoted = DRAFT.quote(usd("333.33"))
-    assert quoted.premium == usd("666.66")
-    single = dataclasses.replace(
-        DRAFT, terms=dataclasses.replace(TERMS, insured=InsuredMembers(True))
-    )
-    assert single.quote(usd("333.33")).premium == usd("333.33")
+def test_quote_takes_the_rated_premium() -> None:
+    quoted = DRAFT.quote(usd("666.66"))
+    assert quoted.premium == usd("666.66") and quoted.currency == "USD"
 
 
 def test_quote_in_another_currency_than_the_sum_insured_is_refused() -> None:
@@ -199,7 +243,7 @@ def test_activate_refuses_before_the_effective_date() -> None:
 class TestEndorse:
     def test_a_new_version_from_its_effective_date(self) -> None:
         members = InsuredMembers(holder=True)
-        endorsed = IN_FORCE.endorse(date(2025, 3, 1), insured=members, premium=usd(450))
+        endorsed = IN_FORCE.endorse(date(2025, 3, 1), insured=members).repriced(usd(450))
         assert (endorsed.version, endorsed.version_effective_date) == (2, date(2025, 3, 1))
         assert endorsed.terms.insured == members and endorsed.premium == usd(450)
         again = endorsed.endorse(date(2025, 3, 1), sum_insured=usd(1))
@@ -224,7 +268,7 @@ class TestEndorse:
         "change",
         [
             {"sum_insured": Money.of(Decimal(5), "EUR")},
-            {"premium": usd(0)},
+            {"sum_insured": usd(0)},
             {"insured": InsuredMembers(holder=False)},
         ],
     )
@@ -249,9 +293,17 @@ class TestCancel:
         scheduled = IN_FORCE.cancel(
             CancelReason.MEMBER_REQUEST, TODAY, effective_date=later, scheduled=True
         )
-        assert scheduled.state is S.CANCELLED and scheduled.cancel_effective_date == later
+        assert scheduled.state is S.CANCEL_PENDING and scheduled.cancel_effective_date == later
+        assert scheduled.cancel_processed_date == TODAY
         # Cover runs until the day before the cancellation takes effect.
         assert scheduled.covers(later - timedelta(days=1)) and not scheduled.covers(later)
+        with pytest.raises(FailedPrecondition) as early:
+            scheduled.complete_cancel(later - timedelta(days=1))
+        assert early.value.reason == "CANCELLATION_NOT_DUE"
+        done = scheduled.complete_cancel(later)
+        assert done.state is S.CANCELLED and done.cancel_effective_date == later
+        withdrawn = scheduled.reinstate(later - timedelta(days=1), 0)
+        assert withdrawn.state is S.IN_FORCE and withdrawn.cancel_effective_date is None
 
     def test_a_past_date_within_the_term(self) -> None:
         back = IN_FORCE.cancel(CancelReason.FRAUD, TODAY, effective_date=date(2025, 2, 1))
@@ -282,10 +334,23 @@ class TestReinstate:
         assert caught.value.metadata["deadline"] == "2025-07-10"
 
     def test_not_after_the_term(self) -> None:
-        late = dataclasses.replace(CANCELLED, cancel_effective_date=date(2025, 12, 20))
+        late = dataclasses.replace(
+            CANCELLED,
+            cancel_effective_date=date(2025, 12, 20),
+            cancel_processed_date=date(2025, 12, 20),
+        )
         with pytest.raises(FailedPrecondition) as caught:
             late.reinstate(date(2026, 1, 2), 30)
         assert caught.value.reason == "POLICY_TERM_ENDED"
+
+    def test_the_window_runs_from_the_day_the_cancellation_was_processed(self) -> None:
+        # Cancelled on 2025-06-15 back to 2025-02-01: four months before the window
+        # would have closed if it ran from the cancellation date.
+        back = IN_FORCE.cancel(CancelReason.MEMBER_REQUEST, TODAY, effective_date=date(2025, 2, 1))
+        assert back.reinstate(TODAY + timedelta(days=30), 30).state is S.IN_FORCE
+        with pytest.raises(FailedPrecondition) as caught:
+            back.reinstate(TODAY + timedelta(days=31), 30)
+        assert caught.value.metadata["deadline"] == (TODAY + timedelta(days=30)).isoformat()
 
     def test_a_policy_that_never_went_in_force_goes_back_to_bound(self) -> None:
         cancelled = BOUND.cancel(CancelReason.MEMBER_REQUEST, TODAY)

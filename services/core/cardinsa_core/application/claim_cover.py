@@ -19,7 +19,7 @@ consumption and is refused past what remains.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -115,7 +115,14 @@ async def eligible_version(
             metadata={"policy_version": str(version.version)},
         )
     coverage = await coverage_for(session, policy, details.coverage_code)
-    waiting_ends = policy.effective_date + timedelta(days=coverage.waiting_period_days)
+    # A member insured without a break by the policies this one renews has
+    # served part of the waiting period already (cover_since, set at renewal).
+    member = (
+        "holder" if details.claimant_dependent_id is None else str(details.claimant_dependent_id)
+    )
+    since = (policy.cover_since or {}).get(member)
+    cover_start = date.fromisoformat(since) if since else policy.effective_date
+    waiting_ends = cover_start + timedelta(days=coverage.waiting_period_days)
     if incident < waiting_ends:
         raise FailedPrecondition(
             f"the coverage's waiting period runs until {waiting_ends.isoformat()}",

@@ -41,6 +41,7 @@ from cardinsa_core.application.context import (
     own_company,
 )
 from cardinsa_core.application.inputs import MemberRef, MoneyInput, resolve_members
+from cardinsa_core.application.pricing import Pricing, breakdown_of
 from cardinsa_core.domain.cover import (
     CLAIMS_WOULD_LOSE_COVER,
     OVERRIDE_CLAIM_COVER,
@@ -61,12 +62,14 @@ from cardinsa_core.domain.policies import (
     add_months,
     check_policy_terms,
 )
+from cardinsa_core.domain.rating import Rating
 from cardinsa_core.repository.claims import claims_with_money
 from cardinsa_core.repository.models import (
     PolicyholderRow,
     PolicyRow,
     PolicyStatusChangeRow,
     PolicyVersionRow,
+    PremiumTransactionRow,
 )
 from cardinsa_core.repository.numbers import next_number
 from cardinsa_core.repository.policies import (
@@ -80,6 +83,7 @@ from cardinsa_core.repository.policies import (
     version_row,
 )
 from cardinsa_core.repository.policyholders import POLICYHOLDERS, current_dependent_ids
+from cardinsa_core.repository.premium import premium_transactions
 from cardinsa_core.repository.products import ProductView, load_product
 from cardinsa_foundation.errors import (
     FailedPrecondition,
@@ -104,9 +108,20 @@ from cardinsa_foundation.use_cases import (
 CREATE = "CreatePolicy"
 T = TypeVar("T")
 UPDATABLE = frozenset(
-    {"effective_date", "expiry_date", "payment_frequency", "sum_insured", "insured_members"}
+    {
+        "effective_date",
+        "expiry_date",
+        "payment_frequency",
+        "sum_insured",
+        "insured_members",
+        "do_not_renew",
+    }
 )
-ENDORSABLE = frozenset({"sum_insured", "premium", "insured_members"})
+#: What UpdatePolicy changes of a sold policy (every state but EXPIRED).
+ANY_STATE_FIELDS = frozenset({"do_not_renew"})
+#: A renewal starts the day after its predecessor ends: its dates are fixed.
+RENEWAL_FIXED = frozenset({"effective_date", "expiry_date"})
+ENDORSABLE = frozenset({"sum_insured", "insured_members"})
 #: How many affected claims ErrorInfo metadata names (its values are clipped at
 #: 200 characters); the PreconditionFailure lists up to 20.
 SHOWN_CLAIMS = 5
@@ -124,6 +139,7 @@ class PolicyInput:
     sum_insured: MoneyInput | None = None
     premium: MoneyInput | None = None
     insured_members: tuple[MemberRef, ...] = ()
+    do_not_renew: bool = False
 
 
 @dataclass(slots=True)
@@ -237,6 +253,17 @@ def _would_lose_cover(losing: Sequence[ClaimCover]) -> FailedPrecondition:
 # ------------------------------------------------------------------ mapping
 
 
+def _cover_since(row: PolicyRow, policy: Policy, successor: Policy) -> dict[str, str]:
+    """For each member the renewal insures who is insured by the policy it renews
+    at its end, the first day of their unbroken cover (waiting periods carry over)."""
+    before: dict[str, str] = dict(row.cover_since or {})
+    ended = policy.terms.insured
+    keys = (["holder"] if successor.terms.insured.holder and ended.holder else []) + [
+        str(d) for d in sorted(successor.terms.insured.dependent_ids & ended.dependent_ids)
+    ]
+    return {key: before.get(key, policy.terms.effective_date.isoformat()) for key in keys}
+
+
 def members_of(holder: bool, dependents: Sequence[uuid.UUID]) -> list[MemberRef]:
     refs = [MemberRef(policyholder=True)] if holder else []
     return refs + [MemberRef(False, str(d)) for d in sorted(dependents)]
@@ -248,6 +275,7 @@ def members_of(holder: bool, dependents: Sequence[uuid.UUID]) -> list[MemberRef]
 class PolicyUseCases:
     def __init__(self, ctx: CoreContext) -> None:
         self.ctx = ctx
+        self.pricing = Pricing(ctx)
 
     # ------------------------------------------------------------- reading
 
@@ -271,6 +299,21 @@ class PolicyUseCases:
         self, policy_id: str, **page: Unpack[PageQuery]
     ) -> Page[PolicyVersionRow]:
         return await self._child_page(policy_id, policy_versions, PolicyVersionRow.version, **page)
+
+    async def list_premium_transactions(
+        self, policy_id: str, **page: Unpack[PageQuery]
+    ) -> Page[PremiumTransactionRow]:
+        """Oldest first: the running written premium reads top to bottom."""
+        company = own_company(require_principal())
+        async with self.ctx.db.unit_of_work(company_id=company) as session:
+            policy = await POLICIES.find(session, company, policy_id)
+            return await self.ctx.page(
+                session,
+                premium_transactions(company, policy.id),
+                order=[OrderTerm(PremiumTransactionRow.sequence, False)],
+                parent=str(policy.id),
+                **page,
+            )
 
     async def list_status_changes(
         self, policy_id: str, **page: Unpack[PageQuery]
@@ -468,7 +511,18 @@ class PolicyUseCases:
         ) as change:
             session, row = change.session, change.row
             policy = policy_of(row)
+            if fields <= ANY_STATE_FIELDS:
+                return await self._set_do_not_renew(session, row, policy, data)
             POLICY_LIFECYCLE.next_state(policy.state, PolicyAction.UPDATE)
+            if policy.is_renewal and fields & RENEWAL_FIXED:
+                raise FailedPrecondition(
+                    "a renewal starts the day after the policy it renews ends; its dates "
+                    "cannot be changed",
+                    reason="RENEWAL_DATES_FIXED",
+                    metadata={"previous_policy_id": str(row.previous_policy_id)},
+                )
+            if "do_not_renew" in fields:
+                policy = policy.set_do_not_renew(data.do_not_renew)
             terms = policy.terms
             violations: list[FieldViolation] = []
             for name in ("effective_date", "expiry_date", "sum_insured"):
@@ -501,6 +555,8 @@ class PolicyUseCases:
             invalid("the policy is not valid", check_policy_terms(terms, row.currency))
             before = row.state
             updated = policy.update(terms)
+            if updated.premium is None:
+                row.premium_breakdown = None
             changed = apply_policy(row, updated)
             if changed:
                 row.update_time = datetime.now(UTC)
@@ -522,6 +578,26 @@ class PolicyUseCases:
                     detail={"from_state": before, "to_state": row.state},
                 )
             return row
+
+    async def _set_do_not_renew(
+        self, session: AsyncSession, row: PolicyRow, policy: Policy, data: PolicyInput
+    ) -> PolicyRow:
+        """Only ``do_not_renew``: allowed in every state but EXPIRED; the quote stays."""
+        if row.delete_time is not None:
+            raise deleted("policy")
+        changed = apply_policy(row, policy.set_do_not_renew(data.do_not_renew))
+        if changed:
+            row.update_time = datetime.now(UTC)
+            await session.flush()
+            await self.ctx.audit.record(
+                session,
+                action="policy.update",
+                entity_type="policy",
+                entity_id=row.id,
+                changed_fields=changed,
+                detail={"do_not_renew": row.do_not_renew},
+            )
+        return row
 
     # ------------------------------------------------------------- transitions
 
@@ -564,30 +640,56 @@ class PolicyUseCases:
         terms = product.version.terms()
         return product.row.current_version, terms.base_premium, terms.term_months
 
+    async def _rate(
+        self, session: AsyncSession, row: PolicyRow, terms: PolicyTerms, version: int
+    ) -> Rating:
+        """The rating of ``terms`` on product version ``version``."""
+        priced = await self.pricing.product(session, row, version)
+        request = await self.pricing.request(session, row, priced, terms)
+        return await self.pricing.rate(request, row.company_id)
+
+    async def _today(self) -> date:
+        return await self.ctx.company_today(own_company(require_principal()))
+
     async def quote(self, policy_id: str, etag: str, request_id: str) -> PolicyRow:
         async def apply(session: AsyncSession, row: PolicyRow, policy: Policy) -> _Outcome:
             POLICY_LIFECYCLE.next_state(policy.state, PolicyAction.QUOTE)
-            version, base_premium, _ = await self._product_on_sale(session, row)
-            quoted = policy.quote(base_premium)
+            version, _, _ = await self._product_on_sale(session, row)
+            rating = await self._rate(session, row, policy.terms, version)
+            quoted = policy.quote(rating.total)
             repinned = row.product_version != version
             row.product_version = version
+            row.premium_breakdown = rating.to_json()
             return _Outcome(
                 [_Step(quoted, "quote")],
-                {"product_version": version},
-                changed=["product_version"] if repinned else [],
+                {"product_version": version, "rating": rating.strategy},
+                changed=["premium_breakdown", *(["product_version"] if repinned else [])],
             )
 
         return await self._transition(
             policy_id, etag=etag, request_id=request_id, method="quote", apply=apply
         )
 
+    async def _check_predecessor(self, session: AsyncSession, row: PolicyRow) -> None:
+        """A renewal whose predecessor was cancelled or lapsed cannot be bound."""
+        if row.previous_policy_id is None:
+            return
+        previous = await session.get(PolicyRow, row.previous_policy_id)
+        if previous is None or previous.successor_policy_id != row.id:
+            raise FailedPrecondition(
+                "the renewal was withdrawn: the policy it renews was cancelled or lapsed",
+                reason="RENEWAL_WITHDRAWN",
+                metadata={"previous_policy_id": str(row.previous_policy_id)},
+            )
+
     async def bind(self, policy_id: str, etag: str, request_id: str) -> PolicyRow:
-        today = self.ctx.today()
+        today = await self._today()
 
         async def apply(session: AsyncSession, row: PolicyRow, policy: Policy) -> _Outcome:
             POLICY_LIFECYCLE.next_state(policy.state, PolicyAction.BIND)
             await self._product_on_sale(session, row)
             await self._holder(session, row.company_id, str(row.policyholder_id))
+            await self._check_predecessor(session, row)
             # Last, so the counter row stays locked as briefly as possible.
             value = await next_number(session, row.company_id, NumberKind.POLICY)
             bound = policy.bind(format_number(self.ctx.settings.policy_number_prefix, value))
@@ -602,10 +704,15 @@ class PolicyUseCases:
                 )
                 row.activate_time = now
             session.add(self._version_row(row, bound, description="", changed=[]))
+            await self.pricing.bound(session, row, bound, actor=require_principal().subject)
             return _Outcome(
                 steps,
-                {"policy_number": bound.policy_number},
-                changed=["bind_time", *(["activate_time"] if row.activate_time else [])],
+                {"policy_number": bound.policy_number, "written_premium": str(row.written_premium)},
+                changed=[
+                    "bind_time",
+                    "written_premium",
+                    *(["activate_time"] if row.activate_time else []),
+                ],
             )
 
         return await self._transition(
@@ -613,7 +720,7 @@ class PolicyUseCases:
         )
 
     async def activate(self, policy_id: str, etag: str, request_id: str) -> PolicyRow:
-        today = self.ctx.today()
+        today = await self._today()
 
         async def apply(session: AsyncSession, row: PolicyRow, policy: Policy) -> _Outcome:
             active = policy.activate(today)
@@ -648,21 +755,18 @@ class PolicyUseCases:
             violations.append(FieldViolation("description", "required"))
         if effective_date is None:
             violations.append(FieldViolation("effective_date", "required"))
-        for name in ("sum_insured", "premium"):
-            if name in fields and getattr(data, name) is None:
-                violations.append(FieldViolation(f"policy.{name}", "required"))
+        if "sum_insured" in fields and data.sum_insured is None:
+            violations.append(FieldViolation("policy.sum_insured", "required"))
         invalid("the endorsement is not valid", violations)
         assert effective_date is not None
 
         async def apply(session: AsyncSession, row: PolicyRow, policy: Policy) -> _Outcome:
             POLICY_LIFECYCLE.next_state(policy.state, PolicyAction.ENDORSE)
             currency = policy.currency
-            sum_insured = premium = None
+            sum_insured = None
             insured = None
             if "sum_insured" in fields and data.sum_insured is not None:
                 sum_insured = data.sum_insured.resolve(currency, "policy.sum_insured")
-            if "premium" in fields and data.premium is not None:
-                premium = data.premium.resolve(currency, "policy.premium")
             if "insured_members" in fields:
                 insured = resolve_members(data.insured_members, "policy.insured_members")
                 await self._check_members(
@@ -673,9 +777,10 @@ class PolicyUseCases:
                     refs=data.insured_members,
                     path="policy.insured_members",
                 )
-            endorsed = policy.endorse(
-                effective_date, sum_insured=sum_insured, insured=insured, premium=premium
-            )
+            endorsed = policy.endorse(effective_date, sum_insured=sum_insured, insured=insured)
+            old = breakdown_of(row)
+            new = await self._rate(session, row, endorsed.terms, row.product_version)
+            endorsed = endorsed.repriced(new.total)
             changed = [
                 name
                 for name, before, after in (
@@ -687,6 +792,22 @@ class PolicyUseCases:
             ]
             losing = await guard.check(session, row, policy, endorsed)
             session.add(self._version_row(row, endorsed, description=description, changed=changed))
+            detail: dict[str, object] = {}
+            if old is not None:
+                priced = await self.pricing.product(session, row)
+                change = await self.pricing.endorsed(
+                    session,
+                    row,
+                    old=old,
+                    new=new,
+                    effective=effective_date,
+                    rules=priced.rules,
+                    description=description,
+                    actor=require_principal().subject,
+                    version=endorsed.version,
+                )
+                detail["premium_change"] = str(change.amount.amount)
+            row.premium_breakdown = new.to_json()
             return _Outcome(
                 [
                     _Step(
@@ -699,8 +820,10 @@ class PolicyUseCases:
                 {
                     "version": endorsed.version,
                     "endorsed_fields": changed,
+                    **detail,
                     **guard.detail(losing),
                 },
+                changed=["premium_breakdown", "written_premium"],
             )
 
         return await self._transition(
@@ -721,12 +844,13 @@ class PolicyUseCases:
             renewed = policy.renew(successor_id)
             version, base_premium, term_months = await self._product_on_sale(session, row)
             await self._holder(session, row.company_id, str(row.policyholder_id))
+            terms = policy.renewal_terms(term_months)
             draft = Policy(
                 state=PolicyState.DRAFT,
                 currency=base_premium.currency,
-                terms=policy.renewal_terms(term_months),
+                terms=terms,
+                previous_id=row.id,
             )
-            quoted = draft.quote(base_premium)
             successor = PolicyRow(
                 id=successor_id,
                 company_id=row.company_id,
@@ -735,7 +859,11 @@ class PolicyUseCases:
                 product_version=version,
                 previous_policy_id=row.id,
             )
+            rating = await self._rate(session, successor, terms, version)
+            quoted = draft.quote(rating.total)
             apply_policy(successor, quoted)
+            successor.premium_breakdown = rating.to_json()
+            successor.cover_since = _cover_since(row, policy, quoted)
             session.add(successor)
             await session.flush()
             await self._created(
@@ -760,6 +888,47 @@ class PolicyUseCases:
             successor = await POLICIES.find(session, company, str(row.successor_policy_id))
         return row, successor
 
+    async def _withdraw_renewal(
+        self, session: AsyncSession, row: PolicyRow, today: date, request_id: str, why: str
+    ) -> dict[str, object]:
+        """A cancelled or lapsed policy is not renewed: its pending successor is
+        withdrawn (a draft or quote deleted, a bound one cancelled flat)."""
+        if row.successor_policy_id is None:
+            return {}
+        successor = await POLICIES.find(session, row.company_id, str(row.successor_policy_id))
+        # Locked like any transition of it.
+        await session.refresh(successor, with_for_update=True)
+        state = PolicyState(successor.state)
+        before = successor.state
+        current = policy_of(successor)
+        if state in (PolicyState.DRAFT, PolicyState.QUOTED):
+            successor.soft_delete()
+            step = _Step(current, "renewal_withdrawn", reason=why)
+        elif state is PolicyState.BOUND:
+            ended = current.cancel(CancelReason.BUSINESS_DECISION, today, note=why)
+            apply_policy(successor, ended)
+            priced = await self.pricing.product(session, successor)
+            await self.pricing.cancelled(
+                session, successor, ended, rules=priced.rules, actor=require_principal().subject
+            )
+            step = _Step(
+                ended, "renewal_withdrawn", reason=why, effective_date=ended.cancel_effective_date
+            )
+        else:
+            return {}
+        successor.update_time = datetime.now(UTC)
+        await session.flush()
+        await self._log(session, successor, from_state=before, step=step, request_id=request_id)
+        await self.ctx.audit.record(
+            session,
+            action="policy.renewal_withdrawn",
+            entity_type="policy",
+            entity_id=successor.id,
+            changed_fields=["state"] if state is PolicyState.BOUND else ["delete_time"],
+            detail={"previous_policy_id": str(row.id), "reason": why},
+        )
+        return {"withdrawn_renewal_id": str(successor.id)}
+
     async def cancel(
         self,
         policy_id: str,
@@ -777,7 +946,7 @@ class PolicyUseCases:
             "the request is not valid",
             check_note(note, "note") + guard.violations(override_reason),
         )
-        today = self.ctx.today()
+        today = await self._today()
 
         async def apply(session: AsyncSession, row: PolicyRow, policy: Policy) -> _Outcome:
             cancelled = policy.cancel(
@@ -785,6 +954,16 @@ class PolicyUseCases:
             )
             assert cancelled.cancel_reason is not None
             losing = await guard.check(session, row, policy, cancelled)
+            withdrawn = await self._withdraw_renewal(
+                session, row, today, request_id, f"the policy it renews was cancelled ({row.id})"
+            )
+            if withdrawn:
+                cancelled = replace(cancelled, successor_id=None)
+            assert cancelled.cancel_reason is not None
+            priced = await self.pricing.product(session, row)
+            returned = await self.pricing.cancelled(
+                session, row, cancelled, rules=priced.rules, actor=require_principal().subject
+            )
             return _Outcome(
                 [
                     _Step(
@@ -798,11 +977,16 @@ class PolicyUseCases:
                     )
                 ],
                 {
-                    "scheduled": bool(
-                        cancelled.cancel_effective_date and cancelled.cancel_effective_date > today
+                    "scheduled": cancelled.state is PolicyState.CANCEL_PENDING,
+                    **(
+                        {"return_premium": str(returned.amount.amount)}
+                        if returned is not None
+                        else {}
                     ),
+                    **withdrawn,
                     **guard.detail(losing),
                 },
+                changed=["written_premium"] if returned is not None else [],
             )
 
         return await self._transition(
@@ -814,15 +998,42 @@ class PolicyUseCases:
             arguments=[reason, effective_date, scheduled, note, *guard.arguments],
         )
 
+    async def complete_cancellation(self, policy_id: str, etag: str, request_id: str) -> PolicyRow:
+        """CANCEL_PENDING → CANCELLED on the cancellation date (the lifecycle
+        scheduler's step; the return premium was booked when it was scheduled)."""
+        today = await self._today()
+
+        async def apply(session: AsyncSession, row: PolicyRow, policy: Policy) -> _Outcome:
+            done = policy.complete_cancel(today)
+            return _Outcome(
+                [
+                    _Step(
+                        done,
+                        "cancel",
+                        reason="the scheduled cancellation took effect",
+                        effective_date=done.cancel_effective_date,
+                    )
+                ]
+            )
+
+        return await self._transition(
+            policy_id, etag=etag, request_id=request_id, method="complete_cancel", apply=apply
+        )
+
     async def reinstate(self, policy_id: str, etag: str, request_id: str, note: str) -> PolicyRow:
         invalid("the request is not valid", check_note(note, "note"))
-        today = self.ctx.today()
+        today = await self._today()
         window = self.ctx.settings.reinstatement_window_days
 
         async def apply(session: AsyncSession, row: PolicyRow, policy: Policy) -> _Outcome:
             reinstated = policy.reinstate(today, window)
+            charged = await self.pricing.reinstated(
+                session, row, reinstated, actor=require_principal().subject
+            )
             return _Outcome(
-                [_Step(reinstated, "reinstate", reason=note.strip(), effective_date=today)]
+                [_Step(reinstated, "reinstate", reason=note.strip(), effective_date=today)],
+                {"premium_charged": str(charged.amount.amount)} if charged is not None else {},
+                changed=["written_premium"] if charged is not None else [],
             )
 
         return await self._transition(
@@ -849,11 +1060,16 @@ class PolicyUseCases:
             "the request is not valid",
             check_note(note, "note") + guard.violations(override_reason),
         )
-        today = self.ctx.today()
+        today = await self._today()
 
         async def apply(session: AsyncSession, row: PolicyRow, policy: Policy) -> _Outcome:
             lapsed = policy.lapse(today, lapse_date=lapse_date, note=note.strip())
             losing = await guard.check(session, row, policy, lapsed)
+            withdrawn = await self._withdraw_renewal(
+                session, row, today, request_id, f"the policy it renews lapsed ({row.id})"
+            )
+            if withdrawn:
+                lapsed = replace(lapsed, successor_id=None)
             return _Outcome(
                 [
                     _Step(
@@ -863,7 +1079,7 @@ class PolicyUseCases:
                         effective_date=lapsed.lapse_date,
                     )
                 ],
-                guard.detail(losing),
+                {**withdrawn, **guard.detail(losing)},
             )
 
         return await self._transition(
@@ -876,7 +1092,7 @@ class PolicyUseCases:
         )
 
     async def expire(self, policy_id: str, etag: str, request_id: str) -> PolicyRow:
-        today = self.ctx.today()
+        today = await self._today()
 
         async def apply(session: AsyncSession, row: PolicyRow, policy: Policy) -> _Outcome:
             expired = policy.expire(today)

@@ -7,9 +7,12 @@ Lifecycle (``POLICY_LIFECYCLE``)::
     QUOTED --quote--> QUOTED                (re-price, e.g. on a newer product version)
     IN_FORCE --endorse--> IN_FORCE          (a new immutable version)
     IN_FORCE --renew--> IN_FORCE            (a successor policy, linked both ways)
-    BOUND / IN_FORCE --cancel--> CANCELLED
-    IN_FORCE --lapse--> LAPSED
+    BOUND / IN_FORCE / CANCEL_PENDING --cancel--> CANCELLED
+    IN_FORCE / CANCEL_PENDING --cancel (a later date)--> CANCEL_PENDING
+    CANCEL_PENDING --complete_cancel--> CANCELLED   (on the cancellation date)
+    IN_FORCE / CANCEL_PENDING --lapse--> LAPSED
     CANCELLED / LAPSED --reinstate--> IN_FORCE (BOUND if it never went in force)
+    CANCEL_PENDING --reinstate--> IN_FORCE  (the scheduled cancellation withdrawn)
     IN_FORCE --expire--> EXPIRED
     DRAFT / QUOTED --delete-->              (soft delete of unsold policies)
 
@@ -20,12 +23,16 @@ and the day lies between its effective date and its last covered day, which is
 what claims check against.
 
 A cancellation takes effect today or earlier; a later date is a *scheduled*
-cancellation (``scheduled=True``): the policy is CANCELLED at once and cover
-runs until that date. Reinstatement is allowed until ``window_days`` after the
-cancellation or lapse date and never after the term has ended.
+cancellation (``scheduled=True``): the policy is CANCEL_PENDING, cover runs
+until the day before that date, and the lifecycle scheduler completes it then.
+A policy not yet in force is cancelled flat, from its effective date.
+Reinstatement is allowed until ``window_days`` after the date the cancellation
+was *processed* (a backdated cancellation can still be reinstated) or after
+the lapse date, and never after the term has ended.
 
-Premium rating is deliberately simple: the product version's base premium per
-insured member for the policy term.
+"Today" is always the company's date in its time zone; the application passes
+it in. The premium comes from the rating module (:mod:`cardinsa_core.domain.rating`)
+and the priced transactions from :mod:`cardinsa_core.domain.premium`.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from cardinsa_foundation.errors import FailedPrecondition, FieldViolation, Inval
 from cardinsa_foundation.lifecycle import Lifecycle
 
 __all__ = [
+    "COVERING_STATES",
     "MAX_TERM_DAYS",
     "POLICY_LIFECYCLE",
     "CancelReason",
@@ -68,6 +76,11 @@ class PolicyState(StrEnum):
     CANCELLED = "CANCELLED"
     LAPSED = "LAPSED"
     EXPIRED = "EXPIRED"
+    CANCEL_PENDING = "CANCEL_PENDING"
+
+
+#: States in which a policy covers (between its dates).
+COVERING_STATES: Final = frozenset({PolicyState.IN_FORCE, PolicyState.CANCEL_PENDING})
 
 
 class PolicyAction(StrEnum):
@@ -78,6 +91,8 @@ class PolicyAction(StrEnum):
     ENDORSE = "endorse"
     RENEW = "renew"
     CANCEL = "cancel"
+    SCHEDULE_CANCEL = "schedule_cancel"
+    COMPLETE_CANCEL = "complete_cancel"
     REINSTATE = "reinstate"
     LAPSE = "lapse"
     EXPIRE = "expire"
@@ -106,6 +121,7 @@ class CancelReason(StrEnum):
 
 _DR, _QU, _BO, _IF = PolicyState.DRAFT, PolicyState.QUOTED, PolicyState.BOUND, PolicyState.IN_FORCE
 _CA, _LA, _EX = PolicyState.CANCELLED, PolicyState.LAPSED, PolicyState.EXPIRED
+_CP = PolicyState.CANCEL_PENDING
 _P = PolicyAction
 
 POLICY_LIFECYCLE: Final = Lifecycle(
@@ -123,10 +139,16 @@ POLICY_LIFECYCLE: Final = Lifecycle(
         (_IF, _P.RENEW): _IF,
         (_BO, _P.CANCEL): _CA,
         (_IF, _P.CANCEL): _CA,
+        (_CP, _P.CANCEL): _CA,
+        (_IF, _P.SCHEDULE_CANCEL): _CP,
+        (_CP, _P.SCHEDULE_CANCEL): _CP,
+        (_CP, _P.COMPLETE_CANCEL): _CA,
         (_IF, _P.LAPSE): _LA,
+        (_CP, _P.LAPSE): _LA,
         # Back in force; a policy cancelled before it went in force returns to BOUND.
         (_CA, _P.REINSTATE): _IF,
         (_LA, _P.REINSTATE): _IF,
+        (_CP, _P.REINSTATE): _IF,
         (_IF, _P.EXPIRE): _EX,
         (_DR, _P.DELETE): _DR,
         (_QU, _P.DELETE): _QU,
@@ -218,6 +240,11 @@ class Policy:
     #: Free-text note of the last cancellation or lapse.
     termination_note: str = ""
     successor_id: uuid.UUID | None = None
+    #: The policy this one renews.
+    previous_id: uuid.UUID | None = None
+    do_not_renew: bool = False
+    #: Company-local date the last cancellation was processed.
+    cancel_processed_date: date | None = None
 
     # ----------------------------------------------------------------- reading
 
@@ -233,6 +260,10 @@ class Policy:
         """Whether the policy was in force on ``day``."""
         return self.activated and self.terms.effective_date <= day <= self.last_covered_day
 
+    @property
+    def is_renewal(self) -> bool:
+        return self.previous_id is not None
+
     # ------------------------------------------------------------- transitions
 
     def update(self, terms: PolicyTerms) -> Policy:
@@ -240,21 +271,20 @@ class Policy:
         state = POLICY_LIFECYCLE.next_state(self.state, PolicyAction.UPDATE)
         return replace(self, state=state, terms=terms, premium=None)
 
-    def quote(self, base_premium: Money) -> Policy:
-        """Price the policy: the base premium per insured member."""
+    def quote(self, premium: Money) -> Policy:
+        """Priced: ``premium`` is the rated total of the term (see the rating module)."""
         state = POLICY_LIFECYCLE.next_state(self.state, PolicyAction.QUOTE)
-        if self.terms.sum_insured.currency != base_premium.currency:
+        if self.terms.sum_insured.currency != premium.currency:
             raise FailedPrecondition(
-                f"the product is sold in {base_premium.currency} but the sum insured is "
+                f"the product is sold in {premium.currency} but the sum insured is "
                 f"in {self.terms.sum_insured.currency}; update the policy first",
                 reason=CURRENCY_MISMATCH,
                 metadata={
-                    "currency": base_premium.currency,
+                    "currency": premium.currency,
                     "other_currency": self.terms.sum_insured.currency,
                 },
             )
-        premium = base_premium.times(self.terms.insured.count)
-        return replace(self, state=state, currency=base_premium.currency, premium=premium)
+        return replace(self, state=state, currency=premium.currency, premium=premium)
 
     def bind(self, policy_number: str) -> Policy:
         """Accept the quote: the policy gets its number and its first version."""
@@ -286,31 +316,29 @@ class Policy:
         *,
         sum_insured: Money | None = None,
         insured: InsuredMembers | None = None,
-        premium: Money | None = None,
     ) -> Policy:
-        """A new version from ``effective_date`` on, with the changes given."""
+        """A new version from ``effective_date`` on, with the changes given (the
+        caller re-rates it with :meth:`repriced`)."""
         state = POLICY_LIFECYCLE.next_state(self.state, PolicyAction.ENDORSE)
         start = self.version_effective_date or self.terms.effective_date
-        if not start <= effective_date <= self.terms.expiry_date:
+        if not start <= effective_date <= self.last_covered_day:
             raise _invalid(
                 "effective_date",
                 f"must be between {start.isoformat()} (the current version's effective "
-                f"date) and {self.terms.expiry_date.isoformat()}",
+                f"date) and {self.last_covered_day.isoformat()} (the last covered day)",
             )
         terms = self.terms
         if sum_insured is not None:
+            if sum_insured.currency != self.currency:
+                raise _invalid("sum_insured", f"must be in {self.currency}")
+            if not sum_insured.is_positive:
+                raise _invalid("sum_insured", "must be positive")
             terms = replace(terms, sum_insured=sum_insured)
         if insured is not None:
+            if insured.count == 0:
+                raise _invalid("insured_members", "at least one member must be insured")
             terms = replace(terms, insured=insured)
-        new_premium = premium if premium is not None else self.premium
-        for name, amount in (("sum_insured", sum_insured), ("premium", premium)):
-            if amount is not None and amount.currency != self.currency:
-                raise _invalid(name, f"must be in {self.currency}")
-            if amount is not None and not amount.is_positive:
-                raise _invalid(name, "must be positive")
-        if insured is not None and insured.count == 0:
-            raise _invalid("insured_members", "at least one member must be insured")
-        if terms == self.terms and new_premium == self.premium:
+        if terms == self.terms:
             raise InvalidArgument(
                 "the endorsement changes nothing",
                 reason="EMPTY_ENDORSEMENT",
@@ -322,14 +350,29 @@ class Policy:
             self,
             state=state,
             terms=terms,
-            premium=new_premium,
             version=self.version + 1,
             version_effective_date=effective_date,
         )
 
+    def repriced(self, premium: Money) -> Policy:
+        """The full-term premium of the current terms after an endorsement."""
+        return replace(self, premium=premium)
+
+    def set_do_not_renew(self, value: bool) -> Policy:
+        if self.state is PolicyState.EXPIRED:
+            raise FailedPrecondition(
+                "an expired policy is not renewed anyway", reason="POLICY_EXPIRED"
+            )
+        return replace(self, do_not_renew=value)
+
     def renew(self, successor_id: uuid.UUID) -> Policy:
         """Link the successor policy (created by the caller from :meth:`renewal_terms`)."""
         state = POLICY_LIFECYCLE.next_state(self.state, PolicyAction.RENEW)
+        if self.do_not_renew:
+            raise FailedPrecondition(
+                "the policy is marked do-not-renew; clear do_not_renew first",
+                reason="DO_NOT_RENEW",
+            )
         if self.successor_id is not None:
             raise FailedPrecondition(
                 "the policy has already been renewed",
@@ -357,30 +400,56 @@ class Policy:
         note: str = "",
     ) -> Policy:
         """Cancelled from ``effective_date`` (default: today, or the effective date of
-        a policy not yet in force); a future date needs ``scheduled``."""
-        state = POLICY_LIFECYCLE.next_state(self.state, PolicyAction.CANCEL)
+        a policy not yet in force); a later date needs ``scheduled`` and leaves the
+        policy CANCEL_PENDING until then."""
+        POLICY_LIFECYCLE.next_state(self.state, PolicyAction.CANCEL)
         if reason is None:
             raise _invalid("reason", "required")
         explicit = effective_date is not None
         if effective_date is None:
             # Before inception the default is a flat cancellation: no cover at all.
-            effective_date = max(today, self.terms.effective_date)
+            effective_date = (
+                self.terms.effective_date
+                if self.state is PolicyState.BOUND
+                else max(today, self.terms.effective_date)
+            )
         if effective_date < self.terms.effective_date:
             raise _invalid("effective_date", "must not be before the policy's effective date")
         if effective_date > self.terms.expiry_date:
             raise _invalid("effective_date", "must not be after the policy's expiry date")
+        if self.state is PolicyState.BOUND and effective_date != self.terms.effective_date:
+            raise _invalid(
+                "effective_date",
+                "a policy not yet in force is cancelled from its effective date "
+                f"({self.terms.effective_date.isoformat()})",
+            )
         if explicit and effective_date > today and not scheduled:
             raise _invalid(
                 "effective_date",
                 "is after today; set scheduled to cancel at a future date",
             )
+        later = self.state is not PolicyState.BOUND and effective_date > today
+        action = PolicyAction.SCHEDULE_CANCEL if later else PolicyAction.CANCEL
         return replace(
             self,
-            state=state,
+            state=POLICY_LIFECYCLE.next_state(self.state, action),
             cancel_reason=reason,
             cancel_effective_date=effective_date,
+            cancel_processed_date=today,
             termination_note=note,
         )
+
+    def complete_cancel(self, today: date) -> Policy:
+        """A scheduled cancellation takes effect (on or after its date)."""
+        state = POLICY_LIFECYCLE.next_state(self.state, PolicyAction.COMPLETE_CANCEL)
+        assert self.cancel_effective_date is not None
+        if today < self.cancel_effective_date:
+            raise FailedPrecondition(
+                f"the cancellation takes effect on {self.cancel_effective_date.isoformat()}",
+                reason="CANCELLATION_NOT_DUE",
+                metadata={"cancel_effective_date": self.cancel_effective_date.isoformat()},
+            )
+        return replace(self, state=state)
 
     def lapse(self, today: date, *, lapse_date: date | None = None, note: str = "") -> Policy:
         """Lapsed (typically unpaid premium) from ``lapse_date`` (default today)."""
@@ -393,27 +462,34 @@ class Policy:
         return replace(self, state=state, lapse_date=lapse_date, termination_note=note)
 
     def reinstate(self, today: date, window_days: int) -> Policy:
-        """Back as it was before the cancellation or lapse, within the window."""
+        """Back as it was before the cancellation or lapse, within the window
+        (counted from the day the cancellation was processed, or the lapse date);
+        a scheduled cancellation is simply withdrawn."""
         POLICY_LIFECYCLE.next_state(self.state, PolicyAction.REINSTATE)
-        ended = self.cancel_effective_date or self.lapse_date or today
-        deadline = ended + timedelta(days=window_days)
-        if today > deadline:
-            raise FailedPrecondition(
-                f"reinstatement was possible until {deadline.isoformat()}",
-                reason="REINSTATEMENT_WINDOW_CLOSED",
-                metadata={"deadline": deadline.isoformat(), "window_days": str(window_days)},
-            )
-        if today > self.terms.expiry_date:
-            raise FailedPrecondition(
-                "the policy term has ended; renew or write a new policy instead",
-                reason="POLICY_TERM_ENDED",
-                metadata={"expiry_date": self.terms.expiry_date.isoformat()},
-            )
+        if self.state is not PolicyState.CANCEL_PENDING:
+            if self.cancel_effective_date is not None:
+                ended = self.cancel_processed_date or self.cancel_effective_date
+            else:
+                ended = self.lapse_date or today
+            deadline = ended + timedelta(days=window_days)
+            if today > deadline:
+                raise FailedPrecondition(
+                    f"reinstatement was possible until {deadline.isoformat()}",
+                    reason="REINSTATEMENT_WINDOW_CLOSED",
+                    metadata={"deadline": deadline.isoformat(), "window_days": str(window_days)},
+                )
+            if today > self.terms.expiry_date:
+                raise FailedPrecondition(
+                    "the policy term has ended; renew or write a new policy instead",
+                    reason="POLICY_TERM_ENDED",
+                    metadata={"expiry_date": self.terms.expiry_date.isoformat()},
+                )
         return replace(
             self,
             state=PolicyState.IN_FORCE if self.activated else PolicyState.BOUND,
             cancel_reason=None,
             cancel_effective_date=None,
+            cancel_processed_date=None,
             lapse_date=None,
             termination_note="",
         )

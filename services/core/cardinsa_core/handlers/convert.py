@@ -20,6 +20,7 @@ from cardinsa.core.v1 import resources_pb2
 from cardinsa_core.application.claim_authority import BandsView, SettingsView
 from cardinsa_core.application.inputs import MemberRef, MoneyInput
 from cardinsa_core.application.policyholders import PolicyholderView
+from cardinsa_core.application.pricing import breakdown_of
 from cardinsa_core.application.products import CoverageInput, ProductInput, ProductView, VersionView
 from cardinsa_core.domain.claim_authority import ClaimSettings
 from cardinsa_core.domain.claims import APPROVED_STATES
@@ -34,6 +35,7 @@ from cardinsa_core.domain.policyholders import (
     shown_national_id,
 )
 from cardinsa_core.domain.products import LimitPeriod, LineOfBusiness
+from cardinsa_core.domain.rating import Rating
 from cardinsa_core.repository.models import (
     ClaimLogEntryRow,
     ClaimPaymentRow,
@@ -43,6 +45,7 @@ from cardinsa_core.repository.models import (
     PolicyRow,
     PolicyStatusChangeRow,
     PolicyVersionRow,
+    PremiumTransactionRow,
     UnderwritingIssueRow,
 )
 from cardinsa_foundation.convert import timestamp
@@ -349,6 +352,63 @@ def policy_to_proto(row: PolicyRow) -> resources_pb2.Policy:
         update_time=timestamp(row.update_time),
         delete_time=timestamp(row.delete_time),
         etag=row.etag,
+        premium_breakdown=breakdown_to_proto(breakdown_of(row)),
+        written_premium=to_money(row.written_premium, currency),
+        do_not_renew=row.do_not_renew,
+        cancel_processed_date=to_date(row.cancel_processed_date),
+    )
+
+
+def breakdown_to_proto(rating: Rating | None) -> resources_pb2.PremiumBreakdown | None:
+    if rating is None:
+        return None
+    currency = rating.net.currency
+    return resources_pb2.PremiumBreakdown(
+        strategy=rating.strategy,
+        term_days=rating.term_days,
+        lines=[
+            resources_pb2.PremiumLine(
+                code=line.code,
+                description=line.description,
+                amount=to_money(line.amount.amount, currency),
+                member=_member_key_out(line.member_key),
+            )
+            for line in rating.lines
+        ],
+        net_premium=to_money(rating.net.amount, currency),
+        tax=to_money(rating.tax.amount, currency),
+        fee=to_money(rating.fee.amount, currency),
+        total=to_money(rating.total.amount, currency),
+    )
+
+
+def _member_key_out(key: str | None) -> resources_pb2.InsuredMember | None:
+    if key is None:
+        return None
+    if key == "holder":
+        return resources_pb2.InsuredMember(policyholder=True)
+    return resources_pb2.InsuredMember(dependent_id=key)
+
+
+def premium_transaction_to_proto(row: PremiumTransactionRow) -> resources_pb2.PremiumTransaction:
+    currency = row.currency
+    return resources_pb2.PremiumTransaction(
+        id=str(row.id),
+        policy_id=str(row.policy_id),
+        sequence=row.sequence,
+        kind=enum_out(row.kind),
+        effective_date=to_date(row.effective_date),
+        end_date=to_date(row.end_date),
+        premium=to_money(row.premium, currency),
+        tax=to_money(row.tax, currency),
+        fee=to_money(row.fee, currency),
+        amount=to_money(row.amount, currency),
+        written_premium=to_money(row.written_premium, currency),
+        policy_version=row.policy_version,
+        refund_method=enum_out(row.refund_method),
+        description=row.description,
+        create_time=timestamp(row.create_time),
+        created_by=row.created_by or "",
     )
 
 

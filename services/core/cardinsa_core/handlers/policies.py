@@ -18,6 +18,7 @@ from cardinsa_core.handlers.convert import (
     member_in,
     policy_to_proto,
     policy_version_to_proto,
+    premium_transaction_to_proto,
     status_change_to_proto,
     underwriting_issue_to_proto,
 )
@@ -37,6 +38,7 @@ def policy_input(message: resources_pb2.Policy) -> PolicyInput:
         sum_insured=from_money(message, "sum_insured"),
         premium=from_money(message, "premium"),
         insured_members=tuple(member_in(m) for m in message.insured_members),
+        do_not_renew=message.do_not_renew,
     )
 
 
@@ -192,6 +194,17 @@ class PolicyServicer(policy_service_pb2_grpc.PolicyServiceServicer):
         )
         return pb.ListPolicyStatusChangesResponse(
             policy_status_changes=[status_change_to_proto(r) for r in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def ListPremiumTransactions(
+        self, request: pb.ListPremiumTransactionsRequest, context: Any
+    ) -> pb.ListPremiumTransactionsResponse:
+        page = await self.policies.list_premium_transactions(
+            request.policy_id, page_size=request.page_size, page_token=request.page_token
+        )
+        return pb.ListPremiumTransactionsResponse(
+            premium_transactions=[premium_transaction_to_proto(r) for r in page.items],
             next_page_token=page.next_page_token,
         )
 

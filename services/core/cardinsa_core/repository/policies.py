@@ -100,6 +100,9 @@ def policy_of(row: PolicyRow) -> Policy:
         lapse_date=row.lapse_date,
         termination_note=row.termination_note,
         successor_id=row.successor_policy_id,
+        previous_id=row.previous_policy_id,
+        do_not_renew=row.do_not_renew,
+        cancel_processed_date=row.cancel_processed_date,
     )
 
 
@@ -124,6 +127,8 @@ def apply_policy(row: PolicyRow, policy: Policy) -> list[str]:
         "lapse_date": policy.lapse_date,
         "termination_note": policy.termination_note,
         "successor_policy_id": policy.successor_id,
+        "do_not_renew": policy.do_not_renew,
+        "cancel_processed_date": policy.cancel_processed_date,
     }
     return assign(row, values, normalize={"insured_dependent_ids": lambda ids: sorted(ids or [])})
 
