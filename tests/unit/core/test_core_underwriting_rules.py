@@ -12,7 +12,7 @@ import pytest
 
 from cardinsa_core.domain.money import Money
 from cardinsa_core.domain.policies import PolicyState
-from cardinsa_core.domain.rating import RatedMember, RatingRules
+from cardinsa_core.domain.rating import RatedMember, RatingRequest, RatingRules
 from cardinsa_core.domain.underwriting import (
     AGE_LIMIT,
     BACKDATED,
@@ -29,6 +29,7 @@ from cardinsa_core.domain.underwriting import (
     check_decision_note,
     decide,
     evaluate,
+    evaluate_quote,
 )
 from cardinsa_foundation.errors import FailedPrecondition
 
@@ -303,3 +304,38 @@ def test_issues_are_decided_while_the_policy_is_quoted(state: PolicyState) -> No
 def test_a_decision_note_has_1_to_1000_characters(note: str, problem: str | None) -> None:
     found = check_decision_note(note)
     assert [(v.field, v.description) for v in found] == ([("note", problem)] if problem else [])
+
+
+def test_a_renewal_does_not_check_entry_ages_again() -> None:
+    old = [RatedMember.holder(date(1940, 1, 1))]
+    cover = [Cover("INPATIENT", 18, 65)]
+    assert codes(findings(members=old, coverages=cover)) == [AGE_LIMIT]
+    assert findings(members=old, coverages=cover, renewal=True) == []
+
+
+def test_evaluate_quote_reads_the_rating_request() -> None:
+    rules = RatingRules(manual_underwriting=True, referral_sum_insured=usd(1000))
+    members = (RatedMember.holder(None),)
+    request = RatingRequest(
+        currency="USD",
+        base_premium=usd(500),
+        term_months=12,
+        rules=rules,
+        members=members,
+        start=TODAY - timedelta(days=31),
+        end=TODAY + timedelta(days=300),
+        sum_insured=usd(2000),
+    )
+    cover = [Cover("INPATIENT", 0, 65)]
+    found = evaluate_quote(request, cover, today=TODAY, max_backdate_days=30)
+    assert found == findings(
+        rules=rules,
+        members=list(members),
+        coverages=cover,
+        effective_date=request.start,
+        expiry_date=request.end,
+        sum_insured=usd(2000),
+    )
+    assert codes(found) == [MANUAL_UNDERWRITING, BACKDATED, SUM_INSURED_REFERRAL, AGE_LIMIT]
+    renewal = evaluate_quote(request, cover, today=TODAY, max_backdate_days=30, renewal=True)
+    assert codes(renewal) == [MANUAL_UNDERWRITING, BACKDATED, SUM_INSURED_REFERRAL]

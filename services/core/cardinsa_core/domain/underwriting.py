@@ -21,7 +21,7 @@ The rules (``code``: when, ``key``):
 - ``AGE_LIMIT``: per insured member and coverage with entry ages (0: no
   limit), the member's age on the effective date is outside them, bounds
   included in the range, or the date of birth is unknown. Key: the member's key
-  and the coverage code.
+  and the coverage code. Not checked on a renewal's quote (cover continues).
 
 Decisions (``ISSUE_TRANSITIONS``)::
 
@@ -44,7 +44,7 @@ from typing import Final, Protocol
 
 from cardinsa_core.domain.money import Money
 from cardinsa_core.domain.policies import PolicyState
-from cardinsa_core.domain.rating import RatedMember, RatingRules, age_on
+from cardinsa_core.domain.rating import RatedMember, RatingRequest, RatingRules, age_on
 from cardinsa_foundation.errors import FailedPrecondition, FieldViolation
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "check_decision_note",
     "decide",
     "evaluate",
+    "evaluate_quote",
 ]
 
 MANUAL_UNDERWRITING: Final = "MANUAL_UNDERWRITING"
@@ -133,8 +134,13 @@ def evaluate(
     sum_insured: Money,
     today: date,
     max_backdate_days: int,
+    renewal: bool = False,
 ) -> list[Finding]:
-    """What the underwriting rules find on a quote (``today``: the company's date)."""
+    """What the underwriting rules find on a quote (``today``: the company's date).
+
+    ``renewal``: the quote continues cover (a renewal's successor), so entry
+    ages are not checked again.
+    """
     findings: list[Finding] = []
     if rules.manual_underwriting:
         findings.append(
@@ -156,8 +162,32 @@ def evaluate(
                 f"the sum insured {sum_insured} is above the referral limit {referral}",
             )
         )
-    findings += _age_findings(list(coverages), members, effective_date)
+    if not renewal:
+        findings += _age_findings(list(coverages), members, effective_date)
     return findings
+
+
+def evaluate_quote(
+    request: RatingRequest,
+    coverages: Iterable[EntryAges],
+    *,
+    today: date,
+    max_backdate_days: int,
+    renewal: bool = False,
+) -> list[Finding]:
+    """:func:`evaluate` on the rating request of a quote (its rules, members,
+    first and last day and sum insured)."""
+    return evaluate(
+        rules=request.rules,
+        coverages=coverages,
+        members=request.members,
+        effective_date=request.start,
+        expiry_date=request.end,
+        sum_insured=request.sum_insured,
+        today=today,
+        max_backdate_days=max_backdate_days,
+        renewal=renewal,
+    )
 
 
 def backdated(effective_date: date, today: date, max_backdate_days: int) -> Finding | None:
