@@ -436,11 +436,13 @@ async def test_a_new_quote_keeps_decisions_of_what_it_finds_again(tenant: Tenant
     await policies.ApproveUnderwritingIssue(approve(policy.id, manual.id), metadata=md)
     await policies.DeclineUnderwritingIssue(decline(policy.id, referral.id), metadata=md)
 
-    # Found again: MANUAL (approved) and AGE (open, new wording); the referral is
-    # gone; BACKDATED is new. A duplicate finding is one issue.
+    # Found again: MANUAL (approved: it keeps the wording it was decided on) and
+    # AGE (open: new wording); the referral is gone; BACKDATED is new. A duplicate
+    # finding is one issue.
     backdated = Finding("BACKDATED", "2026-01-01", "the policy starts long ago")
     reworded = Finding(age.code, "holder/OUTPATIENT", "policyholder: age 71 is above 65")
-    again = [FINDINGS[0], reworded, backdated, backdated]
+    manual_again = Finding(manual.code, "terms:1", "reworded, but the same terms")
+    again = [manual_again, reworded, backdated, backdated]
     assert await raise_now(tenant, policy.id, again) == 2
     assert await stored_open_count(tenant, policy.id) == 2
     now = await issues(tenant, policy.id)
