@@ -8,8 +8,10 @@ bands and data no other test touches.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -272,3 +274,15 @@ class CoreHarness:
 
 
 __all__ = ["claim_service_pb2", "mask", "new_request_id", "policy_service_pb2"]
+
+
+@contextmanager
+def clock_at(core: CoreHarness, moment: datetime) -> Iterator[None]:
+    """Core's clock stands at ``moment`` (UTC) inside the block, then runs again."""
+    ctx = core.app.ctx
+    before = ctx.clock
+    ctx.clock = lambda: moment
+    try:
+        yield
+    finally:
+        ctx.clock = before

@@ -3,12 +3,12 @@ lapse, renew, expire, with their versions and status log."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 import grpc
 import pytest
-from core_harness import TODAY, P, Tenant, amount, gdate, mask, money, pydate
+from core_harness import TODAY, P, Tenant, amount, clock_at, gdate, mask, money, pydate
 from support.grpc_errors import error_info, field_violations
 
 from cardinsa.core.v1 import policy_service_pb2 as pb
@@ -87,14 +87,28 @@ async def test_endorse_makes_a_new_immutable_version(tenant: Tenant) -> None:
                     resources_pb2.InsuredMember(policyholder=True),
                     resources_pb2.InsuredMember(dependent_id=holder.dependents[0].id),
                 ],
-                premium=money("1000"),
             ),
-            update_mask=mask("insured_members", "premium"),
+            update_mask=mask("insured_members"),
         ),
         metadata=md,
     )
     assert endorsed.version == 2 and pydate(endorsed.version_effective_date) == day
-    assert amount(endorsed.premium) == Decimal(1000) and len(endorsed.insured_members) == 2
+    assert len(endorsed.insured_members) == 2
+    # Re-rated: two members instead of three, the same price each.
+    assert amount(endorsed.premium) == (amount(policy.premium) * 2 / 3).quantize(Decimal("0.01"))
+    assert [line.code for line in endorsed.premium_breakdown.lines].count("MEMBER") == 2
+    # The return premium for the remaining days is a transaction of its own.
+    history = (
+        await policies.ListPremiumTransactions(
+            pb.ListPremiumTransactionsRequest(policy_id=policy.id), metadata=md
+        )
+    ).premium_transactions
+    assert [t.kind for t in history] == [
+        resources_pb2.PremiumTransaction.NEW,
+        resources_pb2.PremiumTransaction.ENDORSE,
+    ]
+    assert amount(history[1].amount) < 0 and pydate(history[1].effective_date) == day
+    assert sum(amount(t.amount) for t in history) == amount(endorsed.written_premium)
     versions = (
         await policies.ListPolicyVersions(
             pb.ListPolicyVersionsRequest(policy_id=policy.id), metadata=md
@@ -152,7 +166,8 @@ async def test_cancel_reinstate_lapse(tenant: Tenant) -> None:
         ),
         metadata=md,
     )
-    assert cancelled.state == P.CANCELLED and pydate(cancelled.cancel_effective_date) == later
+    # Scheduled: cover runs until the day before; the scheduler completes it then.
+    assert cancelled.state == P.CANCEL_PENDING and pydate(cancelled.cancel_effective_date) == later
     assert cancelled.cancel_reason == P.MEMBER_REQUEST
     reinstated = await policies.ReinstatePolicy(
         pb.ReinstatePolicyRequest(policy_id=policy.id, etag=cancelled.etag, note="stays"),
@@ -174,21 +189,35 @@ async def test_cancel_reinstate_lapse(tenant: Tenant) -> None:
     assert log.next_page_token
 
 
-async def test_a_cancellation_long_ago_cannot_be_reinstated(tenant: Tenant) -> None:
+async def test_the_reinstatement_window_runs_from_the_day_the_cancellation_was_processed(
+    tenant: Tenant,
+) -> None:
     policies, md = tenant.harness.policies, await tenant.md("underwriter")
-    policy = await tenant.in_force(effective=TODAY - timedelta(days=200))
+    holder, product = await tenant.holder(), await tenant.product()
+    backdated = await tenant.in_force(holder, product, effective=TODAY - timedelta(days=25))
+    # Cancelled today back to 20 days ago: still reinstatable (the 30-day window
+    # runs from today, when the cancellation was processed).
     cancelled = await policies.CancelPolicy(
         pb.CancelPolicyRequest(
-            policy_id=policy.id,
+            policy_id=backdated.id,
             reason=P.NON_PAYMENT,
-            effective_date=gdate(TODAY - timedelta(days=31)),
+            effective_date=gdate(TODAY - timedelta(days=20)),
         ),
         metadata=md,
     )
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await policies.ReinstatePolicy(
-            pb.ReinstatePolicyRequest(policy_id=cancelled.id), metadata=md
-        )
+    assert pydate(cancelled.cancel_processed_date) == TODAY
+    reinstated = await policies.ReinstatePolicy(
+        pb.ReinstatePolicyRequest(policy_id=cancelled.id), metadata=md
+    )
+    assert reinstated.state == P.IN_FORCE
+    # 31 days after processing, the window is closed.
+    other = await tenant.in_force(holder, product, effective=TODAY - timedelta(days=25))
+    await policies.CancelPolicy(
+        pb.CancelPolicyRequest(policy_id=other.id, reason=P.NON_PAYMENT), metadata=md
+    )
+    later = datetime.combine(TODAY + timedelta(days=31), time(12), tzinfo=UTC)
+    with clock_at(tenant.harness, later), pytest.raises(grpc.aio.AioRpcError) as caught:
+        await policies.ReinstatePolicy(pb.ReinstatePolicyRequest(policy_id=other.id), metadata=md)
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error_info(caught.value).reason == "REINSTATEMENT_WINDOW_CLOSED"
 
@@ -221,12 +250,33 @@ async def test_renew_links_a_successor_and_only_once(tenant: Tenant) -> None:
     assert renewed.policy.successor_policy_id == successor.id
     assert successor.previous_policy_id == policy.id and successor.state == P.QUOTED
     assert pydate(successor.effective_date) == pydate(policy.expiry_date) + timedelta(days=1)
-    assert successor.premium == policy.premium and successor.policy_number == ""
+    assert successor.policy_number == "" and successor.premium_breakdown.lines
+    assert successor.premium == successor.premium_breakdown.total
+    # Its dates are fixed: it starts the day after the policy it renews ends.
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await policies.UpdatePolicy(
+            pb.UpdatePolicyRequest(
+                policy=resources_pb2.Policy(
+                    id=successor.id,
+                    effective_date=gdate(pydate(successor.effective_date) - timedelta(days=30)),
+                ),
+                update_mask=mask("effective_date"),
+            ),
+            metadata=md,
+        )
+    assert error_info(caught.value).reason == "RENEWAL_DATES_FIXED"
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await policies.RenewPolicy(pb.RenewPolicyRequest(policy_id=policy.id), metadata=md)
     assert error_info(caught.value).reason == "ALREADY_RENEWED"
     bound = await policies.BindPolicy(pb.BindPolicyRequest(policy_id=successor.id), metadata=md)
     assert bound.state == P.BOUND and bound.policy_number != policy.policy_number
+    history = (
+        await policies.ListPremiumTransactions(
+            pb.ListPremiumTransactionsRequest(policy_id=bound.id), metadata=md
+        )
+    ).premium_transactions
+    assert [t.kind for t in history] == [resources_pb2.PremiumTransaction.RENEW]
+    assert history[0].amount == bound.premium == bound.written_premium
 
 
 async def test_expire_after_the_term(tenant: Tenant) -> None:

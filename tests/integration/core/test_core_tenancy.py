@@ -150,6 +150,11 @@ PROBES: list[Probe] = [
     ),
     (
         "policies",
+        "ListPremiumTransactions",
+        lambda i, _: pb.ListPremiumTransactionsRequest(policy_id=i),
+    ),
+    (
+        "policies",
         "CreatePolicy",
         lambda i, ids: pb.CreatePolicyRequest(
             policy=res.Policy(
