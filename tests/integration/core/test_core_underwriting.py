@@ -352,6 +352,25 @@ async def test_decisions_only_while_the_policy_is_quoted(tenant: Tenant) -> None
     assert [i.state for i in await issues(tenant, policy.id)] == [UI.OPEN]
 
 
+async def test_a_deleted_policys_issues_are_not_decided(tenant: Tenant) -> None:
+    policies, admin = tenant.harness.policies, await tenant.md()
+    policy = await quoted_policy(tenant)
+    await raise_now(tenant, policy.id, FINDINGS[:1])
+    (issue,) = await issues(tenant, policy.id)
+    current = await policies.GetPolicy(pb.GetPolicyRequest(policy_id=policy.id), metadata=admin)
+    await policies.DeletePolicy(
+        pb.DeletePolicyRequest(policy_id=policy.id, etag=current.etag), metadata=admin
+    )
+    _, md = await underwriter(tenant)
+    error = await refused(
+        policies.DeclineUnderwritingIssue(decline(policy.id, issue.id), metadata=md)
+    )
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_info(error).reason == "RESOURCE_DELETED"
+    # Still listed (a deleted quote can be read and undeleted).
+    assert [i.state for i in await issues(tenant, policy.id)] == [UI.OPEN]
+
+
 async def test_other_tenants_policies_and_unknown_ids_are_not_found(
     core: CoreHarness, tenant: Tenant
 ) -> None:
