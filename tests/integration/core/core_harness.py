@@ -104,9 +104,13 @@ class Tenant:
         limit_period: int = resources_pb2.Coverage.PER_YEAR,
         deductible: str = "0",
         coinsurance_basis_points: int | None = 2000,
+        rating_rules: resources_pb2.RatingRules | None = None,
+        min_entry_age: int = 0,
+        max_entry_age: int = 0,
     ) -> resources_pb2.Product:
         """An OUTPATIENT coverage: by default PER_YEAR, limit 10 000, no deductible,
-        20 % co-insurance (``coinsurance_basis_points`` None: no co-insurance)."""
+        20 % co-insurance (``coinsurance_basis_points`` None: no co-insurance), no
+        entry ages; no rating rules unless ``rating_rules`` is given."""
         md = await self.md()
         coverage = resources_pb2.Coverage(
             code="OUTPATIENT",
@@ -115,6 +119,8 @@ class Tenant:
             limit_period=limit_period,
             deductible=money(deductible, currency),
             waiting_period_days=waiting_days,
+            min_entry_age=min_entry_age,
+            max_entry_age=max_entry_age,
         )
         if coinsurance_basis_points is not None:
             coverage.coinsurance_basis_points = coinsurance_basis_points
@@ -128,6 +134,7 @@ class Tenant:
                     base_premium=money(base_premium, currency),
                     term_months=12,
                     coverages=[coverage],
+                    rating_rules=rating_rules,
                 )
             ),
             metadata=md,

@@ -27,6 +27,7 @@ from cardinsa_core.application.context import (
 )
 from cardinsa_core.application.inputs import MoneyInput
 from cardinsa_core.domain.money import Money, check_currency
+from cardinsa_core.domain.policyholders import Relation
 from cardinsa_core.domain.products import (
     TERMS_FIELDS,
     Coverage,
@@ -37,8 +38,10 @@ from cardinsa_core.domain.products import (
     ProductState,
     ProductTerms,
     check_code,
+    check_relations,
     check_terms,
 )
+from cardinsa_core.domain.rating import AgeBand, RatingRules, TermBasis
 from cardinsa_core.repository.models import ProductRow, ProductVersionRow
 from cardinsa_core.repository.products import (
     PRODUCTS,
@@ -83,6 +86,24 @@ class CoverageInput:
     copay: MoneyInput | None
     coinsurance_basis_points: int | None
     waiting_period_days: int
+    min_entry_age: int = 0
+    max_entry_age: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RatingRulesInput:
+    """Rating rules as a request describes them (amounts not yet resolved,
+    relation factors as a list: ``None`` for an unspecified relation)."""
+
+    term_basis: TermBasis = TermBasis.DAYS_OVER_365
+    age_bands: tuple[AgeBand, ...] = ()
+    relation_factors: tuple[tuple[Relation | None, int], ...] = ()
+    sum_insured_rate_basis_points: int = 0
+    tax_basis_points: int = 0
+    policy_fee: MoneyInput | None = None
+    short_rate_penalty_basis_points: int = 0
+    manual_underwriting: bool = False
+    referral_sum_insured: MoneyInput | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +118,7 @@ class ProductInput:
     base_premium: MoneyInput | None = None
     term_months: int = 0
     coverages: tuple[CoverageInput, ...] = ()
+    rating_rules: RatingRulesInput = RatingRulesInput()
 
 
 def _money(value: MoneyInput | None, currency: str, field: str, *, required: bool) -> Money:
@@ -132,6 +154,36 @@ def _coverage(value: CoverageInput, currency: str, path: str) -> Coverage:
         copay=value.copay.resolve(currency, f"{path}.copay") if value.copay else None,
         coinsurance_percent=Decimal(bp) / 100 if bp is not None else None,
         waiting_period_days=value.waiting_period_days,
+        min_entry_age=value.min_entry_age,
+        max_entry_age=value.max_entry_age,
+    )
+
+
+def _rating_rules(value: RatingRulesInput, currency: str, path: str) -> RatingRules:
+    invalid(
+        "the rating rules are not valid",
+        check_relations([relation for relation, _ in value.relation_factors], path),
+    )
+    return RatingRules(
+        term_basis=value.term_basis,
+        age_bands=value.age_bands,
+        relation_factors={
+            relation.value: factor
+            for relation, factor in value.relation_factors
+            if relation is not None
+        },
+        sum_insured_rate_basis_points=value.sum_insured_rate_basis_points,
+        tax_basis_points=value.tax_basis_points,
+        policy_fee=value.policy_fee.resolve(currency, f"{path}.policy_fee")
+        if value.policy_fee
+        else None,
+        short_rate_penalty_basis_points=value.short_rate_penalty_basis_points,
+        manual_underwriting=value.manual_underwriting,
+        referral_sum_insured=value.referral_sum_insured.resolve(
+            currency, f"{path}.referral_sum_insured"
+        )
+        if value.referral_sum_insured
+        else None,
     )
 
 
@@ -151,7 +203,10 @@ def resolve_terms(
     invalid("the currency is not valid", check_currency(currency, "product.currency_code"))
     if base is not None and currency != base.currency:
         # A new currency re-denominates every amount: all of them must be sent.
-        missing = {"base_premium", "coverages"} - fields
+        needed = {"base_premium", "coverages"}
+        if base.rating.policy_fee or base.rating.referral_sum_insured:
+            needed.add("rating_rules")
+        missing = needed - fields
         if missing:
             raise InvalidArgument(
                 "changing the currency needs the amounts in the new currency",
@@ -176,6 +231,9 @@ def resolve_terms(
         )
         if "coverages" in fields or base is None
         else base.coverages,
+        rating=_rating_rules(data.rating_rules, currency, "product.rating_rules")
+        if "rating_rules" in fields or base is None
+        else base.rating,
     )
 
 
@@ -411,5 +469,6 @@ __all__ = [
     "ProductInput",
     "ProductUseCases",
     "ProductView",
+    "RatingRulesInput",
     "VersionView",
 ]

@@ -8,24 +8,31 @@ Lifecycle (``PRODUCT_LIFECYCLE``)::
     DRAFT / RETIRED --delete-->      (soft delete; an ACTIVE product is retired first)
 
 The terms of a product (name, description, currency, base premium, term,
-coverages) live in numbered, immutable versions once the product has been on
-sale: policies reference the exact ``(product, version)`` they were quoted on,
-so changing an active product never changes what an existing policy covers.
+coverages with their entry ages, rating rules) live in numbered, immutable
+versions once the product has been on sale: policies reference the exact
+``(product, version)`` they were quoted on, so changing an active product never
+changes what an existing policy covers.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
 from typing import Final
 
-from cardinsa_core.domain.money import Money
+from cardinsa_core.domain.money import Money, minor_units
+from cardinsa_core.domain.policyholders import Relation
+from cardinsa_core.domain.rating import BASIS_POINTS, RatingRules
 from cardinsa_foundation.errors import FailedPrecondition, FieldViolation
 from cardinsa_foundation.lifecycle import Lifecycle
 
 __all__ = [
+    "MAX_AGE",
+    "MAX_AGE_BANDS",
+    "MAX_FACTOR_BASIS_POINTS",
     "MAX_TERM_MONTHS",
     "PRODUCT_LIFECYCLE",
     "TERMS_FIELDS",
@@ -37,12 +44,19 @@ __all__ = [
     "ProductState",
     "ProductTerms",
     "check_code",
+    "check_rating_rules",
+    "check_relations",
     "check_terms",
 ]
 
 MAX_TERM_MONTHS: Final = 120
 MAX_COVERAGES: Final = 50
 MAX_WAITING_DAYS: Final = 3650
+#: Ages (age bands, entry ages) are whole years from 0 to this.
+MAX_AGE: Final = 150
+MAX_AGE_BANDS: Final = 20
+#: Largest age-band or relation factor (10 times the base premium).
+MAX_FACTOR_BASIS_POINTS: Final = 100_000
 _CODE: Final = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,31}$")
 
 
@@ -113,6 +127,10 @@ class Coverage:
     copay: Money | None = None
     coinsurance_percent: Decimal | None = None
     waiting_period_days: int = 0
+    #: Youngest and oldest age (whole years at the policy's effective date) an
+    #: insured member may have; 0: no limit on that side.
+    min_entry_age: int = 0
+    max_entry_age: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,14 +143,16 @@ class ProductTerms:
     base_premium: Money
     term_months: int
     coverages: tuple[Coverage, ...]
+    rating: RatingRules = field(default_factory=RatingRules)
 
     def coverage(self, code: str) -> Coverage | None:
         return next((c for c in self.coverages if c.code == code), None)
 
 
-#: Fields of the terms an update mask may name (``coverages`` as a whole).
+#: Fields of the terms an update mask may name (``coverages`` and
+#: ``rating_rules`` as a whole; the entry ages travel with the coverages).
 TERMS_FIELDS: Final = frozenset(
-    {"name", "description", "currency", "base_premium", "term_months", "coverages"}
+    {"name", "description", "currency", "base_premium", "term_months", "coverages", "rating_rules"}
 )
 
 
@@ -197,6 +217,137 @@ def check_terms(terms: ProductTerms, *, prefix: str = "product") -> list[FieldVi
             violations.append(
                 FieldViolation(f"{path}.waiting_period_days", f"between 0 and {MAX_WAITING_DAYS}")
             )
+        violations += _check_entry_ages(cov, path)
+    violations += check_rating_rules(terms.rating, terms.currency, prefix=f"{prefix}.rating_rules")
+    return violations
+
+
+def _check_entry_ages(cov: Coverage, path: str) -> list[FieldViolation]:
+    violations = [
+        FieldViolation(f"{path}.{name}", f"between 0 and {MAX_AGE}")
+        for name in ("min_entry_age", "max_entry_age")
+        if not 0 <= getattr(cov, name) <= MAX_AGE
+    ]
+    if (
+        not violations
+        and cov.min_entry_age
+        and cov.max_entry_age
+        and cov.min_entry_age > cov.max_entry_age
+    ):
+        violations.append(
+            FieldViolation(f"{path}.max_entry_age", "must not be less than min_entry_age")
+        )
+    return violations
+
+
+def _check_basis_points(value: int, path: str, low: int, high: int) -> list[FieldViolation]:
+    if low <= value <= high:
+        return []
+    return [FieldViolation(path, f"between {low} and {high} basis points")]
+
+
+def _check_amount(
+    value: Money | None, currency: str, path: str, *, positive: bool
+) -> list[FieldViolation]:
+    if value is None:
+        return []
+    if value.currency != currency:
+        return [FieldViolation(f"{path}.currency_code", f"must be {currency}")]
+    if value.rounded().amount != value.amount:
+        return [
+            FieldViolation(
+                path, f"{currency} amounts have at most {minor_units(currency)} decimals"
+            )
+        ]
+    if positive and not value.is_positive:
+        return [FieldViolation(path, "must be positive")]
+    if value.is_negative:
+        return [FieldViolation(path, "must not be negative")]
+    return []
+
+
+def check_relations(
+    relations: Sequence[Relation | None], prefix: str = "product.rating_rules"
+) -> list[FieldViolation]:
+    """Violations of the relations of a list of relation factors as sent: each
+    a known relation (``None``: unspecified or unknown), at most one per relation."""
+    violations: list[FieldViolation] = []
+    seen: dict[Relation, int] = {}
+    for index, relation in enumerate(relations):
+        path = f"{prefix}.relation_factors[{index}].relation"
+        if relation is None:
+            violations.append(
+                FieldViolation(path, "required: SPOUSE, CHILD, PARENT, SIBLING or OTHER")
+            )
+        elif relation in seen:
+            violations.append(
+                FieldViolation(
+                    path,
+                    f"{relation.value} already has a factor (relation_factors[{seen[relation]}])",
+                )
+            )
+        else:
+            seen[relation] = index
+    return violations
+
+
+def check_rating_rules(
+    rules: RatingRules, currency: str, *, prefix: str = "product.rating_rules"
+) -> list[FieldViolation]:
+    """Violations of a product version's rating rules (amounts in ``currency``)."""
+    violations: list[FieldViolation] = []
+    bands = rules.age_bands
+    if len(bands) > MAX_AGE_BANDS:
+        violations.append(FieldViolation(f"{prefix}.age_bands", f"at most {MAX_AGE_BANDS}"))
+    else:
+        for index, band in enumerate(bands):
+            path = f"{prefix}.age_bands[{index}]"
+            ages_valid = True
+            for name in ("min_age", "max_age"):
+                if not 0 <= getattr(band, name) <= MAX_AGE:
+                    violations.append(FieldViolation(f"{path}.{name}", f"between 0 and {MAX_AGE}"))
+                    ages_valid = False
+            if ages_valid and band.min_age > band.max_age:
+                violations.append(
+                    FieldViolation(f"{path}.max_age", "must not be less than min_age")
+                )
+                ages_valid = False
+            violations += _check_basis_points(
+                band.factor_basis_points, f"{path}.factor_basis_points", 1, MAX_FACTOR_BASIS_POINTS
+            )
+            if not ages_valid:
+                continue
+            for earlier_index, earlier in enumerate(bands[:index]):
+                if (
+                    0 <= earlier.min_age <= earlier.max_age <= MAX_AGE
+                    and band.min_age <= earlier.max_age
+                    and earlier.min_age <= band.max_age
+                ):
+                    violations.append(
+                        FieldViolation(
+                            f"{path}.min_age",
+                            f"ages {band.min_age}-{band.max_age} overlap age_bands[{earlier_index}]"
+                            f" ({earlier.min_age}-{earlier.max_age})",
+                        )
+                    )
+                    break
+    for index, (relation, factor) in enumerate(rules.relation_factors.items()):
+        path = f"{prefix}.relation_factors[{index}]"
+        if relation not in Relation.__members__:
+            violations.append(FieldViolation(f"{path}.relation", "not a relation"))
+        violations += _check_basis_points(
+            factor, f"{path}.factor_basis_points", 0, MAX_FACTOR_BASIS_POINTS
+        )
+    for name in (
+        "sum_insured_rate_basis_points",
+        "tax_basis_points",
+        "short_rate_penalty_basis_points",
+    ):
+        violations += _check_basis_points(getattr(rules, name), f"{prefix}.{name}", 0, BASIS_POINTS)
+    violations += _check_amount(rules.policy_fee, currency, f"{prefix}.policy_fee", positive=False)
+    violations += _check_amount(
+        rules.referral_sum_insured, currency, f"{prefix}.referral_sum_insured", positive=True
+    )
     return violations
 
 

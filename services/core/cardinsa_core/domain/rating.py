@@ -34,7 +34,7 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import Any, Final, Protocol
 
-from cardinsa_core.domain.money import Money
+from cardinsa_core.domain.money import Money, minor_units
 
 __all__ = [
     "BASIS_POINTS",
@@ -264,9 +264,16 @@ class Rating:
 
 
 def exact_money(value: Fraction, currency: str) -> Money:
-    """An exact amount rounded once, half-even, to the currency's minor units."""
-    exact = Decimal(value.numerator) / Decimal(value.denominator)
-    return Money(exact, currency).rounded()
+    """An exact amount rounded once, half-even, to the currency's minor units.
+
+    In integers: a Decimal division first would round to the context's 28
+    digits, and a large amount just off a half would then round the wrong way.
+    """
+    places = minor_units(currency)
+    units, rest = divmod(value.numerator * 10**places, value.denominator)
+    if 2 * rest > value.denominator or (2 * rest == value.denominator and units % 2):
+        units += 1
+    return Money(Decimal(units).scaleb(-places), currency).rounded()
 
 
 def tax_of(net: Money, rules: RatingRules) -> Money:

@@ -21,7 +21,13 @@ from cardinsa_core.application.claim_authority import BandsView, SettingsView
 from cardinsa_core.application.inputs import MemberRef, MoneyInput
 from cardinsa_core.application.policyholders import PolicyholderView
 from cardinsa_core.application.pricing import breakdown_of
-from cardinsa_core.application.products import CoverageInput, ProductInput, ProductView, VersionView
+from cardinsa_core.application.products import (
+    CoverageInput,
+    ProductInput,
+    ProductView,
+    RatingRulesInput,
+    VersionView,
+)
 from cardinsa_core.domain.claim_authority import ClaimSettings
 from cardinsa_core.domain.claims import APPROVED_STATES
 from cardinsa_core.domain.money import Money, units_nanos
@@ -35,7 +41,7 @@ from cardinsa_core.domain.policyholders import (
     shown_national_id,
 )
 from cardinsa_core.domain.products import LimitPeriod, LineOfBusiness
-from cardinsa_core.domain.rating import Rating
+from cardinsa_core.domain.rating import AgeBand, Rating, RatingRules, TermBasis
 from cardinsa_core.repository.models import (
     ClaimLogEntryRow,
     ClaimPaymentRow,
@@ -232,6 +238,9 @@ def policyholder_spec(message: resources_pb2.Policyholder) -> PolicyholderSpec:
 
 _C = resources_pb2.Coverage
 _PR = resources_pb2.Product
+_RR = resources_pb2.RatingRules
+#: Relation factors are shown in the order of the Relation enum.
+_RELATION_ORDER = {relation.value: index for index, relation in enumerate(Relation)}
 
 
 def _coverages_out(view: VersionView) -> list[resources_pb2.Coverage]:
@@ -246,11 +255,68 @@ def _coverages_out(view: VersionView) -> list[resources_pb2.Coverage]:
             deductible=to_money(row.deductible, currency),
             copay=to_money(row.copay, currency),
             waiting_period_days=row.waiting_period_days,
+            min_entry_age=row.min_entry_age,
+            max_entry_age=row.max_entry_age,
         )
         if row.coinsurance_percent is not None:
             coverage.coinsurance_basis_points = int(row.coinsurance_percent * 100)
         out.append(coverage)
     return out
+
+
+def rating_rules_to_proto(rules: RatingRules) -> resources_pb2.RatingRules:
+    return _RR(
+        term_basis=rules.term_basis.value,
+        age_bands=[
+            resources_pb2.AgeBand(
+                min_age=b.min_age, max_age=b.max_age, factor_basis_points=b.factor_basis_points
+            )
+            for b in rules.age_bands
+        ],
+        relation_factors=[
+            resources_pb2.RelationFactor(relation=relation, factor_basis_points=factor)
+            for relation, factor in sorted(
+                rules.relation_factors.items(), key=lambda item: _RELATION_ORDER.get(item[0], 0)
+            )
+        ],
+        sum_insured_rate_basis_points=rules.sum_insured_rate_basis_points,
+        tax_basis_points=rules.tax_basis_points,
+        policy_fee=money_out(rules.policy_fee),
+        short_rate_penalty_basis_points=rules.short_rate_penalty_basis_points,
+        manual_underwriting=rules.manual_underwriting,
+        referral_sum_insured=money_out(rules.referral_sum_insured),
+    )
+
+
+def rating_rules_input(message: resources_pb2.RatingRules, path: str) -> RatingRulesInput:
+    """The rules as sent: an unset term basis is DAYS_OVER_365, an unset amount None."""
+    term_basis = TermBasis.DAYS_OVER_365
+    if message.term_basis:
+        known = enum_in(TermBasis, _RR.TermBasis, message.term_basis)
+        if known is None:
+            raise InvalidArgument(
+                "the term basis is not known",
+                field_violations=[
+                    FieldViolation(f"{path}.term_basis", "DAYS_OVER_365 or PRODUCT_TERM")
+                ],
+            )
+        term_basis = known
+    return RatingRulesInput(
+        term_basis=term_basis,
+        age_bands=tuple(
+            AgeBand(b.min_age, b.max_age, b.factor_basis_points) for b in message.age_bands
+        ),
+        relation_factors=tuple(
+            (enum_in(Relation, _D.Relation, f.relation), f.factor_basis_points)
+            for f in message.relation_factors
+        ),
+        sum_insured_rate_basis_points=message.sum_insured_rate_basis_points,
+        tax_basis_points=message.tax_basis_points,
+        policy_fee=from_money(message, "policy_fee"),
+        short_rate_penalty_basis_points=message.short_rate_penalty_basis_points,
+        manual_underwriting=message.manual_underwriting,
+        referral_sum_insured=from_money(message, "referral_sum_insured"),
+    )
 
 
 def product_to_proto(view: ProductView) -> resources_pb2.Product:
@@ -271,6 +337,7 @@ def product_to_proto(view: ProductView) -> resources_pb2.Product:
         update_time=timestamp(row.update_time),
         delete_time=timestamp(row.delete_time),
         etag=row.etag,
+        rating_rules=rating_rules_to_proto(view.version.rating_rules()),
     )
 
 
@@ -287,6 +354,7 @@ def product_version_to_proto(view: VersionView) -> resources_pb2.ProductVersion:
         coverages=_coverages_out(view),
         create_time=timestamp(row.create_time),
         created_by=str(row.created_by) if row.created_by else "",
+        rating_rules=rating_rules_to_proto(view.rating_rules()),
     )
 
 
@@ -311,9 +379,12 @@ def product_input(message: resources_pb2.Product) -> ProductInput:
                 if c.HasField("coinsurance_basis_points")
                 else None,
                 waiting_period_days=c.waiting_period_days,
+                min_entry_age=c.min_entry_age,
+                max_entry_age=c.max_entry_age,
             )
             for c in message.coverages
         ),
+        rating_rules=rating_rules_input(message.rating_rules, "product.rating_rules"),
     )
 
 

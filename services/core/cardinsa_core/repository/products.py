@@ -24,6 +24,7 @@ from cardinsa_core.domain.products import (
     ProductState,
     ProductTerms,
 )
+from cardinsa_core.domain.rating import RatingRules
 from cardinsa_core.repository.models import CoverageRow, ProductRow, ProductVersionRow
 from cardinsa_core.repository.rows import Resources, children
 from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec
@@ -80,6 +81,8 @@ def coverage_of(row: CoverageRow, currency: str) -> Coverage:
         copay=Money.of(row.copay, currency) if row.copay is not None else None,
         coinsurance_percent=row.coinsurance_percent,
         waiting_period_days=row.waiting_period_days,
+        min_entry_age=row.min_entry_age,
+        max_entry_age=row.max_entry_age,
     )
 
 
@@ -97,7 +100,11 @@ class VersionView:
             base_premium=Money.of(self.row.base_premium, currency),
             term_months=self.row.term_months,
             coverages=tuple(coverage_of(c, currency) for c in self.coverages),
+            rating=self.rating_rules(),
         )
+
+    def rating_rules(self) -> RatingRules:
+        return RatingRules.from_json(self.row.rating_rules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +133,8 @@ def _coverage_rows(
             copay=cov.copay.amount if cov.copay else None,
             coinsurance_percent=cov.coinsurance_percent,
             waiting_period_days=cov.waiting_period_days,
+            min_entry_age=cov.min_entry_age,
+            max_entry_age=cov.max_entry_age,
         )
         for index, cov in enumerate(terms.coverages)
     ]
@@ -137,6 +146,7 @@ def _put_terms(row: ProductVersionRow, terms: ProductTerms) -> None:
     row.currency = terms.currency
     row.base_premium = terms.base_premium.amount
     row.term_months = terms.term_months
+    row.rating_rules = terms.rating.to_json()
 
 
 # ------------------------------------------------------------------ reading
