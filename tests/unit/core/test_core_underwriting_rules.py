@@ -12,6 +12,7 @@ import pytest
 
 from cardinsa_core.domain.money import Money
 from cardinsa_core.domain.policies import PolicyState
+from cardinsa_core.domain.products import Coverage, LimitPeriod
 from cardinsa_core.domain.rating import RatedMember, RatingRequest, RatingRules
 from cardinsa_core.domain.underwriting import (
     AGE_LIMIT,
@@ -339,3 +340,17 @@ def test_evaluate_quote_reads_the_rating_request() -> None:
     assert codes(found) == [MANUAL_UNDERWRITING, BACKDATED, SUM_INSURED_REFERRAL, AGE_LIMIT]
     renewal = evaluate_quote(request, cover, today=TODAY, max_backdate_days=30, renewal=True)
     assert codes(renewal) == [MANUAL_UNDERWRITING, BACKDATED, SUM_INSURED_REFERRAL]
+
+
+def test_a_product_coverage_carries_its_entry_ages() -> None:
+    coverage = Coverage(
+        code="INPATIENT",
+        name="Inpatient care",
+        limit=usd(50_000),
+        limit_period=LimitPeriod.PER_YEAR,
+        deductible=usd(0),
+        min_entry_age=18,
+        max_entry_age=65,
+    )
+    (found,) = findings(members=[RatedMember.holder(date(2015, 1, 1))], coverages=[coverage])
+    assert found.key == "holder/INPATIENT" and "age 12 is below 18" in found.description
