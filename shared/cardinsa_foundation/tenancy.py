@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from cardinsa_foundation.context import Principal, PrincipalKind
 from cardinsa_foundation.errors import NotFound, PermissionDenied, Unavailable
 
 ACTIVE = "ACTIVE"
+# What the company service means by an unset max_backdate_days / renewal_offer_days.
+DEFAULT_MAX_BACKDATE_DAYS = 30
+DEFAULT_RENEWAL_OFFER_DAYS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +40,17 @@ class TenantStatus:
     locale: str = ""
     # ACTIVE and not deleted: the one thing that decides whether users may act.
     active: bool | None = None
+    # The company's feature flags (a flag not listed is off), read-only: one
+    # cached status is shared by every caller.
+    feature_flags: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
+    # The company's settings, defaults filled in by the company service.
+    max_backdate_days: int = DEFAULT_MAX_BACKDATE_DAYS
+    renewal_offer_days: int = DEFAULT_RENEWAL_OFFER_DAYS
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.feature_flags, MappingProxyType):
+            flags = MappingProxyType(dict(self.feature_flags))
+            object.__setattr__(self, "feature_flags", flags)
 
     @property
     def may_act(self) -> bool:
@@ -193,7 +208,10 @@ def company_status_fetcher(
     UNAVAILABLE / DEADLINE_EXCEEDED (backoff ``backoff_s``, doubling): the call
     is an idempotent read. An unknown company raises :class:`NotFound` (the
     cache then treats it like an inactive one); a soft-deleted company, ACTIVE
-    in name only, has the state ``DELETED``.
+    in name only, has the state ``DELETED``. The status carries the company's
+    feature flags and its ``max_backdate_days`` / ``renewal_offer_days`` (the
+    company service fills in their defaults; from one that predates them,
+    ``0`` / :data:`DEFAULT_RENEWAL_OFFER_DAYS`).
     """
     import grpc
 
@@ -225,6 +243,11 @@ def company_status_fetcher(
             time_zone=reply.time_zone,
             locale=reply.locale,
             active=reply.active,
+            feature_flags=dict(reply.feature_flags),
+            # 0 is a valid max_backdate_days; renewal_offer_days is at least 1, so
+            # 0 there means a company service that predates the field.
+            max_backdate_days=reply.max_backdate_days,
+            renewal_offer_days=reply.renewal_offer_days or DEFAULT_RENEWAL_OFFER_DAYS,
         )
 
     return fetch

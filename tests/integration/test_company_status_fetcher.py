@@ -6,13 +6,17 @@ grpc.aio server playing the company service's GetCompanyStatus.
 - NOT_FOUND is the answer "no such company" (NotFound, asked once); any other
   error (PERMISSION_DENIED) is raised at once, never retried;
 - every attempt carries the service account's token; a soft-deleted company,
-  ACTIVE in name only, reads as DELETED and may not act.
+  ACTIVE in name only, reads as DELETED and may not act;
+- the feature flags (read-only) and the two limits come through; a company
+  service that predates the limits (zeros) gives no backdating and the default
+  renewal offer period.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from types import MappingProxyType
 from typing import Any
 
 import grpc
@@ -39,6 +43,7 @@ class FakeCompany(company_service_pb2_grpc.CompanyServiceServicer):
         self.failures: list[grpc.StatusCode] = []
         self.calls: list[str] = []
         self.deleted = False
+        self.limits = (7, 45)
 
     async def GetCompanyStatus(self, request: Any, context: Any) -> resources_pb2.CompanyStatus:
         metadata = dict(context.invocation_metadata())
@@ -54,6 +59,9 @@ class FakeCompany(company_service_pb2_grpc.CompanyServiceServicer):
             default_currency="EUR",
             time_zone="Europe/Berlin",
             locale="de",
+            feature_flags={"flat_rating": True, "beta_ui": False},
+            max_backdate_days=self.limits[0],
+            renewal_offer_days=self.limits[1],
         )
 
 
@@ -138,3 +146,25 @@ async def test_a_soft_deleted_company_reads_as_deleted_and_may_not_act(
         await TenantStatusCache(fetch).require_active(status.company_id)
     assert refused.value.reason == "TENANT_NOT_ACTIVE"
     assert refused.value.metadata["state"] == "DELETED"
+
+
+async def test_flags_and_limits_come_through_read_only_and_are_cached(
+    company: tuple[FakeCompany, StatusFetcher],
+) -> None:
+    fake, fetch = company
+    company_id = str(uuid.uuid4())
+    cache = TenantStatusCache(fetch, ttl_s=3600)
+    status = await cache.require_active(company_id)
+    assert dict(status.feature_flags) == {"flat_rating": True, "beta_ui": False}
+    assert isinstance(status.feature_flags, MappingProxyType)
+    with pytest.raises(TypeError):
+        status.feature_flags["flat_rating"] = False  # type: ignore[index]
+    assert (status.max_backdate_days, status.renewal_offer_days) == (7, 45)
+    # The cache answers the next caller with the same status, unasked.
+    fake.limits = (1, 2)
+    assert await cache.require_active(company_id) is status
+    assert len(fake.calls) == 1
+    # A company service without the fields sends zeros.
+    fake.limits = (0, 0)
+    old = await fetch(company_id)
+    assert (old.max_backdate_days, old.renewal_offer_days) == (0, 30)

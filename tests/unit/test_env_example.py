@@ -9,6 +9,7 @@ import pytest
 from pydantic_settings import BaseSettings
 
 from cardinsa_company.settings import CompanyServiceSettings
+from cardinsa_core.settings import CoreSettings
 from cardinsa_foundation.config import Settings
 from cardinsa_gateway.settings import GatewaySettings
 from cardinsa_identity.settings import IdentitySettings
@@ -17,6 +18,7 @@ SETTINGS_CLASSES: list[type[BaseSettings]] = [
     Settings,
     IdentitySettings,
     CompanyServiceSettings,
+    CoreSettings,
     GatewaySettings,
 ]
 

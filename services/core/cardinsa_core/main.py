@@ -13,9 +13,13 @@ What is wired to other services:
   gRPC from ``identity_address`` (always);
 - company: with ``company_address`` (and ``service_api_key``, exchanged with
   identity for core's service-account token) every call's tenant must be
-  ACTIVE in the company service and products default to the company's
-  currency; without it the settings fallback is used (every tenant active,
-  currency from ``tenant_currencies`` / ``default_currency``).
+  ACTIVE in the company service, products default to the company's currency
+  and the business rules use its time zone, feature flags and limits; without
+  it the settings fallback is used (every tenant active, currency from
+  ``tenant_currencies`` / ``default_currency``, time zone from
+  ``tenant_time_zones`` / ``default_time_zone``, flags from
+  ``tenant_feature_flags``, limits from ``max_backdate_days`` /
+  ``renewal_offer_days``).
 """
 
 from __future__ import annotations

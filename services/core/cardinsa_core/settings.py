@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import ClassVar
+from zoneinfo import available_timezones
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -26,9 +27,17 @@ class CoreSettings(Settings):
     company_call_timeout_s: float = Field(default=2.0, gt=0)
     tenant_status_ttl_s: float = Field(default=10.0, ge=0)
     # Fallback while the company service is not wired: a currency per company
-    # id (JSON object) and one for every other company.
+    # id (JSON object) and one for every other company; the same for the IANA
+    # time zone ("today" for the business rules) and the feature flags (per
+    # company id: flag name -> on/off; a company not listed has none); one
+    # backdating limit and one renewal offer period for every company.
     default_currency: str = "USD"
     tenant_currencies: dict[str, str] = Field(default_factory=dict)
+    default_time_zone: str = "UTC"
+    tenant_time_zones: dict[str, str] = Field(default_factory=dict)
+    tenant_feature_flags: dict[str, dict[str, bool]] = Field(default_factory=dict)
+    max_backdate_days: int = Field(default=30, ge=0, le=3650)
+    renewal_offer_days: int = Field(default=30, ge=1, le=365)
     # Business rules.
     reinstatement_window_days: int = Field(default=30, ge=0, le=3650)
     claim_approval_band_limits: tuple[Decimal, Decimal] = (Decimal(1000), Decimal(5000))
@@ -78,6 +87,21 @@ class CoreSettings(Settings):
             raise ValueError("must be a three-letter ISO 4217 code")
         return value
 
+    @field_validator("default_time_zone")
+    @classmethod
+    def _time_zone(cls, value: str) -> str:
+        return _check_time_zone(value)
+
+    @field_validator("tenant_time_zones")
+    @classmethod
+    def _time_zones(cls, value: dict[str, str]) -> dict[str, str]:
+        for company, zone in value.items():
+            try:
+                _check_time_zone(zone)
+            except ValueError as error:
+                raise ValueError(f"company {company}: {error}") from None
+        return value
+
     @field_validator("policy_number_prefix", "claim_number_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
@@ -93,3 +117,11 @@ class CoreSettings(Settings):
         if not Decimal(0) < value[0] < value[1]:
             raise ValueError("two increasing positive limits")
         return value
+
+
+def _check_time_zone(value: str) -> str:
+    """An IANA time zone key this host knows (checked against the list of zones,
+    as the company service does, never by loading a file named after the value)."""
+    if value not in available_timezones():
+        raise ValueError(f"{value[:80]!r} is not an IANA time zone (such as UTC, Europe/Berlin)")
+    return value

@@ -210,3 +210,59 @@ def test_merge_takes_only_masked_fields_and_reports_real_changes() -> None:
         merge_update(current, CompanyProfile(display_name=" Acme "), ["display_name"])
     )
     assert changed_fields(current, same) == []
+
+
+def test_backdating_and_renewal_offer_days() -> None:
+    p = "company.settings"
+    unset = valid()
+    assert (unset.settings.max_backdate_days, unset.settings.renewal_offer_days) == (None, None)
+    assert unset.settings.effective_max_backdate_days == 30
+    assert unset.settings.effective_renewal_offer_days == 30
+    edges = valid(settings=CompanySettings(max_backdate_days=0, renewal_offer_days=365))
+    assert check_profile(edges) == []
+    assert edges.settings.effective_max_backdate_days == 0  # 0 is a choice, not "unset"
+    assert check_profile(valid(settings=CompanySettings(max_backdate_days=3650))) == []
+    assert check_profile(valid(settings=CompanySettings(renewal_offer_days=1))) == []
+    for backdate, renewal in ((-1, 0), (3651, 366)):
+        found = fields_of(
+            valid(settings=CompanySettings(max_backdate_days=backdate, renewal_offer_days=renewal))
+        )
+        assert found == {f"{p}.max_backdate_days", f"{p}.renewal_offer_days"}
+    # Judged even when the currency is wrong (the bands are then not judged).
+    assert fields_of(
+        valid(default_currency="XYZ", settings=CompanySettings(renewal_offer_days=0))
+    ) == {"company.default_currency", f"{p}.renewal_offer_days"}
+
+
+def test_the_limits_round_trip_and_unset_stays_unset() -> None:
+    chosen = CompanySettings(max_backdate_days=0, renewal_offer_days=45)
+    assert settings_from_document(settings_to_document(chosen)) == chosen
+    assert settings_from_document(settings_to_document(CompanySettings())) == CompanySettings()
+    # A document written before the fields existed: both unset.
+    legacy = {"fiscal_year_start_month": 4, "claim_approval_bands": []}
+    old = settings_from_document(legacy)
+    assert (old.max_backdate_days, old.renewal_offer_days) == (None, None)
+
+
+def test_masks_name_one_limit_or_all_settings() -> None:
+    current = valid(settings=CompanySettings(fiscal_year_start_month=4, renewal_offer_days=60))
+    assert parse_update_mask(["settings.max_backdate_days", "settings.renewal_offer_days"]) == [
+        "settings.max_backdate_days",
+        "settings.renewal_offer_days",
+    ]
+    patch = CompanyProfile(settings=CompanySettings(max_backdate_days=7))
+    one = normalize_profile(merge_update(current, patch, ["settings.max_backdate_days"]))
+    assert (one.settings.max_backdate_days, one.settings.renewal_offer_days) == (7, 60)
+    assert one.settings.fiscal_year_start_month == 4
+    assert changed_fields(current, one) == ["settings.max_backdate_days"]
+    # A masked field the patch leaves unset goes back to unset (the default).
+    cleared = normalize_profile(merge_update(current, patch, ["settings.renewal_offer_days"]))
+    assert cleared.settings.renewal_offer_days is None
+    # "settings" replaces every setting.
+    whole = normalize_profile(merge_update(current, patch, ["settings"]))
+    assert whole.settings == CompanySettings(max_backdate_days=7)
+    assert changed_fields(current, whole) == [
+        "settings.fiscal_year_start_month",
+        "settings.max_backdate_days",
+        "settings.renewal_offer_days",
+    ]

@@ -15,6 +15,14 @@ Settings shape (what core reads):
   (``claims.approve_band_1`` … ``_band_3``); band 1 and 2 limits are required,
   an unset band 3 limit means no upper limit; positive, strictly increasing,
   in the company's default currency, with no more decimals than it has.
+* ``max_backdate_days``: how many days before the company's today a policy may
+  start without an underwriter, 0-3650; unset (None) means
+  :data:`DEFAULT_MAX_BACKDATE_DAYS`.
+* ``renewal_offer_days``: how many days before a policy's expiry the renewal
+  offer is made, 1-365; unset (None) means :data:`DEFAULT_RENEWAL_OFFER_DAYS`.
+  Both are stored as given (unset stays unset, so a later change of the default
+  reaches the companies that never chose); ``GetCompanyStatus`` fills the
+  defaults in.
 
 Feature flags follow a naming rule rather than a whitelist (lower snake case,
 at most 63 characters, at most 64 flags): services introduce flags without a
@@ -41,6 +49,8 @@ from cardinsa_foundation.fields import normalize_locale as normalize_locale_tag
 __all__ = [
     "CONTACT_FIELDS",
     "DEFAULT_LOCALE",
+    "DEFAULT_MAX_BACKDATE_DAYS",
+    "DEFAULT_RENEWAL_OFFER_DAYS",
     "OUTPUT_ONLY_FIELDS",
     "SETTINGS_FIELDS",
     "UPDATABLE_FIELDS",
@@ -68,6 +78,10 @@ MAX_WEBSITE: Final = 2048
 MAX_FEATURE_FLAGS: Final = 64
 MAX_LINES_OF_BUSINESS: Final = 50
 NANOS_PER_UNIT: Final = 1_000_000_000
+DEFAULT_MAX_BACKDATE_DAYS: Final = 30
+MAX_BACKDATE_DAYS_LIMIT: Final = 3650
+DEFAULT_RENEWAL_OFFER_DAYS: Final = 30
+MAX_RENEWAL_OFFER_DAYS: Final = 365
 
 FEATURE_FLAG_NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 LINE_OF_BUSINESS_NAME: Final = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
@@ -146,6 +160,21 @@ class CompanySettings:
     fiscal_year_start_month: int = 1
     default_claim_approval_bands: ApprovalBands | None = None
     claim_approval_bands: tuple[ApprovalBands, ...] = ()
+    #: None: unset (the default applies).
+    max_backdate_days: int | None = None
+    renewal_offer_days: int | None = None
+
+    @property
+    def effective_max_backdate_days(self) -> int:
+        if self.max_backdate_days is None:
+            return DEFAULT_MAX_BACKDATE_DAYS
+        return self.max_backdate_days
+
+    @property
+    def effective_renewal_offer_days(self) -> int:
+        if self.renewal_offer_days is None:
+            return DEFAULT_RENEWAL_OFFER_DAYS
+        return self.renewal_offer_days
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +295,8 @@ def normalize_profile(profile: CompanyProfile) -> CompanyProfile:
             claim_approval_bands=tuple(
                 _normalize_bands(b, currency) for b in settings.claim_approval_bands
             ),
+            max_backdate_days=settings.max_backdate_days,
+            renewal_offer_days=settings.renewal_offer_days,
         ),
         feature_flags=dict(profile.feature_flags),
     )
@@ -385,10 +416,34 @@ def _check_bands(bands: ApprovalBands, path: str, currency: str) -> list[FieldVi
     return out
 
 
-def _check_settings(settings: CompanySettings, prefix: str, currency: str) -> list[FieldViolation]:
+def _check_setting_numbers(settings: CompanySettings, prefix: str) -> list[FieldViolation]:
+    """The settings that do not depend on the currency."""
     out: list[FieldViolation] = []
     if not 1 <= settings.fiscal_year_start_month <= 12:
         out.append(FieldViolation(f"{prefix}.fiscal_year_start_month", "must be 1 (January) to 12"))
+    backdate = settings.max_backdate_days
+    if backdate is not None and not 0 <= backdate <= MAX_BACKDATE_DAYS_LIMIT:
+        out.append(
+            FieldViolation(
+                f"{prefix}.max_backdate_days",
+                f"must be 0 to {MAX_BACKDATE_DAYS_LIMIT} days (unset means "
+                f"{DEFAULT_MAX_BACKDATE_DAYS})",
+            )
+        )
+    renewal = settings.renewal_offer_days
+    if renewal is not None and not 1 <= renewal <= MAX_RENEWAL_OFFER_DAYS:
+        out.append(
+            FieldViolation(
+                f"{prefix}.renewal_offer_days",
+                f"must be 1 to {MAX_RENEWAL_OFFER_DAYS} days (unset means "
+                f"{DEFAULT_RENEWAL_OFFER_DAYS})",
+            )
+        )
+    return out
+
+
+def _check_settings(settings: CompanySettings, prefix: str, currency: str) -> list[FieldViolation]:
+    out = _check_setting_numbers(settings, prefix)
     default = settings.default_claim_approval_bands
     if default is not None:
         path = f"{prefix}.default_claim_approval_bands"
@@ -492,12 +547,8 @@ def check_profile(profile: CompanyProfile, *, prefix: str = "company") -> list[F
     # wrong currency code is one violation, not one per band.
     if currency_ok:
         out += _check_settings(profile.settings, f"{prefix}.settings", profile.default_currency)
-    elif not 1 <= profile.settings.fiscal_year_start_month <= 12:
-        out.append(
-            FieldViolation(
-                f"{prefix}.settings.fiscal_year_start_month", "must be 1 (January) to 12"
-            )
-        )
+    else:
+        out += _check_setting_numbers(profile.settings, f"{prefix}.settings")
     out += _check_flags(profile.feature_flags, f"{prefix}.feature_flags")
     return out
 

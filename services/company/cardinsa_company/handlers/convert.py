@@ -96,6 +96,12 @@ def profile_from_proto(company: resources_pb2.Company) -> CompanyProfile:
             if settings.HasField("default_claim_approval_bands")
             else None,
             claim_approval_bands=tuple(_bands_from_proto(b) for b in settings.claim_approval_bands),
+            max_backdate_days=settings.max_backdate_days
+            if settings.HasField("max_backdate_days")
+            else None,
+            renewal_offer_days=settings.renewal_offer_days
+            if settings.HasField("renewal_offer_days")
+            else None,
         ),
         feature_flags=dict(company.feature_flags),
     )
@@ -135,6 +141,8 @@ def company_to_proto(row: CompanyRow) -> resources_pb2.Company:
             if settings.default_claim_approval_bands is not None
             else None,
             claim_approval_bands=[_bands_to_proto(b) for b in settings.claim_approval_bands],
+            max_backdate_days=settings.max_backdate_days,
+            renewal_offer_days=settings.renewal_offer_days,
         ),
         feature_flags=dict(profile.feature_flags),
         state=row.state,  # the enum value's name
@@ -148,6 +156,8 @@ def company_to_proto(row: CompanyRow) -> resources_pb2.Company:
 
 
 def status_to_proto(row: CompanyRow) -> resources_pb2.CompanyStatus:
+    """The tenant's status, with the defaults of unset settings filled in."""
+    profile = profile_of(row)
     return resources_pb2.CompanyStatus(
         company_id=str(row.id),
         state=row.state,
@@ -157,6 +167,9 @@ def status_to_proto(row: CompanyRow) -> resources_pb2.CompanyStatus:
         locale=row.locale,
         delete_time=timestamp(row.delete_time),
         update_time=timestamp(row.update_time),
+        feature_flags=dict(profile.feature_flags),
+        max_backdate_days=profile.settings.effective_max_backdate_days,
+        renewal_offer_days=profile.settings.effective_renewal_offer_days,
     )
 
 

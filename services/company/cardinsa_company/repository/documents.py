@@ -3,7 +3,8 @@
 
 Money is stored as ``{"currency_code": "EUR", "amount": "1000.5"}`` -- a decimal
 string, never a float -- so core reads exact amounts straight from the document
-too.
+too. ``max_backdate_days`` and ``renewal_offer_days`` are numbers, or null
+when unset (older rows lack the keys: also unset), so no migration is needed.
 """
 
 from __future__ import annotations
@@ -58,7 +59,13 @@ def settings_to_document(settings: CompanySettings) -> dict[str, Any]:
         "fiscal_year_start_month": settings.fiscal_year_start_month,
         "default_claim_approval_bands": _bands_to_document(default) if default else None,
         "claim_approval_bands": [_bands_to_document(b) for b in settings.claim_approval_bands],
+        "max_backdate_days": settings.max_backdate_days,
+        "renewal_offer_days": settings.renewal_offer_days,
     }
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def settings_from_document(document: dict[str, Any]) -> CompanySettings:
@@ -71,6 +78,8 @@ def settings_from_document(document: dict[str, Any]) -> CompanySettings:
         claim_approval_bands=tuple(
             _bands_from_document(b) for b in document.get("claim_approval_bands") or ()
         ),
+        max_backdate_days=_optional_int(document.get("max_backdate_days")),
+        renewal_offer_days=_optional_int(document.get("renewal_offer_days")),
     )
 
 

@@ -10,9 +10,11 @@ answer comes from. Two implementations:
   briefly by the foundation's ``TenantStatusCache``): a suspended or closed
   tenant's calls are refused and products default to the company's currency.
 - :class:`SettingsTenantDirectory`, the fallback while the company service is
-  not wired: every tenant with a company counts as active and its currency
-  comes from the settings (``tenant_currencies`` per company id, else
-  ``default_currency``).
+  not wired: every tenant with a company counts as active and its currency,
+  time zone and feature flags come from the settings (``tenant_currencies``,
+  ``tenant_time_zones``, ``tenant_feature_flags`` per company id, else
+  ``default_currency``, ``default_time_zone`` and no flags), its limits from
+  ``max_backdate_days`` and ``renewal_offer_days``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Protocol
 
 from cardinsa_core.settings import CoreSettings
@@ -65,13 +68,21 @@ def _no_tenant() -> PermissionDenied:
 
 
 class SettingsTenantDirectory:
-    """Fallback: tenants are active; currencies come from the settings."""
+    """Fallback: tenants are active; currencies, time zones, flags and limits
+    come from the settings."""
 
     source = "settings"
 
     def __init__(self, settings: CoreSettings) -> None:
         self._default = settings.default_currency
         self._currencies = {k.lower(): v for k, v in settings.tenant_currencies.items()}
+        self._default_time_zone = settings.default_time_zone
+        self._time_zones = {k.lower(): v for k, v in settings.tenant_time_zones.items()}
+        self._flags = {
+            k.lower(): MappingProxyType(dict(v)) for k, v in settings.tenant_feature_flags.items()
+        }
+        self._max_backdate_days = settings.max_backdate_days
+        self._renewal_offer_days = settings.renewal_offer_days
 
     async def check_principal(self, principal: Principal) -> None:
         if not principal.company_id:
@@ -81,11 +92,22 @@ class SettingsTenantDirectory:
         return self._currencies.get(str(company_id), self._default)
 
     async def facts(self, company_id: uuid.UUID) -> TenantFacts:
-        return TenantFacts()
+        key = str(company_id)
+        return TenantFacts(
+            time_zone=self._time_zones.get(key, self._default_time_zone),
+            feature_flags=self._flags.get(key, MappingProxyType({})),
+            max_backdate_days=self._max_backdate_days,
+            renewal_offer_days=self._renewal_offer_days,
+        )
 
 
 class CompanyServiceDirectory:
-    """The company service's view, cached; the settings fill in a missing currency."""
+    """The company service's view, cached; the settings fill in a missing currency.
+
+    Time zone, feature flags and limits are the company's own (the company
+    service fills in the defaults of unset settings); a company without a time
+    zone (never: it is required there) reads as UTC.
+    """
 
     source = "company-service"
 
@@ -102,4 +124,9 @@ class CompanyServiceDirectory:
 
     async def facts(self, company_id: uuid.UUID) -> TenantFacts:
         status = await self._cache.require_active(str(company_id))
-        return TenantFacts(time_zone=status.time_zone or "UTC")
+        return TenantFacts(
+            time_zone=status.time_zone or "UTC",
+            feature_flags=status.feature_flags,
+            max_backdate_days=status.max_backdate_days,
+            renewal_offer_days=status.renewal_offer_days,
+        )
