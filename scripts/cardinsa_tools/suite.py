@@ -9,7 +9,9 @@
    non-owner role ``cardinsa_app`` so row-level security applies (their
    cross-tenant paths as ``cardinsa_platform``);
 4. waits until every worker of every service answers SERVING for its own
-   service's health name, with progress;
+   service's health name, with progress; then starts core's lifecycle
+   scheduler (``python -m cardinsa_core.scheduler``: policies move on their
+   dates; one process, its metrics on CARDINSA_SCHEDULER_METRICS_PORT);
 5. renders the gateway configuration for those services (gateway/cardinsa_gateway)
    and starts Envoy, waiting until it is ready and sees every service healthy;
 6. seeds the demo company's admin (credentials printed once, when created);
@@ -63,6 +65,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import SecretStr, ValidationError
 
 from cardinsa_company.settings import CompanyServiceSettings
+from cardinsa_core.scheduler_settings import SchedulerSettings
 from cardinsa_core.settings import CoreSettings
 from cardinsa_foundation.config import PROJECT_ROOT, Environment
 from cardinsa_foundation.db import app_role_url, platform_role_url, to_libpq_url
@@ -132,9 +135,13 @@ def port_plan(
     step: int,
     gateway: GatewaySettings,
     postgres_port: int | None,
+    *,
+    scheduler_metrics_port: int = 0,
 ) -> list[tuple[int, str, str]]:
     """Every port the suite will listen on: (port, host, what sets it)."""
     plan: list[tuple[int, str, str]] = []
+    if scheduler_metrics_port:
+        plan.append((scheduler_metrics_port, "metrics", "CARDINSA_SCHEDULER_METRICS_PORT"))
     for service in services:
         for index in range(workers):
             suffix = f" + {index} x CARDINSA_WORKER_PORT_STEP" if index else ""
@@ -398,13 +405,18 @@ class SuiteSettings:
     company: CompanyServiceSettings
     core: CoreSettings
     gateway: GatewaySettings
+    scheduler: SchedulerSettings
 
     @classmethod
     def load(cls) -> SuiteSettings:
         """The settings of every part; :class:`LaunchError` naming a wrong one."""
         try:
             return cls(
-                IdentitySettings(), CompanyServiceSettings(), CoreSettings(), GatewaySettings()
+                IdentitySettings(),
+                CompanyServiceSettings(),
+                CoreSettings(),
+                GatewaySettings(),
+                SchedulerSettings(),
             )
         except ValidationError as error:
             problems = []
@@ -445,6 +457,14 @@ class Launch:
         self.embedded: LocalPostgres | None = None
         self.embedded_was_running = True
         self.children: list[subprocess.Popen[bytes]] = []
+        #: Core's lifecycle scheduler (no gRPC port: not among the services).
+        self.scheduler = Service(
+            "scheduler",
+            "cardinsa_core.scheduler",
+            "",
+            0,
+            settings.scheduler.scheduler_metrics_port,
+        )
         self.gateway: EnvoyProcess | None = None
         self.stopping = False
 
@@ -457,6 +477,7 @@ class Launch:
         keys = self.issue_keys(platform)
         self.start_services(keys)
         self.wait_services()
+        self.start_scheduler(keys)
         self.start_gateway()
         self.print_ready(self.seed_demo(company))
         return self.watch_until_exit()
@@ -486,6 +507,7 @@ class Launch:
                 self.step,
                 self.gateway_settings,
                 identity.embedded_postgres_port if identity.database_url is None else None,
+                scheduler_metrics_port=self.settings.scheduler.scheduler_metrics_port,
             ),
             {"grpc": identity.grpc_host, "metrics": identity.metrics_host},
         )
@@ -617,6 +639,22 @@ class Launch:
                 target=pump, args=(service,), name=f"{service.name}-output", daemon=True
             ).start()
 
+    def start_scheduler(self, service_env: dict[str, dict[str, str]]) -> None:
+        """Core's lifecycle scheduler, with core's settings and service key (it asks
+        the company service for each company's time zone); it leads at once."""
+        say("starting core's lifecycle scheduler (policies move on their dates)")
+        child = subprocess.Popen(
+            [sys.executable, "-m", self.scheduler.module],
+            env={**self.env, **service_env.get("core", {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.children.append(child)
+        self.scheduler.process = child
+        threading.Thread(
+            target=pump, args=(self.scheduler,), name="scheduler-output", daemon=True
+        ).start()
+
     def wait_services(self) -> None:
         for service in self.services:
             for port in service.worker_ports(self.workers, self.step):
@@ -659,7 +697,7 @@ class Launch:
                 f"the gateway did not start: {error} (its own lines are above; its ports are "
                 "CARDINSA_GATEWAY_PORT and CARDINSA_GATEWAY_ADMIN_PORT)"
             ) from None
-        for service in self.services:
+        for service in [*self.services, self.scheduler]:
             failure = start_failure(service)
             if failure is not None:
                 raise failure
@@ -691,6 +729,10 @@ class Launch:
         identity = f"127.0.0.1:{s.identity.identity_port}"
         local = gateway.gateway_host in {"127.0.0.1", "0.0.0.0", ""}  # noqa: S104
         curl_address = f"localhost:{gateway.gateway_port}" if local else listen
+        scheduler_port = s.scheduler.scheduler_metrics_port
+        scheduler_metrics = (
+            f", http://127.0.0.1:{scheduler_port}/metrics (scheduler)" if scheduler_port else ""
+        )
         say("ready")
         print(
             f"""
@@ -699,9 +741,10 @@ class Launch:
   identity  grpc://{identity}   (health, reflection: grpcurl -plaintext {identity} list)
   company   grpc://127.0.0.1:{s.company.company_port}
   core      grpc://127.0.0.1:{s.core.core_port}
+  scheduler policies move on their dates (a pass every {s.scheduler.scheduler_interval_s:g} s)
   metrics   http://127.0.0.1:{s.identity.identity_metrics_port}/metrics (identity), \
 http://127.0.0.1:{s.company.company_metrics_port}/metrics (company), \
-http://127.0.0.1:{s.core.core_metrics_port}/metrics (core)
+http://127.0.0.1:{s.core.core_metrics_port}/metrics (core){scheduler_metrics}
 
   Try it:
     curl -s -X POST {curl_address}/v1/auth:login -d '{login}'

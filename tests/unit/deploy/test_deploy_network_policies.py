@@ -159,3 +159,20 @@ def test_metrics_are_scraped_from_the_monitoring_namespace_only(
     assert policies.allowed(PROMETHEUS, e["envoy"], envoy_metrics)
     assert not policies.allowed(STRANGER, e["envoy"], envoy_metrics)
     assert not policies.allowed(INTERNET_CLIENT, e["envoy"], envoy_metrics)
+
+
+def test_core_s_scheduler_reaches_the_database_identity_and_company_only(
+    world: tuple[str, PolicySet, dict[str, Endpoint]],
+) -> None:
+    _, policies, e = world
+    scheduler = e["core-scheduler"]
+    assert policies.allowed(scheduler, e["postgres"], POSTGRES)
+    assert policies.allowed(scheduler, e["identity"], grpc("identity"))
+    assert policies.allowed(scheduler, e["company"], grpc("company"))
+    assert not policies.allowed(scheduler, e["core"], grpc("core"))
+    assert not policies.allowed(scheduler, INTERNET_HOST, Port(443))
+    assert policies.allowed(scheduler, KUBE_DNS, DNS)
+    scheduler_metrics = Port(9054, "TCP", "metrics")
+    assert policies.allowed(PROMETHEUS, scheduler, scheduler_metrics)
+    for caller in (STRANGER, e["envoy"], e["neighbour"], INTERNET_CLIENT):
+        assert not policies.allowed(caller, scheduler, scheduler_metrics), caller.name

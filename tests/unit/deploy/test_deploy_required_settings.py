@@ -37,10 +37,16 @@ COMPOSE_DIR = DEPLOY / "compose"
 
 def settings_class(command: list[str]) -> tuple[type[BaseSettings], bool] | None:
     """The settings class of the service a command runs, and whether it serves
-    (``.main``) or is a one-off (``.cli``); None for a command that is not ours."""
+    (``.main``) or is a one-off (``.cli``); None for a command that is not ours.
+    A long-running process of its own (core's lifecycle scheduler) declares its
+    class as ``SETTINGS_CLASS`` and counts as serving."""
     if len(command) < 3 or command[1] != "-m" or not command[2].startswith("cardinsa_"):
         return None
     package, _, entry = command[2].partition(".")
+    declared = getattr(importlib.import_module(command[2]), "SETTINGS_CLASS", None)
+    if declared is not None:
+        assert issubclass(declared, BaseSettings), command
+        return declared, True
     module = importlib.import_module(f"{package}.settings")
     found = [
         cls

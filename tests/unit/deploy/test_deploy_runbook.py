@@ -8,6 +8,7 @@ import re
 import pytest
 from deploy_support import DEPLOY, REPO, SERVICES
 
+import cardinsa_core.scheduler  # noqa: F401 - registers the scheduler's metrics
 from cardinsa_foundation import metrics
 
 RUNBOOK = REPO / "docs" / "runbook.md"
@@ -45,7 +46,7 @@ def proto_text(area: str) -> str | None:
 def known_settings() -> set[str]:
     files = [
         REPO / "shared" / "cardinsa_foundation" / "config.py",
-        *REPO.glob("services/*/cardinsa_*/settings.py"),
+        *REPO.glob("services/*/cardinsa_*/*settings.py"),
         *REPO.glob("gateway/cardinsa_gateway/settings.py"),
     ]
     names = set()
@@ -67,7 +68,9 @@ def test_metric_names_exist(text: str) -> None:
         f"{family.name}_total" if family.type == "counter" else family.name
         for family in metrics.REGISTRY.collect()
     }
-    named = set(re.findall(r"`((?:grpc_server|db_pool|identity)_[a-z_]+)`", text))
+    named = set(
+        re.findall(r"`((?:grpc_server|db_pool|identity|lifecycle_scheduler)_[a-z_]+)`", text)
+    )
     assert named
     for name in named:
         assert name in exported, name
