@@ -205,12 +205,36 @@ class Tenant:
             metadata=await self.md(),
         )
 
+    async def underwritten(self, policy: resources_pb2.Policy) -> resources_pb2.Policy:
+        """The quote with every open underwriting issue approved by the company admin
+        (a backdated start, a referral ...); as it is then (a decision changes its etag)."""
+        md = await self.md()
+        page = await self.harness.policies.ListUnderwritingIssues(
+            policy_service_pb2.ListUnderwritingIssuesRequest(policy_id=policy.id, page_size=100),
+            metadata=md,
+        )
+        opened = [
+            i for i in page.underwriting_issues if i.state == resources_pb2.UnderwritingIssue.OPEN
+        ]
+        if not opened:
+            return policy
+        for issue in opened:
+            await self.harness.policies.ApproveUnderwritingIssue(
+                policy_service_pb2.ApproveUnderwritingIssueRequest(
+                    policy_id=policy.id, issue_id=issue.id, note="approved by the test harness"
+                ),
+                metadata=md,
+            )
+        return await self.harness.policies.GetPolicy(
+            policy_service_pb2.GetPolicyRequest(policy_id=policy.id), metadata=md
+        )
+
     async def in_force(
         self, holder: Any = None, product: Any = None, **kwargs: Any
     ) -> resources_pb2.Policy:
         holder = holder or await self.holder()
         product = product or await self.product()
-        quoted = await self.quoted(holder, product, **kwargs)
+        quoted = await self.underwritten(await self.quoted(holder, product, **kwargs))
         return await self.harness.policies.BindPolicy(
             policy_service_pb2.BindPolicyRequest(policy_id=quoted.id, etag=quoted.etag),
             metadata=await self.md(),

@@ -155,6 +155,21 @@ PROBES: list[Probe] = [
     ),
     (
         "policies",
+        "ListUnderwritingIssues",
+        lambda i, _: pb.ListUnderwritingIssuesRequest(policy_id=i),
+    ),
+    (
+        "policies",
+        "ApproveUnderwritingIssue",
+        lambda i, _: pb.ApproveUnderwritingIssueRequest(policy_id=i, issue_id=RANDOM, note="x"),
+    ),
+    (
+        "policies",
+        "DeclineUnderwritingIssue",
+        lambda i, _: pb.DeclineUnderwritingIssueRequest(policy_id=i, issue_id=RANDOM, note="x"),
+    ),
+    (
+        "policies",
         "CreatePolicy",
         lambda i, ids: pb.CreatePolicyRequest(
             policy=res.Policy(

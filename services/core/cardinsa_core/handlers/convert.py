@@ -52,6 +52,7 @@ from cardinsa_core.repository.models import (
     PolicyStatusChangeRow,
     PolicyVersionRow,
     PremiumTransactionRow,
+    UnderwritingIssueRow,
 )
 from cardinsa_foundation.convert import timestamp
 from cardinsa_foundation.errors import FieldViolation, InvalidArgument
@@ -508,6 +509,20 @@ def status_change_to_proto(row: PolicyStatusChangeRow) -> resources_pb2.PolicySt
         effective_date=to_date(row.effective_date),
         actor_id=row.actor_id or "",
         request_id=row.request_id or "",
+        create_time=timestamp(row.create_time),
+    )
+
+
+def underwriting_issue_to_proto(row: UnderwritingIssueRow) -> resources_pb2.UnderwritingIssue:
+    return resources_pb2.UnderwritingIssue(
+        id=str(row.id),
+        policy_id=str(row.policy_id),
+        code=row.code,
+        description=row.description,
+        state=enum_out(row.state),
+        decided_by=row.decided_by or "",
+        decide_time=timestamp(row.decide_time),
+        decision_note=row.decision_note,
         create_time=timestamp(row.create_time),
     )
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 from cardinsa.core.v1 import policy_service_pb2 as pb
 from cardinsa.core.v1 import policy_service_pb2_grpc, resources_pb2
 from cardinsa_core.application.policies import PolicyInput, PolicyUseCases
+from cardinsa_core.application.underwriting import UnderwritingUseCases
 from cardinsa_core.domain.policies import CancelReason, PaymentFrequency
 from cardinsa_core.handlers.convert import (
     enum_in,
@@ -18,6 +20,7 @@ from cardinsa_core.handlers.convert import (
     policy_version_to_proto,
     premium_transaction_to_proto,
     status_change_to_proto,
+    underwriting_issue_to_proto,
 )
 
 _PO = resources_pb2.Policy
@@ -204,3 +207,36 @@ class PolicyServicer(policy_service_pb2_grpc.PolicyServiceServicer):
             premium_transactions=[premium_transaction_to_proto(r) for r in page.items],
             next_page_token=page.next_page_token,
         )
+
+    # ------------------------------------------------------------- underwriting
+
+    @cached_property
+    def underwriting(self) -> UnderwritingUseCases:
+        return UnderwritingUseCases(self.policies.ctx)
+
+    async def ListUnderwritingIssues(
+        self, request: pb.ListUnderwritingIssuesRequest, context: Any
+    ) -> pb.ListUnderwritingIssuesResponse:
+        page = await self.underwriting.list_issues(
+            request.policy_id, page_size=request.page_size, page_token=request.page_token
+        )
+        return pb.ListUnderwritingIssuesResponse(
+            underwriting_issues=[underwriting_issue_to_proto(r) for r in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def ApproveUnderwritingIssue(
+        self, request: pb.ApproveUnderwritingIssueRequest, context: Any
+    ) -> resources_pb2.UnderwritingIssue:
+        row = await self.underwriting.approve(
+            request.policy_id, request.issue_id, note=request.note, request_id=request.request_id
+        )
+        return underwriting_issue_to_proto(row)
+
+    async def DeclineUnderwritingIssue(
+        self, request: pb.DeclineUnderwritingIssueRequest, context: Any
+    ) -> resources_pb2.UnderwritingIssue:
+        row = await self.underwriting.decline(
+            request.policy_id, request.issue_id, note=request.note, request_id=request.request_id
+        )
+        return underwriting_issue_to_proto(row)

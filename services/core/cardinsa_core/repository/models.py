@@ -260,6 +260,11 @@ class PolicyRow(TenantResourceMixin, Base):
     cover_since: Mapped[dict[str, str]] = mapped_column(
         JSONB, nullable=False, default=dict, server_default=text("'{}'::jsonb")
     )
+    #: Underwriting issues of the last quote still OPEN (kept by
+    #: application.underwriting with every quote and decision).
+    open_underwriting_issues: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default=text("0")
+    )
 
     __table_args__ = (
         UniqueConstraint("company_id", "id"),
