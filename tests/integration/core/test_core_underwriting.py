@@ -11,7 +11,6 @@ of a quoted policy, so it needs nothing but this module's own code.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -27,7 +26,6 @@ from support.identity_harness import Account
 from cardinsa.core.v1 import core_service_pb2 as xb
 from cardinsa.core.v1 import policy_service_pb2 as pb
 from cardinsa.core.v1 import product_service_pb2, resources_pb2
-from cardinsa_core.application import policies as policy_use_cases
 from cardinsa_core.application.underwriting import check_bindable, raise_issues
 from cardinsa_core.domain.underwriting import Finding
 from cardinsa_core.repository.models import UnderwritingIssueRow
@@ -540,16 +538,6 @@ async def test_check_bindable_refuses_a_start_that_has_become_too_old(tenant: Te
 
 
 # ------------------------------------------------------------------ quote and bind
-#
-# These need QuotePolicy to run the rules and raise the issues, and BindPolicy
-# to check them (application.policies calling raise_issues and check_bindable),
-# and products to carry rating rules and entry ages over gRPC.
-
-_QUOTE_UNDERWRITES = "raise_issues" in inspect.getsource(policy_use_cases)
-needs_quote_underwriting = pytest.mark.skipif(
-    not _QUOTE_UNDERWRITES,
-    reason="QuotePolicy does not call application.underwriting.raise_issues yet",
-)
 
 
 async def underwritten_product(
@@ -604,7 +592,6 @@ async def bind(tenant: Tenant, policy_id: str) -> resources_pb2.Policy:
     )
 
 
-@needs_quote_underwriting
 async def test_manual_underwriting_blocks_the_bind_until_approved(tenant: Tenant) -> None:
     product = await underwritten_product(
         tenant, rules=resources_pb2.RatingRules(manual_underwriting=True)
@@ -634,7 +621,6 @@ async def test_manual_underwriting_blocks_the_bind_until_approved(tenant: Tenant
     assert bound.state in (resources_pb2.Policy.BOUND, resources_pb2.Policy.IN_FORCE)
 
 
-@needs_quote_underwriting
 async def test_a_declined_referral_goes_away_with_a_lower_sum_insured(tenant: Tenant) -> None:
     policies, admin = tenant.harness.policies, await tenant.md()
     product = await underwritten_product(
@@ -666,7 +652,6 @@ async def test_a_declined_referral_goes_away_with_a_lower_sum_insured(tenant: Te
     await bind(tenant, quoted.id)
 
 
-@needs_quote_underwriting
 async def test_entry_ages_and_backdating_are_found_at_quote(tenant: Tenant) -> None:
     # The harness's holders were born on 1990-02-03.
     product = await underwritten_product(tenant, min_entry_age=0, max_entry_age=30)
@@ -685,7 +670,6 @@ async def test_entry_ages_and_backdating_are_found_at_quote(tenant: Tenant) -> N
     assert bound.policy_number
 
 
-@needs_quote_underwriting
 async def test_a_plain_product_binds_as_before(tenant: Tenant) -> None:
     policy = await tenant.in_force(await tenant.holder(dependents=0), await tenant.product())
     assert policy.open_underwriting_issues == 0

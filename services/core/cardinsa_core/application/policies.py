@@ -42,6 +42,7 @@ from cardinsa_core.application.context import (
 )
 from cardinsa_core.application.inputs import MemberRef, MoneyInput, resolve_members
 from cardinsa_core.application.pricing import Pricing, breakdown_of
+from cardinsa_core.application.underwriting import check_bindable, raise_issues
 from cardinsa_core.domain.cover import (
     CLAIMS_WOULD_LOSE_COVER,
     OVERRIDE_CLAIM_COVER,
@@ -63,6 +64,7 @@ from cardinsa_core.domain.policies import (
     check_policy_terms,
 )
 from cardinsa_core.domain.rating import Rating
+from cardinsa_core.domain.underwriting import evaluate_quote
 from cardinsa_core.repository.claims import claims_with_money
 from cardinsa_core.repository.models import (
     PolicyholderRow,
@@ -651,19 +653,47 @@ class PolicyUseCases:
     async def _today(self) -> date:
         return await self.ctx.company_today(own_company(require_principal()))
 
+    async def _priced_and_underwritten(
+        self, session: AsyncSession, row: PolicyRow, terms: PolicyTerms, version: int
+    ) -> Rating:
+        """Rate ``terms`` on product version ``version`` and run the underwriting
+        rules on them (the issues stored on ``row``, decisions kept where a rule
+        finds the same again); a renewal's members are not re-checked for entry ages."""
+        priced = await self.pricing.product(session, row, version)
+        request = await self.pricing.request(session, row, priced, terms)
+        rating = await self.pricing.rate(request, row.company_id)
+        facts = await self.ctx.facts(row.company_id)
+        findings = evaluate_quote(
+            request,
+            priced.version.coverages,
+            today=await self.ctx.company_today(row.company_id),
+            max_backdate_days=facts.max_backdate_days,
+            renewal=row.previous_policy_id is not None,
+        )
+        await raise_issues(session, row, findings)
+        return rating
+
     async def quote(self, policy_id: str, etag: str, request_id: str) -> PolicyRow:
         async def apply(session: AsyncSession, row: PolicyRow, policy: Policy) -> _Outcome:
             POLICY_LIFECYCLE.next_state(policy.state, PolicyAction.QUOTE)
             version, _, _ = await self._product_on_sale(session, row)
-            rating = await self._rate(session, row, policy.terms, version)
+            rating = await self._priced_and_underwritten(session, row, policy.terms, version)
             quoted = policy.quote(rating.total)
             repinned = row.product_version != version
             row.product_version = version
             row.premium_breakdown = rating.to_json()
             return _Outcome(
                 [_Step(quoted, "quote")],
-                {"product_version": version, "rating": rating.strategy},
-                changed=["premium_breakdown", *(["product_version"] if repinned else [])],
+                {
+                    "product_version": version,
+                    "rating": rating.strategy,
+                    "open_underwriting_issues": row.open_underwriting_issues,
+                },
+                changed=[
+                    "premium_breakdown",
+                    "open_underwriting_issues",
+                    *(["product_version"] if repinned else []),
+                ],
             )
 
         return await self._transition(
@@ -690,6 +720,10 @@ class PolicyUseCases:
             await self._product_on_sale(session, row)
             await self._holder(session, row.company_id, str(row.policyholder_id))
             await self._check_predecessor(session, row)
+            facts = await self.ctx.facts(row.company_id)
+            await check_bindable(
+                session, row, today=today, max_backdate_days=facts.max_backdate_days
+            )
             # Last, so the counter row stays locked as briefly as possible.
             value = await next_number(session, row.company_id, NumberKind.POLICY)
             bound = policy.bind(format_number(self.ctx.settings.policy_number_prefix, value))
@@ -859,12 +893,14 @@ class PolicyUseCases:
                 product_version=version,
                 previous_policy_id=row.id,
             )
-            rating = await self._rate(session, successor, terms, version)
+            apply_policy(successor, draft)
+            successor.cover_since = _cover_since(row, policy, draft)
+            session.add(successor)
+            await session.flush()
+            rating = await self._priced_and_underwritten(session, successor, terms, version)
             quoted = draft.quote(rating.total)
             apply_policy(successor, quoted)
             successor.premium_breakdown = rating.to_json()
-            successor.cover_since = _cover_since(row, policy, quoted)
-            session.add(successor)
             await session.flush()
             await self._created(
                 session,

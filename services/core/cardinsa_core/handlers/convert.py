@@ -427,6 +427,7 @@ def policy_to_proto(row: PolicyRow) -> resources_pb2.Policy:
         written_premium=to_money(row.written_premium, currency),
         do_not_renew=row.do_not_renew,
         cancel_processed_date=to_date(row.cancel_processed_date),
+        open_underwriting_issues=row.open_underwriting_issues,
     )
 
 
