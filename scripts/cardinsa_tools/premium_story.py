@@ -11,7 +11,7 @@ drives one policy through the REST gateway (Envoy) as that admin:
 1. a product with rating rules (age bands, a relation factor, a sum-insured
    rate, 19 % tax, a policy fee, a 10 % short-rate penalty), put on sale;
 2. a policyholder with a spouse and a child (dates of birth);
-3. a policy for the holder and the spouse, effective today (company time) for
+3. a policy for the holder and the spouse, effective today for
    the product's term of a year; ``:quote`` (its breakdown is printed), ``:bind``;
 4. ``:endorse`` adding the child from today + 60 days;
 5. ``:cancel`` (MEMBER_REQUEST) from today + 120 days, ``scheduled``
@@ -41,15 +41,12 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 ADMIN_EMAIL = "admin@premium-story.cardinsa.test"
-#: The time zone the launcher registers the demo company with (its "today").
-COMPANY_TIME_ZONE = "Europe/Berlin"
 CURRENCY = "EUR"
 ENDORSE_AFTER_DAYS = 60
 CANCEL_AFTER_DAYS = 120
@@ -164,7 +161,7 @@ class Suite:
         try:
             self.run.wait_ready(timeout_s)
         except SuiteNotReady as error:
-            first = str(error).splitlines()[0]
+            first = str(error).splitlines()[0].rstrip(":")
             raise StoryError(f"{first} (see {self.base / 'suite.log'})") from None
 
     def stop(self) -> None:
@@ -403,7 +400,11 @@ def check(transactions: list[dict[str, Any]], policy: Mapping[str, Any]) -> tupl
 
 
 def company_today() -> date:
-    return datetime.now(ZoneInfo(COMPANY_TIME_ZONE)).date()
+    """Today, never after the company's today: the date in UTC (the demo company's
+    zone, Europe/Berlin, is ahead of UTC). Before midnight UTC it may already be
+    tomorrow for the company; a policy from "yesterday" is still bound in force,
+    one from "tomorrow" would not be."""
+    return datetime.now(UTC).date()
 
 
 # ----------------------------------------------------------------------- main

@@ -11,11 +11,10 @@ servers, Envoy and the company are the schemathesis module's ``suite``."""
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from test_gateway_schemathesis import Suite, suite
@@ -51,6 +50,12 @@ def rounded(value: Fraction) -> Decimal:
     return (Decimal(value.numerator) / Decimal(value.denominator)).quantize(
         CENT, rounding=ROUND_HALF_EVEN
     )
+
+
+def utc_today() -> date:
+    """The policies' first day: the date in UTC, never after the company's today
+    (its zone, Europe/Berlin, is ahead of UTC), so a bound policy is in force."""
+    return datetime.now(UTC).date()
 
 
 def reason(body: dict[str, Any]) -> str:
@@ -152,8 +157,7 @@ async def priced_policy(client: Client, today: date) -> tuple[dict[str, Any], di
 
 async def test_premium_breakdown_and_transactions_over_rest(suite: Suite) -> None:
     client = Client(suite)
-    # The company's date (its time zone), as core's business rules see it.
-    today = datetime.now(ZoneInfo("Europe/Berlin")).date()
+    today = utc_today()
     policy, members = await priced_policy(client, today)
     path = f"/v1/policies/{policy['id']}"
     policy = await client.ok("POST", f"{path}:bind", {"etag": policy["etag"]})
@@ -281,7 +285,7 @@ async def test_underwriting_issue_routes_reach_core(suite: Suite) -> None:
     exist is core's NOT_FOUND naming that id (the path's two ids reach the
     request)."""
     client = Client(suite)
-    policy, _ = await priced_policy(client, datetime.now(ZoneInfo("Europe/Berlin")).date())
+    policy, _ = await priced_policy(client, utc_today())
     issue_id = str(uuid.uuid4())
     calls = [
         (
