@@ -58,6 +58,10 @@ test: lint ## everything: linters, unit, integration and end-to-end tests
 up: setup ## start the whole suite (Ctrl-C stops it); ARGS="--workers 2"
 	@$(PY) -m cardinsa_tools.suite $(ARGS)
 
+.PHONY: premium-story
+premium-story: setup ## a policy's premium transactions, bind to reinstatement (own suite)
+	@$(PY) -m cardinsa_tools.premium_story $(ARGS)
+
 .PHONY: bench
 bench: setup ## benchmark the suite (installs h2load, wrk); ARGS="--use-running", "--workers 2"
 	@$(PY) -m cardinsa_tools.bench $(ARGS)

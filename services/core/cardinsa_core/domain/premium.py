@@ -1,7 +1,8 @@
 """Premium transactions: what a policy is charged and returned, in exact money.
 
-Building block for the priced policy transactions (NEW, ENDORSE, CANCEL,
-REINSTATE, RENEW); the policy use cases do not call it yet.
+The arithmetic of the priced policy transactions (NEW, ENDORSE, CANCEL,
+REINSTATE, RENEW); :mod:`cardinsa_core.application.pricing` applies it to a
+policy's stored transactions (docs/premium.md).
 
 Each transaction charges (positive) or returns (negative) an amount for a
 stretch of the term, ``[effective, end]`` (both days covered). The **written
