@@ -108,7 +108,7 @@ class Desk:
         return self.ok("POST", f"/v1/products/{product['id']}:activate", {"etag": product["etag"]})
 
     def policy(
-        self, product: dict[str, Any], *, dependent: bool = False, days_ago: int = 60
+        self, product: dict[str, Any], *, dependent: bool = False, days_ago: int = 25
     ) -> tuple[dict[str, Any], str]:
         """A policy in force since ``days_ago`` days; with ``dependent`` the
         policyholder's child is insured too (its id is returned, else "")."""

@@ -224,7 +224,7 @@ async def test_grpc_journey(suite: SuiteProcess, route: str) -> None:
                 policy=resources_pb2.Policy(
                     policyholder_id=holder.id,
                     product_id=product.id,
-                    effective_date=gdate(date.today() - timedelta(days=30)),
+                    effective_date=gdate(date.today() - timedelta(days=20)),
                     sum_insured=money(100000),
                     payment_frequency=P.MONTHLY,
                     insured_members=[resources_pb2.InsuredMember(policyholder=True)],

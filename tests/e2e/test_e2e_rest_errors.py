@@ -69,7 +69,7 @@ def company_one(suite: SuiteProcess) -> CompanyOne:
         {
             "policyholder_id": holder["id"],
             "product_id": product["id"],
-            "effective_date": json_date(date.today() - timedelta(days=30)),
+            "effective_date": json_date(date.today() - timedelta(days=20)),
             "sum_insured": money(100000),
             "payment_frequency": "MONTHLY",
             "insured_members": [{"policyholder": True}],
@@ -164,7 +164,7 @@ def test_400_when_a_cancellation_would_take_a_claims_cover(
         {
             "policyholder_id": company_one.holder["id"],
             "product_id": company_one.product["id"],
-            "effective_date": json_date(date.today() - timedelta(days=30)),
+            "effective_date": json_date(date.today() - timedelta(days=20)),
             "sum_insured": money(100000),
             "insured_members": [{"policyholder": True}],
         },

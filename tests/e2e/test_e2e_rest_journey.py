@@ -103,7 +103,7 @@ def test_rest_journey_from_new_users_to_a_closed_claim_and_its_audit_trail(
     assert product["state"] == "ACTIVE"
 
     # --- policy: draft, quote, bind (underwriter) ------------------------------------
-    effective = date.today() - timedelta(days=30)
+    effective = date.today() - timedelta(days=20)
     policy = journey.change(
         "policy.create",
         "POST",

@@ -195,7 +195,7 @@ async def api_templates(suite: Suite, seed: CompanySeed, password: str) -> dict[
                     policy=r.Policy(
                         policyholder_id=holder.id,
                         product_id=product.id,
-                        effective_date=gdate(today - dt.timedelta(days=30)),
+                        effective_date=gdate(today - dt.timedelta(days=20)),
                         sum_insured=money("100000", cur),
                         payment_frequency=r.Policy.MONTHLY,
                         insured_members=[r.InsuredMember(policyholder=True)],

@@ -234,7 +234,7 @@ async def _seed(gateway: Gateway, token: str) -> dict[str, str]:
         },
     )
     await make(f"/v1/products/{product['id']}:activate", {})
-    start = datetime.date.today() - datetime.timedelta(days=30)
+    start = datetime.date.today() - datetime.timedelta(days=20)
     policy = await make(
         "/v1/policies",
         {

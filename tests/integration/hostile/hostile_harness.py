@@ -359,7 +359,7 @@ async def seed_core(channel: grpc.aio.Channel, tenant: Tenant) -> None:
         product_service_pb2.ActivateProductRequest(product_id=product.id), metadata=md
     )
     policies = _stub(policy_service_pb2_grpc, "PolicyService", channel)
-    start = datetime.date.today() - datetime.timedelta(days=30)
+    start = datetime.date.today() - datetime.timedelta(days=20)
     policy = await policies.CreatePolicy(
         policy_service_pb2.CreatePolicyRequest(
             policy=core_resources.Policy(
