@@ -3,7 +3,7 @@ lapse, renew, expire, with their versions and status log."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import grpc
@@ -409,3 +409,22 @@ async def test_hostile_etags_dates_and_sizes_are_refused_cleanly(tenant: Tenant)
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert len(caught.value.details()) < 200
+
+
+async def test_the_premium_follows_the_term_and_the_members(tenant: Tenant) -> None:
+    """Annual base 365.00 per member, days / 365: a month costs its days, ten
+    years cost their days, three members three times one."""
+    product = await tenant.product(base_premium="365")
+    single, family = await tenant.holder(dependents=0), await tenant.holder(dependents=2)
+    start = TODAY + timedelta(days=1)
+
+    async def premium(holder: resources_pb2.Policyholder, expiry: date) -> Decimal:
+        quoted = await tenant.quoted(holder, product, effective=start, expiry=expiry)
+        assert quoted.premium_breakdown.term_days == (expiry - start).days + 1
+        return amount(quoted.premium)
+
+    month_end = start + timedelta(days=29)  # 30 days
+    assert await premium(single, month_end) == Decimal("30.00")
+    decade_end = start + timedelta(days=3650)  # ten years and their leap days
+    assert await premium(single, decade_end) == Decimal((decade_end - start).days + 1)
+    assert await premium(family, month_end) == Decimal("90.00")
