@@ -306,16 +306,13 @@ class PolicyUseCases:
         self, policy_id: str, **page: Unpack[PageQuery]
     ) -> Page[PremiumTransactionRow]:
         """Oldest first: the running written premium reads top to bottom."""
-        company = own_company(require_principal())
-        async with self.ctx.db.unit_of_work(company_id=company) as session:
-            policy = await POLICIES.find(session, company, policy_id)
-            return await self.ctx.page(
-                session,
-                premium_transactions(company, policy.id),
-                order=[OrderTerm(PremiumTransactionRow.sequence, False)],
-                parent=str(policy.id),
-                **page,
-            )
+        return await self._child_page(
+            policy_id,
+            premium_transactions,
+            PremiumTransactionRow.sequence,
+            newest_first=False,
+            **page,
+        )
 
     async def list_status_changes(
         self, policy_id: str, **page: Unpack[PageQuery]
@@ -328,17 +325,20 @@ class PolicyUseCases:
         self,
         policy_id: str,
         query: Callable[[uuid.UUID, uuid.UUID], Select[T]],
-        newest_first: InstrumentedAttribute[Any],
+        key: InstrumentedAttribute[Any],
+        *,
+        newest_first: bool = True,
         **page: Unpack[PageQuery],
     ) -> Page[T]:
-        """A page of the rows ``query`` finds under the policy (NOT_FOUND without it)."""
+        """A page of the rows ``query`` finds under the policy (NOT_FOUND without
+        it), by ``key``, newest first unless told otherwise."""
         company = own_company(require_principal())
         async with self.ctx.db.unit_of_work(company_id=company) as session:
             policy = await POLICIES.find(session, company, policy_id)
             return await self.ctx.page(
                 session,
                 query(company, policy.id),
-                order=[OrderTerm(newest_first, True)],
+                order=[OrderTerm(key, newest_first)],
                 parent=str(policy.id),
                 **page,
             )
