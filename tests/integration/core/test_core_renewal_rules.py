@@ -230,3 +230,68 @@ async def test_cancel_and_reinstate_are_priced_and_sum_to_the_written_premium(
     last = (await _transactions(tenant, fraud.id))[-1]
     assert last.refund_method == T.FLAT and amount(last.amount) == 0
     assert flat.written_premium == fraud.written_premium
+
+
+async def test_a_renewal_checks_entry_ages_only_of_members_who_join(tenant: Tenant) -> None:
+    """Coverage entry ages up to 60, dependents without a date of birth (an
+    AGE_LIMIT finding each on a new policy): on the renewal, the child insured
+    since the first term continues without a new issue; the one who joins at
+    renewal is checked like on a new policy."""
+    policies, md = tenant.harness.policies, await tenant.md()
+    holder = await tenant.holder(dependents=2)
+    stays, joins = holder.dependents[0].id, holder.dependents[1].id
+    product = await tenant.product(max_entry_age=60)
+    quoted = await tenant.quoted(holder, product, with_dependents=False)
+    first = await policies.UpdatePolicy(
+        pb.UpdatePolicyRequest(
+            policy=resources_pb2.Policy(
+                id=quoted.id,
+                insured_members=[
+                    resources_pb2.InsuredMember(policyholder=True),
+                    resources_pb2.InsuredMember(dependent_id=stays),
+                ],
+            ),
+            update_mask=mask("insured_members"),
+        ),
+        metadata=md,
+    )
+    first = await policies.QuotePolicy(pb.QuotePolicyRequest(policy_id=first.id), metadata=md)
+    assert first.open_underwriting_issues == 1  # the child's unknown date of birth
+    [issue] = (
+        await policies.ListUnderwritingIssues(
+            pb.ListUnderwritingIssuesRequest(policy_id=first.id), metadata=md
+        )
+    ).underwriting_issues
+    await policies.ApproveUnderwritingIssue(
+        pb.ApproveUnderwritingIssueRequest(
+            policy_id=first.id, issue_id=issue.id, note="school records seen"
+        ),
+        metadata=md,
+    )
+    await policies.BindPolicy(pb.BindPolicyRequest(policy_id=first.id), metadata=md)
+    successor = (
+        await policies.RenewPolicy(pb.RenewPolicyRequest(policy_id=first.id), metadata=md)
+    ).successor
+    assert successor.open_underwriting_issues == 0  # the insured child continues
+    grown = await policies.UpdatePolicy(
+        pb.UpdatePolicyRequest(
+            policy=resources_pb2.Policy(
+                id=successor.id,
+                insured_members=[
+                    resources_pb2.InsuredMember(policyholder=True),
+                    resources_pb2.InsuredMember(dependent_id=stays),
+                    resources_pb2.InsuredMember(dependent_id=joins),
+                ],
+            ),
+            update_mask=mask("insured_members"),
+        ),
+        metadata=md,
+    )
+    requoted = await policies.QuotePolicy(pb.QuotePolicyRequest(policy_id=grown.id), metadata=md)
+    issues = (
+        await policies.ListUnderwritingIssues(
+            pb.ListUnderwritingIssuesRequest(policy_id=requoted.id), metadata=md
+        )
+    ).underwriting_issues
+    assert [(i.code, joins in i.description) for i in issues] == [("AGE_LIMIT", True)]
+    assert requoted.open_underwriting_issues == 1

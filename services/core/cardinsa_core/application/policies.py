@@ -658,7 +658,8 @@ class PolicyUseCases:
     ) -> Rating:
         """Rate ``terms`` on product version ``version`` and run the underwriting
         rules on them (the issues stored on ``row``, decisions kept where a rule
-        finds the same again); a renewal's members are not re-checked for entry ages."""
+        finds the same again); members whose cover continues from the policy a
+        renewal renews are not re-checked for entry ages, members joining are."""
         priced = await self.pricing.product(session, row, version)
         request = await self.pricing.request(session, row, priced, terms)
         rating = await self.pricing.rate(request, row.company_id)
@@ -668,7 +669,7 @@ class PolicyUseCases:
             priced.version.coverages,
             today=await self.ctx.company_today(row.company_id),
             max_backdate_days=facts.max_backdate_days,
-            renewal=row.previous_policy_id is not None,
+            continuing=frozenset(row.cover_since or {}),
         )
         await raise_issues(session, row, findings)
         return rating

@@ -21,7 +21,8 @@ The rules (``code``: when, ``key``):
 - ``AGE_LIMIT``: per insured member and coverage with entry ages (0: no
   limit), the member's age on the effective date is outside them, bounds
   included in the range, or the date of birth is unknown. Key: the member's key
-  and the coverage code. Not checked on a renewal's quote (cover continues).
+  and the coverage code. Not checked again for members whose cover continues
+  from the policy a renewal renews; a member joining at renewal is checked.
 
 Decisions (``ISSUE_TRANSITIONS``)::
 
@@ -35,7 +36,7 @@ A decision carries a note of 1-1000 characters.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
@@ -135,11 +136,14 @@ def evaluate(
     today: date,
     max_backdate_days: int,
     renewal: bool = False,
+    continuing: Collection[str] = (),
 ) -> list[Finding]:
     """What the underwriting rules find on a quote (``today``: the company's date).
 
-    ``renewal``: the quote continues cover (a renewal's successor), so entry
-    ages are not checked again.
+    ``renewal``: the quote continues cover for everyone, so entry ages are not
+    checked again; ``continuing``: the keys of the members whose cover continues
+    (a renewal's members insured by the policy it renews) -- only the others'
+    entry ages are checked.
     """
     findings: list[Finding] = []
     if rules.manual_underwriting:
@@ -163,7 +167,8 @@ def evaluate(
             )
         )
     if not renewal:
-        findings += _age_findings(list(coverages), members, effective_date)
+        joining = [m for m in members if m.key not in continuing]
+        findings += _age_findings(list(coverages), joining, effective_date)
     return findings
 
 
@@ -174,6 +179,7 @@ def evaluate_quote(
     today: date,
     max_backdate_days: int,
     renewal: bool = False,
+    continuing: Collection[str] = (),
 ) -> list[Finding]:
     """:func:`evaluate` on the rating request of a quote (its rules, members,
     first and last day and sum insured)."""
@@ -187,6 +193,7 @@ def evaluate_quote(
         today=today,
         max_backdate_days=max_backdate_days,
         renewal=renewal,
+        continuing=continuing,
     )
 
 
