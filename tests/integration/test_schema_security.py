@@ -49,6 +49,7 @@ APPEND_ONLY = {
         "premium_transactions",
         "claim_log_entries",
         "claim_recoveries",
+        "outbox_events",
     },
 }
 #: Tables whose rows the services add and delete but never change, per service.

@@ -57,6 +57,7 @@ from cardinsa_core.application.tenants import (
 )
 from cardinsa_core.handlers.claims import ClaimServicer
 from cardinsa_core.handlers.core import CoreServicer
+from cardinsa_core.handlers.events import core_events
 from cardinsa_core.handlers.policies import PolicyServicer
 from cardinsa_core.handlers.policyholders import PolicyholderServicer
 from cardinsa_core.handlers.products import ProductServicer
@@ -145,6 +146,7 @@ def build(
         settings=settings,
         audit=AuditWriter(AuditEventRow),
         tenants=tenants,
+        events=core_events(),
         clock=clock,
     )
     policyholders = PolicyholderUseCases(ctx)

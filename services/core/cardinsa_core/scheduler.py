@@ -60,6 +60,7 @@ from prometheus_client import Counter, Gauge
 from cardinsa_core.application.context import CoreContext
 from cardinsa_core.application.lifecycle import LifecycleRunner, PassReport
 from cardinsa_core.application.policies import PolicyUseCases
+from cardinsa_core.handlers.events import core_events
 from cardinsa_core.main import tenant_directory
 from cardinsa_core.repository.lifecycle import DueKind
 from cardinsa_core.repository.models import AuditEventRow
@@ -278,6 +279,7 @@ class Scheduler:
             settings=settings,
             audit=AuditWriter(AuditEventRow),
             tenants=tenants,
+            events=core_events(),
             clock=clock,
         )
         self.runner = LifecycleRunner(

@@ -427,6 +427,7 @@ async def test_today_is_each_company_s_own_date_in_its_time_zone(
         db=base.db,
         settings=base.settings,
         audit=base.audit,
+        events=base.events,
         tenants=ZonedTenants(
             core, {ahead.company_id: "Pacific/Kiritimati", behind.company_id: "Pacific/Pago_Pago"}
         ),
@@ -531,6 +532,7 @@ async def test_two_passes_racing_without_the_lock_still_move_each_policy_once(
         settings=base.settings,
         audit=base.audit,
         tenants=base.tenants,
+        events=base.events,
         clock=lambda: datetime.fromisoformat(AS_OF_TOMORROW),
     )
     runners = [

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from cardinsa_core.application.context import CoreContext, local_date
 from cardinsa_core.application.tenants import SettingsTenantDirectory, TenantFacts
+from cardinsa_core.handlers.events import core_events
 from cardinsa_core.repository.models import AuditEventRow
 from cardinsa_core.settings import CoreSettings
 from cardinsa_foundation.audit import AuditWriter
@@ -66,6 +67,7 @@ async def ctx() -> AsyncIterator[CoreContext]:
             settings=config,
             audit=AuditWriter(AuditEventRow),
             tenants=SettingsTenantDirectory(config),
+            events=core_events(),
             clock=Clock(LATE_EVENING_UTC),
         )
     finally:

@@ -269,6 +269,7 @@ class ClaimUseCases:
                 request_id=log_request_id(request_id),
             )
         )
+        self.ctx.events.claim_changed(session, row, action=action, from_state=from_state)
         await session.flush()
 
     async def create(self, data: ClaimInput, *, request_id: str) -> ClaimRow:

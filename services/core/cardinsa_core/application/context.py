@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cardinsa_core.application.events import EventSink
 from cardinsa_core.application.tenants import TenantDirectory, TenantFacts
 from cardinsa_core.repository.models import AuditEventRow, IdempotencyRow
 from cardinsa_core.repository.rows import Resources
@@ -87,6 +88,8 @@ class CoreContext(Paging):
     settings: CoreSettings
     audit: AuditWriter[AuditEventRow]
     tenants: TenantDirectory
+    #: Where the use cases record what changed (the outbox, same transaction).
+    events: EventSink
     #: The current time (injectable: tests move it; the scheduler takes --now).
     clock: Callable[[], datetime] = utc_now
 

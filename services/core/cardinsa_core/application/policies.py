@@ -377,8 +377,8 @@ class PolicyUseCases:
             ],
         )
 
-    @staticmethod
     async def _log(
+        self,
         session: AsyncSession,
         row: PolicyRow,
         *,
@@ -397,6 +397,9 @@ class PolicyUseCases:
                 actor_id=require_principal().subject,
                 request_id=log_request_id(request_id),
             )
+        )
+        self.ctx.events.policy_changed(
+            session, row, transition=step.transition, from_state=from_state
         )
         await session.flush()
 

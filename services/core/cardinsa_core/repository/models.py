@@ -44,6 +44,7 @@ from cardinsa_foundation.models import (
     VersionedMixin,
     make_metadata,
 )
+from cardinsa_foundation.outbox import OutboxMixin
 
 SCHEMA = "core"
 MONEY = Numeric(19, 4)
@@ -636,6 +637,12 @@ class IdempotencyRow(IdempotencyMixin, Base):
 
 class AuditEventRow(AuditLogMixin, Base):
     __tablename__ = "audit_events"
+
+
+class CoreOutboxRow(OutboxMixin, Base):
+    """Core's events, written with the changes (cardinsa_foundation.outbox)."""
+
+    __tablename__ = "outbox_events"
 
 
 #: Tables whose rows are only ever inserted.

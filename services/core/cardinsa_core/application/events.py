@@ -1,0 +1,31 @@
+"""What core tells the world: one event per change of a policy or a claim.
+
+The use cases call an :class:`EventSink` inside the unit of work that makes the
+change, right where they write the status log or the claim's action log, so
+every logged change has its event and the event commits or rolls back with it
+(the transactional outbox, :mod:`cardinsa_foundation.outbox`). How a row
+becomes the event's payload (the API's own messages) is the sink's business;
+the application only says what happened.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cardinsa_core.repository.models import ClaimRow, PolicyRow
+
+__all__ = ["EventSink"]
+
+
+class EventSink(Protocol):
+    def policy_changed(
+        self, session: AsyncSession, row: PolicyRow, *, transition: str, from_state: str | None
+    ) -> None:
+        """Record that ``row`` (as it is now) went through ``transition``."""
+
+    def claim_changed(
+        self, session: AsyncSession, row: ClaimRow, *, action: str, from_state: str | None
+    ) -> None:
+        """Record that ``row`` (as it is now) went through ``action``."""

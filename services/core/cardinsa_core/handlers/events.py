@@ -1,0 +1,55 @@
+"""Core's events as the API's messages, written to core's outbox."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cardinsa.core.v1 import events_pb2
+from cardinsa_core.handlers.convert import claim_to_proto, enum_out, policy_to_proto
+from cardinsa_core.repository.models import ClaimRow, CoreOutboxRow, PolicyRow
+from cardinsa_foundation.outbox import Outbox, event_type
+
+__all__ = ["OutboxEvents", "core_events"]
+
+#: The CloudEvents ``source`` of every core event.
+SOURCE = "core"
+
+
+class OutboxEvents:
+    """:class:`cardinsa_core.application.events.EventSink` on core's outbox table."""
+
+    def __init__(self, outbox: Outbox[CoreOutboxRow]) -> None:
+        self.outbox = outbox
+
+    def policy_changed(
+        self, session: AsyncSession, row: PolicyRow, *, transition: str, from_state: str | None
+    ) -> None:
+        payload = events_pb2.PolicyEvent(
+            policy=policy_to_proto(row), transition=transition, from_state=enum_out(from_state)
+        )
+        self.outbox.add(
+            session,
+            type=event_type("core", "policy", transition),
+            subject=f"policies/{row.id}",
+            payload=payload,
+            company_id=row.company_id,
+        )
+
+    def claim_changed(
+        self, session: AsyncSession, row: ClaimRow, *, action: str, from_state: str | None
+    ) -> None:
+        payload = events_pb2.ClaimEvent(
+            claim=claim_to_proto(row), transition=action, from_state=enum_out(from_state)
+        )
+        self.outbox.add(
+            session,
+            type=event_type("core", "claim", action),
+            subject=f"claims/{row.id}",
+            payload=payload,
+            company_id=row.company_id,
+        )
+
+
+def core_events() -> OutboxEvents:
+    """The event sink every core process (server, scheduler) writes through."""
+    return OutboxEvents(Outbox(CoreOutboxRow, SOURCE))
