@@ -29,7 +29,7 @@ class OutboxEvents:
         )
         self.outbox.add(
             session,
-            type=event_type("core", "policy", transition),
+            type=event_type("core", "policy", _occurrence(transition)),
             subject=f"policies/{row.id}",
             payload=payload,
             company_id=row.company_id,
@@ -43,11 +43,16 @@ class OutboxEvents:
         )
         self.outbox.add(
             session,
-            type=event_type("core", "claim", action),
+            type=event_type("core", "claim", _occurrence(action)),
             subject=f"claims/{row.id}",
             payload=payload,
             company_id=row.company_id,
         )
+
+
+def _occurrence(name: str) -> str:
+    """A log's action as an event type part: ``payment.create`` → ``payment_create``."""
+    return name.replace(".", "_").replace("-", "_").lower()
 
 
 def core_events() -> OutboxEvents:
