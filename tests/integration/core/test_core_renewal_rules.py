@@ -93,6 +93,19 @@ async def test_do_not_renew(tenant: Tenant) -> None:
         metadata=md,
     )
     assert marked.do_not_renew and marked.state == P.IN_FORCE
+    # An agent may edit quotes (policies.update) but not decide on renewals.
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await policies.UpdatePolicy(
+            pb.UpdatePolicyRequest(
+                policy=resources_pb2.Policy(id=policy.id, do_not_renew=False),
+                update_mask=mask("do_not_renew"),
+            ),
+            metadata=await tenant.md("agent"),
+        )
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert error_info(refused.value).reason == "DO_NOT_RENEW_NOT_PERMITTED"
+    unchanged = await policies.GetPolicy(pb.GetPolicyRequest(policy_id=policy.id), metadata=md)
+    assert unchanged.do_not_renew and unchanged.etag == marked.etag
     assert marked.premium == policy.premium  # the sold terms are untouched
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await policies.RenewPolicy(pb.RenewPolicyRequest(policy_id=policy.id), metadata=md)

@@ -119,6 +119,8 @@ UPDATABLE = frozenset(
         "do_not_renew",
     }
 )
+#: Who may change ``do_not_renew`` (on top of ``policies.update``).
+RENEW_PERMISSION = "policies.renew"
 #: What UpdatePolicy changes of a sold policy (every state but EXPIRED).
 ANY_STATE_FIELDS = frozenset({"do_not_renew"})
 #: A renewal starts the day after its predecessor ends: its dates are fixed.
@@ -508,9 +510,17 @@ class PolicyUseCases:
     async def update(
         self, policy_id: str, data: PolicyInput, mask: Sequence[str], etag: str
     ) -> PolicyRow:
-        company = own_company(require_principal())
+        principal = require_principal()
+        company = own_company(principal)
         check_mask(mask, UPDATABLE)
         fields = frozenset(mask)
+        if "do_not_renew" in fields and not principal.has_permission(RENEW_PERMISSION):
+            # Whether a policy is renewed is the renewer's decision, not an editor's.
+            raise PermissionDenied(
+                f"changing do_not_renew needs the permission {RENEW_PERMISSION}",
+                reason="DO_NOT_RENEW_NOT_PERMITTED",
+                metadata={"required_permission": RENEW_PERMISSION},
+            )
         async with self.ctx.change(
             POLICIES, company, policy_id, method="update", etag=etag
         ) as change:
