@@ -102,7 +102,10 @@ class CoreContext(Paging):
 
     async def company_today(self, company_id: uuid.UUID) -> date:
         """Today for the business rules: the company's date in its time zone."""
-        facts = await self.tenants.facts(company_id)
+        return self.today_of(await self.tenants.facts(company_id))
+
+    def today_of(self, facts: TenantFacts) -> date:
+        """Today in the time zone of a company whose facts are at hand."""
         return local_date(self.clock(), facts.time_zone)
 
     async def list_page(

@@ -41,7 +41,7 @@ from cardinsa_core.application.context import (
     own_company,
 )
 from cardinsa_core.application.inputs import MemberRef, MoneyInput, resolve_members
-from cardinsa_core.application.pricing import Pricing, breakdown_of
+from cardinsa_core.application.pricing import Priced, Pricing, breakdown_of
 from cardinsa_core.application.underwriting import check_bindable, raise_issues
 from cardinsa_core.domain.cover import (
     CLAIMS_WOULD_LOSE_COVER,
@@ -656,42 +656,43 @@ class PolicyUseCases:
         return product.row.current_version, terms.base_premium, terms.term_months
 
     async def _rate(
-        self, session: AsyncSession, row: PolicyRow, terms: PolicyTerms, version: int
-    ) -> Rating:
-        """The rating of ``terms`` on product version ``version``."""
+        self,
+        session: AsyncSession,
+        row: PolicyRow,
+        terms: PolicyTerms,
+        version: int,
+        *,
+        underwrite: bool = False,
+    ) -> tuple[Rating, Priced]:
+        """The rating of ``terms`` on product version ``version`` (and its rules).
+
+        ``underwrite``: also run the underwriting rules on them (the issues
+        stored on ``row``, decisions kept where a rule finds the same again);
+        members whose cover continues from the policy a renewal renews are not
+        re-checked for entry ages, members joining are."""
         priced = await self.pricing.product(session, row, version)
         request = await self.pricing.request(session, row, priced, terms)
-        return await self.pricing.rate(request, row.company_id)
+        facts = await self.ctx.facts(row.company_id)
+        rating = self.pricing.rate(request, facts)
+        if underwrite:
+            findings = evaluate_quote(
+                request,
+                priced.version.coverages,
+                today=self.ctx.today_of(facts),
+                max_backdate_days=facts.max_backdate_days,
+                continuing=frozenset(row.cover_since or {}),
+            )
+            await raise_issues(session, row, findings)
+        return rating, priced
 
     async def _today(self) -> date:
         return await self.ctx.company_today(own_company(require_principal()))
-
-    async def _priced_and_underwritten(
-        self, session: AsyncSession, row: PolicyRow, terms: PolicyTerms, version: int
-    ) -> Rating:
-        """Rate ``terms`` on product version ``version`` and run the underwriting
-        rules on them (the issues stored on ``row``, decisions kept where a rule
-        finds the same again); members whose cover continues from the policy a
-        renewal renews are not re-checked for entry ages, members joining are."""
-        priced = await self.pricing.product(session, row, version)
-        request = await self.pricing.request(session, row, priced, terms)
-        rating = await self.pricing.rate(request, row.company_id)
-        facts = await self.ctx.facts(row.company_id)
-        findings = evaluate_quote(
-            request,
-            priced.version.coverages,
-            today=await self.ctx.company_today(row.company_id),
-            max_backdate_days=facts.max_backdate_days,
-            continuing=frozenset(row.cover_since or {}),
-        )
-        await raise_issues(session, row, findings)
-        return rating
 
     async def quote(self, policy_id: str, etag: str, request_id: str) -> PolicyRow:
         async def apply(session: AsyncSession, row: PolicyRow, policy: Policy) -> _Outcome:
             POLICY_LIFECYCLE.next_state(policy.state, PolicyAction.QUOTE)
             version, _, _ = await self._product_on_sale(session, row)
-            rating = await self._priced_and_underwritten(session, row, policy.terms, version)
+            rating, _ = await self._rate(session, row, policy.terms, version, underwrite=True)
             quoted = policy.quote(rating.total)
             repinned = row.product_version != version
             row.product_version = version
@@ -827,7 +828,7 @@ class PolicyUseCases:
                 )
             endorsed = policy.endorse(effective_date, sum_insured=sum_insured, insured=insured)
             old = breakdown_of(row)
-            new = await self._rate(session, row, endorsed.terms, row.product_version)
+            new, priced = await self._rate(session, row, endorsed.terms, row.product_version)
             endorsed = endorsed.repriced(new.total)
             changed = [
                 name
@@ -842,7 +843,6 @@ class PolicyUseCases:
             session.add(self._version_row(row, endorsed, description=description, changed=changed))
             detail: dict[str, object] = {}
             if old is not None:
-                priced = await self.pricing.product(session, row)
                 change = await self.pricing.endorsed(
                     session,
                     row,
@@ -911,7 +911,7 @@ class PolicyUseCases:
             successor.cover_since = _cover_since(row, policy, draft)
             session.add(successor)
             await session.flush()
-            rating = await self._priced_and_underwritten(session, successor, terms, version)
+            rating, _ = await self._rate(session, successor, terms, version, underwrite=True)
             quoted = draft.quote(rating.total)
             apply_policy(successor, quoted)
             successor.premium_breakdown = rating.to_json()

@@ -35,6 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_core.application.context import CoreContext
+from cardinsa_core.application.tenants import TenantFacts
 from cardinsa_core.domain import premium
 from cardinsa_core.domain.money import Money
 from cardinsa_core.domain.policies import CancelReason, InsuredMembers, Policy, PolicyTerms
@@ -52,7 +53,7 @@ from cardinsa_core.repository.models import DependentRow, PolicyholderRow, Polic
 from cardinsa_core.repository.premium import add_transaction, net_transactions, transactions_of
 from cardinsa_core.repository.products import VersionView, load_version
 
-__all__ = ["Pricing", "breakdown_of", "refund_method"]
+__all__ = ["Priced", "Pricing", "breakdown_of", "refund_method"]
 
 
 def breakdown_of(row: PolicyRow) -> Rating | None:
@@ -143,8 +144,9 @@ class Pricing:
             sum_insured=terms.sum_insured,
         )
 
-    async def rate(self, request: RatingRequest, company: uuid.UUID) -> Rating:
-        facts = await self.ctx.facts(company)
+    @staticmethod
+    def rate(request: RatingRequest, facts: TenantFacts) -> Rating:
+        """The rating by the strategy the company's feature flags choose."""
         return strategy_for(facts.feature_flags).rate(request)
 
     # ------------------------------------------------------------- transactions

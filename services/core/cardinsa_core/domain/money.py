@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from fractions import Fraction
 from typing import Final
 
 from cardinsa_foundation.errors import FieldViolation, InvalidArgument
@@ -25,6 +26,7 @@ __all__ = [
     "MAX_AMOUNT",
     "Money",
     "check_currency",
+    "exact_money",
     "from_units_nanos",
     "minor_units",
 ]
@@ -195,3 +197,16 @@ def from_units_nanos(units: int, nanos: int, currency: str, *, field: str) -> Mo
             ],
         )
     return Money.of(Decimal(units) + Decimal(nanos) / _NANOS, currency, field=field)
+
+
+def exact_money(value: Fraction, currency: str) -> Money:
+    """An exact amount rounded once, half-even, to the currency's minor units.
+
+    In integers: a Decimal division first would round to the context's 28
+    digits, and a large amount just off a half would then round the wrong way.
+    """
+    places = minor_units(currency)
+    units, rest = divmod(value.numerator * 10**places, value.denominator)
+    if 2 * rest > value.denominator or (2 * rest == value.denominator and units % 2):
+        units += 1
+    return Money(Decimal(units).scaleb(-places), currency).rounded()

@@ -32,7 +32,7 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import Final
 
-from cardinsa_core.domain.money import Money
+from cardinsa_core.domain.money import Money, exact_money
 from cardinsa_foundation.errors import FieldViolation, InvalidArgument
 
 __all__ = [
@@ -84,11 +84,6 @@ def _days(start: date, end: date) -> int:
     return max(0, (end - start).days + 1)
 
 
-def _round(value: Fraction, currency: str) -> Money:
-    exact = Decimal(value.numerator) / Decimal(value.denominator)
-    return Money(exact, currency).rounded()
-
-
 def _invalid(field: str, description: str) -> InvalidArgument:
     return InvalidArgument(
         f"{field}: {description}", field_violations=[FieldViolation(field, description)]
@@ -106,7 +101,7 @@ def new(
     """The premium of ``[start, end]`` at ``annual`` per year (days / 365)."""
     _check_term(start, end)
     days = _days(start, end)
-    amount = _round(Fraction(annual.amount) * days / DAYS_PER_YEAR, annual.currency)
+    amount = exact_money(Fraction(annual.amount) * days / DAYS_PER_YEAR, annual.currency)
     return PremiumTransaction(kind, start, end, amount)
 
 
@@ -126,7 +121,7 @@ def _earned_exact(transactions: Sequence[PremiumTransaction], day: date) -> Frac
 
 def earned(transactions: Sequence[PremiumTransaction], day: date, currency: str) -> Money:
     """The premium earned before ``day`` (the days before it have passed), rounded."""
-    return _round(_earned_exact(transactions, day), currency)
+    return exact_money(_earned_exact(transactions, day), currency)
 
 
 def endorse(
@@ -143,7 +138,7 @@ def endorse(
         raise _invalid("effective_date", f"must lie within {start} and {end}")
     remaining = _days(effective, end)
     difference = Fraction(new_full_term.amount - old_full_term.amount)
-    amount = _round(difference * remaining / _days(start, end), new_full_term.currency)
+    amount = exact_money(difference * remaining / _days(start, end), new_full_term.currency)
     return PremiumTransaction(TransactionKind.ENDORSE, effective, end, amount)
 
 
@@ -168,7 +163,7 @@ def cancel(
     elif method is RefundMethod.SHORT_RATE:
         if not Decimal(0) <= penalty_percent <= Decimal(100):
             raise _invalid("penalty_percent", "between 0 and 100")
-        keep = _round(Fraction(unearned.amount) * Fraction(penalty_percent) / 100, currency)
+        keep = exact_money(Fraction(unearned.amount) * Fraction(penalty_percent) / 100, currency)
         returned = unearned - keep
     else:
         returned = unearned

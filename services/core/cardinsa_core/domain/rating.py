@@ -24,7 +24,6 @@ before rating existed; tax and fee as in ``standard``.
 
 from __future__ import annotations
 
-import calendar
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,7 +33,8 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import Any, Final, Protocol
 
-from cardinsa_core.domain.money import Money, minor_units
+from cardinsa_core.domain.money import Money, exact_money
+from cardinsa_core.domain.policies import add_months
 
 __all__ = [
     "BASIS_POINTS",
@@ -263,19 +263,6 @@ class Rating:
         )
 
 
-def exact_money(value: Fraction, currency: str) -> Money:
-    """An exact amount rounded once, half-even, to the currency's minor units.
-
-    In integers: a Decimal division first would round to the context's 28
-    digits, and a large amount just off a half would then round the wrong way.
-    """
-    places = minor_units(currency)
-    units, rest = divmod(value.numerator * 10**places, value.denominator)
-    if 2 * rest > value.denominator or (2 * rest == value.denominator and units % 2):
-        units += 1
-    return Money(Decimal(units).scaleb(-places), currency).rounded()
-
-
 def tax_of(net: Money, rules: RatingRules) -> Money:
     """The premium tax on a net amount (also on additional and return premiums)."""
     return exact_money(Fraction(net.amount) * rules.tax_basis_points / BASIS_POINTS, net.currency)
@@ -318,17 +305,11 @@ def _term_text(request: RatingRequest) -> str:
 
 def _term_factor(request: RatingRequest) -> Fraction:
     if request.rules.term_basis is TermBasis.PRODUCT_TERM:
-        standard_end = _add_months(request.start, request.term_months) - timedelta(days=1)
+        standard_end = add_months(request.start, request.term_months) - timedelta(days=1)
         if request.end == standard_end:
             return Fraction(1)
         return Fraction(request.days, (standard_end - request.start).days + 1)
     return Fraction(request.days, DAYS_PER_YEAR)
-
-
-def _add_months(day: date, months: int) -> date:
-    index = day.month - 1 + months
-    year, month = day.year + index // 12, index % 12 + 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
 class StandardRating:
