@@ -31,7 +31,14 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from cardinsa_foundation.context import current_company_id
 
-__all__ = ["EVENT_TYPE", "Outbox", "OutboxMixin", "event_type"]
+__all__ = [
+    "EVENT_TYPE",
+    "Outbox",
+    "OutboxMixin",
+    "event_type",
+    "outbox_table_ddl",
+    "outbox_xid_ddl",
+]
 
 #: ``cardinsa.<service>.<resource>.<occurrence>.v<N>``, lower snake case parts.
 EVENT_TYPE: Final = re.compile(r"^cardinsa(\.[a-z][a-z0-9_]*){3}\.v[1-9][0-9]*$")
@@ -72,6 +79,51 @@ class OutboxMixin:
             Index(None, "sequence", unique=True),
             Index(None, "company_id", "sequence"),
         )
+
+
+def outbox_xid_ddl(schema: str, table: str = "outbox_events") -> list[str]:
+    """Add ``xid`` to an outbox table: the writing transaction's id
+    (``pg_current_xact_id()``, set by the database, never by the ORM).
+
+    Readers use it as their horizon: every row whose ``xid`` is below the oldest
+    transaction still running (``pg_snapshot_xmin(pg_current_snapshot())``)
+    is final -- committed or gone for good -- so a reader that takes rows by
+    ``xid`` ranges below that horizon never skips an event that commits late,
+    which a reader taking rows by ``sequence`` alone would (a sequence number
+    is drawn at insert, not at commit).
+    """
+    return [
+        f"ALTER TABLE {schema}.{table} ADD COLUMN IF NOT EXISTS xid xid8 NOT NULL "
+        "DEFAULT pg_current_xact_id()",
+        f"CREATE INDEX IF NOT EXISTS ix_{table}_xid_sequence ON {schema}.{table} (xid, sequence)",
+        f"CREATE INDEX IF NOT EXISTS ix_{table}_company_id_xid ON {schema}.{table} "
+        "(company_id, xid)",
+    ]
+
+
+def outbox_table_ddl(schema: str, table: str = "outbox_events") -> list[str]:
+    """The SQL that creates a service's outbox table (the columns of
+    :class:`OutboxMixin` plus ``xid``, see :func:`outbox_xid_ddl`); the
+    migration then lists it among its tenant and append-only tables."""
+    return [
+        f"""CREATE TABLE {schema}.{table} (
+            id uuid NOT NULL,
+            sequence bigint GENERATED ALWAYS AS IDENTITY,
+            company_id uuid,
+            source text NOT NULL,
+            type text NOT NULL,
+            subject text NOT NULL,
+            ordering_key text NOT NULL,
+            time timestamptz NOT NULL,
+            data_schema text NOT NULL,
+            data bytea NOT NULL,
+            create_time timestamptz NOT NULL DEFAULT now(),
+            CONSTRAINT pk_{table} PRIMARY KEY (id)
+        )""",
+        f"CREATE UNIQUE INDEX ix_{table}_sequence ON {schema}.{table} (sequence)",
+        f"CREATE INDEX ix_{table}_company_id_sequence ON {schema}.{table} (company_id, sequence)",
+        *outbox_xid_ddl(schema, table),
+    ]
 
 
 OutboxRowT = TypeVar("OutboxRowT", bound=OutboxMixin)

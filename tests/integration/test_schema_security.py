@@ -39,7 +39,10 @@ SERVICES = {
 ROLES = (DEFAULT_APP_ROLE, DEFAULT_PLATFORM_ROLE)
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 #: Tables without row-level security (no tenant), per service; every other table has it.
-PLATFORM_WIDE = {"identity": {"login_throttles", "signing_keys", "revocations"}}
+PLATFORM_WIDE = {
+    "identity": {"login_throttles", "signing_keys", "revocations"},
+    "company": {"event_cursors"},
+}
 #: Append-only tables per service (``audit_events`` for one not listed).
 APPEND_ONLY = {
     "core": {
@@ -51,6 +54,8 @@ APPEND_ONLY = {
         "claim_recoveries",
         "outbox_events",
     },
+    "identity": {"audit_events", "outbox_events"},
+    "company": {"audit_events", "outbox_events", "webhook_delivery_attempts"},
 }
 #: Tables whose rows the services add and delete but never change, per service.
 NO_UPDATE = {"identity": {"revocations"}}

@@ -19,8 +19,14 @@ TABLES = {
     "audit_events",
     "companies",
     "departments",
+    "event_cursors",
     "idempotency_keys",
+    "outbox_events",
     "units",
+    "webhook_deliveries",
+    "webhook_delivery_attempts",
+    "webhook_events",
+    "webhook_subscriptions",
 }
 
 
@@ -58,7 +64,7 @@ async def test_upgrade_downgrade_and_upgrade_again(fresh_database: str) -> None:
     assert await _query(fresh_database, tables) == set()
     await upgrade(MIGRATIONS, fresh_database, SCHEMA)
     assert await _query(fresh_database, tables) == TABLES
-    assert await _query(fresh_database, policies) == TABLES - {"alembic_version"}
+    assert await _query(fresh_database, policies) == TABLES - {"alembic_version", "event_cursors"}
     await downgrade(MIGRATIONS, fresh_database, SCHEMA, "base")
     assert await _query(fresh_database, tables) == {"alembic_version"}
     functions = "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"

@@ -45,6 +45,7 @@ TABLES = {
     "audit_events",
     "idempotency_keys",
     "login_throttles",
+    "outbox_events",
     "password_resets",
     "refresh_tokens",
     "revocations",
@@ -66,6 +67,7 @@ TENANT_TABLES = {
     "idempotency_keys",
     "roles",
     "audit_events",
+    "outbox_events",
 }
 CLI_TIMEOUT_S = 120.0
 

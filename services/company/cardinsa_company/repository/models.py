@@ -15,16 +15,22 @@ from typing import Any
 
 from sqlalchemy import (
     TIMESTAMP,
+    BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
+    ForeignKey,
     ForeignKeyConstraint,
+    Identity,
     Index,
+    Integer,
+    LargeBinary,
     Text,
     UniqueConstraint,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -36,6 +42,7 @@ from cardinsa_foundation.models import (
     TenantResourceMixin,
     make_metadata,
 )
+from cardinsa_foundation.outbox import OutboxMixin
 
 SCHEMA = "company"
 _NO_PARENT = "'00000000-0000-0000-0000-000000000000'::uuid"
@@ -169,3 +176,117 @@ __all__ = [
     "IdempotencyRow",
     "UnitRow",
 ]
+
+
+class CompanyOutboxRow(OutboxMixin, Base):
+    """Company's events, written with the changes (cardinsa_foundation.outbox)."""
+
+    __tablename__ = "outbox_events"
+
+
+class WebhookSubscriptionRow(TenantResourceMixin, Base):
+    """A company's subscription to events (company_0005). The secret is stored
+    encrypted (cardinsa_company.domain.webhooks.SecretCipher), never in clear."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    url: Mapped[str] = mapped_column(Text, nullable=False)
+    event_types: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    state: Mapped[str] = mapped_column(Text, nullable=False, default="ACTIVE")
+    secret_ciphertext: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    secret_hint: Mapped[str] = mapped_column(Text, nullable=False)
+    previous_secret_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    previous_secret_expire_time: Mapped[datetime | None] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=True
+    )
+
+
+class WebhookEventRow(Base):
+    """An event some subscription wanted, once, with the JSON body sent for it."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
+    company_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    source: Mapped[str] = mapped_column(Text, nullable=False)
+    type: Mapped[str] = mapped_column(Text, nullable=False)
+    subject: Mapped[str] = mapped_column(Text, nullable=False)
+    ordering_key: Mapped[str] = mapped_column(Text, nullable=False)
+    time: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True), nullable=False)
+    body: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    create_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.now()
+    )
+
+
+class WebhookDeliveryRow(Base):
+    """One event for one subscription; the dispatcher's work queue."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
+    company_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    subscription_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    event_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("webhook_events.id"), nullable=False
+    )
+    event_type: Mapped[str] = mapped_column(Text, nullable=False)
+    subject: Mapped[str] = mapped_column(Text, nullable=False)
+    ordering_key: Mapped[str] = mapped_column(Text, nullable=False)
+    event_time: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True), nullable=False)
+    sequence: Mapped[int] = mapped_column(BigInteger, Identity(always=True), nullable=False)
+    state: Mapped[str] = mapped_column(Text, nullable=False, default="PENDING")
+    attempt_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    total_attempt_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.now()
+    )
+    lease_owner: Mapped[str | None] = mapped_column(Text, nullable=True)
+    lease_expire_time: Mapped[datetime | None] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=True
+    )
+    last_status_code: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_error: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    create_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.now()
+    )
+    update_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.now()
+    )
+    deliver_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True), nullable=True)
+    dead_letter_time: Mapped[datetime | None] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=True
+    )
+
+
+class WebhookDeliveryAttemptRow(Base):
+    """One HTTP attempt of a delivery (append-only)."""
+
+    __tablename__ = "webhook_delivery_attempts"
+
+    id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
+    company_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    delivery_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("webhook_deliveries.id"), nullable=False
+    )
+    number: Mapped[int] = mapped_column(Integer, nullable=False)
+    start_time: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True), nullable=False)
+    duration_ms: Mapped[int] = mapped_column(Integer, nullable=False)
+    status_code: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    succeeded: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    error: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    response_excerpt: Mapped[str] = mapped_column(Text, nullable=False, default="")
+
+
+class EventCursorRow(Base):
+    """How far the dispatcher has durably taken a source service's events, per sink."""
+
+    __tablename__ = "event_cursors"
+
+    sink: Mapped[str] = mapped_column(Text, primary_key=True)
+    source: Mapped[str] = mapped_column(Text, primary_key=True)
+    cursor: Mapped[str] = mapped_column(Text, nullable=False)
+    update_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.now()
+    )

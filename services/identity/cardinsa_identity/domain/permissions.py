@@ -120,6 +120,17 @@ def _build_catalogue() -> tuple[Permission, ...]:
             "which refuse those tokens)",
         ),
         Permission(
+            "events.watch",
+            "Stream the events of a service's outbox (the caller's company; every "
+            "company for the platform's services)",
+        ),
+        Permission("webhooks.create", "Subscribe a URL to the company's events"),
+        Permission("webhooks.get", "Read webhook subscriptions and their deliveries"),
+        Permission("webhooks.list", "List webhook subscriptions"),
+        Permission("webhooks.update", "Change or pause a webhook subscription, rotate its secret"),
+        Permission("webhooks.delete", "Delete a webhook subscription"),
+        Permission("webhooks.redeliver", "Deliver a webhook event again"),
+        Permission(
             "audit_events.list",
             "Read the audit log (of every service; limited to the caller's company "
             "unless the caller is a platform admin)",
@@ -302,6 +313,11 @@ _SENSITIVE_READS = frozenset(
         "service_accounts.get",
         "service_accounts.list",
         "policyholders.read_national_id",
+        # Every event carries the resource in full; subscriptions name where
+        # the company's data goes.
+        "events.watch",
+        "webhooks.get",
+        "webhooks.list",
     }
 )
 

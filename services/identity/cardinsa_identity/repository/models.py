@@ -40,6 +40,7 @@ from cardinsa_foundation.models import (
     TenantResourceMixin,
     make_metadata,
 )
+from cardinsa_foundation.outbox import OutboxMixin
 
 SCHEMA = "identity"
 
@@ -319,3 +320,9 @@ __all__ = [
     "SigningKeyRow",
     "UserRow",
 ]
+
+
+class IdentityOutboxRow(OutboxMixin, Base):
+    """Identity's events, written with the changes (cardinsa_foundation.outbox)."""
+
+    __tablename__ = "outbox_events"
