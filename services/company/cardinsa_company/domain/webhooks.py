@@ -21,11 +21,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import os
 import secrets
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
+from urllib.parse import SplitResult, urlsplit
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -45,6 +47,8 @@ __all__ = [
     "TIMESTAMP_HEADER",
     "SecretCipher",
     "SecretDecryptionError",
+    "address_allowed",
+    "check_url",
     "cloud_event_body",
     "matches",
     "new_secret",
@@ -115,6 +119,65 @@ def matches(patterns: Sequence[str], event_type: str) -> bool:
         elif pattern == event_type:
             return True
     return False
+
+
+MAX_URL_LENGTH: Final = 2048
+
+
+def address_allowed(address: str, *, allow_private: bool) -> bool:
+    """Whether a webhook may connect to ``address`` (an IP literal).
+
+    Only globally routable unicast addresses: no loopback, private (RFC 1918,
+    unique local), link-local (the cloud metadata service at 169.254.169.254),
+    shared (100.64/10), multicast, unspecified or reserved ranges -- an IPv6
+    address that embeds an IPv4 one (mapped, 6to4, NAT64 well-known prefix)
+    is judged by that IPv4 address. ``allow_private`` (a test or laptop
+    setting) allows every address but the unspecified and multicast ones.
+    """
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in ipaddress.IPv6Network("64:ff9b::/96"):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            ip = embedded
+    if ip.is_unspecified or ip.is_multicast:
+        return False
+    if allow_private:
+        return True
+    return ip.is_global and not ip.is_reserved
+
+
+def check_url(url: str, *, allow_http: bool) -> tuple[SplitResult | None, str]:
+    """Parse a subscription URL: ``(parts, "")`` or ``(None, why it is refused)``.
+
+    The host's addresses are checked separately (:func:`address_allowed` after
+    resolution), at subscription and at every connection.
+    """
+    if not url or len(url) > MAX_URL_LENGTH:
+        return None, f"must be an absolute URL of at most {MAX_URL_LENGTH} characters"
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
+        return None, "must not contain spaces or control characters"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None, "is not a valid URL"
+    schemes = ("https", "http") if allow_http else ("https",)
+    if parts.scheme not in schemes:
+        return None, "must be an https URL" if not allow_http else "must be an http(s) URL"
+    if not parts.hostname:
+        return None, "must name a host"
+    if parts.username is not None or parts.password is not None:
+        return None, "must not carry a user name or password"
+    if parts.fragment:
+        return None, "must not have a fragment"
+    if port == 0:
+        return None, "must not use port 0"
+    return parts, ""
 
 
 def _payload_json(event: events_pb2.Event) -> Any:
