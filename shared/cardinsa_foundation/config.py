@@ -164,6 +164,14 @@ class Settings(BaseSettings):
     # seconds) is reopened.
     revocation_idle_timeout_s: float = Field(default=15.0, gt=0)
 
+    # --- event watch (EventService.WatchEvents, cardinsa_foundation.event_watch) --
+    # How often an open stream reads the outbox for newly final events.
+    event_watch_poll_s: float = Field(default=0.25, gt=0)
+    # A stream that sent nothing for this long sends a heartbeat (no events).
+    event_watch_heartbeat_s: float = Field(default=5.0, gt=0)
+    # A stream ends after this long; the consumer reconnects with its cursor.
+    event_watch_stream_max_s: float = Field(default=300.0, gt=0)
+
     # --- secrets -----------------------------------------------------------------
     signing_key_encryption_key: SecretStr = SecretStr(DEV_SIGNING_KEY_ENCRYPTION_KEY)
     page_token_secret: SecretStr = SecretStr(DEV_PAGE_TOKEN_SECRET)

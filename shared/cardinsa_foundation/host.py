@@ -9,6 +9,8 @@ use cases and servicers; the host owns the rest:
 - the token verifier, against identity's JWKS or any other key source;
 - following identity's token revocations as the service's own account
   (``service_api_key``, permission ``revocations.watch``);
+- the outbox watch (``EventService.WatchEvents``) over the service's outbox
+  table, its streams ended when the server drains;
 - the server-info provider, and the :class:`~cardinsa_foundation.server.GrpcServer`
   (health, reflection, metrics, tracing, drain and grace period) on the
   service's ports: ``<name>_port`` and ``<name>_metrics_port`` of its settings;
@@ -34,6 +36,7 @@ from cardinsa_foundation import __version__, metrics, tracing
 from cardinsa_foundation.auth import JwksCache, TokenVerifier, identity_jwks_fetcher
 from cardinsa_foundation.config import Environment, Settings
 from cardinsa_foundation.db import Database, service_database_url
+from cardinsa_foundation.event_watch import EventWatch
 from cardinsa_foundation.interceptors import PrincipalCheck
 from cardinsa_foundation.revocation import (
     RevocationSubscriber,
@@ -182,6 +185,21 @@ class ServiceHost:
         self.on_start(partial(start_following, subscriber))
         self.on_close(subscriber.stop)
         return subscriber
+
+    def event_watch(self, table: str) -> EventWatch:
+        """``EventService.WatchEvents`` over the outbox ``table`` (``<schema>.<table>``),
+        with the settings' poll, heartbeat and stream length; its streams end
+        when the server drains (register before :meth:`server`)."""
+        settings = self.settings
+        watch = EventWatch(
+            self.db,
+            table,
+            poll_s=settings.event_watch_poll_s,
+            heartbeat_s=settings.event_watch_heartbeat_s,
+            stream_max_s=settings.event_watch_stream_max_s,
+        )
+        self.on_drain(watch.end_streams)
+        return watch
 
     # ------------------------------------------------------------ serving
 

@@ -24,6 +24,8 @@ from sqlalchemy import select
 from cardinsa.company.v1 import (
     company_service_pb2,
     company_service_pb2_grpc,
+    event_service_pb2,
+    event_service_pb2_grpc,
     organization_service_pb2,
     organization_service_pb2_grpc,
 )
@@ -32,6 +34,7 @@ from cardinsa_company.application.companies import CompanyUseCases
 from cardinsa_company.application.context import CompanyContext
 from cardinsa_company.application.organization import OrganizationUseCases
 from cardinsa_company.handlers.companies import CompanyServicer
+from cardinsa_company.handlers.event_service import OUTBOX_TABLE, EventServicer
 from cardinsa_company.handlers.organization import OrganizationServicer
 from cardinsa_company.repository.models import AuditEventRow, CompanyRow
 from cardinsa_company.settings import CompanyServiceSettings
@@ -46,7 +49,11 @@ from cardinsa_foundation.tenancy import StatusFetcher, TenantStatus, TenantStatu
 from cardinsa_foundation.use_cases import lookup_uuid
 
 SERVICE_NAME = "company"
-APIS = ["cardinsa.company.v1.CompanyService", "cardinsa.company.v1.OrganizationService"]
+APIS = [
+    "cardinsa.company.v1.CompanyService",
+    "cardinsa.company.v1.OrganizationService",
+    "cardinsa.company.v1.EventService",
+]
 
 
 def identity_probe(channel: grpc.aio.Channel, timeout_s: float) -> DependencyProbe:
@@ -122,6 +129,7 @@ def build(
     ctx = CompanyContext(db=db, settings=settings, audit=AuditWriter(AuditEventRow))
     companies = CompanyUseCases(ctx)
     organization = OrganizationUseCases(ctx)
+    events = host.event_watch(OUTBOX_TABLE)
     info = host.server_info(APIS, identity=identity_probe(identity_channel, timeout_s))
     server = host.server(
         [
@@ -136,6 +144,9 @@ def build(
                 organization_service_pb2_grpc,
                 "OrganizationService",
                 OrganizationServicer(organization),
+            ),
+            registration(
+                event_service_pb2, event_service_pb2_grpc, "EventService", EventServicer(events)
             ),
         ],
         verifier=verifier,

@@ -37,6 +37,8 @@ from cardinsa.core.v1 import (
     claim_service_pb2_grpc,
     core_service_pb2,
     core_service_pb2_grpc,
+    event_service_pb2,
+    event_service_pb2_grpc,
     policy_service_pb2,
     policy_service_pb2_grpc,
     policyholder_service_pb2,
@@ -57,6 +59,7 @@ from cardinsa_core.application.tenants import (
 )
 from cardinsa_core.handlers.claims import ClaimServicer
 from cardinsa_core.handlers.core import CoreServicer
+from cardinsa_core.handlers.event_service import OUTBOX_TABLE, EventServicer
 from cardinsa_core.handlers.events import core_events
 from cardinsa_core.handlers.policies import PolicyServicer
 from cardinsa_core.handlers.policyholders import PolicyholderServicer
@@ -83,6 +86,7 @@ APIS = [
     "cardinsa.core.v1.ProductService",
     "cardinsa.core.v1.PolicyService",
     "cardinsa.core.v1.ClaimService",
+    "cardinsa.core.v1.EventService",
 ]
 
 
@@ -154,6 +158,7 @@ def build(
     policies = PolicyUseCases(ctx)
     claims = ClaimUseCases(ctx)
     info = host.server_info(APIS)
+    events = host.event_watch(OUTBOX_TABLE)
     verifier = host.identity_verifier(identity_channel)
     host.follow_revocations(verifier, identity_channel, settings.service_api_key)
     server = host.server(
@@ -184,6 +189,9 @@ def build(
             ),
             registration(
                 claim_service_pb2, claim_service_pb2_grpc, "ClaimService", ClaimServicer(claims)
+            ),
+            registration(
+                event_service_pb2, event_service_pb2_grpc, "EventService", EventServicer(events)
             ),
         ],
         verifier=verifier,

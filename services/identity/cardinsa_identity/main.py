@@ -22,6 +22,8 @@ from cardinsa.identity.v1 import (
     access_service_pb2_grpc,
     auth_service_pb2,
     auth_service_pb2_grpc,
+    event_service_pb2,
+    event_service_pb2_grpc,
     identity_service_pb2,
     identity_service_pb2_grpc,
     user_service_pb2,
@@ -49,6 +51,7 @@ from cardinsa_identity.domain.signing_keys import PrivateKeyCipher
 from cardinsa_identity.domain.tokens import build_access_claims, sign_access_token
 from cardinsa_identity.handlers.access import AccessServicer
 from cardinsa_identity.handlers.auth import AuthServicer, UserServicer
+from cardinsa_identity.handlers.event_service import OUTBOX_TABLE, EventServicer
 from cardinsa_identity.handlers.identity import IdentityServicer
 from cardinsa_identity.repository.models import AuditEventRow
 from cardinsa_identity.settings import IdentitySettings
@@ -62,6 +65,7 @@ APIS = [
     "cardinsa.identity.v1.AuthService",
     "cardinsa.identity.v1.UserService",
     "cardinsa.identity.v1.AccessService",
+    "cardinsa.identity.v1.EventService",
 ]
 
 
@@ -154,6 +158,7 @@ def build(
     host.on_close(auth.wait_for_background)
     host.on_close(hub.stop)
     info = host.server_info(APIS)
+    events = host.event_watch(OUTBOX_TABLE)
     # Identity verifies its own tokens against the keys it holds in memory;
     # the short TTL makes a rotation visible here within seconds.
     verifier = host.verifier(
@@ -185,6 +190,9 @@ def build(
                 access_service_pb2_grpc,
                 "AccessService",
                 AccessServicer(access),
+            ),
+            registration(
+                event_service_pb2, event_service_pb2_grpc, "EventService", EventServicer(events)
             ),
         ],
         verifier=verifier,
