@@ -52,6 +52,7 @@ from cardinsa_identity.domain.tokens import build_access_claims, sign_access_tok
 from cardinsa_identity.handlers.access import AccessServicer
 from cardinsa_identity.handlers.auth import AuthServicer, UserServicer
 from cardinsa_identity.handlers.event_service import OUTBOX_TABLE, EventServicer
+from cardinsa_identity.handlers.events import identity_events
 from cardinsa_identity.handlers.identity import IdentityServicer
 from cardinsa_identity.repository.models import AuditEventRow
 from cardinsa_identity.settings import IdentitySettings
@@ -131,6 +132,7 @@ def build(
         keys=keys,
         notifier=notifier or FileNotifier(settings.notification_dir),
         audit=AuditWriter(AuditEventRow),
+        events=identity_events(),
     )
     if settings.company_address:
         ctx.tenants = TenantStatusCache(

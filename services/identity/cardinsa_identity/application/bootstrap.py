@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from cardinsa_foundation.context import Principal, PrincipalKind, principal_var
 from cardinsa_foundation.errors import FieldViolation, InvalidArgument
-from cardinsa_identity.application.context import IdentityContext
+from cardinsa_identity.application.context import IdentityContext, roles_and_permissions
 from cardinsa_identity.application.revocations import revoke_sessions
 from cardinsa_identity.domain.api_keys import new_api_key
 from cardinsa_identity.domain.password_policy import check_password
@@ -141,6 +141,15 @@ async def _ensure(
                 entity_id=user.id,
                 company_id=user.company_id,
                 detail={"role": role_name},
+            )
+            await session.flush()
+            roles, _ = await roles_and_permissions(session, user.id)
+            ctx.events.user_changed(
+                session,
+                user,
+                roles,
+                change="created" if created else "roles_changed",
+                from_state=None if created else user.state,
             )
         return BootstrapResult(
             user_id=user.id,

@@ -26,6 +26,7 @@ from cardinsa_foundation.errors import (
 )
 from cardinsa_foundation.tenancy import TenantStatusCache
 from cardinsa_foundation.use_cases import Paging, parse_uuid
+from cardinsa_identity.application.events import UserEventSink
 from cardinsa_identity.application.notifier import Notifier
 from cardinsa_identity.application.revocations import RevocationHub
 from cardinsa_identity.application.signing_keys import SigningKeyStore
@@ -44,6 +45,8 @@ class IdentityContext(Paging):
     keys: SigningKeyStore
     notifier: Notifier
     audit: AuditWriter[AuditEventRow]
+    # Where the users' events go (identity's outbox), in the change's transaction.
+    events: UserEventSink
     # Tenant status from the company service; None when not configured.
     tenants: TenantStatusCache | None = None
     # The revocations this process follows (and streams); set by main.build.

@@ -44,6 +44,7 @@ from cardinsa_identity.application.context import (
     IdentityContext,
     flush_unique,
     name_in_use,
+    roles_and_permissions,
     target_company,
 )
 from cardinsa_identity.application.privilege import caller_power, require_may_act_on, user_power
@@ -329,6 +330,7 @@ class RoleUseCases:
                 company_id=company,
                 detail={"user_id": str(user.id), "role_id": str(role.id), "role": role.name},
             )
+            await self._roles_changed(session, user)
             return binding
 
     async def list_role_bindings(
@@ -386,7 +388,16 @@ class RoleUseCases:
                     "role": role.name if role is not None else None,
                 },
             )
+            await self._roles_changed(session, user)
             return binding
+
+    async def _roles_changed(self, session: AsyncSession, user: UserRow) -> None:
+        """The user's event for a binding created or deleted (the user's row is
+        locked, so its events are in the order of its changes)."""
+        roles, _ = await roles_and_permissions(session, user.id)
+        self.ctx.events.user_changed(
+            session, user, roles, change="roles_changed", from_state=user.state
+        )
 
     @staticmethod
     def _check_may_grant(

@@ -46,6 +46,7 @@ from cardinsa_identity.application.context import (
     roles_and_permissions,
     target_company,
 )
+from cardinsa_identity.application.events import ACTION_CHANGES
 from cardinsa_identity.application.privilege import require_may_act_on, user_power
 from cardinsa_identity.application.revocations import revoke_sessions
 from cardinsa_identity.domain.password_policy import check_password
@@ -147,6 +148,7 @@ class UserUseCases:
                 company_id=company,
                 changed_fields=sorted(PROFILE_FIELDS),
             )
+            self.ctx.events.user_changed(session, user, [], change="created", from_state=None)
         return user, []
 
     async def _email_taken(self, email: str) -> bool:
@@ -249,6 +251,10 @@ class UserUseCases:
                     detail=detail or None,
                 )
             roles, _ = await roles_and_permissions(session, user.id)
+            if changed:
+                self.ctx.events.user_changed(
+                    session, user, roles, change="updated", from_state=user.state
+                )
         if contact:
             await self._notify_contact_changed(old_email, contact)
         return user, roles
@@ -295,6 +301,7 @@ class UserUseCases:
             user = await self._get_scoped(session, company, user_id, lock=True)
             await self._require_power(session, principal, user)
             check_etag(user, etag)
+            from_state = user.state
             detail = apply(user) or {}
             if reason:
                 detail["reason"] = reason
@@ -311,6 +318,9 @@ class UserUseCases:
                 detail=detail,
             )
             roles, _ = await roles_and_permissions(session, user.id)
+            self.ctx.events.user_changed(
+                session, user, roles, change=ACTION_CHANGES[action], from_state=from_state
+            )
             return user, roles
 
     async def transition(
