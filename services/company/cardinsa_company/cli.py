@@ -20,6 +20,7 @@ from pathlib import Path
 from cardinsa_company.application.bootstrap import ensure_company
 from cardinsa_company.application.context import CompanyContext
 from cardinsa_company.domain.companies import CompanyProfile
+from cardinsa_company.handlers.events import company_events
 from cardinsa_company.main import SERVICE_NAME
 from cardinsa_company.repository.models import SCHEMA, AuditEventRow
 from cardinsa_company.settings import CompanyServiceSettings
@@ -36,7 +37,9 @@ async def register_company(
     url, server = service_database_url(settings)
     db = Database(url, settings, application_name=f"{SERVICE_NAME}-cli")
     try:
-        ctx = CompanyContext(db=db, settings=settings, audit=AuditWriter(AuditEventRow))
+        ctx = CompanyContext(
+            db=db, settings=settings, audit=AuditWriter(AuditEventRow), events=company_events()
+        )
         _, created = await ensure_company(ctx, company_id=company_id, profile=profile)
         return created
     finally:

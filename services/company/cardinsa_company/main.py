@@ -35,6 +35,7 @@ from cardinsa_company.application.context import CompanyContext
 from cardinsa_company.application.organization import OrganizationUseCases
 from cardinsa_company.handlers.companies import CompanyServicer
 from cardinsa_company.handlers.event_service import OUTBOX_TABLE, EventServicer
+from cardinsa_company.handlers.events import company_events
 from cardinsa_company.handlers.organization import OrganizationServicer
 from cardinsa_company.repository.models import AuditEventRow, CompanyRow
 from cardinsa_company.settings import CompanyServiceSettings
@@ -126,7 +127,9 @@ def build(
     host.follow_revocations(
         verifier, identity_channel, settings.service_api_key, timeout_s=timeout_s
     )
-    ctx = CompanyContext(db=db, settings=settings, audit=AuditWriter(AuditEventRow))
+    ctx = CompanyContext(
+        db=db, settings=settings, audit=AuditWriter(AuditEventRow), events=company_events()
+    )
     companies = CompanyUseCases(ctx)
     organization = OrganizationUseCases(ctx)
     events = host.event_watch(OUTBOX_TABLE)

@@ -46,4 +46,5 @@ async def ensure_company(
             via="cli",
             display_name=row.display_name,
         )
+        ctx.events.company_changed(session, row, change="created", from_state=None)
         return row, True

@@ -26,6 +26,7 @@ from cardinsa_company.application.context import (
     not_deleted,
     require_platform_admin,
 )
+from cardinsa_company.application.events import TRANSITION_CHANGES
 from cardinsa_company.domain.companies import (
     UPDATABLE_FIELDS,
     CompanyProfile,
@@ -148,6 +149,7 @@ class CompanyUseCases:
                 country=row.country,
                 default_currency=row.default_currency,
             )
+            self.ctx.events.company_changed(session, row, change="created", from_state=None)
             return row
 
     # ------------------------------------------------------------------ reads
@@ -218,6 +220,9 @@ class CompanyUseCases:
                 write_profile(row, updated)
                 await _flush(session)
                 await self.ctx.record(session, scope, "company.update", row.id, changed)
+                self.ctx.events.company_changed(
+                    session, row, change="updated", from_state=row.state
+                )
             return row
 
     async def delete(self, company_id: str, etag: str) -> CompanyRow:
@@ -231,6 +236,9 @@ class CompanyUseCases:
                 await self.ctx.record(
                     session, scope, "company.delete", row.id, ["delete_time"], state=row.state
                 )
+                self.ctx.events.company_changed(
+                    session, row, change="deleted", from_state=row.state
+                )
             return row
 
     async def undelete(self, company_id: str, etag: str) -> CompanyRow:
@@ -243,6 +251,7 @@ class CompanyUseCases:
             row.undelete()
             await _flush(session)
             await self.ctx.record(session, scope, "company.undelete", row.id, ["delete_time"])
+            self.ctx.events.company_changed(session, row, change="undeleted", from_state=row.state)
             return row
 
     async def transition(
@@ -297,6 +306,9 @@ class CompanyUseCases:
                 from_state=before.value,
                 to_state=after.value,
                 reason=row.state_reason,
+            )
+            self.ctx.events.company_changed(
+                session, row, change=TRANSITION_CHANGES[action], from_state=before.value
             )
             return row
 

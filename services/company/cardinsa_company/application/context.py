@@ -26,6 +26,7 @@ from typing import Any, Final, TypeVar
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cardinsa_company.application.events import CompanyEventSink
 from cardinsa_company.repository.models import AuditEventRow, IdempotencyRow
 from cardinsa_company.settings import CompanyServiceSettings
 from cardinsa_foundation.audit import AuditWriter
@@ -58,6 +59,8 @@ class CompanyContext(Paging):
     db: Database
     settings: CompanyServiceSettings
     audit: AuditWriter[AuditEventRow]
+    # Where the companies' events go (company's outbox), in the change's transaction.
+    events: CompanyEventSink
 
     async def list_page(
         self,
