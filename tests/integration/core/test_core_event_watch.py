@@ -26,7 +26,7 @@ from cardinsa.core.v1 import claim_service_pb2 as cb
 from cardinsa.core.v1 import event_service_pb2_grpc, events_pb2
 from cardinsa.events.v1 import events_pb2 as events_pb2_watch
 from cardinsa_foundation.context import Principal, PrincipalKind, principal_var
-from cardinsa_foundation.event_watch import EventWatch, WatchCursor
+from cardinsa_foundation.event_watch import EventWatch, WatchCursor, WatchScope
 
 TABLE = "core.outbox_events"
 
@@ -262,13 +262,7 @@ async def test_the_stream_ends_when_the_server_drains(core: CoreHarness, tenant:
     the consumer reconnects with its cursor. Run on a watch of its own (the
     step the server's drain calls) so the shared server keeps serving."""
     watch = EventWatch(core.app.ctx.db, TABLE, poll_s=0.05, heartbeat_s=3600, stream_max_s=3600)
-    principal = Principal(
-        subject=str(uuid.uuid4()),
-        kind=PrincipalKind.USER,
-        company_id=tenant.company_id,
-        permissions=frozenset({"events.watch"}),
-    )
-    token = principal_var.set(principal)
+    token = principal_var.set(_tenant_principal(tenant))
     try:
         stream = watch.watch(events_pb2_watch.WatchEventsRequest())
         async with asyncio.timeout(HANG_GUARD_S):
@@ -279,3 +273,76 @@ async def test_the_stream_ends_when_the_server_drains(core: CoreHarness, tenant:
         assert all(not r.events for r in rest)
     finally:
         principal_var.reset(token)
+
+
+def _tenant_principal(tenant: Tenant) -> Principal:
+    return Principal(
+        subject=str(uuid.uuid4()),
+        kind=PrincipalKind.USER,
+        company_id=tenant.company_id,
+        permissions=frozenset({"events.watch"}),
+    )
+
+
+async def test_heartbeats_while_nothing_happens_and_the_stream_ends_by_itself(
+    core: CoreHarness, tenant: Tenant
+) -> None:
+    """Nothing new: heartbeats (no events, the cursor, caught up); after the
+    stream's length it ends without a drain."""
+    watch = EventWatch(core.app.ctx.db, TABLE, poll_s=0.01, heartbeat_s=0.02, stream_max_s=0.5)
+    token = principal_var.set(_tenant_principal(tenant))
+    try:
+        async with asyncio.timeout(HANG_GUARD_S):
+            responses = [r async for r in watch.watch(events_pb2_watch.WatchEventsRequest())]
+    finally:
+        principal_var.reset(token)
+    assert len(responses) >= 2
+    assert all(not r.events and r.caught_up and r.cursor for r in responses)
+
+
+async def test_pages_of_a_range_resume_in_the_middle_and_a_late_commit_is_kept(
+    core: CoreHarness, core_database: str, tenant: Tenant
+) -> None:
+    """Read a page at a time (the cursor then points inside a range): A is
+    open while B1 and B2 commit; nothing is read until A commits, then A, B1,
+    B2, one per page, each once."""
+    watch = EventWatch(core.app.ctx.db, TABLE)
+    scope = WatchScope(company=uuid.UUID(tenant.company_id), types=(), platform=False)
+    company = tenant.company_id
+    admin, late = await connect(core_database), await connect(core_database)
+    written: list[uuid.UUID] = []
+    try:
+        transaction = late.transaction()
+        await transaction.start()
+        try:
+            kwargs = {
+                "company_id": company,
+                "source": "core",
+                "type": "cardinsa.core.policy.update.v1",
+                "payload": marker(company),
+            }
+            written.append((await insert_event(late, TABLE, subject="policies/a", **kwargs))[0])
+            for name in ("b1", "b2"):
+                event_id, _ = await insert_event(admin, TABLE, subject=f"policies/{name}", **kwargs)
+                written.append(event_id)
+            events, cursor, caught_up = await watch.read(scope, None, limit=1)
+            assert events == [] and caught_up
+        except BaseException:
+            await transaction.rollback()
+            raise
+        await transaction.commit()
+        seen: list[str] = []
+        cursors = []
+        async with asyncio.timeout(HANG_GUARD_S):
+            while len(seen) < 3 or not caught_up:
+                events, cursor, caught_up = await watch.read(scope, cursor, limit=1)
+                seen += [e.id for e in events]
+                cursors.append(cursor)
+        assert seen == [str(i) for i in written]
+        assert any(c.after > 0 for c in cursors)
+        # Resuming from any cursor of the way gives exactly what followed it.
+        again, _, _ = await watch.read(scope, cursors[0], limit=10)
+        assert [e.id for e in again] == seen[1:]
+    finally:
+        await late.close()
+        await admin.close()
