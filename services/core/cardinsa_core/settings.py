@@ -12,8 +12,9 @@ from cardinsa_foundation.config import Settings
 
 
 class CoreSettings(Settings):
-    # Core has no cross-tenant code path: it never connects as the platform role.
-    USES_PLATFORM_ROLE: ClassVar[bool] = False
+    # One cross-tenant path: the platform's callers of EventService.WatchEvents
+    # read every company's events as the platform role.
+    USES_PLATFORM_ROLE: ClassVar[bool] = True
 
     core_port: int = Field(default=50053, ge=0, le=65535)
     core_metrics_port: int = Field(default=9053, ge=0, le=65535)

@@ -84,8 +84,9 @@ def test_the_lock_key_is_a_postgres_bigint() -> None:
     assert -(2**63) <= LOCK_KEY < 2**63
 
 
-def test_scheduler_settings_use_the_platform_role_and_core_does_not() -> None:
-    assert SchedulerSettings.USES_PLATFORM_ROLE and not CoreSettings.USES_PLATFORM_ROLE
+def test_scheduler_settings_use_the_platform_role_as_core_does() -> None:
+    # Core's own cross-tenant path: the platform's callers of WatchEvents.
+    assert SchedulerSettings.USES_PLATFORM_ROLE and CoreSettings.USES_PLATFORM_ROLE
     s = SchedulerSettings(_env_file=None, environment="test")  # type: ignore[call-arg]
     assert (s.scheduler_interval_s, s.scheduler_batch_size) == (60.0, 100)
     assert s.scheduler_allow_future_clock is False
