@@ -50,12 +50,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from google.protobuf.any_pb2 import Any as AnyMessage
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa.events.v1 import events_pb2
 from cardinsa_foundation.context import Principal, PrincipalKind
+from cardinsa_foundation.convert import timestamp
 from cardinsa_foundation.db import Database
 from cardinsa_foundation.errors import FieldViolation, InvalidArgument, PermissionDenied
 from cardinsa_foundation.outbox import EVENT_TYPE
@@ -191,12 +191,6 @@ class WatchScope:
         return cls(company=company, types=tuple(dict.fromkeys(types)), platform=platform)
 
 
-def _timestamp(value: Any) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def row_to_event(row: Any) -> events_pb2.Event:
     """An outbox row (a mapping with the outbox columns) as the contract's Event."""
     return events_pb2.Event(
@@ -204,7 +198,7 @@ def row_to_event(row: Any) -> events_pb2.Event:
         source=row["source"],
         type=row["type"],
         subject=row["subject"],
-        time=_timestamp(row["time"]),
+        time=timestamp(row["time"]),
         company_id=str(row["company_id"]) if row["company_id"] is not None else "",
         ordering_key=row["ordering_key"],
         sequence=int(row["sequence"]),

@@ -25,7 +25,10 @@ from support.grpc_errors import error_info, field_violations
 from cardinsa.core.v1 import claim_service_pb2 as cb
 from cardinsa.core.v1 import event_service_pb2_grpc, events_pb2
 from cardinsa.events.v1 import events_pb2 as events_pb2_watch
+from cardinsa_core.main import build
+from cardinsa_core.settings import CoreSettings
 from cardinsa_foundation.context import Principal, PrincipalKind, principal_var
+from cardinsa_foundation.db import app_role_url
 from cardinsa_foundation.event_watch import EventWatch, WatchCursor, WatchScope
 
 TABLE = "core.outbox_events"
@@ -66,6 +69,7 @@ async def test_the_watch_delivers_committed_events_in_order_and_resumes(
     payload = events_pb2.PolicyEvent()
     assert last.data.Unpack(payload)
     assert payload.transition == "activate" and payload.policy.id == policy.id
+    assert last.time.seconds > 0
 
     claim = await tenant.claim(policy)
     await core.claims.SubmitClaim(cb.SubmitClaimRequest(claim_id=claim.id), metadata=md)
@@ -346,3 +350,41 @@ async def test_pages_of_a_range_resume_in_the_middle_and_a_late_commit_is_kept(
     finally:
         await late.close()
         await admin.close()
+
+
+async def test_a_draining_server_ends_its_streams_cleanly(
+    core: CoreHarness, core_database: str, core_settings: CoreSettings, tenant: Tenant
+) -> None:
+    """A second core server is stopped (SIGTERM's path) while a stream is open
+    with an hour left and no heartbeat due: the stream ends with OK inside the
+    grace period, rather than being cut off when the grace period runs out."""
+    settings = core_settings.model_copy(
+        update={
+            "drain_delay_s": 0.0,
+            "grace_period_s": 120.0,
+            "event_watch_heartbeat_s": 3600.0,
+            "event_watch_stream_max_s": 3600.0,
+        }
+    )
+    app = build(settings, app_role_url(core_database), port=0, metrics_port=0)
+    await app.start()
+    stopped = False
+    try:
+        async with grpc.aio.insecure_channel(app.server.address) as channel:
+            call = event_service_pb2_grpc.EventServiceStub(channel).WatchEvents(
+                events_pb2_watch.WatchEventsRequest(), metadata=await tenant.md()
+            )
+            async with asyncio.timeout(HANG_GUARD_S):
+                first = await call.read()
+                assert first.caught_up
+                stopping = asyncio.create_task(app.stop())
+                rest = []
+                while (response := await call.read()) is not grpc.aio.EOF:
+                    rest.append(response)
+                await stopping
+                stopped = True
+            assert await call.code() is grpc.StatusCode.OK
+            assert all(not r.events for r in rest)
+    finally:
+        if not stopped:
+            await app.stop()
