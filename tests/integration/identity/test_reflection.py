@@ -1,5 +1,5 @@
 """grpcurl against the running identity service: server reflection lists and
-describes every RPC of the four identity services, and calls work through it."""
+describes every RPC of the five identity services, and calls work through it."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from support.tools import venv_tool
 from cardinsa.identity.v1 import (
     access_service_pb2,
     auth_service_pb2,
+    event_service_pb2,
     identity_service_pb2,
     user_service_pb2,
 )
@@ -26,6 +27,9 @@ SERVICES = {
     "cardinsa.identity.v1.UserService": user_service_pb2.DESCRIPTOR.services_by_name["UserService"],
     "cardinsa.identity.v1.AccessService": access_service_pb2.DESCRIPTOR.services_by_name[
         "AccessService"
+    ],
+    "cardinsa.identity.v1.EventService": event_service_pb2.DESCRIPTOR.services_by_name[
+        "EventService"
     ],
 }
 RPC = re.compile(
