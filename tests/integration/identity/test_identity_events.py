@@ -144,3 +144,31 @@ async def test_identity_events_are_the_company_s_own(identity: IdentityHarness) 
     platform = identity.bearer(await identity.token(identity.platform_admin))
     theirs, _ = await watch_until(stub(identity), platform, 1, company_id=other.company_id)
     assert [e.subject for e in theirs] == [f"users/{other.user_id}"]
+
+
+async def test_deleting_a_custom_role_tells_each_holder(identity: IdentityHarness) -> None:
+    admin = await fresh_admin(identity)
+    md = identity.bearer(await identity.token(admin))
+    role = await identity.access.CreateRole(
+        ac.CreateRoleRequest(
+            role=resources_pb2.Role(name="events-readers", permissions=["events.watch"])
+        ),
+        metadata=md,
+    )
+    holders = []
+    for _ in range(2):
+        user = await identity.create_user(admin)
+        await identity.access.CreateRoleBinding(
+            ac.CreateRoleBindingRequest(
+                role_binding=resources_pb2.RoleBinding(user_id=user.user_id, role_id=role.id)
+            ),
+            metadata=md,
+        )
+        holders.append(user.user_id)
+    _, cursor = await watch_until(stub(identity), md, 5)  # admin, 2 x (created, roles_changed)
+    await identity.access.DeleteRole(ac.DeleteRoleRequest(role_id=role.id), metadata=md)
+    events, _ = await watch_until(stub(identity), md, 2, cursor=cursor)
+    assert sorted((e.subject, e.type) for e in events) == sorted(
+        (f"users/{h}", "cardinsa.identity.user.roles_changed.v1") for h in holders
+    )
+    assert all(list(payload(e).user.roles) == [] for e in events)

@@ -9,7 +9,8 @@ password hash nor any other secret) is the sink's business.
 
 Changes: ``created``, ``updated`` (profile), ``locked``, ``unlocked``,
 ``deactivated``, ``reactivated``, ``deleted``, ``undeleted`` and
-``roles_changed`` (a role binding created or deleted).
+``roles_changed`` (a role binding created or deleted, or a custom role
+the user holds deleted).
 """
 
 from __future__ import annotations

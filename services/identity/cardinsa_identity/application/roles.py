@@ -238,6 +238,14 @@ class RoleUseCases:
             self._check_may_grant(principal, role)
             check_etag(role, etag)
             if role.delete_time is None:
+                # The holders lose the role: their rows are locked first (in id
+                # order; a change of a user locks its row before revoking
+                # anything), so their events are in the order of their changes.
+                holders = []
+                for holder in sorted(await repo.holders_of(session, role)):
+                    user = await find_user(session, company, holder, lock=True)
+                    if user is not None:
+                        holders.append(user)
                 role.soft_delete()
                 await session.flush()
                 await self.ctx.audit.record(
@@ -253,6 +261,8 @@ class RoleUseCases:
                         "tokens_revoked": await self._revoke_holders(session, role, "role.delete"),
                     },
                 )
+                for user in holders:
+                    await self._roles_changed(session, user)
             return role
 
     @staticmethod
