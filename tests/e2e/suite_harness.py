@@ -168,6 +168,9 @@ class SuiteProcess:
             CARDINSA_TENANT_STATUS_TTL_S=str(TENANT_STATUS_TTL_S),
             CARDINSA_GRACE_PERIOD_S="2",
             CARDINSA_WORKERS="1",
+            # The webhook test's receiver listens on 127.0.0.1 over plain http.
+            CARDINSA_WEBHOOK_ALLOW_PRIVATE_TARGETS="true",
+            CARDINSA_WEBHOOK_ALLOW_HTTP="true",
         )
 
     @property
