@@ -113,7 +113,8 @@ async def test_subscription_lifecycle_and_the_secret_shown_once(company: Company
     assert cipher.decrypt(created.id, row.secret_ciphertext) == created.secret
 
     got = await stub.GetWebhookSubscription(
-        pb.GetWebhookSubscriptionRequest(company_id=a, subscription_id=created.id), metadata=as_a
+        pb.GetWebhookSubscriptionRequest(company_id=a, webhook_subscription_id=created.id),
+        metadata=as_a,
     )
     assert got.secret == "" and got.secret_hint == created.secret_hint
     expected = Sub()
@@ -189,7 +190,7 @@ async def test_subscription_lifecycle_and_the_secret_shown_once(company: Company
     # Delete (soft): gone from the list unless asked for, and no longer changeable.
     deleted = await stub.DeleteWebhookSubscription(
         pb.DeleteWebhookSubscriptionRequest(
-            company_id=a, subscription_id=created.id, etag=moved.etag
+            company_id=a, webhook_subscription_id=created.id, etag=moved.etag
         ),
         metadata=as_a,
     )
@@ -205,7 +206,7 @@ async def test_subscription_lifecycle_and_the_secret_shown_once(company: Company
     assert created.id in {s.id for s in everything.webhook_subscriptions}
     error = await failure(
         stub.RotateWebhookSecret(
-            pb.RotateWebhookSecretRequest(company_id=a, subscription_id=created.id),
+            pb.RotateWebhookSecretRequest(company_id=a, webhook_subscription_id=created.id),
             metadata=as_a,
         )
     )
@@ -359,7 +360,7 @@ async def test_permissions_and_tenancy(company: CompanyHarness, identity: Identi
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
     error = await failure(
         stub.GetWebhookSubscription(
-            pb.GetWebhookSubscriptionRequest(company_id=a, subscription_id=mine.id),
+            pb.GetWebhookSubscriptionRequest(company_id=a, webhook_subscription_id=mine.id),
             metadata=as_viewer,
         )
     )
@@ -370,7 +371,7 @@ async def test_permissions_and_tenancy(company: CompanyHarness, identity: Identi
         error = await failure(
             stub.GetWebhookSubscription(
                 pb.GetWebhookSubscriptionRequest(
-                    company_id=company_id, subscription_id=subscription_id
+                    company_id=company_id, webhook_subscription_id=subscription_id
                 ),
                 metadata=as_b,
             )
@@ -378,14 +379,15 @@ async def test_permissions_and_tenancy(company: CompanyHarness, identity: Identi
         assert error.code() == grpc.StatusCode.NOT_FOUND, (company_id, subscription_id)
     for call in (
         stub.DeleteWebhookSubscription(
-            pb.DeleteWebhookSubscriptionRequest(company_id=b, subscription_id=mine.id),
+            pb.DeleteWebhookSubscriptionRequest(company_id=b, webhook_subscription_id=mine.id),
             metadata=as_b,
         ),
         stub.RotateWebhookSecret(
-            pb.RotateWebhookSecretRequest(company_id=a, subscription_id=mine.id), metadata=as_b
+            pb.RotateWebhookSecretRequest(company_id=a, webhook_subscription_id=mine.id),
+            metadata=as_b,
         ),
         stub.ListWebhookDeliveries(
-            pb.ListWebhookDeliveriesRequest(company_id=b, subscription_id=mine.id),
+            pb.ListWebhookDeliveriesRequest(company_id=b, webhook_subscription_id=mine.id),
             metadata=as_b,
         ),
         _create(company, as_b, a),
@@ -400,7 +402,7 @@ async def test_permissions_and_tenancy(company: CompanyHarness, identity: Identi
     # A platform admin works in any company (audited as cross-company).
     as_platform = await company.as_(company.platform_admin)
     got = await stub.GetWebhookSubscription(
-        pb.GetWebhookSubscriptionRequest(company_id=a, subscription_id=mine.id),
+        pb.GetWebhookSubscriptionRequest(company_id=a, webhook_subscription_id=mine.id),
         metadata=as_platform,
     )
     assert got.id == mine.id
@@ -416,7 +418,9 @@ async def test_rotation_keeps_the_old_secret_for_the_overlap(company: CompanyHar
         error = await failure(
             stub.RotateWebhookSecret(
                 pb.RotateWebhookSecretRequest(
-                    company_id=a, subscription_id=created.id, previous_secret_ttl_seconds=ttl
+                    company_id=a,
+                    webhook_subscription_id=created.id,
+                    previous_secret_ttl_seconds=ttl,
                 ),
                 metadata=as_a,
             )
@@ -425,7 +429,9 @@ async def test_rotation_keeps_the_old_secret_for_the_overlap(company: CompanyHar
         assert "previous_secret_ttl_seconds" in field_violations(error)
 
     rotated = await stub.RotateWebhookSecret(
-        pb.RotateWebhookSecretRequest(company_id=a, subscription_id=created.id, etag=created.etag),
+        pb.RotateWebhookSecretRequest(
+            company_id=a, webhook_subscription_id=created.id, etag=created.etag
+        ),
         metadata=as_a,
     )
     assert rotated.secret.startswith("whsec_") and rotated.secret != created.secret
@@ -439,7 +445,7 @@ async def test_rotation_keeps_the_old_secret_for_the_overlap(company: CompanyHar
 
     again = await stub.RotateWebhookSecret(
         pb.RotateWebhookSecretRequest(
-            company_id=a, subscription_id=created.id, previous_secret_ttl_seconds=600
+            company_id=a, webhook_subscription_id=created.id, previous_secret_ttl_seconds=600
         ),
         metadata=as_a,
     )
@@ -450,7 +456,7 @@ async def test_rotation_keeps_the_old_secret_for_the_overlap(company: CompanyHar
     error = await failure(
         stub.RotateWebhookSecret(
             pb.RotateWebhookSecretRequest(
-                company_id=a, subscription_id=created.id, etag=rotated.etag
+                company_id=a, webhook_subscription_id=created.id, etag=rotated.etag
             ),
             metadata=as_a,
         )
@@ -540,7 +546,7 @@ async def test_deliveries_attempts_and_redelivery(company: CompanyHarness) -> No
     (elsewhere,) = await _deliveries(company, a, other.id, ["DEAD_LETTERED"])
 
     listed = await stub.ListWebhookDeliveries(
-        pb.ListWebhookDeliveriesRequest(company_id=a, subscription_id=subscription.id),
+        pb.ListWebhookDeliveriesRequest(company_id=a, webhook_subscription_id=subscription.id),
         metadata=as_a,
     )
     assert [d.id for d in listed.webhook_deliveries] == [pending, delivered, dead]
@@ -549,7 +555,7 @@ async def test_deliveries_attempts_and_redelivery(company: CompanyHarness) -> No
     filtered = await stub.ListWebhookDeliveries(
         pb.ListWebhookDeliveriesRequest(
             company_id=a,
-            subscription_id=subscription.id,
+            webhook_subscription_id=subscription.id,
             filter='state = DEAD_LETTERED AND event_type = "cardinsa.core.claim.opened.v1"',
         ),
         metadata=as_a,
@@ -558,7 +564,7 @@ async def test_deliveries_attempts_and_redelivery(company: CompanyHarness) -> No
     error = await failure(
         stub.ListWebhookDeliveries(
             pb.ListWebhookDeliveriesRequest(
-                company_id=a, subscription_id=subscription.id, filter="secret = 1"
+                company_id=a, webhook_subscription_id=subscription.id, filter="secret = 1"
             ),
             metadata=as_a,
         )
@@ -567,7 +573,7 @@ async def test_deliveries_attempts_and_redelivery(company: CompanyHarness) -> No
 
     attempts = await stub.ListWebhookDeliveryAttempts(
         pb.ListWebhookDeliveryAttemptsRequest(
-            company_id=a, subscription_id=subscription.id, delivery_id=dead
+            company_id=a, webhook_subscription_id=subscription.id, delivery_id=dead
         ),
         metadata=as_a,
     )
@@ -578,7 +584,7 @@ async def test_deliveries_attempts_and_redelivery(company: CompanyHarness) -> No
     for delivery_id in (dead, delivered):
         again = await stub.RedeliverWebhookDelivery(
             pb.RedeliverWebhookDeliveryRequest(
-                company_id=a, subscription_id=subscription.id, delivery_id=delivery_id
+                company_id=a, webhook_subscription_id=subscription.id, delivery_id=delivery_id
             ),
             metadata=as_a,
         )
@@ -594,7 +600,7 @@ async def test_deliveries_attempts_and_redelivery(company: CompanyHarness) -> No
         error = await failure(
             stub.RedeliverWebhookDelivery(
                 pb.RedeliverWebhookDeliveryRequest(
-                    company_id=a, subscription_id=subscription.id, delivery_id=delivery_id
+                    company_id=a, webhook_subscription_id=subscription.id, delivery_id=delivery_id
                 ),
                 metadata=as_a,
             )
@@ -613,7 +619,7 @@ async def test_deliveries_attempts_and_redelivery(company: CompanyHarness) -> No
             stub.RedeliverWebhookDelivery(
                 pb.RedeliverWebhookDeliveryRequest(
                     company_id=company_id,
-                    subscription_id=subscription.id,
+                    webhook_subscription_id=subscription.id,
                     delivery_id=delivery_id,
                 ),
                 metadata=metadata,
@@ -624,7 +630,7 @@ async def test_deliveries_attempts_and_redelivery(company: CompanyHarness) -> No
             stub.ListWebhookDeliveryAttempts(
                 pb.ListWebhookDeliveryAttemptsRequest(
                     company_id=company_id,
-                    subscription_id=subscription.id,
+                    webhook_subscription_id=subscription.id,
                     delivery_id=delivery_id,
                 ),
                 metadata=metadata,
@@ -636,17 +642,18 @@ async def test_deliveries_attempts_and_redelivery(company: CompanyHarness) -> No
 
     # A deleted subscription's history stays readable; it is not redelivered.
     await stub.DeleteWebhookSubscription(
-        pb.DeleteWebhookSubscriptionRequest(company_id=a, subscription_id=other.id),
+        pb.DeleteWebhookSubscriptionRequest(company_id=a, webhook_subscription_id=other.id),
         metadata=as_a,
     )
     history = await stub.ListWebhookDeliveries(
-        pb.ListWebhookDeliveriesRequest(company_id=a, subscription_id=other.id), metadata=as_a
+        pb.ListWebhookDeliveriesRequest(company_id=a, webhook_subscription_id=other.id),
+        metadata=as_a,
     )
     assert [d.id for d in history.webhook_deliveries] == [elsewhere]
     error = await failure(
         stub.RedeliverWebhookDelivery(
             pb.RedeliverWebhookDeliveryRequest(
-                company_id=a, subscription_id=other.id, delivery_id=elsewhere
+                company_id=a, webhook_subscription_id=other.id, delivery_id=elsewhere
             ),
             metadata=as_a,
         )

@@ -38,7 +38,9 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
         self, request: _pb.GetWebhookSubscriptionRequest, context: Any
     ) -> _Subscription:
         return subscription_to_proto(
-            await self.webhooks.get_subscription(request.company_id, request.subscription_id)
+            await self.webhooks.get_subscription(
+                request.company_id, request.webhook_subscription_id
+            )
         )
 
     async def ListWebhookSubscriptions(
@@ -68,7 +70,7 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
     ) -> _Subscription:
         return subscription_to_proto(
             await self.webhooks.delete_subscription(
-                request.company_id, request.subscription_id, request.etag
+                request.company_id, request.webhook_subscription_id, request.etag
             )
         )
 
@@ -77,7 +79,7 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
     ) -> _Subscription:
         row, secret = await self.webhooks.rotate_secret(
             request.company_id,
-            request.subscription_id,
+            request.webhook_subscription_id,
             request.previous_secret_ttl_seconds,
             request.etag,
         )
@@ -89,7 +91,7 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
         self, request: _pb.ListWebhookDeliveriesRequest, context: Any
     ) -> _pb.ListWebhookDeliveriesResponse:
         page = await self.webhooks.list_deliveries(
-            request.company_id, request.subscription_id, list_query(request)
+            request.company_id, request.webhook_subscription_id, list_query(request)
         )
         return _pb.ListWebhookDeliveriesResponse(
             webhook_deliveries=[delivery_to_proto(d) for d in page.items],
@@ -100,7 +102,10 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
         self, request: _pb.ListWebhookDeliveryAttemptsRequest, context: Any
     ) -> _pb.ListWebhookDeliveryAttemptsResponse:
         page = await self.webhooks.list_attempts(
-            request.company_id, request.subscription_id, request.delivery_id, list_query(request)
+            request.company_id,
+            request.webhook_subscription_id,
+            request.delivery_id,
+            list_query(request),
         )
         return _pb.ListWebhookDeliveryAttemptsResponse(
             webhook_delivery_attempts=[attempt_to_proto(a) for a in page.items],
@@ -112,6 +117,6 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
     ) -> webhooks_pb2.WebhookDelivery:
         return delivery_to_proto(
             await self.webhooks.redeliver(
-                request.company_id, request.subscription_id, request.delivery_id
+                request.company_id, request.webhook_subscription_id, request.delivery_id
             )
         )
