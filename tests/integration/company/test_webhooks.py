@@ -94,6 +94,7 @@ async def test_subscription_lifecycle_and_the_secret_shown_once(company: Company
         company,
         as_a,
         a,
+        url=f"{PUBLIC_URL}?token=receivers-own-token",
         event_types=("cardinsa.core.claim.*", "cardinsa.company.company.updated.v1"),
         description="Claims feed",
     )
@@ -223,6 +224,7 @@ async def test_subscription_lifecycle_and_the_secret_shown_once(company: Company
     ]
     dumped = json.dumps([json_format.MessageToDict(e) for e in events])
     assert created.secret not in dumped and created.secret[6:] not in dumped
+    assert "receivers-own-token" not in dumped and PUBLIC_URL in dumped
 
 
 async def test_list_is_newest_first_and_pages(company: CompanyHarness) -> None:

@@ -10,6 +10,7 @@ from cardinsa_company.application.webhooks import url_target_problem
 from cardinsa_company.domain.subscriptions import (
     MAX_EVENT_TYPES,
     SubscriptionSpec,
+    audited_url,
     check_event_type,
     check_redelivery,
     check_spec,
@@ -176,3 +177,7 @@ def test_only_finished_deliveries_are_redelivered() -> None:
     with pytest.raises(FailedPrecondition) as caught:
         check_redelivery("PENDING", "d")
     assert caught.value.reason == "DELIVERY_PENDING"
+
+
+def test_the_audited_url_has_no_query() -> None:
+    assert audited_url("https://h.example/p/q?token=abc#x") == "https://h.example/p/q"

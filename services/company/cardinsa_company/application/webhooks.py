@@ -42,6 +42,7 @@ from cardinsa_company.domain.organization import parse_mask
 from cardinsa_company.domain.subscriptions import (
     SUBSCRIPTION_FIELDS,
     SubscriptionSpec,
+    audited_url,
     check_redelivery,
     check_spec,
     normalize_spec,
@@ -165,7 +166,7 @@ class WebhookUseCases:
                 "webhook_subscription.create",
                 row.id,
                 ["url", "event_types", "description", "state", "secret"],
-                url=row.url,
+                url=audited_url(row.url),
                 event_types=list(row.event_types),
                 state=row.state,
                 secret_hint=row.secret_hint,
@@ -230,7 +231,8 @@ class WebhookUseCases:
                 "webhook_subscription.update",
                 row.id,
                 changed,
-                **{f: values[f] for f in changed if f != "description"},
+                **{f: values[f] for f in changed if f in ("event_types", "state")},
+                **({"url": audited_url(spec.url)} if "url" in changed else {}),
             )
             return row
 

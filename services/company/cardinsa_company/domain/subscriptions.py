@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Final
+from urllib.parse import urlsplit, urlunsplit
 
 from cardinsa_company.domain.webhooks import address_allowed, check_url
 from cardinsa_foundation.errors import FailedPrecondition, FieldViolation, InvalidArgument
@@ -26,6 +27,7 @@ __all__ = [
     "SUBSCRIPTION_FIELDS",
     "SUBSCRIPTION_STATES",
     "SubscriptionSpec",
+    "audited_url",
     "check_event_type",
     "check_redelivery",
     "check_spec",
@@ -180,6 +182,13 @@ def previous_secret_ttl(seconds: int) -> timedelta:
             ],
         )
     return timedelta(seconds=seconds) if seconds else DEFAULT_PREVIOUS_SECRET_TTL
+
+
+def audited_url(url: str) -> str:
+    """The URL as the audit log records it: without its query, where receivers
+    often put a token of their own."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 def secret_hint(secret: str) -> str:
