@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -29,9 +29,7 @@ from cardinsa.company.v1 import (
 from cardinsa_company.application.webhooks import secret_cipher
 from cardinsa_company.main import CompanyApp, build
 from cardinsa_company.repository.models import (
-    WebhookDeliveryAttemptRow,
     WebhookDeliveryRow,
-    WebhookEventRow,
     WebhookSubscriptionRow,
 )
 from cardinsa_company.settings import CompanyServiceSettings
@@ -44,7 +42,7 @@ PUBLIC_URL = "https://1.1.1.1/hooks/cardinsa"
 
 
 def _stub(company: CompanyHarness) -> Any:
-    return webhook_service_pb2_grpc.WebhookServiceStub(company.channel)
+    return company.webhooks
 
 
 async def _create(
@@ -471,81 +469,16 @@ async def test_rotation_keeps_the_old_secret_for_the_overlap(company: CompanyHar
         assert secret not in dumped and secret[6:] not in dumped
 
 
-async def _deliveries(
-    company: CompanyHarness, company_id: str, subscription_id: str, states: list[str]
-) -> list[str]:
-    """One event and delivery per state, oldest first, the finished ones with two
-    attempts; their ids."""
-    ids: list[str] = []
-    base = datetime.now(UTC) - timedelta(hours=1)
-    tenant = uuid.UUID(company_id)
-    async with company.app.ctx.db.unit_of_work(company_id=tenant) as session:
-        for index, state in enumerate(states):
-            event = WebhookEventRow(
-                id=uuid.uuid4(),
-                company_id=tenant,
-                source="core",
-                type="cardinsa.core.claim.opened.v1",
-                subject=f"claims/{uuid.uuid4()}",
-                ordering_key=f"claims/{index}",
-                time=base,
-                body=b"{}",
-            )
-            session.add(event)
-            await session.flush()
-            finished = state != "PENDING"
-            delivery = WebhookDeliveryRow(
-                id=uuid.uuid4(),
-                company_id=tenant,
-                subscription_id=uuid.UUID(subscription_id),
-                event_id=event.id,
-                event_type=event.type,
-                subject=event.subject,
-                ordering_key=event.ordering_key,
-                event_time=event.time,
-                state=state,
-                attempt_count=2 if finished else 1,
-                total_attempt_count=2 if finished else 1,
-                next_attempt_time=base,
-                lease_owner=None if finished else "worker-1",
-                lease_expire_time=None if finished else base + timedelta(hours=2),
-                last_status_code=200 if state == "DELIVERED" else 503,
-                last_error="" if state == "DELIVERED" else "HTTP 503",
-                create_time=base + timedelta(minutes=index),
-                deliver_time=base if state == "DELIVERED" else None,
-                dead_letter_time=base if state == "DEAD_LETTERED" else None,
-            )
-            session.add(delivery)
-            await session.flush()
-            for number in (2, 1):
-                session.add(
-                    WebhookDeliveryAttemptRow(
-                        id=uuid.uuid4(),
-                        company_id=tenant,
-                        delivery_id=delivery.id,
-                        number=number,
-                        start_time=base + timedelta(seconds=number),
-                        duration_ms=12,
-                        status_code=503,
-                        succeeded=False,
-                        error="HTTP 503",
-                        response_excerpt="busy",
-                    )
-                )
-            ids.append(str(delivery.id))
-    return ids
-
-
 async def test_deliveries_attempts_and_redelivery(company: CompanyHarness) -> None:
     as_a = await company.as_(company.admin_a)
     a = company.company_a.id
     stub = _stub(company)
     subscription = await _create(company, as_a, a)
     other = await _create(company, as_a, a)
-    dead, delivered, pending = await _deliveries(
-        company, a, subscription.id, ["DEAD_LETTERED", "DELIVERED", "PENDING"]
+    dead, delivered, pending = await company.insert_deliveries(
+        a, subscription.id, ["DEAD_LETTERED", "DELIVERED", "PENDING"]
     )
-    (elsewhere,) = await _deliveries(company, a, other.id, ["DEAD_LETTERED"])
+    (elsewhere,) = await company.insert_deliveries(a, other.id, ["DEAD_LETTERED"])
 
     listed = await stub.ListWebhookDeliveries(
         pb.ListWebhookDeliveriesRequest(company_id=a, webhook_subscription_id=subscription.id),
