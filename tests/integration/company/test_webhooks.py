@@ -594,3 +594,49 @@ async def test_deliveries_attempts_and_redelivery(company: CompanyHarness) -> No
         )
     )
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_closed_companys_webhooks_are_read_only(company: CompanyHarness) -> None:
+    """As for its departments: a platform admin still reads them, nobody changes them."""
+    as_platform = await company.as_(company.platform_admin)
+    other = await company.create_company()
+    subscription = await _create(company, as_platform, other.id)
+    (delivery_id,) = await company.insert_deliveries(other.id, subscription.id, ["DEAD_LETTERED"])
+    await company.companies.CloseCompany(
+        company_service_pb2.CloseCompanyRequest(company_id=other.id, reason="integration test"),
+        metadata=as_platform,
+    )
+    stub = _stub(company)
+    got = await stub.GetWebhookSubscription(
+        pb.GetWebhookSubscriptionRequest(
+            company_id=other.id, webhook_subscription_id=subscription.id
+        ),
+        metadata=as_platform,
+    )
+    assert got.id == subscription.id
+    for call in (
+        _create(company, as_platform, other.id),
+        stub.DeleteWebhookSubscription(
+            pb.DeleteWebhookSubscriptionRequest(
+                company_id=other.id, webhook_subscription_id=subscription.id
+            ),
+            metadata=as_platform,
+        ),
+        stub.RotateWebhookSecret(
+            pb.RotateWebhookSecretRequest(
+                company_id=other.id, webhook_subscription_id=subscription.id
+            ),
+            metadata=as_platform,
+        ),
+        stub.RedeliverWebhookDelivery(
+            pb.RedeliverWebhookDeliveryRequest(
+                company_id=other.id,
+                webhook_subscription_id=subscription.id,
+                delivery_id=delivery_id,
+            ),
+            metadata=as_platform,
+        ),
+    ):
+        error = await failure(call)
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert error_info(error).reason == "COMPANY_READ_ONLY"
