@@ -26,13 +26,17 @@ from cardinsa.company.v1 import (
     company_service_pb2_grpc,
     organization_service_pb2,
     organization_service_pb2_grpc,
+    webhook_service_pb2,
+    webhook_service_pb2_grpc,
 )
 from cardinsa_company.application.audit_log import AuditLogUseCases
 from cardinsa_company.application.companies import CompanyUseCases
 from cardinsa_company.application.context import CompanyContext
 from cardinsa_company.application.organization import OrganizationUseCases
+from cardinsa_company.application.webhooks import WebhookUseCases
 from cardinsa_company.handlers.companies import CompanyServicer
 from cardinsa_company.handlers.organization import OrganizationServicer
+from cardinsa_company.handlers.webhooks import WebhookServicer
 from cardinsa_company.repository.models import AuditEventRow, CompanyRow
 from cardinsa_company.settings import CompanyServiceSettings
 from cardinsa_foundation.audit import AuditWriter
@@ -46,7 +50,11 @@ from cardinsa_foundation.tenancy import StatusFetcher, TenantStatus, TenantStatu
 from cardinsa_foundation.use_cases import lookup_uuid
 
 SERVICE_NAME = "company"
-APIS = ["cardinsa.company.v1.CompanyService", "cardinsa.company.v1.OrganizationService"]
+APIS = [
+    "cardinsa.company.v1.CompanyService",
+    "cardinsa.company.v1.OrganizationService",
+    "cardinsa.company.v1.WebhookService",
+]
 
 
 def identity_probe(channel: grpc.aio.Channel, timeout_s: float) -> DependencyProbe:
@@ -68,6 +76,7 @@ class CompanyApp(ServiceApp):
     ctx: CompanyContext
     companies: CompanyUseCases
     organization: OrganizationUseCases
+    webhooks: WebhookUseCases
 
 
 def local_status_fetcher(db: Database) -> StatusFetcher:
@@ -122,6 +131,7 @@ def build(
     ctx = CompanyContext(db=db, settings=settings, audit=AuditWriter(AuditEventRow))
     companies = CompanyUseCases(ctx)
     organization = OrganizationUseCases(ctx)
+    webhooks = WebhookUseCases(ctx)
     info = host.server_info(APIS, identity=identity_probe(identity_channel, timeout_s))
     server = host.server(
         [
@@ -137,11 +147,19 @@ def build(
                 "OrganizationService",
                 OrganizationServicer(organization),
             ),
+            registration(
+                webhook_service_pb2,
+                webhook_service_pb2_grpc,
+                "WebhookService",
+                WebhookServicer(webhooks),
+            ),
         ],
         verifier=verifier,
         principal_check=principal_check,
     )
-    return CompanyApp(ctx=ctx, server=server, companies=companies, organization=organization)
+    return CompanyApp(
+        ctx=ctx, server=server, companies=companies, organization=organization, webhooks=webhooks
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
