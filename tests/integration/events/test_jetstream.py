@@ -7,14 +7,17 @@ name and subject prefix and deletes its streams, so runs never see each other.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import re
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import cast
+from pathlib import Path
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import nats
@@ -176,7 +179,10 @@ async def test_a_repeated_batch_is_stored_once_in_order(
         assert headers["Nats-Msg-Id"] == sent.id
         assert headers["Content-Type"] == "application/protobuf"
         assert headers["Cardinsa-Event-Type"] == sent.type
-        assert headers.get("Cardinsa-Company-Id", "") == sent.company_id
+        if sent.company_id:
+            assert headers["Cardinsa-Company-Id"] == sent.company_id
+        else:
+            assert "Cardinsa-Company-Id" not in headers
         payload = core_events_pb2.PolicyEvent()
         assert event.data.Unpack(payload)
         assert payload.transition == sent.type.split(".")[3]
@@ -305,3 +311,39 @@ async def test_an_invalid_subject_refuses_the_batch(sink: JetStreamSink, names: 
     bad.type = "cardinsa.core.policy.with space.v1"
     with pytest.raises(ValueError, match="valid NATS subject"):
         await sink.take(NO_SESSION, "core", [bad])
+
+
+EVENT_STREAM_DOC = Path(__file__).resolve().parents[3] / "docs" / "event-stream.md"
+
+
+class _Done(Exception):
+    """Stops the documented consumer loop once every event was handled."""
+
+
+async def test_the_documented_python_consumer_reads_the_events(
+    sink: JetStreamSink, names: Names
+) -> None:
+    found = re.search(
+        r"<!-- example: consume-python -->\s*\n```python\n(.*?)\n```",
+        EVENT_STREAM_DOC.read_text(encoding="utf-8"),
+        re.DOTALL,
+    )
+    assert found, "docs/event-stream.md lost its consume-python example"
+    batch = _batch()
+    await sink.take(NO_SESSION, "core", batch)
+    handled: list[events_pb2.Event] = []
+
+    async def handle(event: events_pb2.Event) -> None:
+        handled.append(event)
+        if len(handled) == len(batch):
+            raise _Done
+
+    namespace: dict[str, Any] = {"handle": handle}
+    exec(compile(found.group(1), "docs/event-stream.md", "exec"), namespace)  # noqa: S102
+    consume = namespace["consume"](
+        NATS_URL, subjects=f"{names.prefix}.>", durable="doc-example", stream=names.stream
+    )
+    with pytest.raises(_Done):
+        # A guard against a hang, not a speed check: the events are stored already.
+        await asyncio.wait_for(consume, timeout=60)
+    assert handled == batch

@@ -258,8 +258,9 @@ class JetStreamSink:
                 "Content-Type": CONTENT_TYPE,
                 "Nats-Msg-Id": event.id,
                 EVENT_TYPE_HEADER: event.type,
-                COMPANY_ID_HEADER: event.company_id,
             }
+            if event.company_id:
+                headers[COMPANY_ID_HEADER] = event.company_id
             ack = await js.publish(
                 subject,
                 event.SerializeToString(),
