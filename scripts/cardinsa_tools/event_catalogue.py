@@ -90,7 +90,9 @@ _SCALARS: Final = {
 
 _TYPE_PATTERN = re.compile(r"CloudEvents type\s+`([^`]+)`")
 _SUBJECT = re.compile(r"subject\s+`([^`]+)`")
-_LISTED = re.compile(r"(?:Transitions|Changes):\s*([a-z0-9_,\s]+?)\.?\s*$")
+# "Transitions: a, b, c." or "Changes, as the log names them: a, b, c." at the end.
+_LISTED = re.compile(r"(?:Transitions|Changes)[^:]*:\s*([^:]+?)\.?\s*$")
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _PLACEHOLDER = re.compile(r"<[a-z_]+>")
 
 
@@ -165,8 +167,9 @@ def _payload(contract: Contract, message: Message) -> list[str]:
         f"- **`dataschema`**: `{message.full_name}`",
     ]
     listed = _LISTED.search(comment)
-    if listed is not None:
-        names = [n.strip() for n in listed.group(1).split(",") if n.strip()]
+    names = [n.strip() for n in listed.group(1).split(",")] if listed else []
+    # Only a plain list of names becomes event types; prose stays in the comment.
+    if names and all(_NAME.fullmatch(n) for n in names):
         types = ", ".join(f"`{_PLACEHOLDER.sub(n, event_type, count=1)}`" for n in names)
         lines.append(f"- **Event types** ({len(names)}): {types}")
     lines += ["", _one_line(comment), "", "Payload fields:", ""]

@@ -111,15 +111,15 @@ def _batch() -> list[events_pb2.Event]:
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
     pa, pb = str(uuid.uuid4()), str(uuid.uuid4())
     events = [
-        _policy_event(a, pa, 1, "created"),
-        _policy_event(b, pb, 2, "created"),
-        _policy_event(a, pa, 3, "updated"),
-        _policy_event(a, pa, 4, "updated"),
-        _policy_event(b, pb, 5, "updated"),
-        _policy_event(a, pa, 6, "updated"),
-        _policy_event(a, pa, 7, "bound"),
+        _policy_event(a, pa, 1, "create"),
+        _policy_event(b, pb, 2, "create"),
+        _policy_event(a, pa, 3, "update"),
+        _policy_event(a, pa, 4, "update"),
+        _policy_event(b, pb, 5, "update"),
+        _policy_event(a, pa, 6, "update"),
+        _policy_event(a, pa, 7, "bind"),
     ]
-    platform = _policy_event("", str(uuid.uuid4()), 8, "updated")
+    platform = _policy_event("", str(uuid.uuid4()), 8, "update")
     return [*events, platform]
 
 
@@ -307,7 +307,7 @@ async def test_take_reconnects_after_the_connection_was_lost(
 
 
 async def test_an_invalid_subject_refuses_the_batch(sink: JetStreamSink, names: Names) -> None:
-    bad = _policy_event(str(uuid.uuid4()), str(uuid.uuid4()), 1, "created")
+    bad = _policy_event(str(uuid.uuid4()), str(uuid.uuid4()), 1, "create")
     bad.type = "cardinsa.core.policy.with space.v1"
     with pytest.raises(ValueError, match="valid NATS subject"):
         await sink.take(NO_SESSION, "core", [bad])

@@ -2,7 +2,7 @@
 
 Each event is published as the serialized ``cardinsa.events.v1.Event``
 protobuf on ``<prefix>.<company id or "platform">.<event type>``, for example
-``cardinsa.events.3f0c….cardinsa.core.policy.bound.v1``, so a consumer can
+``cardinsa.events.3f0c….cardinsa.core.policy.bind.v1``, so a consumer can
 filter by tenant and by type with the usual subject wildcards.
 
 The dispatcher stores its cursor only after :meth:`JetStreamSink.take`
