@@ -130,10 +130,10 @@ def _is_map(contract: Contract, field: descriptor_pb2.FieldDescriptorProto) -> b
 
 
 def _fields_table(contract: Contract, message: Message) -> list[str]:
-    lines = ["| field | JSON name | type | meaning |", "|---|---|---|---|"]
+    lines = ["| field | type | meaning |", "|---|---|---|"]
     for field in message.proto.field:
         lines.append(
-            f"| `{field.name}` | `{field.json_name}` | `{_type_name(contract, field)}` "
+            f"| `{field.name}` | `{_type_name(contract, field)}` "
             f"| {_cell(message.field_comments.get(field.name, ''))} |"
         )
     return lines
@@ -240,7 +240,7 @@ reach the systems around Cardinsa three ways:
 - **`EventService.WatchEvents`** of each service (gRPC, platform callers).
 
 In a webhook body the payload (`data`) is the payload message in the API's
-JSON mapping: the **JSON names** below (lowerCamelCase), 64-bit integers as
+JSON mapping as the REST API writes it: the field names below, 64-bit integers as
 strings, enums by name, timestamps in RFC 3339, and fields with default values
 (empty, zero, false) left out. Every payload carries the resource as it is
 after the change, what happened and the state before.

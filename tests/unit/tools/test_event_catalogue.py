@@ -46,8 +46,8 @@ def test_every_payload_and_its_resource_fields_are_listed(
         assert f"## `{payload}`" in text
     assert "`cardinsa.core.policy.schedule_cancel.v1`" in text
     assert "`cardinsa.identity.user.roles_changed.v1`" in text
-    assert "| `written_premium` | `writtenPremium` | `google.type.Money` |" in text
-    assert "| `feature_flags` | `featureFlags` | `map<string, bool>` |" in text
+    assert "| `written_premium` | `google.type.Money` |" in text
+    assert "| `feature_flags` | `map<string, bool>` |" in text
     assert "| `CANCEL_PENDING` |" in text
 
 
