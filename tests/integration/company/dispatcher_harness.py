@@ -142,9 +142,16 @@ def make_event(
 
 class FakeEvents(event_service_pb2_grpc.EventServiceServicer):
     """``EventService.WatchEvents`` over a list the test appends to: the cursor
-    is the position in it, two events per response, a heartbeat when none."""
+    is the position in it, two events per response, a heartbeat when none.
 
-    def __init__(self) -> None:
+    ``end_after``: end each stream after that many responses with events (as
+    the services end streams now and then); ``rewind``: resume that many events
+    before the cursor (at least once: events sent again).
+    """
+
+    def __init__(self, *, end_after: int | None = None, rewind: int = 0) -> None:
+        self.end_after = end_after
+        self.rewind = rewind
         self.events: list[events_pb2.Event] = []
         self.cursors: list[str] = []  # every request's cursor
         self.tokens: list[str] = []
@@ -158,9 +165,13 @@ class FakeEvents(event_service_pb2_grpc.EventServiceServicer):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a bearer token is required")
         self.tokens.append(authorization)
         self.cursors.append(request.cursor)
-        position = int(request.cursor or 0)
+        position = max(0, int(request.cursor or 0) - (self.rewind if request.cursor else 0))
+        sent = 0
         while True:
+            if self.end_after is not None and sent >= self.end_after:
+                return
             if position < len(self.events):
+                sent += 1
                 batch = self.events[position : position + 2]
                 position += len(batch)
                 yield events_pb2.WatchEventsResponse(
@@ -172,10 +183,10 @@ class FakeEvents(event_service_pb2_grpc.EventServiceServicer):
 
 
 @contextlib.asynccontextmanager
-async def event_server(fake: FakeEvents) -> AsyncIterator[str]:
+async def event_server(fake: FakeEvents, port: int = 0) -> AsyncIterator[str]:
     server = grpc.aio.server()
     event_service_pb2_grpc.add_EventServiceServicer_to_server(fake, server)  # type: ignore[no-untyped-call]
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     try:
         yield f"127.0.0.1:{port}"

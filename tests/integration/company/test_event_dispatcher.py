@@ -204,6 +204,43 @@ async def test_events_are_delivered_signed_and_in_order_per_resource_across_two_
     assert all(token.startswith("Bearer ") for token in fake.tokens)
 
 
+async def test_the_watch_resumes_from_its_cursor_and_events_sent_again_are_delivered_once(
+    settings: DispatcherSettings, store: Store, company_database: str
+) -> None:
+    """Streams that end, a source that sends events again on resumption (at
+    least once), and a source that goes away and comes back on its address."""
+    company = str(uuid.uuid4())
+    fake = FakeEvents(end_after=2, rewind=3)
+    events = [make_event(company, f"companies/{n % 4}", n) for n in range(10)]
+    fake.events += events
+    with Receiver() as receiver:
+        subscription = await store.subscribe(company, receiver.url())
+        async with event_server(fake) as address:
+            settings = settings.model_copy(update={"dispatcher_company_address": address})
+            async with running(Dispatcher(settings, app_role_url(company_database))):
+                await eventually(lambda: _all_settled(store, subscription, 10), "10 deliveries")
+                # The source goes away; meanwhile two more events are written.
+        more = [make_event(company, "companies/0", n) for n in (10, 11)]
+        fake.events += more
+        port = int(address.rsplit(":", 1)[1])
+        settings = settings.model_copy(update={"dispatcher_company_address": address})
+        async with running(Dispatcher(settings, app_role_url(company_database))) as dispatcher:
+            await asyncio.sleep(0.3)  # let it fail to connect at least once
+            async with event_server(fake, port):
+                rows = await eventually(
+                    lambda: _all_settled(store, subscription, 12), "12 deliveries"
+                )
+            assert dispatcher.failed is False
+        got = receiver.received()
+    assert {row["state"] for row in rows} == {"DELIVERED"}
+    ids = [request.headers["cardinsa-event-id"] for request in got]
+    assert sorted(ids) == sorted(e.id for e in [*events, *more]), "each event exactly once"
+    # Only the very first watch started from the beginning; every later one
+    # resumed from a stored cursor (the second dispatcher too).
+    assert fake.cursors[0] == "" and len(fake.cursors) > 3, fake.cursors
+    assert all(cursor for cursor in fake.cursors[1:]), fake.cursors
+
+
 async def _all_settled(store: Store, subscription: str, count: int) -> list[Any] | None:
     rows = await store.deliveries(subscription)
     if len(rows) == count and all(row["state"] != "PENDING" for row in rows):

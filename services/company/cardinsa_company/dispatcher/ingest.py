@@ -123,6 +123,10 @@ class _LostLeadership(Exception):
     pass
 
 
+class _EmptyStream(Exception):
+    """The stream ended before its first message (a server refusing quietly)."""
+
+
 class Follower:
     """Follows one source's events for one sink (see the module)."""
 
@@ -203,6 +207,9 @@ class Follower:
                         await self.follow_once()
                     except _LostLeadership:
                         log.warning("lost the leader lock's connection", extra=self._log_extra)
+                    except _EmptyStream:
+                        log.warning("the watch ended at once; reconnecting", extra=self._log_extra)
+                        await self._pause()
                     except grpc.aio.AioRpcError as error:
                         if error.code() is grpc.StatusCode.UNAUTHENTICATED:
                             self.forget_token()  # revoked or expired: a new one next time
@@ -243,6 +250,7 @@ class Follower:
         request = events_pb2.WatchEventsRequest(cursor=cursor)
         call = self.watch(request, metadata=await self.metadata())
         idle = self.settings.dispatcher_idle_timeout_s
+        received = False
         try:
             while not self.stopping.is_set():
                 reading = asyncio.ensure_future(call.read())
@@ -258,7 +266,10 @@ class Follower:
                     return
                 response = reading.result()
                 if response is grpc.aio.EOF:
+                    if not received:
+                        raise _EmptyStream
                     return  # the server ends streams now and then: resume
+                received = True
                 if not await self.leadership.still_leading():
                     raise _LostLeadership
                 if response.cursor != cursor or response.events:
