@@ -241,6 +241,51 @@ async def test_the_watch_resumes_from_its_cursor_and_events_sent_again_are_deliv
     assert all(cursor for cursor in fake.cursors[1:]), fake.cursors
 
 
+class RecordingSink:
+    """A second sink (where JetStream goes): refuses its first batch, then
+    records what it takes."""
+
+    name = "jetstream"
+
+    def __init__(self) -> None:
+        self.taken: list[str] = []
+        self.refused = 0
+
+    async def take(self, session: Any, source: str, events: Any) -> None:
+        if not self.refused:
+            self.refused += 1
+            raise RuntimeError("the stream is not there yet")
+        self.taken += [event.id for event in events]
+
+
+async def test_each_sink_follows_with_its_own_cursor(
+    settings: DispatcherSettings, store: Store, company_database: str
+) -> None:
+    company = str(uuid.uuid4())
+    fake = FakeEvents()
+    events = [make_event(company, "companies/x", n) for n in range(5)]
+    fake.events += events
+    sink = RecordingSink()
+    with Receiver() as receiver:
+        subscription = await store.subscribe(company, receiver.url())
+        async with event_server(fake) as address:
+            settings = settings.model_copy(update={"dispatcher_company_address": address})
+            dispatcher = Dispatcher(settings, app_role_url(company_database), extra_sinks=[sink])
+            async with running(dispatcher):
+                await eventually(lambda: _all_settled(store, subscription, 5), "5 deliveries")
+                await eventually(lambda: len(sink.taken) >= 5, "the second sink's events")
+    assert sink.refused == 1
+    assert sink.taken == [e.id for e in events]  # the refused batch came again, in order
+    assert len(receiver.received()) == 5
+    cursors = await store.fetch(
+        "SELECT sink, cursor FROM company.event_cursors WHERE source = 'company' ORDER BY sink"
+    )
+    assert [(row["sink"], row["cursor"]) for row in cursors] == [
+        ("jetstream", "5"),
+        ("webhooks", "5"),
+    ]
+
+
 async def _all_settled(store: Store, subscription: str, count: int) -> list[Any] | None:
     rows = await store.deliveries(subscription)
     if len(rows) == count and all(row["state"] != "PENDING" for row in rows):

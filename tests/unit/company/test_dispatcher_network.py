@@ -7,7 +7,9 @@ the dispatcher's settings."""
 from __future__ import annotations
 
 import http.server
+import sys
 import threading
+import types
 from collections.abc import Iterator
 
 import httpx
@@ -16,6 +18,7 @@ from pydantic import ValidationError
 
 from cardinsa_company.dispatcher.delivery import backoff_s
 from cardinsa_company.dispatcher.network import GuardedBackend, TargetNotAllowed, guarded_transport
+from cardinsa_company.dispatcher.process import jetstream_sink
 from cardinsa_company.dispatcher_settings import DispatcherSettings
 from cardinsa_company.domain.webhooks import address_allowed
 
@@ -148,3 +151,26 @@ def test_settings_defaults_and_checks() -> None:
     assert [name for name, _ in problems] == ["service_api_key"]
     assert "events.watch" in problems[0][1]
     assert DispatcherSettings(_env_file=None, service_api_key="cdk_x").serving_problems() == []
+
+
+def test_the_jetstream_sink_is_made_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agreed constructor: ``JetStreamSink(url, *, stream, subject_prefix)``,
+    imported only when CARDINSA_DISPATCHER_NATS_URL is set (a module of its own)."""
+    made: list[tuple[str, dict[str, str]]] = []
+
+    class JetStreamSink:
+        name = "jetstream"
+
+        def __init__(self, url: str, **kwargs: str) -> None:
+            made.append((url, kwargs))
+
+    module = types.ModuleType("cardinsa_company.dispatcher.jetstream")
+    module.JetStreamSink = JetStreamSink  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    settings = DispatcherSettings(
+        _env_file=None, dispatcher_nats_url="nats://nats.internal:4222", dispatcher_nats_stream="S"
+    )
+    assert isinstance(jetstream_sink(settings), JetStreamSink)
+    assert made == [
+        ("nats://nats.internal:4222", {"stream": "S", "subject_prefix": "cardinsa.events"})
+    ]
