@@ -393,6 +393,40 @@ async def test_a_host_resolving_to_loopback_is_refused_at_connection_time(
         assert attempt["status_code"] == 0 and "not allowed" in attempt["error"]
 
 
+async def test_deleted_subscriptions_are_dead_lettered_and_paused_ones_wait(
+    settings: DispatcherSettings, store: Store, company_database: str
+) -> None:
+    company = str(uuid.uuid4())
+    with Receiver() as receiver:
+        active = await store.subscribe(company, receiver.url("/active"))
+        paused = await store.subscribe(company, receiver.url("/paused"))
+        deleted = await store.subscribe(company, receiver.url("/deleted"))
+        db = Database(app_role_url(company_database), settings)
+        try:
+            async with db.unit_of_work(company_id=None, cross_tenant=True) as session:
+                await WebhookSink().take(session, "company", [make_event(company, "c/1", 1)])
+        finally:
+            await db.dispose()
+        await store.execute(
+            "UPDATE company.webhook_subscriptions SET state = 'PAUSED' WHERE id = $1",
+            uuid.UUID(paused),
+        )
+        await store.execute(
+            "UPDATE company.webhook_subscriptions SET delete_time = now() WHERE id = $1",
+            uuid.UUID(deleted),
+        )
+        async with worker(settings, company_database):
+            (gone,) = await eventually(lambda: _all_settled(store, deleted, 1), "the dead letter")
+            (done,) = await eventually(lambda: _all_settled(store, active, 1), "the delivery")
+        (waiting,) = await store.deliveries(paused)
+        paths = [r.path for r in receiver.received()]
+    assert gone["state"] == "DEAD_LETTERED" and gone["last_error"] == "subscription deleted"
+    assert await store.attempts(gone["id"]) == []
+    assert done["state"] == "DELIVERED"
+    assert waiting["state"] == "PENDING" and waiting["attempt_count"] == 0
+    assert paths == ["/active"]
+
+
 def public_stand_in(address: str) -> bool:
     """The address check with 127.0.0.2 standing in for a public address (a
     test cannot reach the internet); every other address judged for real."""

@@ -151,7 +151,12 @@ class Dispatcher:
 
     async def run(self) -> int:
         try:
-            await self._start_jetstream()
+            try:
+                await self._start_jetstream()
+            except Exception:
+                # NATS unreachable or the stream refused: exit, and be restarted.
+                log.exception("cannot start the JetStream sink")
+                return EXIT_FAILED
             tasks = [
                 asyncio.create_task(f.run(), name=f"follow-{f.source}-{f.sink.name}")
                 for f in self.followers()
