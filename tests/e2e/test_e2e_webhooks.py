@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import http.server
 import json
+import os
 import threading
 import time
 import uuid
@@ -366,3 +367,53 @@ def test_a_failing_receiver_is_retried_dead_lettered_and_redelivered(
             if r.document.get("subject") == subject
         }
         assert event_id == delivery["event_id"]  # the same event, de-duplicable by id
+
+
+@pytest.mark.skipif(
+    not os.environ.get("CARDINSA_TEST_NATS_URL"),
+    reason="CARDINSA_TEST_NATS_URL is not set: the suite's dispatcher publishes to no JetStream",
+)
+def test_the_committed_events_reach_jetstream_once_each_in_order(
+    suite: SuiteProcess, partner: Partner
+) -> None:
+    """With a NATS server configured, the same dispatcher also publishes every
+    committed event to the JetStream stream: each id once, in order per resource."""
+    policy = partner.policy_lifecycle()
+    claim = partner.claim_lifecycle(policy)
+    subjects = {f"policies/{policy['id']}", f"claims/{claim['id']}"}
+    committed = committed_events(suite, partner.admin, subjects)
+    wanted = {e.id for e in committed}
+    url = suite.env["CARDINSA_DISPATCHER_NATS_URL"]
+    stream = suite.env["CARDINSA_DISPATCHER_NATS_STREAM"]
+    prefix = suite.env["CARDINSA_DISPATCHER_NATS_SUBJECT_PREFIX"]
+
+    async def read() -> list[events_pb2.Event]:
+        import nats
+
+        connection = await nats.connect(url, connect_timeout=5)
+        try:
+            js = connection.jetstream()
+            subscription = await js.pull_subscribe(
+                f"{prefix}.{partner.company_id}.cardinsa.core.>", stream=stream
+            )
+            seen: list[events_pb2.Event] = []
+            deadline = time.monotonic() + DELIVERY_TIMEOUT_S
+            while not wanted <= {e.id for e in seen} and time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError, nats.errors.TimeoutError):
+                    for message in await subscription.fetch(100, timeout=1):
+                        event = events_pb2.Event.FromString(message.data)
+                        assert message.headers["Nats-Msg-Id"] == event.id
+                        if event.subject in subjects:
+                            seen.append(event)
+                        await message.ack()
+            return seen
+        finally:
+            await connection.close()
+
+    seen = asyncio.run(read())
+    ids = [e.id for e in seen]
+    assert sorted(ids) == sorted(wanted), "each committed event once, nothing else"
+    for subject in subjects:
+        assert [e.id for e in seen if e.subject == subject] == [
+            e.id for e in committed if e.subject == subject
+        ], subject
