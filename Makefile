@@ -70,6 +70,10 @@ bench: setup ## benchmark the suite (installs h2load, wrk); ARGS="--use-running"
 bench-smoke: setup ## the quick run of the benchmark (make test runs it too)
 	@$(PY) -m cardinsa_tools.bench --quick $(ARGS)
 
+.PHONY: event-catalogue
+event-catalogue: setup ## regenerate docs/event-catalogue.md from the protos
+	@$(PY) -m cardinsa_tools.event_catalogue $(ARGS)
+
 .PHONY: fmt
 fmt: $(VENV_STAMP) ## format the code
 	@$(BIN)/ruff format . && $(BIN)/ruff check --fix .

@@ -121,6 +121,11 @@ refused with 400.
 where `code` is the gRPC code, `details` carries exactly one `ErrorInfo`
 (`reason`, `domain`), `BadRequest` field violations for invalid input and
 `RequestInfo` with the request id (also returned in the `x-request-id` header).
+
+**Events**: every change of a user, company, policy or claim is also
+published as an event (webhooks, optionally a NATS JetStream stream); the
+event types and their payloads are listed in `docs/event-catalogue.md` of
+the Cardinsa repository, the delivery format in `docs/webhook-deliveries.md`.
 """
 
 

@@ -59,6 +59,7 @@ class SuitePorts:
     gateway_admin: int
     gateway_metrics: int  # 0: Envoy's stats listener is off
     scheduler_metrics: int = 0  # core's lifecycle scheduler (0: no endpoint)
+    dispatcher_metrics: int = 0  # the event dispatcher (0: no endpoint)
     step: int = 100
 
     @classmethod
@@ -78,6 +79,7 @@ class SuitePorts:
                 gateway_admin=free_port_block(1, step),
                 gateway_metrics=free_port_block(1, step) if gateway_metrics else 0,
                 scheduler_metrics=free_port_block(1, step),
+                dispatcher_metrics=free_port_block(1, step),
                 step=step,
             )
             taken = [
@@ -139,6 +141,7 @@ def suite_environment(
             "CARDINSA_GATEWAY_ADMIN_PORT": str(p.gateway_admin),
             "CARDINSA_GATEWAY_METRICS_PORT": str(p.gateway_metrics),
             "CARDINSA_SCHEDULER_METRICS_PORT": str(p.scheduler_metrics),
+            "CARDINSA_DISPATCHER_METRICS_PORT": str(p.dispatcher_metrics),
             "CARDINSA_GATEWAY_ACCESS_LOG": str(files / "access.log"),
             "CARDINSA_NOTIFICATION_DIR": str(files / "notifications"),
             "CARDINSA_LOG_JSON": "true",

@@ -11,7 +11,9 @@
 4. waits until every worker of every service answers SERVING for its own
    service's health name, with progress; then starts core's lifecycle
    scheduler (``python -m cardinsa_core.scheduler``: policies move on their
-   dates; one process, its metrics on CARDINSA_SCHEDULER_METRICS_PORT);
+   dates; one process, its metrics on CARDINSA_SCHEDULER_METRICS_PORT) and
+   the event dispatcher (``python -m cardinsa_company.dispatcher``: the
+   services' events to webhooks; its metrics on CARDINSA_DISPATCHER_METRICS_PORT);
 5. renders the gateway configuration for those services (gateway/cardinsa_gateway)
    and starts Envoy, waiting until it is ready and sees every service healthy;
 6. seeds the demo company's admin (credentials printed once, when created);
@@ -64,6 +66,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import SecretStr, ValidationError
 
+from cardinsa_company.dispatcher_settings import DispatcherSettings
 from cardinsa_company.settings import CompanyServiceSettings
 from cardinsa_core.scheduler_settings import SchedulerSettings
 from cardinsa_core.settings import CoreSettings
@@ -137,11 +140,14 @@ def port_plan(
     postgres_port: int | None,
     *,
     scheduler_metrics_port: int = 0,
+    dispatcher_metrics_port: int = 0,
 ) -> list[tuple[int, str, str]]:
     """Every port the suite will listen on: (port, host, what sets it)."""
     plan: list[tuple[int, str, str]] = []
     if scheduler_metrics_port:
         plan.append((scheduler_metrics_port, "metrics", "CARDINSA_SCHEDULER_METRICS_PORT"))
+    if dispatcher_metrics_port:
+        plan.append((dispatcher_metrics_port, "metrics", "CARDINSA_DISPATCHER_METRICS_PORT"))
     for service in services:
         for index in range(workers):
             suffix = f" + {index} x CARDINSA_WORKER_PORT_STEP" if index else ""
@@ -406,6 +412,7 @@ class SuiteSettings:
     core: CoreSettings
     gateway: GatewaySettings
     scheduler: SchedulerSettings
+    dispatcher: DispatcherSettings
 
     @classmethod
     def load(cls) -> SuiteSettings:
@@ -417,6 +424,7 @@ class SuiteSettings:
                 CoreSettings(),
                 GatewaySettings(),
                 SchedulerSettings(),
+                DispatcherSettings(),
             )
         except ValidationError as error:
             problems = []
@@ -465,6 +473,14 @@ class Launch:
             0,
             settings.scheduler.scheduler_metrics_port,
         )
+        #: The event dispatcher (company's; no gRPC port either).
+        self.dispatcher = Service(
+            "dispatcher",
+            "cardinsa_company.dispatcher",
+            "",
+            0,
+            settings.dispatcher.dispatcher_metrics_port,
+        )
         self.gateway: EnvoyProcess | None = None
         self.stopping = False
 
@@ -478,6 +494,7 @@ class Launch:
         self.start_services(keys)
         self.wait_services()
         self.start_scheduler(keys)
+        self.start_dispatcher(keys)
         self.start_gateway()
         self.print_ready(self.seed_demo(company))
         return self.watch_until_exit()
@@ -508,6 +525,7 @@ class Launch:
                 self.gateway_settings,
                 identity.embedded_postgres_port if identity.database_url is None else None,
                 scheduler_metrics_port=self.settings.scheduler.scheduler_metrics_port,
+                dispatcher_metrics_port=self.settings.dispatcher.dispatcher_metrics_port,
             ),
             {"grpc": identity.grpc_host, "metrics": identity.metrics_host},
         )
@@ -591,9 +609,10 @@ class Launch:
         return platform, company
 
     def issue_keys(self, platform: str) -> dict[str, dict[str, str]]:
-        """core asks the company service about tenants, and core and company follow
-        identity's token revocations, each as a platform service account; a fresh
-        key each start (the earlier one is revoked)."""
+        """core asks the company service about tenants, core and company follow
+        identity's token revocations, and the event dispatcher watches every
+        service's events, each as a platform service account; a fresh key each
+        start (the earlier one is revoked)."""
 
         def issue_key(name: str, *permissions: str) -> str:
             say(f"issuing {name}'s service key")
@@ -620,6 +639,9 @@ class Launch:
             },
             "company": {
                 "CARDINSA_SERVICE_API_KEY": issue_key("company-service", "revocations.watch")
+            },
+            "dispatcher": {
+                "CARDINSA_SERVICE_API_KEY": issue_key("event-dispatcher", "events.watch")
             },
         }
 
@@ -653,6 +675,29 @@ class Launch:
         self.scheduler.process = child
         threading.Thread(
             target=pump, args=(self.scheduler,), name="scheduler-output", daemon=True
+        ).start()
+
+    def start_dispatcher(self, service_env: dict[str, dict[str, str]]) -> None:
+        """The event dispatcher, with company's settings, its own service key and
+        the services' first workers as its sources."""
+        say("starting the event dispatcher (events to webhooks)")
+        s = self.settings
+        sources = {
+            "CARDINSA_IDENTITY_ADDRESS": f"127.0.0.1:{s.identity.identity_port}",
+            "CARDINSA_DISPATCHER_IDENTITY_ADDRESS": f"127.0.0.1:{s.identity.identity_port}",
+            "CARDINSA_DISPATCHER_COMPANY_ADDRESS": f"127.0.0.1:{s.company.company_port}",
+            "CARDINSA_DISPATCHER_CORE_ADDRESS": f"127.0.0.1:{s.core.core_port}",
+        }
+        child = subprocess.Popen(
+            [sys.executable, "-m", self.dispatcher.module],
+            env={**self.env, **sources, **service_env.get("dispatcher", {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.children.append(child)
+        self.dispatcher.process = child
+        threading.Thread(
+            target=pump, args=(self.dispatcher,), name="dispatcher-output", daemon=True
         ).start()
 
     def wait_services(self) -> None:
@@ -697,7 +742,7 @@ class Launch:
                 f"the gateway did not start: {error} (its own lines are above; its ports are "
                 "CARDINSA_GATEWAY_PORT and CARDINSA_GATEWAY_ADMIN_PORT)"
             ) from None
-        for service in [*self.services, self.scheduler]:
+        for service in [*self.services, self.scheduler, self.dispatcher]:
             failure = start_failure(service)
             if failure is not None:
                 raise failure
@@ -733,6 +778,10 @@ class Launch:
         scheduler_metrics = (
             f", http://127.0.0.1:{scheduler_port}/metrics (scheduler)" if scheduler_port else ""
         )
+        dispatcher_port = s.dispatcher.dispatcher_metrics_port
+        dispatcher_metrics = (
+            f", http://127.0.0.1:{dispatcher_port}/metrics (dispatcher)" if dispatcher_port else ""
+        )
         say("ready")
         print(
             f"""
@@ -742,9 +791,12 @@ class Launch:
   company   grpc://127.0.0.1:{s.company.company_port}
   core      grpc://127.0.0.1:{s.core.core_port}
   scheduler policies move on their dates (a pass every {s.scheduler.scheduler_interval_s:g} s)
+  dispatcher the services' events to webhooks ({s.dispatcher.dispatcher_concurrency} deliveries \
+at a time)
   metrics   http://127.0.0.1:{s.identity.identity_metrics_port}/metrics (identity), \
 http://127.0.0.1:{s.company.company_metrics_port}/metrics (company), \
-http://127.0.0.1:{s.core.core_metrics_port}/metrics (core){scheduler_metrics}
+http://127.0.0.1:{s.core.core_metrics_port}/metrics (core){scheduler_metrics}\
+{dispatcher_metrics}
 
   Try it:
     curl -s -X POST {curl_address}/v1/auth:login -d '{login}'

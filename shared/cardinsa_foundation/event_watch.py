@@ -54,7 +54,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa.events.v1 import events_pb2
-from cardinsa_foundation.context import Principal, PrincipalKind
+from cardinsa_foundation.context import Principal
 from cardinsa_foundation.convert import timestamp
 from cardinsa_foundation.db import Database
 from cardinsa_foundation.errors import FieldViolation, InvalidArgument, PermissionDenied
@@ -62,20 +62,12 @@ from cardinsa_foundation.outbox import EVENT_TYPE
 from cardinsa_foundation.use_cases import require_principal
 
 __all__ = [
-    "PLATFORM_SERVICE_PERMISSIONS",
     "EventWatch",
     "WatchCursor",
     "WatchScope",
     "is_platform_caller",
     "row_to_event",
 ]
-
-#: Permissions only the platform's own service accounts can hold: no company
-#: role or key may (the company ceiling refuses them), only keys a platform
-#: administrator issues to an account of the platform company. An account
-#: holding one is one of the platform's services (core and company hold
-#: ``revocations.watch``; core ``companies.get_status``).
-PLATFORM_SERVICE_PERMISSIONS: Final = frozenset({"revocations.watch", "companies.get_status"})
 
 #: Most events one response carries.
 BATCH: Final = 100
@@ -90,16 +82,10 @@ _TABLE: Final = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
 
 def is_platform_caller(principal: Principal) -> bool:
     """Platform administrators and the platform's own service accounts (one
-    without a company, as identity's own token, or one holding a permission of
-    :data:`PLATFORM_SERVICE_PERMISSIONS`) act for the platform and may read
-    every company's events; anyone else reads their own company's."""
-    if principal.is_platform_admin:
-        return True
-    if principal.kind is not PrincipalKind.SERVICE_ACCOUNT:
-        return False
-    return principal.company_id is None or bool(
-        principal.permissions & PLATFORM_SERVICE_PERMISSIONS
-    )
+    without a company, or one of the platform's company, which identity marks
+    in its token: :attr:`Principal.is_platform_service`) act for the platform
+    and may read every company's events; anyone else reads their own company's."""
+    return principal.is_platform_admin or principal.is_platform_service
 
 
 def _bad_cursor(description: str) -> InvalidArgument:

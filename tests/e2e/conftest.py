@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.suite_harness import SuiteProcess
+from e2e.suite_harness import SuiteProcess, delete_jetstream_stream
 
 
 @pytest.hookimpl(wrapper=True)
@@ -81,6 +81,7 @@ def suite() -> Iterator[SuiteProcess]:
         raise
     else:
         problems = handle.stop()
+        delete_jetstream_stream(handle.env)
         tail = handle.output.tail(40) if handle.output else ""
         assert not problems, "\n".join(
             [*problems, f"--- suite output (tail; all in {base}/suite.log) ---", tail]

@@ -19,6 +19,7 @@ is raised instead (the 429 test then skips).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -76,6 +77,41 @@ def next_client_address(aliases: bool) -> str:
         return "127.0.0.1"
     number = next(_SOURCES)
     return f"127.0.{number // 240}.{number % 240 + 10}"
+
+
+def jetstream_settings() -> dict[str, str]:
+    """With CARDINSA_TEST_NATS_URL (CI sets it) the suite's dispatcher also
+    publishes to JetStream, on a stream and subjects of this run's own."""
+    url = os.environ.get("CARDINSA_TEST_NATS_URL", "").strip()
+    if not url:
+        return {}
+    run = uuid.uuid4().hex[:10]
+    return {
+        "CARDINSA_DISPATCHER_NATS_URL": url,
+        "CARDINSA_DISPATCHER_NATS_STREAM": f"E2E_{run.upper()}",
+        "CARDINSA_DISPATCHER_NATS_SUBJECT_PREFIX": f"e2e{run}.events",
+    }
+
+
+def delete_jetstream_stream(env: Mapping[str, str]) -> None:
+    """Remove the run's JetStream stream (after the suite stopped)."""
+    url = env.get("CARDINSA_DISPATCHER_NATS_URL")
+    stream = env.get("CARDINSA_DISPATCHER_NATS_STREAM")
+    if not url or not stream:
+        return
+
+    async def delete() -> None:
+        import nats
+        from nats.js.errors import NotFoundError
+
+        connection = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=0)
+        try:
+            with contextlib.suppress(NotFoundError):
+                await connection.jetstream().delete_stream(stream)
+        finally:
+            await connection.close()
+
+    asyncio.run(delete())
 
 
 # ----------------------------------------------------------------- processes
@@ -168,6 +204,15 @@ class SuiteProcess:
             CARDINSA_TENANT_STATUS_TTL_S=str(TENANT_STATUS_TTL_S),
             CARDINSA_GRACE_PERIOD_S="2",
             CARDINSA_WORKERS="1",
+            # The webhook test's receiver listens on 127.0.0.1 over plain http.
+            CARDINSA_WEBHOOK_ALLOW_PRIVATE_TARGETS="true",
+            CARDINSA_WEBHOOK_ALLOW_HTTP="true",
+            # A failing receiver is dead-lettered within seconds, not hours.
+            CARDINSA_DISPATCHER_RETRY_BASE_S="0.2",
+            CARDINSA_DISPATCHER_RETRY_MAX_S="1",
+            CARDINSA_DISPATCHER_MAX_ATTEMPTS="3",
+            CARDINSA_DISPATCHER_POLL_INTERVAL_S="0.2",
+            **jetstream_settings(),
         )
 
     @property

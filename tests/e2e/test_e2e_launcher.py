@@ -99,8 +99,14 @@ def exit_code(suite: SuiteProcess, bound_s: float) -> int:
         (signal.SIGINT, None),  # at once: while it imports
         (signal.SIGINT, "[cardinsa] migrating company"),
         (signal.SIGTERM, "[cardinsa] waiting for core at"),
+        (signal.SIGTERM, "[cardinsa] starting the event dispatcher"),
     ],
-    ids=["sigint-at-once", "sigint-while-migrating", "sigterm-while-services-start"],
+    ids=[
+        "sigint-at-once",
+        "sigint-while-migrating",
+        "sigterm-while-services-start",
+        "sigterm-as-the-dispatcher-starts",
+    ],
 )
 def test_a_signal_at_any_moment_of_start_up_stops_everything(
     signum: signal.Signals, moment: str | None

@@ -217,6 +217,14 @@ def test_the_launcher_prints_working_endpoints(suite: SuiteProcess) -> None:
         for pool in pools:
             assert f'db_pool_size{{pool="{pool}"}}' in text, pool
 
+    # The event dispatcher runs and is scraped like the rest.
+    url = f"http://127.0.0.1:{ports.dispatcher_metrics}/metrics"
+    assert f"{url} (dispatcher)" in printed, printed
+    with urllib.request.urlopen(url, timeout=10) as reply:  # noqa: S310 (http://127.0.0.1)
+        text = reply.read().decode()
+    assert "event_dispatcher_deliveries_in_flight" in text
+    assert 'db_pool_size{pool="event-dispatcher"}' in text
+
     # The curl line: its address and body, with the configured password (the
     # launcher prints a configured password as a placeholder, never the secret).
     line = next(line for line in printed.splitlines() if "curl -s -X POST" in line)

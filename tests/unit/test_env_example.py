@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic_settings import BaseSettings
 
+from cardinsa_company.dispatcher_settings import DispatcherSettings
 from cardinsa_company.settings import CompanyServiceSettings
 from cardinsa_core.settings import CoreSettings
 from cardinsa_foundation.config import Settings
@@ -18,6 +19,7 @@ SETTINGS_CLASSES: list[type[BaseSettings]] = [
     Settings,
     IdentitySettings,
     CompanyServiceSettings,
+    DispatcherSettings,
     CoreSettings,
     GatewaySettings,
 ]

@@ -28,15 +28,19 @@ from cardinsa.company.v1 import (
     event_service_pb2_grpc,
     organization_service_pb2,
     organization_service_pb2_grpc,
+    webhook_service_pb2,
+    webhook_service_pb2_grpc,
 )
 from cardinsa_company.application.audit_log import AuditLogUseCases
 from cardinsa_company.application.companies import CompanyUseCases
 from cardinsa_company.application.context import CompanyContext
 from cardinsa_company.application.organization import OrganizationUseCases
+from cardinsa_company.application.webhooks import WebhookUseCases
 from cardinsa_company.handlers.companies import CompanyServicer
 from cardinsa_company.handlers.event_service import OUTBOX_TABLE, EventServicer
 from cardinsa_company.handlers.events import company_events
 from cardinsa_company.handlers.organization import OrganizationServicer
+from cardinsa_company.handlers.webhooks import WebhookServicer
 from cardinsa_company.repository.models import AuditEventRow, CompanyRow
 from cardinsa_company.settings import CompanyServiceSettings
 from cardinsa_foundation.audit import AuditWriter
@@ -53,6 +57,7 @@ SERVICE_NAME = "company"
 APIS = [
     "cardinsa.company.v1.CompanyService",
     "cardinsa.company.v1.OrganizationService",
+    "cardinsa.company.v1.WebhookService",
     "cardinsa.company.v1.EventService",
 ]
 
@@ -76,6 +81,7 @@ class CompanyApp(ServiceApp):
     ctx: CompanyContext
     companies: CompanyUseCases
     organization: OrganizationUseCases
+    webhooks: WebhookUseCases
 
 
 def local_status_fetcher(db: Database) -> StatusFetcher:
@@ -132,6 +138,7 @@ def build(
     )
     companies = CompanyUseCases(ctx)
     organization = OrganizationUseCases(ctx)
+    webhooks = WebhookUseCases(ctx)
     events = host.event_watch(OUTBOX_TABLE)
     info = host.server_info(APIS, identity=identity_probe(identity_channel, timeout_s))
     server = host.server(
@@ -149,13 +156,21 @@ def build(
                 OrganizationServicer(organization),
             ),
             registration(
+                webhook_service_pb2,
+                webhook_service_pb2_grpc,
+                "WebhookService",
+                WebhookServicer(webhooks),
+            ),
+            registration(
                 event_service_pb2, event_service_pb2_grpc, "EventService", EventServicer(events)
             ),
         ],
         verifier=verifier,
         principal_check=principal_check,
     )
-    return CompanyApp(ctx=ctx, server=server, companies=companies, organization=organization)
+    return CompanyApp(
+        ctx=ctx, server=server, companies=companies, organization=organization, webhooks=webhooks
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

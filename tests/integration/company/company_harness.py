@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -17,8 +18,14 @@ from cardinsa.company.v1 import (
     company_service_pb2_grpc,
     organization_service_pb2_grpc,
     resources_pb2,
+    webhook_service_pb2_grpc,
 )
 from cardinsa_company.main import CompanyApp
+from cardinsa_company.repository.models import (
+    WebhookDeliveryAttemptRow,
+    WebhookDeliveryRow,
+    WebhookEventRow,
+)
 
 Metadata = list[tuple[str, str]]
 # Tokens live 15 minutes; reuse one for at most 10.
@@ -34,11 +41,13 @@ class CompanyHarness:
     company_b: resources_pb2.Company = field(init=False)
     companies: Any = field(init=False)
     org: Any = field(init=False)
+    webhooks: Any = field(init=False)
     _tokens: dict[str, tuple[str, float]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.companies = company_service_pb2_grpc.CompanyServiceStub(self.channel)
         self.org = organization_service_pb2_grpc.OrganizationServiceStub(self.channel)
+        self.webhooks = webhook_service_pb2_grpc.WebhookServiceStub(self.channel)
 
     @property
     def platform_admin(self) -> Account:
@@ -81,6 +90,71 @@ class CompanyHarness:
             metadata=await self.as_(self.platform_admin),
         )
         return reply
+
+    async def insert_deliveries(
+        self, company_id: str, subscription_id: str, states: list[str]
+    ) -> list[str]:
+        """Deliveries as the event dispatcher writes them (directly in the
+        database): one event and delivery per state, oldest first, each with two
+        failed attempts (inserted out of order), a pending one leased; their ids."""
+        ids: list[str] = []
+        base = datetime.now(UTC) - timedelta(hours=1)
+        tenant = uuid.UUID(company_id)
+        async with self.app.ctx.db.unit_of_work(company_id=tenant) as session:
+            for index, state in enumerate(states):
+                event = WebhookEventRow(
+                    id=uuid.uuid4(),
+                    company_id=tenant,
+                    source="core",
+                    type="cardinsa.core.claim.opened.v1",
+                    subject=f"claims/{uuid.uuid4()}",
+                    ordering_key=f"claims/{index}",
+                    time=base,
+                    body=b"{}",
+                )
+                session.add(event)
+                await session.flush()
+                finished = state != "PENDING"
+                delivery = WebhookDeliveryRow(
+                    id=uuid.uuid4(),
+                    company_id=tenant,
+                    subscription_id=uuid.UUID(subscription_id),
+                    event_id=event.id,
+                    event_type=event.type,
+                    subject=event.subject,
+                    ordering_key=event.ordering_key,
+                    event_time=event.time,
+                    state=state,
+                    attempt_count=2 if finished else 1,
+                    total_attempt_count=2 if finished else 1,
+                    next_attempt_time=base,
+                    lease_owner=None if finished else "worker-1",
+                    lease_expire_time=None if finished else base + timedelta(hours=2),
+                    last_status_code=200 if state == "DELIVERED" else 503,
+                    last_error="" if state == "DELIVERED" else "HTTP 503",
+                    create_time=base + timedelta(minutes=index),
+                    deliver_time=base if state == "DELIVERED" else None,
+                    dead_letter_time=base if state == "DEAD_LETTERED" else None,
+                )
+                session.add(delivery)
+                await session.flush()
+                for number in (2, 1):
+                    session.add(
+                        WebhookDeliveryAttemptRow(
+                            id=uuid.uuid4(),
+                            company_id=tenant,
+                            delivery_id=delivery.id,
+                            number=number,
+                            start_time=base + timedelta(seconds=number),
+                            duration_ms=12,
+                            status_code=503,
+                            succeeded=False,
+                            error="HTTP 503",
+                            response_excerpt="busy",
+                        )
+                    )
+                ids.append(str(delivery.id))
+        return ids
 
 
 async def failure(call: Awaitable[Any]) -> grpc.aio.AioRpcError:

@@ -21,6 +21,7 @@ from cardinsa.company.v1 import (
     company_service_pb2,
     company_service_pb2_grpc,
     organization_service_pb2,
+    webhook_service_pb2,
 )
 from cardinsa_foundation.db import app_role_url
 
@@ -42,9 +43,11 @@ async def test_grpcurl_lists_and_describes_the_company_services(company: Company
     listed = await asyncio.to_thread(_grpcurl, address, "list")
     assert "cardinsa.company.v1.CompanyService" in listed
     assert "cardinsa.company.v1.OrganizationService" in listed
+    assert "cardinsa.company.v1.WebhookService" in listed
     for name, module in (
         ("CompanyService", company_service_pb2),
         ("OrganizationService", organization_service_pb2),
+        ("WebhookService", webhook_service_pb2),
     ):
         described = await asyncio.to_thread(
             _grpcurl, address, "describe", f"cardinsa.company.v1.{name}"

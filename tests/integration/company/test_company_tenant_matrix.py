@@ -9,11 +9,14 @@ from cardinsa.company.v1 import (
     company_service_pb2,
     organization_service_pb2,
     resources_pb2,
+    webhook_service_pb2,
+    webhooks_pb2,
 )
 
 SERVICES = [
     company_service_pb2.DESCRIPTOR.services_by_name["CompanyService"],
     organization_service_pb2.DESCRIPTOR.services_by_name["OrganizationService"],
+    webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"],
 ]
 
 
@@ -36,6 +39,16 @@ async def test_company_b_ids_answer_like_nonexistent_ids_in_every_company_rpc(
         ),
         metadata=admin_b,
     )
+    subscription = await company.webhooks.CreateWebhookSubscription(
+        webhook_service_pb2.CreateWebhookSubscriptionRequest(
+            company_id=b,
+            webhook_subscription=webhooks_pb2.WebhookSubscription(
+                url="https://1.1.1.1/b", event_types=["*"]
+            ),
+        ),
+        metadata=admin_b,
+    )
+    (delivery_id,) = await company.insert_deliveries(b, subscription.id, ["DEAD_LETTERED"])
     before = await company.companies.GetCompany(
         company_service_pb2.GetCompanyRequest(company_id=b), metadata=admin_b
     )
@@ -44,6 +57,8 @@ async def test_company_b_ids_answer_like_nonexistent_ids_in_every_company_rpc(
         "department_id": department.id,
         "parent_department_id": department.id,
         "unit_id": unit.id,
+        "webhook_subscription_id": subscription.id,
+        "delivery_id": delivery_id,
     }
     outcomes = await run_matrix(
         company.channel,
@@ -65,3 +80,19 @@ async def test_company_b_ids_answer_like_nonexistent_ids_in_every_company_rpc(
         metadata=admin_b,
     )
     assert still.etag == unit.etag and not still.HasField("delete_time")
+    untouched = await company.webhooks.GetWebhookSubscription(
+        webhook_service_pb2.GetWebhookSubscriptionRequest(
+            company_id=b, webhook_subscription_id=subscription.id
+        ),
+        metadata=admin_b,
+    )
+    assert untouched.etag == subscription.etag and not untouched.HasField("delete_time")
+    deliveries = await company.webhooks.ListWebhookDeliveries(
+        webhook_service_pb2.ListWebhookDeliveriesRequest(
+            company_id=b, webhook_subscription_id=subscription.id
+        ),
+        metadata=admin_b,
+    )
+    assert [d.state for d in deliveries.webhook_deliveries] == [
+        webhooks_pb2.WebhookDelivery.DEAD_LETTERED
+    ]

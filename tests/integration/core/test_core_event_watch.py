@@ -211,9 +211,7 @@ async def test_each_company_sees_its_own_events_and_the_platform_every_company(
     # see both companies (one company when they name it).
     platform = core.identity.platform_admin.company_id
     dispatcher_md = core.identity.bearer(
-        await service_token(
-            core.identity, platform, "event-reader", "events.watch", "revocations.watch"
-        )
+        await service_token(core.identity, platform, "event-reader", "events.watch")
     )
     for md in (await platform_md(core), dispatcher_md):
         one, _ = await watch_until(stub(core), md, 1, company_id=other.company_id)

@@ -43,7 +43,11 @@ IDENTITY_SERVICES = {
     "cardinsa.identity.v1.IdentityService",
     "cardinsa.identity.v1.UserService",
 }
-COMPANY_SERVICES = {"cardinsa.company.v1.CompanyService", "cardinsa.company.v1.OrganizationService"}
+COMPANY_SERVICES = {
+    "cardinsa.company.v1.CompanyService",
+    "cardinsa.company.v1.OrganizationService",
+    "cardinsa.company.v1.WebhookService",
+}
 INFRASTRUCTURE = {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
 TIMEOUT_S = 30.0
 

@@ -45,6 +45,9 @@ from cardinsa.company.v1 import (
     company_service_pb2_grpc,
     organization_service_pb2,
     organization_service_pb2_grpc,
+    webhook_service_pb2,
+    webhook_service_pb2_grpc,
+    webhooks_pb2,
 )
 from cardinsa.company.v1 import resources_pb2 as company_resources
 from cardinsa.core.v1 import (
@@ -79,6 +82,7 @@ IDENTITY_SERVICES: tuple[ServiceDescriptor, ...] = (
 COMPANY_SERVICES: tuple[ServiceDescriptor, ...] = (
     company_service_pb2.DESCRIPTOR.services_by_name["CompanyService"],
     organization_service_pb2.DESCRIPTOR.services_by_name["OrganizationService"],
+    webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"],
 )
 
 CORE_SERVICES: tuple[ServiceDescriptor, ...] = (  # every service of cardinsa/core/v1
@@ -290,6 +294,16 @@ async def make_tenant(
         ),
         metadata=bearer,
     )
+    webhooks = _stub(webhook_service_pb2_grpc, "WebhookService", company_channel)
+    subscription = await webhooks.CreateWebhookSubscription(
+        webhook_service_pb2.CreateWebhookSubscriptionRequest(
+            company_id=str(company_id),
+            webhook_subscription=webhooks_pb2.WebhookSubscription(
+                url=f"https://1.1.1.1/{label}", event_types=["*"]
+            ),
+        ),
+        metadata=bearer,
+    )
     return Tenant(
         label=label,
         company_id=str(company_id),
@@ -307,6 +321,7 @@ async def make_tenant(
             "department_id": department.id,
             "parent_department_id": department.id,
             "unit_id": unit.id,
+            "webhook_subscription_id": subscription.id,
         },
         emails=[admin.email, user.email],
         api_key_secret=key.secret,

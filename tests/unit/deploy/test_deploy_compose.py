@@ -18,7 +18,7 @@ from deploy_support import DEPLOY, SERVICES
 COMPOSE_DIR = DEPLOY / "compose"
 COMPOSE = COMPOSE_DIR / "compose.yaml"
 ONE_SHOT = {f"{s}-migrate" for s in SERVICES}
-LONG_RUNNING = {"postgres", *SERVICES, "core-scheduler", "envoy"}
+LONG_RUNNING = {"postgres", *SERVICES, "core-scheduler", "event-dispatcher", "envoy"}
 
 
 @pytest.fixture(scope="module")

@@ -176,3 +176,30 @@ def test_core_s_scheduler_reaches_the_database_identity_and_company_only(
     assert policies.allowed(PROMETHEUS, scheduler, scheduler_metrics)
     for caller in (STRANGER, e["envoy"], e["neighbour"], INTERNET_CLIENT):
         assert not policies.allowed(caller, scheduler, scheduler_metrics), caller.name
+
+
+def test_the_event_dispatcher_reaches_the_services_the_database_and_public_hosts_only(
+    world: tuple[str, PolicySet, dict[str, Endpoint]],
+) -> None:
+    _, policies, e = world
+    dispatcher = e["event-dispatcher"]
+    assert policies.allowed(dispatcher, e["postgres"], POSTGRES)
+    for service in SERVICES:
+        assert policies.allowed(dispatcher, e[service], grpc(service)), service
+        assert not policies.allowed(dispatcher, e[service], metrics(service)), service
+    assert policies.allowed(dispatcher, KUBE_DNS, DNS)
+    # Webhook receivers: public addresses, on any port; never internal ones.
+    assert policies.allowed(dispatcher, INTERNET_HOST, Port(443))
+    receiver_8443 = Endpoint("receiver", ip="198.51.100.21", ports=[Port(8443)])
+    assert policies.allowed(dispatcher, receiver_8443, Port(8443))
+    for internal in ("10.0.0.12", "172.20.1.1", "192.168.1.1", "169.254.169.254", "127.0.0.1"):
+        host = Endpoint("internal", ip=internal, ports=[Port(443), Port(80)])
+        assert not policies.allowed(dispatcher, host, Port(443)), internal
+        assert not policies.allowed(dispatcher, host, Port(80)), internal
+    assert not policies.allowed(dispatcher, e["envoy"], HTTP)
+    dispatcher_metrics = Port(9055, "TCP", "metrics")
+    assert policies.allowed(PROMETHEUS, dispatcher, dispatcher_metrics)
+    for caller in (STRANGER, e["envoy"], e["neighbour"], INTERNET_CLIENT):
+        assert not policies.allowed(caller, dispatcher, dispatcher_metrics), caller.name
+    # Nobody else gets the services' gRPC this way.
+    assert not policies.allowed(INTERNET_CLIENT, dispatcher, Port(443))

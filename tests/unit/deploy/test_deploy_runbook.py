@@ -8,6 +8,7 @@ import re
 import pytest
 from deploy_support import DEPLOY, REPO, SERVICES
 
+import cardinsa_company.dispatcher.metrics  # noqa: F401 - registers the dispatcher's metrics
 import cardinsa_core.scheduler  # noqa: F401 - registers the scheduler's metrics
 from cardinsa_foundation import metrics
 
@@ -68,9 +69,8 @@ def test_metric_names_exist(text: str) -> None:
         f"{family.name}_total" if family.type == "counter" else family.name
         for family in metrics.REGISTRY.collect()
     }
-    named = set(
-        re.findall(r"`((?:grpc_server|db_pool|identity|lifecycle_scheduler)_[a-z_]+)`", text)
-    )
+    prefixes = "grpc_server|db_pool|identity|lifecycle_scheduler|event_dispatcher"
+    named = set(re.findall(rf"`((?:{prefixes})_[a-z_]+)`", text))
     assert named
     for name in named:
         assert name in exported, name

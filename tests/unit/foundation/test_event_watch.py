@@ -9,7 +9,12 @@ import uuid
 
 import pytest
 
-from cardinsa_foundation.context import PLATFORM_ADMIN_ROLE, Principal, PrincipalKind
+from cardinsa_foundation.context import (
+    PLATFORM_ADMIN_ROLE,
+    PLATFORM_SERVICE_ROLE,
+    Principal,
+    PrincipalKind,
+)
 from cardinsa_foundation.errors import InvalidArgument, PermissionDenied
 from cardinsa_foundation.event_watch import WatchCursor, WatchScope, is_platform_caller
 
@@ -70,16 +75,11 @@ def test_anything_else_is_refused_on_the_cursor_field(cursor: str) -> None:
     [
         (principal(roles=(PLATFORM_ADMIN_ROLE,)), True),
         (principal(PrincipalKind.SERVICE_ACCOUNT, company=None), True),
-        (
-            principal(
-                PrincipalKind.SERVICE_ACCOUNT, permissions=("events.watch", "revocations.watch")
-            ),
-            True,
-        ),
-        (principal(PrincipalKind.SERVICE_ACCOUNT, permissions=("companies.get_status",)), True),
+        (principal(PrincipalKind.SERVICE_ACCOUNT, roles=(PLATFORM_SERVICE_ROLE,)), True),
         (principal(PrincipalKind.SERVICE_ACCOUNT), False),
-        # A user is never a platform caller by permissions alone.
-        (principal(permissions=("events.watch", "revocations.watch")), False),
+        # Permissions make no platform caller, nor does the marker on a user.
+        (principal(PrincipalKind.SERVICE_ACCOUNT, permissions=("revocations.watch",)), False),
+        (principal(roles=(PLATFORM_SERVICE_ROLE,)), False),
         (principal(roles=("company-admin",)), False),
     ],
 )

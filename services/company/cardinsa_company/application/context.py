@@ -27,7 +27,9 @@ from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_company.application.events import CompanyEventSink
-from cardinsa_company.repository.models import AuditEventRow, IdempotencyRow
+from cardinsa_company.domain.lifecycle import CompanyState
+from cardinsa_company.repository.companies import find_company
+from cardinsa_company.repository.models import AuditEventRow, CompanyRow, IdempotencyRow
 from cardinsa_company.settings import CompanyServiceSettings
 from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.context import Principal
@@ -150,6 +152,30 @@ def company_scope(principal: Principal, company_id: str) -> CompanyScope:
         if own or principal.is_platform_admin:
             return CompanyScope(key, cross_company=not own)
     raise not_found("company", company_id)
+
+
+async def scope_company(session: AsyncSession, scope: CompanyScope, company_id: str) -> CompanyRow:
+    """The scope's company, which must exist (a platform admin may name any id)."""
+    row = await find_company(session, scope.company_id)
+    if row is None:
+        raise not_found("company", company_id)
+    return row
+
+
+async def writable_company(
+    session: AsyncSession, scope: CompanyScope, company_id: str, what: str = "structure"
+) -> CompanyRow:
+    """The scope's company, which must be neither closed nor deleted for its
+    ``what`` to change. A suspended company's callers are already refused by the
+    tenant-status check; a platform admin may still act in it."""
+    row = await scope_company(session, scope, company_id)
+    if row.state == CompanyState.CLOSED or row.delete_time is not None:
+        raise FailedPrecondition(
+            f"the company is closed or deleted; its {what} is read-only",
+            reason="COMPANY_READ_ONLY",
+            metadata={"company_id": str(row.id), "current_state": row.state},
+        )
+    return row
 
 
 #: Claim an optional request id first thing in a unit of work (None: act; else

@@ -28,8 +28,9 @@ from cardinsa_company.application.context import (
     claim_request,
     company_scope,
     not_deleted,
+    scope_company,
+    writable_company,
 )
-from cardinsa_company.domain.lifecycle import CompanyState
 from cardinsa_company.domain.organization import (
     DEPARTMENT_FIELDS,
     UNIT_FIELDS,
@@ -40,7 +41,6 @@ from cardinsa_company.domain.organization import (
     parse_mask,
 )
 from cardinsa_company.repository import organization as repo
-from cardinsa_company.repository.companies import find_company
 from cardinsa_company.repository.models import CompanyRow, DepartmentRow, UnitRow
 from cardinsa_company.repository.queries import flush
 from cardinsa_foundation.errors import (
@@ -449,23 +449,14 @@ class OrganizationUseCases:
 
     @staticmethod
     async def _company(session: AsyncSession, scope: CompanyScope, company_id: str) -> CompanyRow:
-        row = await find_company(session, scope.company_id)
-        if row is None:
-            raise not_found("company", company_id)
-        return row
+        return await scope_company(session, scope, company_id)
 
+    @staticmethod
     async def _writable_company(
-        self, session: AsyncSession, scope: CompanyScope, company_id: str
+        session: AsyncSession, scope: CompanyScope, company_id: str
     ) -> CompanyRow:
         """The company, which must be neither closed nor deleted for its structure to change."""
-        row = await self._company(session, scope, company_id)
-        if row.state == CompanyState.CLOSED or row.delete_time is not None:
-            raise FailedPrecondition(
-                "the company is closed or deleted; its structure is read-only",
-                reason="COMPANY_READ_ONLY",
-                metadata={"company_id": str(row.id), "current_state": row.state},
-            )
-        return row
+        return await writable_company(session, scope, company_id)
 
     @staticmethod
     async def _department(

@@ -181,7 +181,7 @@ def check_url(url: str, *, allow_http: bool) -> tuple[SplitResult | None, str]:
 
 
 def _payload_json(event: events_pb2.Event) -> Any:
-    """The payload as JSON (lowerCamelCase, as the REST API writes messages)."""
+    """The payload as JSON, as the REST API writes messages (proto field names)."""
     name = event.data_schema or event.data.TypeName()
     try:
         message_class = symbol_database.Default().GetSymbol(name)
@@ -190,7 +190,7 @@ def _payload_json(event: events_pb2.Event) -> Any:
         return {"@type": event.data.type_url, "value": base64.b64encode(event.data.value).decode()}
     message = message_class()
     message.ParseFromString(event.data.value)
-    return json_format.MessageToDict(message)
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
 def cloud_event_body(event: events_pb2.Event) -> bytes:

@@ -11,7 +11,7 @@ from typing import Any
 
 from google.type import date_pb2, money_pb2
 
-from cardinsa.company.v1 import resources_pb2
+from cardinsa.company.v1 import resources_pb2, webhooks_pb2
 from cardinsa_company.application.context import ListQuery
 from cardinsa_company.domain.companies import (
     BAND_FIELDS,
@@ -24,8 +24,16 @@ from cardinsa_company.domain.companies import (
 )
 from cardinsa_company.domain.lifecycle import CompanyState, is_active
 from cardinsa_company.domain.organization import OrgNodeSpec
+from cardinsa_company.domain.subscriptions import SubscriptionSpec
 from cardinsa_company.repository.documents import profile_of
-from cardinsa_company.repository.models import CompanyRow, DepartmentRow, UnitRow
+from cardinsa_company.repository.models import (
+    CompanyRow,
+    DepartmentRow,
+    UnitRow,
+    WebhookDeliveryAttemptRow,
+    WebhookDeliveryRow,
+    WebhookSubscriptionRow,
+)
 from cardinsa_foundation.convert import timestamp
 
 # ------------------------------------------------------------------ money, dates
@@ -221,16 +229,91 @@ def unit_to_proto(row: UnitRow) -> resources_pb2.Unit:
     )
 
 
+# ------------------------------------------------------------------ webhooks
+
+_Subscription = webhooks_pb2.WebhookSubscription
+_Delivery = webhooks_pb2.WebhookDelivery
+
+
+def subscription_spec(message: webhooks_pb2.WebhookSubscription) -> SubscriptionSpec:
+    """The client-set fields; a state number this build does not know travels as
+    its number, for the domain to refuse."""
+    try:
+        state = _Subscription.State.Name(message.state)
+    except ValueError:
+        state = str(message.state)
+    return SubscriptionSpec(
+        url=message.url,
+        event_types=tuple(message.event_types),
+        description=message.description,
+        state=state,
+    )
+
+
+def subscription_to_proto(
+    row: WebhookSubscriptionRow, secret: str = ""
+) -> webhooks_pb2.WebhookSubscription:
+    """The subscription; ``secret`` only in the answers that just made it."""
+    return _Subscription(
+        id=str(row.id),
+        company_id=str(row.company_id),
+        url=row.url,
+        event_types=list(row.event_types),
+        description=row.description,
+        state=row.state,  # the enum value's name
+        secret=secret,
+        secret_hint=row.secret_hint,
+        create_time=timestamp(row.create_time),
+        update_time=timestamp(row.update_time),
+        delete_time=timestamp(row.delete_time),
+        etag=row.etag,
+    )
+
+
+def delivery_to_proto(row: WebhookDeliveryRow) -> webhooks_pb2.WebhookDelivery:
+    pending = row.state == "PENDING"
+    return _Delivery(
+        id=str(row.id),
+        subscription_id=str(row.subscription_id),
+        company_id=str(row.company_id),
+        event_id=str(row.event_id),
+        event_type=row.event_type,
+        subject=row.subject,
+        event_time=timestamp(row.event_time),
+        state=row.state,  # the enum value's name
+        attempt_count=row.attempt_count,
+        next_attempt_time=timestamp(row.next_attempt_time) if pending else None,
+        last_status_code=row.last_status_code,
+        last_error=row.last_error,
+        create_time=timestamp(row.create_time),
+        deliver_time=timestamp(row.deliver_time),
+        dead_letter_time=timestamp(row.dead_letter_time),
+    )
+
+
+def attempt_to_proto(row: WebhookDeliveryAttemptRow) -> webhooks_pb2.WebhookDeliveryAttempt:
+    return webhooks_pb2.WebhookDeliveryAttempt(
+        number=row.number,
+        start_time=timestamp(row.start_time),
+        duration_ms=row.duration_ms,
+        status_code=row.status_code,
+        succeeded=row.succeeded,
+        error=row.error,
+        response_excerpt=row.response_excerpt,
+    )
+
+
 # ------------------------------------------------------------------ lists
 
 
 def list_query(request: Any) -> ListQuery:
     """The paging and query of a List request (the audit log has no ordering and
-    no deleted events, so those fields may be missing)."""
+    no deleted events, webhook lists no ordering and some no filter, so those
+    fields may be missing)."""
     return ListQuery(
         page_size=request.page_size,
         page_token=request.page_token,
-        filter=request.filter,
+        filter=getattr(request, "filter", ""),
         order_by=getattr(request, "order_by", ""),
         show_deleted=getattr(request, "show_deleted", False),
     )
