@@ -641,7 +641,9 @@ class Launch:
                 "CARDINSA_SERVICE_API_KEY": issue_key("company-service", "revocations.watch")
             },
             "dispatcher": {
-                "CARDINSA_SERVICE_API_KEY": issue_key("event-dispatcher", "events.watch")
+                "CARDINSA_SERVICE_API_KEY": issue_key(
+                    "event-dispatcher", "events.watch", "events.watch_all"
+                )
             },
         }
 

@@ -14,12 +14,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 PLATFORM_ADMIN_ROLE = "platform-admin"
-#: The role identity puts into the access token of a service account of the
-#: platform's own company (a company a platform admin belongs to): the
-#: platform's services (core, company, the event dispatcher) act for the
-#: platform, not for a tenant. It grants no permission, and only a service
-#: account's token is read for it (a user's custom role of that name is nothing).
-PLATFORM_SERVICE_ROLE = "platform-service"
 
 
 class PrincipalKind(StrEnum):
@@ -43,14 +37,6 @@ class Principal:
     @property
     def is_platform_admin(self) -> bool:
         return PLATFORM_ADMIN_ROLE in self.roles
-
-    @property
-    def is_platform_service(self) -> bool:
-        """One of the platform's own service accounts: one without a company
-        (identity's own token) or one identity marked (:data:`PLATFORM_SERVICE_ROLE`)."""
-        return self.kind is PrincipalKind.SERVICE_ACCOUNT and (
-            self.company_id is None or PLATFORM_SERVICE_ROLE in self.roles
-        )
 
     def has_permission(self, permission: str) -> bool:
         return permission in self.permissions

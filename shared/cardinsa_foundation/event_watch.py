@@ -54,7 +54,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa.events.v1 import events_pb2
-from cardinsa_foundation.context import Principal
+from cardinsa_foundation.context import Principal, PrincipalKind
 from cardinsa_foundation.convert import timestamp
 from cardinsa_foundation.db import Database
 from cardinsa_foundation.errors import FieldViolation, InvalidArgument, PermissionDenied
@@ -62,6 +62,7 @@ from cardinsa_foundation.outbox import EVENT_TYPE
 from cardinsa_foundation.use_cases import require_principal
 
 __all__ = [
+    "WATCH_ALL",
     "EventWatch",
     "WatchCursor",
     "WatchScope",
@@ -69,6 +70,11 @@ __all__ = [
     "row_to_event",
 ]
 
+#: The platform's permission to watch every company's events (with ``events.watch``,
+#: which the contract asks of every caller): platform-only, like
+#: ``companies.get_status``, so only keys a platform administrator issues to the
+#: platform's own service accounts (the event dispatcher's) carry it.
+WATCH_ALL: Final = "events.watch_all"
 #: Most events one response carries.
 BATCH: Final = 100
 #: Most ``types`` a request may name.
@@ -82,10 +88,12 @@ _TABLE: Final = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
 
 def is_platform_caller(principal: Principal) -> bool:
     """Platform administrators and the platform's own service accounts (one
-    without a company, or one of the platform's company, which identity marks
-    in its token: :attr:`Principal.is_platform_service`) act for the platform
-    and may read every company's events; anyone else reads their own company's."""
-    return principal.is_platform_admin or principal.is_platform_service
+    without a company, as identity's own token, or one whose key holds
+    :data:`WATCH_ALL`, which no company role or key may hold) read every
+    company's events; anyone else reads their own company's."""
+    if principal.is_platform_admin or principal.has_permission(WATCH_ALL):
+        return True
+    return principal.kind is PrincipalKind.SERVICE_ACCOUNT and principal.company_id is None
 
 
 def _bad_cursor(description: str) -> InvalidArgument:

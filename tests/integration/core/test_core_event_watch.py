@@ -208,11 +208,21 @@ async def test_each_company_sees_its_own_events_and_the_platform_every_company(
     assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
 
     # The platform: a platform admin and the platform's own service account
-    # see both companies (one company when they name it).
+    # (events.watch_all, as the event dispatcher's key) see both companies (one
+    # company when they name it); the same account without it is a caller of
+    # the platform's company only.
     platform = core.identity.platform_admin.company_id
     dispatcher_md = core.identity.bearer(
-        await service_token(core.identity, platform, "event-reader", "events.watch")
+        await service_token(
+            core.identity, platform, "event-reader", "events.watch", "events.watch_all"
+        )
     )
+    own_md = core.identity.bearer(
+        await service_token(core.identity, platform, "event-reader-own", "events.watch")
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await first_response(stub(core), own_md, company_id=other.company_id)
+    assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
     for md in (await platform_md(core), dispatcher_md):
         one, _ = await watch_until(stub(core), md, 1, company_id=other.company_id)
         assert {e.subject for e in one} == {f"policies/{policy_b.id}"}

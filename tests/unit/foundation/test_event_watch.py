@@ -9,14 +9,9 @@ import uuid
 
 import pytest
 
-from cardinsa_foundation.context import (
-    PLATFORM_ADMIN_ROLE,
-    PLATFORM_SERVICE_ROLE,
-    Principal,
-    PrincipalKind,
-)
+from cardinsa_foundation.context import PLATFORM_ADMIN_ROLE, Principal, PrincipalKind
 from cardinsa_foundation.errors import InvalidArgument, PermissionDenied
-from cardinsa_foundation.event_watch import WatchCursor, WatchScope, is_platform_caller
+from cardinsa_foundation.event_watch import WATCH_ALL, WatchCursor, WatchScope, is_platform_caller
 
 COMPANY = str(uuid.uuid4())
 OTHER = str(uuid.uuid4())
@@ -75,11 +70,10 @@ def test_anything_else_is_refused_on_the_cursor_field(cursor: str) -> None:
     [
         (principal(roles=(PLATFORM_ADMIN_ROLE,)), True),
         (principal(PrincipalKind.SERVICE_ACCOUNT, company=None), True),
-        (principal(PrincipalKind.SERVICE_ACCOUNT, roles=(PLATFORM_SERVICE_ROLE,)), True),
+        (principal(PrincipalKind.SERVICE_ACCOUNT, permissions=("events.watch", WATCH_ALL)), True),
         (principal(PrincipalKind.SERVICE_ACCOUNT), False),
-        # Permissions make no platform caller, nor does the marker on a user.
+        # Other platform permissions say nothing about events.
         (principal(PrincipalKind.SERVICE_ACCOUNT, permissions=("revocations.watch",)), False),
-        (principal(roles=(PLATFORM_SERVICE_ROLE,)), False),
         (principal(roles=("company-admin",)), False),
     ],
 )

@@ -41,6 +41,7 @@ PLATFORM_ONLY = {
     "companies.delete",
     "companies.get_status",
     "revocations.watch",
+    "events.watch_all",
 }
 ADMIN = BUILT_IN_ROLES[COMPANY_ADMIN_ROLE].permissions
 NOW = datetime(2030, 1, 1, tzinfo=UTC)

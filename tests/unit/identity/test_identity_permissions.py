@@ -152,6 +152,7 @@ def test_company_admin_has_everything_but_platform_powers() -> None:
         "companies.delete",
         "companies.get_status",
         "revocations.watch",
+        "events.watch_all",
     }
     assert perms.isdisjoint(platform_only)
     assert perms == ALL_PERMISSIONS - platform_only

@@ -11,7 +11,7 @@ Runs, until SIGTERM or SIGINT:
 - the delivery worker (:mod:`.delivery`), on every replica.
 
 It calls the services as a platform service account: ``CARDINSA_SERVICE_API_KEY``
-(permission ``events.watch``) exchanged with identity
+(permissions ``events.watch`` and ``events.watch_all``) exchanged with identity
 (``CARDINSA_IDENTITY_ADDRESS``) for an access token. Metrics on
 ``CARDINSA_DISPATCHER_METRICS_PORT`` (9055; 0: none). On a stop, followers end
 their streams (what is committed stays; the rest is taken again) and the

@@ -34,13 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_foundation import metrics
-from cardinsa_foundation.context import (
-    PLATFORM_SERVICE_ROLE,
-    Principal,
-    PrincipalKind,
-    client_address_var,
-    principal_var,
-)
+from cardinsa_foundation.context import Principal, PrincipalKind, client_address_var, principal_var
 from cardinsa_foundation.errors import (
     FieldViolation,
     InvalidArgument,
@@ -72,7 +66,6 @@ from cardinsa_identity.repository.models import (
     SessionRow,
     UserRow,
 )
-from cardinsa_identity.repository.roles import is_platform_company
 from cardinsa_identity.repository.service_accounts import find_api_key_by_prefix
 
 log = logging.getLogger(__name__)
@@ -772,16 +765,12 @@ class AuthUseCases:
             key.last_use_time = now
             permissions = frozenset(key.permissions) & ALL_PERMISSIONS
             subject, company, key_id = str(account.id), str(account.company_id), str(key.id)
-            # An account of the platform's own company acts for the platform
-            # (its token says so: every service may then treat it as the
-            # platform's, e.g. WatchEvents across companies).
-            platform = await is_platform_company(session, account.company_id)
         await self.ctx.require_active_tenant(company)
         access, access_exp = self._sign(
             subject=subject,
             kind=PrincipalKind.SERVICE_ACCOUNT,
             company_id=company,
-            roles=[PLATFORM_SERVICE_ROLE] if platform else [],
+            roles=[],
             permissions=permissions,
             # The key's id as the token's session: revoking the key revokes
             # the tokens exchanged from it.

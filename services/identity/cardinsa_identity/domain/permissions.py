@@ -124,6 +124,11 @@ def _build_catalogue() -> tuple[Permission, ...]:
             "Stream the events of a service's outbox (the caller's company; every "
             "company for the platform's services)",
         ),
+        Permission(
+            "events.watch_all",
+            "With events.watch: stream every company's events (for the platform's "
+            "services, such as the event dispatcher)",
+        ),
         Permission("webhooks.create", "Subscribe a URL to the company's events"),
         Permission("webhooks.get", "Read webhook subscriptions and their deliveries"),
         Permission("webhooks.list", "List webhook subscriptions"),
@@ -299,6 +304,7 @@ _PLATFORM_ONLY = frozenset(
         "companies.delete",
         "companies.get_status",
         "revocations.watch",
+        "events.watch_all",
     }
 )
 

@@ -14,10 +14,9 @@ from sqlalchemy import ColumnElement, Row, Select, func, literal_column, or_, se
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cardinsa_foundation.context import PLATFORM_ADMIN_ROLE
 from cardinsa_identity.domain.access import granted_by, is_platform_admin_role
 from cardinsa_identity.domain.permissions import BuiltInRole
-from cardinsa_identity.repository.models import RoleBindingRow, RoleRow, UserRow
+from cardinsa_identity.repository.models import RoleBindingRow, RoleRow
 
 __all__ = [
     "binding_exists",
@@ -28,7 +27,6 @@ __all__ = [
     "find_role",
     "holders_of",
     "is_platform_admin",
-    "is_platform_company",
     "list_bindings_query",
     "list_roles_query",
     "role_name_taken",
@@ -57,27 +55,6 @@ def is_platform_admin(row: RoleRow) -> bool:
     return is_platform_admin_role(
         row.name, built_in=row.built_in, platform_wide=row.company_id is None
     )
-
-
-async def is_platform_company(session: AsyncSession, company: uuid.UUID) -> bool:
-    """Whether ``company`` is the platform's own: a live user of it holds the
-    built-in platform-admin role (the first platform admin's company, where
-    ``create-service-key`` puts the platform's service accounts)."""
-    found = await session.scalar(
-        select(RoleBindingRow.id)
-        .join(RoleRow, RoleRow.id == RoleBindingRow.role_id)
-        .join(UserRow, UserRow.id == RoleBindingRow.user_id)
-        .where(
-            RoleBindingRow.company_id == company,
-            RoleRow.built_in.is_(True),
-            RoleRow.company_id.is_(None),
-            RoleRow.name == PLATFORM_ADMIN_ROLE,
-            RoleRow.delete_time.is_(None),
-            UserRow.delete_time.is_(None),
-        )
-        .limit(1)
-    )
-    return found is not None
 
 
 async def bound_roles(
