@@ -189,7 +189,7 @@ class Partner:
                         "code": "OUTPATIENT",
                         "name": "Outpatient care",
                         "limit": money(5000),
-                        "limit_period": "PER_POLICY_TERM",
+                        "limit_period": "PER_TERM",
                         "deductible": money(0),
                         "coinsurance_basis_points": 0,
                     }
