@@ -171,10 +171,12 @@ async def test_built_in_roles_are_listed_for_every_company(identity: IdentityHar
         company_admin = set(built_in["company-admin"].permissions)
         assert company_admin < catalogue
         assert not company_admin & PLATFORM_ONLY
-        # What it lacks is the platform's alone: signing keys, companies' fate and
-        # the stream of token revocations (for the platform's services).
+        # What it lacks is the platform's alone: signing keys, companies' fate,
+        # the stream of token revocations and every company's events (for the
+        # platform's services).
         assert all(
             p.split(".")[0] in {"signing_keys", "companies", "revocations"}
+            or p == "events.watch_all"
             for p in catalogue - company_admin
         )
         assert {p for p in catalogue if p.split(".")[0] in COMPANY_ADMINISTRATION} <= company_admin
