@@ -64,6 +64,7 @@ from cardinsa_foundation.use_cases import require_principal
 __all__ = [
     "WATCH_ALL",
     "EventWatch",
+    "EventWatchServicer",
     "WatchCursor",
     "WatchScope",
     "is_platform_caller",
@@ -338,3 +339,18 @@ class EventWatch:
                         await self._draining.wait()
                 except TimeoutError:
                     pass
+
+
+class EventWatchServicer:
+    """The body of every service's ``EventService`` servicer: mixed in before
+    the generated base class (``class EventServicer(EventWatchServicer,
+    event_service_pb2_grpc.EventServiceServicer)``), reading ``watch``."""
+
+    def __init__(self, watch: EventWatch) -> None:
+        self.watch = watch
+
+    async def WatchEvents(
+        self, request: events_pb2.WatchEventsRequest, context: Any
+    ) -> AsyncIterator[events_pb2.WatchEventsResponse]:
+        async for response in self.watch.watch(request):
+            yield response

@@ -51,7 +51,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
-from typing import Any, Final
+from typing import Final
 
 import asyncpg
 import grpc
@@ -68,7 +68,8 @@ from cardinsa_core.scheduler_settings import SchedulerSettings
 from cardinsa_foundation import metrics, tracing
 from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.config import get_settings
-from cardinsa_foundation.db import Database, service_database_url, to_libpq_url
+from cardinsa_foundation.db import Database, service_database_url
+from cardinsa_foundation.leadership import Leadership
 from cardinsa_foundation.logging import configure_logging
 
 log = logging.getLogger("cardinsa_core.scheduler")
@@ -177,71 +178,6 @@ def make_clock(
 # ------------------------------------------------------------------ leadership
 
 
-class Leadership:
-    """The leader lock: ``pg_try_advisory_lock`` on a connection of its own."""
-
-    def __init__(self, url: str, settings: SchedulerSettings) -> None:
-        self._url = to_libpq_url(url)
-        self._settings = settings
-        self._connection: Any = None
-
-    @property
-    def leading(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed()
-
-    async def try_acquire(self) -> bool:
-        """Become the leader if nobody is; False (and no connection kept) otherwise."""
-        if self.leading:
-            return True
-        connection = await asyncpg.connect(
-            self._url,
-            timeout=self._settings.db_connect_timeout_s,
-            server_settings={"application_name": f"{NAME}-leader"},
-        )
-        try:
-            got = await connection.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY)
-        except BaseException:
-            connection.terminate()
-            raise
-        if not got:
-            await connection.close()
-            return False
-        self._connection = connection
-        LEADER.set(1)
-        return True
-
-    async def still_leading(self) -> bool:
-        """Whether the lock's connection still answers (a round trip)."""
-        if not self.leading:
-            self._lost()
-            return False
-        try:
-            async with asyncio.timeout(self._settings.db_connect_timeout_s):
-                await self._connection.fetchval("SELECT 1")
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            log.warning("lost the leader lock's connection; stopping the pass")
-            self._lost()
-            return False
-        return True
-
-    def _lost(self) -> None:
-        if self._connection is not None:
-            self._connection.terminate()
-        self._connection = None
-        LEADER.set(0)
-
-    async def release(self) -> None:
-        if self._connection is None:
-            return
-        connection, self._connection = self._connection, None
-        LEADER.set(0)
-        try:
-            await connection.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
-            await connection.close()
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            connection.terminate()
-
-
 # ------------------------------------------------------------------ the process
 
 
@@ -264,7 +200,13 @@ class Scheduler:
         self.db = Database(url, settings, application_name=NAME)
         self._pool_stats = partial(metrics.PoolStats.from_pool, self.db.engine.pool)
         metrics.register_pool_collector(NAME, self._pool_stats)
-        self.leadership = Leadership(url, settings)
+        self.leadership = Leadership(
+            url,
+            LOCK_KEY,
+            connect_timeout_s=settings.db_connect_timeout_s,
+            name=f"{NAME}-leader",
+            on_change=lambda leading: LEADER.set(1 if leading else 0),
+        )
         self.stopping = asyncio.Event()
         self._channels: list[grpc.aio.Channel] = []
         identity = grpc.aio.insecure_channel(
@@ -291,7 +233,12 @@ class Scheduler:
         )
 
     async def _keep_going(self) -> bool:
-        return not self.stopping.is_set() and await self.leadership.still_leading()
+        if self.stopping.is_set():
+            return False
+        if await self.leadership.still_leading():
+            return True
+        log.warning("lost the leader lock's connection; stopping the pass")
+        return False
 
     async def _wait(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -29,11 +28,13 @@ from cardinsa.events.v1 import events_pb2
 from cardinsa_company.dispatcher import metrics
 from cardinsa_company.dispatcher.sinks import EventSink
 from cardinsa_company.dispatcher_settings import DispatcherSettings
-from cardinsa_foundation.db import Database, to_libpq_url
+from cardinsa_foundation.db import Database
+from cardinsa_foundation.leadership import Leadership
+from cardinsa_foundation.leadership import lock_key as leadership_key
 
 log = logging.getLogger("cardinsa_company.dispatcher")
 
-__all__ = ["Follower", "Leadership", "lock_key"]
+__all__ = ["Follower", "lock_key"]
 
 #: ``source -> the stub's WatchEvents`` (a server-streaming multi-callable).
 WatchFactory = Callable[[str], Any]
@@ -53,70 +54,7 @@ _DB_ERRORS: Final = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.Inter
 
 def lock_key(source: str, sink: str) -> int:
     """The advisory lock of the leader of (source, sink): a bigint from its name."""
-    name = f"cardinsa.company.event-dispatcher/{sink}/{source}".encode()
-    return int.from_bytes(hashlib.sha256(name).digest()[:8], "big", signed=True)
-
-
-class Leadership:
-    """One advisory lock, held on a connection of its own while leading."""
-
-    def __init__(self, url: str, key: int, *, connect_timeout_s: float, name: str) -> None:
-        self._url = to_libpq_url(url)
-        self._key = key
-        self._timeout = connect_timeout_s
-        self._name = name
-        self._connection: Any = None
-
-    @property
-    def leading(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed()
-
-    async def try_acquire(self) -> bool:
-        if self.leading:
-            return True
-        connection = await asyncpg.connect(
-            self._url,
-            timeout=self._timeout,
-            server_settings={"application_name": self._name},
-        )
-        try:
-            got = await connection.fetchval("SELECT pg_try_advisory_lock($1)", self._key)
-        except BaseException:
-            connection.terminate()
-            raise
-        if not got:
-            await connection.close()
-            return False
-        self._connection = connection
-        return True
-
-    async def still_leading(self) -> bool:
-        """Whether the lock's connection still answers (a round trip)."""
-        if not self.leading:
-            self.lost()
-            return False
-        try:
-            async with asyncio.timeout(self._timeout):
-                await self._connection.fetchval("SELECT 1")
-        except _DB_ERRORS:
-            self.lost()
-            return False
-        return True
-
-    def lost(self) -> None:
-        if self._connection is not None:
-            self._connection.terminate()
-        self._connection = None
-
-    async def release(self) -> None:
-        if self._connection is None:
-            return
-        connection, self._connection = self._connection, None
-        try:
-            await connection.execute("SELECT pg_advisory_unlock($1)", self._key)
-            await connection.close()
-        except _DB_ERRORS:
-            connection.terminate()
+    return leadership_key(f"cardinsa.company.event-dispatcher/{sink}/{source}")
 
 
 class _LostLeadership(Exception):
