@@ -26,8 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import pytest_asyncio
+from company_harness import CompanyHarness, failure
 from dispatcher_harness import (
     FakeEvents,
     Received,
@@ -37,8 +39,11 @@ from dispatcher_harness import (
     eventually,
     make_event,
 )
+from support.event_watch import watch_until
 from support.identity_harness import IdentityHarness
 
+from cardinsa.company.v1 import company_service_pb2 as pb
+from cardinsa.company.v1 import event_service_pb2_grpc
 from cardinsa_company.dispatcher.delivery import Attempt, DeliveryWorker
 from cardinsa_company.dispatcher.network import guarded_transport
 from cardinsa_company.dispatcher.process import Dispatcher
@@ -516,71 +521,96 @@ async def test_kill_9_in_the_middle_of_a_delivery_loses_no_event(
     store: Store,
     company_database: str,
     identity: IdentityHarness,
-    dispatcher_key: str,
+    company: CompanyHarness,
     tmp_path: Path,
 ) -> None:
-    company = str(uuid.uuid4())
-    fake = FakeEvents()
-    events = [make_event(company, f"companies/{n % 2}", n) for n in range(6)]
-    fake.events += events
+    """The real chain: the company server writes its events (a refused change
+    writes none) and serves them with WatchEvents; the dispatcher, a process of
+    its own following that stream, is killed with SIGKILL while the receiver
+    holds its first request, and started again: every committed event arrives."""
+    key = await identity.service_key("event-dispatcher-kill", "events.watch", "events.watch_all")
+    # The key's account belongs to the platform's company, which (as `make up`
+    # does) must be registered and active for its calls to be accepted.
+    with contextlib.suppress(grpc.aio.AioRpcError):
+        await company.create_company(company_id=company.platform_admin.company_id)
+    tenant = await company.create_company()
+    md = await company.as_(company.platform_admin)
+    calls = company.companies
+    await calls.SuspendCompany(
+        pb.SuspendCompanyRequest(company_id=tenant.id, reason="audit"), metadata=md
+    )
+    refused = await failure(
+        calls.SuspendCompany(
+            pb.SuspendCompanyRequest(company_id=tenant.id, reason="again"), metadata=md
+        )
+    )
+    assert refused.code() is grpc.StatusCode.FAILED_PRECONDITION  # rolled back: no event
+    await calls.ReactivateCompany(pb.ReactivateCompanyRequest(company_id=tenant.id), metadata=md)
+    await calls.DeleteCompany(pb.DeleteCompanyRequest(company_id=tenant.id), metadata=md)
+    await calls.UndeleteCompany(pb.UndeleteCompanyRequest(company_id=tenant.id), metadata=md)
+    events, _ = await watch_until(
+        event_service_pb2_grpc.EventServiceStub(company.channel), md, 5, company_id=tenant.id
+    )
+    assert [e.type.split(".")[3] for e in events] == [
+        "created",
+        "suspended",
+        "reactivated",
+        "deleted",
+        "undeleted",
+    ]
     log = tmp_path / "dispatcher.log"
     with Receiver() as receiver:
-        subscription = await store.subscribe(company, receiver.url())
-        async with event_server(fake) as address:
-            env = {k: v for k, v in os.environ.items() if not k.startswith("CARDINSA_")}
-            env.update(
-                CARDINSA_ENVIRONMENT="test",
-                CARDINSA_LOG_JSON="true",
-                CARDINSA_DATABASE_URL=app_role_url(company_database),
-                CARDINSA_DATABASE_PLATFORM_URL=platform_role_url(company_database),
-                CARDINSA_IDENTITY_ADDRESS=identity.app.server.address,
-                CARDINSA_SERVICE_API_KEY=dispatcher_key,
-                CARDINSA_DISPATCHER_SOURCES="company",
-                CARDINSA_DISPATCHER_COMPANY_ADDRESS=address,
-                CARDINSA_DISPATCHER_METRICS_PORT="0",
-                CARDINSA_DISPATCHER_LOCK_RETRY_S="0.2",
-                CARDINSA_DISPATCHER_POLL_INTERVAL_S="0.1",
-                CARDINSA_DISPATCHER_DELIVERY_TIMEOUT_S="2",
-                CARDINSA_DISPATCHER_LEASE_S="9",
-                CARDINSA_DISPATCHER_RETRY_BASE_S="0.05",
-                CARDINSA_WEBHOOK_ALLOW_PRIVATE_TARGETS="true",
-                CARDINSA_WEBHOOK_ALLOW_HTTP="true",
+        subscription = await store.subscribe(tenant.id, receiver.url())
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CARDINSA_")}
+        env.update(
+            CARDINSA_ENVIRONMENT="test",
+            CARDINSA_LOG_JSON="true",
+            CARDINSA_DATABASE_URL=app_role_url(company_database),
+            CARDINSA_DATABASE_PLATFORM_URL=platform_role_url(company_database),
+            CARDINSA_IDENTITY_ADDRESS=identity.app.server.address,
+            CARDINSA_SERVICE_API_KEY=key,
+            CARDINSA_DISPATCHER_SOURCES="company",
+            CARDINSA_DISPATCHER_COMPANY_ADDRESS=company.app.server.address,
+            CARDINSA_DISPATCHER_METRICS_PORT="0",
+            CARDINSA_DISPATCHER_LOCK_RETRY_S="0.2",
+            CARDINSA_DISPATCHER_POLL_INTERVAL_S="0.1",
+            CARDINSA_DISPATCHER_DELIVERY_TIMEOUT_S="2",
+            CARDINSA_DISPATCHER_LEASE_S="9",
+            CARDINSA_DISPATCHER_RETRY_BASE_S="0.05",
+            CARDINSA_WEBHOOK_ALLOW_PRIVATE_TARGETS="true",
+            CARDINSA_WEBHOOK_ALLOW_HTTP="true",
+        )
+        receiver.hold.clear()  # the first request waits
+        async with subprocess_dispatcher(env, log) as first:
+            await eventually(
+                lambda: receiver.held.is_set() or first.process.returncode is not None,
+                "a delivery in flight",
             )
-            receiver.hold.clear()  # the first request waits
-            async with subprocess_dispatcher(env, log) as first:
-                await eventually(
-                    lambda: receiver.held.is_set() or first.process.returncode is not None,
-                    "a delivery in flight",
-                )
-                assert receiver.held.is_set(), first.output()
-                await first.kill()
-            receiver.hold.set()
-            assert first.process.returncode == -signal.SIGKILL
-            async with subprocess_dispatcher(env, log) as second:
-                await eventually(
-                    lambda: (
-                        {r.headers["cardinsa-event-id"] for r in receiver.received()}
-                        >= {e.id for e in events}
-                        or second.process.returncode is not None
-                    ),
-                    "every event delivered after the restart",
-                )
-                assert second.process.returncode is None, second.output()
-                rows = await eventually(
-                    lambda: _all_settled(store, subscription, len(events)), "every row settled"
-                )
-                assert await second.terminate() == 0, second.output()
+            assert receiver.held.is_set(), first.output()
+            await first.kill()
+        receiver.hold.set()
+        assert first.process.returncode == -signal.SIGKILL
+        async with subprocess_dispatcher(env, log) as second:
+            await eventually(
+                lambda: (
+                    {r.headers["cardinsa-event-id"] for r in receiver.received()}
+                    >= {e.id for e in events}
+                    or second.process.returncode is not None
+                ),
+                "every event delivered after the restart",
+            )
+            assert second.process.returncode is None, second.output()
+            rows = await eventually(
+                lambda: _all_settled(store, subscription, len(events)), "every row settled"
+            )
+            assert await second.terminate() == 0, second.output()
     assert {row["state"] for row in rows} == {"DELIVERED"}
     got = receiver.received()
     for request in got:
         check_signed(store, subscription, request)
     # Per resource, the first delivery of each event came in the order written.
-    for resource in ("companies/0", "companies/1"):
-        firsts = list(
-            dict.fromkeys(
-                r.headers["cardinsa-event-id"]
-                for r in got
-                if json.loads(r.body)["subject"] == resource
-            )
-        )
-        assert firsts == [e.id for e in events if e.subject == resource]
+    # Exactly the committed events (the refused change has none), each first
+    # delivered in the order written.
+    firsts = list(dict.fromkeys(r.headers["cardinsa-event-id"] for r in got))
+    assert firsts == [e.id for e in events]
+    assert {json.loads(r.body)["subject"] for r in got} == {f"companies/{tenant.id}"}
