@@ -23,6 +23,7 @@ import logging
 import os
 import pwd
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,6 +43,31 @@ SYSTEM_USER_WHEN_ROOT: Final = "embedded_postgres"
 # sun_path is 108 bytes on Linux and 104 on macOS, including the terminating NUL.
 _MAX_SOCKET_PATH: Final = 100
 _PG_ENV_PREFIX: Final = "PG"
+
+
+def _as_user(command: list[str], user: str | None) -> tuple[list[str], str | None]:
+    """The command run as ``user`` (None: as we are) and the ``user`` argument
+    for :func:`subprocess.run`.
+
+    With ``setpriv`` (util-linux) the switch happens in the exec'd program, so
+    ``subprocess`` can start it with ``vfork``. Switching through
+    ``subprocess.run(user=...)`` needs a full ``fork()``, and in a process where
+    gRPC threads are busy gRPC's fork handlers then crash about a third of the
+    children (SIGSEGV before the exec). ``user=`` stays the fallback."""
+    if user is None:
+        return command, None
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return command, user
+    entry = pwd.getpwnam(user)
+    return [
+        setpriv,
+        f"--reuid={entry.pw_uid}",
+        f"--regid={entry.pw_gid}",
+        "--init-groups",
+        "--",
+        *command,
+    ], None
 
 
 class LocalPostgresError(RuntimeError):
@@ -465,10 +491,11 @@ class LocalPostgres:
         """
         env = {k: v for k, v in os.environ.items() if not k.startswith(_PG_ENV_PREFIX)}
         env["LC_ALL"] = "C"
+        command, user = _as_user([str(_bin_dir() / tool), *args], self._system_user)
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             try:
                 subprocess.run(  # noqa: S603 - fixed binary, argument list
-                    [str(_bin_dir() / tool), *args],
+                    command,
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=err,
@@ -476,7 +503,7 @@ class LocalPostgres:
                     timeout=timeout_s,
                     env=env,
                     cwd=str(self.data_dir),
-                    user=self._system_user,
+                    user=user,
                 )
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
                 err.seek(0)

@@ -238,3 +238,50 @@ def test_stop_never_signals_a_pid_that_is_not_its_postmaster(tmp_path: Path) -> 
     finally:
         bystander.kill()
         bystander.wait()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the user switch happens only as root")
+def test_pg_tools_start_as_the_system_user_while_grpc_threads_are_busy(tmp_path: Path) -> None:
+    """As root the PostgreSQL tools run as the system user. Switched with
+    ``subprocess.run(user=...)`` (a full fork), about a third of them died of
+    SIGSEGV before their exec while gRPC calls were in flight in the same
+    process (gRPC's fork handlers); switched by ``setpriv`` after the exec, none."""
+    import threading
+
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    stop = threading.Event()
+
+    async def serve_and_call() -> None:
+        server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+
+        async def call() -> None:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = health_pb2_grpc.HealthStub(channel)
+                while not stop.is_set():
+                    await stub.Check(health_pb2.HealthCheckRequest())
+
+        try:
+            await asyncio.gather(*(call() for _ in range(4)))
+        finally:
+            await server.stop(None)
+
+    busy = threading.Thread(target=asyncio.run, args=(serve_and_call(),), daemon=True)
+    busy.start()
+    pg = LocalPostgres(tmp_path, find_free_port())
+    failures: list[str] = []
+    try:
+        time.sleep(0.2)
+        for _ in range(60):
+            try:
+                pg._run_pg_tool("pg_ctl", ["--version"], timeout_s=30)
+            except LocalPostgresError as exc:
+                failures.append(str(exc))
+    finally:
+        stop.set()
+        busy.join(timeout=10)
+    assert failures == []
