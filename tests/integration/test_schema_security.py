@@ -53,6 +53,7 @@ APPEND_ONLY = {
         "claim_log_entries",
         "claim_recoveries",
         "outbox_events",
+        "documents",
     },
     "identity": {"audit_events", "outbox_events"},
     "company": {"audit_events", "outbox_events", "webhook_delivery_attempts"},

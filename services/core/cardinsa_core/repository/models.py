@@ -25,6 +25,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     Text,
     UniqueConstraint,
@@ -669,3 +670,36 @@ __all__ = [
     "ProductRow",
     "ProductVersionRow",
 ]
+
+
+# ------------------------------------------------------------------ documents
+
+
+class DocumentRow(Base):
+    """A rendered document (PDF) core issued, stored by content hash (append-only):
+    the same facts in the same locale find this row and serve the same bytes."""
+
+    __tablename__ = "documents"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    company_id: Mapped[uuid.UUID] = _company()
+    #: POLICY_SCHEDULE, INVOICE or CLAIM_DECISION.
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    #: The resource it is about, e.g. ``policies/<id>``.
+    subject: Mapped[str] = mapped_column(Text, nullable=False)
+    locale: Mapped[str] = mapped_column(Text, nullable=False)
+    #: SHA-256 (hex) of the facts the document shows, in a canonical form.
+    facts_sha256: Mapped[str] = mapped_column(Text, nullable=False)
+    #: SHA-256 (hex) of ``content``.
+    content_sha256: Mapped[str] = mapped_column(Text, nullable=False)
+    content: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_by: Mapped[str | None] = mapped_column(Text)
+    create_time: Mapped[datetime] = _created()
+
+    __table_args__ = (
+        UniqueConstraint("company_id", "id"),
+        UniqueConstraint("company_id", "kind", "subject", "locale", "facts_sha256"),
+        CheckConstraint("kind IN ('POLICY_SCHEDULE', 'INVOICE', 'CLAIM_DECISION')", name="kind"),
+        Index(None, "company_id", "subject", "create_time"),
+    )
+    __mapper_args__ = {"eager_defaults": True}
