@@ -216,6 +216,15 @@ def _build_catalogue() -> tuple[Permission, ...]:
             "Set a claim's indemnity or expense reserve (also needs the authority band)",
         ),
         Permission("claims.recover", "Record salvage, subrogation and overpayment recoveries"),
+        # --- core: billing --------------------------------------------------------
+        Permission("invoices.get", "Read an invoice of a policy"),
+        Permission("invoices.list", "List the invoices of a policy"),
+        Permission("payments.list", "List the premium payments of a policy"),
+        Permission(
+            "payments.record",
+            "Record premium money received for a policy (it settles invoices and moves "
+            "the paid-to date, which keeps the policy from lapsing)",
+        ),
     ]
     return tuple(sorted(entries, key=lambda p: p.name))
 
@@ -377,6 +386,27 @@ _ROLES: tuple[BuiltInRole, ...] = (
             "policies.underwrite",
             "claims.get",
             "claims.list",
+            "invoices.get",
+            "invoices.list",
+            "payments.list",
+        ),
+    ),
+    BuiltInRole(
+        "billing-clerk",
+        "Collects premium: records payments received for policies and reads invoices, "
+        "payments, policies and policyholders. National ids stay masked.",
+        _ORG_READ
+        | _names(
+            "policyholders.get",
+            "policyholders.list",
+            "products.get",
+            "products.list",
+            "policies.get",
+            "policies.list",
+            "invoices.get",
+            "invoices.list",
+            "payments.list",
+            "payments.record",
         ),
     ),
     BuiltInRole(
@@ -427,6 +457,8 @@ _ROLES: tuple[BuiltInRole, ...] = (
             "policies.list",
             "policies.update",
             "policies.quote",
+            "invoices.get",
+            "invoices.list",
             "claims.create",
             "claims.get",
             "claims.list",
