@@ -33,6 +33,8 @@ from datetime import datetime
 import grpc
 
 from cardinsa.core.v1 import (
+    billing_service_pb2,
+    billing_service_pb2_grpc,
     claim_service_pb2,
     claim_service_pb2_grpc,
     core_service_pb2,
@@ -47,6 +49,7 @@ from cardinsa.core.v1 import (
     product_service_pb2_grpc,
 )
 from cardinsa_core.application.audit_log import AuditLogUseCases
+from cardinsa_core.application.billing import Billing
 from cardinsa_core.application.claims import ClaimUseCases
 from cardinsa_core.application.context import CoreContext, utc_now
 from cardinsa_core.application.policies import PolicyUseCases
@@ -57,6 +60,7 @@ from cardinsa_core.application.tenants import (
     SettingsTenantDirectory,
     TenantDirectory,
 )
+from cardinsa_core.handlers.billing import BillingServicer
 from cardinsa_core.handlers.claims import ClaimServicer
 from cardinsa_core.handlers.core import CoreServicer
 from cardinsa_core.handlers.event_service import OUTBOX_TABLE, EventServicer
@@ -86,6 +90,7 @@ APIS = [
     "cardinsa.core.v1.ProductService",
     "cardinsa.core.v1.PolicyService",
     "cardinsa.core.v1.ClaimService",
+    "cardinsa.core.v1.BillingService",
     "cardinsa.core.v1.EventService",
 ]
 
@@ -189,6 +194,12 @@ def build(
             ),
             registration(
                 claim_service_pb2, claim_service_pb2_grpc, "ClaimService", ClaimServicer(claims)
+            ),
+            registration(
+                billing_service_pb2,
+                billing_service_pb2_grpc,
+                "BillingService",
+                BillingServicer(Billing(ctx)),
             ),
             registration(
                 event_service_pb2, event_service_pb2_grpc, "EventService", EventServicer(events)
