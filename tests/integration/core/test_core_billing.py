@@ -252,3 +252,30 @@ async def test_two_payments_at_once_never_allocate_the_same_open_amount(tenant: 
     after = await invoices(tenant, policy.id)
     assert {i.state for i in after} == {INV.PAID}
     assert all(amount(i.settled) == amount(i.amount) for i in after)
+
+
+async def test_a_product_s_grace_period_is_validated_and_kept(tenant: Tenant) -> None:
+    from cardinsa.core.v1 import product_service_pb2 as ps
+
+    products, md = tenant.harness.products, await tenant.md()
+    product = await tenant.product(activate=False)
+    assert product.grace_period_days == 30
+    for bad in (-1, 366):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await products.UpdateProduct(
+                ps.UpdateProductRequest(
+                    product=resources_pb2.Product(id=product.id, grace_period_days=bad),
+                    update_mask={"paths": ["grace_period_days"]},
+                ),
+                metadata=md,
+            )
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "product.grace_period_days" in field_violations(caught.value)
+    changed = await products.UpdateProduct(
+        ps.UpdateProductRequest(
+            product=resources_pb2.Product(id=product.id, grace_period_days=0),
+            update_mask={"paths": ["grace_period_days"]},
+        ),
+        metadata=md,
+    )
+    assert changed.HasField("grace_period_days") and changed.grace_period_days == 0

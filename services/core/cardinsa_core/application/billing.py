@@ -97,9 +97,35 @@ def outstanding_of(row: InvoiceRow) -> Money:
     return _money(row.amount - row.settled, row.currency)
 
 
+#: ``session.info`` keys: while a policy transition runs, its billing events
+#: wait until the transition has logged its own (a consumer sees the bind
+#: before the invoices it issued); :meth:`Billing.release` writes them.
+_DEFER = "cardinsa.billing.defer"
+_PENDING = "cardinsa.billing.pending"
+
+
 class Billing:
     def __init__(self, ctx: CoreContext) -> None:
         self.ctx = ctx
+
+    @staticmethod
+    def defer(session: AsyncSession) -> None:
+        """Hold this unit of work's billing events until :meth:`release`."""
+        session.info[_DEFER] = True
+
+    def release(self, session: AsyncSession) -> None:
+        """Write the billing events held back (same unit of work)."""
+        session.info.pop(_DEFER, None)
+        for policy, transition, invoice in session.info.pop(_PENDING, []):
+            self.ctx.events.billing_changed(session, policy, transition=transition, invoice=invoice)
+
+    def _invoice_event(
+        self, session: AsyncSession, policy: PolicyRow, transition: str, invoice: InvoiceRow
+    ) -> None:
+        if session.info.get(_DEFER):
+            session.info.setdefault(_PENDING, []).append((policy, transition, invoice))
+        else:
+            self.ctx.events.billing_changed(session, policy, transition=transition, invoice=invoice)
 
     # ------------------------------------------------------------- reading
 
@@ -224,20 +250,14 @@ class Billing:
         await session.flush()
         new = {r.id for r in issued}
         for row in issued:
-            self.ctx.events.billing_changed(
-                session, policy, transition="invoice_issued", invoice=row
-            )
+            self._invoice_event(session, policy, "invoice_issued", row)
         for row, state in changed:
             if row.id in new and state is not InvoiceState.PAID:
                 continue
             if state is InvoiceState.PAID:
-                self.ctx.events.billing_changed(
-                    session, policy, transition="invoice_paid", invoice=row
-                )
+                self._invoice_event(session, policy, "invoice_paid", row)
             elif state is InvoiceState.OVERDUE:
-                self.ctx.events.billing_changed(
-                    session, policy, transition="invoice_overdue", invoice=row
-                )
+                self._invoice_event(session, policy, "invoice_overdue", row)
 
     @staticmethod
     def _refresh_rows(
@@ -269,9 +289,7 @@ class Billing:
         for row, state in changed:
             if state is InvoiceState.OVERDUE:
                 overdue += 1
-                self.ctx.events.billing_changed(
-                    session, policy, transition="invoice_overdue", invoice=row
-                )
+                self._invoice_event(session, policy, "invoice_overdue", row)
         return overdue
 
     @staticmethod

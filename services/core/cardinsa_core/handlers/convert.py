@@ -341,6 +341,7 @@ def product_to_proto(view: ProductView) -> resources_pb2.Product:
         delete_time=timestamp(row.delete_time),
         etag=row.etag,
         rating_rules=rating_rules_to_proto(view.version.rating_rules()),
+        grace_period_days=version.grace_period_days,
     )
 
 
@@ -358,6 +359,7 @@ def product_version_to_proto(view: VersionView) -> resources_pb2.ProductVersion:
         create_time=timestamp(row.create_time),
         created_by=str(row.created_by) if row.created_by else "",
         rating_rules=rating_rules_to_proto(view.rating_rules()),
+        grace_period_days=row.grace_period_days,
     )
 
 
@@ -388,6 +390,9 @@ def product_input(message: resources_pb2.Product) -> ProductInput:
             for c in message.coverages
         ),
         rating_rules=rating_rules_input(message.rating_rules, "product.rating_rules"),
+        grace_period_days=message.grace_period_days
+        if message.HasField("grace_period_days")
+        else None,
     )
 
 
