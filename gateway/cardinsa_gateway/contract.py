@@ -60,6 +60,9 @@ class Method:
     comment: str
     client_streaming: bool = False
     server_streaming: bool = False
+    #: ``(cardinsa.common.v1.response_content_type)``: the media type of an
+    #: HttpBody response ("" for a message response).
+    response_content_type: str = ""
 
     @property
     def full_service(self) -> str:
@@ -120,6 +123,7 @@ class Contract:
         )
         self._http = self._extension("google.api.http")
         self._authorization = self._extension("cardinsa.common.v1.authorization")
+        self._content_type = self._extension("cardinsa.common.v1.response_content_type")
         self._field_behavior = self._extension("google.api.field_behavior")
         self.messages: dict[str, Message] = {}
         self.enums: dict[str, Enum] = {}
@@ -231,6 +235,9 @@ class Contract:
                 access = Access.AUTHENTICATED
             elif which == "permission" and rule.permission:
                 access, permission = Access.PERMISSION, rule.permission
+        content_type = ""
+        if self._content_type is not None and options.HasExtension(self._content_type):
+            content_type = options.Extensions[self._content_type]
         return Method(
             package=package,
             service=service,
@@ -243,6 +250,7 @@ class Contract:
             comment=comments.get(path, ""),
             client_streaming=method.client_streaming,
             server_streaming=method.server_streaming,
+            response_content_type=content_type,
         )
 
     # --- queries ------------------------------------------------------------------

@@ -26,6 +26,8 @@ Json = dict[str, Any]
 FD = descriptor_pb2.FieldDescriptorProto
 
 REF = "#/components/schemas/"
+#: A response of this type is raw bytes, not JSON (see ``response_content_type``).
+HTTP_BODY = "google.api.HttpBody"
 ERROR_SCHEMA = "google.rpc.Status"
 ERROR_DETAILS = (
     "google.rpc.ErrorInfo",
@@ -387,9 +389,13 @@ class OpenApiBuilder:
 
         if binding.response_body:
             field = self._resolve(method.output_type, binding.response_body)
-            response_schema = self._field_schema(field)
+            content: Json = {"application/json": {"schema": self._field_schema(field)}}
+        elif method.output_type == HTTP_BODY:
+            # The transcoder answers with HttpBody's bytes and content type.
+            media_type = method.response_content_type or "application/octet-stream"
+            content = {media_type: {"schema": {"type": "string", "format": "binary"}}}
         else:
-            response_schema = self._ref(method.output_type)
+            content = {"application/json": {"schema": self._ref(method.output_type)}}
 
         access = {
             Access.PUBLIC: "Open: no access token needed.",
@@ -401,10 +407,7 @@ class OpenApiBuilder:
             part for part in [method.comment, f"**Authorization**: {access}"] if part
         )
         responses: Json = {
-            "200": {
-                "description": "OK",
-                "content": {"application/json": {"schema": response_schema}},
-            },
+            "200": {"description": "OK", "content": content},
             "400": {"$ref": "#/components/responses/BadRequest"},
         }
         if not method.is_public:

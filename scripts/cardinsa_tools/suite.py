@@ -602,6 +602,10 @@ class Launch:
                     "EUR",
                     "--time-zone",
                     "Europe/Berlin",
+                    # German companies: documents (policy schedules, decision
+                    # letters) are issued in German unless a request asks otherwise.
+                    "--locale",
+                    "de-DE",
                 ],
                 self.env,
                 f"registering {name}",

@@ -46,6 +46,9 @@ class TenantStatus:
     # The company's settings, defaults filled in by the company service.
     max_backdate_days: int = DEFAULT_MAX_BACKDATE_DAYS
     renewal_offer_days: int = DEFAULT_RENEWAL_OFFER_DAYS
+    # The name documents issued for the company show, and its country.
+    legal_name: str = ""
+    country: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.feature_flags, MappingProxyType):
@@ -248,6 +251,8 @@ def company_status_fetcher(
             # 0 there means a company service that predates the field.
             max_backdate_days=reply.max_backdate_days,
             renewal_offer_days=reply.renewal_offer_days or DEFAULT_RENEWAL_OFFER_DAYS,
+            legal_name=reply.legal_name,
+            country=reply.country,
         )
 
     return fetch

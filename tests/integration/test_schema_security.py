@@ -54,6 +54,7 @@ APPEND_ONLY = {
         "claim_recoveries",
         "outbox_events",
         "documents",
+        "payment_allocations",
     },
     "identity": {"audit_events", "outbox_events"},
     "company": {"audit_events", "outbox_events", "webhook_delivery_attempts"},

@@ -33,10 +33,14 @@ from datetime import datetime
 import grpc
 
 from cardinsa.core.v1 import (
+    billing_service_pb2,
+    billing_service_pb2_grpc,
     claim_service_pb2,
     claim_service_pb2_grpc,
     core_service_pb2,
     core_service_pb2_grpc,
+    document_service_pb2,
+    document_service_pb2_grpc,
     event_service_pb2,
     event_service_pb2_grpc,
     policy_service_pb2,
@@ -47,8 +51,10 @@ from cardinsa.core.v1 import (
     product_service_pb2_grpc,
 )
 from cardinsa_core.application.audit_log import AuditLogUseCases
+from cardinsa_core.application.billing import Billing
 from cardinsa_core.application.claims import ClaimUseCases
 from cardinsa_core.application.context import CoreContext, utc_now
+from cardinsa_core.application.documents import DocumentUseCases
 from cardinsa_core.application.policies import PolicyUseCases
 from cardinsa_core.application.policyholders import PolicyholderUseCases
 from cardinsa_core.application.products import ProductUseCases
@@ -57,8 +63,10 @@ from cardinsa_core.application.tenants import (
     SettingsTenantDirectory,
     TenantDirectory,
 )
+from cardinsa_core.handlers.billing import BillingServicer
 from cardinsa_core.handlers.claims import ClaimServicer
 from cardinsa_core.handlers.core import CoreServicer
+from cardinsa_core.handlers.documents import DocumentServicer
 from cardinsa_core.handlers.event_service import OUTBOX_TABLE, EventServicer
 from cardinsa_core.handlers.events import core_events
 from cardinsa_core.handlers.policies import PolicyServicer
@@ -86,7 +94,9 @@ APIS = [
     "cardinsa.core.v1.ProductService",
     "cardinsa.core.v1.PolicyService",
     "cardinsa.core.v1.ClaimService",
+    "cardinsa.core.v1.BillingService",
     "cardinsa.core.v1.EventService",
+    "cardinsa.core.v1.DocumentService",
 ]
 
 
@@ -97,6 +107,7 @@ class CoreApp(ServiceApp):
     products: ProductUseCases
     policies: PolicyUseCases
     claims: ClaimUseCases
+    documents: DocumentUseCases
 
 
 def tenant_directory(
@@ -157,6 +168,7 @@ def build(
     products = ProductUseCases(ctx)
     policies = PolicyUseCases(ctx)
     claims = ClaimUseCases(ctx)
+    documents = DocumentUseCases(ctx)
     info = host.server_info(APIS)
     events = host.event_watch(OUTBOX_TABLE)
     verifier = host.identity_verifier(identity_channel)
@@ -191,7 +203,19 @@ def build(
                 claim_service_pb2, claim_service_pb2_grpc, "ClaimService", ClaimServicer(claims)
             ),
             registration(
+                billing_service_pb2,
+                billing_service_pb2_grpc,
+                "BillingService",
+                BillingServicer(Billing(ctx)),
+            ),
+            registration(
                 event_service_pb2, event_service_pb2_grpc, "EventService", EventServicer(events)
+            ),
+            registration(
+                document_service_pb2,
+                document_service_pb2_grpc,
+                "DocumentService",
+                DocumentServicer(documents),
             ),
         ],
         verifier=verifier,
@@ -204,6 +228,7 @@ def build(
         products=products,
         policies=policies,
         claims=claims,
+        documents=documents,
     )
 
 

@@ -31,6 +31,9 @@ async def test_platform_admin_reads_the_status_of_any_company(company: CompanyHa
         assert status.default_currency == target.default_currency
         assert status.time_zone == target.time_zone
         assert status.locale == target.locale
+        assert status.country == target.country
+        # The name documents are issued in: the legal name, else the display name.
+        assert status.legal_name == (target.legal_name or target.display_name)
 
 
 async def test_a_company_admin_may_not_read_status_even_of_its_own_company(

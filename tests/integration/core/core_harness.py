@@ -21,9 +21,11 @@ from google.type import date_pb2, money_pb2
 from support.identity_harness import PASSWORD, Account, IdentityHarness, unique_email
 
 from cardinsa.core.v1 import (
+    billing_service_pb2_grpc,
     claim_service_pb2,
     claim_service_pb2_grpc,
     core_service_pb2_grpc,
+    document_service_pb2_grpc,
     policy_service_pb2,
     policy_service_pb2_grpc,
     policyholder_service_pb2,
@@ -279,6 +281,8 @@ class CoreHarness:
     policies: Any = field(init=False)
     claims: Any = field(init=False)
     core: Any = field(init=False)
+    billing: Any = field(init=False)
+    documents: Any = field(init=False)
 
     def __post_init__(self) -> None:
         self.policyholders = policyholder_service_pb2_grpc.PolicyholderServiceStub(self.channel)
@@ -286,6 +290,8 @@ class CoreHarness:
         self.policies = policy_service_pb2_grpc.PolicyServiceStub(self.channel)
         self.claims = claim_service_pb2_grpc.ClaimServiceStub(self.channel)
         self.core = core_service_pb2_grpc.CoreServiceStub(self.channel)
+        self.billing = billing_service_pb2_grpc.BillingServiceStub(self.channel)
+        self.documents = document_service_pb2_grpc.DocumentServiceStub(self.channel)
 
     @property
     def address(self) -> str:

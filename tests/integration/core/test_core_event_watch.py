@@ -52,13 +52,18 @@ async def test_the_watch_delivers_committed_events_in_order_and_resumes(
 ) -> None:
     policy = await tenant.in_force()
     md = await tenant.md()
-    events, cursor = await watch_until(stub(core), md, 4)
+    events, cursor = await watch_until(stub(core), md, 16)
+    # The bind issued the policy's 12 monthly instalments, right after its own events.
     assert [e.type for e in events] == [
         "cardinsa.core.policy.create.v1",
         "cardinsa.core.policy.quote.v1",
         "cardinsa.core.policy.bind.v1",
         "cardinsa.core.policy.activate.v1",
+        *["cardinsa.core.billing.invoice_issued.v1"] * 12,
     ]
+    invoices = events[4:]
+    events = events[:4]
+    assert {e.data_schema for e in invoices} == {"cardinsa.core.v1.BillingEvent"}
     assert {(e.subject, e.ordering_key, e.company_id, e.source) for e in events} == {
         (f"policies/{policy.id}", f"policies/{policy.id}", tenant.company_id, "core")
     }
@@ -78,7 +83,7 @@ async def test_the_watch_delivers_committed_events_in_order_and_resumes(
         "cardinsa.core.claim.create.v1",
         "cardinsa.core.claim.submit.v1",
     ]
-    assert {e.id for e in resumed}.isdisjoint({e.id for e in events})
+    assert {e.id for e in resumed}.isdisjoint({e.id for e in events + invoices})
     # Resuming again from the last cursor: nothing new, nothing repeated.
     again = await first_response(stub(core), md, cursor=cursor)
     assert list(again.events) == []

@@ -21,12 +21,14 @@ from support.grpc_errors import error_info
 from cardinsa.core.v1 import (
     claim_service_pb2,
     core_service_pb2,
+    document_service_pb2,
     policy_service_pb2,
     policyholder_service_pb2,
     product_service_pb2,
 )
 from cardinsa.core.v1 import claim_service_pb2 as cb
 from cardinsa.core.v1 import core_service_pb2 as xb
+from cardinsa.core.v1 import document_service_pb2 as db
 from cardinsa.core.v1 import policy_service_pb2 as pb
 from cardinsa.core.v1 import policyholder_service_pb2 as hb
 from cardinsa.core.v1 import product_service_pb2 as rb
@@ -251,6 +253,16 @@ PROBES: list[Probe] = [
     ),
     ("claims", "ListClaimRecoveries", lambda i, _: cb.ListClaimRecoveriesRequest(claim_id=i)),
     (
+        "documents",
+        "GetPolicySchedule",
+        lambda i, _: db.GetPolicyScheduleRequest(policy_id=i),
+    ),
+    (
+        "documents",
+        "GetClaimDecisionLetter",
+        lambda i, _: db.GetClaimDecisionLetterRequest(claim_id=i),
+    ),
+    (
         "claims",
         "CreateClaim",
         lambda i, _: cb.CreateClaimRequest(
@@ -271,6 +283,7 @@ TARGET = {
     "products": "product",
     "policies": "policy",
     "claims": "claim",
+    "documents": "claim",
 }
 # Methods without an id to probe; each is checked below for what it shows A.
 LISTS_AND_SINGLETONS = {
@@ -299,6 +312,7 @@ def test_the_matrix_covers_every_core_rpc() -> None:
             (policy_service_pb2, "PolicyService"),
             (claim_service_pb2, "ClaimService"),
             (core_service_pb2, "CoreService"),
+            (document_service_pb2, "DocumentService"),
         )
         for method in module.DESCRIPTOR.services_by_name[name].methods
     }
@@ -314,7 +328,7 @@ async def test_another_companys_id_is_not_found_like_a_random_one(
     stub = getattr(world.a.harness, service)
     md = await world.a.md()  # company-admin: every permission of a company
     target = world.ids["policyholder" if method == "CreatePolicy" else TARGET[service]]
-    if method == "CreateClaim":
+    if method in {"CreateClaim", "GetPolicySchedule"}:
         target = world.ids["policy"]
 
     async def answer(probe_id: str) -> grpc.aio.AioRpcError:

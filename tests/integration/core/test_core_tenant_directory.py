@@ -10,6 +10,7 @@ identity server); the stand-in verifies that token like any Cardinsa service.
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import grpc
+import pypdf
 import pytest
 import pytest_asyncio
 from core_harness import TODAY, CoreHarness, Tenant, amount, money
@@ -24,9 +26,9 @@ from google.protobuf import field_mask_pb2
 from support.grpc_errors import error_info
 
 from cardinsa.company.v1 import company_service_pb2, company_service_pb2_grpc, resources_pb2
+from cardinsa.core.v1 import document_service_pb2, product_service_pb2_grpc
 from cardinsa.core.v1 import policy_service_pb2 as pb
 from cardinsa.core.v1 import product_service_pb2 as rb
-from cardinsa.core.v1 import product_service_pb2_grpc
 from cardinsa.core.v1 import resources_pb2 as res
 from cardinsa.identity.v1 import access_service_pb2
 from cardinsa.identity.v1 import resources_pb2 as identity_resources
@@ -296,11 +298,22 @@ async def test_facts_come_from_the_company_service(real: RealCompany, core: Core
         feature_flags={"flat_rating": True, "beta_ui": False},
         max_backdate_days=0,
         renewal_offer_days=60,
+        locale="en",
+        country="SA",
+        legal_name=created.display_name,
     )
     # Unset settings: the company service's defaults, not core's fallback settings.
-    assert await real.core.ctx.facts(uuid.UUID(bogota.company_id)) == TenantFacts(
-        time_zone="America/Bogota", feature_flags={}, max_backdate_days=30, renewal_offer_days=30
+    bogota_facts = await real.core.ctx.facts(uuid.UUID(bogota.company_id))
+    assert bogota_facts == TenantFacts(
+        time_zone="America/Bogota",
+        feature_flags={},
+        max_backdate_days=30,
+        renewal_offer_days=30,
+        locale="en",
+        country="CO",
+        legal_name=bogota_facts.legal_name,
     )
+    assert bogota_facts.legal_name.startswith("Co ")
     # A change in the company service reaches core (its status cache lives 0 s here).
     await real.companies.UpdateCompany(
         company_service_pb2.UpdateCompanyRequest(
@@ -450,3 +463,37 @@ async def test_policies_move_on_the_companys_date_around_midnight(
     finally:
         real.clock.now = None
         await channel.close()
+
+
+async def test_documents_speak_the_companys_language_in_its_name(
+    real: RealCompany, core: CoreHarness
+) -> None:
+    """A schedule without a locale: German for a company whose locale is German,
+    German for one registered in Austria whose locale core has no documents in,
+    English for an English-speaking one; each shows the company's legal name."""
+    channel = grpc.aio.insecure_channel(real.core.server.address)
+    titles = {}
+    try:
+        harness = CoreHarness(app=real.core, channel=channel, identity=core.identity)
+        for key, fields in {
+            "de": {"country": "DE", "locale": "de-DE", "legal_name": "Nordlicht Versicherung AG"},
+            "at": {"country": "AT", "locale": "pt-BR", "legal_name": "Alpen Versicherung GmbH"},
+            "en": {"country": "US", "locale": "en-US", "legal_name": "Liberty Mutual Test Co"},
+        }.items():
+            made = await core.tenant()
+            tenant = Tenant(harness, made.company_id, made.admin)
+            await real.create(tenant, default_currency="EUR", time_zone="Europe/Berlin", **fields)
+            policy = await tenant.in_force(
+                await tenant.holder(dependents=0), await tenant.product(currency="EUR")
+            )
+            reply = await harness.documents.GetPolicySchedule(
+                document_service_pb2.GetPolicyScheduleRequest(policy_id=policy.id),
+                metadata=await tenant.md(),
+            )
+            pages = pypdf.PdfReader(io.BytesIO(reply.data)).pages
+            text = " ".join(" ".join(page.extract_text().split()) for page in pages)
+            assert fields["legal_name"] in text, key
+            titles[key] = "Versicherungsschein" in text, "Policy schedule" in text
+    finally:
+        await channel.close()
+    assert titles == {"de": (True, False), "at": (True, False), "en": (False, True)}

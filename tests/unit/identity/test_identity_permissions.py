@@ -117,6 +117,7 @@ def test_built_in_roles_exist_with_dashed_names() -> None:
         "underwriter",
         "claims-adjuster",
         "agent",
+        "billing-clerk",
         "viewer",
     }
     for name, role in BUILT_IN_ROLES.items():
@@ -242,3 +243,12 @@ def test_check_permission_names_reports_unknown_and_duplicates_with_paths() -> N
     assert "Not A Name" not in violations[2].description
     assert "xxx" not in violations[3].description
     assert check_permission_names(["bogus.perm"])[0].field == "role.permissions[0]"
+
+
+def test_only_billing_clerks_and_admins_record_payments() -> None:
+    """A recorded payment keeps a policy from lapsing: selling or reading is not enough."""
+    holders = {n for n, r in BUILT_IN_ROLES.items() if "payments.record" in r.permissions}
+    assert holders == {"platform-admin", "company-admin", "billing-clerk"}
+    assert {"invoices.get", "invoices.list", "payments.list"} <= BUILT_IN_ROLES[
+        "viewer"
+    ].permissions

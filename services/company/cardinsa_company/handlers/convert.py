@@ -178,6 +178,8 @@ def status_to_proto(row: CompanyRow) -> resources_pb2.CompanyStatus:
         feature_flags=dict(profile.feature_flags),
         max_backdate_days=profile.settings.effective_max_backdate_days,
         renewal_offer_days=profile.settings.effective_renewal_offer_days,
+        legal_name=row.legal_name or row.display_name,
+        country=row.country,
     )
 
 

@@ -1,4 +1,5 @@
-"""What core tells the world: one event per change of a policy or a claim.
+"""What core tells the world: one event per change of a policy, a claim or
+its billing.
 
 The use cases call an :class:`EventSink` inside the unit of work that makes the
 change, right where they write the status log or the claim's action log, so
@@ -14,7 +15,8 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cardinsa_core.repository.models import ClaimRow, PolicyRow
+from cardinsa_core.repository.billing import PaymentView
+from cardinsa_core.repository.models import ClaimRow, InvoiceRow, PolicyRow
 
 __all__ = ["EventSink"]
 
@@ -29,3 +31,14 @@ class EventSink(Protocol):
         self, session: AsyncSession, row: ClaimRow, *, action: str, from_state: str | None
     ) -> None:
         """Record that ``row`` (as it is now) went through ``action``."""
+
+    def billing_changed(
+        self,
+        session: AsyncSession,
+        policy: PolicyRow,
+        *,
+        transition: str,
+        invoice: InvoiceRow | None = None,
+        payment: PaymentView | None = None,
+    ) -> None:
+        """Record an invoice issued, paid or overdue, or a payment recorded."""

@@ -629,6 +629,7 @@ class PolicyUseCases:
             if change.replay:
                 return row
             first_state = row.state
+            self.pricing.billing.defer(session)
             outcome = await apply(session, row, policy_of(row))
             changed: set[str] = set()
             for step in outcome.steps:
@@ -645,6 +646,7 @@ class PolicyUseCases:
                 changed_fields=sorted(changed | set(outcome.changed)),
                 detail={"from_state": first_state, "to_state": row.state, **outcome.detail},
             )
+            self.pricing.billing.release(session)
             return row
 
     async def _product_on_sale(

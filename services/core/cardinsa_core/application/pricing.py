@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cardinsa_core.application.billing import Billing
 from cardinsa_core.application.context import CoreContext
 from cardinsa_core.application.tenants import TenantFacts
 from cardinsa_core.domain import premium
@@ -49,7 +50,12 @@ from cardinsa_core.domain.rating import (
     strategy_for,
     tax_of,
 )
-from cardinsa_core.repository.models import DependentRow, PolicyholderRow, PolicyRow
+from cardinsa_core.repository.models import (
+    DependentRow,
+    PolicyholderRow,
+    PolicyRow,
+    PremiumTransactionRow,
+)
 from cardinsa_core.repository.premium import add_transaction, net_transactions, transactions_of
 from cardinsa_core.repository.products import VersionView, load_version
 
@@ -90,6 +96,21 @@ class Priced:
 class Pricing:
     def __init__(self, ctx: CoreContext) -> None:
         self.ctx = ctx
+        self.billing = Billing(ctx)
+
+    async def _bill(
+        self,
+        session: AsyncSession,
+        row: PolicyRow,
+        added: PremiumTransactionRow,
+        *,
+        actor: str | None,
+        policy_number: str | None = None,
+    ) -> None:
+        """The invoices of a transaction just added, in the same unit of work."""
+        number = policy_number or row.policy_number
+        assert number is not None, "only a bound policy has premium transactions"
+        await self.billing.bill(session, row, added, policy_number=number, actor=actor)
 
     @staticmethod
     async def product(session: AsyncSession, row: PolicyRow, version: int | None = None) -> Priced:
@@ -162,7 +183,7 @@ class Pricing:
         terms = policy.terms
         first = PremiumTransaction(kind, terms.effective_date, terms.expiry_date, rating.net)
         existing = await transactions_of(session, row)
-        add_transaction(
+        added = add_transaction(
             session,
             row,
             existing,
@@ -173,6 +194,7 @@ class Pricing:
             actor=actor,
             version=policy.version,
         )
+        await self._bill(session, row, added, actor=actor, policy_number=policy.policy_number)
 
     async def endorsed(
         self,
@@ -190,7 +212,7 @@ class Pricing:
         """ENDORSE: the full-term difference over the remaining days."""
         existing = await transactions_of(session, row)
         change = premium.endorse(net_transactions(existing), old.net, new.net, effective)
-        add_transaction(
+        added = add_transaction(
             session,
             row,
             existing,
@@ -201,6 +223,7 @@ class Pricing:
             actor=actor,
             version=version,
         )
+        await self._bill(session, row, added, actor=actor)
         return change
 
     async def cancelled(
@@ -226,7 +249,7 @@ class Pricing:
             method,
             penalty_percent=penalty,
         )
-        add_transaction(
+        added = add_transaction(
             session,
             row,
             existing,
@@ -239,6 +262,7 @@ class Pricing:
             version=policy.version,
             refund_method=method.value,
         )
+        await self._bill(session, row, added, actor=actor)
         return returned
 
     async def reinstated(
@@ -253,7 +277,7 @@ class Pricing:
         cancellation = net_transactions([pending])[0]
         charged = premium.reinstate(cancellation)
         currency = pending.currency
-        add_transaction(
+        added = add_transaction(
             session,
             row,
             existing,
@@ -264,6 +288,7 @@ class Pricing:
             actor=actor,
             version=policy.version,
         )
+        await self._bill(session, row, added, actor=actor)
         return charged
 
 

@@ -29,6 +29,7 @@ from cardinsa_core.application.inputs import MoneyInput
 from cardinsa_core.domain.money import Money, check_currency
 from cardinsa_core.domain.policyholders import Relation
 from cardinsa_core.domain.products import (
+    DEFAULT_GRACE_PERIOD_DAYS,
     TERMS_FIELDS,
     Coverage,
     LimitPeriod,
@@ -118,6 +119,8 @@ class ProductInput:
     base_premium: MoneyInput | None = None
     term_months: int = 0
     coverages: tuple[CoverageInput, ...] = ()
+    #: None: not sent (30 on create, unchanged on update).
+    grace_period_days: int | None = None
     rating_rules: RatingRulesInput = RatingRulesInput()
 
 
@@ -234,7 +237,14 @@ def resolve_terms(
         rating=_rating_rules(data.rating_rules, currency, "product.rating_rules")
         if "rating_rules" in fields or base is None
         else base.rating,
+        grace_period_days=_grace(data, fields, base),
     )
+
+
+def _grace(data: ProductInput, fields: frozenset[str], base: ProductTerms | None) -> int:
+    if ("grace_period_days" in fields or base is None) and data.grace_period_days is not None:
+        return data.grace_period_days
+    return base.grace_period_days if base is not None else DEFAULT_GRACE_PERIOD_DAYS
 
 
 class ProductUseCases:

@@ -45,6 +45,12 @@ class TenantFacts:
     max_backdate_days: int = 30
     #: How many days before expiry the renewal offer is made.
     renewal_offer_days: int = 30
+    #: BCP 47 locale of the company (documents are issued in it); "" unknown.
+    locale: str = ""
+    #: Country of registration (ISO 3166-1 alpha-2); "" unknown.
+    country: str = ""
+    #: The name documents issued for the company show; "" unknown.
+    legal_name: str = ""
 
 
 class TenantDirectory(Protocol):
@@ -129,4 +135,7 @@ class CompanyServiceDirectory:
             feature_flags=status.feature_flags,
             max_backdate_days=status.max_backdate_days,
             renewal_offer_days=status.renewal_offer_days,
+            locale=status.locale,
+            country=status.country,
+            legal_name=status.legal_name,
         )

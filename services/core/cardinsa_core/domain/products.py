@@ -30,9 +30,11 @@ from cardinsa_foundation.errors import FailedPrecondition, FieldViolation
 from cardinsa_foundation.lifecycle import Lifecycle
 
 __all__ = [
+    "DEFAULT_GRACE_PERIOD_DAYS",
     "MAX_AGE",
     "MAX_AGE_BANDS",
     "MAX_FACTOR_BASIS_POINTS",
+    "MAX_GRACE_PERIOD_DAYS",
     "MAX_TERM_MONTHS",
     "PRODUCT_LIFECYCLE",
     "TERMS_FIELDS",
@@ -58,6 +60,11 @@ MAX_AGE_BANDS: Final = 20
 #: Largest age-band or relation factor (10 times the base premium).
 MAX_FACTOR_BASIS_POINTS: Final = 100_000
 _CODE: Final = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,31}$")
+
+
+#: The grace period of a product that names none, and the longest one.
+DEFAULT_GRACE_PERIOD_DAYS: Final = 30
+MAX_GRACE_PERIOD_DAYS: Final = 365
 
 
 class ProductState(StrEnum):
@@ -144,6 +151,8 @@ class ProductTerms:
     term_months: int
     coverages: tuple[Coverage, ...]
     rating: RatingRules = field(default_factory=RatingRules)
+    #: Days an instalment may stay unpaid after its due date before the policy lapses.
+    grace_period_days: int = DEFAULT_GRACE_PERIOD_DAYS
 
     def coverage(self, code: str) -> Coverage | None:
         return next((c for c in self.coverages if c.code == code), None)
@@ -152,7 +161,16 @@ class ProductTerms:
 #: Fields of the terms an update mask may name (``coverages`` and
 #: ``rating_rules`` as a whole; the entry ages travel with the coverages).
 TERMS_FIELDS: Final = frozenset(
-    {"name", "description", "currency", "base_premium", "term_months", "coverages", "rating_rules"}
+    {
+        "name",
+        "description",
+        "currency",
+        "base_premium",
+        "term_months",
+        "coverages",
+        "rating_rules",
+        "grace_period_days",
+    }
 )
 
 
@@ -178,6 +196,10 @@ def check_terms(terms: ProductTerms, *, prefix: str = "product") -> list[FieldVi
     if not 1 <= terms.term_months <= MAX_TERM_MONTHS:
         violations.append(
             FieldViolation(f"{prefix}.term_months", f"between 1 and {MAX_TERM_MONTHS}")
+        )
+    if not 0 <= terms.grace_period_days <= MAX_GRACE_PERIOD_DAYS:
+        violations.append(
+            FieldViolation(f"{prefix}.grace_period_days", f"between 0 and {MAX_GRACE_PERIOD_DAYS}")
         )
     if len(terms.coverages) > MAX_COVERAGES:
         violations.append(FieldViolation(f"{prefix}.coverages", f"at most {MAX_COVERAGES}"))

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from google.type import date_pb2, money_pb2
 
 from cardinsa.core.v1 import resources_pb2
+from cardinsa_core.application.billing import outstanding_of
 from cardinsa_core.application.claim_authority import BandsView, SettingsView
 from cardinsa_core.application.inputs import MemberRef, MoneyInput
 from cardinsa_core.application.policyholders import PolicyholderView
@@ -42,12 +43,14 @@ from cardinsa_core.domain.policyholders import (
 )
 from cardinsa_core.domain.products import LimitPeriod, LineOfBusiness
 from cardinsa_core.domain.rating import AgeBand, Rating, RatingRules, TermBasis
+from cardinsa_core.repository.billing import PaymentView
 from cardinsa_core.repository.models import (
     ClaimLogEntryRow,
     ClaimPaymentRow,
     ClaimRecoveryRow,
     ClaimRow,
     DependentRow,
+    InvoiceRow,
     PolicyRow,
     PolicyStatusChangeRow,
     PolicyVersionRow,
@@ -338,6 +341,7 @@ def product_to_proto(view: ProductView) -> resources_pb2.Product:
         delete_time=timestamp(row.delete_time),
         etag=row.etag,
         rating_rules=rating_rules_to_proto(view.version.rating_rules()),
+        grace_period_days=version.grace_period_days,
     )
 
 
@@ -355,6 +359,7 @@ def product_version_to_proto(view: VersionView) -> resources_pb2.ProductVersion:
         create_time=timestamp(row.create_time),
         created_by=str(row.created_by) if row.created_by else "",
         rating_rules=rating_rules_to_proto(view.rating_rules()),
+        grace_period_days=row.grace_period_days,
     )
 
 
@@ -385,6 +390,9 @@ def product_input(message: resources_pb2.Product) -> ProductInput:
             for c in message.coverages
         ),
         rating_rules=rating_rules_input(message.rating_rules, "product.rating_rules"),
+        grace_period_days=message.grace_period_days
+        if message.HasField("grace_period_days")
+        else None,
     )
 
 
@@ -428,6 +436,7 @@ def policy_to_proto(row: PolicyRow) -> resources_pb2.Policy:
         do_not_renew=row.do_not_renew,
         cancel_processed_date=to_date(row.cancel_processed_date),
         open_underwriting_issues=row.open_underwriting_issues,
+        paid_to_date=to_date(row.paid_to_date),
     )
 
 
@@ -666,3 +675,54 @@ def claim_settings_to_proto(view: SettingsView) -> resources_pb2.ClaimSettings:
 
 def mask_paths(mask: Any) -> Sequence[str]:
     return list(mask.paths)
+
+
+# ------------------------------------------------------------------ billing
+
+
+def invoice_to_proto(row: InvoiceRow) -> resources_pb2.Invoice:
+    currency = row.currency
+    return resources_pb2.Invoice(
+        id=str(row.id),
+        policy_id=str(row.policy_id),
+        number=row.number,
+        sequence=row.sequence,
+        kind=enum_out(row.kind),
+        state=enum_out(row.state),
+        instalment=row.instalment or 0,
+        amount=to_money(row.amount, currency),
+        settled=to_money(row.settled, currency),
+        outstanding=money_out(outstanding_of(row)),
+        issue_date=to_date(row.issue_date),
+        due_date=to_date(row.due_date),
+        period_start=to_date(row.period_start),
+        period_end=to_date(row.period_end),
+        transaction_sequence=row.transaction_sequence,
+        create_time=timestamp(row.create_time),
+        update_time=timestamp(row.update_time),
+        etag=row.etag,
+    )
+
+
+def billing_payment_to_proto(view: PaymentView) -> resources_pb2.Payment:
+    row = view.row
+    currency = row.currency
+    return resources_pb2.Payment(
+        id=str(row.id),
+        policy_id=str(row.policy_id),
+        amount=to_money(row.amount, currency),
+        received_date=to_date(row.received_date),
+        reference=row.reference,
+        allocated=to_money(row.allocated, currency),
+        unallocated=to_money(row.amount - row.allocated, currency),
+        allocations=[
+            resources_pb2.PaymentAllocation(
+                invoice_id=str(a.invoice_id),
+                invoice_number=number,
+                amount=to_money(a.amount, a.currency),
+            )
+            for a, number in view.allocations
+        ],
+        created_by=row.created_by or "",
+        create_time=timestamp(row.create_time),
+    )

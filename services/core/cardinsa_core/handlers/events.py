@@ -5,8 +5,16 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa.core.v1 import events_pb2
-from cardinsa_core.handlers.convert import claim_to_proto, enum_out, policy_to_proto
-from cardinsa_core.repository.models import ClaimRow, CoreOutboxRow, PolicyRow
+from cardinsa_core.handlers.convert import (
+    billing_payment_to_proto,
+    claim_to_proto,
+    enum_out,
+    invoice_to_proto,
+    policy_to_proto,
+    to_date,
+)
+from cardinsa_core.repository.billing import PaymentView
+from cardinsa_core.repository.models import ClaimRow, CoreOutboxRow, InvoiceRow, PolicyRow
 from cardinsa_foundation.outbox import Outbox, event_type
 
 __all__ = ["OutboxEvents", "core_events"]
@@ -47,6 +55,29 @@ class OutboxEvents:
             subject=f"claims/{row.id}",
             payload=payload,
             company_id=row.company_id,
+        )
+
+    def billing_changed(
+        self,
+        session: AsyncSession,
+        policy: PolicyRow,
+        *,
+        transition: str,
+        invoice: InvoiceRow | None = None,
+        payment: PaymentView | None = None,
+    ) -> None:
+        payload = events_pb2.BillingEvent(
+            transition=transition,
+            invoice=invoice_to_proto(invoice) if invoice is not None else None,
+            payment=billing_payment_to_proto(payment) if payment is not None else None,
+            paid_to_date=to_date(policy.paid_to_date),
+        )
+        self.outbox.add(
+            session,
+            type=event_type("core", "billing", _occurrence(transition)),
+            subject=f"policies/{policy.id}",
+            payload=payload,
+            company_id=policy.company_id,
         )
 
 

@@ -174,12 +174,17 @@ class ProductVersionRow(Base):
     rating_rules: Mapped[dict[str, object]] = mapped_column(
         JSONB, nullable=False, default=dict, server_default=text("'{}'::jsonb")
     )
+    #: Days an instalment may stay unpaid after its due date before the policy lapses.
+    grace_period_days: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=30, server_default=text("30")
+    )
     create_time: Mapped[datetime] = _created()
     created_by: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
 
     __table_args__ = (
         UniqueConstraint("company_id", "id"),
         UniqueConstraint("company_id", "product_id", "version"),
+        CheckConstraint("grace_period_days BETWEEN 0 AND 365", name="grace_period_days_range"),
         ForeignKeyConstraint(["company_id", "product_id"], ["products.company_id", "products.id"]),
     )
     __mapper_args__ = {"eager_defaults": True}
@@ -267,6 +272,8 @@ class PolicyRow(TenantResourceMixin, Base):
     open_underwriting_issues: Mapped[int] = mapped_column(
         Integer, nullable=False, default=0, server_default=text("0")
     )
+    #: Cover is paid up to this day (domain.billing.paid_to_date; None: nothing).
+    paid_to_date: Mapped[date | None] = mapped_column(Date)
 
     __table_args__ = (
         UniqueConstraint("company_id", "id"),
@@ -646,8 +653,153 @@ class CoreOutboxRow(OutboxMixin, Base):
     __tablename__ = "outbox_events"
 
 
+# ------------------------------------------------------------------ billing
+
+
+class InvoiceRow(TimestampMixin, VersionedMixin, Base):
+    """An instalment, adjustment or credit note of a policy (domain.billing).
+
+    The amount never changes once issued; ``settled`` is what allocations have
+    settled of it (negative for a credit note: what it has been applied to)."""
+
+    __tablename__ = "invoices"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    company_id: Mapped[uuid.UUID] = _company()
+    policy_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    #: 1, 2, ... per policy, in the order issued.
+    sequence: Mapped[int] = mapped_column(Integer, nullable=False)
+    #: ``<policy number>-<sequence>``, e.g. POL-00000001-03.
+    number: Mapped[str] = mapped_column(Text, nullable=False)
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    state: Mapped[str] = mapped_column(Text, nullable=False)
+    #: 1, 2, ... for instalments; None for adjustments and credit notes.
+    instalment: Mapped[int | None] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(Text, nullable=False)
+    amount: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    settled: Mapped[Decimal] = mapped_column(
+        MONEY, nullable=False, default=0, server_default=text("0")
+    )
+    issue_date: Mapped[date] = mapped_column(Date, nullable=False)
+    due_date: Mapped[date] = mapped_column(Date, nullable=False)
+    period_start: Mapped[date] = mapped_column(Date, nullable=False)
+    period_end: Mapped[date] = mapped_column(Date, nullable=False)
+    #: The premium transaction it bills.
+    transaction_sequence: Mapped[int] = mapped_column(Integer, nullable=False)
+    void_reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    created_by: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("company_id", "id"),
+        UniqueConstraint("company_id", "policy_id", "sequence"),
+        ForeignKeyConstraint(["company_id", "policy_id"], ["policies.company_id", "policies.id"]),
+        ForeignKeyConstraint(
+            ["company_id", "policy_id", "transaction_sequence"],
+            [
+                "premium_transactions.company_id",
+                "premium_transactions.policy_id",
+                "premium_transactions.sequence",
+            ],
+            name="fk_invoices_transaction_premium_transactions",
+        ),
+        CheckConstraint("kind IN ('INSTALMENT', 'ADJUSTMENT', 'CREDIT_NOTE')", name="invoice_kind"),
+        CheckConstraint(
+            "state IN ('ISSUED', 'PARTIALLY_PAID', 'PAID', 'OVERDUE', 'VOID')",
+            name="invoice_state",
+        ),
+        CheckConstraint(
+            "(kind = 'CREDIT_NOTE' AND amount < 0) OR (kind <> 'CREDIT_NOTE' AND amount >= 0)",
+            name="invoice_sign",
+        ),
+        CheckConstraint(
+            "(amount >= 0 AND settled BETWEEN 0 AND amount) "
+            "OR (amount < 0 AND settled BETWEEN amount AND 0)",
+            name="invoice_settled_within_amount",
+        ),
+        CheckConstraint("period_start <= period_end", name="invoice_period"),
+        Index(None, "company_id", "policy_id", "due_date"),
+        Index(
+            "ix_invoices_open_due_date",
+            "due_date",
+            postgresql_where=text("state IN ('ISSUED', 'PARTIALLY_PAID', 'OVERDUE')"),
+        ),
+    )
+
+
+class PaymentRow(TimestampMixin, VersionedMixin, Base):
+    """Money received for a policy; ``allocated`` of it settles invoices, the
+    rest is the policy's credit."""
+
+    __tablename__ = "payments"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    company_id: Mapped[uuid.UUID] = _company()
+    policy_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    currency: Mapped[str] = mapped_column(Text, nullable=False)
+    amount: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    allocated: Mapped[Decimal] = mapped_column(
+        MONEY, nullable=False, default=0, server_default=text("0")
+    )
+    received_date: Mapped[date] = mapped_column(Date, nullable=False)
+    #: The payer's or bank's reference.
+    reference: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    created_by: Mapped[str | None] = mapped_column(Text)
+    #: The request id that recorded it (a replay answers with this payment).
+    request_id: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("company_id", "id"),
+        ForeignKeyConstraint(["company_id", "policy_id"], ["policies.company_id", "policies.id"]),
+        CheckConstraint("amount > 0", name="billing_payment_amount_positive"),
+        CheckConstraint("allocated BETWEEN 0 AND amount", name="payment_allocated_within_amount"),
+        Index(None, "company_id", "policy_id", "create_time"),
+    )
+
+
+class PaymentAllocationRow(Base):
+    """Which payment (or credit note) settled how much of which invoice (append-only)."""
+
+    __tablename__ = "payment_allocations"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    company_id: Mapped[uuid.UUID] = _company()
+    policy_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    invoice_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    #: The source: a payment or a credit note, exactly one.
+    payment_id: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
+    credit_note_id: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
+    currency: Mapped[str] = mapped_column(Text, nullable=False)
+    amount: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    create_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.clock_timestamp()
+    )
+
+    __table_args__ = (
+        ForeignKeyConstraint(["company_id", "policy_id"], ["policies.company_id", "policies.id"]),
+        ForeignKeyConstraint(["company_id", "invoice_id"], ["invoices.company_id", "invoices.id"]),
+        ForeignKeyConstraint(["company_id", "payment_id"], ["payments.company_id", "payments.id"]),
+        ForeignKeyConstraint(
+            ["company_id", "credit_note_id"],
+            ["invoices.company_id", "invoices.id"],
+            name="fk_payment_allocations_credit_note_invoices",
+        ),
+        CheckConstraint("amount > 0", name="allocation_amount_positive"),
+        CheckConstraint(
+            "(payment_id IS NULL) <> (credit_note_id IS NULL)", name="allocation_one_source"
+        ),
+        Index(None, "company_id", "invoice_id"),
+        Index(None, "company_id", "payment_id"),
+    )
+    __mapper_args__ = {"eager_defaults": True}
+
+
 #: Tables whose rows are only ever inserted.
-APPEND_ONLY_TABLES = ("policy_versions", "policy_status_changes", "claim_log_entries")
+APPEND_ONLY_TABLES = (
+    "policy_versions",
+    "policy_status_changes",
+    "claim_log_entries",
+    "payment_allocations",
+)
 
 __all__ = [
     "APPEND_ONLY_TABLES",

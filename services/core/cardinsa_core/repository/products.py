@@ -101,6 +101,7 @@ class VersionView:
             term_months=self.row.term_months,
             coverages=tuple(coverage_of(c, currency) for c in self.coverages),
             rating=self.rating_rules(),
+            grace_period_days=self.row.grace_period_days,
         )
 
     def rating_rules(self) -> RatingRules:
@@ -147,6 +148,7 @@ def _put_terms(row: ProductVersionRow, terms: ProductTerms) -> None:
     row.base_premium = terms.base_premium.amount
     row.term_months = terms.term_months
     row.rating_rules = terms.rating.to_json()
+    row.grace_period_days = terms.grace_period_days
 
 
 # ------------------------------------------------------------------ reading

@@ -22,6 +22,12 @@ Decisions:
   permissions (they are part of the policyholder aggregate); reading a national
   id unmasked needs ``policyholders.read_national_id`` on top of
   ``policyholders.get``/``list``.
+- Documents are permissions of the resource they are about:
+  ``policies.get_schedule`` and ``claims.get_decision_letter`` issue (render
+  and store) and read the PDF. They are not ``get`` permissions, so a viewer
+  holds neither: a schedule carries the policyholder's address and members.
+  Underwriters and agents get the schedule (they hand it to customers),
+  claims adjusters the decision letter.
 - A cancellation, lapse or endorsement that would leave approved or paid claims
   without cover is refused; ``policies.override_claim_cover`` lets the caller
   make it anyway with a reason. It is an admin's decision: only the platform and
@@ -178,6 +184,11 @@ def _build_catalogue() -> tuple[Permission, ...]:
         Permission("policies.lapse", "Lapse a policy (for example for non-payment)"),
         Permission("policies.expire", "Expire a policy at the end of its term"),
         Permission(
+            "policies.get_schedule",
+            "Issue and read the schedule of a bound policy (PDF; shows the policyholder's "
+            "address and the insured members)",
+        ),
+        Permission(
             "policies.underwrite",
             "Approve or decline the underwriting issues of a quote (age limits, sum "
             "insured referrals, backdating, manual underwriting)",
@@ -216,6 +227,19 @@ def _build_catalogue() -> tuple[Permission, ...]:
             "Set a claim's indemnity or expense reserve (also needs the authority band)",
         ),
         Permission("claims.recover", "Record salvage, subrogation and overpayment recoveries"),
+        # --- core: billing --------------------------------------------------------
+        Permission("invoices.get", "Read an invoice of a policy"),
+        Permission("invoices.list", "List the invoices of a policy"),
+        Permission("payments.list", "List the premium payments of a policy"),
+        Permission(
+            "payments.record",
+            "Record premium money received for a policy (it settles invoices and moves "
+            "the paid-to date, which keeps the policy from lapsing)",
+        ),
+        Permission(
+            "claims.get_decision_letter",
+            "Issue and read the decision letter of an approved or denied claim (PDF)",
+        ),
     ]
     return tuple(sorted(entries, key=lambda p: p.name))
 
@@ -375,8 +399,30 @@ _ROLES: tuple[BuiltInRole, ...] = (
             "policies.lapse",
             "policies.expire",
             "policies.underwrite",
+            "policies.get_schedule",
             "claims.get",
             "claims.list",
+            "invoices.get",
+            "invoices.list",
+            "payments.list",
+        ),
+    ),
+    BuiltInRole(
+        "billing-clerk",
+        "Collects premium: records payments received for policies and reads invoices, "
+        "payments, policies and policyholders. National ids stay masked.",
+        _ORG_READ
+        | _names(
+            "policyholders.get",
+            "policyholders.list",
+            "products.get",
+            "products.list",
+            "policies.get",
+            "policies.list",
+            "invoices.get",
+            "invoices.list",
+            "payments.list",
+            "payments.record",
         ),
     ),
     BuiltInRole(
@@ -408,6 +454,7 @@ _ROLES: tuple[BuiltInRole, ...] = (
             "claims.withdraw",
             "claims.reserve",
             "claims.recover",
+            "claims.get_decision_letter",
         ),
     ),
     BuiltInRole(
@@ -427,6 +474,9 @@ _ROLES: tuple[BuiltInRole, ...] = (
             "policies.list",
             "policies.update",
             "policies.quote",
+            "invoices.get",
+            "invoices.list",
+            "policies.get_schedule",
             "claims.create",
             "claims.get",
             "claims.list",
