@@ -26,7 +26,8 @@ Json = dict[str, Any]
 FD = descriptor_pb2.FieldDescriptorProto
 
 REF = "#/components/schemas/"
-#: A response of this type is raw bytes, not JSON (see ``response_content_type``).
+#: A response of this type is raw bytes, not JSON (see ``response_content_type``);
+#: a request body of this type reaches the service as the raw bytes sent.
 HTTP_BODY = "google.api.HttpBody"
 ERROR_SCHEMA = "google.rpc.Status"
 ERROR_DETAILS = (
@@ -339,6 +340,10 @@ class OpenApiBuilder:
                     del full["required"]
             return full
         field = self._resolve(method.input_type, binding.body)
+        if field.type_name.lstrip(".") == HTTP_BODY:
+            # The transcoder hands the raw body to the service (a signed JSON
+            # document, e.g. a payment provider's event): any JSON object.
+            return {"type": "object"}
         return self._field_schema(field)
 
     def _operation(self, method: Method, binding: HttpBinding, index: int) -> Json:

@@ -43,6 +43,8 @@ from cardinsa.core.v1 import (
     document_service_pb2_grpc,
     event_service_pb2,
     event_service_pb2_grpc,
+    payment_provider_service_pb2,
+    payment_provider_service_pb2_grpc,
     policy_service_pb2,
     policy_service_pb2_grpc,
     policyholder_service_pb2,
@@ -55,6 +57,7 @@ from cardinsa_core.application.billing import Billing
 from cardinsa_core.application.claims import ClaimUseCases
 from cardinsa_core.application.context import CoreContext, utc_now
 from cardinsa_core.application.documents import DocumentUseCases
+from cardinsa_core.application.payment_providers import ProviderEvents, providers_from_settings
 from cardinsa_core.application.policies import PolicyUseCases
 from cardinsa_core.application.policyholders import PolicyholderUseCases
 from cardinsa_core.application.products import ProductUseCases
@@ -69,6 +72,7 @@ from cardinsa_core.handlers.core import CoreServicer
 from cardinsa_core.handlers.documents import DocumentServicer
 from cardinsa_core.handlers.event_service import OUTBOX_TABLE, EventServicer
 from cardinsa_core.handlers.events import core_events
+from cardinsa_core.handlers.payment_providers import PaymentProviderServicer
 from cardinsa_core.handlers.policies import PolicyServicer
 from cardinsa_core.handlers.policyholders import PolicyholderServicer
 from cardinsa_core.handlers.products import ProductServicer
@@ -97,6 +101,7 @@ APIS = [
     "cardinsa.core.v1.BillingService",
     "cardinsa.core.v1.EventService",
     "cardinsa.core.v1.DocumentService",
+    "cardinsa.core.v1.PaymentProviderService",
 ]
 
 
@@ -169,6 +174,8 @@ def build(
     policies = PolicyUseCases(ctx)
     claims = ClaimUseCases(ctx)
     documents = DocumentUseCases(ctx)
+    billing = Billing(ctx)
+    provider_events = ProviderEvents(ctx, billing, providers_from_settings(settings))
     info = host.server_info(APIS)
     events = host.event_watch(OUTBOX_TABLE)
     verifier = host.identity_verifier(identity_channel)
@@ -206,7 +213,7 @@ def build(
                 billing_service_pb2,
                 billing_service_pb2_grpc,
                 "BillingService",
-                BillingServicer(Billing(ctx)),
+                BillingServicer(billing),
             ),
             registration(
                 event_service_pb2, event_service_pb2_grpc, "EventService", EventServicer(events)
@@ -216,6 +223,12 @@ def build(
                 document_service_pb2_grpc,
                 "DocumentService",
                 DocumentServicer(documents),
+            ),
+            registration(
+                payment_provider_service_pb2,
+                payment_provider_service_pb2_grpc,
+                "PaymentProviderService",
+                PaymentProviderServicer(provider_events),
             ),
         ],
         verifier=verifier,

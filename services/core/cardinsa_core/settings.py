@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import ClassVar
 from zoneinfo import available_timezones
@@ -9,6 +10,9 @@ from zoneinfo import available_timezones
 from pydantic import Field, SecretStr, field_validator
 
 from cardinsa_foundation.config import Settings
+
+#: A provider's signing secret is at least this long (a shared HMAC key).
+MIN_PROVIDER_SECRET_LENGTH = 32
 
 
 class CoreSettings(Settings):
@@ -45,6 +49,13 @@ class CoreSettings(Settings):
     policy_number_prefix: str = "POL"
     claim_number_prefix: str = "CLM"
     gateway_secret: SecretStr | None = None
+    # Payment providers that may push payment confirmations
+    # (PaymentProviderService): provider name -> its signing secrets, the
+    # current one first, then any still accepted while a rotation overlaps
+    # (JSON object of lists). None configured: every provider is unknown.
+    payment_provider_secrets: dict[str, list[SecretStr]] = Field(default_factory=dict)
+    # How far a provider's signature timestamp may be from our clock.
+    payment_provider_tolerance_s: int = Field(default=300, ge=30, le=3600)
 
     @field_validator("service_api_key", mode="after")
     @classmethod
@@ -80,6 +91,24 @@ class CoreSettings(Settings):
                 )
             )
         return problems
+
+    @field_validator("payment_provider_secrets")
+    @classmethod
+    def _provider_secrets(cls, value: dict[str, list[SecretStr]]) -> dict[str, list[SecretStr]]:
+        for name, secrets in value.items():
+            if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", name):
+                raise ValueError(
+                    f"provider {name!r}: names are 1-40 lower-case letters, digits and '-'"
+                )
+            if not secrets:
+                raise ValueError(f"provider {name!r}: at least one signing secret")
+            for secret in secrets:
+                if len(secret.get_secret_value()) < MIN_PROVIDER_SECRET_LENGTH:
+                    raise ValueError(
+                        f"provider {name!r}: signing secrets have at least "
+                        f"{MIN_PROVIDER_SECRET_LENGTH} characters"
+                    )
+        return value
 
     @field_validator("default_currency")
     @classmethod

@@ -64,6 +64,9 @@ from cardinsa_identity.application.bootstrap import ensure_user_with_role
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 OPENAPI = Path(__file__).resolve().parents[3] / "gen" / "openapi.json"
+#: The payment provider core trusts in this module, and its signing secret.
+PROVIDER = "acme-pay"
+PROVIDER_SECRET = "acme-pay-signing-secret-0123456789abcdef"
 
 
 def load_schema(path: Path) -> Any:
@@ -121,6 +124,7 @@ async def suite(
             _env_file=None,
             environment=Environment.TEST,
             identity_address=identity.app.server.address,
+            payment_provider_secrets={PROVIDER: [PROVIDER_SECRET]},
             db_pool_size=5,
             db_max_overflow=10,
         ),

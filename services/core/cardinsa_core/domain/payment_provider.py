@@ -81,7 +81,8 @@ class PaymentProvider(Protocol):
     """The port: turn one inbound webhook call into a confirmation (or None for
     an event that records nothing), or refuse it."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def confirmation(
         self, headers: Mapping[str, str], body: bytes, now: datetime.datetime
