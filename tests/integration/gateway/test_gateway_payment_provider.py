@@ -83,6 +83,12 @@ async def test_a_signed_payment_is_recorded_once_and_moves_the_paid_to_date(suit
     assert decimal(payments[0]["amount"]) == decimal(first["amount"])
     assert payments[0]["reference"].startswith(PROVIDER), payments[0]
 
+    # The same provider payment id with another amount is refused, not recorded.
+    changed = body.replace(b'"amount_minor": ', b'"amount_minor": 1')
+    refused = await send(suite, changed, signed(changed))
+    assert 400 <= refused.status < 500, (refused.status, refused.body)
+    assert len((await client.ok("GET", f"{path}/payments"))["payments"]) == 1
+
     # Other event types are acknowledged and record nothing.
     other = json.dumps({"id": "evt_refund_1", "type": "payment.refunded", "data": {}}).encode()
     ack = await send(suite, other, signed(other))
