@@ -14,6 +14,7 @@ providers retry -- answers with the payment recorded the first time.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,9 +32,11 @@ from cardinsa_core.domain.payment_provider import (
 )
 from cardinsa_core.settings import CoreSettings
 from cardinsa_foundation.context import Principal, PrincipalKind
-from cardinsa_foundation.errors import NotFound
+from cardinsa_foundation.errors import CardinsaError, NotFound
 
 __all__ = ["ProviderEvents", "Received", "provider_principal", "providers_from_settings"]
+
+log = logging.getLogger(__name__)
 
 #: Namespace of the request ids of provider payments (UUIDv5 of provider and payment id).
 REQUEST_NAMESPACE: Final = uuid.UUID("6f1d2c1e-3b8a-5c4e-9a7d-2e5f8b0c4d13")
@@ -93,7 +96,16 @@ class ProviderEvents:
         if adapter is None:
             # The same answer for every name not configured: nothing to probe.
             raise NotFound("no such payment provider", reason="UNKNOWN_PROVIDER")
-        confirmation = adapter.confirmation(headers, body, self.ctx.clock())
+        try:
+            confirmation = adapter.confirmation(headers, body, self.ctx.clock())
+        except CardinsaError as refused:
+            # The reason tells an operator what to fix (a secret after a
+            # rotation, a clock); neither the body nor a signature is logged.
+            log.warning(
+                "payment provider call refused",
+                extra={"provider": provider, "reason": refused.reason},
+            )
+            raise
         if confirmation is None:
             event_id = _event_id(body)
             return Received(event_id=event_id, recorded=False)
