@@ -42,7 +42,10 @@ async def test_a_policy_and_a_claim_tell_every_change_once_in_order(
     core: CoreHarness, core_database: str, tenant: Tenant
 ) -> None:
     policy = await tenant.in_force()
-    rows = await events_of(core_database, f"policies/{policy.id}")
+    everything = await events_of(core_database, f"policies/{policy.id}")
+    # The bind's invoices (12 monthly instalments) follow the policy's own events.
+    assert [r["type"] for r in everything[4:]] == ["cardinsa.core.billing.invoice_issued.v1"] * 12
+    rows = everything[:4]
     assert [r["type"] for r in rows] == [
         "cardinsa.core.policy.create.v1",
         "cardinsa.core.policy.quote.v1",

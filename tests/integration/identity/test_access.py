@@ -33,6 +33,7 @@ BUILT_IN = {
     "underwriter",
     "claims-adjuster",
     "agent",
+    "billing-clerk",
     "viewer",
 }
 # Identity's own administration, all of which a company admin does in its company.

@@ -292,6 +292,42 @@ class Billing:
                 self._invoice_event(session, policy, "invoice_overdue", row)
         return overdue
 
+    async def mark_overdue(self, policy_id: str, etag: str, request_id: str) -> int:
+        """The lifecycle scheduler's step: the policy's invoices unpaid after
+        their due date become OVERDUE (request id, policy row locked); how many."""
+        company = own_company(require_principal())
+        async with self.ctx.change(
+            POLICIES,
+            company,
+            policy_id,
+            method="mark_overdue",
+            etag=etag,
+            request_id=request_id,
+            allow_deleted=True,
+        ) as change:
+            if change.replay:
+                return 0
+            session, policy = change.session, change.row
+            today = await self.ctx.company_today(company)
+            before = {r.id: r.state for r in await invoices_of(session, policy)}
+            count = await self.refresh(session, policy, today)
+            if count:
+                marked = [
+                    r.number
+                    for r in await invoices_of(session, policy)
+                    if r.state == InvoiceState.OVERDUE.value
+                    and before.get(r.id) != InvoiceState.OVERDUE.value
+                ]
+                await self.ctx.audit.record(
+                    session,
+                    action="invoice.mark_overdue",
+                    entity_type="policy",
+                    entity_id=policy.id,
+                    changed_fields=["invoices.state"],
+                    detail={"invoices": marked, "as_of": today.isoformat()},
+                )
+            return count
+
     @staticmethod
     async def arrears(
         session: AsyncSession, policy: PolicyRow, today: date, grace_period_days: int

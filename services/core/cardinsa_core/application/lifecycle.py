@@ -10,7 +10,12 @@ date in its time zone (:meth:`CoreContext.company_today`):
 - the renewal offer (a QUOTED successor) ``renewal_offer_days`` before expiry
   for an IN_FORCE policy without a successor and not marked ``do_not_renew``
   (``renew``);
-- IN_FORCE -> EXPIRED the day after the expiry date (``expire``).
+- IN_FORCE -> EXPIRED the day after the expiry date (``expire``);
+- billing: invoices unpaid after their due date become OVERDUE
+  (``mark_overdue``, :meth:`Billing.mark_overdue`), and an IN_FORCE policy
+  with an invoice unpaid past its product's grace period lapses
+  (``lapse_non_payment``, through :meth:`PolicyUseCases.lapse` from the
+  scheduler's today, note ``non-payment``; docs/billing.md).
 
 In that order per company, so one pass catches up a chain (a policy bound long
 ago and past its term is activated, offered its renewal, then expired).
@@ -43,12 +48,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cardinsa_core.application.billing import Billing
 from cardinsa_core.application.context import CoreContext, local_date
 from cardinsa_core.application.policies import PolicyUseCases
 from cardinsa_core.repository.lifecycle import (
+    BILLING_KINDS,
     DueKind,
     DuePolicy,
     companies_with_live_policies,
+    due_for_billing,
     due_policies,
 )
 from cardinsa_core.repository.models import PolicyRow
@@ -82,12 +90,19 @@ KIND_ORDER = (
     DueKind.COMPLETE_CANCELLATION,
     DueKind.RENEW,
     DueKind.EXPIRE,
+    # After expiry: a policy past its term ends as EXPIRED, not LAPSED.
+    DueKind.MARK_OVERDUE,
+    DueKind.LAPSE_NON_PAYMENT,
 )
 _TARGET_STATE = {
     DueKind.ACTIVATE: "IN_FORCE",
     DueKind.COMPLETE_CANCELLATION: "CANCELLED",
     DueKind.EXPIRE: "EXPIRED",
+    DueKind.LAPSE_NON_PAYMENT: "LAPSED",
 }
+#: The note of a lapse for non-payment (the status log's reason; reinstatement
+#: then needs the arrears paid).
+NON_PAYMENT_NOTE = "non-payment: an instalment unpaid past the grace period"
 
 
 def request_id_for(kind: DueKind, policy_id: uuid.UUID, due_date: date, etag: str) -> str:
@@ -180,6 +195,7 @@ class LifecycleRunner:
     ) -> None:
         self.ctx = ctx
         self.policies = policies
+        self.billing = Billing(ctx)
         self.batch_size = batch_size
         self._observe = observe
         #: Restrict the passes to these companies (no cross-tenant read at all).
@@ -219,15 +235,20 @@ class LifecycleRunner:
             after: tuple[date, uuid.UUID] | None = None
             while True:
                 async with self.ctx.db.unit_of_work(company_id=company) as session:
-                    batch = await due_policies(
-                        session,
-                        company,
-                        kind,
-                        today=today,
-                        renewal_offer_days=facts.renewal_offer_days,
-                        after=after,
-                        limit=self.batch_size,
-                    )
+                    if kind in BILLING_KINDS:
+                        batch = await due_for_billing(
+                            session, company, kind, today=today, after=after, limit=self.batch_size
+                        )
+                    else:
+                        batch = await due_policies(
+                            session,
+                            company,
+                            kind,
+                            today=today,
+                            renewal_offer_days=facts.renewal_offer_days,
+                            after=after,
+                            limit=self.batch_size,
+                        )
                 if after is None and batch:
                     report.oldest_due = _older(
                         report.oldest_due, _start_of(batch[0].due_date, facts.time_zone)
@@ -291,7 +312,11 @@ class LifecycleRunner:
         if item.kind is DueKind.RENEW:
             row, _successor = await self.policies.renew(policy_id, etag, request_id)
             return _renewed_now(row)
-        if item.kind is DueKind.ACTIVATE:
+        if item.kind is DueKind.MARK_OVERDUE:
+            return await self.billing.mark_overdue(policy_id, etag, request_id) > 0
+        if item.kind is DueKind.LAPSE_NON_PAYMENT:
+            row = await self.policies.lapse(policy_id, etag, request_id, None, NON_PAYMENT_NOTE)
+        elif item.kind is DueKind.ACTIVATE:
             row = await self.policies.activate(policy_id, etag, request_id)
         elif item.kind is DueKind.EXPIRE:
             row = await self.policies.expire(policy_id, etag, request_id)

@@ -32,6 +32,7 @@ from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from cardinsa_core.application.billing import outstanding_of
 from cardinsa_core.application.context import (
     ChangeOptions,
     CoreContext,
@@ -129,6 +130,8 @@ ENDORSABLE = frozenset({"sum_insured", "insured_members"})
 #: How many affected claims ErrorInfo metadata names (its values are clipped at
 #: 200 characters); the PreconditionFailure lists up to 20.
 SHOWN_CLAIMS = 5
+#: Reinstating a lapsed policy with invoices due and unpaid.
+PREMIUM_ARREARS = "PREMIUM_ARREARS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -1078,6 +1081,8 @@ class PolicyUseCases:
         window = self.ctx.settings.reinstatement_window_days
 
         async def apply(session: AsyncSession, row: PolicyRow, policy: Policy) -> _Outcome:
+            if policy.state is PolicyState.LAPSED:
+                await self._check_no_arrears(session, row, today)
             reinstated = policy.reinstate(today, window)
             charged = await self.pricing.reinstated(
                 session, row, reinstated, actor=require_principal().subject
@@ -1095,6 +1100,31 @@ class PolicyUseCases:
             method="reinstate",
             apply=apply,
             arguments=[note],
+        )
+
+    async def _check_no_arrears(self, session: AsyncSession, row: PolicyRow, today: date) -> None:
+        """A lapsed policy comes back only with everything due paid (its arrears)."""
+        arrears = await self.pricing.billing.unpaid(session, row, today)
+        if arrears is None:
+            return
+        raise FailedPrecondition(
+            f"the policy has premium arrears of {arrears.amount}: pay them before reinstating",
+            reason=PREMIUM_ARREARS,
+            metadata={
+                "amount": str(arrears.amount.amount),
+                "currency": arrears.amount.currency,
+                "oldest_due_date": arrears.oldest_due_date.isoformat(),
+                "invoice_numbers": ",".join(i.number for i in arrears.invoices[:SHOWN_CLAIMS]),
+            },
+            precondition_violations=[
+                PreconditionViolation(
+                    PREMIUM_ARREARS,
+                    f"policies/{row.id}/invoices/{i.id}",
+                    f"invoice {i.number}: {outstanding_of(i)} due on "
+                    f"{i.due_date.isoformat()} is unpaid",
+                )
+                for i in arrears.invoices
+            ],
         )
 
     async def lapse(

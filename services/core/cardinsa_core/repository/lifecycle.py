@@ -8,7 +8,12 @@ A transition is due on a date of the policy's own (its *due date*):
   effective date;
 - ``renew``: an IN_FORCE policy without a successor whose ``do_not_renew`` is
   false, ``renewal_offer_days`` before its expiry date;
-- ``expire``: an IN_FORCE policy, the day after its expiry date.
+- ``expire``: an IN_FORCE policy, the day after its expiry date;
+- ``mark_overdue``: a policy with an invoice not settled in full and still
+  ISSUED or PARTIALLY_PAID, the day after that invoice's due date;
+- ``lapse_non_payment``: an IN_FORCE policy with an invoice not settled in
+  full more than its product version's ``grace_period_days`` after its due
+  date, the day after the grace period ends.
 
 The due queries run in the company's own tenant context (row-level security
 applies); only :func:`companies_with_live_policies` is meant for the platform
@@ -23,16 +28,18 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, Date, and_, cast, literal, or_, select
+from sqlalchemy import ColumnElement, Date, and_, cast, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from cardinsa_core.repository.models import PolicyRow
+from cardinsa_core.repository.models import InvoiceRow, PolicyRow, ProductVersionRow
 
 __all__ = [
+    "BILLING_KINDS",
     "DueKind",
     "DuePolicy",
     "companies_with_live_policies",
+    "due_for_billing",
     "due_policies",
 ]
 
@@ -44,6 +51,12 @@ class DueKind(StrEnum):
     COMPLETE_CANCELLATION = "complete_cancellation"
     RENEW = "renew"
     EXPIRE = "expire"
+    MARK_OVERDUE = "mark_overdue"
+    LAPSE_NON_PAYMENT = "lapse_non_payment"
+
+
+#: The kinds found through the policies' invoices (:func:`due_for_billing`).
+BILLING_KINDS = frozenset({DueKind.MARK_OVERDUE, DueKind.LAPSE_NON_PAYMENT})
 
 
 #: The states a dated transition can start from (CANCEL_PENDING: once it exists).
@@ -131,3 +144,70 @@ async def due_policies(
         DuePolicy(kind, row.id, row.company_id, row.etag, due_date)
         for row, due_date in ((r[0], r[1]) for r in rows)
     ]
+
+
+async def due_for_billing(
+    session: AsyncSession,
+    company_id: uuid.UUID,
+    kind: DueKind,
+    *,
+    today: date,
+    after: tuple[date, uuid.UUID] | None = None,
+    limit: int = 100,
+) -> Sequence[DuePolicy]:
+    """As :func:`due_policies`, for the kinds the policies' invoices make due
+    (``mark_overdue``, ``lapse_non_payment``)."""
+    unpaid = and_(
+        InvoiceRow.company_id == company_id,
+        InvoiceRow.amount > 0,
+        InvoiceRow.settled < InvoiceRow.amount,
+    )
+    if kind is DueKind.MARK_OVERDUE:
+        late = (
+            select(
+                InvoiceRow.policy_id,
+                func.min(cast(InvoiceRow.due_date + literal(1), Date)).label("due"),
+            )
+            .where(unpaid, InvoiceRow.state.in_(("ISSUED", "PARTIALLY_PAID")))
+            .group_by(InvoiceRow.policy_id)
+            .subquery()
+        )
+        condition: ColumnElement[bool] = PolicyRow.delete_time.is_(None)
+    else:
+        grace_end = cast(
+            InvoiceRow.due_date + ProductVersionRow.grace_period_days + literal(1), Date
+        )
+        late = (
+            select(InvoiceRow.policy_id, func.min(grace_end).label("due"))
+            .join(
+                PolicyRow,
+                and_(
+                    PolicyRow.company_id == InvoiceRow.company_id,
+                    PolicyRow.id == InvoiceRow.policy_id,
+                ),
+            )
+            .join(
+                ProductVersionRow,
+                and_(
+                    ProductVersionRow.company_id == PolicyRow.company_id,
+                    ProductVersionRow.product_id == PolicyRow.product_id,
+                    ProductVersionRow.version == PolicyRow.product_version,
+                ),
+            )
+            .where(unpaid, InvoiceRow.state.in_(("ISSUED", "PARTIALLY_PAID", "OVERDUE")))
+            .group_by(InvoiceRow.policy_id)
+            .subquery()
+        )
+        condition = and_(PolicyRow.delete_time.is_(None), PolicyRow.state == "IN_FORCE")
+    query = (
+        select(PolicyRow, late.c.due)
+        .join(late, late.c.policy_id == PolicyRow.id)
+        .where(PolicyRow.company_id == company_id, condition, late.c.due <= today)
+    )
+    if after is not None:
+        query = query.where(
+            or_(late.c.due > after[0], and_(late.c.due == after[0], PolicyRow.id > after[1]))
+        )
+    query = query.order_by(late.c.due, PolicyRow.id).limit(limit)
+    rows = (await session.execute(query)).all()
+    return [DuePolicy(kind, r[0].id, r[0].company_id, r[0].etag, r[1]) for r in rows]
