@@ -1,4 +1,5 @@
-"""What core tells the world: one event per change of a policy or a claim.
+"""What core tells the world: one event per change of a policy or a claim, and
+one per document issued.
 
 The use cases call an :class:`EventSink` inside the unit of work that makes the
 change, right where they write the status log or the claim's action log, so
@@ -14,7 +15,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cardinsa_core.repository.models import ClaimRow, PolicyRow
+from cardinsa_core.repository.models import ClaimRow, DocumentRow, PolicyRow
 
 __all__ = ["EventSink"]
 
@@ -29,3 +30,6 @@ class EventSink(Protocol):
         self, session: AsyncSession, row: ClaimRow, *, action: str, from_state: str | None
     ) -> None:
         """Record that ``row`` (as it is now) went through ``action``."""
+
+    def document_issued(self, session: AsyncSession, row: DocumentRow) -> None:
+        """Record that ``row`` was stored: a document issued for the first time."""

@@ -48,6 +48,7 @@ from cardinsa_core.repository.models import (
     ClaimRecoveryRow,
     ClaimRow,
     DependentRow,
+    DocumentRow,
     PolicyRow,
     PolicyStatusChangeRow,
     PolicyVersionRow,
@@ -666,3 +667,19 @@ def claim_settings_to_proto(view: SettingsView) -> resources_pb2.ClaimSettings:
 
 def mask_paths(mask: Any) -> Sequence[str]:
     return list(mask.paths)
+
+
+def document_to_proto(row: DocumentRow) -> resources_pb2.Document:
+    """A stored document's description (not its bytes)."""
+    return resources_pb2.Document(
+        id=str(row.id),
+        kind=row.kind,
+        subject=row.subject,
+        locale=row.locale,
+        content_type="application/pdf",
+        facts_sha256=row.facts_sha256,
+        content_sha256=row.content_sha256,
+        size_bytes=len(row.content),
+        created_by=row.created_by or "",
+        create_time=timestamp(row.create_time),
+    )

@@ -5,8 +5,13 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa.core.v1 import events_pb2
-from cardinsa_core.handlers.convert import claim_to_proto, enum_out, policy_to_proto
-from cardinsa_core.repository.models import ClaimRow, CoreOutboxRow, PolicyRow
+from cardinsa_core.handlers.convert import (
+    claim_to_proto,
+    document_to_proto,
+    enum_out,
+    policy_to_proto,
+)
+from cardinsa_core.repository.models import ClaimRow, CoreOutboxRow, DocumentRow, PolicyRow
 from cardinsa_foundation.outbox import Outbox, event_type
 
 __all__ = ["OutboxEvents", "core_events"]
@@ -45,6 +50,16 @@ class OutboxEvents:
             session,
             type=event_type("core", "claim", _occurrence(action)),
             subject=f"claims/{row.id}",
+            payload=payload,
+            company_id=row.company_id,
+        )
+
+    def document_issued(self, session: AsyncSession, row: DocumentRow) -> None:
+        payload = events_pb2.DocumentEvent(document=document_to_proto(row), transition="issue")
+        self.outbox.add(
+            session,
+            type=event_type("core", "document", "issue"),
+            subject=f"documents/{row.id}",
             payload=payload,
             company_id=row.company_id,
         )
