@@ -163,8 +163,8 @@ class ServiceTarget:
     ``failure_side_effects`` names, per method, the tables a refused call may
     still write by design (a failed login counts against the throttle and is
     audited); ``read_side_effects`` the tables a successful read may write by
-    design (core stores a document the first time it is issued, and audits
-    that). ``settle`` waits for background work the last call started.
+    design (core stores a document the first time it is issued, audits that
+    and writes its event). ``settle`` waits for background work the last call started.
     """
 
     spec: TargetSpec
