@@ -5,6 +5,7 @@ NOT_FOUND; a role without the permission is refused."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import uuid
@@ -284,3 +285,17 @@ async def test_a_malformed_locale_is_invalid(world: World) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await schedule(world.tenant, world.policy.id, "not a locale!")
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_concurrent_first_requests_store_one_document(
+    world: World, core_database: str
+) -> None:
+    tenant = world.tenant
+    policy = await tenant.in_force(await tenant.holder(dependents=0), world.product)
+    events_before = len(await document_events(core_database, tenant.company_id))
+    replies = await asyncio.gather(*(schedule(tenant, policy.id, "de") for _ in range(6)))
+    assert len({reply.data for reply in replies}) == 1
+    rows = await stored(tenant, f"policies/{policy.id}")
+    assert len(rows) == 1 and rows[0].content == replies[0].data
+    events = await document_events(core_database, tenant.company_id)
+    assert [e["subject"] for e in events[events_before:]] == [f"documents/{rows[0].id}"]
