@@ -187,6 +187,21 @@ async def test_an_endorsement_makes_a_new_schedule_and_keeps_the_old(world: Worl
     # The new facts are issued once too.
     assert (await schedule(tenant, policy.id, "en")).data == after.data
 
+    # A scheduled cancellation: the schedule says from when the cover ends.
+    later = TODAY + timedelta(days=20)
+    await tenant.harness.policies.CancelPolicy(
+        pb.CancelPolicyRequest(
+            policy_id=policy.id,
+            reason=resources_pb2.Policy.MEMBER_REQUEST,
+            effective_date=gdate(later),
+            scheduled=True,
+        ),
+        metadata=await tenant.md("underwriter"),
+    )
+    cancelled = text_of((await schedule(tenant, policy.id, "en")).data)
+    assert f"Cover terminated with effect from {format_date(later, 'en')}" in cancelled
+    assert len(await stored(tenant, f"policies/{policy.id}")) == 3
+
 
 async def test_a_policy_never_bound_has_no_schedule(world: World) -> None:
     tenant = world.tenant

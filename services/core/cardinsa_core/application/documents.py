@@ -260,6 +260,7 @@ class DocumentUseCases:
                 for t in transactions
             ),
             written_premium=row.written_premium if row.written_premium is not None else Decimal(0),
+            terminated_from=row.cancel_effective_date or row.lapse_date,
         )
 
     async def _decision_facts(
