@@ -49,7 +49,15 @@ def generated(suite: SuiteProcess, tmp_path_factory: pytest.TempPathFactory) -> 
     description = folder / "openapi.json"
     description.write_bytes(served.body)
     config = folder / "config.json"
-    config.write_text(json.dumps({"post_hooks": []}))  # no ruff runs over the output
+    config.write_text(
+        json.dumps(
+            {
+                "post_hooks": [],  # no ruff runs over the output
+                # The documents (application/pdf) are bytes to the generator.
+                "content_type_overrides": {"application/pdf": "application/octet-stream"},
+            }
+        )
+    )
     output = folder / PACKAGE
     done = subprocess.run(
         [

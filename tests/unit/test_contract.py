@@ -66,3 +66,18 @@ def test_every_rpc_declares_authorization_and_http(
     assert path.startswith(("/v1/", "/.well-known/")), (
         f"{name}: REST path {path!r} is not under /v1/"
     )
+
+
+@pytest.mark.parametrize(("name", "method"), METHODS, ids=[n for n, _ in METHODS])
+def test_raw_responses_name_their_media_type(
+    name: str, method: descriptor_pb2.MethodDescriptorProto
+) -> None:
+    """A method returning google.api.HttpBody (raw bytes, not JSON) says which
+    media type it returns, and only such a method does: the OpenAPI description
+    documents its 200 response with it."""
+    raw = method.output_type == ".google.api.HttpBody"
+    declared = method.options.HasExtension(common_pb2.response_content_type)
+    assert raw == declared, f"{name}: HttpBody={raw}, response_content_type={declared}"
+    if declared:
+        media_type = method.options.Extensions[common_pb2.response_content_type]
+        assert "/" in media_type and media_type != "application/json", (name, media_type)

@@ -5,6 +5,7 @@ NOT_FOUND; a role without the permission is refused."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import uuid
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
+import asyncpg
 import grpc
 import pypdf
 import pytest
@@ -23,10 +25,11 @@ from support.grpc_errors import error_info
 from cardinsa.core.v1 import claim_service_pb2 as cb
 from cardinsa.core.v1 import core_service_pb2 as xb
 from cardinsa.core.v1 import document_service_pb2 as db
+from cardinsa.core.v1 import events_pb2, resources_pb2
 from cardinsa.core.v1 import policy_service_pb2 as pb
-from cardinsa.core.v1 import resources_pb2
 from cardinsa_core.domain.documents import format_date, format_money
 from cardinsa_core.repository.models import DocumentRow
+from cardinsa_foundation.db import platform_role_url, to_libpq_url
 
 
 @dataclass
@@ -67,6 +70,21 @@ async def stored(tenant: Tenant, subject: str) -> list[DocumentRow]:
         return list(rows)
 
 
+async def document_events(url: str, company_id: str) -> list[asyncpg.Record]:
+    """The company's document events in the outbox, read as the platform role."""
+    connection = await asyncpg.connect(to_libpq_url(platform_role_url(url)))
+    try:
+        return list(
+            await connection.fetch(
+                "SELECT type, subject, data_schema, data FROM core.outbox_events "
+                "WHERE company_id = $1 AND type LIKE 'cardinsa.core.document.%' ORDER BY sequence",
+                uuid.UUID(company_id),
+            )
+        )
+    finally:
+        await connection.close()
+
+
 async def document_audits(tenant: Tenant) -> int:
     page = await tenant.harness.core.ListAuditEvents(
         xb.ListAuditEventsRequest(page_size=100, filter='action = "document.create"'),
@@ -75,7 +93,9 @@ async def document_audits(tenant: Tenant) -> int:
     return len(page.audit_events)
 
 
-async def test_schedule_is_stored_once_and_reissued_byte_for_byte(world: World) -> None:
+async def test_schedule_is_stored_once_and_reissued_byte_for_byte(
+    world: World, core_database: str
+) -> None:
     tenant, policy = world.tenant, world.policy
     subject = f"policies/{policy.id}"
     first = await schedule(tenant, policy.id, "de")
@@ -110,11 +130,23 @@ async def test_schedule_is_stored_once_and_reissued_byte_for_byte(world: World) 
     assert row.content_sha256 == hashlib.sha256(first.data).hexdigest()
     assert len(row.facts_sha256) == 64
     assert await document_audits(tenant) == 1
+    # Issued: one event in the same transaction, describing the document (not its bytes).
+    events = await document_events(core_database, tenant.company_id)
+    assert [(e["type"], e["subject"]) for e in events] == [
+        ("cardinsa.core.document.issue.v1", f"documents/{row.id}")
+    ]
+    assert events[0]["data_schema"] == "cardinsa.core.v1.DocumentEvent"
+    issued = events_pb2.DocumentEvent.FromString(events[0]["data"]).document
+    assert (issued.id, issued.subject, issued.locale) == (str(row.id), subject, "de")
+    assert issued.kind == resources_pb2.Document.POLICY_SCHEDULE
+    assert (issued.content_sha256, issued.size_bytes) == (row.content_sha256, len(first.data))
+    assert issued.content_type == "application/pdf"
 
     again = await schedule(tenant, policy.id, "de", role="agent")
     assert again.data == first.data
     assert len(await stored(tenant, subject)) == 1
     assert await document_audits(tenant) == 1
+    assert len(await document_events(core_database, tenant.company_id)) == 1
 
     # Another locale is another document of the same facts.
     english = await schedule(tenant, policy.id, "en-GB")
@@ -154,6 +186,21 @@ async def test_an_endorsement_makes_a_new_schedule_and_keeps_the_old(world: Worl
     assert rows[0].facts_sha256 != rows[1].facts_sha256
     # The new facts are issued once too.
     assert (await schedule(tenant, policy.id, "en")).data == after.data
+
+    # A scheduled cancellation: the schedule says from when the cover ends.
+    later = TODAY + timedelta(days=20)
+    await tenant.harness.policies.CancelPolicy(
+        pb.CancelPolicyRequest(
+            policy_id=policy.id,
+            reason=resources_pb2.Policy.MEMBER_REQUEST,
+            effective_date=gdate(later),
+            scheduled=True,
+        ),
+        metadata=await tenant.md("underwriter"),
+    )
+    cancelled = text_of((await schedule(tenant, policy.id, "en")).data)
+    assert f"Cover terminated with effect from {format_date(later, 'en')}" in cancelled
+    assert len(await stored(tenant, f"policies/{policy.id}")) == 3
 
 
 async def test_a_policy_never_bound_has_no_schedule(world: World) -> None:
@@ -253,3 +300,17 @@ async def test_a_malformed_locale_is_invalid(world: World) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await schedule(world.tenant, world.policy.id, "not a locale!")
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_concurrent_first_requests_store_one_document(
+    world: World, core_database: str
+) -> None:
+    tenant = world.tenant
+    policy = await tenant.in_force(await tenant.holder(dependents=0), world.product)
+    events_before = len(await document_events(core_database, tenant.company_id))
+    replies = await asyncio.gather(*(schedule(tenant, policy.id, "de") for _ in range(6)))
+    assert len({reply.data for reply in replies}) == 1
+    rows = await stored(tenant, f"policies/{policy.id}")
+    assert len(rows) == 1 and rows[0].content == replies[0].data
+    events = await document_events(core_database, tenant.company_id)
+    assert [e["subject"] for e in events[events_before:]] == [f"documents/{rows[0].id}"]

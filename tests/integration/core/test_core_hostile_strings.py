@@ -14,6 +14,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from cardinsa.core.v1 import (
     claim_service_pb2,
     core_service_pb2,
+    document_service_pb2,
     policy_service_pb2,
     policyholder_service_pb2,
     product_service_pb2,
@@ -25,6 +26,7 @@ SERVICES = {
     "policies": (policy_service_pb2, "PolicyService"),
     "claims": (claim_service_pb2, "ClaimService"),
     "core": (core_service_pb2, "CoreService"),
+    "documents": (document_service_pb2, "DocumentService"),
 }
 METHODS = [
     (attribute, method)

@@ -447,3 +447,16 @@ def paths_operation(document: dict[str, Any], path: str, verb: str) -> dict[str,
     operation = document["paths"][path][verb]
     assert isinstance(operation, dict)
     return operation
+
+
+def test_openapi_describes_an_httpbody_response_by_its_media_type(contract: Contract) -> None:
+    paths = json.loads(OPENAPI.read_text())["paths"]
+    raw = [m for m in contract.cardinsa_methods() if m.output_type == "google.api.HttpBody"]
+    assert raw, "no method returns google.api.HttpBody"
+    for method in raw:
+        for binding in method.bindings:
+            operation = paths[openapi_path(binding.path)][binding.verb.lower()]
+            assert operation["responses"]["200"]["content"] == {
+                method.response_content_type: {"schema": {"type": "string", "format": "binary"}}
+            }, method.grpc_path
+    assert "google.api.HttpBody" not in json.loads(OPENAPI.read_text())["components"]["schemas"]

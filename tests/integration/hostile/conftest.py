@@ -244,6 +244,12 @@ async def core_target(core_channel: grpc.aio.Channel, tenants: Tenants) -> Servi
         channel=core_channel,
         schemas=("core",),
         probe=core_probe,
+        # The first issue of a document stores it, audits the issuance and
+        # writes its event; a reissue of the same facts writes nothing.
+        read_side_effects=dict.fromkeys(
+            ("GetPolicySchedule", "GetClaimDecisionLetter"),
+            frozenset({"core.documents", "core.audit_events", "core.outbox_events"}),
+        ),
     )
 
 

@@ -54,6 +54,7 @@ from cardinsa.core.v1 import (
     claim_service_pb2,
     claim_service_pb2_grpc,
     core_service_pb2,
+    document_service_pb2,
     policy_service_pb2,
     policy_service_pb2_grpc,
     policyholder_service_pb2,
@@ -91,6 +92,7 @@ CORE_SERVICES: tuple[ServiceDescriptor, ...] = (  # every service of cardinsa/co
     product_service_pb2.DESCRIPTOR.services_by_name["ProductService"],
     policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"],
     claim_service_pb2.DESCRIPTOR.services_by_name["ClaimService"],
+    document_service_pb2.DESCRIPTOR.services_by_name["DocumentService"],
 )
 
 
@@ -160,7 +162,9 @@ class ServiceTarget:
     their own (background work) and are left out of write checks;
     ``failure_side_effects`` names, per method, the tables a refused call may
     still write by design (a failed login counts against the throttle and is
-    audited). ``settle`` waits for background work the last call started.
+    audited); ``read_side_effects`` the tables a successful read may write by
+    design (core stores a document the first time it is issued, audits that
+    and writes its event). ``settle`` waits for background work the last call started.
     """
 
     spec: TargetSpec
@@ -169,6 +173,7 @@ class ServiceTarget:
     probe: Probe
     volatile_tables: frozenset[str] = frozenset()
     failure_side_effects: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    read_side_effects: Mapping[str, frozenset[str]] = field(default_factory=dict)
     settle: Callable[[], Awaitable[None]] | None = None
 
     @property

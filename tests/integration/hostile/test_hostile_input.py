@@ -331,7 +331,7 @@ async def exercise(
             f"{where}: refused with {answer.code.name} but wrote {moved} ({answer.details!r})"
         )
     elif is_read(method):
-        moved = changed(before, after)
+        moved = changed(before, after, target.read_side_effects.get(method.name, frozenset()))
         assert not moved, f"{where}: a read wrote {moved}"
     return None
 

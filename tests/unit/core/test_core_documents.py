@@ -307,3 +307,12 @@ def test_facts_hash_is_canonical() -> None:
     # The kind is part of the hash: an invoice never shares a schedule's hash.
     assert b'"kind":"POLICY_SCHEDULE"' in canonical_json(SCHEDULE)
     assert b'"total":"2980.00"' in canonical_json(SCHEDULE)
+
+
+def test_a_terminated_policy_says_from_when() -> None:
+    cancelled = dataclasses.replace(SCHEDULE, terminated_from=date(2027, 3, 1))
+    assert "Cover terminated with effect from 1 March 2027" in text_of(render(cancelled, "en"))
+    german = text_of(render(cancelled, "de"))
+    assert "Versicherungsschutz beendet mit Wirkung zum 01.03.2027" in german
+    assert "beendet" not in text_of(render(SCHEDULE, "de"))
+    assert facts_sha256(cancelled) != facts_sha256(SCHEDULE)

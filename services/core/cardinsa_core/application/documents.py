@@ -8,7 +8,9 @@ locale, facts hash): a reissue for the same facts serves the stored bytes, so
 what a customer was sent can always be shown again byte for byte. Changed
 facts (an endorsement, a new approval, a new company name) render and store a
 new document; the old ones stay (the table is append-only). Issuing one is
-audited (``document.create``); serving a stored one is a read.
+audited (``document.create``) and writes an event
+(``cardinsa.core.document.issue.v1``, in the same transaction); serving a
+stored one is a read.
 
 The locale is the request's ``locale`` when given (an unsupported one renders
 English), else the company's locale from the company service, else by the
@@ -168,6 +170,7 @@ class DocumentUseCases:
             created_by=require_principal().subject,
         )
         if created:
+            self.ctx.events.document_issued(session, row)
             await self.ctx.audit.record(
                 session,
                 action="document.create",
@@ -257,6 +260,7 @@ class DocumentUseCases:
                 for t in transactions
             ),
             written_premium=row.written_premium if row.written_premium is not None else Decimal(0),
+            terminated_from=row.cancel_effective_date or row.lapse_date,
         )
 
     async def _decision_facts(

@@ -1,5 +1,5 @@
 """What core tells the world: one event per change of a policy, a claim or
-its billing.
+its billing, and one per document issued.
 
 The use cases call an :class:`EventSink` inside the unit of work that makes the
 change, right where they write the status log or the claim's action log, so
@@ -16,7 +16,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_core.repository.billing import PaymentView
-from cardinsa_core.repository.models import ClaimRow, InvoiceRow, PolicyRow
+from cardinsa_core.repository.models import ClaimRow, DocumentRow, InvoiceRow, PolicyRow
 
 __all__ = ["EventSink"]
 
@@ -42,3 +42,6 @@ class EventSink(Protocol):
         payment: PaymentView | None = None,
     ) -> None:
         """Record an invoice issued, paid or overdue, or a payment recorded."""
+
+    def document_issued(self, session: AsyncSession, row: DocumentRow) -> None:
+        """Record that ``row`` was stored: a document issued for the first time."""

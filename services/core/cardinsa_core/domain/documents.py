@@ -157,6 +157,9 @@ class PolicyScheduleFacts:
     transactions: tuple[PremiumTransactionLine, ...]
     #: Sum of the transactions (what the policyholder is charged).
     written_premium: Decimal
+    #: First day no longer covered after a cancellation (also one scheduled)
+    #: or a lapse; None while the cover runs to the expiry date.
+    terminated_from: date | None = None
 
     KIND = DocumentKind.POLICY_SCHEDULE
 
@@ -337,6 +340,7 @@ _LABELS: Final[Mapping[str, Mapping[str, str]]] = {
         "product": "Product",
         "period": "Period of cover",
         "period_value": "{start} to {end}",
+        "terminated_from": "Cover terminated with effect from",
         "sum_insured": "Sum insured",
         "insured_members": "Insured members",
         "name": "Name",
@@ -397,6 +401,7 @@ _LABELS: Final[Mapping[str, Mapping[str, str]]] = {
         "product": "Tarif",
         "period": "Versicherungszeitraum",
         "period_value": "{start} bis {end}",
+        "terminated_from": "Versicherungsschutz beendet mit Wirkung zum",
         "sum_insured": "Versicherungssumme",
         "insured_members": "Versicherte Personen",
         "name": "Name",
@@ -616,6 +621,10 @@ def _schedule(facts: PolicyScheduleFacts, t: _Text) -> list[Flowable]:
             t("period"),
             t("period_value", start=t.date(facts.effective_date), end=t.date(facts.expiry_date)),
         ),
+    ]
+    if facts.terminated_from is not None:
+        rows.append((t("terminated_from"), t.date(facts.terminated_from)))
+    rows += [
         (t("sum_insured"), t.money(facts.sum_insured)),
         (t("payment_frequency"), t.enum(facts.payment_frequency)),
     ]

@@ -50,6 +50,7 @@ from cardinsa_core.repository.models import (
     ClaimRecoveryRow,
     ClaimRow,
     DependentRow,
+    DocumentRow,
     InvoiceRow,
     PolicyRow,
     PolicyStatusChangeRow,
@@ -723,6 +724,20 @@ def billing_payment_to_proto(view: PaymentView) -> resources_pb2.Payment:
             )
             for a, number in view.allocations
         ],
+    )
+
+
+def document_to_proto(row: DocumentRow) -> resources_pb2.Document:
+    """A stored document's description (not its bytes)."""
+    return resources_pb2.Document(
+        id=str(row.id),
+        kind=row.kind,
+        subject=row.subject,
+        locale=row.locale,
+        content_type="application/pdf",
+        facts_sha256=row.facts_sha256,
+        content_sha256=row.content_sha256,
+        size_bytes=len(row.content),
         created_by=row.created_by or "",
         create_time=timestamp(row.create_time),
     )

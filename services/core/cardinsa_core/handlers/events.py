@@ -8,13 +8,20 @@ from cardinsa.core.v1 import events_pb2
 from cardinsa_core.handlers.convert import (
     billing_payment_to_proto,
     claim_to_proto,
+    document_to_proto,
     enum_out,
     invoice_to_proto,
     policy_to_proto,
     to_date,
 )
 from cardinsa_core.repository.billing import PaymentView
-from cardinsa_core.repository.models import ClaimRow, CoreOutboxRow, InvoiceRow, PolicyRow
+from cardinsa_core.repository.models import (
+    ClaimRow,
+    CoreOutboxRow,
+    DocumentRow,
+    InvoiceRow,
+    PolicyRow,
+)
 from cardinsa_foundation.outbox import Outbox, event_type
 
 __all__ = ["OutboxEvents", "core_events"]
@@ -78,6 +85,16 @@ class OutboxEvents:
             subject=f"policies/{policy.id}",
             payload=payload,
             company_id=policy.company_id,
+        )
+
+    def document_issued(self, session: AsyncSession, row: DocumentRow) -> None:
+        payload = events_pb2.DocumentEvent(document=document_to_proto(row), transition="issue")
+        self.outbox.add(
+            session,
+            type=event_type("core", "document", "issue"),
+            subject=f"documents/{row.id}",
+            payload=payload,
+            company_id=row.company_id,
         )
 
 
