@@ -288,7 +288,7 @@ def test_same_bytes_in_another_process() -> None:
     script = (
         "import sys, hashlib\n"
         "sys.path.insert(0, sys.argv[1])\n"
-        "from test_core_documents import SCHEDULE, DECISION\n"
+        f"from {Path(__file__).stem} import SCHEDULE, DECISION\n"
         "from cardinsa_core.domain.documents import render\n"
         "print(hashlib.sha256(render(SCHEDULE, 'de') + render(DECISION, 'en')).hexdigest())\n"
     )
