@@ -122,7 +122,9 @@ class DocumentUseCases:
         _check_locale(locale)
         tenant = await self.ctx.facts(company)
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            row = await POLICIES.find(session, company, policy_id)
+            # FOR SHARE: every change of a policy (its version, its premium
+            # transactions) holds its row lock, so the facts are read whole.
+            row = await POLICIES.find(session, company, policy_id, share=True)
             facts = await self._schedule_facts(session, row, tenant)
             subject = f"policies/{row.id}"
             return await self._issue(
@@ -137,7 +139,7 @@ class DocumentUseCases:
         _check_locale(locale)
         tenant = await self.ctx.facts(company)
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            row = await CLAIMS.find(session, company, claim_id)
+            row = await CLAIMS.find(session, company, claim_id, share=True)
             facts = await self._decision_facts(session, row, tenant)
             subject = f"claims/{row.id}"
             return await self._issue(
