@@ -127,7 +127,7 @@ class DocumentUseCases:
             row = await POLICIES.find(session, company, policy_id, share=True)
             facts = await self._schedule_facts(session, row, tenant)
             subject = f"policies/{row.id}"
-            return await self._issue(
+            return await self.issue(
                 session, company, facts, subject=subject, tenant=tenant, requested_locale=locale
             )
 
@@ -142,13 +142,13 @@ class DocumentUseCases:
             row = await CLAIMS.find(session, company, claim_id, share=True)
             facts = await self._decision_facts(session, row, tenant)
             subject = f"claims/{row.id}"
-            return await self._issue(
+            return await self.issue(
                 session, company, facts, subject=subject, tenant=tenant, requested_locale=locale
             )
 
     # ------------------------------------------------------------- issuing
 
-    async def _issue(
+    async def issue(
         self,
         session: AsyncSession,
         company: uuid.UUID,
@@ -158,6 +158,11 @@ class DocumentUseCases:
         tenant: TenantFacts,
         requested_locale: str,
     ) -> IssuedDocument:
+        """The stored document of ``facts`` about ``subject`` in the locale the
+        request and the company choose, rendered, stored, audited and announced
+        in ``session`` if it is new. Any kind of facts: an invoice is issued the
+        same way (``InvoiceFacts``, subject ``invoices/<id>``), inside the unit
+        of work that reads the invoice."""
         locale = locale_for_company(requested_locale, tenant.locale, tenant.country)
         kind, digest = facts.KIND.value, facts_sha256(facts)
         key = {"kind": kind, "subject": subject, "locale": locale, "facts_sha256": digest}
