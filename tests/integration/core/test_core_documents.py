@@ -27,8 +27,9 @@ from cardinsa.core.v1 import core_service_pb2 as xb
 from cardinsa.core.v1 import document_service_pb2 as db
 from cardinsa.core.v1 import events_pb2, resources_pb2
 from cardinsa.core.v1 import policy_service_pb2 as pb
-from cardinsa_core.domain.documents import format_date, format_money
+from cardinsa_core.domain.documents import InvoiceFacts, format_date, format_money
 from cardinsa_core.repository.models import DocumentRow
+from cardinsa_foundation.context import Principal, PrincipalKind, principal_var
 from cardinsa_foundation.db import platform_role_url, to_libpq_url
 
 
@@ -314,3 +315,51 @@ async def test_concurrent_first_requests_store_one_document(
     assert len(rows) == 1 and rows[0].content == replies[0].data
     events = await document_events(core_database, tenant.company_id)
     assert [e["subject"] for e in events[events_before:]] == [f"documents/{rows[0].id}"]
+
+
+async def test_an_invoice_is_issued_the_same_way(world: World, core: CoreHarness) -> None:
+    """No RPC serves invoices yet: billing issues them through the same use case
+    inside its own unit of work, from plain facts."""
+    tenant = world.tenant
+    company = uuid.UUID(tenant.company_id)
+    facts = InvoiceFacts(
+        company_name="",
+        invoice_number="INV-00000001",
+        issue_date=TODAY,
+        due_date=TODAY + timedelta(days=14),
+        policy_number=world.policy.policy_number,
+        payer_name="Amira Haddad",
+        payer_address=(),
+        currency="USD",
+        amount=Decimal("41.67"),
+    )
+    token = principal_var.set(
+        Principal(
+            subject=str(uuid.uuid4()),
+            kind=PrincipalKind.SERVICE_ACCOUNT,
+            company_id=tenant.company_id,
+            permissions=frozenset(),
+        )
+    )
+    try:
+        documents, ctx = core.app.documents, core.app.ctx
+        issued = []
+        for _ in range(2):
+            async with ctx.db.unit_of_work(company_id=company) as session:
+                issued.append(
+                    await documents.issue(
+                        session,
+                        company,
+                        facts,
+                        subject="invoices/INV-00000001",
+                        tenant=await ctx.facts(company),
+                        requested_locale="de",
+                    )
+                )
+    finally:
+        principal_var.reset(token)
+    assert [i.created for i in issued] == [True, False]
+    assert issued[0].content == issued[1].content
+    assert issued[1].row.kind == "INVOICE" and issued[1].row.locale == "de"
+    text = text_of(issued[1].content)
+    assert "Rechnungsnummer INV-00000001" in text and "Fälliger Betrag 41,67 USD" in text

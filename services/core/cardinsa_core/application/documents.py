@@ -122,10 +122,12 @@ class DocumentUseCases:
         _check_locale(locale)
         tenant = await self.ctx.facts(company)
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            row = await POLICIES.find(session, company, policy_id)
+            # FOR SHARE: every change of a policy (its version, its premium
+            # transactions) holds its row lock, so the facts are read whole.
+            row = await POLICIES.find(session, company, policy_id, share=True)
             facts = await self._schedule_facts(session, row, tenant)
             subject = f"policies/{row.id}"
-            return await self._issue(
+            return await self.issue(
                 session, company, facts, subject=subject, tenant=tenant, requested_locale=locale
             )
 
@@ -137,16 +139,16 @@ class DocumentUseCases:
         _check_locale(locale)
         tenant = await self.ctx.facts(company)
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            row = await CLAIMS.find(session, company, claim_id)
+            row = await CLAIMS.find(session, company, claim_id, share=True)
             facts = await self._decision_facts(session, row, tenant)
             subject = f"claims/{row.id}"
-            return await self._issue(
+            return await self.issue(
                 session, company, facts, subject=subject, tenant=tenant, requested_locale=locale
             )
 
     # ------------------------------------------------------------- issuing
 
-    async def _issue(
+    async def issue(
         self,
         session: AsyncSession,
         company: uuid.UUID,
@@ -156,6 +158,11 @@ class DocumentUseCases:
         tenant: TenantFacts,
         requested_locale: str,
     ) -> IssuedDocument:
+        """The stored document of ``facts`` about ``subject`` in the locale the
+        request and the company choose, rendered, stored, audited and announced
+        in ``session`` if it is new. Any kind of facts: an invoice is issued the
+        same way (``InvoiceFacts``, subject ``invoices/<id>``), inside the unit
+        of work that reads the invoice."""
         locale = locale_for_company(requested_locale, tenant.locale, tenant.country)
         kind, digest = facts.KIND.value, facts_sha256(facts)
         key = {"kind": kind, "subject": subject, "locale": locale, "facts_sha256": digest}
