@@ -62,9 +62,14 @@ from cardinsa_foundation.errors import FailedPrecondition, FieldViolation
 from cardinsa_foundation.paging import OrderTerm, Page
 from cardinsa_foundation.use_cases import invalid, require_principal
 
-__all__ = ["Arrears", "Billing", "PaymentInput", "PaymentView"]
+__all__ = ["NON_PAYMENT", "NON_PAYMENT_NOTE", "Arrears", "Billing", "PaymentInput", "PaymentView"]
 
 MAX_REFERENCE = 100
+#: The note of a lapse for non-payment (the scheduler's; the status log's reason
+#: and the policy's termination note). Reinstating a policy whose lapse note
+#: starts with ``non-payment`` needs the arrears paid first.
+NON_PAYMENT = "non-payment"
+NON_PAYMENT_NOTE = f"{NON_PAYMENT}: an instalment unpaid past the grace period"
 
 
 @dataclass(frozen=True, slots=True)
