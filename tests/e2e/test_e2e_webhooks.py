@@ -264,8 +264,12 @@ def test_a_receiver_gets_exactly_the_committed_events_signed_and_in_order(
     suite: SuiteProcess, partner: Partner
 ) -> None:
     with receiver() as hook:
+        # The billing events share the policy's subject (and ordering key).
         subscription = partner.subscribe(
-            hook.url("/all"), "cardinsa.core.policy.*", "cardinsa.core.claim.*"
+            hook.url("/all"),
+            "cardinsa.core.policy.*",
+            "cardinsa.core.claim.*",
+            "cardinsa.core.billing.*",
         )
         policy = partner.policy_lifecycle()
         claim = partner.claim_lifecycle(policy)

@@ -195,6 +195,16 @@ async def test_bad_payments_get_precise_errors(tenant: Tenant) -> None:
             bb.ListInvoicesRequest(policy_id=policy.id), metadata=await other.md()
         )
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    # an invoice is only found under its own policy, and in its own company
+    theirs = await other.in_force()
+    their_invoice = (await invoices(other, theirs.id))[0]
+    for caller, policy_id in ((tenant, policy.id), (other, policy.id)):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await tenant.harness.billing.GetInvoice(
+                bb.GetInvoiceRequest(policy_id=policy_id, invoice_id=their_invoice.id),
+                metadata=await caller.md(),
+            )
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     # an unsold policy takes no money
     draft = await tenant.draft(await tenant.holder(), await tenant.product())
     with pytest.raises(grpc.aio.AioRpcError) as caught:

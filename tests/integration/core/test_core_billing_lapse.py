@@ -62,15 +62,22 @@ async def test_an_instalment_unpaid_past_grace_lapses_the_policy(
     paid = await bound(tenant, effective=TODAY, product=product)
     first = (await invoices(tenant, paid.id))[0]
     await pay(tenant, paid.id, amount(first.amount))
+    # Bound today from 40 days ago: its first instalment was due then, but it
+    # was billed only today, so its grace period runs from today.
+    backdated = await bound(tenant, effective=TODAY - timedelta(days=40), product=product)
+    await run_once(scheduler_env, tmp_path, *for_company(tenant))
+    assert (await get(tenant, backdated)).state == P.IN_FORCE
+    assert (await invoices(tenant, backdated.id))[0].state == INV.OVERDUE
 
     for _ in range(2):  # and again: nothing twice
         await run_once(scheduler_env, tmp_path, *for_company(tenant, "--now", AS_OF))
 
     lapsed = await get(tenant, unpaid)
     assert lapsed.state == P.LAPSED
-    assert await status_log.counts(tenant.company_id, "lapse") == {unpaid.id: 1}
-    (row,) = await status_log.rows(tenant.company_id, "lapse")
-    assert row["actor_id"] == SYSTEM_SUBJECT and row["request_id"]
+    assert (await get(tenant, backdated)).state == P.LAPSED
+    assert await status_log.counts(tenant.company_id, "lapse") == {unpaid.id: 1, backdated.id: 1}
+    rows = await status_log.rows(tenant.company_id, "lapse")
+    assert all(r["actor_id"] == SYSTEM_SUBJECT and r["request_id"] for r in rows)
     states = [i.state for i in await invoices(tenant, unpaid.id)]
     assert states[:2] == [INV.OVERDUE, INV.OVERDUE] and set(states[2:]) == {INV.ISSUED}
     # the paid one: its second instalment is overdue, but within its grace period

@@ -51,6 +51,7 @@ from cardinsa.company.v1 import (
 )
 from cardinsa.company.v1 import resources_pb2 as company_resources
 from cardinsa.core.v1 import (
+    billing_service_pb2,
     claim_service_pb2,
     claim_service_pb2_grpc,
     core_service_pb2,
@@ -93,6 +94,7 @@ CORE_SERVICES: tuple[ServiceDescriptor, ...] = (  # every service of cardinsa/co
     policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"],
     claim_service_pb2.DESCRIPTOR.services_by_name["ClaimService"],
     document_service_pb2.DESCRIPTOR.services_by_name["DocumentService"],
+    billing_service_pb2.DESCRIPTOR.services_by_name["BillingService"],
 )
 
 

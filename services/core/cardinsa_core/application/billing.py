@@ -12,7 +12,8 @@
   commit together.
 - :meth:`Billing.refresh` brings the states up to a date (ISSUED or
   PARTIALLY_PAID past the due date become OVERDUE); the lifecycle scheduler
-  calls it, and :meth:`Billing.arrears` says what is unpaid past a grace period.
+  calls it (:meth:`Billing.mark_overdue`), and :meth:`Billing.unpaid` says
+  what a reinstatement after a lapse for non-payment needs paid.
 
 The rules themselves are in :mod:`cardinsa_core.domain.billing` (docs/billing.md).
 """
@@ -22,7 +23,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -62,9 +63,14 @@ from cardinsa_foundation.errors import FailedPrecondition, FieldViolation
 from cardinsa_foundation.paging import OrderTerm, Page
 from cardinsa_foundation.use_cases import invalid, require_principal
 
-__all__ = ["Arrears", "Billing", "PaymentInput", "PaymentView"]
+__all__ = ["NON_PAYMENT", "NON_PAYMENT_NOTE", "Arrears", "Billing", "PaymentInput", "PaymentView"]
 
 MAX_REFERENCE = 100
+#: The note of a lapse for non-payment (the scheduler's; the status log's reason
+#: and the policy's termination note). Reinstating a policy whose lapse note
+#: starts with ``non-payment`` needs the arrears paid first.
+NON_PAYMENT = "non-payment"
+NON_PAYMENT_NOTE = f"{NON_PAYMENT}: an instalment unpaid past the grace period"
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,22 +333,6 @@ class Billing:
                     detail={"invoices": marked, "as_of": today.isoformat()},
                 )
             return count
-
-    @staticmethod
-    async def arrears(
-        session: AsyncSession, policy: PolicyRow, today: date, grace_period_days: int
-    ) -> Arrears | None:
-        """The invoices unpaid more than ``grace_period_days`` after their due date."""
-        late = [
-            r
-            for r in await invoices_of(session, policy)
-            if outstanding_of(r).is_positive
-            and r.due_date + timedelta(days=grace_period_days) < today
-        ]
-        if not late:
-            return None
-        total = sum((outstanding_of(r) for r in late), Money.zero(policy.currency))
-        return Arrears(late, total, min(r.due_date for r in late))
 
     @staticmethod
     async def unpaid(session: AsyncSession, policy: PolicyRow, today: date) -> Arrears | None:

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cardinsa_core.application.billing import Billing
+from cardinsa_core.application.billing import NON_PAYMENT_NOTE, Billing
 from cardinsa_core.application.context import CoreContext, local_date
 from cardinsa_core.application.policies import PolicyUseCases
 from cardinsa_core.repository.lifecycle import (
@@ -100,9 +100,6 @@ _TARGET_STATE = {
     DueKind.EXPIRE: "EXPIRED",
     DueKind.LAPSE_NON_PAYMENT: "LAPSED",
 }
-#: The note of a lapse for non-payment (the status log's reason; reinstatement
-#: then needs the arrears paid).
-NON_PAYMENT_NOTE = "non-payment: an instalment unpaid past the grace period"
 
 
 def request_id_for(kind: DueKind, policy_id: uuid.UUID, due_date: date, etag: str) -> str:

@@ -32,7 +32,7 @@ from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from cardinsa_core.application.billing import outstanding_of
+from cardinsa_core.application.billing import NON_PAYMENT, outstanding_of
 from cardinsa_core.application.context import (
     ChangeOptions,
     CoreContext,
@@ -1081,7 +1081,7 @@ class PolicyUseCases:
         window = self.ctx.settings.reinstatement_window_days
 
         async def apply(session: AsyncSession, row: PolicyRow, policy: Policy) -> _Outcome:
-            if policy.state is PolicyState.LAPSED:
+            if policy.state is PolicyState.LAPSED and row.termination_note.startswith(NON_PAYMENT):
                 await self._check_no_arrears(session, row, today)
             reinstated = policy.reinstate(today, window)
             charged = await self.pricing.reinstated(
@@ -1103,7 +1103,7 @@ class PolicyUseCases:
         )
 
     async def _check_no_arrears(self, session: AsyncSession, row: PolicyRow, today: date) -> None:
-        """A lapsed policy comes back only with everything due paid (its arrears)."""
+        """A policy lapsed for non-payment comes back only with everything due paid."""
         arrears = await self.pricing.billing.unpaid(session, row, today)
         if arrears is None:
             return

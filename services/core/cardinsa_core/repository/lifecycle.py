@@ -13,7 +13,7 @@ A transition is due on a date of the policy's own (its *due date*):
   ISSUED or PARTIALLY_PAID, the day after that invoice's due date;
 - ``lapse_non_payment``: an IN_FORCE policy with an invoice not settled in
   full more than its product version's ``grace_period_days`` after its due
-  date, the day after the grace period ends.
+  date (its issue date when issued later), the day after the grace period ends.
 
 The due queries run in the company's own tenant context (row-level security
 applies); only :func:`companies_with_live_policies` is meant for the platform
@@ -174,8 +174,13 @@ async def due_for_billing(
         )
         condition: ColumnElement[bool] = PolicyRow.delete_time.is_(None)
     else:
+        # From the due date, or the issue date for an invoice issued late (a
+        # backdated bind): nobody is in arrears before they were billed.
         grace_end = cast(
-            InvoiceRow.due_date + ProductVersionRow.grace_period_days + literal(1), Date
+            func.greatest(InvoiceRow.due_date, InvoiceRow.issue_date)
+            + ProductVersionRow.grace_period_days
+            + literal(1),
+            Date,
         )
         late = (
             select(InvoiceRow.policy_id, func.min(grace_end).label("due"))
