@@ -263,6 +263,11 @@ PROBES: list[Probe] = [
         lambda i, _: db.GetClaimDecisionLetterRequest(claim_id=i),
     ),
     (
+        "documents",
+        "GetInvoiceDocument",
+        lambda i, _: db.GetInvoiceDocumentRequest(policy_id=i, invoice_id=i),
+    ),
+    (
         "claims",
         "CreateClaim",
         lambda i, _: cb.CreateClaimRequest(

@@ -182,6 +182,11 @@ async def test_the_openapi_description_documents_pdf_responses(suite: Suite) -> 
             "GetClaimDecisionLetter",
             "claims.get_decision_letter",
         ),
+        (
+            "/v1/policies/{policy_id}/invoices/{invoice_id}/document",
+            "GetInvoiceDocument",
+            "invoices.get_document",
+        ),
     ]:
         operation = paths[path]["get"]
         assert operation["x-grpc-method"] == f"/cardinsa.core.v1.DocumentService/{name}"
@@ -190,3 +195,42 @@ async def test_the_openapi_description_documents_pdf_responses(suite: Suite) -> 
             "application/pdf": {"schema": {"type": "string", "format": "binary"}}
         }
         assert {p["name"] for p in operation["parameters"]} >= {"locale"}
+
+
+async def test_an_invoice_is_a_pdf_for_its_payer(suite: Suite) -> None:
+    """``GET /v1/policies/{policy_id}/invoices/{invoice_id}/document``: the
+    invoice's number, amount, due date, period, the policy number and the payer,
+    in the requested locale; the same bytes again; an invoice of another
+    policy is not found there."""
+    policy = await bound_policy(suite)
+    path = f"/v1/policies/{policy['id']}"
+    listed = await suite.gateway.request("GET", f"{path}/invoices?page_size=100", token=suite.token)
+    assert listed.status == 200, listed.body
+    invoice = listed.json()["invoices"][-1]
+    url = f"{path}/invoices/{invoice['id']}/document"
+
+    reply = await suite.gateway.request("GET", f"{url}?locale=en", token=suite.token)
+    assert reply.status == 200, reply.body[:500]
+    assert reply.header("content-type") == "application/pdf"
+    text = text_of(reply.body)
+    due = invoice["due_date"]
+    for fact in [
+        invoice["number"],
+        policy["policy_number"],
+        en_money(decimal(invoice["amount"])),
+        en_date(date(due["year"], due["month"], due["day"])),
+    ]:
+        assert fact in text, (fact, text)
+    again = await suite.gateway.request("GET", f"{url}?locale=en", token=suite.token)
+    assert again.body == reply.body
+
+    german = await suite.gateway.request("GET", f"{url}?locale=de", token=suite.token)
+    assert german.status == 200 and german.body != reply.body
+    assert f"{due['day']:02d}.{due['month']:02d}.{due['year']}" in text_of(german.body)
+
+    elsewhere = await suite.gateway.request(
+        "GET",
+        f"/v1/policies/{suite.ids['policy_id']}/invoices/{invoice['id']}/document",
+        token=suite.token,
+    )
+    assert elsewhere.status == 404, elsewhere.body

@@ -247,7 +247,7 @@ async def core_target(core_channel: grpc.aio.Channel, tenants: Tenants) -> Servi
         # The first issue of a document stores it, audits the issuance and
         # writes its event; a reissue of the same facts writes nothing.
         read_side_effects=dict.fromkeys(
-            ("GetPolicySchedule", "GetClaimDecisionLetter"),
+            ("GetPolicySchedule", "GetClaimDecisionLetter", "GetInvoiceDocument"),
             frozenset({"core.documents", "core.audit_events", "core.outbox_events"}),
         ),
     )

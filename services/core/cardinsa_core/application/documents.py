@@ -35,6 +35,7 @@ from cardinsa_core.domain.documents import (
     CoverageTerms,
     Facts,
     InsuredPerson,
+    InvoiceFacts,
     PolicyScheduleFacts,
     PremiumLine,
     PremiumTransactionLine,
@@ -42,6 +43,7 @@ from cardinsa_core.domain.documents import (
     locale_for_company,
     render,
 )
+from cardinsa_core.repository.billing import find_invoice
 from cardinsa_core.repository.claims import CLAIMS
 from cardinsa_core.repository.documents import (
     dependents_by_id,
@@ -146,6 +148,36 @@ class DocumentUseCases:
                 session, company, facts, subject=subject, tenant=tenant, requested_locale=locale
             )
 
+    async def invoice_document(
+        self, policy_id: str, invoice_id: str, locale: str = ""
+    ) -> IssuedDocument:
+        """An invoice of a policy as a document for the payer (NOT_FOUND for an
+        unknown invoice, one of another policy, or another company's)."""
+        company = own_company(require_principal())
+        _check_locale(locale)
+        tenant = await self.ctx.facts(company)
+        async with self.ctx.db.unit_of_work(company_id=company) as session:
+            policy = await POLICIES.find(session, company, policy_id, share=True)
+            invoice = await find_invoice(session, company, policy.id, invoice_id)
+            holder = await POLICYHOLDERS.find(session, company, str(policy.policyholder_id))
+            facts = InvoiceFacts(
+                company_name=tenant.legal_name,
+                invoice_number=invoice.number,
+                issue_date=invoice.issue_date,
+                due_date=invoice.due_date,
+                policy_number=policy.policy_number or "",
+                payer_name=_holder_name(holder),
+                payer_address=_address(holder),
+                currency=invoice.currency,
+                amount=invoice.amount,
+                period_start=invoice.period_start,
+                period_end=invoice.period_end,
+            )
+            subject = f"policies/{policy.id}/invoices/{invoice.id}"
+            return await self.issue(
+                session, company, facts, subject=subject, tenant=tenant, requested_locale=locale
+            )
+
     # ------------------------------------------------------------- issuing
 
     async def issue(
@@ -161,7 +193,7 @@ class DocumentUseCases:
         """The stored document of ``facts`` about ``subject`` in the locale the
         request and the company choose, rendered, stored, audited and announced
         in ``session`` if it is new. Any kind of facts: an invoice is issued the
-        same way (``InvoiceFacts``, subject ``invoices/<id>``), inside the unit
+        same way (``InvoiceFacts``, subject ``policies/<id>/invoices/<id>``), inside the unit
         of work that reads the invoice."""
         locale = locale_for_company(requested_locale, tenant.locale, tenant.country)
         kind, digest = facts.KIND.value, facts_sha256(facts)

@@ -195,7 +195,7 @@ class ClaimDecisionFacts:
 
 @dataclass(frozen=True, slots=True)
 class InvoiceFacts:
-    """What an invoice shows (billing builds these; no API renders them yet)."""
+    """What an invoice shows (DocumentService.GetInvoiceDocument)."""
 
     company_name: str
     invoice_number: str

@@ -30,3 +30,12 @@ class DocumentServicer(document_service_pb2_grpc.DocumentServiceServicer):
         self, request: pb.GetClaimDecisionLetterRequest, context: Any
     ) -> httpbody_pb2.HttpBody:
         return _body(await self.documents.claim_decision(request.claim_id, request.locale))
+
+    async def GetInvoiceDocument(
+        self, request: pb.GetInvoiceDocumentRequest, context: Any
+    ) -> httpbody_pb2.HttpBody:
+        return _body(
+            await self.documents.invoice_document(
+                request.policy_id, request.invoice_id, request.locale
+            )
+        )

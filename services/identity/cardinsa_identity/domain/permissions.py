@@ -27,7 +27,8 @@ Decisions:
   and store) and read the PDF. They are not ``get`` permissions, so a viewer
   holds neither: a schedule carries the policyholder's address and members.
   Underwriters and agents get the schedule (they hand it to customers),
-  claims adjusters the decision letter.
+  claims adjusters the decision letter; ``invoices.get_document`` (an invoice
+  as PDF, with the payer's address) goes to billing clerks and agents.
 - A cancellation, lapse or endorsement that would leave approved or paid claims
   without cover is refused; ``policies.override_claim_cover`` lets the caller
   make it anyway with a reason. It is an admin's decision: only the platform and
@@ -230,6 +231,11 @@ def _build_catalogue() -> tuple[Permission, ...]:
         # --- core: billing --------------------------------------------------------
         Permission("invoices.get", "Read an invoice of a policy"),
         Permission("invoices.list", "List the invoices of a policy"),
+        Permission(
+            "invoices.get_document",
+            "Issue and read an invoice as a document for the payer (PDF; shows the "
+            "policyholder's address)",
+        ),
         Permission("payments.list", "List the premium payments of a policy"),
         Permission(
             "payments.record",
@@ -421,6 +427,7 @@ _ROLES: tuple[BuiltInRole, ...] = (
             "policies.list",
             "invoices.get",
             "invoices.list",
+            "invoices.get_document",
             "payments.list",
             "payments.record",
         ),
@@ -476,6 +483,7 @@ _ROLES: tuple[BuiltInRole, ...] = (
             "policies.quote",
             "invoices.get",
             "invoices.list",
+            "invoices.get_document",
             "policies.get_schedule",
             "claims.create",
             "claims.get",
