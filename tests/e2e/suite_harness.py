@@ -203,6 +203,10 @@ class SuiteProcess:
             CARDINSA_DEMO_ADMIN_PASSWORD=PASSWORD,
             CARDINSA_TENANT_STATUS_TTL_S=str(TENANT_STATUS_TTL_S),
             CARDINSA_GRACE_PERIOD_S="2",
+            # Each stop is the whole suite at once (nothing routes to a draining
+            # worker): a short drain, still gone through (the failover test keeps
+            # the default).
+            CARDINSA_DRAIN_DELAY_S="0.5",
             CARDINSA_WORKERS="1",
             # The webhook test's receiver listens on 127.0.0.1 over plain http.
             CARDINSA_WEBHOOK_ALLOW_PRIVATE_TARGETS="true",

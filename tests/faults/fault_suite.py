@@ -26,7 +26,7 @@ import signal
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,7 +188,11 @@ class FaultSuite:
 
 
 @contextmanager
-def running_suite(*, production: bool = False) -> Iterator[FaultSuite]:
+def running_suite(
+    *, production: bool = False, failed: Callable[[], bool] = lambda: False
+) -> Iterator[FaultSuite]:
+    """A started suite, stopped on leaving; its files (suite.log) are kept when
+    the block raised or ``failed()`` says a test using it failed."""
     base = Path(tempfile.mkdtemp(prefix="cardinsa-faults-"))
     base.chmod(0o755)
     suite = FaultSuite(base, production=production)
@@ -196,11 +200,19 @@ def running_suite(*, production: bool = False) -> Iterator[FaultSuite]:
     try:
         suite.start()
         yield suite
-        ok = True
+        ok = not failed()
     finally:
         suite.stop()
         if ok:
             shutil.rmtree(base, ignore_errors=True)
+
+
+async def wait_settled(suite: FaultSuite, bound_s: float = 60.0) -> None:
+    """Every worker of every service SERVING again (after an earlier fault: a
+    restarted worker, a database back), within ``bound_s``."""
+    for service in ("identity", "company", "core"):
+        for worker in range(WORKERS):
+            await wait_health(suite.address(service, worker), SERVING, bound_s)
 
 
 async def health(address: str, service: str = "", seconds: float = 2.0) -> int:
@@ -242,4 +254,5 @@ __all__: Sequence[str] = [
     "health",
     "running_suite",
     "wait_health",
+    "wait_settled",
 ]

@@ -16,8 +16,16 @@ are in flight:
   killed worker, every call through the gateway (writes included) succeeds
   (test_failover.py does the same with production intervals, under load).
 
-Bounded: each test well under a minute on two cores, most of it the suite's
-start. Everything is stopped by PID or process group, also on failure.
+The three tests share one suite (module-scoped, started once: the start is
+most of a test's time). Each test first waits until every worker of every
+service is SERVING again (``wait_settled``: a worker the previous test killed
+is back from its supervisor, the database is back), and counts only what it
+created (its own email tag, its own request ids, metrics read before and after
+its fault). Running a test alone starts the suite for it alone.
+
+Bounded: each test well under a minute on two cores. Everything is stopped by
+PID or process group, also on failure (the suite's files are kept when a test
+of the module failed).
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +50,7 @@ from fault_suite import (
     counts_by_code,
     running_suite,
     wait_health,
+    wait_settled,
 )
 
 from cardinsa.core.v1 import policy_service_pb2 as ps
@@ -55,6 +64,20 @@ pytestmark = pytest.mark.integration
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE}
 CALL_TIMEOUT_S = 15.0
+
+
+@pytest.fixture(scope="module")
+def shared_suite(request: pytest.FixtureRequest) -> Iterator[FaultSuite]:
+    failed_before = request.session.testsfailed
+    with running_suite(failed=lambda: request.session.testsfailed > failed_before) as suite:
+        yield suite
+
+
+@pytest.fixture
+def suite(shared_suite: FaultSuite) -> FaultSuite:
+    """The module's suite, every worker SERVING (whatever the last test broke)."""
+    asyncio.run(wait_settled(shared_suite))
+    return shared_suite
 
 
 def holder(tag: str) -> r.Policyholder:
@@ -146,9 +169,10 @@ def check_exactly_once(
 # --------------------------------------------------------------------- kill -9
 
 
-def test_a_killed_worker_loses_no_acknowledged_create_and_duplicates_none() -> None:
-    with running_suite() as suite:
-        asyncio.run(_killed_worker(suite))
+def test_a_killed_worker_loses_no_acknowledged_create_and_duplicates_none(
+    suite: FaultSuite,
+) -> None:
+    asyncio.run(_killed_worker(suite))
 
 
 async def _killed_worker(suite: FaultSuite) -> None:
@@ -183,9 +207,10 @@ async def _killed_worker(suite: FaultSuite) -> None:
 # ------------------------------------------------------------- database restart
 
 
-def test_a_database_restart_gives_unavailable_never_internal_and_loses_nothing() -> None:
-    with running_suite() as suite:
-        asyncio.run(_database_restart(suite))
+def test_a_database_restart_gives_unavailable_never_internal_and_loses_nothing(
+    suite: FaultSuite,
+) -> None:
+    asyncio.run(_database_restart(suite))
 
 
 async def _database_restart(suite: FaultSuite) -> None:
@@ -275,9 +300,8 @@ async def _database_restart(suite: FaultSuite) -> None:
 # ------------------------------------------------------------------ gateway
 
 
-def test_the_gateway_routes_around_a_dead_worker() -> None:
-    with running_suite() as suite:
-        _dead_worker_behind_the_gateway(suite)
+def test_the_gateway_routes_around_a_dead_worker(suite: FaultSuite) -> None:
+    _dead_worker_behind_the_gateway(suite)
 
 
 def _rest(

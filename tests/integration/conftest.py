@@ -53,6 +53,10 @@ def identity_settings(tmp_path_factory: pytest.TempPathFactory) -> IdentitySetti
         gateway_secret=GATEWAY_SECRET,
         db_pool_size=10,
         db_max_overflow=20,
+        # No drain when a fixture stops the server: nothing routes to it by health
+        # (the drain itself: test_server_pipeline, the fault tests, the defaults:
+        # test_gateway_config); servers copied from these settings inherit it.
+        drain_delay_s=0.0,
     )
 
 

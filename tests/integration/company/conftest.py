@@ -42,6 +42,8 @@ async def company_settings(identity: IdentityHarness) -> CompanyServiceSettings:
         tenant_status_ttl_s=1.0,
         db_pool_size=5,
         db_max_overflow=10,
+        # No drain when the fixture stops it (nothing routes to it by health).
+        drain_delay_s=0.0,
     )
 
 

@@ -166,6 +166,8 @@ async def test_main_serves_with_workers_verifies_identity_tokens_and_stops_on_si
         # Two consecutive free ports; the default spacing (100) is the launcher tests'.
         CARDINSA_WORKER_PORT_STEP="1",
         CARDINSA_IDENTITY_ADDRESS=company.identity.app.server.address,
+        # The stop still goes through the drain, briefly (no gateway waits for it).
+        CARDINSA_DRAIN_DELAY_S="0.2",
     )
     parent = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block
         [sys.executable, "-m", "cardinsa_company.main", "--workers", "2"],

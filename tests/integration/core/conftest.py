@@ -43,6 +43,8 @@ async def core_settings(identity: IdentityHarness) -> CoreSettings:
         # company's counter row.
         db_pool_size=30,
         db_max_overflow=30,
+        # No drain when the fixture stops it (nothing routes to it by health).
+        drain_delay_s=0.0,
     )
 
 

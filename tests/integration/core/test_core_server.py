@@ -133,6 +133,8 @@ async def test_main_serves_with_workers_and_stops_on_sigterm(
         # Two consecutive free ports; the default spacing (100) is the launcher tests'.
         CARDINSA_WORKER_PORT_STEP="1",
         CARDINSA_IDENTITY_ADDRESS=tenant.harness.identity.app.server.address,
+        # The stop still goes through the drain, briefly (no gateway waits for it).
+        CARDINSA_DRAIN_DELAY_S="0.2",
     )
     parent = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -128,6 +128,7 @@ async def wired(core: CoreHarness, core_database: str) -> AsyncIterator[Wired]:
             service_api_key=await service_api_key(core),
             tenant_status_ttl_s=0,
             db_pool_size=5,
+            drain_delay_s=0.0,  # no drain on stop: nothing routes to it by health
         )
         app = build(settings, app_role_url(core_database), port=0, metrics_port=0)
         await app.start()
@@ -226,6 +227,7 @@ async def real(core: CoreHarness, core_database: str) -> AsyncIterator[RealCompa
             identity_address=identity.app.server.address,
             service_api_key=await identity.service_key("company-facts", "revocations.watch"),
             db_pool_size=3,
+            drain_delay_s=0.0,  # no drain on stop: nothing routes to it by health
         ),
         app_role_url(core_database),
         port=0,
@@ -258,6 +260,7 @@ async def real(core: CoreHarness, core_database: str) -> AsyncIterator[RealCompa
             tenant_feature_flags={},
             max_backdate_days=999,
             renewal_offer_days=99,
+            drain_delay_s=0.0,  # no drain on stop: nothing routes to it by health
         ),
         app_role_url(core_database),
         port=0,

@@ -114,6 +114,7 @@ async def suite(
             identity_address=identity.app.server.address,
             db_pool_size=5,
             db_max_overflow=10,
+            drain_delay_s=0.0,  # no drain on stop: nothing routes to it by health
         ),
         database,
         port=0,
@@ -127,6 +128,7 @@ async def suite(
             payment_provider_secrets={PROVIDER: [PROVIDER_SECRET]},
             db_pool_size=5,
             db_max_overflow=10,
+            drain_delay_s=0.0,  # no drain on stop: nothing routes to it by health
         ),
         database,
         port=0,

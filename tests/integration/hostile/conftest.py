@@ -98,6 +98,7 @@ async def hostile_company_app(
         tenant_status_ttl_s=1.0,
         db_pool_size=5,
         db_max_overflow=10,
+        drain_delay_s=0.0,  # no drain on stop: nothing routes to it by health
     )
     app = build_company(settings, app_role_url(identity_database), port=0, metrics_port=0)
     await app.start()
@@ -216,6 +217,7 @@ async def hostile_core_app(
         service_api_key=await identity.service_key("hostile-core", "revocations.watch"),
         db_pool_size=5,
         db_max_overflow=10,
+        drain_delay_s=0.0,  # no drain on stop: nothing routes to it by health
     )
     app = build_core(settings, app_role_url(identity_database), port=0, metrics_port=0)
     await app.start()

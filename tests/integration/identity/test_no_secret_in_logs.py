@@ -99,6 +99,8 @@ async def identity_process(
         "CARDINSA_NOTIFICATION_DIR": str(notifications),
         "CARDINSA_GATEWAY_SECRET": GATEWAY_SECRET,
         "CARDINSA_SIGNING_KEY_PUBLISH_DELAY_S": "0",
+        # The stop (and its log lines) still goes through the drain, briefly.
+        "CARDINSA_DRAIN_DELAY_S": "0.2",
         "PYTHONASYNCIODEBUG": "1",  # asyncio's own debug logging too
     }
     with log_path.open("wb") as log_file:

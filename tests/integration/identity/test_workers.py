@@ -59,6 +59,8 @@ async def test_two_workers_serve_on_consecutive_ports_and_stop_on_sigterm(
         "CARDINSA_IDENTITY_METRICS_PORT": str(metrics_base),
         # Two consecutive free ports; the default spacing (100) is the launcher tests'.
         "CARDINSA_WORKER_PORT_STEP": "1",
+        # The stop still goes through the drain, briefly (no gateway waits for it).
+        "CARDINSA_DRAIN_DELAY_S": "0.2",
         "CARDINSA_LOG_LEVEL": "WARNING",
     }
     parent = subprocess.Popen(  # noqa: ASYNC220 - spawning does not block; waits go to a thread

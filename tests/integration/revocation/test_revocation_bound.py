@@ -150,6 +150,7 @@ async def core_app(
         service_api_key=await identity.service_key("revocation-test-core", "revocations.watch"),
         db_pool_size=3,
         db_max_overflow=3,
+        drain_delay_s=0.0,  # no drain on stop: nothing routes to it by health
     )
     app = build_core(settings, app_role_url(identity_database), port=0, metrics_port=0)
     await app.start()
@@ -174,6 +175,7 @@ async def company_app(
         tenant_status_check=False,
         db_pool_size=3,
         db_max_overflow=3,
+        drain_delay_s=0.0,  # no drain on stop: nothing routes to it by health
     )
     app = build_company(settings, app_role_url(identity_database), port=0, metrics_port=0)
     await app.start()
