@@ -37,7 +37,7 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from cardinsa_foundation import metrics, tracing
+from cardinsa_foundation import loop_lag, metrics, tracing
 from cardinsa_foundation.auth import TokenVerifier
 from cardinsa_foundation.authorization import rules_for
 from cardinsa_foundation.config import Settings, get_settings
@@ -139,6 +139,7 @@ class GrpcServer:
         self.health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._loop_lag: loop_lag.LoopLagWatch | None = None
         self._metrics_handle: Any = None
         self._stopping = False
         self._serving: bool | None = None
@@ -196,6 +197,7 @@ class GrpcServer:
         await self.health.set(LIVENESS_SERVICE, SERVING)
         await self._set_serving(await self._probe())
         self._watcher = asyncio.create_task(self._watch_readiness(), name=f"{self.name}-health")
+        self._loop_lag = loop_lag.watch()
         log.info(
             "serving",
             extra={
@@ -267,6 +269,8 @@ class GrpcServer:
                 log.exception("shutdown step failed")
         if self._metrics_handle is not None:
             self._metrics_handle.close()
+        if self._loop_lag is not None:
+            self._loop_lag.close()
         log.info("stopped", extra={"address": self.address})
 
     async def wait_for_termination(self) -> None:

@@ -33,7 +33,7 @@ from cardinsa.identity.v1 import (
     user_service_pb2_grpc,
 )
 from cardinsa_foundation import auth as auth_module
-from cardinsa_foundation import metrics
+from cardinsa_foundation import loop_lag, metrics
 from cardinsa_foundation.auth import JwksCache, TokenVerifier
 from cardinsa_foundation.context import current_principal
 from cardinsa_foundation.errors import NotFound
@@ -504,6 +504,15 @@ async def test_metrics_move_after_calls(running: dict[str, Any]) -> None:
     assert handled(after, "OK") == handled(before, "OK") + 1
     assert handled(after, "UNAUTHENTICATED") == handled(before, "UNAUTHENTICATED") + 1
     assert metrics is not None
+
+    # A running server measures its event loop's lag (cardinsa_foundation.loop_lag).
+    def lag_count(text: str) -> float:
+        found = [ln for ln in text.splitlines() if ln.startswith("event_loop_lag_seconds_count ")]
+        return float(found[0].rsplit(" ", 1)[1]) if found else 0.0
+
+    first = lag_count(after)
+    await asyncio.sleep(loop_lag.INTERVAL_S * 3)
+    assert lag_count(await asyncio.to_thread(scrape)) > first
 
 
 async def test_graceful_shutdown_reports_not_serving_and_finishes_in_flight_calls(
