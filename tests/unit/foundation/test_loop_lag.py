@@ -1,5 +1,9 @@
 """The event loop's lag as a metric: a loop held by synchronous work shows up in
-``event_loop_lag_seconds``; one measuring task per loop, gone with the last user."""
+``event_loop_lag_seconds``; one measuring task per loop, gone with the last user.
+
+Each test runs on an event loop of its own (``asyncio.run``): a server of
+another test still running on a shared loop would already measure it, at its
+own interval."""
 
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ def lag_tasks() -> list[asyncio.Task[object]]:
     return [t for t in asyncio.all_tasks() if t.get_name() == "event-loop-lag" and not t.done()]
 
 
-async def test_a_blocked_loop_is_measured() -> None:
+async def _test_a_blocked_loop_is_measured() -> None:
     before = count_at_least(0.25)
     handle = loop_lag.watch(interval_s=0.02)
     try:
@@ -39,7 +43,7 @@ async def test_a_blocked_loop_is_measured() -> None:
     assert count_at_least(0.25) - before >= 1
 
 
-async def test_the_loop_is_measured_at_its_interval() -> None:
+async def _test_the_loop_is_measured_at_its_interval() -> None:
     before = REGISTRY.get_sample_value("event_loop_lag_seconds_count") or 0.0
     handle = loop_lag.watch(interval_s=0.01)
     try:
@@ -51,7 +55,7 @@ async def test_the_loop_is_measured_at_its_interval() -> None:
         handle.close()
 
 
-async def test_one_task_per_loop_until_the_last_user_leaves() -> None:
+async def _test_one_task_per_loop_until_the_last_user_leaves() -> None:
     first, second = loop_lag.watch(), loop_lag.watch()
     await asyncio.sleep(0)
     assert len(lag_tasks()) == 1
@@ -62,3 +66,15 @@ async def test_one_task_per_loop_until_the_last_user_leaves() -> None:
     second.close()
     await asyncio.sleep(0)
     assert lag_tasks() == []
+
+
+def test_a_blocked_loop_is_measured() -> None:
+    asyncio.run(_test_a_blocked_loop_is_measured())
+
+
+def test_the_loop_is_measured_at_its_interval() -> None:
+    asyncio.run(_test_the_loop_is_measured_at_its_interval())
+
+
+def test_one_task_per_loop_until_the_last_user_leaves() -> None:
+    asyncio.run(_test_one_task_per_loop_until_the_last_user_leaves())
