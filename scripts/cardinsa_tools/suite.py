@@ -49,6 +49,7 @@ for _signal in (signal.SIGINT, signal.SIGTERM):
 import argparse
 import asyncio
 import collections
+import contextlib
 import errno
 import json
 import secrets
@@ -58,6 +59,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -651,18 +653,24 @@ class Launch:
             },
         }
 
+    def spawn(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """A child whose output the launcher reads, known to ``stop`` before a
+        Ctrl-C can end the start (else it would outlive the launcher)."""
+        with SIGNALS.deferred():
+            child = subprocess.Popen(
+                argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+            self.children.append(child)
+        return child
+
     def start_services(self, service_env: dict[str, dict[str, str]]) -> None:
         for service in self.services:
             ports = ", ".join(str(p) for p in service.worker_ports(self.workers, self.step))
             say(f"starting {service.name} on 127.0.0.1:{ports} ({self.workers} worker(s))")
-            child = subprocess.Popen(
+            service.process = self.spawn(
                 [sys.executable, "-m", service.module, "--workers", str(self.workers)],
-                env={**self.env, **service_env.get(service.name, {})},
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
+                {**self.env, **service_env.get(service.name, {})},
             )
-            self.children.append(child)
-            service.process = child
             threading.Thread(
                 target=pump, args=(service,), name=f"{service.name}-output", daemon=True
             ).start()
@@ -671,14 +679,10 @@ class Launch:
         """Core's lifecycle scheduler, with core's settings and service key (it asks
         the company service for each company's time zone); it leads at once."""
         say("starting core's lifecycle scheduler (policies move on their dates)")
-        child = subprocess.Popen(
+        self.scheduler.process = self.spawn(
             [sys.executable, "-m", self.scheduler.module],
-            env={**self.env, **service_env.get("core", {})},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            {**self.env, **service_env.get("core", {})},
         )
-        self.children.append(child)
-        self.scheduler.process = child
         threading.Thread(
             target=pump, args=(self.scheduler,), name="scheduler-output", daemon=True
         ).start()
@@ -694,14 +698,10 @@ class Launch:
             "CARDINSA_DISPATCHER_COMPANY_ADDRESS": f"127.0.0.1:{s.company.company_port}",
             "CARDINSA_DISPATCHER_CORE_ADDRESS": f"127.0.0.1:{s.core.core_port}",
         }
-        child = subprocess.Popen(
+        self.dispatcher.process = self.spawn(
             [sys.executable, "-m", self.dispatcher.module],
-            env={**self.env, **sources, **service_env.get("dispatcher", {})},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            {**self.env, **sources, **service_env.get("dispatcher", {})},
         )
-        self.children.append(child)
-        self.dispatcher.process = child
         threading.Thread(
             target=pump, args=(self.dispatcher,), name="dispatcher-output", daemon=True
         ).start()
@@ -735,11 +735,12 @@ class Launch:
             workers=self.workers,
         )
         say(f"starting the gateway (Envoy) on {self.listen}")
-        self.gateway = EnvoyProcess(
-            self.files.gateway_config, self.gateway_settings.gateway_admin_port, self.listen
-        )
-        self.gateway.start(own_process_group=True)
-        self.files.gateway_pid.write_text(f"{self.gateway.pid}\n")
+        with SIGNALS.deferred():
+            self.gateway = EnvoyProcess(
+                self.files.gateway_config, self.gateway_settings.gateway_admin_port, self.listen
+            )
+            self.gateway.start(own_process_group=True)
+            self.files.gateway_pid.write_text(f"{self.gateway.pid}\n")
         say(f"waiting for the gateway at {self.listen} …")
         try:
             self.gateway.wait_ready(self.timeout_s)
@@ -870,8 +871,36 @@ http://127.0.0.1:{s.core.core_metrics_port}/metrics (core){scheduler_metrics}\
         say("stopped")
 
 
-def _interrupted(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
+class _StopSignals:
+    """SIGINT and SIGTERM end the start with KeyboardInterrupt, so ``stop`` runs,
+    but never while a child is being started: interrupted between its fork and
+    the moment the launcher records it (``Popen`` waits for the exec), a child
+    would be known to nobody and outlive the launcher. There the signal waits
+    until the child is recorded."""
+
+    def __init__(self) -> None:
+        self._depth = 0
+        self._pending = False
+
+    def handler(self, _signum: int, _frame: object) -> None:
+        if self._depth:
+            self._pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+        if not self._depth and self._pending:
+            self._pending = False
+            raise KeyboardInterrupt
+
+
+SIGNALS = _StopSignals()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -888,8 +917,8 @@ def main(argv: list[str] | None = None) -> int:
     launch = Launch(settings, StateFiles(args.state_dir), args.workers, args.timeout)
     # Also SIGINT: a launcher started with it ignored (`make up &` in a script)
     # must still stop everything on it, not leave it to the services alone.
-    signal.signal(signal.SIGINT, _interrupted)
-    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, SIGNALS.handler)
+    signal.signal(signal.SIGTERM, SIGNALS.handler)
     try:
         return launch.run()
     except KeyboardInterrupt:
