@@ -28,7 +28,6 @@ from sqlalchemy import TIMESTAMP, Index, Select, Text, event, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Mapper, declared_attr, mapped_column
 
 from cardinsa_foundation import errors
@@ -40,6 +39,7 @@ from cardinsa_foundation.context import (
 )
 from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec
 from cardinsa_foundation.paging import OrderTerm
+from cardinsa_foundation.row_batch import SupportsAdd
 
 REDACTED: Final = "[REDACTED]"
 
@@ -171,7 +171,7 @@ class AuditWriter(Generic[AuditRowT]):
 
     async def record(
         self,
-        session: AsyncSession,
+        session: SupportsAdd,
         *,
         action: str,
         entity_type: str,

@@ -188,6 +188,9 @@ class _Pools:
                 },
             },
         )
+        #: Connections the engine's pool opened so far (metrics: churn shows here).
+        self.opened = 0
+        event.listen(self.engine.sync_engine, "connect", self._opened)
         if settings.db_pool_pre_ping:
             event.listen(self.engine.sync_engine, "checkout", _refuse_closed_connection)
         if tracing.TRACER is not None:
@@ -200,6 +203,12 @@ class _Pools:
             max_size=settings.db_pool_size,
             max_age_s=settings.db_pool_recycle_s,
         )
+
+    def _opened(self, *_args: object) -> None:
+        self.opened += 1
+
+    def engine_status(self) -> dict[str, int]:
+        return {**_engine_pool_status(self.engine), "opened": self.opened}
 
     async def dispose(self) -> None:
         await self.read_pool.close()
@@ -346,10 +355,14 @@ class Database:
 
         The same tenant rules as :meth:`unit_of_work`: BEGIN and the
         transaction-local tenant setting go as one round trip, then the
-        caller's statements, then COMMIT when the block succeeds. On any
-        exception the connection is discarded (its state is unknown), which
-        rolls the transaction back. The connection comes from the engine's pool
-        (the one units of work use; the platform role's for ``cross_tenant``).
+        caller's statements, then COMMIT when the block succeeds. A refusal
+        the block raises itself (a :class:`~cardinsa_foundation.errors.CardinsaError`
+        raised between statements, e.g. a rule of the domain) rolls back and
+        keeps the connection, so refused requests cost no reconnects; on any
+        other exception the connection is discarded (its state is unknown),
+        which rolls the transaction back. The connection comes from the
+        engine's pool (the one units of work use; the platform role's for
+        ``cross_tenant``).
         """
         if isinstance(company_id, _CurrentPrincipalCompany):
             company_id = current_company_id()
@@ -357,14 +370,20 @@ class Database:
         if not _CANONICAL_ID.match(tenant):  # normalize_company_id guarantees it
             raise ValueError("not a canonical company id")
         begin = _BEGIN_WITH_TENANT.format(company_id=tenant)
+        refusal: errors.CardinsaError | None = None
         fairy = await self._pools(cross_tenant).engine.raw_connection()
         try:
             connection: Any = fairy.driver_connection
             if tracing.TRACER is not None:
                 connection = tracing.TracedConnection(connection)
             await connection.execute(begin)
-            yield connection
-            await connection.execute("COMMIT")
+            try:
+                yield connection
+            except errors.CardinsaError as exc:
+                refusal = exc
+                await connection.execute("ROLLBACK")
+            else:
+                await connection.execute("COMMIT")
         except BaseException as exc:
             try:
                 fairy.invalidate(exc if isinstance(exc, Exception) else None)
@@ -373,6 +392,8 @@ class Database:
             raise
         finally:
             await greenlet_spawn(fairy.close)
+        if refusal is not None:
+            raise refusal
 
     async def ping(self, timeout_s: float = 2.0) -> float:
         """Round-trip latency in seconds of ``SELECT 1``; raises Unavailable on failure."""
@@ -388,14 +409,14 @@ class Database:
 
     def pool_status(self) -> dict[str, int]:
         """Pool gauges for metrics: configured size, connections in use and idle, overflow."""
-        return _engine_pool_status(self.engine)
+        return self._app.engine_status()
 
     def platform_pool_status(self) -> dict[str, int]:
         """The platform role's engine pool, like :meth:`pool_status` (all zero
         until the first cross-tenant call made it)."""
         if self._platform is None:
-            return {"size": 0, "checked_out": 0, "checked_in": 0, "overflow": 0}
-        return _engine_pool_status(self._platform.engine)
+            return {"size": 0, "checked_out": 0, "checked_in": 0, "overflow": 0, "opened": 0}
+        return self._platform.engine_status()
 
     def read_pool_status(self) -> dict[str, int]:
         """The read pool's gauges (:meth:`read`), like :meth:`pool_status`."""
@@ -441,6 +462,7 @@ class _ReadPool:
         self._idle: list[Any] = []
         self._born: dict[int, float] = {}
         self._size = 0  # connections open or opening, idle or in use
+        self._opened = 0  # connections opened so far
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
 
@@ -460,6 +482,7 @@ class _ReadPool:
                 self._size += 1
                 try:
                     connection = await self._connect()
+                    self._opened += 1
                 except BaseException:
                     self._size -= 1
                     self._wake()
@@ -509,6 +532,7 @@ class _ReadPool:
             "checked_out": self._size - idle,
             "checked_in": idle,
             "overflow": 0,
+            "opened": self._opened,
         }
 
     def _too_old(self, connection: Any) -> bool:

@@ -39,7 +39,7 @@ from prometheus_client import (
     Histogram,
     start_http_server,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -276,12 +276,23 @@ class _PoolCollector(Collector):
     """Asks every registered pool for its numbers when Prometheus scrapes."""
 
     def describe(self) -> Iterable[Metric]:
-        return [GaugeMetricFamily(name, doc, labels=["pool"]) for name, doc, _ in _POOL_GAUGES]
+        return list(self._families().values())
 
-    def collect(self) -> Iterable[Metric]:
-        families = {
+    @staticmethod
+    def _families() -> dict[str, GaugeMetricFamily | CounterMetricFamily]:
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
             key: GaugeMetricFamily(name, doc, labels=["pool"]) for name, doc, key in _POOL_GAUGES
         }
+        families["opened"] = CounterMetricFamily(
+            "db_pool_connections_opened",
+            "Connections the pool has opened. Rising under steady load means churn: "
+            "connections above the pool size are closed when they come back.",
+            labels=["pool"],
+        )
+        return families
+
+    def collect(self) -> Iterable[Metric]:
+        families = self._families()
         with _pools_lock:
             sources = [(name, stack[-1]) for name, stack in _pools.items() if stack]
         for pool_name, source in sources:

@@ -26,10 +26,10 @@ from typing import Final, Generic, TypeVar
 from google.protobuf.message import Message
 from sqlalchemy import TIMESTAMP, BigInteger, Identity, Index, LargeBinary, Text, func
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from cardinsa_foundation.context import current_company_id
+from cardinsa_foundation.row_batch import SupportsAdd
 
 __all__ = [
     "EVENT_TYPE",
@@ -138,7 +138,7 @@ class Outbox(Generic[OutboxRowT]):
 
     def add(
         self,
-        session: AsyncSession,
+        session: SupportsAdd,
         *,
         type: str,
         subject: str,

@@ -368,6 +368,7 @@ async def test_many_concurrent_reads_share_a_small_pool(env: Fixture) -> None:
             "checked_out": 0,
             "checked_in": 2,
             "overflow": 0,
+            "opened": 2,  # 60 reads, two connections: none opened twice
         }
     finally:
         await admin.close()
@@ -437,6 +438,37 @@ async def test_a_failed_transaction_keeps_nothing_and_its_connection_is_dropped(
                 "SELECT current_setting('cardinsa.company_id', true)"
             ) == str(COMPANY_A)
         assert pids[0] != pids[1]
+    finally:
+        await db.dispose()
+
+
+async def test_a_refusal_rolls_back_and_keeps_the_connection(env: Fixture) -> None:
+    """A rule refused between statements (a CardinsaError): nothing written,
+    the refusal reaches the caller as raised, and the next transaction gets the
+    same connection -- refused requests cost no reconnect."""
+    db = env.database(db_pool_size=1, db_max_overflow=0)
+    note = uuid.uuid4()
+    pids: list[int] = []
+    try:
+        with pytest.raises(errors.FailedPrecondition) as refused:
+            async with db.transaction(company_id=COMPANY_A) as connection:
+                pids.append(connection.get_server_pid())
+                await connection.execute(
+                    f'INSERT INTO "{SCHEMA}".notes (id, company_id, body) VALUES ($1, $2, $3)',
+                    note,
+                    COMPANY_A,
+                    "refused",
+                )
+                raise errors.FailedPrecondition("not now", reason="NOT_NOW")
+        assert refused.value.reason == "NOT_NOW"
+        async with db.transaction(company_id=COMPANY_A) as connection:
+            pids.append(connection.get_server_pid())
+            count = await connection.fetchval(
+                f'SELECT count(*) FROM "{SCHEMA}".notes WHERE id = $1', note
+            )
+            assert count == 0
+        assert pids[0] == pids[1]
+        assert db.pool_status()["opened"] == 1
     finally:
         await db.dispose()
 

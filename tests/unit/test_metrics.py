@@ -157,13 +157,19 @@ def test_metrics_are_not_in_the_global_default_registry() -> None:
 def test_pool_collector_reports_registered_pools() -> None:
     register_pool_collector("unit-a", lambda: PoolStats(size=5, checked_out=3, overflow=1))
     register_pool_collector(
-        "unit-b", lambda: {"size": 2, "checked_out": 0, "overflow": 0, "checked_in": 2}
+        "unit-b",
+        lambda: {"size": 2, "checked_out": 0, "overflow": 0, "checked_in": 2, "opened": 7},
     )
     try:
         assert value("db_pool_size", {"pool": "unit-a"}) == 5
         assert value("db_pool_checked_out", {"pool": "unit-a"}) == 3
         assert value("db_pool_overflow", {"pool": "unit-a"}) == 1
         assert value("db_pool_checked_in", {"pool": "unit-b"}) == 2
+        assert value("db_pool_connections_opened_total", {"pool": "unit-b"}) == 7
+        assert (
+            REGISTRY.get_sample_value("db_pool_connections_opened_total", {"pool": "unit-a"})
+            is None
+        )
         # the callback runs at each scrape
         register_pool_collector("unit-a", lambda: PoolStats(size=5, checked_out=4, overflow=2))
         assert value("db_pool_checked_out", {"pool": "unit-a"}) == 4

@@ -44,6 +44,8 @@ def hold(suite: Suite, seed: SeedResult, state_dir: Path, noop_port: int) -> Non
         "noop_port": noop_port,
         "pids": suite.pids(),
         "policy_id": large.in_force_policy,
+        "claim_policy_id": large.claim_policy,
+        "currency": large.currency,
         "token": token,
         "login_emails": [a.email for a in seed.logins],
     }

@@ -43,6 +43,7 @@ from cardinsa_core.repository.claims import (
 from cardinsa_core.repository.models import (
     ClaimAccumulatorRow,
     ClaimRow,
+    CoverageRow,
     PolicyRow,
     PolicyVersionRow,
 )
@@ -56,7 +57,15 @@ from cardinsa_core.repository.policies import (
 from cardinsa_core.repository.products import coverage_of, load_version
 from cardinsa_foundation.errors import FailedPrecondition, FieldViolation, InvalidArgument
 
-__all__ = ["Cover", "benefit_of", "coverage_for", "eligible_version", "load_cover", "settle"]
+__all__ = [
+    "Cover",
+    "benefit_of",
+    "coverage_for",
+    "eligible_from",
+    "eligible_version",
+    "load_cover",
+    "settle",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +91,10 @@ async def coverage_for(session: AsyncSession, policy: PolicyRow, code: str) -> C
         session, policy.company_id, policy.product_id, policy.product_version
     )
     found = next((c for c in version.coverages if c.code == code), None) if version else None
+    return _coverage(found, policy.currency)
+
+
+def _coverage(found: CoverageRow | None, currency: str) -> Coverage:
     if found is None:
         raise InvalidArgument(
             "the policy's product has no such coverage",
@@ -90,22 +103,19 @@ async def coverage_for(session: AsyncSession, policy: PolicyRow, code: str) -> C
                 FieldViolation("claim.coverage_code", "not a coverage of the policy's product")
             ],
         )
-    return coverage_of(found, policy.currency)
+    return coverage_of(found, currency)
 
 
-async def eligible_version(
-    session: AsyncSession, policy: PolicyRow, details: ClaimDetails
-) -> tuple[PolicyVersionRow, Coverage]:
-    """The policy version in effect on the incident date and the claim's
-    coverage, after every check of the cover."""
-    incident = details.incident_date
+def _check_in_force(policy: PolicyRow, incident: date) -> None:
     if policy.delete_time is not None or not policy_of(policy).covers(incident):
         raise FailedPrecondition(
             f"the policy was not in force on {incident.isoformat()}",
             reason="POLICY_NOT_IN_FORCE",
             metadata={"incident_date": incident.isoformat(), "policy_state": policy.state},
         )
-    version = await version_in_effect(session, policy, incident)
+
+
+def _check_insured(version: PolicyVersionRow | None, details: ClaimDetails) -> PolicyVersionRow:
     if version is None:  # pragma: no cover - an activated policy has version 1
         raise FailedPrecondition("the policy has no version", reason="POLICY_NOT_IN_FORCE")
     if not insured_by(version).includes(details.claimant_dependent_id):
@@ -114,7 +124,10 @@ async def eligible_version(
             reason="CLAIMANT_NOT_INSURED",
             metadata={"policy_version": str(version.version)},
         )
-    coverage = await coverage_for(session, policy, details.coverage_code)
+    return version
+
+
+def _check_waiting(policy: PolicyRow, details: ClaimDetails, coverage: Coverage) -> None:
     # A member insured without a break by the policies this one renews has
     # served part of the waiting period already (cover_since, set at renewal).
     member = (
@@ -123,12 +136,41 @@ async def eligible_version(
     since = (policy.cover_since or {}).get(member)
     cover_start = date.fromisoformat(since) if since else policy.effective_date
     waiting_ends = cover_start + timedelta(days=coverage.waiting_period_days)
-    if incident < waiting_ends:
+    if details.incident_date < waiting_ends:
         raise FailedPrecondition(
             f"the coverage's waiting period runs until {waiting_ends.isoformat()}",
             reason="WAITING_PERIOD",
             metadata={"waiting_period_ends": waiting_ends.isoformat()},
         )
+
+
+def eligible_from(
+    policy: PolicyRow,
+    details: ClaimDetails,
+    version: PolicyVersionRow | None,
+    coverage: CoverageRow | None,
+) -> tuple[PolicyVersionRow, Coverage]:
+    """:func:`eligible_version` on rows read already (``version``: the one in
+    effect on the incident date; ``coverage``: the product version's coverage
+    of the claim's code): the same checks, in the same order."""
+    _check_in_force(policy, details.incident_date)
+    found = _check_insured(version, details)
+    cover = _coverage(coverage, policy.currency)
+    _check_waiting(policy, details, cover)
+    return found, cover
+
+
+async def eligible_version(
+    session: AsyncSession, policy: PolicyRow, details: ClaimDetails
+) -> tuple[PolicyVersionRow, Coverage]:
+    """The policy version in effect on the incident date and the claim's
+    coverage, after every check of the cover."""
+    _check_in_force(policy, details.incident_date)
+    version = _check_insured(
+        await version_in_effect(session, policy, details.incident_date), details
+    )
+    coverage = await coverage_for(session, policy, details.coverage_code)
+    _check_waiting(policy, details, coverage)
     return version, coverage
 
 

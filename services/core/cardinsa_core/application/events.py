@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_core.repository.billing import PaymentView
 from cardinsa_core.repository.models import ClaimRow, DocumentRow, InvoiceRow, PolicyRow
+from cardinsa_foundation.row_batch import SupportsAdd
 
 __all__ = ["EventSink"]
 
@@ -28,7 +29,7 @@ class EventSink(Protocol):
         """Record that ``row`` (as it is now) went through ``transition``."""
 
     def claim_changed(
-        self, session: AsyncSession, row: ClaimRow, *, action: str, from_state: str | None
+        self, session: SupportsAdd, row: ClaimRow, *, action: str, from_state: str | None
     ) -> None:
         """Record that ``row`` (as it is now) went through ``action``."""
 

@@ -23,6 +23,7 @@ from cardinsa_core.repository.models import (
     PolicyRow,
 )
 from cardinsa_foundation.outbox import Outbox, event_type
+from cardinsa_foundation.row_batch import SupportsAdd
 
 __all__ = ["OutboxEvents", "core_events"]
 
@@ -51,7 +52,7 @@ class OutboxEvents:
         )
 
     def claim_changed(
-        self, session: AsyncSession, row: ClaimRow, *, action: str, from_state: str | None
+        self, session: SupportsAdd, row: ClaimRow, *, action: str, from_state: str | None
     ) -> None:
         payload = events_pb2.ClaimEvent(
             claim=claim_to_proto(row), transition=action, from_state=enum_out(from_state)
