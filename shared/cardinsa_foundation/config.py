@@ -109,8 +109,14 @@ class Settings(BaseSettings):
     # The platform role's URL (cross-tenant code paths only); default: the
     # database URL with the user cardinsa_platform and no password.
     database_platform_url: SecretStr | None = None
-    db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=10, ge=0)
+    # The units of work's pool: connections are opened on demand and kept. An
+    # overflow connection is closed when it comes back, so under steady load a
+    # pool with overflow opens and closes connections all the time (measured:
+    # 85 of them in 3 000 CreateClaim calls); the default keeps all 20.
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=0, ge=0)
+    # The hot reads' pool (Database.read), besides the units of work's.
+    db_read_pool_size: int = Field(default=10, ge=1)
     db_pool_timeout_s: float = Field(default=10.0, gt=0)
     db_pool_recycle_s: int = Field(default=1800, ge=-1)
     db_pool_pre_ping: bool = True

@@ -200,7 +200,7 @@ class _Pools:
         )
         self.read_pool = _ReadPool(
             functools.partial(_connect_reader, url, settings, application_name),
-            max_size=settings.db_pool_size,
+            max_size=settings.db_read_pool_size,
             max_age_s=settings.db_pool_recycle_s,
         )
 
@@ -311,7 +311,7 @@ class Database:
         outlives it. Each query therefore sees its own snapshot: use a unit of
         work when several reads must agree. Queries are :class:`ReadQuery`
         objects, run as prepared statements on a connection of the read pool
-        (:class:`_ReadPool`: asyncpg, read-only sessions, up to ``db_pool_size``
+        (:class:`_ReadPool`: asyncpg, read-only sessions, up to ``db_read_pool_size``
         connections besides the engine's; the platform role has its own). A
         connection whose query failed in any way is closed, never reused.
         """
@@ -435,7 +435,8 @@ def _engine_pool_status(engine: AsyncEngine) -> dict[str, int]:
         "size": int(pool.size()),
         "checked_out": int(pool.checkedout()),
         "checked_in": int(pool.checkedin()),
-        "overflow": int(pool.overflow()),
+        # QueuePool counts its overflow from -size; only connections above it count.
+        "overflow": max(0, int(pool.overflow())),
     }
 
 

@@ -92,7 +92,7 @@ class ServiceHost:
         self._on_drain: list[Callable[[], None]] = []
         self.db = Database(database_url, settings, application_name=name)
         self.on_close(self.db.dispose)
-        self.watch_pool(name, partial(metrics.PoolStats.from_pool, self.db.engine.pool))
+        self.watch_pool(name, self.db.pool_status)
 
     # ------------------------------------------------------------ lifecycle
 
