@@ -44,6 +44,7 @@ log call, so nothing changes for it.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import functools
 import json as _json
@@ -458,18 +459,77 @@ class TextFormatter(logging.Formatter):
 
 
 class _CardinsaHandler(logging.StreamHandler[TextIO]):
-    """Marks the handler `configure_logging` owns, so a second call replaces it."""
+    """The handler `configure_logging` owns (a second call replaces it).
+
+    Access lines (`write_line`) written while an event loop runs are collected
+    and written together at the end of the loop's current turn, one write and
+    flush for all the calls that ended in it, instead of one each (under load
+    many calls end per turn; the per-line write was ~7 % of a GetPolicy's
+    server CPU). Nothing waits on a timer: the lines reach the stream before
+    the loop does anything else, and every other record, a write from a thread
+    without a loop, a full batch and closing the handler flush them first, so
+    the order of lines is kept.
+    """
+
+    _BATCH: int = 256
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+        self._flush_loop: asyncio.AbstractEventLoop | None = None
 
     def write_line(self, line: str) -> None:
         """Write one formatted line, as `emit` does with a formatted record."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
         self.acquire()
         try:
-            self.stream.write(line + self.terminator)
-            self.flush()
+            self._pending.append(line)
+            scheduled = self._flush_loop
+            if loop is None or len(self._pending) >= self._BATCH:
+                self._write_pending()
+            elif scheduled is None:
+                self._flush_loop = loop
+                loop.call_soon(self._flush_soon)
+            elif scheduled is not loop or scheduled.is_closed():
+                self._write_pending()  # another loop's turn would come too late
         except Exception:
             self.handleError(logging.makeLogRecord({"msg": line}))
         finally:
             self.release()
+
+    def _flush_soon(self) -> None:
+        self.acquire()
+        try:
+            self._write_pending()
+        except Exception:
+            self.handleError(logging.makeLogRecord({"msg": "access lines"}))
+        finally:
+            self.release()
+
+    def _write_pending(self) -> None:
+        """With the lock held: every pending line, then flush the stream."""
+        self._flush_loop = None
+        if self._pending:
+            lines, self._pending = self._pending, []
+            self.stream.write(self.terminator.join(lines) + self.terminator)
+        super().flush()
+
+    def flush(self) -> None:
+        """The pending lines too (logging's shutdown flushes every handler)."""
+        self.acquire()
+        try:
+            if self.stream is not None and not getattr(self.stream, "closed", False):
+                self._write_pending()
+        finally:
+            self.release()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._pending:
+            self.flush()
+        super().emit(record)
 
 
 def _sole_json_handler(logger: logging.Logger, level: int) -> _CardinsaHandler | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import io
 import json
@@ -21,7 +22,13 @@ from cardinsa_foundation.context import (
     principal_var,
     request_id_var,
 )
-from cardinsa_foundation.logging import REDACTED, configure_logging, redact, redact_text
+from cardinsa_foundation.logging import (
+    REDACTED,
+    AccessLogger,
+    configure_logging,
+    redact,
+    redact_text,
+)
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
@@ -359,3 +366,62 @@ def test_access_lines_are_all_written_and_clean(
         ("OK", 1.25, "ipv4:10.0.0.1:5555")
     }
     assert REDACTED not in out.getvalue()
+
+
+class _CountingBuffer(io.StringIO):
+    """A stream that counts its writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_access_lines_of_one_loop_turn_are_written_together_and_in_order(
+    in_request: None,
+) -> None:
+    """Lines of calls that end in one turn of the event loop reach the stream
+    in one write at the end of that turn; a record logged the usual way after
+    them comes after them; outside a loop each line is written at once."""
+    root = logging.getLogger()
+    saved = list(root.handlers)
+    for handler in saved:  # pytest's capture: the JSON handler must be the only one
+        root.removeHandler(handler)
+    out = _CountingBuffer()
+    configure_logging("INFO", True, "test-svc", stream=out)
+    access = AccessLogger("cardinsa.access")
+    try:
+        access.log(logging.INFO, "rpc", {"n": 0})  # no loop: at once
+        assert [line["n"] for line in lines(out)] == [0]
+
+        async def turn() -> tuple[int, int]:
+            for n in range(1, 51):
+                access.log(logging.INFO, "rpc", {"n": n})
+            held = len(out.getvalue().splitlines())
+            await asyncio.sleep(0)  # the loop's turn ends
+            return held, out.writes
+
+        writes_before = out.writes
+        held, writes_after = asyncio.run(turn())
+        assert held == 1  # nothing of the turn was written during it
+        assert writes_after - writes_before == 1
+        assert [line["n"] for line in lines(out)] == list(range(51))
+
+        async def then_an_error() -> None:
+            access.log(logging.INFO, "rpc", {"n": 51})
+            logging.getLogger("cardinsa.test").error("after the access line")
+
+        asyncio.run(then_an_error())
+        written = lines(out)
+        assert written[-2].get("n") == 51
+        assert written[-1]["message"] == "after the access line"
+    finally:
+        for handler in list(root.handlers):
+            if handler not in saved:
+                root.removeHandler(handler)
+        for handler in saved:
+            if handler not in root.handlers:
+                root.addHandler(handler)

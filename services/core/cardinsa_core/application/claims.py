@@ -426,11 +426,12 @@ class ClaimUseCases:
             before = claim_of(row)
             outcome = await apply(session, row, before)
             after = outcome.claim
+            # The row first, so the flush of the accumulators writes it once.
+            changed = apply_claim(row, after) + outcome.changed
+            row.update_time = datetime.now(UTC)
             if after.consumption != before.consumption:
                 cover = outcome.cover or await load_cover(session, row, after.details, check=False)
                 await settle(session, cover, row.currency, before.consumption, after.consumption)
-            changed = apply_claim(row, after) + outcome.changed
-            row.update_time = datetime.now(UTC)
             await session.flush()
             await self._log(
                 session,
