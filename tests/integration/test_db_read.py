@@ -197,7 +197,7 @@ async def test_the_tenant_defaults_to_the_principals_company(env: Fixture) -> No
 async def test_nothing_outlives_the_statement_and_sessions_are_read_only(env: Fixture) -> None:
     """The tenant is transaction-local to the one statement: the pooled
     connection that ran it carries no tenant afterwards."""
-    db = env.database(db_pool_size=1)
+    db = env.database(db_read_pool_size=1)
     try:
         async with db.read(company_id=COMPANY_A, cross_tenant=True) as reader:
             assert await reader.one(GET_NOTE, id=env.a_note) is not None
@@ -215,7 +215,7 @@ async def test_nothing_outlives_the_statement_and_sessions_are_read_only(env: Fi
 
 
 async def test_a_cancelled_read_never_returns_its_connection_to_the_pool(env: Fixture) -> None:
-    db = env.database(db_pool_size=1)
+    db = env.database(db_read_pool_size=1)
     pids: list[int] = []
     try:
 
@@ -235,7 +235,7 @@ async def test_a_cancelled_read_never_returns_its_connection_to_the_pool(env: Fi
 
 
 async def test_an_exhausted_read_pool_answers_unavailable(env: Fixture) -> None:
-    db = env.database(db_pool_size=1, db_pool_timeout_s=0.2)
+    db = env.database(db_read_pool_size=1, db_pool_timeout_s=0.2)
     try:
         async with db.read(company_id=COMPANY_A):
             with pytest.raises(errors.Unavailable) as caught:
@@ -251,7 +251,7 @@ async def test_a_database_error_drops_the_connection_and_maps_cleanly(env: Fixtu
     UNAVAILABLE, not INTERNAL; its connection is closed (its protocol state is
     not known to be idle: a server shutting down fails a statement the same
     way) and the next read gets a new one."""
-    db = env.database(db_pool_size=1, db_statement_timeout_ms=100)
+    db = env.database(db_read_pool_size=1, db_statement_timeout_ms=100)
     pids: list[int] = []
     try:
         with pytest.raises(asyncpg.QueryCanceledError) as caught:
@@ -341,7 +341,7 @@ def test_read_function_ddl_refuses_odd_names() -> None:
 async def test_many_concurrent_reads_share_a_small_pool(env: Fixture) -> None:
     """Callers beyond the pool's size wait for a free connection (none is opened
     beyond it) and each still reads its own tenant's rows."""
-    db = env.database(db_pool_size=2)
+    db = env.database(db_read_pool_size=2)
     admin = await asyncpg.connect(to_libpq_url(env.admin_url))
 
     peak = 0
@@ -480,7 +480,7 @@ async def test_a_connection_the_server_ended_while_idle_is_unavailable_never_int
     the server's notice (57P01) but not yet its end of stream is taken for the
     next read. That read must be UNAVAILABLE (or succeed on a new connection),
     never INTERNAL, and the connection must not be handed on."""
-    db = env.database(db_pool_size=1)
+    db = env.database(db_read_pool_size=1)
     admin = await asyncpg.connect(to_libpq_url(env.admin_url))
     outcomes: set[str] = set()
     try:
