@@ -92,6 +92,14 @@ class Profile:
     #: The growth benchmark: one company per size (policies), seeded once and
     #: kept; the mixed workload runs against each.
     growth_sizes: tuple[int, ...]
+    #: The mixed workload's and growth rows' least number of measured calls
+    #: (more than rate x seconds when that is small: p99.9 and the CPU per call
+    #: of a few hundred calls mean little).
+    mixed_min_calls: int
+    #: Rounds of the growth benchmark (every size once per round, the order
+    #: reversed every other round); a size's row is its round with the least
+    #: server CPU per call (other load on the machine only ever adds to it).
+    growth_rounds: int
     connections: int = 50
     streams: int = 10
     #: Calls in flight per connection for BindPolicy, the mixed workload and the
@@ -120,6 +128,8 @@ FULL = Profile(
     bind_policies=5_000,
     mixed_approvals=1_000,
     growth_sizes=(10_000, 100_000, 1_000_000),
+    mixed_min_calls=3_000,
+    growth_rounds=2,
 )
 QUICK = Profile(
     name="quick",
@@ -140,6 +150,8 @@ QUICK = Profile(
     bind_policies=1_500,
     mixed_approvals=600,
     growth_sizes=(1_000, 2_000, 4_000),
+    mixed_min_calls=200,
+    growth_rounds=1,
 )
 
 

@@ -594,9 +594,10 @@ class Bench:
     def mixed_scenario(self, key: str, scenario: str, companies: Sequence[CompanySeed]) -> Row:
         """The mixed workload over ``companies`` (see mixed_calls), each call as
         its company's admin, with the grpc.aio client (load.run_calls), 50
-        connections x write_streams: a timed warm-up (rate estimate) on the first calls, then
-        exactly rate x seconds more; errors from the servers' counters of every
-        method called, summed."""
+        connections x write_streams: a timed warm-up (rate estimate) on the
+        first calls, then exactly rate x seconds more (at least
+        mixed_min_calls); errors from the servers' counters of every method
+        called, summed."""
         p = self.profile
         core, metrics = (
             self.suite.endpoints.grpc("core"),
@@ -608,7 +609,9 @@ class Bench:
         )
         shape = {"connections": p.connections, "streams": p.write_streams}
         warm = run_calls(core, calls, seconds=p.warmup_seconds, **shape)
-        wanted = max(shape["connections"] * shape["streams"], int(warm.rate * p.seconds))
+        wanted = max(
+            shape["connections"] * shape["streams"], p.mixed_min_calls, int(warm.rate * p.seconds)
+        )
         measure = calls[warm.requests : warm.requests + wanted]
         notes = [f"warm-up: {warm.detail}"] if warm.detail else []
         if len(measure) < wanted:
@@ -753,22 +756,47 @@ class Bench:
 
     def growth(self) -> None:
         """The mixed workload against each growth company alone (one per size,
-        smallest first), then the largest against the smallest: server CPU per
-        call (core + PostgreSQL) and req/s."""
+        smallest first; growth_rounds rounds, every other one largest first,
+        and per size the round of least server CPU per call), then the largest
+        against the smallest: server CPU per call (core + PostgreSQL) and req/s."""
+
+        def server_cpu(row: Row) -> float:
+            if row.cpu_us is None:
+                return float("inf")
+            return row.cpu_us + (row.pg_cpu_us or 0)
+
+        measured_rows: dict[int, list[Row]] = {}
+        for round_ in range(self.profile.growth_rounds):
+            order = self.seed.growth if round_ % 2 == 0 else self.seed.growth[::-1]
+            for company in order:
+                say(f"growth round {round_ + 1}: {company.policies:,} policies")
+                row = self.mixed_scenario(
+                    f"growth_{company.policies}",
+                    f"growth: mixed 80/20, one company of {company.policies:,} policies",
+                    [company],
+                )
+                measured_rows.setdefault(company.index, []).append(row)
         rows = []
         for company in self.seed.growth:
-            rows.append(
-                self.add(
-                    self.mixed_scenario(
-                        f"growth_{company.policies}",
-                        f"growth: mixed 80/20, one company of {company.policies:,} policies",
-                        [company],
-                    )
-                )
-            )
-        for row in rows:
+            runs = measured_rows[company.index]
+            row = min(runs, key=server_cpu)
+            errors = [r.errors for r in runs]
             row.target = "zero errors"
-            row.holds = row.errors == 0
+            row.holds = all(e == 0 for e in errors)
+            if len(runs) > 1:
+                row.errors = None if None in errors else sum(e or 0 for e in errors)
+                row.note = "; ".join(
+                    [
+                        row.note,
+                        f"round {runs.index(row) + 1} of {len(runs)} (least server CPU per "
+                        "call); every round: "
+                        + ", ".join(
+                            f"{server_cpu(r):,.0f} µs/call {r.rate or 0:,.0f} req/s" for r in runs
+                        )
+                        + f"; errors over all rounds: {row.errors}",
+                    ]
+                )
+            rows.append(self.add(row))
         if len(rows) < 2:
             return
         small, large = rows[0], rows[-1]
