@@ -43,8 +43,10 @@ the benchmark itself, so per company one product, one policyholder, one
 policy in force, one quoted policy and one submitted claim are created through
 the API (the real rows, audit events and counters), and the bulk is copied from
 those templates in SQL (INSERT ... SELECT: the rows are made inside the
-server, nothing crosses the connection; COPY from the client was measured no
-faster, see the runbook), as the owner role, one transaction per 100 000
+server and nothing crosses the connection; COPY from the client, asyncpg's
+``copy_records_to_table`` with the rows made in Python, was measured slower:
+100 000 policyholders in 2.8-3.3 s against 2.2-2.6 s, the indexes and the
+WAL being most of both), as the owner role, one transaction per 100 000
 policies with the company set as the row-level-security tenant
 (``cardinsa.company_id``), a progress line per transaction for a larger
 company: every row carries its ``company_id``, references stay inside the
@@ -55,8 +57,10 @@ transaction. A company's policies were created 5 minutes apart (closer for a
 large one: all within 250 days, so that they are still in force). One audit
 event per company and transaction (``bench.seed``) records the bulk load; the
 copies have no audit events of their own. From scratch, the full profile
-seeds in about {FULL_SEED} on the 2 shared cores of the reference machine
-(the 1 000 000-policy company most of it); a second run finds it there.
+seeded in 9 minutes (540 s, 440 s of them the 1 000 000-policy company) on 2
+cores that others kept busy, and the whole `make bench` took 13.5 minutes;
+a second run finds the data there (seeded in 20 s: the top-ups) and takes
+about 7 minutes.
 
 Scenarios (ratios are measured in the same run, on the same machine):
 
