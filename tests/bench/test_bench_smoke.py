@@ -13,6 +13,7 @@ also checked without any load, on recorded tool output.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -26,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from cardinsa_foundation.config import PROJECT_ROOT
-from cardinsa_tools.bench import load, profiles, verification
+from cardinsa_tools.bench import load, profiles, seed, verification
 
 RUN_TIMEOUT_S = 420
 
@@ -98,6 +99,40 @@ def test_company_sizes_add_up() -> None:
         assert sum(p for p, _ in sizes) == profile.policies
         assert sum(c for _, c in sizes) == profile.claims
     assert profiles.FULL.policies >= 100_000 and profiles.FULL.claims >= 20_000
+
+
+def test_a_load_of_several_methods_is_verified_method_by_method() -> None:
+    def counts(method: str, **codes: int) -> dict[tuple[str, str, str, str], float]:
+        return {
+            ("grpc_server_handled_total", "pkg.Svc", method, code): float(n)
+            for code, n in codes.items()
+        }
+
+    mixed = load.Load(
+        "grpc.aio", 30, 1.0, 30.0, None, None, 1, 50, True,
+        per_path={"/pkg.Svc/Get": (20, 0), "/pkg.Svc/Put": (10, 1)},
+    )  # fmt: skip
+    before = {**counts("Get", OK=5), **counts("Put", OK=5)}
+    # Get: 20 OK. Put: 9 OK, and the one the client saw fail was ABORTED.
+    after = {**counts("Get", OK=25), **counts("Put", OK=14, ABORTED=1)}
+    check = verification.verify_calls(before, after, mixed)
+    assert (check.server_ok, check.errors, check.server_codes) == (29, 1, {"Put:ABORTED": 1})
+    # The server counted one Get fewer than the client saw answered: an error too.
+    after = {**counts("Get", OK=24), **counts("Put", OK=14, ABORTED=1)}
+    assert verification.verify_calls(before, after, mixed).errors == 2
+
+
+def test_seed_chunks_add_up_from_any_chunk_on() -> None:
+    copies, claims = 1_000_000 - 2, 200_000 - 1
+    plan = seed.chunks(copies, claims)
+    assert len(plan) == -(-copies // profiles.SEED_CHUNK)
+    assert sum(chunk for _, chunk, _, _ in plan) == copies
+    assert sum(n for _, _, _, n in plan) == claims
+    for (first, chunk, claim_first, n), following in itertools.pairwise(plan):
+        assert (following[0], following[2]) == (first + chunk, claim_first + n)
+    # An interrupted run goes on from a whole chunk with the same chunks.
+    assert seed.chunks(copies, claims, plan[3][0]) == plan[3:]
+    assert seed.chunks(398, 59) == [(0, 398, 0, 59)]
 
 
 # ------------------------------------------------------------------ a real run
@@ -182,6 +217,10 @@ def test_quick_bench_prints_the_table_writes_json_and_verifies_errors() -> None:
             "ListPolicies",
             "CreateClaim gRPC",
             "ApproveClaim gRPC",
+            "BindPolicy gRPC",
+            "mixed 80/20 reads/writes gRPC",
+            "growth: mixed 80/20",
+            "growth: server CPU µs/call",
             "control: GetPolicy of an unknown id",
             "argon2id verify alone",
             "Login gRPC",
@@ -224,6 +263,31 @@ def test_quick_bench_prints_the_table_writes_json_and_verifies_errors() -> None:
         assert approve["errors"] == 0 and approve["holds"] is True
         assert "ran out of claims" not in approve["note"]
         assert figures["data"]["claims_under_review"] == profiles.QUICK.approve_claims
+        # BindPolicy bound another quoted policy with every call: the server
+        # counted every one OK, and SQL shows each sent BOUND or IN_FORCE with its
+        # premium transaction and invoices.
+        bind = rows["grpc_bind_policy"]
+        assert bind["baseline"] == "noop" and bind["ratio"] is not None
+        assert bind["requests"] > 0 and bind["server_ok"] == bind["requests"]
+        assert bind["errors"] == 0 and bind["holds"] is True, bind["note"]
+        assert "ran out of quoted policies" not in bind["note"]
+        assert figures["data"]["quoted_for_bind"] == profiles.QUICK.bind_policies
+        # The mixed workload and the growth rows: every call of every method
+        # counted OK on the server, latencies to p99.9, core and PostgreSQL CPU.
+        growth = [f"growth_{n}" for n in profiles.QUICK.growth_sizes]
+        for key in ("grpc_mixed", *growth):
+            row = rows[key]
+            assert row["requests"] > 0 and row["server_ok"] == row["requests"], key
+            assert row["errors"] == 0 and row["holds"] is True, (key, row["note"])
+            assert row["p999_ms"] is not None and row["pg_cpu_us"] is not None, key
+            assert "ran out" not in row["note"], key
+            for method in ("GetPolicy", "ListPolicies", "GetClaim", "CreateClaim", "ApproveClaim"):
+                assert method in row["note"], (key, method)
+        flat = rows["growth_flat"]
+        assert flat["baseline"] == growth[0] and flat["ratio"] is not None
+        sizes = [g["policies"] for g in figures["data"]["growth_companies"]]
+        assert sizes == list(profiles.QUICK.growth_sizes)
+        assert figures["data"]["counts"]["growth_policies"] >= sum(sizes)
         # The revocation check's cost against GetPolicy's CPU per call (timed alone).
         check = rows["revocation_check"]
         assert check["cpu_us"] > 0 and check["ratio"] is not None

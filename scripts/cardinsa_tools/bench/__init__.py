@@ -12,16 +12,27 @@ What it does, in order:
    for --quick; kept between runs, ``--fresh`` starts over), or with
    ``--use-running`` uses the suite `make up` runs (same ``CARDINSA_*`` settings);
 3. seeds realistic data unless it is already there: 12 companies (registered
-   with the company service), an admin per company and login accounts
-   (identity), and in the core service 100 000 policies (one large company with
-   30 000, so that page 1 000 of a filtered list exists), as many policyholders,
-   the policies' versions and status logs, and 20 000 claims with their logs;
-   then, every run, it tops up the claims under review that ApproveClaim
-   approves (10 000; 2 500 for --quick) in SQL, as the API leaves them after
-   create, submit and review by the company's claims adjuster
-   (``bench-adjuster-00``): numbered from the company's counter, with the
-   benefit the review estimates (claims of 100.00-140.00, the bench product's
-   20 % co-insurance: payable 80 %) and their three log entries;
+   with the company service), an admin and a claims adjuster per company and
+   login accounts (identity), and in the core service 100 000 policies (one
+   large company with 30 000, so that page 1 000 of a filtered list exists),
+   as many policyholders, the policies' versions and status logs, and 20 000
+   claims with their logs; and the growth benchmark's companies, one per size
+   (10 000, 100 000 and 1 000 000 policies, a claim per 5 policies; --quick:
+   1 000, 2 000, 4 000), seeded once and kept like the rest. Then, every run,
+   it tops up in SQL the claims under review that ApproveClaim approves
+   (10 000 of company 0; 2 500 for --quick) and those the mixed workload
+   approves (1 000 per company, the growth companies too; 600 for --quick),
+   as the API leaves them after create, submit and review by the company's
+   claims adjuster (``bench-adjuster-NN``): numbered from the company's
+   counter, with the benefit the review estimates (claims of 100.00-140.00,
+   the bench product's 20 % co-insurance: payable 80 %) and their three log
+   entries; and the quoted policies BindPolicy binds (5 000 of company 0;
+   1 500 for --quick), as the API leaves them after create and quote: copies
+   of the company's quoted template (product version, premium, its rating as
+   ``premium_breakdown``, sum insured, payment frequency; no underwriting
+   issue open), each with a policyholder of its own, effective today for 12
+   months, and their two log entries; those left from an earlier run start
+   today again (bind refuses a start further back than the company allows);
 4. loads it (scenarios below) and verifies every call on the server side;
 5. prints one table and writes the same figures as JSON to
    ``.data/bench/<timestamp>-full.json`` (``--output-dir``) for comparing runs.
@@ -31,13 +42,25 @@ Seeding bypasses the API on purpose. Creating 100 000 policies through the API
 the benchmark itself, so per company one product, one policyholder, one
 policy in force, one quoted policy and one submitted claim are created through
 the API (the real rows, audit events and counters), and the bulk is copied from
-those templates in SQL, as the owner role, one transaction per company with
-that company set as the row-level-security tenant (``cardinsa.company_id``):
-every row carries its ``company_id``, references stay inside the company,
-policy and claim numbers are gap-free and the counters hold the last number
-handed out, so the API keeps numbering where the seed stopped (checked after
-seeding, every run). One audit event per company (``bench.seed``) records the
-bulk load; the copies have no audit events of their own.
+those templates in SQL (INSERT ... SELECT: the rows are made inside the
+server and nothing crosses the connection; COPY from the client, asyncpg's
+``copy_records_to_table`` with the rows made in Python, was measured slower:
+100 000 policyholders in 2.8-3.3 s against 2.2-2.6 s, the indexes and the
+WAL being most of both), as the owner role, one transaction per 100 000
+policies with the company set as the row-level-security tenant
+(``cardinsa.company_id``), a progress line per transaction for a larger
+company: every row carries its ``company_id``, references stay inside the
+company, policy and claim numbers are gap-free and the counters hold the last
+number handed out, so the API keeps numbering where the seed stopped (checked
+after seeding, every run). An interrupted seed goes on from its last whole
+transaction. A company's policies were created 5 minutes apart (closer for a
+large one: all within 250 days, so that they are still in force). One audit
+event per company and transaction (``bench.seed``) records the bulk load; the
+copies have no audit events of their own. From scratch, the full profile
+seeded in 9 minutes (540 s, 440 s of them the 1 000 000-policy company) on 2
+cores that others kept busy, and the whole `make bench` took 13.5 minutes;
+a second run finds the data there (seeded in 20 s: the top-ups) and takes
+about 7 minutes.
 
 Scenarios (ratios are measured in the same run, on the same machine):
 
@@ -71,6 +94,29 @@ Scenarios (ratios are measured in the same run, on the same machine):
   timed warm-up, then exactly rate x seconds calls, verified on the server
   like the others. The row's note gives that client's own rate against noop
   (its ceiling, far above an approval's rate);
+- BindPolicy, reported against noop (no target yet): each call binds
+  another quoted policy (topped up, above) as the company's admin -- the
+  product on sale, the policyholder, the underwriting check, the next policy
+  number (the company's counter row locked), the version row, the NEW premium
+  transaction and the invoices of the payment plan, the status log (bind,
+  then activate: the policies start today), audit and outbox events, one
+  transaction. Loaded like ApproveClaim but with 50 x 2 calls in flight
+  (``write_streams``: 500 queue past the connection pool's 10 s timeout when
+  a write takes tens of ms on a busy machine, and the server answers
+  UNAVAILABLE); afterwards every policy it was sent, warm-up included, must
+  be BOUND or IN_FORCE in SQL with its policy number, its premium
+  transaction and invoices;
+- the mixed workload, reported against noop (no target yet; zero errors):
+  80 % reads, 20 % writes over policies and claims of all 12 companies, each
+  call as its company's admin, per block of 10 calls (shuffled): 4 GetPolicy
+  of a random policy in force, 2 ListPolicies (first page of 20, no
+  filter), 2 GetClaim of a random claim, 1 CreateClaim (on a random policy
+  in force) and 1 ApproveClaim of the next claim under review (the company's
+  at random; random ids from 2 000 of each company's, read in SQL when the
+  row starts). The grpc.aio client of several methods (``load.run_calls``),
+  50 x 2 in flight, a timed warm-up, then rate x seconds calls; throughput,
+  p50/p99/p99.9 latency, and errors from ``grpc_server_handled_total`` of
+  every method called, summed;
 - 1 000 concurrent connections through the gateway (REST GetPolicy, wrk) for
   30 s: zero errors;
 - Login over gRPC (one account per connection) against what argon2id
@@ -87,8 +133,20 @@ Scenarios (ratios are measured in the same run, on the same machine):
   in this process, against the GetPolicy's CPU per call from the same run:
   target ≤ 2 % (``tracing_off_hooks_us``).
 
+The growth benchmark, in the full profile after the main scenarios and the
+peak memory (the rows ``growth: ...``): the same mixed workload against each
+growth company alone (10 000, 100 000 and 1 000 000 policies; 1 000, 2 000
+and 4 000 for --quick, which covers the code path), as its admin, then a
+row setting the largest against the smallest: server CPU per call (core and
+PostgreSQL) at most 1.20 times (flat within 20 %), req/s of each in the note.
+The companies share the tables with the rest (the per-tenant size grows,
+the whole table holds them all); one company per size, so that a run with
+the kept data measures every size again without seeding.
+
 Besides req/s, each scenario reports the CPU time the serving processes used per
-call (``CPU µs/call``, from /proc: the service's workers, plus Envoy for REST).
+call (``CPU µs/call``, from /proc: the service's workers, plus Envoy for REST,
+plus PostgreSQL -- the postmaster's children but autovacuum -- for
+BindPolicy, ApproveClaim, the mixed and the growth rows).
 It moves far less than req/s when something else runs on the machine, so it is
 the figure to compare between runs of one change; ``--hold`` starts and seeds
 the suite and waits, for profiling a process under load (py-spy).

@@ -150,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench = Bench(suite, seed, profile, Path(work), noop)
             bench.run()
             bench.memory()
+            bench.growth()
         busy_after = machine_busy()
         figures = Figures(
             profile, started, suite, seed, list(bench.rows.values()), busy_before, busy_after

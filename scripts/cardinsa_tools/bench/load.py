@@ -37,6 +37,9 @@ class Load:
     exact: bool  # a fixed number of requests (h2load -n): every one was answered
     command: str = ""
     detail: str = ""  # the client's own error report, when it has errors
+    p999_ms: float | None = None
+    #: The mixed client's calls per method path: (answered, client errors).
+    per_path: dict[str, tuple[int, int]] | None = None
 
 
 _H2_FINISHED = re.compile(r"finished in ([0-9.]+)(ms|s|us)?, ([0-9.]+) req/s")
@@ -243,6 +246,10 @@ def gateway_failures(access_log: Path, offset: int | None) -> str:
     return ", ".join(f"gateway logged {n} x {key}" for key, n in sorted(found.items()))
 
 
+#: One call of a mixed load: method path, serialized request, metadata.
+Call = tuple[str, bytes, tuple[tuple[str, str], ...]]
+
+
 def run_distinct_calls(
     address: str,
     path: str,
@@ -260,12 +267,31 @@ def run_distinct_calls(
     starts after that time (a warm-up); otherwise every body is sent. The bodies
     sent are the first ``requests`` of the Load. Every call's status is seen
     here: the failures are the client's errors."""
+    md = tuple(metadata)
+    return run_calls(
+        address,
+        [(path, body, md) for body in bodies],
+        connections=connections,
+        streams=streams,
+        seconds=seconds,
+    )
+
+
+def run_calls(
+    address: str,
+    calls: Sequence[Call],
+    *,
+    connections: int,
+    streams: int,
+    seconds: float | None = None,
+) -> Load:
+    """run_distinct_calls for calls of any methods and callers (the mixed
+    workload): each call once, in order, its own path and metadata; the Load
+    also counts the calls per path (``per_path``) for the server-side check."""
     return asyncio.run(
         _distinct_calls(
             address,
-            path,
-            bodies,
-            metadata,
+            calls,
             connections=connections,
             streams=streams,
             seconds=seconds,
@@ -275,9 +301,7 @@ def run_distinct_calls(
 
 async def _distinct_calls(
     address: str,
-    path: str,
-    bodies: Sequence[bytes],
-    metadata: Sequence[tuple[str, str]],
+    calls: Sequence[Call],
     *,
     connections: int,
     streams: int,
@@ -292,6 +316,7 @@ async def _distinct_calls(
     taken = 0
     durations: list[float] = []
     failures: dict[str, int] = {}
+    per_path: dict[str, list[int]] = {}
     try:
         await asyncio.gather(*(channel.channel_ready() for channel in channels))
         started = time.perf_counter()
@@ -299,18 +324,24 @@ async def _distinct_calls(
 
         async def stream(channel: Any) -> None:
             nonlocal taken
-            call = channel.unary_unary(path)  # bytes in, bytes out
-            while taken < len(bodies):
+            methods: dict[str, Any] = {}
+            while taken < len(calls):
                 if deadline is not None and time.perf_counter() > deadline:
                     return
-                body, taken = bodies[taken], taken + 1
+                (path, body, metadata), taken = calls[taken], taken + 1
+                call = methods.get(path)
+                if call is None:
+                    call = methods[path] = channel.unary_unary(path)  # bytes in, bytes out
+                counts = per_path.setdefault(path, [0, 0])
                 t0 = time.perf_counter()
                 try:
-                    await call(body, metadata=tuple(metadata), timeout=60)
+                    await call(body, metadata=metadata, timeout=60)
                 except grpc.aio.AioRpcError as error:
                     code = error.code().name
                     failures[code] = failures.get(code, 0) + 1
+                    counts[1] += 1
                 durations.append(time.perf_counter() - t0)
+                counts[0] += 1
 
         await asyncio.gather(*(stream(c) for c in channels for _ in range(streams)))
         elapsed = time.perf_counter() - started
@@ -324,6 +355,8 @@ async def _distinct_calls(
         return durations[min(len(durations) - 1, math.ceil(q * len(durations)) - 1)] * 1000
 
     done = len(durations)
+    paths = sorted(per_path)
+    what = paths[0].rsplit("/", 1)[-1] if len(paths) == 1 else f"{len(paths)} methods"
     return Load(
         "grpc.aio",
         done,
@@ -335,8 +368,10 @@ async def _distinct_calls(
         connections,
         exact=True,
         command=(
-            f"grpc.aio client (cardinsa_tools.bench.load.run_distinct_calls): {done} distinct "
-            f"calls, {connections} channels x {streams} in flight"
+            f"grpc.aio client (cardinsa_tools.bench.load.run_calls): {done} distinct "
+            f"calls ({what}), {connections} channels x {streams} in flight"
         ),
         detail=", ".join(f"client saw {n} x {code}" for code, n in sorted(failures.items())),
+        p999_ms=pick(0.999),
+        per_path={path: (n, bad) for path, (n, bad) in per_path.items()},
     )

@@ -22,6 +22,24 @@ LIST_FILTER = 'state = "IN_FORCE"'
 #: seed puts under review for the ApproveClaim scenario (found again by it).
 COVERAGE_CODE = "OUTPATIENT"
 APPROVAL_DESCRIPTION = "bench approval"
+#: The e-mail domain of the policyholders of the quoted policies the seed tops
+#: up for the BindPolicy scenario (found again by it).
+BIND_HOLDER_DOMAIN = "bind.holders.example"
+#: The mixed workload: (kind, share of the calls in tenths); 80 % reads.
+MIXED_SHARES = (
+    ("GetPolicy", 4),
+    ("ListPolicies", 2),
+    ("GetClaim", 2),
+    ("CreateClaim", 1),
+    ("ApproveClaim", 1),
+)
+#: Policies per transaction (and progress line) when a company is seeded.
+SEED_CHUNK = 100_000
+#: Seeded claims per policy of a growth company (the main seed's ratio).
+GROWTH_CLAIMS_PER_POLICY = 0.2
+#: The growth benchmark's target: CPU per call at the largest size at most this
+#: many times that at the smallest ("flat within 20 %").
+GROWTH_FLAT = 1.20
 #: What a policy keeps free of its limit and sum insured to get more of those
 #: claims (each approves at most 112.00 of a claim of at most 140.00).
 APPROVAL_HEADROOM = 2000
@@ -65,8 +83,30 @@ class Profile:
     #: topped up before every run: more than the warm-up and the measured
     #: seconds use up.
     approve_claims: int
+    #: Quoted policies (company 0) that BindPolicy binds one by one, topped up
+    #: before every run like the claims under review.
+    bind_policies: int
+    #: Claims under review per company for the mixed workload's approvals
+    #: (topped up every run; the growth companies too).
+    mixed_approvals: int
+    #: The growth benchmark: one company per size (policies), seeded once and
+    #: kept; the mixed workload runs against each.
+    growth_sizes: tuple[int, ...]
+    #: The mixed workload's and growth rows' least number of measured calls
+    #: (more than rate x seconds when that is small: p99.9 and the CPU per call
+    #: of a few hundred calls mean little).
+    mixed_min_calls: int
+    #: Rounds of the growth benchmark (every size once per round, the order
+    #: reversed every other round); a size's row is its round with the least
+    #: server CPU per call (other load on the machine only ever adds to it).
+    growth_rounds: int
     connections: int = 50
     streams: int = 10
+    #: Calls in flight per connection for BindPolicy, the mixed workload and the
+    #: growth rows: 50 x 2 saturate one core process (its pool holds 10
+    #: connections) without queueing calls past the pool's 10 s timeout when a
+    #: write takes tens of ms on a busy machine (500 in flight did: UNAVAILABLE).
+    write_streams: int = 2
 
 
 FULL = Profile(
@@ -85,6 +125,11 @@ FULL = Profile(
     login_accounts=8,
     hash_seconds=5.0,
     approve_claims=10_000,
+    bind_policies=5_000,
+    mixed_approvals=1_000,
+    growth_sizes=(10_000, 100_000, 1_000_000),
+    mixed_min_calls=3_000,
+    growth_rounds=2,
 )
 QUICK = Profile(
     name="quick",
@@ -102,6 +147,11 @@ QUICK = Profile(
     login_accounts=4,
     hash_seconds=2.0,
     approve_claims=2_500,
+    bind_policies=1_500,
+    mixed_approvals=600,
+    growth_sizes=(1_000, 2_000, 4_000),
+    mixed_min_calls=200,
+    growth_rounds=1,
 )
 
 

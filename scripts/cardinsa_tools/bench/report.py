@@ -32,6 +32,7 @@ def render_table(rows: Sequence[Row]) -> str:
         "ratio",
         "p50 ms",
         "p99 ms",
+        "p99.9 ms",
         "requests",
         "server OK",
         "errors",
@@ -57,18 +58,20 @@ def render_table(rows: Sequence[Row]) -> str:
                 ratio,
                 _fmt(row.p50_ms, ".2f"),
                 _fmt(row.p99_ms, ".2f"),
+                _fmt(row.p999_ms, ".2f"),
                 _fmt(row.requests, ","),
                 _fmt(row.server_ok, ","),
                 errors,
                 _fmt(row.cpu_us, ",.0f" if row.cpu_us is None or row.cpu_us >= 10 else ".2f")
-                + (f" +{row.envoy_cpu_us:,.0f} envoy" if row.envoy_cpu_us is not None else ""),
+                + (f" +{row.envoy_cpu_us:,.0f} envoy" if row.envoy_cpu_us is not None else "")
+                + (f" +{row.pg_cpu_us:,.0f} pg" if row.pg_cpu_us is not None else ""),
                 _fmt(row.peak_mb, ".1f"),
                 row.target,
                 holds,
             )
         )
     widths = [max(len(str(x)) for x in column) for column in zip(header, *lines, strict=True)]
-    right = {1, 2, 3, 4, 5, 6, 8, 9}
+    right = {1, 2, 3, 4, 5, 6, 7, 9, 10}
 
     def fmt(cells: Sequence[str]) -> str:
         return "  ".join(
@@ -180,6 +183,12 @@ def write_json(figures: Figures, output_dir: Path) -> Path:
                     "counts": seed.counts,
                     # Before the run: what ApproveClaim could approve.
                     "claims_under_review": len(seed.companies[0].reviewed),
+                    # Before the run: what BindPolicy could bind.
+                    "quoted_for_bind": len(seed.companies[0].quoted),
+                    "growth_companies": [
+                        {"index": g.index, "policies": g.policies, "claims": g.claims}
+                        for g in seed.growth
+                    ],
                     "seed_seconds": round(seed.seconds, 1),
                 },
                 "rows": [asdict(r) for r in figures.rows],

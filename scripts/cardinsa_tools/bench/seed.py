@@ -16,10 +16,13 @@ from cardinsa_tools.bench.profiles import (
     ACCOUNT_DOMAIN,
     APPROVAL_DESCRIPTION,
     APPROVAL_HEADROOM,
+    BIND_HOLDER_DOMAIN,
     COMPANY_PROFILES,
     COVERAGE_CODE,
+    GROWTH_CLAIMS_PER_POLICY,
     NAMESPACE,
     PRODUCT_CODE,
+    SEED_CHUNK,
     Profile,
     company_sizes,
     say,
@@ -40,14 +43,23 @@ class CompanySeed:
     in_force_policy: str = ""
     claim_policy: str = ""
     #: Claims under review for ApproveClaim: (claim id, payable amount), in the
-    #: order they are approved (company 0 only).
+    #: order they are approved (company 0: the ApproveClaim row's; every
+    #: company: the mixed workload's, read again when it starts).
     reviewed: list[tuple[str, str]] = field(default_factory=list)
+    #: Quoted policies for BindPolicy, in the order they are bound (company 0).
+    quoted: list[str] = field(default_factory=list)
+    #: The company's claims adjuster (the reviewer of those claims).
+    adjuster: Account | None = None
+    #: A growth company (the growth benchmark's), not one of the main ones.
+    growth: bool = False
 
 
 @dataclass
 class SeedResult:
     companies: list[CompanySeed]
     logins: list[Account]
+    #: The growth benchmark's companies, smallest first (one per size).
+    growth: list[CompanySeed]
     password: str
     seconds: float
     counts: dict[str, int] = field(default_factory=dict)
@@ -63,13 +75,18 @@ async def register_companies(suite: Suite, profile: Profile) -> None:
     from cardinsa_company.settings import CompanyServiceSettings
 
     settings = _settings(CompanyServiceSettings, suite)
-    for index in range(profile.companies):
+    for index in range(profile.companies + len(profile.growth_sizes)):
         country, currency, zone = COMPANY_PROFILES[index % len(COMPANY_PROFILES)]
+        growth = index - profile.companies
         await register_company(
             settings,
             company_uuid(index),
             CompanyProfile(
-                display_name=f"Bench Insurance {index:02d}",
+                display_name=(
+                    f"Bench Insurance {index:02d}"
+                    if growth < 0
+                    else f"Bench Growth {profile.growth_sizes[growth]:,}"
+                ),
                 country=country,
                 default_currency=currency,
                 time_zone=zone,
@@ -90,25 +107,32 @@ def _settings(cls: Any, suite: Suite) -> Any:
     )
 
 
-async def ensure_accounts(suite: Suite, profile: Profile, password: str) -> list[Account]:
-    """A company-admin per company, the login accounts (viewers of company 0), then
-    the claims adjuster of company 0 (the reviewer of the claims the admin approves)."""
+async def ensure_accounts(
+    suite: Suite, profile: Profile, password: str
+) -> tuple[list[Account], list[Account], list[Account]]:
+    """A company-admin per company (the growth companies too), the login accounts
+    (viewers of company 0), and a claims adjuster per company (the reviewer of
+    the claims the admin approves): (admins, logins, adjusters)."""
     from cardinsa_identity.application.bootstrap import ensure_user_with_role
     from cardinsa_identity.main import build
     from cardinsa_identity.settings import IdentitySettings
 
     settings = _settings(IdentitySettings, suite)
     app = build(settings, settings.database_url.get_secret_value(), port=0, metrics_port=None)
+    companies = profile.companies + len(profile.growth_sizes)
     wanted = (
         [
             (f"bench-admin-{i:02d}@{ACCOUNT_DOMAIN}", company_uuid(i), "company-admin")
-            for i in range(profile.companies)
+            for i in range(companies)
         ]
         + [
             (f"bench-login-{j:02d}@{ACCOUNT_DOMAIN}", company_uuid(0), "viewer")
             for j in range(profile.login_accounts)
         ]
-        + [(f"bench-adjuster-00@{ACCOUNT_DOMAIN}", company_uuid(0), "claims-adjuster")]
+        + [
+            (f"bench-adjuster-{i:02d}@{ACCOUNT_DOMAIN}", company_uuid(i), "claims-adjuster")
+            for i in range(companies)
+        ]
     )
     accounts = []
     try:
@@ -122,7 +146,8 @@ async def ensure_accounts(suite: Suite, profile: Profile, password: str) -> list
         await app.ctx.keys.stop()
         app.ctx.hasher.close()
         await app.ctx.db.dispose()
-    return accounts
+    logins = profile.login_accounts
+    return accounts[:companies], accounts[companies : companies + logins], accounts[-companies:]
 
 
 async def api_templates(suite: Suite, seed: CompanySeed, password: str) -> dict[str, str]:
@@ -230,22 +255,63 @@ async def api_templates(suite: Suite, seed: CompanySeed, password: str) -> dict[
     return ids
 
 
-async def bulk_copy(conn: Any, seed: CompanySeed, templates: dict[str, str]) -> None:
+def spacing_seconds(policies: int) -> float:
+    """Seconds between two seeded policies' creation: 5 minutes, or less so that
+    a company's policies all start within 250 days (and are still in force)."""
+    return min(300.0, 250 * 86400 / max(1, policies))
+
+
+def chunks(copies: int, claims: int, done: int = 0) -> list[tuple[int, int, int, int]]:
+    """The chunks of a company's copies from ``done`` on: (first policy copy,
+    policy copies, first claim copy, claim copies), SEED_CHUNK policies each and
+    the claims in proportion, so that the chunks add up to the whole whichever
+    chunk a run starts from."""
+    plan = []
+    while done < copies:
+        chunk = min(SEED_CHUNK, copies - done)
+        claim_first = claims * done // copies
+        plan.append((done, chunk, claim_first, claims * (done + chunk) // copies - claim_first))
+        done += chunk
+    return plan
+
+
+async def bulk_copy(
+    conn: Any, seed: CompanySeed, templates: dict[str, str], *, done: int = 0
+) -> None:
+    """The company's copies from ``done`` on (copies already there), one
+    transaction per SEED_CHUNK policies, a progress line per chunk when there
+    are several."""
     company = uuid.UUID(seed.company_id)
-    values = {
-        "company": company,
-        "policy_copies": seed.policies - 2,
-        "claim_copies": seed.claims - 1,
-        "in_force": uuid.UUID(templates["in_force"]),
-        "claim": uuid.UUID(templates["claim"]),
-        "holder": uuid.UUID(templates["holder"]),
-    }
-    async with conn.transaction():
-        # The row-level-security tenant of this transaction: the company itself.
-        await conn.execute("SELECT set_config('cardinsa.company_id', $1, true)", seed.company_id)
-        for statement in seed_sql.BULK_COPY:
-            sql, args = seed_sql.named(statement, values)
-            await conn.execute(sql, *args)
+    copies, claims = seed.policies - 2, seed.claims - 1
+    started, first = time.monotonic(), done
+    for start, chunk, claim_first, claim_copies in chunks(copies, claims, done):
+        values = {
+            "company": company,
+            "policy_first": start,
+            "policy_copies": chunk,
+            "policy_total": copies,
+            "spacing": spacing_seconds(seed.policies),
+            "claim_first": claim_first,
+            "claim_copies": claim_copies,
+            "in_force": uuid.UUID(templates["in_force"]),
+            "claim": uuid.UUID(templates["claim"]),
+            "holder": uuid.UUID(templates["holder"]),
+        }
+        async with conn.transaction():
+            # The row-level-security tenant of this transaction: the company itself.
+            await conn.execute(
+                "SELECT set_config('cardinsa.company_id', $1, true)", seed.company_id
+            )
+            for statement in seed_sql.BULK_COPY:
+                sql, args = seed_sql.named(statement, values)
+                await conn.execute(sql, *args)
+        if copies > SEED_CHUNK:
+            elapsed, made = time.monotonic() - started, start + chunk
+            left = elapsed / (made - first) * (copies - made)
+            say(
+                f"company {seed.index:2d}: {made + 2:,} of {seed.policies:,} policies "
+                f"({elapsed:.0f} s, about {left:.0f} s left)"
+            )
 
 
 async def top_up_reviewed(
@@ -320,54 +386,132 @@ async def check_numbers(conn: Any, seeds: Sequence[CompanySeed]) -> None:
                 raise RuntimeError(f"company {seed.index}: {row['kind']} numbers: {dict(row)}")
 
 
+async def top_up_quoted(conn: Any, seed: CompanySeed, quoted: str, wanted: int) -> list[str]:
+    """Quoted policies for BindPolicy, topped up to ``wanted`` in SQL (every run
+    binds some), those left from an earlier run starting today again; what is
+    there, in bind order. ``quoted``: the company's quoted template (API-made)."""
+    company = uuid.UUID(seed.company_id)
+    query = {"company": company, "domain": BIND_HOLDER_DOMAIN}
+    async with conn.transaction():
+        await conn.execute("SELECT set_config('cardinsa.company_id', $1, true)", seed.company_id)
+        sql, args = seed_sql.named(seed_sql.QUOTED_REDATE, query)
+        await conn.execute(sql, *args)
+        sql, args = seed_sql.named(seed_sql.QUOTED, query)
+        have = [str(r["id"]) for r in await conn.fetch(sql, *args)]
+        if len(have) < wanted:
+            values = {**query, "count": wanted - len(have), "quoted": uuid.UUID(quoted)}
+            for statement in seed_sql.QUOTED_TOP_UP:
+                sql, args = seed_sql.named(statement, values)
+                await conn.execute(sql, *args)
+            sql, args = seed_sql.named(seed_sql.QUOTED, query)
+            have = [str(r["id"]) for r in await conn.fetch(sql, *args)]
+    return have
+
+
+async def reviewed_claims(conn: Any, seed: CompanySeed) -> list[tuple[str, str]]:
+    """The company's claims under review for approval now, in approval order."""
+    query = {"company": uuid.UUID(seed.company_id), "description": APPROVAL_DESCRIPTION}
+    sql, args = seed_sql.named(seed_sql.REVIEWED, query)
+    return [(str(r["id"]), str(r["benefit_payable"])) for r in await conn.fetch(sql, *args)]
+
+
+async def seed_company(
+    suite: Suite, conn: Any, seed: CompanySeed, password: str
+) -> dict[str, str] | None:
+    """The company's templates (made through the API) and bulk copies, unless
+    already there; the templates, or None when the company holds other data."""
+    company = uuid.UUID(seed.company_id)
+    have = await conn.fetchval("SELECT count(*) FROM core.policies WHERE company_id = $1", company)
+    templates = await find_templates(conn, company) if have else None
+    if have >= seed.policies:
+        return templates
+    if templates is None and have == 0:
+        templates = await api_templates(suite, seed, password)
+        have = 2
+    # Chunks are transactions of their own: what is there is whole chunks.
+    done = have - 2
+    if templates is None or (done % SEED_CHUNK and have > 2):
+        say(f"company {seed.index}: {have} policies, not what the seed makes; left as is")
+        return None
+    t0 = time.monotonic()
+    if done:
+        say(f"company {seed.index:2d}: {have:,} policies there, going on")
+    await bulk_copy(conn, seed, templates, done=done)
+    say(
+        f"company {seed.index:2d}: {seed.policies:,} policies, {seed.claims:,} claims "
+        f"({time.monotonic() - t0:.1f} s)"
+    )
+    return templates
+
+
 async def seed_all(suite: Suite, profile: Profile, password: str) -> SeedResult:
     import asyncpg
 
     from cardinsa_foundation.db import to_libpq_url
 
     started = time.monotonic()
+    growth_total = sum(profile.growth_sizes)
     say(
-        f"seeding: {profile.companies} companies, {profile.policies} policies, "
-        f"{profile.claims} claims (skipped where already there)"
+        f"seeding: {profile.companies} companies, {profile.policies:,} policies, "
+        f"{profile.claims:,} claims; growth companies of "
+        + ", ".join(f"{n:,}" for n in profile.growth_sizes)
+        + f" policies ({growth_total:,}); skipped where already there"
     )
     await register_companies(suite, profile)
-    accounts = await ensure_accounts(suite, profile, password)
-    admins, logins = accounts[: profile.companies], accounts[profile.companies : -1]
-    adjuster = accounts[-1]
+    admins, logins, adjusters = await ensure_accounts(suite, profile, password)
+    sizes = company_sizes(profile) + [
+        (n, max(1, int(n * GROWTH_CLAIMS_PER_POLICY))) for n in profile.growth_sizes
+    ]
     seeds = []
-    for index, ((policies, claims), admin) in enumerate(
-        zip(company_sizes(profile), admins, strict=True)
+    for index, ((policies, claims), admin, adjuster) in enumerate(
+        zip(sizes, admins, adjusters, strict=True)
     ):
         currency = COMPANY_PROFILES[index % len(COMPANY_PROFILES)][1]
         seeds.append(
-            CompanySeed(index, str(company_uuid(index)), currency, policies, claims, admin)
+            CompanySeed(
+                index,
+                str(company_uuid(index)),
+                currency,
+                policies,
+                claims,
+                admin,
+                adjuster=adjuster,
+                growth=index >= profile.companies,
+            )
         )
     conn = await asyncpg.connect(to_libpq_url(suite.admin_url))
     try:
+        templates = {}
         for seed in seeds:
-            company = uuid.UUID(seed.company_id)
-            have = await conn.fetchval(
-                "SELECT count(*) FROM core.policies WHERE company_id = $1", company
-            )
-            if have >= seed.policies:
-                continue
-            templates = await find_templates(conn, company) if have else None
-            if templates is None and have == 0:
-                templates = await api_templates(suite, seed, password)
-            if templates is None or have > 2:
-                say(f"company {seed.index}: {have} policies, not what the seed makes; left as is")
-                continue
+            found = await seed_company(suite, conn, seed, password)
+            if found is not None:
+                templates[seed.index] = found
+        large = seeds[0]
+        t0 = time.monotonic()
+        assert large.adjuster is not None
+        large.reviewed = await top_up_reviewed(conn, large, large.adjuster, profile.approve_claims)
+        say(
+            f"company  0: {len(large.reviewed)} claims under review for ApproveClaim "
+            f"({time.monotonic() - t0:.1f} s)"
+        )
+        if 0 in templates:
             t0 = time.monotonic()
-            await bulk_copy(conn, seed, templates)
+            large.quoted = await top_up_quoted(
+                conn, large, templates[0]["quoted"], profile.bind_policies
+            )
             say(
-                f"company {seed.index:2d}: {seed.policies} policies, {seed.claims} claims "
+                f"company  0: {len(large.quoted)} quoted policies for BindPolicy "
                 f"({time.monotonic() - t0:.1f} s)"
             )
         t0 = time.monotonic()
-        seeds[0].reviewed = await top_up_reviewed(conn, seeds[0], adjuster, profile.approve_claims)
+        for seed in seeds[1:]:
+            assert seed.adjuster is not None
+            seed.reviewed = await top_up_reviewed(
+                conn, seed, seed.adjuster, profile.mixed_approvals
+            )
         say(
-            f"company  0: {len(seeds[0].reviewed)} claims under review for ApproveClaim "
-            f"({time.monotonic() - t0:.1f} s)"
+            f"{len(seeds) - 1} more companies: claims under review for the mixed workload "
+            f"topped up to {profile.mixed_approvals} each ({time.monotonic() - t0:.1f} s)"
         )
         await conn.execute(
             "ANALYZE core.policies, core.policyholders, core.claims, "
@@ -378,9 +522,12 @@ async def seed_all(suite: Suite, profile: Profile, password: str) -> SeedResult:
             company = uuid.UUID(seed.company_id)
             seed.in_force_policy = str(
                 await conn.fetchval(
-                    "SELECT id FROM core.policies WHERE company_id = $1 AND state = 'IN_FORCE' "
-                    "ORDER BY create_time DESC LIMIT 1 OFFSET 7",
+                    "SELECT p.id FROM core.policies p JOIN core.policyholders h "
+                    "ON h.company_id = p.company_id AND h.id = p.policyholder_id "
+                    "WHERE p.company_id = $1 AND p.state = 'IN_FORCE' AND h.email NOT LIKE $2 "
+                    "ORDER BY p.create_time DESC LIMIT 1 OFFSET 7",
                     company,
+                    f"%@{BIND_HOLDER_DOMAIN}",
                 )
             )
             seed.claim_policy = seed.in_force_policy
@@ -396,11 +543,19 @@ async def seed_all(suite: Suite, profile: Profile, password: str) -> SeedResult:
         ):
             # The table names are the constants above, never input.
             query = f"SELECT count(*) FROM core.{table} WHERE company_id = ANY($1::uuid[])"  # noqa: S608
-            counts[table] = int(
-                await conn.fetchval(query, [uuid.UUID(s.company_id) for s in seeds])
-            )
+            main = [uuid.UUID(s.company_id) for s in seeds if not s.growth]
+            grown = [uuid.UUID(s.company_id) for s in seeds if s.growth]
+            counts[table] = int(await conn.fetchval(query, main))
+            counts[f"growth_{table}"] = int(await conn.fetchval(query, grown))
     finally:
         await conn.close()
     elapsed = time.monotonic() - started
     say(f"data ready in {elapsed:.1f} s: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
-    return SeedResult(seeds, logins, password, elapsed, counts)
+    return SeedResult(
+        [s for s in seeds if not s.growth],
+        logins,
+        [s for s in seeds if s.growth],
+        password,
+        elapsed,
+        counts,
+    )

@@ -25,14 +25,18 @@ def named(sql: str, values: Mapping[str, Any]) -> tuple[str, list[Any]]:
     return _NAME.sub(number, sql), [values[name] for name in order]
 
 
-#: One company's bulk copy, statement by statement. Parameters: ``:company``, the
-#: numbers of copies ``:policy_copies`` and ``:claim_copies``, and the template rows
-#: ``:in_force`` (policy), ``:claim`` and ``:holder`` (policyholder). Copy g
-#: (1..policy_copies) is in force unless g is a multiple of 10 (then quoted);
-#: in-force copies take policy numbers 2, 3, ... in creation order (the template
-#: holds 1), gap-free: copy g's number is 1 + g - g/10. Claim j (1..claim_copies) is
-#: submitted unless j is a multiple of 5 (then a draft); submitted claims take 2,
-#: 3, ... likewise.
+#: One company's bulk copy, statement by statement, in chunks (one transaction
+#: each). Parameters: ``:company``; the copies of this chunk, policies
+#: ``:policy_first`` + 1 .. ``:policy_first`` + ``:policy_copies`` of
+#: ``:policy_total`` and claims ``:claim_first`` + 1 .. ``:claim_first`` +
+#: ``:claim_copies``; ``:spacing``, the seconds between two policies' creation
+#: (the last one a day ago); and the template rows ``:in_force`` (policy),
+#: ``:claim`` and ``:holder`` (policyholder). Copy g is in force unless g is a
+#: multiple of 10 (then quoted); in-force copies take policy numbers 2, 3, ...
+#: in creation order (the template holds 1), gap-free: copy g's number is 1 + g
+#: - g/10. Claim j is submitted unless j is a multiple of 5 (then a draft);
+#: submitted claims take 2, 3, ... likewise. A chunk's claims go to its own
+#: policies in force.
 BULK_COPY = (
     """
     CREATE TEMP TABLE bench_policy ON COMMIT DROP AS
@@ -41,9 +45,10 @@ BULK_COPY = (
            gen_random_uuid() AS policy_id,
            g % 10 <> 0 AS in_force,
            CASE WHEN g % 10 <> 0 THEN 1 + g - g / 10 END AS number,
-           now() - make_interval(secs => (:policy_copies::int - g + 1) * 300.0)
+           now() - make_interval(secs => (:policy_total::int - g + 1) * :spacing::float8)
                - interval '1 day' AS ts
-      FROM generate_series(1, :policy_copies::int) AS g
+      FROM generate_series(:policy_first::int + 1, :policy_first::int + :policy_copies::int)
+           AS g
     """,
     """
     INSERT INTO core.policyholders
@@ -56,7 +61,7 @@ BULK_COPY = (
            (ARRAY['FEMALE', 'MALE', 'GENDER_UNSPECIFIED'])[1 + p.g % 3], '', '',
            'N' || lpad(p.g::text, 11, '0'),
            'holder-' || p.g || '@' || left(:company::uuid::text, 8) || '.holders.example',
-           '+49 30 ' || lpad((p.g * 7919 % 10000000)::text, 7, '0'),
+           '+49 30 ' || lpad((p.g::bigint * 7919 % 10000000)::text, 7, '0'),
            p.g || ' Main Street', '', 'Springfield', '', lpad((p.g % 99999)::text, 5, '0'),
            'DE', n.given || ' Family' || p.g, p.holder_id, p.ts, p.ts,
            t.created_by, t.created_by, NULL, 1, :company::uuid
@@ -127,24 +132,23 @@ BULK_COPY = (
     """,
     """
     CREATE TEMP TABLE bench_claim ON COMMIT DROP AS
+    WITH f AS (
+        SELECT p.policy_id, c.effective_date, row_number() OVER (ORDER BY p.g) AS k
+          FROM bench_policy p JOIN core.policies c ON c.id = p.policy_id
+         WHERE p.in_force
+    ), t AS (
+        SELECT count(*) AS n FROM f
+    )
     SELECT j,
            gen_random_uuid() AS claim_id,
            f.policy_id,
            j % 5 <> 0 AS submitted,
            CASE WHEN j % 5 <> 0 THEN 1 + j - j / 5 END AS number,
-           i.incident
-      FROM generate_series(1, :claim_copies::int) AS j
-      JOIN LATERAL (
-            SELECT policy_id, effective_date
-              FROM (SELECT policy_id, c.effective_date,
-                           row_number() OVER (ORDER BY p.g) AS k,
-                           count(*) OVER () AS n
-                      FROM bench_policy p JOIN core.policies c ON c.id = p.policy_id
-                     WHERE p.in_force) x
-             WHERE x.k = 1 + (j * 7919) % x.n) f ON true
-      CROSS JOIN LATERAL (
-            SELECT f.effective_date
-                   + (j % greatest(1, current_date - f.effective_date)) AS incident) i
+           f.effective_date + (j % greatest(1, current_date - f.effective_date)) AS incident
+      FROM generate_series(:claim_first::int + 1, :claim_first::int + :claim_copies::int) AS j
+      CROSS JOIN t
+      -- j and n on one side: a hash join, not j x policies comparisons.
+      JOIN f ON f.k = 1 + (j::bigint * 7919) % greatest(t.n, 1)
     """,
     """
     INSERT INTO core.claims
@@ -186,8 +190,10 @@ BULK_COPY = (
     """
     UPDATE core.number_counters
        SET last_value = CASE kind
-               WHEN 'POLICY' THEN 1 + :policy_copies::int - :policy_copies::int / 10
-               WHEN 'CLAIM' THEN 1 + :claim_copies::int - :claim_copies::int / 5 END
+               WHEN 'POLICY' THEN 1 + (:policy_first::int + :policy_copies::int)
+                                  - (:policy_first::int + :policy_copies::int) / 10
+               WHEN 'CLAIM' THEN 1 + (:claim_first::int + :claim_copies::int)
+                                 - (:claim_first::int + :claim_copies::int) / 5 END
      WHERE company_id = :company::uuid AND kind IN ('POLICY', 'CLAIM')
     """,
     """
@@ -197,19 +203,32 @@ BULK_COPY = (
     VALUES (:company::uuid, 'system:bench-seed', 'bench.seed', 'company', :company::uuid::text,
             '{}', NULL,
             jsonb_build_object('policies', :policy_copies::int, 'claims', :claim_copies::int,
+                               'after_policies', :policy_first::int,
+                               'after_claims', :claim_first::int,
                                'via', 'cardinsa_tools.bench bulk SQL from API-made templates'))
     """,
 )
 
-#: Templates an interrupted earlier run made through the API.
+#: The templates made through the API (also once the copies are there: the
+#: in-force template holds policy number 1 and the claim template claim number
+#: 1; the policyholder template's e-mail starts with ``template-`` and the
+#: quoted template is that policyholder's quoted policy).
 FIND_TEMPLATES = """
-        SELECT (SELECT id FROM core.policies WHERE company_id = :company AND state = 'IN_FORCE'
-                 ORDER BY create_time LIMIT 1) AS in_force,
-               (SELECT id FROM core.policies WHERE company_id = :company AND state = 'QUOTED'
-                 ORDER BY create_time LIMIT 1) AS quoted,
-               (SELECT id FROM core.claims WHERE company_id = :company
-                 ORDER BY create_time LIMIT 1) AS claim,
-               (SELECT id FROM core.policyholders WHERE company_id = :company
+        SELECT (SELECT id FROM core.policies
+                 WHERE company_id = :company AND state = 'IN_FORCE'
+                   AND policy_number IS NOT NULL
+                 ORDER BY policy_number LIMIT 1) AS in_force,
+               (SELECT p.id FROM core.policies p
+                  JOIN core.policyholders h
+                    ON h.company_id = p.company_id AND h.id = p.policyholder_id
+                 WHERE p.company_id = :company AND p.state = 'QUOTED'
+                   AND h.email LIKE 'template-%'
+                 ORDER BY p.create_time LIMIT 1) AS quoted,
+               (SELECT id FROM core.claims
+                 WHERE company_id = :company AND claim_number IS NOT NULL
+                 ORDER BY claim_number LIMIT 1) AS claim,
+               (SELECT id FROM core.policyholders
+                 WHERE company_id = :company AND email LIKE 'template-%'
                  ORDER BY create_time LIMIT 1) AS holder,
                (SELECT id FROM core.products
                  WHERE company_id = :company AND code = :product_code) AS product
@@ -352,3 +371,134 @@ REVIEWED_TOP_UP = (
       FROM bench_review
     """,
 )
+
+#: The quoted policies BindPolicy binds (their policyholders' e-mail is in
+#: ``:domain``), oldest first.
+QUOTED = """
+    SELECT p.id FROM core.policies p
+      JOIN core.policyholders h ON h.company_id = p.company_id AND h.id = p.policyholder_id
+     WHERE p.company_id = :company::uuid AND p.state = 'QUOTED' AND p.delete_time IS NULL
+       AND h.email LIKE '%@' || :domain
+     ORDER BY p.create_time, p.id
+"""
+
+#: Those left from an earlier run start today again: bind refuses an effective
+#: date further back than the company allows (max_backdate_days), and the API
+#: would re-quote them. Starting today, each bind also activates (IN_FORCE).
+QUOTED_REDATE = """
+    UPDATE core.policies p
+       SET effective_date = current_date,
+           expiry_date = (current_date + interval '12 months' - interval '1 day')::date
+      FROM core.policyholders h
+     WHERE p.company_id = :company::uuid AND p.state = 'QUOTED' AND p.delete_time IS NULL
+       AND h.company_id = p.company_id AND h.id = p.policyholder_id
+       AND h.email LIKE '%@' || :domain AND p.effective_date <> current_date
+"""
+
+#: ``:count`` more quoted policies for BindPolicy, as the API leaves them after
+#: create and quote (``:quoted``, the template made through the API, gives the
+#: product version, premium, rating (premium_breakdown), sum insured and
+#: payment frequency; no underwriting issue is open, as on the template): a
+#: policyholder each (e-mail in ``:domain``), effective today for the
+#: product's 12 months, the two log entries (create, quote). Statement by
+#: statement, like BULK_COPY.
+QUOTED_TOP_UP = (
+    """
+    CREATE TEMP TABLE bench_quote ON COMMIT DROP AS
+    SELECT j, gen_random_uuid() AS holder_id, gen_random_uuid() AS policy_id,
+           now() - interval '10 minutes' + make_interval(secs => j * 0.001) AS ts
+      FROM generate_series(1, :count::int) AS j
+    """,
+    """
+    INSERT INTO core.policyholders
+        (kind, given_name, family_name, date_of_birth, gender, legal_name,
+         registration_number, national_id, email, phone, address_line1, address_line2,
+         address_city, address_region, address_postal_code, address_country_code,
+         display_name, id, create_time, update_time, created_by, updated_by, delete_time,
+         version, company_id)
+    SELECT 'PERSON', 'Bind', 'Applicant' || q.j, date '1970-01-01' + (q.j * 37) % 10000,
+           (ARRAY['FEMALE', 'MALE', 'GENDER_UNSPECIFIED'])[1 + q.j % 3], '', '',
+           'B' || left(replace(q.holder_id::text, '-', ''), 11),
+           'bind-' || q.holder_id || '@' || :domain, '', q.j || ' Quote Street', '',
+           'Springfield', '', lpad((q.j % 99999)::text, 5, '0'), 'DE',
+           'Bind Applicant' || q.j, q.holder_id, q.ts, q.ts,
+           t.created_by, t.created_by, NULL, 1, :company::uuid
+      FROM bench_quote q
+      CROSS JOIN core.policies t
+     WHERE t.id = :quoted::uuid AND t.company_id = :company::uuid
+    """,
+    """
+    INSERT INTO core.policies
+        (policy_number, policyholder_id, product_id, product_version, state,
+         effective_date, expiry_date, currency, premium, sum_insured, payment_frequency,
+         insures_holder, insured_dependent_ids, current_version, version_effective_date,
+         cancel_reason, cancel_effective_date, lapse_date, termination_note,
+         previous_policy_id, successor_policy_id, bind_time, activate_time,
+         premium_breakdown, written_premium, do_not_renew, cover_since,
+         open_underwriting_issues, paid_to_date, id,
+         create_time, update_time, created_by, updated_by, delete_time, version, company_id)
+    SELECT NULL, q.holder_id, t.product_id, t.product_version, 'QUOTED',
+           current_date, (current_date + interval '12 months' - interval '1 day')::date,
+           t.currency, t.premium, t.sum_insured, t.payment_frequency,
+           true, '{}', 0, NULL, NULL, NULL, NULL, '', NULL, NULL, NULL, NULL,
+           t.premium_breakdown, NULL, false, '{}', 0, NULL, q.policy_id,
+           q.ts, q.ts + interval '10 seconds', t.created_by, t.created_by, NULL, 2,
+           :company::uuid
+      FROM bench_quote q
+      CROSS JOIN core.policies t
+     WHERE t.id = :quoted::uuid AND t.company_id = :company::uuid
+    """,
+    """
+    INSERT INTO core.policy_status_changes
+        (id, company_id, policy_id, from_state, to_state, transition, reason,
+         effective_date, actor_id, request_id, create_time)
+    SELECT gen_random_uuid(), :company::uuid, q.policy_id, s.from_state, s.to_state,
+           s.transition, '', NULL, t.actor_id, gen_random_uuid()::text, q.ts + s.after
+      FROM bench_quote q
+      CROSS JOIN (SELECT actor_id FROM core.policy_status_changes
+                   WHERE policy_id = :quoted::uuid AND company_id = :company::uuid
+                   LIMIT 1) t
+      CROSS JOIN (VALUES (NULL, 'DRAFT', 'create', interval '0'),
+                         ('DRAFT', 'QUOTED', 'quote', interval '10 seconds'))
+                  AS s(from_state, to_state, transition, after)
+    """,
+    """
+    INSERT INTO core.audit_events
+        (company_id, actor_id, action, entity_type, entity_id, changed_fields,
+         request_id, detail)
+    VALUES (:company::uuid, 'system:bench-seed', 'bench.seed', 'company', :company::uuid::text,
+            '{}', NULL,
+            jsonb_build_object('quoted_policies', :count::int,
+                               'via', 'cardinsa_tools.bench bulk SQL (BindPolicy scenario)'))
+    """,
+)
+
+#: After BindPolicy: of the policies it bound (``:ids``), how many are BOUND or
+#: IN_FORCE with a policy number, a NEW premium transaction and invoices.
+BOUND = """
+    SELECT count(*) FILTER (WHERE p.state IN ('BOUND', 'IN_FORCE')
+                                  AND p.policy_number IS NOT NULL) AS bound,
+           count(*) FILTER (WHERE p.state = 'IN_FORCE') AS in_force,
+           count(*) FILTER (WHERE EXISTS (
+                 SELECT 1 FROM core.premium_transactions t
+                  WHERE t.company_id = p.company_id AND t.policy_id = p.id
+                    AND t.kind = 'NEW')) AS transacted,
+           count(*) FILTER (WHERE EXISTS (
+                 SELECT 1 FROM core.invoices i
+                  WHERE i.company_id = p.company_id AND i.policy_id = p.id)) AS invoiced
+      FROM core.policies p
+     WHERE p.company_id = :company::uuid AND p.id = ANY(:ids::uuid[])
+"""
+
+#: The mixed workload's random ids of a company: ``:size`` policies in force
+#: that a claim of yesterday may be made on, and ``:size`` claims.
+MIXED_SAMPLE = """
+    (SELECT 'policy' AS kind, id FROM core.policies
+      WHERE company_id = :company::uuid AND state = 'IN_FORCE' AND delete_time IS NULL
+        AND insures_holder AND effective_date < current_date AND expiry_date >= current_date
+      ORDER BY random() LIMIT :size::int)
+    UNION ALL
+    (SELECT 'claim', id FROM core.claims
+      WHERE company_id = :company::uuid AND delete_time IS NULL
+      ORDER BY random() LIMIT :size::int)
+"""

@@ -11,7 +11,7 @@ from cardinsa_tools.bench.profiles import (
     say,
 )
 from cardinsa_tools.launcher import SuiteNotReady, SuitePorts, SuiteRun, suite_environment
-from cardinsa_tools.procfs import listening_pids
+from cardinsa_tools.procfs import cmdline, cpu_seconds, listening_pids, stat_fields
 
 # ------------------------------------------------------------------ the suite
 
@@ -137,6 +137,43 @@ class Suite:
         for pid in listening_pids(self.endpoints.gateway):
             found["envoy"] = pid
         return found
+
+    def postgres_pids(self) -> list[int]:
+        """The PostgreSQL processes of the suite started here (the postmaster and
+        its children: the backends, the WAL writer, the checkpointer...), less
+        autovacuum's, for CPU accounting; none with ``--use-running``."""
+        if self.run is None:
+            return []
+        try:
+            postmaster = int(
+                (self.state_dir / "postgres" / "postmaster.pid").read_text().split()[0]
+            )
+        except (OSError, ValueError, IndexError):
+            return []
+        found = [postmaster]
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            fields = stat_fields(int(entry.name))
+            if fields is None or len(fields) < 2 or fields[1] != str(postmaster):
+                continue
+            if "autovacuum" not in cmdline(int(entry.name)):
+                found.append(int(entry.name))
+        return found
+
+    def postgres_cpu(self) -> dict[int, float] | None:
+        """CPU seconds so far of each of postgres_pids (None: not known here)."""
+        pids = self.postgres_pids()
+        return {pid: cpu_seconds([pid]) for pid in pids} if pids else None
+
+    def postgres_cpu_since(self, before: dict[int, float] | None) -> float | None:
+        """PostgreSQL's CPU seconds since ``before`` (postgres_cpu): of every
+        process there now, what it used since (all of it when new); a process
+        gone since (a closed connection's backend) is left out."""
+        after = self.postgres_cpu()
+        if before is None or after is None:
+            return None
+        return sum(max(0.0, used - before.get(pid, 0.0)) for pid, used in after.items())
 
     def stop(self) -> None:
         """The suite started here: SIGINT to its group (Ctrl-C), then what is left."""

@@ -97,3 +97,45 @@ def verify(
     client_good = load.requests - load.client_errors
     errors = load.client_errors + max(client_good - ok, server_bad - load.client_errors, 0)
     return Verified(ok, codes, cancelled, errors)
+
+
+def settle_all(
+    ports: Sequence[int], methods: Sequence[tuple[str, str]], timeout_s: float = 15
+) -> dict[tuple[str, str, str, str], float]:
+    """settle, once no call of any of ``methods`` ((service, method)) is in flight."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        counts = scrape(ports)
+        busy = sum(counts.get(("grpc_server_in_flight", s, m, ""), 0.0) for s, m in methods)
+        if busy <= 0 or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.1)
+
+
+def verify_calls(
+    before: dict[tuple[str, str, str, str], float],
+    after: dict[tuple[str, str, str, str], float],
+    load: Load,
+) -> Verified:
+    """verify for a load of several methods (run_calls): each method's server
+    counts against the client's calls of it, summed over the methods."""
+    ok, errors = 0, 0
+    codes: dict[str, int] = {}
+    for path, (requests, client_errors) in sorted((load.per_path or {}).items()):
+        service, _, method = path.strip("/").rpartition("/")
+        one = Load(
+            load.tool,
+            requests,
+            load.seconds,
+            0.0,
+            None,
+            None,
+            client_errors,
+            load.connections,
+            exact=True,
+        )
+        check = verify(before, after, service, method, one)
+        ok, errors = ok + check.server_ok, errors + check.errors
+        for code, n in check.server_codes.items():
+            codes[f"{method}:{code}"] = codes.get(f"{method}:{code}", 0) + n
+    return Verified(ok, codes, 0, errors)

@@ -28,10 +28,33 @@ def test_a_name_without_a_value_is_refused() -> None:
 
 def test_every_seed_statement_binds_only_the_bulk_copy_values() -> None:
     values = dict.fromkeys(
-        ("company", "policy_copies", "claim_copies", "in_force", "claim", "holder"), 0
+        (
+            "company",
+            "policy_first",
+            "policy_copies",
+            "policy_total",
+            "spacing",
+            "claim_first",
+            "claim_copies",
+            "in_force",
+            "claim",
+            "holder",
+        ),
+        0,
     )
     used: set[str] = set()
     for statement in seed_sql.BULK_COPY:
+        sql, args = seed_sql.named(statement, values)
+        numbers = {int(n) for n in re.findall(r"\$(\d+)", sql)}
+        assert numbers == set(range(1, len(args) + 1)), sql
+        used |= {name for name in values if f":{name}" in statement}
+    assert used == set(values)
+
+
+def test_the_quoted_top_up_binds_only_its_values() -> None:
+    values = dict.fromkeys(("company", "count", "quoted", "domain"), 0)
+    used: set[str] = set()
+    for statement in (*seed_sql.QUOTED_TOP_UP, seed_sql.QUOTED, seed_sql.QUOTED_REDATE):
         sql, args = seed_sql.named(statement, values)
         numbers = {int(n) for n in re.findall(r"\$(\d+)", sql)}
         assert numbers == set(range(1, len(args) + 1)), sql
