@@ -95,10 +95,13 @@ class AuditLogMixin:
     @declared_attr.directive
     @classmethod
     def __table_args__(cls) -> tuple[Any, ...]:
-        # Reading a tenant's log by time, and an entity's history.
+        # Reading a tenant's log by time, and an entity's history; the filters
+        # of ListAuditEvents (migrations core_0013, identity_0010, company_0006).
         return (
             Index(None, "company_id", "create_time"),
             Index(None, "entity_type", "entity_id", "create_time"),
+            Index(None, "company_id", "action", "create_time"),
+            Index(None, "company_id", "actor_id", "create_time"),
         )
 
     @declared_attr.directive

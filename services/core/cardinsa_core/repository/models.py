@@ -97,7 +97,14 @@ class PolicyholderRow(TenantResourceMixin, Base):
         Index(None, "company_id", "create_time", "id"),
         Index(None, "company_id", "display_name", "id"),
         Index(None, "company_id", "national_id"),
-        Index(None, "company_id", "email"),
+        # Lists: every filter and order_by field (migration core_0013).
+        Index(None, "company_id", "email", "id"),
+        Index(None, "company_id", "kind", "create_time", "id"),
+        Index(None, "company_id", "family_name", "id"),
+        Index(None, "company_id", "given_name"),
+        Index(None, "company_id", "legal_name"),
+        Index(None, "company_id", "phone"),
+        Index(None, "company_id", "date_of_birth"),
     )
 
 
@@ -153,6 +160,11 @@ class ProductRow(TenantResourceMixin, Base):
             postgresql_where=text("delete_time IS NULL"),
         ),
         Index(None, "company_id", "create_time", "id"),
+        # ListProducts: every filter and order_by field (migration core_0013).
+        Index(None, "company_id", "state", "create_time", "id"),
+        Index(None, "company_id", "line_of_business", "create_time", "id"),
+        Index(None, "company_id", "name", "id"),
+        Index(None, "company_id", "currency"),
     )
 
 
@@ -293,6 +305,12 @@ class PolicyRow(TenantResourceMixin, Base):
         ),
         Index(None, "company_id", "create_time", "id"),
         Index(None, "company_id", "policyholder_id"),
+        # ListPolicies: every filter and order_by field (migration core_0013).
+        Index(None, "company_id", "state", "create_time", "id"),
+        Index(None, "company_id", "payment_frequency", "create_time", "id"),
+        Index(None, "company_id", "product_id"),
+        Index(None, "company_id", "effective_date", "id"),
+        Index(None, "company_id", "expiry_date", "id"),
     )
 
 
@@ -355,6 +373,8 @@ class UnderwritingIssueRow(Base):
     __table_args__ = (
         UniqueConstraint("company_id", "policy_id", "code", "key"),
         ForeignKeyConstraint(["company_id", "policy_id"], ["policies.company_id", "policies.id"]),
+        # ListUnderwritingIssues: a policy's issues, oldest first (migration core_0013).
+        Index(None, "company_id", "policy_id", "create_time"),
     )
     __mapper_args__ = {"eager_defaults": True}
 
@@ -464,6 +484,12 @@ class ClaimRow(TenantResourceMixin, Base):
         ForeignKeyConstraint(["company_id", "policy_id"], ["policies.company_id", "policies.id"]),
         Index(None, "company_id", "create_time", "id"),
         Index(None, "company_id", "policy_id"),
+        # ListClaims: every filter and order_by field (migration core_0013).
+        Index(None, "company_id", "state", "create_time", "id"),
+        Index(None, "company_id", "claim_type", "create_time", "id"),
+        Index(None, "company_id", "coverage_code"),
+        Index(None, "company_id", "incident_date", "id"),
+        Index(None, "company_id", "report_date"),
     )
 
 
