@@ -27,6 +27,7 @@ The pieces the per-service modules (``test_*_list_plans.py``) put together:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import uuid
@@ -36,7 +37,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from cardinsa_foundation.filtering import FieldType, FilterSpec
 
@@ -216,11 +218,11 @@ async def _unique_sets(conn: AsyncConnection, schema: str, table: str) -> list[l
     return [list(cols) for (cols,) in rows.all()]
 
 
-def _vary(column: _Column) -> str:
-    """An expression making ``column`` differ for each copy ``g``."""
+def _vary(column: _Column, tag: str) -> str:
+    """An expression making ``column`` differ for each copy ``g`` (and ``tag``)."""
     kind = column.type
     if kind == "text" or kind.startswith("character"):
-        return f"t.{column.name} || '-' || g"
+        return f"t.{column.name} || '-{tag}-' || g"
     if kind in ("integer", "bigint", "smallint"):
         return f"t.{column.name} + 100000 + g"
     if kind == "date":
@@ -253,20 +255,22 @@ async def clone_rows(
     count: int,
     cloned: frozenset[str],
     salt: str = "bulk",
-    keep_parents: bool = False,
+    keep_parents: str = "",
 ) -> Clones:
     """Insert ``count`` copies of the row of ``schema.table`` that matches
     ``template`` (column = value, the first by id when several do) into ``company``.
 
     Foreign keys onto the ``id`` of a table in ``cloned`` point at that table's
     copy with the same number (unless ``keep_parents``: then the copies stay under
-    the template's parent, e.g. many log entries of one claim). ``conn`` must be
+    the template's parent in column ``keep_parents``, e.g. many log entries of
+    one claim). ``conn`` must be
     the superuser's, in a transaction with ``session_replication_role = replica``.
     """
     columns = await _columns(conn, schema, table)
     foreign = {} if keep_parents else await _foreign_ids(conn, schema, table)
+    foreign = {col: ref for col, ref in foreign.items() if ref in cloned}
     names = {c.name for c in columns}
-    linked = set(foreign) | {"id", "company_id"}
+    linked = set(foreign) | {"id", "company_id"} | ({keep_parents} if keep_parents else set())
     exprs: dict[str, str] = {}
     for column in columns:
         if column.name == "id":
@@ -283,12 +287,12 @@ async def clone_rows(
         elif column.name in ("create_time", "update_time"):
             exprs[column.name] = f"t.{column.name} - g * interval '17 seconds'"
     for unique in await _unique_sets(conn, schema, table):
-        if linked & set(unique) - {"company_id"}:
+        if (linked - {keep_parents}) & set(unique) - {"company_id"}:
             continue  # unique through the copy's own id or parent
         free = [c for c in columns if c.name in unique and c.name not in linked | set(exprs)]
         free.sort(key=lambda c: c.type == "uuid")  # a uuid may be a kept parent: last
         if free:
-            exprs[free[0].name] = _vary(free[0])
+            exprs[free[0].name] = _vary(free[0], f"{company[:8]}{salt[:1]}")
     if "id" not in names:
         raise ValueError(f"{schema}.{table} has no id column to clone by")
     where = " AND ".join(f"{name} = :{name}" for name in template)
@@ -422,3 +426,106 @@ async def missing_indexes(engine: AsyncEngine, metadata: Any, schema: str) -> se
             ).scalars()
         )
     return declared - found
+
+
+@dataclass(frozen=True)
+class Fill:
+    """How to fill a service's listed tables (see :func:`fill_tables`)."""
+
+    schema: str
+    #: Tables filled from one row of the company under test, parents before children.
+    tables: Sequence[str]
+    #: Child table -> the column naming its parent: also ``child_rows`` rows under
+    #: the parent the test reads the child List of (``parents[column]``).
+    children: Mapping[str, str]
+    rows: int = 3000
+    other_rows: int = 1500
+    other_companies: int = 2
+    child_rows: int = 60
+    #: Table -> (rows, other_rows) where a company has few rows of it by nature.
+    sizes: Mapping[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+
+
+async def fill_tables(
+    url: str, fill: Fill, company: str, parents: Mapping[str, str]
+) -> list[Clones]:
+    """Fill ``fill.tables`` (superuser ``url``): ``rows`` rows in ``company`` and
+    ``other_rows`` in each of ``other_companies`` new ones, each table from its
+    first row in ``company``; then ANALYZE. Fails when a table has no such row."""
+    others = [str(uuid.uuid4()) for _ in range(fill.other_companies)]
+    engine = create_async_engine(url, poolclass=NullPool)
+    made: list[Clones] = []
+    cloned = frozenset(fill.tables)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("SET LOCAL session_replication_role = replica"))
+            for table in fill.tables:
+                # The templates: real rows, chosen before any copy exists.
+                template = {"id": await _first(conn, fill.schema, table, company_id=company)}
+                rows, other_rows = fill.sizes.get(table, (fill.rows, fill.other_rows))
+                targets = [(company, rows)] + [(other, other_rows) for other in others]
+                for target, count in targets:
+                    made.append(
+                        await clone_rows(
+                            conn,
+                            fill.schema,
+                            table,
+                            template=template,
+                            company=target,
+                            count=count,
+                            cloned=cloned,
+                        )
+                    )
+                if table in fill.children:
+                    parent = fill.children[table]
+                    child = await _first(
+                        conn, fill.schema, table, company_id=company, **{parent: parents[parent]}
+                    )
+                    made.append(
+                        await clone_rows(
+                            conn,
+                            fill.schema,
+                            table,
+                            template={"id": child},
+                            company=company,
+                            count=fill.child_rows,
+                            cloned=cloned,
+                            salt="children",
+                            keep_parents=parent,
+                        )
+                    )
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            for table in fill.tables:
+                await conn.execute(text(f"ANALYZE {fill.schema}.{table}"))
+                rows = await conn.scalar(
+                    text(f"SELECT count(*) FROM {fill.schema}.{table} WHERE company_id = :c"),
+                    {"c": uuid.UUID(company)},
+                )
+                # A table without a template row stays empty: nothing would be checked.
+                least = fill.sizes.get(table, (fill.rows, 0))[0]
+                assert rows is not None and rows > least, f"{table}: {rows} rows"
+    finally:
+        await engine.dispose()
+    return made
+
+
+async def _first(conn: AsyncConnection, schema: str, table: str, **where: str) -> Any:
+    """The id of the first row (by id) of ``table`` matching ``where``."""
+    condition = " AND ".join(f"{name} = CAST(:{name} AS uuid)" for name in where)
+    found = await conn.scalar(
+        text(f"SELECT id FROM {schema}.{table} WHERE {condition} ORDER BY id LIMIT 1"), where
+    )
+    assert found is not None, f"no row of {schema}.{table} to fill it from ({where})"
+    return found
+
+
+async def empty_tables(url: str, made: Sequence[Clones]) -> None:
+    """Remove what :func:`fill_tables` inserted (superuser ``url``)."""
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("SET LOCAL session_replication_role = replica"))
+            await drop_clones(conn, made)
+    finally:
+        await engine.dispose()

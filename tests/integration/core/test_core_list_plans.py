@@ -27,16 +27,15 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from core_harness import CoreHarness, Tenant, money
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 from support.list_plans import (
-    Clones,
+    Fill,
     ListCall,
     PlanChecker,
     SqlCapture,
-    clone_rows,
-    drop_clones,
+    empty_tables,
+    fill_tables,
     filter_cases,
     list_methods,
     missing_indexes,
@@ -67,12 +66,6 @@ from cardinsa_foundation.db import app_role_url
 from cardinsa_foundation.filtering import FilterSpec
 
 SCHEMA = "core"
-#: Rows per table in the company under test, and in each of OTHER_COMPANIES.
-ROWS = 3000
-OTHER_ROWS = 1500
-OTHER_COMPANIES = 2
-#: Rows under the one parent a child List is read for (a claim with a long log).
-CHILD_ROWS = 60
 PAGE_SIZE = 10
 
 #: Tables filled from one real row (in order: parents before children).
@@ -109,6 +102,7 @@ CHILDREN = {
     "claim_payments": "claim_id",
     "claim_recoveries": "claim_id",
 }
+FILL = Fill(SCHEMA, TABLES, CHILDREN)
 #: Relations a plan may read by Seq Scan, with the reason (none of the filled ones).
 ALLOWED_SEQ_SCANS = {
     "core.approval_bands": "at most one row per currency of a company "
@@ -208,63 +202,11 @@ async def _templates(tenant: Tenant) -> dict[str, str]:
     return {"policy_id": policy.id, "claim_id": claim.id, "product_id": product.id}
 
 
-async def _fill(url: str, company: str, parents: dict[str, str]) -> list[Clones]:
-    others = [str(uuid.uuid4()) for _ in range(OTHER_COMPANIES)]
-    engine = create_async_engine(url, poolclass=NullPool)
-    made: list[Clones] = []
-    cloned = frozenset(TABLES)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text("SET LOCAL session_replication_role = replica"))
-            for table in TABLES:
-                template = {"company_id": uuid.UUID(company)}
-                for target, count in [(company, ROWS)] + [(o, OTHER_ROWS) for o in others]:
-                    made.append(
-                        await clone_rows(
-                            conn,
-                            SCHEMA,
-                            table,
-                            template=template,
-                            company=target,
-                            count=count,
-                            cloned=cloned,
-                        )
-                    )
-                if table in CHILDREN:
-                    parent = CHILDREN[table]
-                    made.append(
-                        await clone_rows(
-                            conn,
-                            SCHEMA,
-                            table,
-                            template={**template, parent: uuid.UUID(parents[parent])},
-                            company=company,
-                            count=CHILD_ROWS,
-                            cloned=cloned,
-                            salt="children",
-                            keep_parents=True,
-                        )
-                    )
-        async with engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            for table in TABLES:
-                await conn.execute(text(f"ANALYZE {SCHEMA}.{table}"))
-                rows = await conn.scalar(
-                    text(f"SELECT count(*) FROM {SCHEMA}.{table} WHERE company_id = :c"),  # noqa: S608
-                    {"c": uuid.UUID(company)},
-                )
-                # A table without a template row stays empty: nothing would be checked.
-                assert rows is not None and rows > ROWS, f"{table}: {rows} rows"
-    finally:
-        await engine.dispose()
-    return made
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def filled(core: CoreHarness, core_database: str) -> AsyncIterator[Filled]:
     tenant = await core.tenant()
     parents = await _templates(tenant)
-    made = await _fill(core_database, tenant.company_id, parents)
+    made = await fill_tables(core_database, FILL, tenant.company_id, parents)
     capture = SqlCapture(core.app.ctx.db.engine)
     explain_engine = create_async_engine(app_role_url(core_database), poolclass=NullPool)
     try:
@@ -285,13 +227,7 @@ async def filled(core: CoreHarness, core_database: str) -> AsyncIterator[Filled]
     finally:
         capture.close()
         await explain_engine.dispose()
-        cleanup = create_async_engine(core_database, poolclass=NullPool)
-        try:
-            async with cleanup.begin() as conn:
-                await conn.execute(text("SET LOCAL session_replication_role = replica"))
-                await drop_clones(conn, made)
-        finally:
-            await cleanup.dispose()
+        await empty_tables(core_database, made)
 
 
 def _method(name: str) -> Any:

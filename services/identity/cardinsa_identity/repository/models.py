@@ -70,6 +70,12 @@ class UserRow(TenantResourceMixin, MetadataMixin, Base):
         UniqueConstraint("email"),
         UniqueConstraint("company_id", "id"),
         Index(None, "company_id", "create_time", "id"),
+        # ListUsers: every filter and order_by field (migration identity_0010).
+        Index(None, "company_id", "state", "create_time", "id"),
+        Index(None, "company_id", "display_name", "id"),
+        Index(None, "company_id", "family_name", "id"),
+        Index(None, "company_id", "given_name"),
+        Index(None, "company_id", "last_login_time"),
     )
 
 
@@ -137,6 +143,8 @@ class RoleRow(ResourceMixin, Base):
             unique=True,
             postgresql_where=text("delete_time IS NULL"),
         ),
+        # ListRoles: the company's roles by name (migration identity_0010).
+        Index(None, "company_id", "name", "id"),
     )
 
 
@@ -158,6 +166,8 @@ class RoleBindingRow(Base):
         UniqueConstraint("company_id", "user_id", "role_id"),
         ForeignKeyConstraint(["company_id", "user_id"], ["users.company_id", "users.id"]),
         ForeignKeyConstraint(["role_id"], ["roles.id"]),
+        # ListRoleBindings: newest first (migration identity_0010).
+        Index(None, "company_id", "create_time", "id"),
     )
     __mapper_args__ = {"eager_defaults": True}
 
@@ -177,6 +187,8 @@ class ServiceAccountRow(TenantResourceMixin, Base):
             unique=True,
             postgresql_where=text("delete_time IS NULL"),
         ),
+        # ListServiceAccounts: newest first (migration identity_0010).
+        Index(None, "company_id", "create_time", "id"),
     )
 
 
@@ -206,6 +218,8 @@ class ApiKeyRow(Base):
             ["company_id", "service_account_id"],
             ["service_accounts.company_id", "service_accounts.id"],
         ),
+        # ListApiKeys: an account's keys, newest first (migration identity_0010).
+        Index(None, "company_id", "service_account_id", "create_time"),
     )
     __mapper_args__ = {"eager_defaults": True}
 
