@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -90,23 +90,25 @@ def order_cases(fields: Sequence[str]) -> list[str]:
 class Captured:
     statement: str
     parameters: Any
+    #: The database role that sent it (the service's, or the platform role's).
+    role: str
 
 
 class SqlCapture:
-    """Records the SELECTs sent on ``engines`` while :meth:`recording` is open."""
+    """Records the SELECTs any engine of the process sends while :meth:`recording`
+    is open (the service's tenant engine and its platform engine alike)."""
 
-    def __init__(self, *engines: AsyncEngine) -> None:
-        self._engines = [engine.sync_engine for engine in engines]
+    def __init__(self) -> None:
         self._current: list[Captured] | None = None
-        for engine in self._engines:
-            event.listen(engine, "before_cursor_execute", self._record)
+        event.listen(Engine, "before_cursor_execute", self._record)
 
-    def _record(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+    def _record(self, conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         if self._current is None:
             return
         head = statement.lstrip()[:40].upper()
         if head.startswith("SELECT") and "SET_CONFIG(" not in head:
-            self._current.append(Captured(statement, parameters))
+            role = conn.engine.url.username or ""
+            self._current.append(Captured(statement, parameters, role))
 
     @contextmanager
     def recording(self) -> Iterator[list[Captured]]:
@@ -117,8 +119,7 @@ class SqlCapture:
             self._current = None
 
     def close(self) -> None:
-        for engine in self._engines:
-            event.remove(engine, "before_cursor_execute", self._record)
+        event.remove(Engine, "before_cursor_execute", self._record)
 
 
 # --------------------------------------------------------------------------- explain
@@ -181,7 +182,8 @@ async def _columns(conn: AsyncConnection, schema: str, table: str) -> list[_Colu
         text(
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull "
             "FROM pg_attribute a WHERE a.attrelid = to_regclass(:t) AND a.attnum > 0 "
-            "AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum"
+            "AND NOT a.attisdropped AND a.attgenerated = '' AND a.attidentity = '' "
+            "ORDER BY a.attnum"
         ),
         {"t": f"{schema}.{table}"},
     )
@@ -205,17 +207,21 @@ async def _foreign_ids(conn: AsyncConnection, schema: str, table: str) -> dict[s
     return {col: ref for col, ref, refcol in rows.all() if refcol == "id" and col != "company_id"}
 
 
-async def _unique_sets(conn: AsyncConnection, schema: str, table: str) -> list[list[str]]:
+async def _unique_sets(conn: AsyncConnection, schema: str, table: str) -> list[set[str]]:
+    """The columns of each unique index (those inside its expressions too)."""
     rows = await conn.execute(
         text(
-            "SELECT array_agg(a.attname ORDER BY a.attname) FROM pg_index i "
-            "CROSS JOIN LATERAL unnest(i.indkey) AS k(col) "
-            "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.col "
-            "WHERE i.indrelid = to_regclass(:t) AND i.indisunique GROUP BY i.indexrelid"
+            "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i "
+            "WHERE i.indrelid = to_regclass(:t) AND i.indisunique"
         ),
         {"t": f"{schema}.{table}"},
     )
-    return [list(cols) for (cols,) in rows.all()]
+    columns = {c.name for c in await _columns(conn, schema, table)}
+    sets = []
+    for (definition,) in rows.all():
+        keys = definition.split(" USING ", 1)[1].split(" WHERE ", 1)[0]
+        sets.append({word for word in re.findall(r"[a-z_][a-z0-9_]*", keys) if word in columns})
+    return sets
 
 
 def _vary(column: _Column, tag: str) -> str:
@@ -287,7 +293,8 @@ async def clone_rows(
         elif column.name in ("create_time", "update_time"):
             exprs[column.name] = f"t.{column.name} - g * interval '17 seconds'"
     for unique in await _unique_sets(conn, schema, table):
-        if (linked - {keep_parents}) & set(unique) - {"company_id"}:
+        nullable = {c.name for c in columns if c.nullable}
+        if (linked - nullable - {keep_parents, "company_id"}) & unique:
             continue  # unique through the copy's own id or parent
         free = [c for c in columns if c.name in unique and c.name not in linked | set(exprs)]
         free.sort(key=lambda c: c.type == "uuid")  # a uuid may be a kept parent: last
@@ -314,8 +321,8 @@ async def drop_clones(conn: AsyncConnection, clones: Sequence[Clones]) -> None:
     for c in reversed(clones):
         await conn.execute(
             text(
-                f"DELETE FROM {c.schema}.{c.table} WHERE company_id = CAST(:company AS uuid) "
-                f"AND id IN (SELECT {_link(c.table, c.company, c.salt)} "
+                f"DELETE FROM {c.schema}.{c.table} "
+                f"WHERE id IN (SELECT {_link(c.table, c.company, c.salt)} "
                 "FROM generate_series(1, :count) g)"
             ),
             {"company": c.company, "count": c.count},
@@ -357,14 +364,14 @@ class PlanChecker:
 
     channel: Any  # grpc.aio.Channel
     capture: SqlCapture
-    explain_engine: AsyncEngine
+    #: Role -> an engine of that role, to EXPLAIN what the role sent.
+    explain_engines: Mapping[str, AsyncEngine]
     company_id: str
     metadata: Sequence[tuple[str, str]]
     #: Tables whose Seq Scan fails (the big, tenant-owned ones; schema.table).
     big_tables: frozenset[str]
     #: Other relations a plan may read by Seq Scan, each with the reason.
     allowed: Mapping[str, str]
-    checked: list[str]
 
     async def _call(self, method: Any, fields: Mapping[str, Any]) -> tuple[Any, list[Captured]]:
         from google.protobuf import message_factory
@@ -397,8 +404,8 @@ class PlanChecker:
             if not touched:
                 found.append(f"{label}: sent no SELECT on a filled table")
             for statement in touched:
-                plan = await explain(self.explain_engine, self.company_id, statement)
-                self.checked.append(label)
+                engine = self.explain_engines[statement.role]
+                plan = await explain(engine, self.company_id, statement)
                 for relation in seq_scans(plan):
                     if relation in self.big_tables or relation not in self.allowed:
                         found.append(
@@ -444,6 +451,8 @@ class Fill:
     child_rows: int = 60
     #: Table -> (rows, other_rows) where a company has few rows of it by nature.
     sizes: Mapping[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    #: Tables without ``company_id`` whose ``id`` is the company's (the companies).
+    platform_tables: frozenset[str] = frozenset()
 
 
 async def fill_tables(
@@ -461,9 +470,13 @@ async def fill_tables(
             await conn.execute(text("SET LOCAL session_replication_role = replica"))
             for table in fill.tables:
                 # The templates: real rows, chosen before any copy exists.
-                template = {"id": await _first(conn, fill.schema, table, company_id=company)}
                 rows, other_rows = fill.sizes.get(table, (fill.rows, fill.other_rows))
-                targets = [(company, rows)] + [(other, other_rows) for other in others]
+                if table in fill.platform_tables:  # one row per company: copies of ours
+                    template = {"id": await _first(conn, fill.schema, table, id=company)}
+                    targets = [(company, rows + other_rows * fill.other_companies)]
+                else:
+                    template = {"id": await _first(conn, fill.schema, table, company_id=company)}
+                    targets = [(company, rows)] + [(other, other_rows) for other in others]
                 for target, count in targets:
                     made.append(
                         await clone_rows(
@@ -498,8 +511,9 @@ async def fill_tables(
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             for table in fill.tables:
                 await conn.execute(text(f"ANALYZE {fill.schema}.{table}"))
+                scope = "true" if table in fill.platform_tables else "company_id = :c"
                 rows = await conn.scalar(
-                    text(f"SELECT count(*) FROM {fill.schema}.{table} WHERE company_id = :c"),
+                    text(f"SELECT count(*) FROM {fill.schema}.{table} WHERE {scope}"),
                     {"c": uuid.UUID(company)},
                 )
                 # A table without a template row stays empty: nothing would be checked.

@@ -62,7 +62,7 @@ from cardinsa_core.repository.models import Base
 from cardinsa_core.repository.policies import POLICIES
 from cardinsa_core.repository.policyholders import POLICYHOLDERS
 from cardinsa_core.repository.products import PRODUCTS
-from cardinsa_foundation.db import app_role_url
+from cardinsa_foundation.db import DEFAULT_APP_ROLE, app_role_url
 from cardinsa_foundation.filtering import FilterSpec
 
 SCHEMA = "core"
@@ -207,7 +207,7 @@ async def filled(core: CoreHarness, core_database: str) -> AsyncIterator[Filled]
     tenant = await core.tenant()
     parents = await _templates(tenant)
     made = await fill_tables(core_database, FILL, tenant.company_id, parents)
-    capture = SqlCapture(core.app.ctx.db.engine)
+    capture = SqlCapture()
     explain_engine = create_async_engine(app_role_url(core_database), poolclass=NullPool)
     try:
         yield Filled(
@@ -215,12 +215,11 @@ async def filled(core: CoreHarness, core_database: str) -> AsyncIterator[Filled]
             PlanChecker(
                 channel=core.channel,
                 capture=capture,
-                explain_engine=explain_engine,
+                explain_engines={DEFAULT_APP_ROLE: explain_engine},
                 company_id=tenant.company_id,
                 metadata=await tenant.md(),
                 big_tables=frozenset(f"{SCHEMA}.{t}" for t in TABLES),
                 allowed=ALLOWED_SEQ_SCANS,
-                checked=[],
             ),
             parents,
         )

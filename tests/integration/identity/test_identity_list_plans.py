@@ -44,7 +44,7 @@ from cardinsa.identity.v1 import (
     resources_pb2,
     user_service_pb2,
 )
-from cardinsa_foundation.db import app_role_url
+from cardinsa_foundation.db import DEFAULT_APP_ROLE, app_role_url
 from cardinsa_foundation.filtering import FilterSpec
 from cardinsa_identity.application.bootstrap import ensure_user_with_role
 from cardinsa_identity.repository.audit_events import AUDIT_LOG
@@ -138,19 +138,18 @@ async def filled(identity: IdentityHarness, identity_database: str) -> AsyncIter
     admin = Account(created.email, PASSWORD, str(created.company_id), str(created.user_id))
     parents = await _templates(identity, admin)
     made = await fill_tables(identity_database, FILL, admin.company_id, parents)
-    capture = SqlCapture(identity.app.ctx.db.engine)
+    capture = SqlCapture()
     explain_engine = create_async_engine(app_role_url(identity_database), poolclass=NullPool)
     try:
         yield Filled(
             PlanChecker(
                 channel=identity.channel,
                 capture=capture,
-                explain_engine=explain_engine,
+                explain_engines={DEFAULT_APP_ROLE: explain_engine},
                 company_id=admin.company_id,
                 metadata=identity.bearer(await identity.token(admin)),
                 big_tables=frozenset(f"{SCHEMA}.{t}" for t in TABLES),
                 allowed=ALLOWED_SEQ_SCANS,
-                checked=[],
             ),
             parents,
         )

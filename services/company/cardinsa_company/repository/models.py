@@ -95,6 +95,14 @@ class CompanyRow(ResourceMixin, Base):
             postgresql_where=text("registration_number <> '' AND delete_time IS NULL"),
         ),
         Index(None, "create_time", "id"),
+        # ListCompanies (platform admins: every company): every filter and
+        # order_by field (migration company_0006).
+        Index(None, "state", "create_time", "id"),
+        Index(None, "display_name", "id"),
+        Index(None, "country", "id"),
+        Index(None, "update_time", "id"),
+        Index(None, "legal_name"),
+        Index(None, "default_currency"),
     )
 
 
@@ -125,6 +133,12 @@ class DepartmentRow(TenantResourceMixin, Base):
             postgresql_where=text("delete_time IS NULL"),
         ),
         Index(None, "company_id", "parent_department_id"),
+        # ListDepartments: every order_by field, which serve the filters too
+        # (migration company_0006).
+        Index(None, "company_id", "display_name", "id"),
+        Index(None, "company_id", "code", "id"),
+        Index(None, "company_id", "create_time", "id"),
+        Index(None, "company_id", "update_time", "id"),
     )
 
 
@@ -149,6 +163,8 @@ class UnitRow(TenantResourceMixin, Base):
             unique=True,
             postgresql_where=text("delete_time IS NULL"),
         ),
+        # ListUnits: a department's units by name (migration company_0006).
+        Index(None, "company_id", "department_id", "display_name", "id"),
     )
 
 
