@@ -12,7 +12,12 @@ field its repository declares (read from ``POLICIES.filter``, ``POLICIES.order``
 ordering the next page too (the page token's keyset condition). The SELECTs the
 call sent are captured on the server's own engine and EXPLAINed with their
 parameters as the service role with the tenant set (RLS applies); a ``Seq Scan``
-on a filled table fails, naming the call and the statement. Lists of one
+on a filled table, or a plan node that reads more than a few hundred of its
+rows only to discard them by a filter no index holds, fails, naming the call
+and the statement. Filters on a field tried: ``=`` every value of an enum or
+boolean, ``=`` a value no row has for strings, numbers and uuids, ``>=`` / ``<``
+beyond every value for dates and times (``:``, ``*`` and negations are not
+index-served by design: support.list_plans.UNINDEXED_FORMS). Lists of one
 parent (a claim's log, a policy's invoices) run with their default order, on a
 parent with many rows among many parents.
 """
@@ -275,11 +280,11 @@ async def test_child_lists_use_indexes(filled: Filled, name: str) -> None:
     assert not problems, "\n".join(problems)
 
 
-async def test_unpaged_lists_read_only_allowed_tables(filled: Filled) -> None:
+async def test_unpaged_lists_read_only_small_tables(filled: Filled) -> None:
     for name in UNPAGED:
-        problems = await filled.checker.problems(ListCall(_method(name), {}, next_page=False))
-        # Nothing of the filled tables is read: only the allow-listed small table.
-        assert all("sent no SELECT on a filled table" in p for p in problems), problems
+        call = ListCall(_method(name), {}, next_page=False)
+        problems = await filled.checker.problems(call)
+        assert not problems, "\n".join(problems)
 
 
 async def test_the_models_declare_the_migrated_indexes(core_database: str) -> None:

@@ -72,6 +72,7 @@ class UserRow(TenantResourceMixin, MetadataMixin, Base):
         Index(None, "company_id", "create_time", "id"),
         # ListUsers: every filter and order_by field (migration identity_0010).
         Index(None, "company_id", "state", "create_time", "id"),
+        Index(None, "company_id", "email", "id"),
         Index(None, "company_id", "display_name", "id"),
         Index(None, "company_id", "family_name", "id"),
         Index(None, "company_id", "given_name"),

@@ -25,6 +25,8 @@ SCHEMA = "identity"
 #: (table, columns) of every index this revision adds.
 INDEXES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("users", ("company_id", "state", "create_time", "id")),
+    # The unique index on email alone walks every company's users in email order.
+    ("users", ("company_id", "email", "id")),
     ("users", ("company_id", "display_name", "id")),
     ("users", ("company_id", "family_name", "id")),
     ("users", ("company_id", "given_name")),
