@@ -49,8 +49,12 @@ def _name(table: str, columns: Sequence[str]) -> str:
 
 
 def upgrade() -> None:
+    # IF NOT EXISTS: on a large installation an operator may have built them
+    # beforehand with CREATE INDEX CONCURRENTLY, under these names (runbook section 20).
     for table, columns in INDEXES:
-        op.create_index(_name(table, columns), table, list(columns), schema=SCHEMA)
+        op.create_index(
+            _name(table, columns), table, list(columns), schema=SCHEMA, if_not_exists=True
+        )
 
 
 def downgrade() -> None:
