@@ -115,6 +115,8 @@ def test_constraints_follow_the_naming_convention() -> None:
     assert audit_indexes == {
         "ix_audit_log_company_id_create_time",
         "ix_audit_log_entity_type_entity_id_create_time",
+        "ix_audit_log_company_id_action_create_time",
+        "ix_audit_log_company_id_actor_id_create_time",
     }
     assert all(errors.OUR_CONSTRAINT_NAME.match(name) for name in names | audit_indexes)
 
