@@ -301,10 +301,10 @@ async def clone_rows(
     ``template`` (column = value, the first by id when several do) into ``company``.
 
     Foreign keys onto the ``id`` of a table in ``cloned`` point at that table's
-    copy with the same number (unless ``keep_parents``: then the copies stay under
-    the template's parent in column ``keep_parents``, e.g. many log entries of
-    one claim). ``conn`` must be
-    the superuser's, in a transaction with ``session_replication_role = replica``.
+    copy with the same number (unless ``keep_parents`` names a column: then the
+    copies stay under the template's parent, e.g. many log entries of one claim).
+    ``conn`` must be the superuser's, in a transaction with
+    ``session_replication_role = replica``.
     """
     columns = await _columns(conn, schema, table)
     foreign = {} if keep_parents else await _foreign_ids(conn, schema, table)
