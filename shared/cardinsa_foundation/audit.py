@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, ClassVar, Final, Generic, TypeVar
 
 from sqlalchemy import TIMESTAMP, Index, Select, Text, event, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -67,7 +67,11 @@ class AuditLogMixin:
 
     ``actor_id`` / ``on_behalf_of_id`` / ``entity_id`` are text, not UUID, so that
     any principal subject or entity key is recorded as it is rather than dropped.
+    ``audit_across_companies``: platform admins list every company's events
+    (``AuditLog(across_companies=True)``), newest first: an index by time alone.
     """
+
+    audit_across_companies: ClassVar[bool] = False
 
     id: Mapped[uuid.UUID] = mapped_column(
         PG_UUID(as_uuid=True),
@@ -97,12 +101,15 @@ class AuditLogMixin:
     def __table_args__(cls) -> tuple[Any, ...]:
         # Reading a tenant's log by time, and an entity's history; the filters
         # of ListAuditEvents (migrations core_0013, identity_0010, company_0006).
-        return (
+        indexes: tuple[Index, ...] = (
             Index(None, "company_id", "create_time"),
             Index(None, "entity_type", "entity_id", "create_time"),
             Index(None, "company_id", "action", "create_time"),
             Index(None, "company_id", "actor_id", "create_time"),
         )
+        if cls.audit_across_companies:  # every company's log, newest first
+            indexes += (Index(None, "create_time", "id"),)
+        return indexes
 
     @declared_attr.directive
     @classmethod

@@ -122,7 +122,7 @@ MODULES = (
 @dataclass
 class Filled:
     checker: PlanChecker
-    #: The same calls as the platform admin (ListCompanies over every company).
+    #: The same calls as the platform admin (over every company).
     platform: PlanChecker
     #: Request field -> the id it names (the company, the parents of the child lists).
     parents: dict[str, str]
@@ -252,9 +252,14 @@ async def test_list_filters_and_orders_use_indexes(filled: Filled, name: str) ->
     assert not problems, f"{len(problems)} problem(s):\n" + "\n".join(problems)
 
 
-async def test_platform_admins_list_every_company_by_index(filled: Filled) -> None:
+#: What a platform admin lists across every company (no company_id to lead with).
+PLATFORM_LISTS = ("ListCompanies", "ListAuditEvents")
+
+
+@pytest.mark.parametrize("name", PLATFORM_LISTS)
+async def test_platform_admin_lists_use_indexes(filled: Filled, name: str) -> None:
     problems: list[str] = []
-    for call in _searchable_calls("ListCompanies", filled.parents):
+    for call in _searchable_calls(name, filled.parents):
         problems += await filled.platform.problems(call)
     assert not problems, f"{len(problems)} problem(s):\n" + "\n".join(problems)
 

@@ -44,7 +44,12 @@ from cardinsa.identity.v1 import (
     resources_pb2,
     user_service_pb2,
 )
-from cardinsa_foundation.db import DEFAULT_APP_ROLE, app_role_url
+from cardinsa_foundation.db import (
+    DEFAULT_APP_ROLE,
+    DEFAULT_PLATFORM_ROLE,
+    app_role_url,
+    platform_role_url,
+)
 from cardinsa_foundation.filtering import FilterSpec
 from cardinsa_identity.application.bootstrap import ensure_user_with_role
 from cardinsa_identity.repository.audit_events import AUDIT_LOG
@@ -96,6 +101,8 @@ MODULES = (
 @dataclass
 class Filled:
     checker: PlanChecker
+    #: The same calls as the platform admin (ListAuditEvents over every company).
+    platform: PlanChecker
     parents: dict[str, str]
 
 
@@ -140,22 +147,32 @@ async def filled(identity: IdentityHarness, identity_database: str) -> AsyncIter
     made = await fill_tables(identity_database, FILL, admin.company_id, parents)
     capture = SqlCapture()
     explain_engine = create_async_engine(app_role_url(identity_database), poolclass=NullPool)
+    platform_engine = create_async_engine(platform_role_url(identity_database), poolclass=NullPool)
+
+    def checker(metadata: Any) -> PlanChecker:
+        return PlanChecker(
+            channel=identity.channel,
+            capture=capture,
+            explain_engines={
+                DEFAULT_APP_ROLE: explain_engine,
+                DEFAULT_PLATFORM_ROLE: platform_engine,
+            },
+            company_id=admin.company_id,
+            metadata=metadata,
+            big_tables=frozenset(f"{SCHEMA}.{t}" for t in TABLES),
+            allowed=ALLOWED_SEQ_SCANS,
+        )
+
     try:
         yield Filled(
-            PlanChecker(
-                channel=identity.channel,
-                capture=capture,
-                explain_engines={DEFAULT_APP_ROLE: explain_engine},
-                company_id=admin.company_id,
-                metadata=identity.bearer(await identity.token(admin)),
-                big_tables=frozenset(f"{SCHEMA}.{t}" for t in TABLES),
-                allowed=ALLOWED_SEQ_SCANS,
-            ),
+            checker(identity.bearer(await identity.token(admin))),
+            checker(identity.bearer(await identity.token(identity.platform_admin))),
             parents,
         )
     finally:
         capture.close()
         await explain_engine.dispose()
+        await platform_engine.dispose()
         await empty_tables(identity_database, made)
 
 
@@ -193,6 +210,14 @@ async def test_list_filters_and_orders_use_indexes(filled: Filled, name: str) ->
     problems: list[str] = []
     for call in _searchable_calls(name):
         problems += await filled.checker.problems(call)
+    assert not problems, f"{len(problems)} problem(s):\n" + "\n".join(problems)
+
+
+async def test_platform_admins_audit_log_uses_indexes(filled: Filled) -> None:
+    """A platform admin's ListAuditEvents: every company's events (no company_id)."""
+    problems: list[str] = []
+    for call in _searchable_calls("ListAuditEvents"):
+        problems += await filled.platform.problems(call)
     assert not problems, f"{len(problems)} problem(s):\n" + "\n".join(problems)
 
 

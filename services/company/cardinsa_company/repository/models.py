@@ -181,6 +181,8 @@ class IdempotencyRow(IdempotencyMixin, Base):
 
 class AuditEventRow(AuditLogMixin, Base):
     __tablename__ = "audit_events"
+    #: Platform admins list every company's events (index: migration company_0006).
+    audit_across_companies = True
 
 
 __all__ = [

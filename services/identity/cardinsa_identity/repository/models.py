@@ -316,6 +316,8 @@ class RevocationRow(Base):
 
 class AuditEventRow(AuditLogMixin, Base):
     __tablename__ = "audit_events"
+    #: Platform admins list every company's events (index: migration identity_0010).
+    audit_across_companies = True
 
 
 __all__ = [

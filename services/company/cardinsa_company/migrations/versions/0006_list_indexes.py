@@ -41,6 +41,8 @@ INDEXES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("webhook_subscriptions", ("company_id",)),
     ("audit_events", ("company_id", "action", "create_time")),
     ("audit_events", ("company_id", "actor_id", "create_time")),
+    # A platform admin's ListAuditEvents: every company's events, newest first.
+    ("audit_events", ("create_time", "id")),
 )
 
 

@@ -37,6 +37,8 @@ INDEXES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("api_keys", ("company_id", "service_account_id", "create_time")),
     ("audit_events", ("company_id", "action", "create_time")),
     ("audit_events", ("company_id", "actor_id", "create_time")),
+    # A platform admin's ListAuditEvents: every company's events, newest first.
+    ("audit_events", ("create_time", "id")),
 )
 
 
