@@ -23,9 +23,14 @@ The pieces the per-service modules (``test_*_list_plans.py``) put together:
   read by ``Seq Scan``, :func:`discarded` the nodes that read rows only to
   throw them away (an index walked for its order while a filter it does not
   hold removes the rows: no Seq Scan, yet every row of the tenant read).
+- :func:`explain_generic`: the generic plan of the same statement (``PREPARE``,
+  ``EXPLAIN EXECUTE`` under ``plan_cache_mode = force_generic_plan``): asyncpg
+  prepares every statement, and PostgreSQL may switch a prepared statement to
+  its generic plan after five executions.
 - :class:`PlanChecker`: one List call (and its next page) through the running
-  server; a Seq Scan on a filled table, or a node discarding more than
-  :data:`MAX_DISCARDED_ROWS` of its rows, is a problem.
+  server; a Seq Scan on a filled table (in the plan for the values or in the
+  generic plan), or a node discarding more than :data:`MAX_DISCARDED_ROWS` of
+  its rows, is a problem.
 - :func:`filter_cases` / :func:`order_cases`: the filters and orderings to try,
   derived from the List's own :class:`~cardinsa_foundation.filtering.FilterSpec`
   and ``order_by`` fields: a field added later is tried without anyone listing it.
@@ -40,6 +45,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Engine, event, text
@@ -177,6 +183,46 @@ def _scans(plan: Any) -> list[dict[str, Any]]:
 
 def _relation(node: Mapping[str, Any]) -> str:
     return f"{node.get('Schema', '?')}.{node.get('Relation Name', '?')}"
+
+
+def _literal(value: Any) -> str:
+    """A bound value as a SQL literal (``EXECUTE`` takes its arguments as text)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        shown = "{" + ",".join('"' + str(v).replace('"', '\\"') + '"' for v in value) + "}"
+    elif isinstance(value, datetime | date):
+        shown = value.isoformat()
+    else:
+        shown = str(value)
+    return "'" + shown.replace("'", "''") + "'"
+
+
+async def explain_generic(
+    engine: AsyncEngine, company_id: str | None, captured: Captured
+) -> list[dict[str, Any]]:
+    """The generic plan of ``captured`` (planned for any parameter values): what a
+    prepared statement -- asyncpg prepares every statement -- runs once PostgreSQL
+    prefers it to planning each execution. ``PREPARE``, then ``EXPLAIN EXECUTE``
+    under ``plan_cache_mode = force_generic_plan``."""
+    async with engine.connect() as conn, conn.begin():
+        await conn.execute(
+            text("SELECT set_config('cardinsa.company_id', :company, true)"),
+            {"company": company_id or ""},
+        )
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        await raw.execute("PREPARE cardinsa_plan_check AS " + captured.statement)
+        await raw.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        arguments = ", ".join(_literal(value) for value in captured.parameters or ())
+        call = f"cardinsa_plan_check({arguments})" if arguments else "cardinsa_plan_check"
+        found = await raw.fetchval("EXPLAIN (FORMAT JSON, VERBOSE) EXECUTE " + call)
+        await raw.execute("DEALLOCATE cardinsa_plan_check")
+        await conn.rollback()
+    plan: list[dict[str, Any]] = json.loads(found) if isinstance(found, str) else found
+    return plan
 
 
 def seq_scans(plan: Any) -> list[str]:
@@ -451,6 +497,10 @@ class PlanChecker:
                             f"{label}: reads {rows} rows of {relation} to discard them "
                             f"(Filter: {condition[:200]})\n    {sql}"
                         )
+                generic = await explain_generic(engine, self.company_id, statement)
+                for relation in seq_scans(generic):
+                    if relation in self.big_tables or relation not in self.allowed:
+                        found.append(f"{label}: generic plan: Seq Scan on {relation}\n    {sql}")
         return found
 
     def _is_checked(self, statement: str) -> bool:

@@ -11,7 +11,8 @@ field its repository declares (read from ``POLICIES.filter``, ``POLICIES.order``
 ... -- a field added later is tried without being listed here), and for each
 ordering the next page too (the page token's keyset condition). The SELECTs the
 call sent are captured on the server's own engine and EXPLAINed with their
-parameters as the service role with the tenant set (RLS applies); a ``Seq Scan``
+parameters as the service role with the tenant set (RLS applies), and in their
+generic form (what a prepared statement may run); a ``Seq Scan``
 on a filled table, or a plan node that reads more than a few hundred of its
 rows only to discard them by a filter no index holds, fails, naming the call
 and the statement. Filters on a field tried: ``=`` every value of an enum or

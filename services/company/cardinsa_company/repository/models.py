@@ -103,6 +103,8 @@ class CompanyRow(ResourceMixin, Base):
         Index(None, "update_time", "id"),
         Index(None, "legal_name"),
         Index(None, "default_currency"),
+        # The unique one above is partial: no use to a prepared (generic) plan.
+        Index(None, "registration_number"),
     )
 
 
