@@ -65,7 +65,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.pool import NullPool
-from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util import await_, greenlet_spawn
 
 from cardinsa_foundation import errors, tracing
 from cardinsa_foundation.config import ASYNC_URL_PREFIX, Environment, Settings, get_settings
@@ -124,9 +124,56 @@ def _apply_tenant(
 
     Running on every begin (not once per unit of work) keeps the tenant even when
     code commits in the middle and the session begins a new transaction.
+
+    The driver's transaction has not begun yet (SQLAlchemy's asyncpg adapter
+    sends BEGIN before the first statement), so BEGIN and the tenant go as one
+    simple query, one round trip, as in :meth:`Database.transaction`; the
+    adapter then commits or rolls back through :class:`_BegunWithTenant`. Any
+    other state (an adapter that began already, an isolation level or access
+    mode of its own) gets the ordinary statement.
     """
     company_id = session.info.get(_TENANT_INFO_KEY, "")
-    connection.execute(_SET_TENANT_SQL, {"company_id": company_id})
+    if not _begin_with_tenant(connection, company_id):
+        connection.execute(_SET_TENANT_SQL, {"company_id": company_id})
+
+
+class _BegunWithTenant:
+    """The adapter's transaction after `_begin_with_tenant`: what SQLAlchemy's
+    asyncpg adapter asks of asyncpg's Transaction (commit, rollback)."""
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    async def commit(self) -> None:
+        await self._connection.execute("COMMIT")
+
+    async def rollback(self) -> None:
+        if not self._connection.is_closed():
+            await self._connection.execute("ROLLBACK")
+
+
+def _begin_with_tenant(connection: Connection, company_id: str) -> bool:
+    adapter: Any = connection.connection.dbapi_connection
+    if (
+        getattr(adapter, "_transaction", False) is not None
+        or getattr(adapter, "isolation_level", "") not in (None, "read_committed")
+        or getattr(adapter, "readonly", True)
+        or getattr(adapter, "deferrable", True)
+        or not _CANONICAL_ID.match(company_id)
+    ):
+        return False
+    driver: Any = adapter._connection
+    if tracing.TRACER is not None:
+        driver = tracing.TracedConnection(driver)
+    try:
+        await_(driver.execute(_BEGIN_WITH_TENANT.format(company_id=company_id)))
+    except Exception as exc:
+        adapter._handle_exception(exc)
+        raise  # pragma: no cover - _handle_exception raises
+    adapter._transaction = _BegunWithTenant(adapter._connection)
+    return True
 
 
 def _refuse_closed_connection(

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import make_url, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -66,6 +66,37 @@ async def test_unit_of_work_commits_on_success(db: Database) -> None:
     async with db.unit_of_work(company_id=COMPANY_A) as session:
         await session.execute(text(f"INSERT INTO {NOTES} (body) VALUES (:b)"), {"b": body})
     assert await count_notes(db, body) == 1
+
+
+async def test_a_unit_of_work_begins_with_its_tenant_in_one_round_trip(db: Database) -> None:
+    """BEGIN and the tenant setting go together: the only statements the
+    session's cursor sends are the work's own; the tenant holds in a second
+    transaction of the same session, and a rolled-back one keeps nothing."""
+    sent: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *_: object) -> None:
+        sent.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with db.unit_of_work(company_id=COMPANY_A) as session:
+            setting = (
+                await session.execute(text("SELECT current_setting('cardinsa.company_id')"))
+            ).scalar_one()
+            await session.commit()  # a new transaction begins with the next statement
+            again = (
+                await session.execute(text("SELECT current_setting('cardinsa.company_id')"))
+            ).scalar_one()
+        assert setting == again == str(COMPANY_A)
+        assert sent == ["SELECT current_setting('cardinsa.company_id')"] * 2
+        body = f"one-trip-{uuid.uuid4()}"
+        with pytest.raises(RuntimeError):
+            async with db.unit_of_work(company_id=COMPANY_A) as session:
+                await session.execute(text(f"INSERT INTO {NOTES} (body) VALUES (:b)"), {"b": body})
+                raise RuntimeError("undo")
+        assert await count_notes(db, body) == 0
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
 
 
 async def test_unit_of_work_rolls_back_and_reraises(db: Database) -> None:
