@@ -502,9 +502,12 @@ class ClaimUseCases:
         invalid("the approval is not valid", violations)
         assert amount is not None
         money = amount.resolve(amount.currency, "approved_amount")
-        bands = await self.authority.bands(company, money.currency)
-        # Permission before existence: the band depends on the request only.
-        bands.check_authority(money, principal.permissions)
+
+        async def authority(session: AsyncSession) -> None:
+            # Permission before existence: the band depends on the request only
+            # (read first in the change's unit of work, before the claim).
+            bands = await self.authority.bands(company, money.currency, session=session)
+            bands.check_authority(money, principal.permissions)
 
         async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> Outcome:
             claim.check_can(ClaimAction.APPROVE)
@@ -530,6 +533,7 @@ class ClaimUseCases:
             method="approve",
             apply=apply,
             arguments=[money, note.strip()],
+            check=authority,
         )
 
     async def unapprove(self, claim_id: str, etag: str, request_id: str, reason: str) -> ClaimRow:

@@ -19,7 +19,7 @@ core's own:
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
@@ -173,6 +173,9 @@ class ChangeOptions(TypedDict):
     arguments: NotRequired[Sequence[object]]
     #: Whether a soft-deleted resource may be changed (delete, undelete).
     allow_deleted: NotRequired[bool]
+    #: A check that needs the database but not the resource (permission before
+    #: existence: an approval's band), run first in the unit of work.
+    check: NotRequired[Callable[[AsyncSession], Awaitable[None]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +195,9 @@ async def _open(
     resource_id: str,
     options: ChangeOptions,
 ) -> Change[R]:
+    check = options.get("check")
+    if check is not None:
+        await check(session)
     key = lookup_uuid(resource_id)
     if key is None:
         raise not_found(resources.name, resource_id)
