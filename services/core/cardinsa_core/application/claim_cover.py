@@ -34,6 +34,7 @@ from cardinsa_core.domain.adjudication import (
 from cardinsa_core.domain.claims import Claim, ClaimDetails
 from cardinsa_core.domain.money import Money
 from cardinsa_core.domain.products import Coverage
+from cardinsa_core.repository.claim_facts import read_cover_facts
 from cardinsa_core.repository.claims import (
     apply_usage,
     lock_accumulators,
@@ -55,7 +56,9 @@ from cardinsa_core.repository.policies import (
     version_of,
 )
 from cardinsa_core.repository.products import coverage_of, load_version
+from cardinsa_foundation.db import driver_connection
 from cardinsa_foundation.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from cardinsa_foundation.use_cases import not_found
 
 __all__ = [
     "Cover",
@@ -179,15 +182,25 @@ async def load_cover(
 ) -> Cover:
     """The claim's cover as it is now, checked (FAILED_PRECONDITION when gone)
     unless ``check`` is off (giving money back needs no cover); the policy row
-    is held ``FOR SHARE`` until the transaction ends."""
-    policy = await POLICIES.find(session, row.company_id, str(row.policy_id), share=True)
+    is held ``FOR SHARE`` until the transaction ends. One statement reads the
+    policy, its version in effect and the coverage (:func:`read_cover_facts`)."""
+    facts = await read_cover_facts(
+        await driver_connection(session),
+        company=row.company_id,
+        policy_id=row.policy_id,
+        incident=details.incident_date,
+        coverage_code=details.coverage_code,
+    )
+    policy = facts.policy
+    if policy is None:  # pragma: no cover - a claim's policy exists (foreign key)
+        raise not_found(POLICIES.name, str(row.policy_id))
     if check:
-        version, coverage = await eligible_version(session, policy, details)
+        version, coverage = eligible_from(policy, details, facts.version, facts.coverage)
         row.policy_version = version.version
     else:
-        found = await version_in_effect(session, policy, details.incident_date)
+        found = facts.version
         version = found if found is not None else await _version(session, policy, row)
-        coverage = await coverage_for(session, policy, details.coverage_code)
+        coverage = _coverage(facts.coverage, policy.currency)
     member = details.claimant_dependent_id or policy.policyholder_id
     period = period_of(
         coverage.limit_period,

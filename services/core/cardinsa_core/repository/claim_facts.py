@@ -21,7 +21,7 @@ from typing import Any, Final
 from cardinsa_core.repository.models import CoverageRow, PolicyRow, PolicyVersionRow
 from cardinsa_foundation.row_batch import from_record
 
-__all__ = ["CreateFacts", "read_create_facts"]
+__all__ = ["CoverFacts", "CreateFacts", "read_cover_facts", "read_create_facts"]
 
 _FACTS: Final = """
 SELECT now() AS now,
@@ -92,6 +92,51 @@ async def read_create_facts(
     return CreateFacts(
         claimed,
         record["now"],
+        from_record(PolicyRow, record["policy"]),
+        _row(PolicyVersionRow, record["version"]),
+        _row(CoverageRow, record["coverage"]),
+    )
+
+
+_COVER: Final = """
+SELECT p AS policy,
+       (SELECT v FROM core.policy_versions v
+         WHERE v.company_id = p.company_id AND v.policy_id = p.id AND v.effective_date <= $3
+         ORDER BY v.version DESC LIMIT 1) AS version,
+       (SELECT c FROM core.coverages c
+          JOIN core.product_versions pv
+            ON pv.company_id = c.company_id AND pv.id = c.product_version_id
+         WHERE c.company_id = p.company_id AND pv.product_id = p.product_id
+           AND pv.version = p.product_version AND c.code = $4
+         ORDER BY c.position LIMIT 1) AS coverage
+  FROM core.policies p
+ WHERE p.company_id = $1 AND p.id = $2
+   FOR SHARE OF p
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class CoverFacts:
+    policy: PolicyRow | None
+    version: PolicyVersionRow | None
+    coverage: CoverageRow | None
+
+
+async def read_cover_facts(
+    connection: Any,
+    *,
+    company: uuid.UUID,
+    policy_id: uuid.UUID,
+    incident: date,
+    coverage_code: str,
+) -> CoverFacts:
+    """A claim's cover at a money step, in one statement: the policy held ``FOR
+    SHARE`` (until the transaction ends), its version on ``incident`` and the
+    product's coverage ``coverage_code`` (None where missing)."""
+    record = await connection.fetchrow(_COVER, company, policy_id, incident, coverage_code)
+    if record is None:
+        return CoverFacts(None, None, None)
+    return CoverFacts(
         from_record(PolicyRow, record["policy"]),
         _row(PolicyVersionRow, record["version"]),
         _row(CoverageRow, record["coverage"]),
