@@ -67,6 +67,7 @@ from cardinsa_core.repository.models import ClaimLogEntryRow, ClaimRow, PolicyRo
 from cardinsa_core.repository.numbers import next_number
 from cardinsa_core.repository.policies import POLICIES
 from cardinsa_foundation.context import Principal
+from cardinsa_foundation.db import driver_connection
 from cardinsa_foundation.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -433,8 +434,11 @@ class ClaimUseCases:
                 cover = outcome.cover or await load_cover(session, row, after.details, check=False)
                 await settle(session, cover, row.currency, before.consumption, after.consumption)
             await session.flush()
-            await self._log(
-                session,
+            # The log entry, the event (of the row as flushed: its new etag) and
+            # the audit row: one statement on the unit of work's connection.
+            rows = RowBatch(self.ctx.db.engine.dialect)
+            self._log_rows(
+                rows,
                 row,
                 action=method,
                 from_state=before.state.value,
@@ -446,13 +450,14 @@ class ClaimUseCases:
                 detail["amount"] = str(outcome.amount)
             detail.update(outcome.detail)
             await self.ctx.audit.record(
-                session,
+                rows,
                 action=f"claim.{method}",
                 entity_type="claim",
                 entity_id=row.id,
                 changed_fields=sorted(set(changed)),
                 detail=detail,
             )
+            await rows.insert(await driver_connection(session))
             return row
 
     async def submit(self, claim_id: str, etag: str, request_id: str) -> ClaimRow:
