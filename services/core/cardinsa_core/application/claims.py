@@ -62,7 +62,14 @@ from cardinsa_core.domain.claims import (
 from cardinsa_core.domain.money import Money, check_currency
 from cardinsa_core.domain.numbering import NumberKind, format_number
 from cardinsa_core.repository.claim_facts import read_create_facts
-from cardinsa_core.repository.claims import CLAIMS, apply_claim, claim_log, claim_of, log_entry
+from cardinsa_core.repository.claims import (
+    CLAIMS,
+    GET_CLAIM,
+    apply_claim,
+    claim_log,
+    claim_of,
+    log_entry,
+)
 from cardinsa_core.repository.models import ClaimLogEntryRow, ClaimRow, PolicyRow
 from cardinsa_core.repository.numbers import next_number
 from cardinsa_core.repository.policies import POLICIES
@@ -172,9 +179,16 @@ class ClaimUseCases:
     # ------------------------------------------------------------- reading
 
     async def get(self, claim_id: str) -> ClaimRow:
+        """One round trip, without the ORM (``core.read_claim``), as GetPolicy."""
         company = own_company(require_principal())
-        async with self.ctx.db.unit_of_work(company_id=company) as session:
-            return await CLAIMS.find(session, company, claim_id)
+        key = lookup_uuid(claim_id)
+        row = None
+        if key is not None:
+            async with self.ctx.db.read(company_id=company) as reader:
+                row = await reader.one(GET_CLAIM, id=key)
+        if row is None:
+            raise not_found(CLAIMS.name, claim_id)
+        return row
 
     async def list_claims(self, **query: Unpack[ListQuery]) -> Page[ClaimRow]:
         company = own_company(require_principal())

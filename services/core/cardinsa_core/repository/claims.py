@@ -33,6 +33,7 @@ from cardinsa_core.repository.models import (
     ClaimRow,
 )
 from cardinsa_core.repository.rows import Resources, assign, children
+from cardinsa_foundation.db import ReadQuery
 from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec
 from cardinsa_foundation.use_cases import lookup_uuid, not_found
 
@@ -80,6 +81,9 @@ CLAIMS = Resources(
         "incident_date": ClaimRow.incident_date,
     },
 )
+#: GetClaim in one round trip, without the ORM (cardinsa_foundation.db.Database.read):
+#: the function core.read_claim of migration core_0014.
+GET_CLAIM = ReadQuery(ClaimRow, "read_claim", ("id",))
 
 
 # ------------------------------------------------------------------ mapping
