@@ -292,26 +292,6 @@ class ClaimUseCases:
         )
         self.ctx.events.claim_changed(adder, row, action=action, from_state=from_state)
 
-    async def _log(
-        self,
-        session: AsyncSession,
-        row: ClaimRow,
-        *,
-        action: str,
-        from_state: str | None,
-        outcome: Outcome,
-        request_id: str,
-    ) -> None:
-        self._log_rows(
-            session,
-            row,
-            action=action,
-            from_state=from_state,
-            outcome=outcome,
-            request_id=request_id,
-        )
-        await session.flush()
-
     async def create(self, data: ClaimInput, *, request_id: str) -> ClaimRow:
         """A new DRAFT claim. The hot path (:meth:`_create_fast`) reads what it
         needs in one statement and inserts the claim, its log entry, its event
@@ -325,7 +305,28 @@ class ClaimUseCases:
             return created
         return await self._create_or_replay(company, data, request_id)
 
-    async def _claim_audit(self, adder: SupportsAdd, row: ClaimRow, details: ClaimDetails) -> None:
+    @staticmethod
+    def _new_claim(
+        new_id: uuid.UUID, policy: PolicyRow, version: int, details: ClaimDetails
+    ) -> ClaimRow:
+        row = ClaimRow(
+            id=new_id, company_id=policy.company_id, policy_id=policy.id, policy_version=version
+        )
+        apply_claim(row, Claim(state=ClaimState.DRAFT, details=details))
+        return row
+
+    async def _record_create(
+        self, adder: SupportsAdd, row: ClaimRow, details: ClaimDetails, request_id: str
+    ) -> None:
+        """The new claim's log entry, event and audit row, added to ``adder``."""
+        self._log_rows(
+            adder,
+            row,
+            action="create",
+            from_state=None,
+            outcome=Outcome(claim_of(row), amount=details.claimed_amount),
+            request_id=request_id,
+        )
         await self.ctx.audit.record(
             adder,
             action="claim.create",
@@ -362,24 +363,12 @@ class ClaimUseCases:
                 raise not_found(POLICIES.name, data.policy_id)
             details = self._details(data, UPDATABLE, None, policy.currency)
             version, _ = eligible_from(policy, details, facts.version, facts.coverage)
-            row = ClaimRow(
-                id=new_id, company_id=company, policy_id=policy.id, policy_version=version.version
-            )
-            claim = Claim(state=ClaimState.DRAFT, details=details)
-            apply_claim(row, claim)
+            row = self._new_claim(new_id, policy, version.version, details)
             assert facts.now is not None  # with the policy
             row.create_time = row.update_time = facts.now  # now() of this transaction
             rows = RowBatch(self.ctx.db.engine.dialect)
             rows.add(row)
-            self._log_rows(
-                rows,
-                row,
-                action="create",
-                from_state=None,
-                outcome=Outcome(claim, amount=details.claimed_amount),
-                request_id=request_id,
-            )
-            await self._claim_audit(rows, row, details)
+            await self._record_create(rows, row, details, request_id)
             await rows.insert(connection)
             return row
 
@@ -393,23 +382,12 @@ class ClaimUseCases:
                 return await CLAIMS.find(session, company, seen)
             policy = await POLICIES.find(session, company, data.policy_id)
             details = self._details(data, UPDATABLE, None, policy.currency)
-            version = await self._eligible(session, policy, details)
-            claim = Claim(state=ClaimState.DRAFT, details=details)
-            row = ClaimRow(
-                id=new_id, company_id=company, policy_id=policy.id, policy_version=version
+            row = self._new_claim(
+                new_id, policy, await self._eligible(session, policy, details), details
             )
-            apply_claim(row, claim)
             session.add(row)
             await session.flush()
-            await self._log(
-                session,
-                row,
-                action="create",
-                from_state=None,
-                outcome=Outcome(claim, amount=details.claimed_amount),
-                request_id=request_id,
-            )
-            await self._claim_audit(session, row, details)
+            await self._record_create(session, row, details, request_id)
             return row
 
     async def update(

@@ -98,21 +98,8 @@ async def read_create_facts(
     )
 
 
-_COVER: Final = """
-SELECT p AS policy,
-       (SELECT v FROM core.policy_versions v
-         WHERE v.company_id = p.company_id AND v.policy_id = p.id AND v.effective_date <= $3
-         ORDER BY v.version DESC LIMIT 1) AS version,
-       (SELECT c FROM core.coverages c
-          JOIN core.product_versions pv
-            ON pv.company_id = c.company_id AND pv.id = c.product_version_id
-         WHERE c.company_id = p.company_id AND pv.product_id = p.product_id
-           AND pv.version = p.product_version AND c.code = $4
-         ORDER BY c.position LIMIT 1) AS coverage
-  FROM core.policies p
- WHERE p.company_id = $1 AND p.id = $2
-   FOR SHARE OF p
-"""
+# The same rows, the policy held FOR SHARE (a money step of an existing claim).
+_COVER: Final = _FACTS + "   FOR SHARE OF p\n"
 
 
 @dataclass(frozen=True, slots=True)
