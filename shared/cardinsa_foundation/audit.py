@@ -107,8 +107,12 @@ class AuditLogMixin:
             Index(None, "company_id", "action", "create_time"),
             Index(None, "company_id", "actor_id", "create_time"),
         )
-        if cls.audit_across_companies:  # every company's log, newest first
-            indexes += (Index(None, "create_time", "id"),)
+        if cls.audit_across_companies:  # every company's log, newest first, and filtered
+            indexes += (
+                Index(None, "create_time", "id"),
+                Index(None, "action", "create_time"),
+                Index(None, "actor_id", "create_time"),
+            )
         return indexes
 
     @declared_attr.directive

@@ -39,6 +39,9 @@ INDEXES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("audit_events", ("company_id", "actor_id", "create_time")),
     # A platform admin's ListAuditEvents: every company's events, newest first.
     ("audit_events", ("create_time", "id")),
+    # ... filtered by action or actor across companies.
+    ("audit_events", ("action", "create_time")),
+    ("audit_events", ("actor_id", "create_time")),
 )
 
 
