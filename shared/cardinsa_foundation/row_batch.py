@@ -18,18 +18,26 @@ dialect's bind processors, as the ORM's do (JSON serialised the same way). The
 rows are inserted in the order they were added, in one statement, so foreign
 keys between them hold when the statement ends.
 
+:meth:`RowBatch.update` adds the UPDATE of a row read (and locked) in the same
+transaction to the statement, as the ORM's flush writes it: the attributes
+named, every column with an ``onupdate`` that is not among them, and -- for a
+versioned row -- the next version, matched on the primary key and the version
+the row was read at. A row that no longer matches fails the whole statement
+with the ORM's own ``StaleDataError``.
+
 :func:`from_record` is the other half: a mapped instance (not in any session)
 from a row an asyncpg query returned, for the domain code that reads rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final, Protocol, TypeVar
 
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapper
+from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql.schema import Column
 
 __all__ = ["RowBatch", "SupportsAdd", "from_record"]
@@ -51,12 +59,33 @@ class _Plan:
         table = mapper.local_table
         self.table = table
         self.version_column = mapper.version_id_col
+        self.version_key = (
+            mapper.get_property_by_column(self.version_column).key
+            if self.version_column is not None
+            else ""
+        )
         self.version_generator = mapper.version_id_generator
         self.columns: list[tuple[Any, str, Any]] = []
+        self.keys: dict[str, tuple[Any, Any]] = {}
         for column in table.columns:
             key = mapper.get_property_by_column(column).key
             processor = column.type._cached_bind_processor(dialect)
             self.columns.append((column, key, processor))
+            self.keys[key] = (column, processor)
+        self.primary_key = [
+            (column, mapper.get_property_by_column(column).key) for column in table.primary_key
+        ]
+        #: Columns an UPDATE sets when not written: (column, key, SQL text or None, callable).
+        self.on_update: list[tuple[Any, str, str | None, Any]] = []
+        for column, key, _ in self.columns:
+            generate = column.onupdate
+            if generate is None or column is self.version_column:
+                continue
+            if generate.is_clause_element:
+                sql = str(generate.arg.compile(dialect=dialect))
+                self.on_update.append((column, key, sql, None))
+            elif generate.is_callable:
+                self.on_update.append((column, key, None, generate.arg))
 
 
 class RowBatch:
@@ -65,9 +94,19 @@ class RowBatch:
     def __init__(self, dialect: Dialect) -> None:
         self._dialect = dialect
         self.rows: list[Any] = []
+        #: Per row: None (insert) or the attributes an UPDATE writes.
+        self._updates: list[frozenset[str] | None] = []
 
     def add(self, instance: Any) -> None:
+        """Insert ``instance`` (a new row)."""
         self.rows.append(instance)
+        self._updates.append(None)
+
+    def update(self, instance: Any, keys: Iterable[str]) -> None:
+        """Update ``instance`` (a row read in this transaction) with the
+        attributes ``keys`` (see the module docstring)."""
+        self.rows.append(instance)
+        self._updates.append(frozenset(keys))
 
     def statement(self) -> tuple[str, list[Any], list[list[tuple[str, str]]]]:
         """The SQL, its arguments, and per row the (attribute, result column)
@@ -77,8 +116,16 @@ class RowBatch:
         returned: list[list[tuple[str, str]]] = []
         selected: list[str] = []
         quote = self._dialect.identifier_preparer
-        for index, instance in enumerate(self.rows):
+        checked: list[str] = []
+        for index, (instance, keys) in enumerate(zip(self.rows, self._updates, strict=True)):
             plan = _plan(type(instance), self._dialect)
+            if keys is not None:
+                part, updated, columns = self._update(index, instance, plan, keys, arguments)
+                parts.append(part)
+                returned.append(updated)
+                selected.extend(columns)
+                checked.append(f"(SELECT count(*) FROM r{index}) AS r{index}_n")  # noqa: S608
+                continue
             names: list[str] = []
             placeholders: list[str] = []
             back: list[tuple[str, str]] = []
@@ -107,12 +154,79 @@ class RowBatch:
             )
             returned.append(back)
         sources = [f"r{index}" for index, back in enumerate(returned) if back]
-        final = (
-            f"SELECT {', '.join(selected)} FROM {', '.join(sources)}"  # noqa: S608
-            if selected
-            else "SELECT 1"
-        )
+        if selected:
+            # An updated row that matched nothing makes the cross product empty:
+            # its count, selected beside, tells it apart (checked in :meth:`insert`).
+            final = f"SELECT {', '.join(selected)} FROM {', '.join(sources)}"  # noqa: S608
+            if checked:
+                final = (
+                    f"SELECT {', '.join(checked)}, found.* FROM (SELECT) one "  # noqa: S608
+                    f"LEFT JOIN ({final}) found ON true"
+                )
+        elif checked:
+            final = f"SELECT {', '.join(checked)}"
+        else:
+            final = "SELECT 1"
         return f"WITH {', '.join(parts)} {final}", arguments, returned
+
+    def _update(
+        self,
+        index: int,
+        instance: Any,
+        plan: _Plan,
+        keys: frozenset[str],
+        arguments: list[Any],
+    ) -> tuple[str, list[tuple[str, str]], list[str]]:
+        quote = self._dialect.identifier_preparer
+        state = instance.__dict__
+
+        def bind(key: str, value: Any) -> str:
+            processor = plan.keys[key][1]
+            arguments.append(
+                processor(value) if processor is not None and value is not None else value
+            )
+            return f"${len(arguments)}"
+
+        sets: list[str] = []
+        back: list[tuple[str, str]] = []
+        server: list[str] = []
+        for key in sorted(keys):
+            column = plan.keys[key][0]
+            sets.append(f"{quote.quote(column.name)} = {bind(key, state.get(key))}")
+        for column, key, sql, generate in plan.on_update:
+            if key in keys:
+                continue
+            name = quote.quote(column.name)
+            if sql is not None:
+                sets.append(f"{name} = {sql}")
+                back.append((key, f"r{index}_{len(back)}"))
+                server.append(name)
+            else:
+                value = generate(None)
+                setattr(instance, key, value)
+                sets.append(f"{name} = {bind(key, value)}")
+        where = [
+            f"{quote.quote(column.name)} = {bind(key, state.get(key))}"
+            for column, key in plan.primary_key
+        ]
+        version = plan.version_column
+        if version is not None:
+            key = plan.version_key
+            old = state.get(key)
+            new = plan.version_generator(old) if callable(plan.version_generator) else old + 1
+            sets.append(f"{quote.quote(version.name)} = {bind(key, new)}")
+            where.append(f"{quote.quote(version.name)} = {bind(key, old)}")
+            setattr(instance, key, new)
+        returning = ", ".join(server or ["1"])
+        selected = [
+            f"r{index}.{name} AS {alias}" for name, (_, alias) in zip(server, back, strict=True)
+        ]
+        part = (
+            # Quoted identifiers and $n placeholders only; the values are arguments.
+            f"r{index} AS (UPDATE {quote.format_table(plan.table)} "  # noqa: S608
+            f"SET {', '.join(sets)} WHERE {' AND '.join(where)} RETURNING {returning})"
+        )
+        return part, back, selected
 
     async def insert(self, connection: Any) -> None:
         """Insert every row (on an asyncpg connection, in its transaction) and
@@ -121,6 +235,12 @@ class RowBatch:
             return
         sql, arguments, returned = self.statement()
         record = await connection.fetchrow(sql, *arguments)
+        for index, (instance, keys) in enumerate(zip(self.rows, self._updates, strict=True)):
+            if keys is not None and record[f"r{index}_n"] != 1:
+                raise StaleDataError(
+                    f"UPDATE of {type(instance).__name__} matched "
+                    f"{record[f'r{index}_n']} rows instead of 1"
+                )
         for instance, back in zip(self.rows, returned, strict=True):
             for key, alias in back:
                 setattr(instance, key, record[alias])

@@ -18,10 +18,16 @@ from sqlalchemy import ARRAY, ForeignKey, Integer, Text, func, make_url, text
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import NullPool
 
 from cardinsa_foundation.config import Settings
-from cardinsa_foundation.db import Database, ensure_app_role, tenant_isolation_ddl
+from cardinsa_foundation.db import (
+    DEFAULT_PLATFORM_ROLE,
+    Database,
+    ensure_app_role,
+    tenant_isolation_ddl,
+)
 from cardinsa_foundation.row_batch import RowBatch, from_record
 
 pytestmark = pytest.mark.integration
@@ -50,6 +56,9 @@ class Parent(Base):
         TIMESTAMP(timezone=True), server_default=func.clock_timestamp()
     )
     version: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Set by an UPDATE that does not write them (a SQL function, a Python callable).
+    touched: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True), onupdate=func.now())
+    editor: Mapped[str | None] = mapped_column(Text, onupdate=lambda: "on-update")
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -76,6 +85,8 @@ class Fixture:
 async def env(test_database_url: str, postgres_admin_url: str) -> AsyncIterator[Fixture]:
     role = f"t_batch_{uuid.uuid4().hex[:8]}"
     await ensure_app_role(postgres_admin_url, role)
+    # The policies name the platform role: it must exist when this module runs alone.
+    await ensure_app_role(postgres_admin_url, DEFAULT_PLATFORM_ROLE)
     admin = create_async_engine(test_database_url, poolclass=NullPool)
     try:
         async with admin.begin() as connection:
@@ -85,7 +96,7 @@ async def env(test_database_url: str, postgres_admin_url: str) -> AsyncIterator[
                 for statement in tenant_isolation_ddl(SCHEMA, table):
                     await connection.execute(text(statement))
                 await connection.execute(
-                    text(f'GRANT SELECT, INSERT ON "{SCHEMA}".{table} TO "{role}"')
+                    text(f'GRANT SELECT, INSERT, UPDATE ON "{SCHEMA}".{table} TO "{role}"')
                 )
             await connection.execute(text(f'GRANT USAGE ON SCHEMA "{SCHEMA}" TO "{role}"'))
         app_url = make_url(test_database_url).set(username=role, password=None)
@@ -164,5 +175,72 @@ async def test_a_child_without_its_parent_fails_the_whole_statement(env: Fixture
                 f"SELECT count(*) FROM \"{SCHEMA}\".parents WHERE name = 'orphaned-sibling'"
             )
         assert count == 0
+    finally:
+        await db.dispose()
+
+
+async def test_an_update_writes_as_the_orm_flush_would(env: Fixture) -> None:
+    db = env.database()
+    try:
+        parent = Parent(company_id=COMPANY_A, name="before")
+        async with db.transaction(company_id=COMPANY_A) as connection:
+            rows = RowBatch(db.engine.dialect)
+            rows.add(parent)
+            await rows.insert(connection)
+        async with db.transaction(company_id=COMPANY_A) as connection:
+            now = await connection.fetchval("SELECT now()")
+            record = await connection.fetchrow(
+                f'SELECT p FROM "{SCHEMA}".parents p WHERE id = $1 FOR UPDATE', parent.id
+            )
+            read = from_record(Parent, record["p"])
+            read.name = "after"
+            read.details = {"changed": True}
+            rows = RowBatch(db.engine.dialect)
+            rows.update(read, ["name", "details"])
+            child = Child(company_id=COMPANY_A, parent_id=read.id)
+            rows.add(child)  # an insert in the same statement
+            await rows.insert(connection)
+            stored = from_record(
+                Parent,
+                (
+                    await connection.fetchrow(
+                        f'SELECT p FROM "{SCHEMA}".parents p WHERE id = $1', parent.id
+                    )
+                )["p"],
+            )
+            children = await connection.fetchval(
+                f'SELECT count(*) FROM "{SCHEMA}".children WHERE parent_id = $1', parent.id
+            )
+        assert (read.version, read.touched, read.editor) == (2, now, "on-update")
+        assert (stored.name, stored.details, stored.version) == ("after", {"changed": True}, 2)
+        assert (stored.touched, stored.editor, stored.tags) == (now, "on-update", [])
+        assert children == 1
+    finally:
+        await db.dispose()
+
+
+async def test_an_update_of_a_stale_row_fails_the_whole_statement(env: Fixture) -> None:
+    db = env.database()
+    try:
+        parent = Parent(company_id=COMPANY_A, name="kept")
+        async with db.transaction(company_id=COMPANY_A) as connection:
+            rows = RowBatch(db.engine.dialect)
+            rows.add(parent)
+            await rows.insert(connection)
+        stale = Parent(id=parent.id, company_id=COMPANY_A, name="lost", version=7)
+        with pytest.raises(StaleDataError, match="matched 0 rows"):
+            async with db.transaction(company_id=COMPANY_A) as connection:
+                rows = RowBatch(db.engine.dialect)
+                rows.add(Child(company_id=COMPANY_A, parent_id=parent.id))
+                rows.update(stale, ["name"])
+                await rows.insert(connection)
+        async with db.transaction(company_id=COMPANY_A) as connection:
+            name, version = await connection.fetchrow(
+                f'SELECT name, version FROM "{SCHEMA}".parents WHERE id = $1', parent.id
+            )
+            children = await connection.fetchval(
+                f'SELECT count(*) FROM "{SCHEMA}".children WHERE parent_id = $1', parent.id
+            )
+        assert (name, version, children) == ("kept", 1, 0)
     finally:
         await db.dispose()
