@@ -32,6 +32,7 @@ from a row an asyncpg query returned, for the domain code that reads rows.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, TypeVar
 
 from sqlalchemy import inspect as sa_inspect
@@ -94,8 +95,8 @@ class RowBatch:
     def __init__(self, dialect: Dialect) -> None:
         self._dialect = dialect
         self.rows: list[Any] = []
-        #: Per row: None (insert) or the attributes an UPDATE writes.
-        self._updates: list[frozenset[str] | None] = []
+        #: Per row: None (insert) or what its UPDATE writes.
+        self._updates: list[_Pending | None] = []
 
     def add(self, instance: Any) -> None:
         """Insert ``instance`` (a new row)."""
@@ -104,9 +105,23 @@ class RowBatch:
 
     def update(self, instance: Any, keys: Iterable[str]) -> None:
         """Update ``instance`` (a row read in this transaction) with the
-        attributes ``keys`` (see the module docstring)."""
+        attributes ``keys`` (see the module docstring). The next version and
+        the Python ``onupdate`` values are set on ``instance`` now (what it
+        says of itself, its etag, is what the statement will store); the other
+        values are read when the statement is built."""
+        plan = _plan(type(instance), self._dialect)
+        pending = _Pending(frozenset(keys))
+        for _, key, sql, generate in plan.on_update:
+            if key not in pending.keys and sql is None:
+                setattr(instance, key, generate(None))
+                pending.generated.append(key)
+        if plan.version_column is not None:
+            old = instance.__dict__.get(plan.version_key)
+            generator = plan.version_generator
+            pending.version = old
+            setattr(instance, plan.version_key, generator(old) if callable(generator) else old + 1)
         self.rows.append(instance)
-        self._updates.append(frozenset(keys))
+        self._updates.append(pending)
 
     def statement(self) -> tuple[str, list[Any], list[list[tuple[str, str]]]]:
         """The SQL, its arguments, and per row the (attribute, result column)
@@ -174,7 +189,7 @@ class RowBatch:
         index: int,
         instance: Any,
         plan: _Plan,
-        keys: frozenset[str],
+        pending: _Pending,
         arguments: list[Any],
     ) -> tuple[str, list[tuple[str, str]], list[str]]:
         quote = self._dialect.identifier_preparer
@@ -187,24 +202,18 @@ class RowBatch:
             )
             return f"${len(arguments)}"
 
-        sets: list[str] = []
+        sets = [
+            f"{quote.quote(plan.keys[key][0].name)} = {bind(key, state.get(key))}"
+            for key in sorted(pending.keys) + pending.generated
+        ]
         back: list[tuple[str, str]] = []
         server: list[str] = []
-        for key in sorted(keys):
-            column = plan.keys[key][0]
-            sets.append(f"{quote.quote(column.name)} = {bind(key, state.get(key))}")
-        for column, key, sql, generate in plan.on_update:
-            if key in keys:
-                continue
-            name = quote.quote(column.name)
-            if sql is not None:
+        for column, key, sql, _ in plan.on_update:
+            if key not in pending.keys and sql is not None:
+                name = quote.quote(column.name)
                 sets.append(f"{name} = {sql}")
                 back.append((key, f"r{index}_{len(back)}"))
                 server.append(name)
-            else:
-                value = generate(None)
-                setattr(instance, key, value)
-                sets.append(f"{name} = {bind(key, value)}")
         where = [
             f"{quote.quote(column.name)} = {bind(key, state.get(key))}"
             for column, key in plan.primary_key
@@ -212,11 +221,8 @@ class RowBatch:
         version = plan.version_column
         if version is not None:
             key = plan.version_key
-            old = state.get(key)
-            new = plan.version_generator(old) if callable(plan.version_generator) else old + 1
-            sets.append(f"{quote.quote(version.name)} = {bind(key, new)}")
-            where.append(f"{quote.quote(version.name)} = {bind(key, old)}")
-            setattr(instance, key, new)
+            sets.append(f"{quote.quote(version.name)} = {bind(key, state.get(key))}")
+            where.append(f"{quote.quote(version.name)} = {bind(key, pending.version)}")
         returning = ", ".join(server or ["1"])
         selected = [
             f"r{index}.{name} AS {alias}" for name, (_, alias) in zip(server, back, strict=True)
@@ -244,6 +250,16 @@ class RowBatch:
         for instance, back in zip(self.rows, returned, strict=True):
             for key, alias in back:
                 setattr(instance, key, record[alias])
+
+
+@dataclass(slots=True)
+class _Pending:
+    """An UPDATE added to a batch: the attributes it writes, the Python
+    ``onupdate`` columns it sets besides, and the version the row was read at."""
+
+    keys: frozenset[str]
+    generated: list[str] = field(default_factory=list)
+    version: Any = None
 
 
 class _ServerDefault:

@@ -197,6 +197,8 @@ async def test_an_update_writes_as_the_orm_flush_would(env: Fixture) -> None:
             read.details = {"changed": True}
             rows = RowBatch(db.engine.dialect)
             rows.update(read, ["name", "details"])
+            # The next version (the etag an event of the change carries) is known at once.
+            assert (read.version, read.editor) == (2, "on-update")
             child = Child(company_id=COMPANY_A, parent_id=read.id)
             rows.add(child)  # an insert in the same statement
             await rows.insert(connection)

@@ -87,6 +87,12 @@ class ClaimAuthority:
 
     async def _view(self, session: AsyncSession, company: uuid.UUID, currency: str) -> BandsView:
         row = await approval_bands(session, company, currency)
+        return await self.view_of(company, currency, row)
+
+    async def view_of(
+        self, company: uuid.UUID, currency: str, row: ApprovalBandsRow | None
+    ) -> BandsView:
+        """The bands of ``currency`` given the company's row of them (None: not configured)."""
         if row is not None:
             return BandsView(ApprovalBands((row.band_1_limit, row.band_2_limit), row.currency), row)
         if currency == await self.ctx.tenants.default_currency(company):

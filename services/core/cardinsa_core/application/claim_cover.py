@@ -18,8 +18,10 @@ consumption and is refused past what remains.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,7 +36,7 @@ from cardinsa_core.domain.adjudication import (
 from cardinsa_core.domain.claims import Claim, ClaimDetails
 from cardinsa_core.domain.money import Money
 from cardinsa_core.domain.products import Coverage
-from cardinsa_core.repository.claim_facts import read_cover_facts
+from cardinsa_core.repository.claim_facts import CoverFacts, read_cover_facts
 from cardinsa_core.repository.claims import (
     apply_usage,
     lock_accumulators,
@@ -62,11 +64,15 @@ from cardinsa_foundation.use_cases import not_found
 
 __all__ = [
     "Cover",
+    "assessed",
     "benefit_of",
+    "cover_from",
     "coverage_for",
     "eligible_from",
     "eligible_version",
     "load_cover",
+    "moved",
+    "read_cover",
     "settle",
 ]
 
@@ -184,23 +190,47 @@ async def load_cover(
     unless ``check`` is off (giving money back needs no cover); the policy row
     is held ``FOR SHARE`` until the transaction ends. One statement reads the
     policy, its version in effect and the coverage (:func:`read_cover_facts`)."""
-    facts = await read_cover_facts(
-        await driver_connection(session),
+    facts = await _cover_facts(await driver_connection(session), row, details)
+    if check:
+        return cover_from(facts, row, details)
+    policy = _policy(facts, row)
+    found = facts.version
+    version = found if found is not None else await _version(session, policy, row)
+    return _cover(policy, version, _coverage(facts.coverage, policy.currency), details)
+
+
+async def read_cover(connection: Any, row: ClaimRow, details: ClaimDetails) -> Cover:
+    """:func:`load_cover` (checked) on an asyncpg connection in its transaction."""
+    return cover_from(await _cover_facts(connection, row, details), row, details)
+
+
+async def _cover_facts(connection: Any, row: ClaimRow, details: ClaimDetails) -> CoverFacts:
+    return await read_cover_facts(
+        connection,
         company=row.company_id,
         policy_id=row.policy_id,
         incident=details.incident_date,
         coverage_code=details.coverage_code,
     )
-    policy = facts.policy
-    if policy is None:  # pragma: no cover - a claim's policy exists (foreign key)
+
+
+def _policy(facts: CoverFacts, row: ClaimRow) -> PolicyRow:
+    if facts.policy is None:  # pragma: no cover - a claim's policy exists (foreign key)
         raise not_found(POLICIES.name, str(row.policy_id))
-    if check:
-        version, coverage = eligible_from(policy, details, facts.version, facts.coverage)
-        row.policy_version = version.version
-    else:
-        found = facts.version
-        version = found if found is not None else await _version(session, policy, row)
-        coverage = _coverage(facts.coverage, policy.currency)
+    return facts.policy
+
+
+def cover_from(facts: CoverFacts, row: ClaimRow, details: ClaimDetails) -> Cover:
+    """The checked cover of the facts read (sets the claim's policy version)."""
+    policy = _policy(facts, row)
+    version, coverage = eligible_from(policy, details, facts.version, facts.coverage)
+    row.policy_version = version.version
+    return _cover(policy, version, coverage, details)
+
+
+def _cover(
+    policy: PolicyRow, version: PolicyVersionRow, coverage: Coverage, details: ClaimDetails
+) -> Cover:
     member = details.claimant_dependent_id or policy.policyholder_id
     period = period_of(
         coverage.limit_period,
@@ -241,12 +271,17 @@ async def _locked(
 async def benefit_of(session: AsyncSession, claim: Claim, cover: Cover, *, lock: bool) -> Benefit:
     """The claim's benefit with the accumulators as they are without the claim's
     own consumption; ``lock`` holds them ``FOR UPDATE`` (an approval)."""
-    currency = claim.currency
     company = cover.policy.company_id
     if lock:
-        rows = await _locked(session, cover, currency)
+        rows = await _locked(session, cover, claim.currency)
     else:
         rows = await read_accumulators(session, company, cover.periods)
+    return assessed(claim, cover, rows)
+
+
+def assessed(claim: Claim, cover: Cover, rows: Mapping[Period, ClaimAccumulatorRow]) -> Benefit:
+    """The claim's benefit given the cover's accumulator rows (missing: unused)."""
+    currency = claim.currency
     own = claim.consumption
     usage = None
     if cover.period is not None:
@@ -268,13 +303,26 @@ async def settle(
     ``after``, under their lock, in the caller's transaction."""
     if before == after:
         return
-    rows = await _locked(session, cover, currency)
+    moved(await _locked(session, cover, currency), cover, currency, before, after)
+    await session.flush()
+
+
+def moved(
+    rows: Mapping[Period, ClaimAccumulatorRow],
+    cover: Cover,
+    currency: str,
+    before: Consumption,
+    after: Consumption,
+) -> list[ClaimAccumulatorRow]:
+    """Move the consumption in the locked ``rows`` (not stored yet); the rows changed."""
+    changed = [rows[cover.sum_insured]]
     if cover.period is not None:
         apply_usage(rows[cover.period], before, after)
+        changed.insert(0, rows[cover.period])
     zero = Money.zero(currency)
     apply_usage(
         rows[cover.sum_insured],
         Consumption(zero, before.limit),
         Consumption(zero, after.limit),
     )
-    await session.flush()
+    return changed

@@ -36,10 +36,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cardinsa_core.application.claim_authority import ClaimAuthority
 from cardinsa_core.application.claim_cover import (
     Cover,
+    assessed,
     benefit_of,
     eligible_from,
     eligible_version,
     load_cover,
+    moved,
+    read_cover,
     settle,
 )
 from cardinsa_core.application.context import (
@@ -61,7 +64,12 @@ from cardinsa_core.domain.claims import (
 )
 from cardinsa_core.domain.money import Money, check_currency
 from cardinsa_core.domain.numbering import NumberKind, format_number
-from cardinsa_core.repository.claim_facts import read_create_facts
+from cardinsa_core.repository.claim_authority import settings_of
+from cardinsa_core.repository.claim_facts import (
+    lock_accumulator_rows,
+    read_approval_facts,
+    read_create_facts,
+)
 from cardinsa_core.repository.claims import (
     CLAIMS,
     GET_CLAIM,
@@ -82,6 +90,7 @@ from cardinsa_foundation.errors import (
     PermissionDenied,
 )
 from cardinsa_foundation.idempotency import request_fingerprint
+from cardinsa_foundation.models import check_etag
 from cardinsa_foundation.paging import OrderTerm, Page
 from cardinsa_foundation.row_batch import RowBatch, SupportsAdd
 from cardinsa_foundation.use_cases import (
@@ -89,6 +98,7 @@ from cardinsa_foundation.use_cases import (
     check_mask,
     check_note,
     check_request_id,
+    deleted,
     invalid,
     log_request_id,
     lookup_uuid,
@@ -97,6 +107,8 @@ from cardinsa_foundation.use_cases import (
 )
 
 CREATE = "CreateClaim"
+#: The approval's method name: the scope of its request ids and its audit action.
+APPROVE = "approve"
 UPDATABLE = frozenset(
     {
         "claimant",
@@ -429,28 +441,51 @@ class ClaimUseCases:
             # The log entry, the event (of the row as flushed: its new etag) and
             # the audit row: one statement on the unit of work's connection.
             rows = RowBatch(self.ctx.db.engine.dialect)
-            self._log_rows(
+            await self._record_change(
                 rows,
                 row,
-                action=method,
-                from_state=before.state.value,
+                method=method,
+                before=before,
                 outcome=outcome,
+                changed=changed,
                 request_id=request_id,
-            )
-            detail: dict[str, object] = {"from_state": before.state.value, "to_state": row.state}
-            if outcome.amount is not None:
-                detail["amount"] = str(outcome.amount)
-            detail.update(outcome.detail)
-            await self.ctx.audit.record(
-                rows,
-                action=f"claim.{method}",
-                entity_type="claim",
-                entity_id=row.id,
-                changed_fields=sorted(set(changed)),
-                detail=detail,
             )
             await rows.insert(await driver_connection(session))
             return row
+
+    async def _record_change(
+        self,
+        adder: SupportsAdd,
+        row: ClaimRow,
+        *,
+        method: str,
+        before: Claim,
+        outcome: Outcome,
+        changed: Sequence[str],
+        request_id: str,
+    ) -> None:
+        """A transition's log entry, event and audit row, added to ``adder``
+        (``row`` as it is stored: its new etag)."""
+        self._log_rows(
+            adder,
+            row,
+            action=method,
+            from_state=before.state.value,
+            outcome=outcome,
+            request_id=request_id,
+        )
+        detail: dict[str, object] = {"from_state": before.state.value, "to_state": row.state}
+        if outcome.amount is not None:
+            detail["amount"] = str(outcome.amount)
+        detail.update(outcome.detail)
+        await self.ctx.audit.record(
+            adder,
+            action=f"claim.{method}",
+            entity_type="claim",
+            entity_id=row.id,
+            changed_fields=sorted(set(changed)),
+            detail=detail,
+        )
 
     async def submit(self, claim_id: str, etag: str, request_id: str) -> ClaimRow:
         async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> Outcome:
@@ -499,6 +534,11 @@ class ClaimUseCases:
         invalid("the approval is not valid", violations)
         assert amount is not None
         money = amount.resolve(amount.currency, "approved_amount")
+        approved = await self._approve_fast(
+            principal, claim_id, etag=etag, request_id=request_id, money=money, note=note
+        )
+        if approved is not None:
+            return approved
 
         async def authority(session: AsyncSession) -> None:
             # Permission before existence: the band depends on the request only
@@ -527,11 +567,91 @@ class ClaimUseCases:
             claim_id,
             etag=etag,
             request_id=request_id,
-            method="approve",
+            method=APPROVE,
             apply=apply,
             arguments=[money, note.strip()],
             check=authority,
         )
+
+    async def _approve_fast(
+        self,
+        principal: Principal,
+        claim_id: str,
+        *,
+        etag: str,
+        request_id: str,
+        money: Money,
+        note: str,
+    ) -> ClaimRow | None:
+        """The approval in five round trips without the ORM's unit of work: BEGIN
+        with the tenant; the request id, the bands, the claim settings and the
+        claim locked ``FOR UPDATE`` (:func:`read_approval_facts`); the cover with
+        the policy held ``FOR SHARE``; the accumulators created and locked in
+        their order; the claim's and the accumulators' UPDATEs with the log
+        entry, the event and the audit row in one statement; COMMIT. The checks
+        and their order are :meth:`approve`'s on the unit of work (permission
+        before existence, then the etag, the state, segregation of duties, the
+        cover). None -- nothing written -- when the request id was used before
+        or the id is no UUID: the unit-of-work path answers those."""
+        company = own_company(principal)
+        key = lookup_uuid(claim_id)
+        if key is None:
+            return None
+        fingerprint = request_fingerprint(claim_id, etag, money, note.strip())
+        async with self.ctx.db.transaction(company_id=company) as connection:
+            facts = await read_approval_facts(
+                connection,
+                company=company,
+                claim_id=key,
+                currency=money.currency,
+                key=(APPROVE, request_id, fingerprint) if request_id else None,
+            )
+            if not facts.claimed:
+                return None
+            view = await self.authority.view_of(company, money.currency, facts.bands)
+            view.bands.check_authority(money, principal.permissions)
+            row = facts.claim
+            if row is None:
+                raise not_found(CLAIMS.name, claim_id)
+            check_etag(row, etag)
+            if row.delete_time is not None:
+                raise deleted(CLAIMS.name)
+            before = claim_of(row)
+            before.check_can(ClaimAction.APPROVE)
+            check_duties(
+                principal, row, settings_of(facts.settings).require_segregation_of_duties, "approve"
+            )
+            cover = await read_cover(connection, row, before.details)
+            locked = await lock_accumulator_rows(connection, company, cover.periods, row.currency)
+            benefit = assessed(before, cover, locked)
+            after = before.approve(money, benefit)
+            row.approved_by = actor_uuid(principal)
+            changed = [*apply_claim(row, after), "approved_by"]
+            row.update_time = datetime.now(UTC)
+            rows = RowBatch(self.ctx.db.engine.dialect)
+            rows.update(row, [*changed, "policy_version", "update_time"])
+            for accumulator in moved(
+                locked, cover, row.currency, before.consumption, after.consumption
+            ):
+                rows.update(accumulator, ["deductible_used", "limit_used"])
+            outcome = Outcome(
+                after,
+                amount=money,
+                note=note.strip(),
+                cover=cover,
+                detail={"payable": str(benefit.payable)},
+            )
+            await self._record_change(
+                rows,
+                row,
+                method=APPROVE,
+                before=before,
+                outcome=outcome,
+                changed=changed,
+                request_id=request_id,
+            )
+            await rows.insert(connection)
+            return row
 
     async def unapprove(self, claim_id: str, etag: str, request_id: str, reason: str) -> ClaimRow:
         return await self._noted(

@@ -1,4 +1,4 @@
-"""What creating a claim reads, in one statement (the create's hot path).
+"""What creating or approving a claim reads, in few statements (the hot paths).
 
 ``CreateClaim`` used to read through the ORM: the request id, the policy, the
 version in effect on the incident date and the product version's coverage,
@@ -18,10 +18,27 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Final
 
-from cardinsa_core.repository.models import CoverageRow, PolicyRow, PolicyVersionRow
+from cardinsa_core.domain.adjudication import Period
+from cardinsa_core.repository.models import (
+    ApprovalBandsRow,
+    ClaimAccumulatorRow,
+    ClaimRow,
+    ClaimSettingsRow,
+    CoverageRow,
+    PolicyRow,
+    PolicyVersionRow,
+)
 from cardinsa_foundation.row_batch import from_record
 
-__all__ = ["CoverFacts", "CreateFacts", "read_cover_facts", "read_create_facts"]
+__all__ = [
+    "ApprovalFacts",
+    "CoverFacts",
+    "CreateFacts",
+    "lock_accumulator_rows",
+    "read_approval_facts",
+    "read_cover_facts",
+    "read_create_facts",
+]
 
 _FACTS: Final = """
 SELECT now() AS now,
@@ -128,3 +145,110 @@ async def read_cover_facts(
         _row(PolicyVersionRow, record["version"]),
         _row(CoverageRow, record["coverage"]),
     )
+
+
+# What an approval reads before the cover, in one statement: the request id
+# claimed ($4 method, $5 request id, $6 fingerprint; the resource id is the
+# claim's), the company's bands in the approved currency ($3), its claim
+# settings, and the claim itself, locked FOR UPDATE; and the transaction's now().
+_APPROVAL: Final = """
+SELECT {claimed} AS claimed, now() AS now,
+       (SELECT b FROM core.approval_bands b WHERE b.company_id = $1 AND b.currency = $3) AS bands,
+       (SELECT s FROM core.claim_settings s WHERE s.company_id = $1) AS settings,
+       (SELECT c FROM core.claims c WHERE c.company_id = $1 AND c.id = $2 FOR UPDATE) AS claim
+"""
+_APPROVAL_WITHOUT_KEY: Final = _APPROVAL.format(claimed="true")
+_APPROVAL_WITH_KEY: Final = """
+WITH k AS (
+  INSERT INTO core.idempotency_keys (company_id, method, request_id, resource_id, request_hash)
+  VALUES ($1, $4, $5, $2::uuid::text, $6) ON CONFLICT DO NOTHING RETURNING 1
+)""" + _APPROVAL.format(claimed="EXISTS (SELECT FROM k)")  # noqa: S608 (constant text)
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalFacts:
+    #: False: the request id was used before (nothing else may be trusted: replay).
+    claimed: bool
+    now: datetime
+    bands: ApprovalBandsRow | None
+    settings: ClaimSettingsRow | None
+    #: The claim, locked until the transaction ends (None: no such claim).
+    claim: ClaimRow | None
+
+
+async def read_approval_facts(
+    connection: Any,
+    *,
+    company: uuid.UUID,
+    claim_id: uuid.UUID,
+    currency: str,
+    key: tuple[str, str, str] | None,
+) -> ApprovalFacts:
+    """What an approval of ``claim_id`` in ``currency`` reads first, in one
+    statement, after claiming ``key`` (method, request id, fingerprint) when
+    given -- exactly as :func:`cardinsa_foundation.idempotency.claim_request_id`
+    claims it, with the claim's id as the resource."""
+    if key is None:
+        record = await connection.fetchrow(_APPROVAL_WITHOUT_KEY, company, claim_id, currency)
+    else:
+        record = await connection.fetchrow(_APPROVAL_WITH_KEY, company, claim_id, currency, *key)
+    return ApprovalFacts(
+        bool(record["claimed"]),
+        record["now"],
+        _row(ApprovalBandsRow, record["bands"]),
+        _row(ClaimSettingsRow, record["settings"]),
+        _row(ClaimRow, record["claim"]),
+    )
+
+
+# The accumulators of the periods ($2.. in sets of four: scope, member,
+# coverage, start; $1 the company), created when missing and locked, in one
+# statement: a conflicting row is "updated" to itself, which locks it as FOR
+# UPDATE would and returns it as it is now. The VALUES come sorted, so two
+# approvals lock shared rows in one order and queue instead of deadlocking.
+_LOCK_ACCUMULATORS: Final = """
+INSERT INTO core.claim_accumulators AS a
+       (id, company_id, scope_id, member_id, coverage_code, period_start, period_end,
+        currency, deductible_used, limit_used)
+VALUES {rows}
+ON CONFLICT (company_id, scope_id, member_id, coverage_code, period_start)
+DO UPDATE SET currency = a.currency
+RETURNING a.*
+"""
+
+
+def _period_key(period: Period) -> tuple[uuid.UUID, uuid.UUID, str, date]:
+    return (period.scope_id, period.member_id, period.coverage_code, period.start)
+
+
+async def lock_accumulator_rows(
+    connection: Any, company: uuid.UUID, periods: list[Period], currency: str
+) -> dict[Period, ClaimAccumulatorRow]:
+    """The accumulators of ``periods`` (new ones at zero in ``currency``),
+    locked until the transaction ends, as mapped rows in no session."""
+    unique = sorted(set(periods), key=_period_key)
+    if not unique:
+        return {}
+    arguments: list[Any] = [company]
+    rows: list[str] = []
+    for period in unique:
+        base = len(arguments)
+        arguments += [
+            uuid.uuid4(),
+            period.scope_id,
+            period.member_id,
+            period.coverage_code,
+            period.start,
+            period.end,
+            currency,
+        ]
+        rows.append(
+            f"(${base + 1}, $1, ${base + 2}, ${base + 3}, ${base + 4}, ${base + 5}, "
+            f"${base + 6}, ${base + 7}, 0, 0)"
+        )
+    records = await connection.fetch(_LOCK_ACCUMULATORS.format(rows=", ".join(rows)), *arguments)
+    found = {
+        (r.scope_id, r.member_id, r.coverage_code, r.period_start): r
+        for r in (from_record(ClaimAccumulatorRow, record) for record in records)
+    }
+    return {p: found[_period_key(p)] for p in periods}
