@@ -44,6 +44,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import re
 import time
 import uuid
@@ -316,6 +317,8 @@ class Database:
             )
         self._platform_url = platform_url
         self._app = _Pools(url, settings, application_name)
+        #: When a statement last came back from the server (monotonic seconds).
+        self._last_answer = -math.inf
         self._platform: _Pools | None = None  # made on the first cross-tenant call
         self.engine: AsyncEngine = self._app.engine
         self.sessionmaker: async_sessionmaker[AsyncSession] = self._app.sessionmaker
@@ -353,6 +356,7 @@ class Database:
             except BaseException:
                 await session.rollback()
                 raise
+            self._last_answer = time.monotonic()
 
     @asynccontextmanager
     async def read(
@@ -390,6 +394,7 @@ class Database:
             ) from exc
         try:
             yield ReadSession(connection, tenant)
+            self._last_answer = time.monotonic()
         except BaseException:
             # After any failure the connection is not known to be idle: a query
             # cancelled half-way, a broken socket, or a server shutting down,
@@ -443,6 +448,7 @@ class Database:
                 await connection.execute("ROLLBACK")
             else:
                 await connection.execute("COMMIT")
+            self._last_answer = time.monotonic()
         except BaseException as exc:
             try:
                 fairy.invalidate(exc if isinstance(exc, Exception) else None)
@@ -453,6 +459,14 @@ class Database:
             await greenlet_spawn(fairy.close)
         if refusal is not None:
             raise refusal
+
+    def answered_within(self, seconds: float) -> bool:
+        """Whether a unit of work, a read or a transaction completed within the
+        last ``seconds``: the server answered, so it is reachable. A readiness
+        probe asks this first. Under a burst every pooled connection is busy
+        and a ping would queue behind the requests: it would time out and
+        report a busy database as a lost one."""
+        return time.monotonic() - self._last_answer <= seconds
 
     async def ping(self, timeout_s: float = 2.0) -> float:
         """Round-trip latency in seconds of ``SELECT 1``; raises Unavailable on failure."""

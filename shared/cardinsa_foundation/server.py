@@ -77,6 +77,11 @@ class ListenError(OSError):
 class ReadinessProbe(Protocol):
     async def ping(self, timeout_s: float = ...) -> float: ...
 
+    def answered_within(self, seconds: float) -> bool:
+        """Whether the dependency answered some request within ``seconds``
+        (then no ping is needed: under load it would queue behind them)."""
+        ...
+
 
 @dataclass(frozen=True)
 class ServiceRegistration:
@@ -213,6 +218,12 @@ class GrpcServer:
 
     async def _probe(self) -> bool:
         if self._readiness is None:
+            return True
+        # Requests are being answered: reachable. Only an idle or failing
+        # service pings (which, under a burst, would wait for a pooled
+        # connection behind every request and time out: a busy database
+        # reported as a lost one, and the gateway would stop routing to it).
+        if self._readiness.answered_within(2 * self.health_interval_s):
             return True
         try:
             await self._readiness.ping(timeout_s=max(self.health_interval_s, 0.5))
