@@ -111,7 +111,7 @@ def _notifier(settings: IdentitySettings, host: ServiceHost) -> Notifier:
     the server and stops after the password-reset worker (registered first, so it
     runs last): resets queued at shutdown still reach the mail queue, which gets
     ``mail_shutdown_timeout_s`` to drain."""
-    if settings.notifier is NotifierKind.SMTP:
+    if settings.notifier == NotifierKind.SMTP:
         smtp = SmtpNotifier.from_settings(settings)
         host.on_start(smtp.start)
         host.on_close(smtp.stop)

@@ -27,7 +27,7 @@ from cardinsa_identity.application.mail import (
 from cardinsa_identity.main import build
 from cardinsa_identity.settings import IdentitySettings, NotifierKind, SmtpTls
 
-TOKEN = "prt_" + "Z" * 43  # the shape of a reset token; searched for in the logs
+TOKEN = "cdp_" + "Z" * 43  # the shape of a reset token; searched for in the logs
 EXPIRES = datetime(2026, 12, 7, 18, 30, tzinfo=UTC)
 
 
@@ -142,7 +142,7 @@ async def test_password_reset_and_contact_changed_arrive_in_english_and_german(
     assert de_notice["Subject"] == "Die Kontaktdaten Ihres Cardinsa-Kontos wurden geändert"
     assert "E-Mail-Adresse" in part(de_notice, "plain")
     for notice in (en_notice, de_notice):
-        assert "prt_" not in notice.as_string()
+        assert "cdp_" not in notice.as_string()
 
 
 async def test_starttls_and_login(tmp_path: Path) -> None:

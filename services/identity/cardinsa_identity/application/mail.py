@@ -370,8 +370,8 @@ class SmtpNotifier:
             port=config.port,
             username=config.user or None,
             password=config.password or None,
-            use_tls=config.tls is SmtpTls.TLS,
-            start_tls=config.tls is SmtpTls.STARTTLS,
+            use_tls=config.tls == SmtpTls.TLS,
+            start_tls=config.tls == SmtpTls.STARTTLS,
             timeout=config.timeout_s,
             cert_bundle=config.ca_file,
         )
