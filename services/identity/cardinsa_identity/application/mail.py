@@ -129,9 +129,13 @@ def render_message(
     domain = parseaddr(sender)[1].rpartition("@")[2] or None
     message["Message-ID"] = make_msgid(domain=domain)
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(template.text.substitute(values))
+    # Quoted-printable, also for German: the text stays readable (and a token
+    # greppable) in the raw message, unlike base64.
+    message.set_content(template.text.substitute(values), cte="quoted-printable")
     escaped = {name: html.escape(value, quote=True) for name, value in values.items()}
-    message.add_alternative(template.html.substitute(escaped), subtype="html")
+    message.add_alternative(
+        template.html.substitute(escaped), subtype="html", cte="quoted-printable"
+    )
     message["Content-Language"] = language  # after the body: set_content clears Content-*
     return message
 
