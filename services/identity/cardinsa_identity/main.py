@@ -31,8 +31,10 @@ from cardinsa.identity.v1 import (
 )
 from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.auth import JwksCache
+from cardinsa_foundation.config import get_settings
 from cardinsa_foundation.context import PrincipalKind
 from cardinsa_foundation.host import ServiceApp, ServiceHost, registration, run_service
+from cardinsa_foundation.server import EXIT_CONFIG
 from cardinsa_foundation.tenancy import (
     ServiceCredentials,
     TenantStatusCache,
@@ -222,6 +224,12 @@ def build(
 
 
 def main(argv: list[str] | None = None) -> int:
+    settings = get_settings(IdentitySettings)
+    if settings.is_production and (problems := settings.serving_problems()):
+        # Before any worker starts: one line, the exit code of a configuration error.
+        for _, message in problems:
+            print(f"identity cannot serve: {message}", file=sys.stderr, flush=True)
+        return EXIT_CONFIG
     return run_service(argv, name=SERVICE_NAME, settings_cls=IdentitySettings, build=build)
 
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +21,7 @@ from pydantic import ValidationError
 from support.smtp_sink import part, smtp_sink
 
 from cardinsa_foundation import metrics
+from cardinsa_foundation.server import EXIT_CONFIG
 from cardinsa_identity.application.mail import (
     SmtpConfig,
     SmtpNotifier,
@@ -278,6 +282,32 @@ def test_production_refuses_to_serve_with_the_file_notifier() -> None:
     assert IdentitySettings(_env_file=None, environment="development").serving_problems() == []  # type: ignore[call-arg]
 
 
+def test_a_production_identity_with_the_file_notifier_exits_with_one_line(
+    tmp_path: Path,
+) -> None:
+    """The real entry point, as an operator starts it: refused before any worker
+    or database connection, exit code 78 (configuration), the fix named."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDINSA_")}
+    env.pop("DATABASE_URL", None)
+    env.pop("ENVIRONMENT", None)
+    for key, value in production().items():
+        if not key.startswith("_"):
+            env[f"CARDINSA_{key.upper()}"] = str(value)
+    env["CARDINSA_NOTIFIER"] = "file"
+    done = subprocess.run(
+        [sys.executable, "-m", "cardinsa_identity.main"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == EXIT_CONFIG, (done.stdout, done.stderr)
+    assert "CARDINSA_NOTIFIER=smtp" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_unusable_smtp_settings_are_refused_without_the_password() -> None:
     with pytest.raises(ValidationError, match="CARDINSA_SMTP_HOST must be set") as error:
         IdentitySettings(_env_file=None, notifier="smtp")  # type: ignore[call-arg]
@@ -298,3 +328,18 @@ def test_unusable_smtp_settings_are_refused_without_the_password() -> None:
     )
     config = SmtpConfig.from_settings(settings)
     assert "the-password-0123" not in repr(config) and "the-password-0123" not in repr(settings)
+
+
+async def test_an_address_that_would_inject_headers_is_refused_not_raised(
+    tmp_path: Path,
+) -> None:
+    async with smtp_sink(tmp_path) as sink:
+        sender = notifier(sink.port)
+        failed_before = mail_count("password_reset", "failed")
+        await sender.send_password_reset(
+            email="victim@example.com\r\nBcc: thief@example.com", token=TOKEN, expire_time=EXPIRES
+        )
+        await asyncio.wait_for(sender.wait_until_sent(), 10)
+        await sender.stop()
+        assert sink.messages() == []
+        assert mail_count("password_reset", "failed") - failed_before == 1

@@ -285,7 +285,12 @@ class SmtpNotifier:
         if self._stopping:
             self._dropped(kind, "stopping")
             return
-        message = render_message(kind, language, values, sender=self.config.sender, to=email)
+        try:
+            message = render_message(kind, language, values, sender=self.config.sender, to=email)
+        except Exception as error:  # an address the mail headers refuse: never the caller's failure
+            metrics.IDENTITY_MAIL.labels(kind=kind, result="failed").inc()
+            log.error("mail not rendered", extra={"mail_kind": kind, "error": type(error).__name__})
+            return
         try:
             self._queue.put_nowait(_Outgoing(kind, message))
         except asyncio.QueueFull:
