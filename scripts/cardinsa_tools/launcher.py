@@ -60,6 +60,7 @@ class SuitePorts:
     gateway_metrics: int  # 0: Envoy's stats listener is off
     scheduler_metrics: int = 0  # core's lifecycle scheduler (0: no endpoint)
     dispatcher_metrics: int = 0  # the event dispatcher (0: no endpoint)
+    mail_sink: int = 0  # the local SMTP sink identity mails to (0: the default port)
     step: int = 100
 
     @classmethod
@@ -80,6 +81,7 @@ class SuitePorts:
                 gateway_metrics=free_port_block(1, step) if gateway_metrics else 0,
                 scheduler_metrics=free_port_block(1, step),
                 dispatcher_metrics=free_port_block(1, step),
+                mail_sink=free_port_block(1, step),
                 step=step,
             )
             taken = [
@@ -111,7 +113,8 @@ def suite_environment(
     A developer's shell (or .env) must not point a suite started here at a real
     database or the default ports: every setting that matters is explicit
     (environment variables win over .env). ``files``: where the gateway's access
-    log and the notifications go; ``settings``: CARDINSA_* values on top.
+    log, the notifications and the mail sink's messages go; ``settings``:
+    CARDINSA_* values on top.
     """
     env = {
         name: value
@@ -142,8 +145,10 @@ def suite_environment(
             "CARDINSA_GATEWAY_METRICS_PORT": str(p.gateway_metrics),
             "CARDINSA_SCHEDULER_METRICS_PORT": str(p.scheduler_metrics),
             "CARDINSA_DISPATCHER_METRICS_PORT": str(p.dispatcher_metrics),
+            **({"CARDINSA_MAIL_SINK_PORT": str(p.mail_sink)} if p.mail_sink else {}),
             "CARDINSA_GATEWAY_ACCESS_LOG": str(files / "access.log"),
             "CARDINSA_NOTIFICATION_DIR": str(files / "notifications"),
+            "CARDINSA_MAIL_SINK_DIR": str(files / "mail"),
             "CARDINSA_LOG_JSON": "true",
             "CARDINSA_LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",

@@ -14,6 +14,10 @@
    dates; one process, its metrics on CARDINSA_SCHEDULER_METRICS_PORT) and
    the event dispatcher (``python -m cardinsa_company.dispatcher``: the
    services' events to webhooks; its metrics on CARDINSA_DISPATCHER_METRICS_PORT);
+   before the services, unless CARDINSA_NOTIFIER is set, a local SMTP sink
+   (``python -m cardinsa_tools.mail_sink`` on 127.0.0.1:CARDINSA_MAIL_SINK_PORT,
+   each message a .eml file in CARDINSA_MAIL_SINK_DIR) that identity's SMTP
+   notifier sends to (password-reset and contact-change mail);
 5. renders the gateway configuration for those services (gateway/cardinsa_gateway)
    and starts Envoy, waiting until it is ready and sees every service healthy;
 6. seeds the demo company's admin (credentials printed once, when created);
@@ -87,6 +91,7 @@ from cardinsa_gateway.process import (
 )
 from cardinsa_gateway.settings import GatewaySettings
 from cardinsa_identity.settings import IdentitySettings
+from cardinsa_tools.mail_sink import MailSinkSettings
 
 # Where the launcher keeps its own state (demo company id, gateway config and
 # PID); --state-dir moves it (the end-to-end tests run a suite of their own).
@@ -143,9 +148,12 @@ def port_plan(
     *,
     scheduler_metrics_port: int = 0,
     dispatcher_metrics_port: int = 0,
+    mail_sink_port: int = 0,
 ) -> list[tuple[int, str, str]]:
     """Every port the suite will listen on: (port, host, what sets it)."""
     plan: list[tuple[int, str, str]] = []
+    if mail_sink_port:
+        plan.append((mail_sink_port, "127.0.0.1", "CARDINSA_MAIL_SINK_PORT"))
     if scheduler_metrics_port:
         plan.append((scheduler_metrics_port, "metrics", "CARDINSA_SCHEDULER_METRICS_PORT"))
     if dispatcher_metrics_port:
@@ -267,6 +275,15 @@ def pump(service: Service) -> None:
                     f"{entry.get('restarts')} restart(s); its supervisor gave up and "
                     f"{service.name} reports NOT_SERVING"
                 )
+
+
+def port_answers(host: str, port: int) -> bool:
+    """Something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def stored_id(path: Path) -> str:
@@ -415,6 +432,7 @@ class SuiteSettings:
     gateway: GatewaySettings
     scheduler: SchedulerSettings
     dispatcher: DispatcherSettings
+    mail_sink: MailSinkSettings
 
     @classmethod
     def load(cls) -> SuiteSettings:
@@ -427,6 +445,7 @@ class SuiteSettings:
                 GatewaySettings(),
                 SchedulerSettings(),
                 DispatcherSettings(),
+                MailSinkSettings(),
             )
         except ValidationError as error:
             problems = []
@@ -483,6 +502,10 @@ class Launch:
             0,
             settings.dispatcher.dispatcher_metrics_port,
         )
+        #: The local SMTP sink identity mails to, unless CARDINSA_NOTIFIER is
+        #: set (then identity uses what it names).
+        self.mail_sink = Service("mail-sink", "cardinsa_tools.mail_sink", "", 0)
+        self.mail_sink_on = "notifier" not in settings.identity.model_fields_set
         self.gateway: EnvoyProcess | None = None
         self.stopping = False
 
@@ -493,6 +516,8 @@ class Launch:
         self.migrate()
         platform, company = self.register_companies()
         keys = self.issue_keys(platform)
+        if self.mail_sink_on:
+            self.start_mail_sink()
         self.start_services(keys)
         self.wait_services()
         self.start_scheduler(keys)
@@ -528,6 +553,7 @@ class Launch:
                 identity.embedded_postgres_port if identity.database_url is None else None,
                 scheduler_metrics_port=self.settings.scheduler.scheduler_metrics_port,
                 dispatcher_metrics_port=self.settings.dispatcher.dispatcher_metrics_port,
+                mail_sink_port=self.settings.mail_sink.mail_sink_port if self.mail_sink_on else 0,
             ),
             {"grpc": identity.grpc_host, "metrics": identity.metrics_host},
         )
@@ -663,6 +689,51 @@ class Launch:
             self.children.append(child)
         return child
 
+    def start_mail_sink(self) -> None:
+        """The local SMTP sink, listening before identity starts; identity's SMTP
+        notifier is pointed at it (no TLS, no login: loopback only)."""
+        sink = self.settings.mail_sink
+        port = sink.mail_sink_port
+        say(f"starting the mail sink on 127.0.0.1:{port} (messages in {sink.mail_sink_dir})")
+        self.mail_sink.process = self.spawn(
+            [
+                sys.executable,
+                "-m",
+                self.mail_sink.module,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dir",
+                str(sink.mail_sink_dir),
+            ],
+            self.env,
+        )
+        threading.Thread(
+            target=pump, args=(self.mail_sink,), name="mail-sink-output", daemon=True
+        ).start()
+        deadline = time.monotonic() + self.timeout_s
+        while not port_answers("127.0.0.1", port):
+            failure = start_failure(self.mail_sink)
+            if failure is not None:
+                raise failure
+            if time.monotonic() > deadline:
+                raise LaunchError(
+                    f"the mail sink did not listen on 127.0.0.1:{port} within "
+                    f"{self.timeout_s:.0f} s (CARDINSA_MAIL_SINK_PORT)"
+                )
+            time.sleep(0.1)
+        self.env.update(
+            {
+                "CARDINSA_NOTIFIER": "smtp",
+                "CARDINSA_SMTP_HOST": "127.0.0.1",
+                "CARDINSA_SMTP_PORT": str(port),
+                "CARDINSA_SMTP_TLS": "none",
+                "CARDINSA_SMTP_USER": "",
+                "CARDINSA_SMTP_PASSWORD": "",
+            }
+        )
+
     def start_services(self, service_env: dict[str, dict[str, str]]) -> None:
         for service in self.services:
             ports = ", ".join(str(p) for p in service.worker_ports(self.workers, self.step))
@@ -749,7 +820,7 @@ class Launch:
                 f"the gateway did not start: {error} (its own lines are above; its ports are "
                 "CARDINSA_GATEWAY_PORT and CARDINSA_GATEWAY_ADMIN_PORT)"
             ) from None
-        for service in [*self.services, self.scheduler, self.dispatcher]:
+        for service in [*self.services, self.scheduler, self.dispatcher, self.mail_sink]:
             failure = start_failure(service)
             if failure is not None:
                 raise failure
@@ -789,6 +860,13 @@ class Launch:
         dispatcher_metrics = (
             f", http://127.0.0.1:{dispatcher_port}/metrics (dispatcher)" if dispatcher_port else ""
         )
+        if self.mail_sink_on:
+            mail = (
+                f"read the mail in {s.mail_sink.mail_sink_dir}/ (one .eml file each; "
+                f"local SMTP sink smtp://127.0.0.1:{s.mail_sink.mail_sink_port})"
+            )
+        else:
+            mail = f"identity's notifier: {s.identity.notifier.value} (CARDINSA_NOTIFIER)"
         say("ready")
         print(
             f"""
@@ -800,6 +878,7 @@ class Launch:
   scheduler policies move on their dates (a pass every {s.scheduler.scheduler_interval_s:g} s)
   dispatcher the services' events to webhooks ({s.dispatcher.dispatcher_concurrency} deliveries \
 at a time)
+  mail      {mail}
   metrics   http://127.0.0.1:{s.identity.identity_metrics_port}/metrics (identity), \
 http://127.0.0.1:{s.company.company_metrics_port}/metrics (company), \
 http://127.0.0.1:{s.core.core_metrics_port}/metrics (core){scheduler_metrics}\
@@ -847,17 +926,28 @@ http://127.0.0.1:{s.core.core_metrics_port}/metrics (core){scheduler_metrics}\
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         say("stopping…")
-        for child in self.children:
+        # The mail sink last: identity sends what it still has queued on its way out.
+        sink = self.mail_sink.process
+        first = [child for child in self.children if child is not sink]
+        for child in first:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
         identity = self.settings.identity
         deadline = time.monotonic() + identity.drain_delay_s + identity.grace_period_s + 5
-        for child in self.children:
+        for child in first:
             try:
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+        if sink is not None:
+            if sink.poll() is None:
+                sink.send_signal(signal.SIGTERM)
+            try:
+                sink.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                sink.kill()
+                sink.wait()
         if self.gateway is not None and self.gateway.alive():
             say("stopping the gateway")
             self.gateway.stop()

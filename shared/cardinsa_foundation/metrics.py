@@ -52,6 +52,7 @@ __all__ = [
     "GRPC_SERVER_STARTED",
     "IDENTITY_LOCKOUTS",
     "IDENTITY_LOGIN_FAILURES",
+    "IDENTITY_MAIL",
     "IDENTITY_REFRESH_TOKEN_REUSE",
     "IDENTITY_THROTTLED",
     "LATENCY_BUCKETS",
@@ -124,6 +125,14 @@ IDENTITY_LOCKOUTS = Counter(
 IDENTITY_REFRESH_TOKEN_REUSE = Counter(
     "identity_refresh_token_reuse",
     "Rotated refresh tokens presented again (each revokes its whole family).",
+    registry=REGISTRY,
+)
+IDENTITY_MAIL = Counter(
+    "identity_mail",
+    "E-mail messages of identity's SMTP notifier by kind and result: sent, retried "
+    "(an attempt failed, another follows), failed (given up after the retries), "
+    "dropped (queue full or shutdown).",
+    ["kind", "result"],
     registry=REGISTRY,
 )
 IDENTITY_THROTTLED = Counter(

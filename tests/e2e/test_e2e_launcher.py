@@ -98,12 +98,14 @@ def exit_code(suite: SuiteProcess, bound_s: float) -> int:
     [
         (signal.SIGINT, None),  # at once: while it imports
         (signal.SIGINT, "[cardinsa] migrating company"),
+        (signal.SIGTERM, "[cardinsa] starting the mail sink"),
         (signal.SIGTERM, "[cardinsa] waiting for core at"),
         (signal.SIGTERM, "[cardinsa] starting the event dispatcher"),
     ],
     ids=[
         "sigint-at-once",
         "sigint-while-migrating",
+        "sigterm-as-the-mail-sink-starts",
         "sigterm-while-services-start",
         "sigterm-as-the-dispatcher-starts",
     ],

@@ -14,6 +14,7 @@ from cardinsa_core.settings import CoreSettings
 from cardinsa_foundation.config import Settings
 from cardinsa_gateway.settings import GatewaySettings
 from cardinsa_identity.settings import IdentitySettings
+from cardinsa_tools.mail_sink import MailSinkSettings
 
 SETTINGS_CLASSES: list[type[BaseSettings]] = [
     Settings,
@@ -22,6 +23,7 @@ SETTINGS_CLASSES: list[type[BaseSettings]] = [
     DispatcherSettings,
     CoreSettings,
     GatewaySettings,
+    MailSinkSettings,
 ]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"

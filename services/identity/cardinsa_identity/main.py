@@ -31,8 +31,10 @@ from cardinsa.identity.v1 import (
 )
 from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.auth import JwksCache
+from cardinsa_foundation.config import get_settings
 from cardinsa_foundation.context import PrincipalKind
 from cardinsa_foundation.host import ServiceApp, ServiceHost, registration, run_service
+from cardinsa_foundation.server import EXIT_CONFIG
 from cardinsa_foundation.tenancy import (
     ServiceCredentials,
     TenantStatusCache,
@@ -42,6 +44,7 @@ from cardinsa_identity.application.access import AccessUseCases
 from cardinsa_identity.application.audit_log import AuditLogUseCases
 from cardinsa_identity.application.auth import AuthUseCases
 from cardinsa_identity.application.context import IdentityContext
+from cardinsa_identity.application.mail import SmtpNotifier
 from cardinsa_identity.application.notifier import FileNotifier, Notifier
 from cardinsa_identity.application.revocations import RevocationHub
 from cardinsa_identity.application.signing_keys import SigningKeyStore
@@ -55,7 +58,7 @@ from cardinsa_identity.handlers.event_service import OUTBOX_TABLE, EventServicer
 from cardinsa_identity.handlers.events import identity_events
 from cardinsa_identity.handlers.identity import IdentityServicer
 from cardinsa_identity.repository.models import AuditEventRow
-from cardinsa_identity.settings import IdentitySettings
+from cardinsa_identity.settings import IdentitySettings, NotifierKind
 
 SERVICE_NAME = "identity"
 IDENTITY_SERVICE_SUBJECT = "service:identity"
@@ -105,6 +108,19 @@ def _self_signed_service_token(
     return obtain
 
 
+def _notifier(settings: IdentitySettings, host: ServiceHost) -> Notifier:
+    """The notifier the settings name. The SMTP notifier's sender task starts with
+    the server and stops after the password-reset worker (registered first, so it
+    runs last): resets queued at shutdown still reach the mail queue, which gets
+    ``mail_shutdown_timeout_s`` to drain."""
+    if settings.notifier == NotifierKind.SMTP:
+        smtp = SmtpNotifier.from_settings(settings)
+        host.on_start(smtp.start)
+        host.on_close(smtp.stop)
+        return smtp
+    return FileNotifier(settings.notification_dir)
+
+
 def build(
     settings: IdentitySettings,
     database_url: str,
@@ -113,6 +129,8 @@ def build(
     metrics_port: int | None = None,
     notifier: Notifier | None = None,
 ) -> IdentityApp:
+    if settings.is_production and (problems := settings.serving_problems()):
+        raise RuntimeError("; ".join(message for _, message in problems))
     host = ServiceHost(SERVICE_NAME, settings, database_url, port=port, metrics_port=metrics_port)
     db = host.db
     hasher = PasswordHasher()
@@ -125,12 +143,14 @@ def build(
         refresh_interval_s=settings.signing_key_refresh_s,
     )
     host.on_close(keys.stop)
+    if notifier is None:
+        notifier = _notifier(settings, host)
     ctx = IdentityContext(
         db=db,
         settings=settings,
         hasher=hasher,
         keys=keys,
-        notifier=notifier or FileNotifier(settings.notification_dir),
+        notifier=notifier,
         audit=AuditWriter(AuditEventRow),
         events=identity_events(),
     )
@@ -204,6 +224,12 @@ def build(
 
 
 def main(argv: list[str] | None = None) -> int:
+    settings = get_settings(IdentitySettings)
+    if settings.is_production and (problems := settings.serving_problems()):
+        # Before any worker starts: one line, the exit code of a configuration error.
+        for _, message in problems:
+            print(f"identity cannot serve: {message}", file=sys.stderr, flush=True)
+        return EXIT_CONFIG
     return run_service(argv, name=SERVICE_NAME, settings_cls=IdentitySettings, build=build)
 
 

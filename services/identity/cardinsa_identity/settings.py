@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from cardinsa_foundation.config import PROJECT_ROOT, Settings
+
+
+class NotifierKind(StrEnum):
+    # JSON files under notification_dir (development and tests; refused in production).
+    FILE = "file"
+    # E-mail through an SMTP server (application/mail.py).
+    SMTP = "smtp"
+
+
+class SmtpTls(StrEnum):
+    # Plain connection, then STARTTLS before anything is sent (port 587).
+    STARTTLS = "starttls"
+    # TLS from the first byte (implicit TLS, port 465).
+    TLS = "tls"
+    # No TLS at all: only for a local sink such as the one `make up` starts.
+    NONE = "none"
 
 
 class IdentitySettings(Settings):
@@ -45,8 +62,36 @@ class IdentitySettings(Settings):
     # every verifier's JWKS cache), how often workers re-read the key table.
     signing_key_publish_delay_s: int = Field(default=600, ge=0)
     signing_key_refresh_s: float = Field(default=30.0, gt=0)
-    # Where the development notifier writes password-reset messages.
+    # How identity reaches users (password reset, contact-change notice): file
+    # writes JSON files under notification_dir (development and tests; a serving
+    # production process refuses it), smtp sends e-mail (docs/runbook.md, "Mail").
+    notifier: NotifierKind = NotifierKind.FILE
+    # Where the file notifier writes its messages.
     notification_dir: Path = PROJECT_ROOT / ".data" / "notifications"
+    # The SMTP server (notifier=smtp): host, port, TLS mode, optional login (both
+    # or neither), the sender (From), the timeout of connecting and of each SMTP
+    # command, and how often a failed message is tried again (waiting
+    # smtp_retry_backoff_s, doubling, between attempts) before it is given up.
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_tls: SmtpTls = SmtpTls.STARTTLS
+    smtp_user: str = ""
+    smtp_password: SecretStr | None = None
+    # PEM file of the CA(s) the server's certificate is checked against
+    # (unset: the system's trust store); the certificate is always checked.
+    smtp_ca_file: Path | None = None
+    smtp_timeout_s: float = Field(default=10.0, gt=0)
+    smtp_retries: int = Field(default=3, ge=0, le=10)
+    smtp_retry_backoff_s: float = Field(default=1.0, ge=0)
+    mail_from: str = "Cardinsa <no-reply@cardinsa.local>"
+    # Messages wait in a bounded queue for the sender task; when it is full a
+    # message is dropped (logged and counted). On shutdown the sender gets this
+    # long to send what is queued.
+    mail_queue_size: int = Field(default=1000, ge=1)
+    mail_shutdown_timeout_s: float = Field(default=10.0, ge=0)
+    # The language of a message when neither the user's nor the company's locale
+    # is one the templates have (en, de).
+    mail_default_locale: str = "en"
     # Proof that a call came through our gateway (then its client-address
     # header is trusted for brute-force counting). Unset: only the gRPC peer.
     gateway_secret: SecretStr | None = None
@@ -65,3 +110,32 @@ class IdentitySettings(Settings):
     revocation_stream_max_s: float = Field(default=300.0, gt=0)
     demo_admin_email: str | None = None
     demo_admin_password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _usable_mail(self) -> IdentitySettings:
+        """SMTP settings that cannot work are refused at start (no value in the
+        message: the password is a secret)."""
+        problems = []
+        if self.notifier is NotifierKind.SMTP and not self.smtp_host.strip():
+            problems.append("CARDINSA_SMTP_HOST must be set when CARDINSA_NOTIFIER=smtp")
+        has_password = bool(self.smtp_password and self.smtp_password.get_secret_value())
+        if bool(self.smtp_user) != has_password:
+            problems.append(
+                "CARDINSA_SMTP_USER and CARDINSA_SMTP_PASSWORD are set together or not at all"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def serving_problems(self) -> list[tuple[str, str]]:
+        problems = super().serving_problems()
+        if self.is_production and self.notifier is not NotifierKind.SMTP:
+            problems.append(
+                (
+                    "notifier",
+                    "CARDINSA_NOTIFIER=file writes password-reset tokens to local files that "
+                    "nobody reads: production needs CARDINSA_NOTIFIER=smtp and "
+                    'CARDINSA_SMTP_HOST (docs/runbook.md, "Mail")',
+                )
+            )
+        return problems

@@ -366,9 +366,11 @@ async def test_attack_unbounded_background_work_via_password_reset(
     release = asyncio.Event()
     real_send = notifier.send_password_reset
 
-    async def stuck_send(*, email: str, token: str, expire_time: datetime) -> None:
+    async def stuck_send(
+        *, email: str, token: str, expire_time: datetime, locale: str = ""
+    ) -> None:
         await release.wait()
-        await real_send(email=email, token=token, expire_time=expire_time)
+        await real_send(email=email, token=token, expire_time=expire_time, locale=locale)
 
     user = await identity.create_user(tenants.attacker.admin)
     labels = {"action": "password_reset", "reason": "queue_full"}

@@ -240,10 +240,10 @@ async def test_password_reset_work_waits_in_a_bounded_queue(
     stuck, release = asyncio.Event(), asyncio.Event()
     real_send = notifier.send_password_reset
 
-    async def slow_send(*, email: str, token: str, expire_time: datetime) -> None:
+    async def slow_send(*, email: str, token: str, expire_time: datetime, locale: str = "") -> None:
         stuck.set()
         await release.wait()
-        await real_send(email=email, token=token, expire_time=expire_time)
+        await real_send(email=email, token=token, expire_time=expire_time, locale=locale)
 
     notifier.send_password_reset = slow_send  # type: ignore[method-assign]
     try:

@@ -203,3 +203,17 @@ def test_the_event_dispatcher_reaches_the_services_the_database_and_public_hosts
         assert not policies.allowed(caller, dispatcher, dispatcher_metrics), caller.name
     # Nobody else gets the services' gRPC this way.
     assert not policies.allowed(INTERNET_CLIENT, dispatcher, Port(443))
+
+
+def test_identity_alone_reaches_the_mail_relay_on_the_smtp_ports(
+    world: tuple[str, PolicySet, dict[str, Endpoint]],
+) -> None:
+    _, policies, e = world
+    submission, smtps = Port(587), Port(465)
+    relay = Endpoint("smtp-relay", ip="198.51.100.25", ports=[submission, smtps, Port(443)])
+    assert policies.allowed(e["identity"], relay, submission)
+    assert policies.allowed(e["identity"], relay, smtps)
+    assert not policies.allowed(e["identity"], relay, Port(443))
+    assert not policies.allowed(e["identity"], relay, Port(25))
+    for name in ("company", "core", "envoy", "core-scheduler", "identity-migrate"):
+        assert not policies.allowed(e[name], relay, submission), name

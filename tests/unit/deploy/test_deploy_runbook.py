@@ -49,6 +49,8 @@ def known_settings() -> set[str]:
         REPO / "shared" / "cardinsa_foundation" / "config.py",
         *REPO.glob("services/*/cardinsa_*/*settings.py"),
         *REPO.glob("gateway/cardinsa_gateway/settings.py"),
+        # `make up`'s local SMTP sink (development tooling).
+        REPO / "scripts" / "cardinsa_tools" / "mail_sink.py",
     ]
     names = set()
     for path in files:

@@ -685,8 +685,13 @@ class AuthUseCases:
                     company_id=user.company_id,
                     detail={"client_address": client_address},
                 )
+                user_locale, company_id = user.locale, user.company_id
+            # After the commit; the SMTP notifier only queues it (application/mail.py).
             await self.ctx.notifier.send_password_reset(
-                email=email, token=reset.token, expire_time=expire
+                email=email,
+                token=reset.token,
+                expire_time=expire,
+                locale=await self.ctx.message_locale(user_locale, company_id),
             )
         except Exception:
             log.exception("issuing a password reset failed")

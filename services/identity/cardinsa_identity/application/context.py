@@ -8,6 +8,7 @@ answer to a name already in use.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ from cardinsa_identity.repository.models import AuditEventRow
 from cardinsa_identity.repository.roles import bound_roles
 from cardinsa_identity.settings import IdentitySettings
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class IdentityContext(Paging):
@@ -55,6 +58,21 @@ class IdentityContext(Paging):
     async def require_active_tenant(self, company_id: uuid.UUID | str) -> None:
         if self.tenants is not None:
             await self.tenants.require_active(str(company_id))
+
+    async def message_locale(self, user_locale: str, company_id: uuid.UUID | None) -> str:
+        """The locale a message to a user is written in: the user's own, else
+        their company's (from the company service, when configured and
+        reachable), else "" (the notifier's default then applies)."""
+        if user_locale:
+            return user_locale
+        if self.tenants is None or company_id is None:
+            return ""
+        try:
+            status = await self.tenants.status(str(company_id))
+        except Exception:  # the message still goes, in the default language
+            log.warning("company locale unavailable for a message; the default applies")
+            return ""
+        return status.locale if status is not None else ""
 
 
 def name_in_use(resource: str, field: str, name: str) -> AlreadyExists:

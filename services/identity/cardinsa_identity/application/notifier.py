@@ -1,8 +1,14 @@
 """How identity reaches a user outside the API (password-reset tokens, and the
 notice to the previous address when a user's email or phone changes).
 
-An interface, so production plugs in mail or SMS; the development notifier
-writes each message to a file readable only by its owner — never to the log.
+An interface with two implementations, chosen by ``CARDINSA_NOTIFIER``: the
+SMTP notifier (application/mail.py, e-mail; required in production) and the
+development notifier here, which writes each message to a file readable only by
+its owner — never to the log. Both are called after the transaction that made
+the token or the change committed, and neither blocks the caller on delivery.
+
+``locale`` is the user's locale (BCP 47), else the company's; the notifier picks
+the language of the message from it (application/mail.py, ``pick_language``).
 """
 
 from __future__ import annotations
@@ -17,11 +23,11 @@ from typing import Protocol
 
 class Notifier(Protocol):
     async def send_password_reset(
-        self, *, email: str, token: str, expire_time: datetime
+        self, *, email: str, token: str, expire_time: datetime, locale: str = ""
     ) -> None: ...
 
     async def send_contact_changed(
-        self, *, email: str, changed_fields: list[str], change_time: datetime
+        self, *, email: str, changed_fields: list[str], change_time: datetime, locale: str = ""
     ) -> None:
         """Tell ``email`` (the address before the change) which contact fields
         changed; never the new values, never a token."""
@@ -32,11 +38,14 @@ class FileNotifier:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    async def send_password_reset(self, *, email: str, token: str, expire_time: datetime) -> None:
+    async def send_password_reset(
+        self, *, email: str, token: str, expire_time: datetime, locale: str = ""
+    ) -> None:
         self._write(
             {
                 "kind": "password_reset",
                 "to": email,
+                "locale": locale,
                 "token": token,
                 "expire_time": expire_time.isoformat(),
                 "create_time": datetime.now(UTC).isoformat(),
@@ -44,12 +53,13 @@ class FileNotifier:
         )
 
     async def send_contact_changed(
-        self, *, email: str, changed_fields: list[str], change_time: datetime
+        self, *, email: str, changed_fields: list[str], change_time: datetime, locale: str = ""
     ) -> None:
         self._write(
             {
                 "kind": "contact_changed",
                 "to": email,
+                "locale": locale,
                 "changed_fields": sorted(changed_fields),
                 "change_time": change_time.isoformat(),
                 "text": "The "

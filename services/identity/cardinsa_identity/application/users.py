@@ -256,15 +256,21 @@ class UserUseCases:
                     session, user, roles, change="updated", from_state=user.state
                 )
         if contact:
-            await self._notify_contact_changed(old_email, contact)
+            await self._notify_contact_changed(old_email, contact, user)
         return user, roles
 
-    async def _notify_contact_changed(self, old_email: str, fields: list[str]) -> None:
+    async def _notify_contact_changed(
+        self, old_email: str, fields: list[str], user: UserRow
+    ) -> None:
         """Tell the address the account had before the change (after the commit;
-        a failed notification does not undo the change, it is logged)."""
+        a failed notification does not undo the change, it is logged). The SMTP
+        notifier only queues the message: the call does not wait for the server."""
         try:
             await self.ctx.notifier.send_contact_changed(
-                email=old_email, changed_fields=fields, change_time=datetime.now(UTC)
+                email=old_email,
+                changed_fields=fields,
+                change_time=datetime.now(UTC),
+                locale=await self.ctx.message_locale(user.locale, user.company_id),
             )
         except Exception:
             log.exception("notifying a contact change failed")
