@@ -103,12 +103,15 @@ class RowBatch:
         self.rows.append(instance)
         self._updates.append(None)
 
-    def update(self, instance: Any, keys: Iterable[str]) -> None:
+    def update(self, instance: Any, keys: Iterable[str], *, steps: int = 1) -> None:
         """Update ``instance`` (a row read in this transaction) with the
         attributes ``keys`` (see the module docstring). The next version and
         the Python ``onupdate`` values are set on ``instance`` now (what it
         says of itself, its etag, is what the statement will store); the other
-        values are read when the statement is built."""
+        values are read when the statement is built. ``steps``: the changes
+        the row went through, each announced with a version of its own (a
+        bind that also activates): the version moves that many times, as it
+        would with one flush per change."""
         plan = _plan(type(instance), self._dialect)
         pending = _Pending(frozenset(keys))
         for _, key, sql, generate in plan.on_update:
@@ -119,7 +122,10 @@ class RowBatch:
             old = instance.__dict__.get(plan.version_key)
             generator = plan.version_generator
             pending.version = old
-            setattr(instance, plan.version_key, generator(old) if callable(generator) else old + 1)
+            new = old
+            for _ in range(steps):
+                new = generator(new) if callable(generator) else new + 1
+            setattr(instance, plan.version_key, new)
         self.rows.append(instance)
         self._updates.append(pending)
 
@@ -131,15 +137,14 @@ class RowBatch:
         returned: list[list[tuple[str, str]]] = []
         selected: list[str] = []
         quote = self._dialect.identifier_preparer
-        checked: list[str] = []
         for index, (instance, keys) in enumerate(zip(self.rows, self._updates, strict=True)):
             plan = _plan(type(instance), self._dialect)
             if keys is not None:
                 part, updated, columns = self._update(index, instance, plan, keys, arguments)
                 parts.append(part)
                 returned.append(updated)
+                selected.append(f"(SELECT count(*) FROM r{index}) AS r{index}_n")  # noqa: S608
                 selected.extend(columns)
-                checked.append(f"(SELECT count(*) FROM r{index}) AS r{index}_n")  # noqa: S608
                 continue
             names: list[str] = []
             placeholders: list[str] = []
@@ -154,34 +159,30 @@ class RowBatch:
                         name = quote.quote(column.name)
                         server.append(name)
                         back.append((key, f"r{index}_{len(back)}"))
-                        selected.append(f"r{index}.{name} AS {back[-1][1]}")
+                        selected.append(
+                            f"(SELECT {name} FROM r{index}) AS {back[-1][1]}"  # noqa: S608
+                        )
                         continue
                 if processor is not None and value is not None:
                     value = processor(value)
                 arguments.append(value)
                 names.append(quote.quote(column.name))
                 placeholders.append(f"${len(arguments)}")
-            returning = f" RETURNING {', '.join(server)}" if server else ""
+            if not server:
+                selected.append(f"(SELECT count(*) FROM r{index}) AS r{index}_n")  # noqa: S608
+            returning = f" RETURNING {', '.join(server or ['1'])}"
             parts.append(
                 # Quoted identifiers and $n placeholders only; the values are arguments.
                 f"r{index} AS (INSERT INTO {quote.format_table(plan.table)} "  # noqa: S608
                 f"({', '.join(names)}) VALUES ({', '.join(placeholders)}){returning})"
             )
             returned.append(back)
-        sources = [f"r{index}" for index, back in enumerate(returned) if back]
-        if selected:
-            # An updated row that matched nothing makes the cross product empty:
-            # its count, selected beside, tells it apart (checked in :meth:`insert`).
-            final = f"SELECT {', '.join(selected)} FROM {', '.join(sources)}"  # noqa: S608
-            if checked:
-                final = (
-                    f"SELECT {', '.join(checked)}, found.* FROM (SELECT) one "  # noqa: S608
-                    f"LEFT JOIN ({final}) found ON true"
-                )
-        elif checked:
-            final = f"SELECT {', '.join(checked)}"
-        else:
-            final = "SELECT 1"
+        # Every row is referenced from the select list, in the order added:
+        # each sub-statement runs when its first reference is evaluated, left
+        # to right, so rows are written in that order (a clock_timestamp()
+        # default orders them as one flush per row did); an update's count
+        # tells whether it matched (checked in :meth:`insert`).
+        final = f"SELECT {', '.join(selected)}"
         return f"WITH {', '.join(parts)} {final}", arguments, returned
 
     def _update(
@@ -225,7 +226,8 @@ class RowBatch:
             where.append(f"{quote.quote(version.name)} = {bind(key, pending.version)}")
         returning = ", ".join(server or ["1"])
         selected = [
-            f"r{index}.{name} AS {alias}" for name, (_, alias) in zip(server, back, strict=True)
+            f"(SELECT {name} FROM r{index}) AS {alias}"  # noqa: S608
+            for name, (_, alias) in zip(server, back, strict=True)
         ]
         part = (
             # Quoted identifiers and $n placeholders only; the values are arguments.

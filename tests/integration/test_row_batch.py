@@ -246,3 +246,21 @@ async def test_an_update_of_a_stale_row_fails_the_whole_statement(env: Fixture) 
         assert (name, version, children) == ("kept", 1, 0)
     finally:
         await db.dispose()
+
+
+async def test_rows_are_written_in_the_order_they_were_added(env: Fixture) -> None:
+    """clock_timestamp() defaults follow the order of add(), as one flush per
+    row did (a status log listed by its time relies on it)."""
+    db = env.database()
+    try:
+        added = [Parent(id=uuid.uuid4(), company_id=COMPANY_A, name=f"n{i}") for i in range(8)]
+        async with db.transaction(company_id=COMPANY_A) as connection:
+            rows = RowBatch(db.engine.dialect)
+            for parent in added:
+                rows.add(parent)
+                rows.add(Child(company_id=COMPANY_A, parent_id=parent.id))
+            await rows.insert(connection)
+        stamps = [parent.stamped for parent in added]
+        assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    finally:
+        await db.dispose()

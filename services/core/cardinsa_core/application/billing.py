@@ -61,6 +61,7 @@ from cardinsa_core.repository.models import (
 from cardinsa_core.repository.policies import POLICIES
 from cardinsa_foundation.errors import FailedPrecondition, FieldViolation
 from cardinsa_foundation.paging import OrderTerm, Page
+from cardinsa_foundation.row_batch import SupportsAdd
 from cardinsa_foundation.use_cases import invalid, require_principal
 
 __all__ = ["NON_PAYMENT", "NON_PAYMENT_NOTE", "Arrears", "Billing", "PaymentInput", "PaymentView"]
@@ -119,11 +120,14 @@ class Billing:
         """Hold this unit of work's billing events until :meth:`release`."""
         session.info[_DEFER] = True
 
-    def release(self, session: AsyncSession) -> None:
-        """Write the billing events held back (same unit of work)."""
+    def release(self, session: AsyncSession, adder: SupportsAdd | None = None) -> None:
+        """Write the billing events held back (same unit of work), through
+        ``adder`` when given (the statement that ends the change), else the session."""
         session.info.pop(_DEFER, None)
         for policy, transition, invoice in session.info.pop(_PENDING, []):
-            self.ctx.events.billing_changed(session, policy, transition=transition, invoice=invoice)
+            self.ctx.events.billing_changed(
+                adder or session, policy, transition=transition, invoice=invoice
+            )
 
     def _invoice_event(
         self, session: AsyncSession, policy: PolicyRow, transition: str, invoice: InvoiceRow

@@ -24,7 +24,7 @@ __all__ = ["EventSink"]
 
 class EventSink(Protocol):
     def policy_changed(
-        self, session: AsyncSession, row: PolicyRow, *, transition: str, from_state: str | None
+        self, session: SupportsAdd, row: PolicyRow, *, transition: str, from_state: str | None
     ) -> None:
         """Record that ``row`` (as it is now) went through ``transition``."""
 
@@ -35,7 +35,7 @@ class EventSink(Protocol):
 
     def billing_changed(
         self,
-        session: AsyncSession,
+        session: SupportsAdd,
         policy: PolicyRow,
         *,
         transition: str,

@@ -88,6 +88,7 @@ from cardinsa_core.repository.policies import (
 from cardinsa_core.repository.policyholders import POLICYHOLDERS, current_dependent_ids
 from cardinsa_core.repository.premium import premium_transactions
 from cardinsa_core.repository.products import ProductView, load_product
+from cardinsa_foundation.db import driver_connection
 from cardinsa_foundation.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -95,6 +96,7 @@ from cardinsa_foundation.errors import (
     PreconditionViolation,
 )
 from cardinsa_foundation.paging import OrderTerm, Page
+from cardinsa_foundation.row_batch import RowBatch, SupportsAdd
 from cardinsa_foundation.use_cases import (
     actor_uuid,
     check_mask,
@@ -391,7 +393,20 @@ class PolicyUseCases:
         step: _Step,
         request_id: str,
     ) -> None:
-        session.add(
+        self._log_rows(session, row, from_state=from_state, step=step, request_id=request_id)
+        await session.flush()
+
+    def _log_rows(
+        self,
+        adder: SupportsAdd,
+        row: PolicyRow,
+        *,
+        from_state: str | None,
+        step: _Step,
+        request_id: str,
+    ) -> None:
+        """The step's status log entry and its event (of ``row`` as it is now)."""
+        adder.add(
             status_change(
                 row,
                 from_state=from_state,
@@ -404,9 +419,8 @@ class PolicyUseCases:
             )
         )
         self.ctx.events.policy_changed(
-            session, row, transition=step.transition, from_state=from_state
+            adder, row, transition=step.transition, from_state=from_state
         )
-        await session.flush()
 
     async def _created(
         self,
@@ -634,22 +648,37 @@ class PolicyUseCases:
             first_state = row.state
             self.pricing.billing.defer(session)
             outcome = await apply(session, row, policy_of(row))
+            # What apply changed and added goes through the unit of work (a
+            # bind's version row, premium transaction and invoices). The steps
+            # then go as one statement: the row's one UPDATE (its version moved
+            # once per step, as a flush per step did), each step's status log
+            # entry and event (of the row after that step: its state, its etag),
+            # the billing events and the audit row. Detached, the row is not
+            # written again by the unit of work.
+            await session.flush()
+            session.expunge(row)
+            rows = RowBatch(self.ctx.db.engine.dialect)
             changed: set[str] = set()
-            for step in outcome.steps:
+            read_version = row.version
+            for number, step in enumerate(outcome.steps, start=1):
                 before = row.state
                 changed.update(apply_policy(row, step.policy))
                 row.update_time = datetime.now(UTC)
-                await session.flush()
-                await self._log(session, row, from_state=before, step=step, request_id=request_id)
+                row.version = read_version + number
+                self._log_rows(rows, row, from_state=before, step=step, request_id=request_id)
+            if outcome.steps:
+                row.version = read_version
+                rows.update(row, [*changed, "update_time"], steps=len(outcome.steps))
             await self.ctx.audit.record(
-                session,
+                rows,
                 action=f"policy.{method}",
                 entity_type="policy",
                 entity_id=row.id,
                 changed_fields=sorted(changed | set(outcome.changed)),
                 detail={"from_state": first_state, "to_state": row.state, **outcome.detail},
             )
-            self.pricing.billing.release(session)
+            self.pricing.billing.release(session, rows)
+            await rows.insert(await driver_connection(session))
             return row
 
     async def _product_on_sale(

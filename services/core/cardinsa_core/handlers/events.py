@@ -38,7 +38,7 @@ class OutboxEvents:
         self.outbox = outbox
 
     def policy_changed(
-        self, session: AsyncSession, row: PolicyRow, *, transition: str, from_state: str | None
+        self, session: SupportsAdd, row: PolicyRow, *, transition: str, from_state: str | None
     ) -> None:
         payload = events_pb2.PolicyEvent(
             policy=policy_to_proto(row), transition=transition, from_state=enum_out(from_state)
@@ -67,7 +67,7 @@ class OutboxEvents:
 
     def billing_changed(
         self,
-        session: AsyncSession,
+        session: SupportsAdd,
         policy: PolicyRow,
         *,
         transition: str,
