@@ -3,6 +3,8 @@ amounts, approval authority bands, and the action log."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 
@@ -358,3 +360,54 @@ async def test_only_drafts_are_updated_or_deleted(tenant: Tenant) -> None:
     assert draft.id in {c.id for c in listed.claims}
     back = await claims.UndeleteClaim(cb.UndeleteClaimRequest(claim_id=draft.id), metadata=admin)
     assert not back.HasField("delete_time")
+
+
+async def test_submits_race_for_numbers_and_a_replay_takes_none(tenant: Tenant) -> None:
+    """Claims submitted at once get consecutive numbers, each once; a submit
+    repeated with its request id answers as the first did and takes no number;
+    the request id with another etag is REQUEST_ID_REUSED; a stale etag is ABORTED."""
+    claims = tenant.harness.claims
+    agent = await tenant.md("agent")
+    policy = await tenant.in_force()
+    drafts = [await tenant.claim(policy, claimed="100") for _ in range(6)]
+    request_ids = [str(uuid.uuid4()) for _ in drafts]
+    submitted = await asyncio.gather(
+        *(
+            claims.SubmitClaim(
+                cb.SubmitClaimRequest(claim_id=d.id, etag=d.etag, request_id=r), metadata=agent
+            )
+            for d, r in zip(drafts, request_ids, strict=True)
+        )
+    )
+    numbers = sorted(s.claim_number for s in submitted)
+    assert numbers == [f"CLM-{n:08d}" for n in range(1, 7)]
+    again = await claims.SubmitClaim(
+        cb.SubmitClaimRequest(
+            claim_id=drafts[0].id, etag=drafts[0].etag, request_id=request_ids[0]
+        ),
+        metadata=agent,
+    )
+    assert (again.claim_number, again.etag) == (submitted[0].claim_number, submitted[0].etag)
+    with pytest.raises(grpc.aio.AioRpcError) as reused:
+        await claims.SubmitClaim(
+            cb.SubmitClaimRequest(
+                claim_id=drafts[0].id, etag=submitted[0].etag, request_id=request_ids[0]
+            ),
+            metadata=agent,
+        )
+    assert reused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(reused.value).reason == "REQUEST_ID_REUSED"
+    late = await tenant.claim(policy, claimed="100")
+    with pytest.raises(grpc.aio.AioRpcError) as stale:
+        await claims.SubmitClaim(
+            cb.SubmitClaimRequest(claim_id=late.id, etag=drafts[1].etag), metadata=agent
+        )
+    assert stale.value.code() == grpc.StatusCode.ABORTED
+    fresh = await claims.SubmitClaim(
+        cb.SubmitClaimRequest(claim_id=late.id, etag=late.etag), metadata=agent
+    )
+    assert fresh.claim_number == "CLM-00000007"  # the replay and the refusals took none
+    log = await claims.ListClaimLogEntries(
+        cb.ListClaimLogEntriesRequest(claim_id=drafts[0].id), metadata=agent
+    )
+    assert [e.action for e in reversed(log.claim_log_entries)] == ["create", "submit"]

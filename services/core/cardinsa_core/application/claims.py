@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
-from typing import Unpack
+from typing import Any, Unpack
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -66,6 +66,7 @@ from cardinsa_core.domain.money import Money, check_currency
 from cardinsa_core.domain.numbering import NumberKind, format_number
 from cardinsa_core.repository.claim_authority import settings_of
 from cardinsa_core.repository.claim_facts import (
+    ApprovalFacts,
     lock_accumulator_rows,
     read_approval_facts,
     read_create_facts,
@@ -79,7 +80,7 @@ from cardinsa_core.repository.claims import (
     log_entry,
 )
 from cardinsa_core.repository.models import ClaimLogEntryRow, ClaimRow, PolicyRow
-from cardinsa_core.repository.numbers import next_number
+from cardinsa_core.repository.numbers import next_number, take_number
 from cardinsa_core.repository.policies import POLICIES
 from cardinsa_foundation.context import Principal
 from cardinsa_foundation.db import driver_connection
@@ -107,8 +108,30 @@ from cardinsa_foundation.use_cases import (
 )
 
 CREATE = "CreateClaim"
-#: The approval's method name: the scope of its request ids and its audit action.
+#: Method names: the scope of their request ids and their audit actions.
 APPROVE = "approve"
+SUBMIT = "submit"
+
+
+@dataclass(frozen=True, slots=True)
+class FastOptions:
+    """How a call changes a claim on :meth:`ClaimUseCases._fast_change`."""
+
+    etag: str
+    request_id: str
+    #: What else defines the call (a replay must repeat it), as in ChangeOptions.
+    arguments: Sequence[object]
+    #: The currency whose approval bands the statement reads ("" for none).
+    bands_currency: str = ""
+    #: Permission before existence: run on the facts before the claim is looked at.
+    authorise: Callable[[ApprovalFacts], Awaitable[None]] | None = None
+
+
+#: A fast transition's own reads and decision: (connection, the locked claim row,
+#: the claim before, the facts read, the statement's rows) -> (outcome, changed columns).
+FastStep = Callable[
+    [Any, "ClaimRow", "Claim", ApprovalFacts, RowBatch], Awaitable[tuple["Outcome", list[str]]]
+]
 UPDATABLE = frozenset(
     {
         "claimant",
@@ -488,6 +511,10 @@ class ClaimUseCases:
         )
 
     async def submit(self, claim_id: str, etag: str, request_id: str) -> ClaimRow:
+        submitted = await self._submit_fast(require_principal(), claim_id, etag, request_id)
+        if submitted is not None:
+            return submitted
+
         async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> Outcome:
             claim.check_can(ClaimAction.SUBMIT)
             policy = await POLICIES.find(session, row.company_id, str(row.policy_id))
@@ -501,7 +528,7 @@ class ClaimUseCases:
             return Outcome(submitted, amount=claim.details.claimed_amount)
 
         return await self.transition(
-            claim_id, etag=etag, request_id=request_id, method="submit", apply=apply
+            claim_id, etag=etag, request_id=request_id, method=SUBMIT, apply=apply
         )
 
     async def review(self, claim_id: str, etag: str, request_id: str) -> ClaimRow:
@@ -573,6 +600,67 @@ class ClaimUseCases:
             check=authority,
         )
 
+    async def _fast_change(
+        self,
+        principal: Principal,
+        claim_id: str,
+        step: FastStep,
+        *,
+        method: str,
+        options: FastOptions,
+    ) -> ClaimRow | None:
+        """A transition without the ORM's unit of work, for the hot ones
+        (submit, approve): BEGIN with the tenant; one statement that claims the
+        request id and reads the claim locked ``FOR UPDATE``, the claim
+        settings and the bands of ``options.bands_currency``
+        (:func:`read_approval_facts`); what ``step`` reads; the claim's UPDATE
+        with whatever ``step`` added, the log entry, the event and the audit
+        row in one statement; COMMIT. The checks and their order are those of
+        :meth:`transition` (``options.authorise`` first: permission before
+        existence; then the claim, its etag, not deleted; then ``step``'s).
+        None -- nothing written -- when the request id was used before or the
+        id is no UUID: the unit-of-work path answers those."""
+        company = own_company(principal)
+        key = lookup_uuid(claim_id)
+        if key is None:
+            return None
+        request_id = options.request_id
+        fingerprint = request_fingerprint(claim_id, options.etag, *options.arguments)
+        async with self.ctx.db.transaction(company_id=company) as connection:
+            facts = await read_approval_facts(
+                connection,
+                company=company,
+                claim_id=key,
+                currency=options.bands_currency,
+                key=(method, request_id, fingerprint) if request_id else None,
+            )
+            if not facts.claimed:
+                return None
+            if options.authorise is not None:
+                await options.authorise(facts)
+            row = facts.claim
+            if row is None:
+                raise not_found(CLAIMS.name, claim_id)
+            check_etag(row, options.etag)
+            if row.delete_time is not None:
+                raise deleted(CLAIMS.name)
+            before = claim_of(row)
+            rows = RowBatch(self.ctx.db.engine.dialect)
+            outcome, changed = await step(connection, row, before, facts, rows)
+            row.update_time = datetime.now(UTC)
+            rows.update(row, [*changed, "policy_version", "update_time"])
+            await self._record_change(
+                rows,
+                row,
+                method=method,
+                before=before,
+                outcome=outcome,
+                changed=changed,
+                request_id=request_id,
+            )
+            await rows.insert(connection)
+            return row
+
     async def _approve_fast(
         self,
         principal: Principal,
@@ -583,53 +671,27 @@ class ClaimUseCases:
         money: Money,
         note: str,
     ) -> ClaimRow | None:
-        """The approval in five round trips without the ORM's unit of work: BEGIN
-        with the tenant; the request id, the bands, the claim settings and the
-        claim locked ``FOR UPDATE`` (:func:`read_approval_facts`); the cover with
-        the policy held ``FOR SHARE``; the accumulators created and locked in
-        their order; the claim's and the accumulators' UPDATEs with the log
-        entry, the event and the audit row in one statement; COMMIT. The checks
-        and their order are :meth:`approve`'s on the unit of work (permission
-        before existence, then the etag, the state, segregation of duties, the
-        cover). None -- nothing written -- when the request id was used before
-        or the id is no UUID: the unit-of-work path answers those."""
+        """:meth:`approve` on :meth:`_fast_change`: the cover with the policy
+        held ``FOR SHARE``, then the accumulators created and locked in their
+        order, each one statement."""
         company = own_company(principal)
-        key = lookup_uuid(claim_id)
-        if key is None:
-            return None
-        fingerprint = request_fingerprint(claim_id, etag, money, note.strip())
-        async with self.ctx.db.transaction(company_id=company) as connection:
-            facts = await read_approval_facts(
-                connection,
-                company=company,
-                claim_id=key,
-                currency=money.currency,
-                key=(APPROVE, request_id, fingerprint) if request_id else None,
-            )
-            if not facts.claimed:
-                return None
+
+        async def authorise(facts: ApprovalFacts) -> None:
             view = await self.authority.view_of(company, money.currency, facts.bands)
             view.bands.check_authority(money, principal.permissions)
-            row = facts.claim
-            if row is None:
-                raise not_found(CLAIMS.name, claim_id)
-            check_etag(row, etag)
-            if row.delete_time is not None:
-                raise deleted(CLAIMS.name)
-            before = claim_of(row)
+
+        async def step(
+            connection: Any, row: ClaimRow, before: Claim, facts: ApprovalFacts, rows: RowBatch
+        ) -> tuple[Outcome, list[str]]:
             before.check_can(ClaimAction.APPROVE)
-            check_duties(
-                principal, row, settings_of(facts.settings).require_segregation_of_duties, "approve"
-            )
+            segregated = settings_of(facts.settings).require_segregation_of_duties
+            check_duties(principal, row, segregated, "approve")
             cover = await read_cover(connection, row, before.details)
             locked = await lock_accumulator_rows(connection, company, cover.periods, row.currency)
             benefit = assessed(before, cover, locked)
             after = before.approve(money, benefit)
             row.approved_by = actor_uuid(principal)
             changed = [*apply_claim(row, after), "approved_by"]
-            row.update_time = datetime.now(UTC)
-            rows = RowBatch(self.ctx.db.engine.dialect)
-            rows.update(row, [*changed, "policy_version", "update_time"])
             for accumulator in moved(
                 locked, cover, row.currency, before.consumption, after.consumption
             ):
@@ -641,17 +703,57 @@ class ClaimUseCases:
                 cover=cover,
                 detail={"payable": str(benefit.payable)},
             )
-            await self._record_change(
-                rows,
-                row,
-                method=APPROVE,
-                before=before,
-                outcome=outcome,
-                changed=changed,
-                request_id=request_id,
+            return outcome, changed
+
+        return await self._fast_change(
+            principal,
+            claim_id,
+            step,
+            method=APPROVE,
+            options=FastOptions(
+                etag,
+                request_id,
+                (money, note.strip()),
+                bands_currency=money.currency,
+                authorise=authorise,
+            ),
+        )
+
+    async def _submit_fast(
+        self, principal: Principal, claim_id: str, etag: str, request_id: str
+    ) -> ClaimRow | None:
+        """:meth:`submit` on :meth:`_fast_change`: the policy, its version on
+        the incident date and the coverage in one statement, then the claim's
+        number (the company's counter row, locked until the commit: taken last)."""
+
+        async def step(
+            connection: Any, row: ClaimRow, before: Claim, facts: ApprovalFacts, rows: RowBatch
+        ) -> tuple[Outcome, list[str]]:
+            before.check_can(ClaimAction.SUBMIT)
+            details = before.details
+            cover = await read_create_facts(
+                connection,
+                company=row.company_id,
+                policy_id=row.policy_id,
+                incident=details.incident_date,
+                coverage_code=details.coverage_code,
+                key=None,
             )
-            await rows.insert(connection)
-            return row
+            if cover.policy is None:  # pragma: no cover - a claim's policy exists (foreign key)
+                raise not_found(POLICIES.name, str(row.policy_id))
+            invalid(
+                "the claim is not valid",
+                check_claim_details(details, row.currency, self.ctx.today()),
+            )
+            version, _ = eligible_from(cover.policy, details, cover.version, cover.coverage)
+            row.policy_version = version.version
+            value = await take_number(connection, row.company_id, NumberKind.CLAIM)
+            submitted = before.submit(format_number(self.ctx.settings.claim_number_prefix, value))
+            return Outcome(submitted, amount=details.claimed_amount), apply_claim(row, submitted)
+
+        return await self._fast_change(
+            principal, claim_id, step, method=SUBMIT, options=FastOptions(etag, request_id, ())
+        )
 
     async def unapprove(self, claim_id: str, etag: str, request_id: str, reason: str) -> ClaimRow:
         return await self._noted(

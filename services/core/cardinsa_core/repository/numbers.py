@@ -12,18 +12,20 @@ the lock short.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_core.domain.numbering import NumberKind
 
-_NEXT = text(
+_NEXT_SQL = (
     "INSERT INTO core.number_counters AS c (company_id, kind, last_value) "
-    "VALUES (:company_id, :kind, 1) "
+    "VALUES ($1, $2, 1) "
     "ON CONFLICT (company_id, kind) DO UPDATE SET last_value = c.last_value + 1 "
     "RETURNING last_value"
 )
+_NEXT = text(_NEXT_SQL.replace("$1", ":company_id").replace("$2", ":kind"))
 
 
 async def next_number(session: AsyncSession, company_id: uuid.UUID, kind: NumberKind) -> int:
@@ -31,3 +33,9 @@ async def next_number(session: AsyncSession, company_id: uuid.UUID, kind: Number
         await session.execute(_NEXT, {"company_id": company_id, "kind": kind.value})
     ).scalar_one()
     return int(value)
+
+
+async def take_number(connection: Any, company_id: uuid.UUID, kind: NumberKind) -> int:
+    """:func:`next_number` on an asyncpg connection in its transaction (the
+    same statement)."""
+    return int(await connection.fetchval(_NEXT_SQL, company_id, kind.value))
