@@ -20,13 +20,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cardinsa_core.application.claim_cover import load_cover
-from cardinsa_core.application.claims import ClaimUseCases, Outcome, check_duties
+from cardinsa_core.application.claim_cover import load_cover, read_cover
+from cardinsa_core.application.claims import ClaimUseCases, FastOptions, Outcome, check_duties
 from cardinsa_core.application.context import own_company
 from cardinsa_core.application.inputs import MoneyInput
 from cardinsa_core.domain.claims import (
@@ -37,8 +37,11 @@ from cardinsa_core.domain.claims import (
     RecoveryKind,
 )
 from cardinsa_core.domain.money import Money
+from cardinsa_core.repository.claim_authority import settings_of
+from cardinsa_core.repository.claim_facts import ApprovalFacts
 from cardinsa_core.repository.claims import (
     CLAIMS,
+    apply_claim,
     claim_payments,
     claim_recoveries,
     find_payment,
@@ -51,6 +54,7 @@ from cardinsa_foundation.context import Principal
 from cardinsa_foundation.errors import FailedPrecondition, FieldViolation
 from cardinsa_foundation.models import check_etag
 from cardinsa_foundation.paging import OrderTerm, Page
+from cardinsa_foundation.row_batch import RowBatch
 from cardinsa_foundation.use_cases import (
     check_note,
     invalid,
@@ -233,6 +237,9 @@ class ClaimPayments:
             "the request is not valid",
             _text(reference, "payment_reference", MAX_REFERENCE, required=True),
         )
+        paid = await self._pay_outstanding_fast(principal, claim_id, etag, request_id, reference)
+        if paid is not None:
+            return paid
 
         async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> Outcome:
             claim.check_can_pay()
@@ -261,6 +268,60 @@ class ClaimPayments:
             method="pay",
             apply=apply,
             arguments=[reference],
+        )
+
+    async def _pay_outstanding_fast(
+        self, principal: Principal, claim_id: str, etag: str, request_id: str, reference: str
+    ) -> ClaimRow | None:
+        """:meth:`pay_outstanding` without the unit of work
+        (:meth:`ClaimUseCases.fast_change`): the same checks in the same order
+        (the state, something due, the payer's band and segregation of duties,
+        the cover as it is now), the payment row inserted with the claim's
+        UPDATE, its log entry, event and audit row in one statement."""
+        company = own_company(principal)
+
+        async def step(
+            connection: Any, row: ClaimRow, claim: Claim, facts: ApprovalFacts, rows: RowBatch
+        ) -> tuple[Outcome, list[str]]:
+            claim.check_can_pay()
+            due = claim.outstanding
+            if not due.is_positive:
+                raise FailedPrecondition(
+                    "nothing is outstanding on this claim", reason="NOTHING_TO_PAY"
+                )
+            authority = self.claims.authority
+            view = await authority.view_of(company, row.currency, facts.bands)
+            view.bands.check_authority(due, principal.permissions, action="paying")
+            segregated = settings_of(facts.settings).require_segregation_of_duties
+            check_duties(principal, row, segregated, "pay")
+            payment = self._payment_row(
+                row,
+                cost_type=CostType.INDEMNITY,
+                payee="claimant",
+                method=PaymentMethod.OTHER,
+                reference=reference,
+                amount=due,
+                request_id=request_id,
+            )
+            payment.state = PaymentState.ISSUED.value
+            cover = await read_cover(connection, row, claim.details)
+            paid = claim.pay(CostType.INDEMNITY, due, payment.reference)
+            rows.add(payment)
+            outcome = Outcome(
+                paid,
+                amount=due,
+                payment_reference=payment.reference,
+                cover=cover,
+                detail={"payment_id": str(payment.id), "cost_type": CostType.INDEMNITY.value},
+            )
+            return outcome, apply_claim(row, paid)
+
+        return await self.claims.fast_change(
+            principal,
+            claim_id,
+            step,
+            method="pay",
+            options=FastOptions(etag, request_id, (reference,)),
         )
 
     def _payment_row(

@@ -115,13 +115,13 @@ SUBMIT = "submit"
 
 @dataclass(frozen=True, slots=True)
 class FastOptions:
-    """How a call changes a claim on :meth:`ClaimUseCases._fast_change`."""
+    """How a call changes a claim on :meth:`ClaimUseCases.fast_change`."""
 
     etag: str
     request_id: str
     #: What else defines the call (a replay must repeat it), as in ChangeOptions.
     arguments: Sequence[object]
-    #: The currency whose approval bands the statement reads ("" for none).
+    #: The currency whose approval bands the statement reads ("": the claim's).
     bands_currency: str = ""
     #: Permission before existence: run on the facts before the claim is looked at.
     authorise: Callable[[ApprovalFacts], Awaitable[None]] | None = None
@@ -172,6 +172,8 @@ class Outcome:
     cover: Cover | None = None
     #: More for the audit row's detail.
     detail: dict[str, object] = field(default_factory=dict)
+    #: The accumulators were moved already (a fast approval locks them to assess).
+    settled: bool = False
 
 
 Apply = Callable[[AsyncSession, ClaimRow, Claim], Awaitable[Outcome]]
@@ -600,7 +602,7 @@ class ClaimUseCases:
             check=authority,
         )
 
-    async def _fast_change(
+    async def fast_change(
         self,
         principal: Principal,
         claim_id: str,
@@ -647,6 +649,19 @@ class ClaimUseCases:
             before = claim_of(row)
             rows = RowBatch(self.ctx.db.engine.dialect)
             outcome, changed = await step(connection, row, before, facts, rows)
+            after = outcome.claim
+            if after.consumption != before.consumption and not outcome.settled:
+                # What the claim takes from its accumulators moved: under their lock.
+                cover = outcome.cover
+                if cover is None:  # pragma: no cover - a step that moves money reads the cover
+                    raise AssertionError("a fast step moved the consumption without its cover")
+                locked = await lock_accumulator_rows(
+                    connection, company, cover.periods, row.currency
+                )
+                for accumulator in moved(
+                    locked, cover, row.currency, before.consumption, after.consumption
+                ):
+                    rows.update(accumulator, ["deductible_used", "limit_used"])
             row.update_time = datetime.now(UTC)
             rows.update(row, [*changed, "policy_version", "update_time"])
             await self._record_change(
@@ -671,7 +686,7 @@ class ClaimUseCases:
         money: Money,
         note: str,
     ) -> ClaimRow | None:
-        """:meth:`approve` on :meth:`_fast_change`: the cover with the policy
+        """:meth:`approve` on :meth:`fast_change`: the cover with the policy
         held ``FOR SHARE``, then the accumulators created and locked in their
         order, each one statement."""
         company = own_company(principal)
@@ -702,10 +717,11 @@ class ClaimUseCases:
                 note=note.strip(),
                 cover=cover,
                 detail={"payable": str(benefit.payable)},
+                settled=True,
             )
             return outcome, changed
 
-        return await self._fast_change(
+        return await self.fast_change(
             principal,
             claim_id,
             step,
@@ -722,7 +738,7 @@ class ClaimUseCases:
     async def _submit_fast(
         self, principal: Principal, claim_id: str, etag: str, request_id: str
     ) -> ClaimRow | None:
-        """:meth:`submit` on :meth:`_fast_change`: the policy, its version on
+        """:meth:`submit` on :meth:`fast_change`: the policy, its version on
         the incident date and the coverage in one statement, then the claim's
         number (the company's counter row, locked until the commit: taken last)."""
 
@@ -751,7 +767,7 @@ class ClaimUseCases:
             submitted = before.submit(format_number(self.ctx.settings.claim_number_prefix, value))
             return Outcome(submitted, amount=details.claimed_amount), apply_claim(row, submitted)
 
-        return await self._fast_change(
+        return await self.fast_change(
             principal, claim_id, step, method=SUBMIT, options=FastOptions(etag, request_id, ())
         )
 

@@ -147,13 +147,18 @@ async def read_cover_facts(
     )
 
 
-# What an approval reads before the cover, in one statement: the request id
+# What a claim's hot transition reads first, in one statement: the request id
 # claimed ($4 method, $5 request id, $6 fingerprint; the resource id is the
-# claim's), the company's bands in the approved currency ($3), its claim
-# settings, and the claim itself, locked FOR UPDATE; and the transaction's now().
+# claim's), the company's bands in currency $3 (empty: the claim's currency),
+# its claim settings, and the claim itself, locked FOR UPDATE; and the
+# transaction's now().
 _APPROVAL: Final = """
 SELECT {claimed} AS claimed, now() AS now,
-       (SELECT b FROM core.approval_bands b WHERE b.company_id = $1 AND b.currency = $3) AS bands,
+       (SELECT b FROM core.approval_bands b
+         WHERE b.company_id = $1
+           AND b.currency = coalesce(nullif($3, ''), (SELECT c.currency FROM core.claims c
+                                                       WHERE c.company_id = $1 AND c.id = $2))
+       ) AS bands,
        (SELECT s FROM core.claim_settings s WHERE s.company_id = $1) AS settings,
        (SELECT c FROM core.claims c WHERE c.company_id = $1 AND c.id = $2 FOR UPDATE) AS claim
 """
@@ -184,10 +189,11 @@ async def read_approval_facts(
     currency: str,
     key: tuple[str, str, str] | None,
 ) -> ApprovalFacts:
-    """What an approval of ``claim_id`` in ``currency`` reads first, in one
-    statement, after claiming ``key`` (method, request id, fingerprint) when
-    given -- exactly as :func:`cardinsa_foundation.idempotency.claim_request_id`
-    claims it, with the claim's id as the resource."""
+    """What a transition of ``claim_id`` reads first, in one statement (the
+    bands of ``currency``, or of the claim's currency when empty), after
+    claiming ``key`` (method, request id, fingerprint) when given -- exactly as
+    :func:`cardinsa_foundation.idempotency.claim_request_id` claims it, with
+    the claim's id as the resource."""
     if key is None:
         record = await connection.fetchrow(_APPROVAL_WITHOUT_KEY, company, claim_id, currency)
     else:
