@@ -94,6 +94,16 @@ def _text(value: str, path: str, most: int, *, required: bool) -> list[FieldViol
     return []
 
 
+def _outstanding(claim: Claim) -> Money:
+    """What PayClaim pays: the outstanding indemnity of an APPROVED claim
+    (FAILED_PRECONDITION when the claim cannot be paid or nothing is due)."""
+    claim.check_can_pay()
+    due = claim.outstanding
+    if not due.is_positive:
+        raise FailedPrecondition("nothing is outstanding on this claim", reason="NOTHING_TO_PAY")
+    return due
+
+
 class ClaimPayments:
     def __init__(self, claims: ClaimUseCases) -> None:
         self.claims = claims
@@ -242,23 +252,9 @@ class ClaimPayments:
             return paid
 
         async def apply(session: AsyncSession, row: ClaimRow, claim: Claim) -> Outcome:
-            claim.check_can_pay()
-            due = claim.outstanding
-            if not due.is_positive:
-                raise FailedPrecondition(
-                    "nothing is outstanding on this claim", reason="NOTHING_TO_PAY"
-                )
+            due = _outstanding(claim)
             await self._authorise(session, principal, row, due, CostType.INDEMNITY)
-            payment = self._payment_row(
-                row,
-                cost_type=CostType.INDEMNITY,
-                payee="claimant",
-                method=PaymentMethod.OTHER,
-                reference=reference,
-                amount=due,
-                request_id=request_id,
-            )
-            payment.state = PaymentState.ISSUED.value
+            payment = self._issued(row, due, reference, request_id)
             return await self._pay(session, row, claim, payment)
 
         return await self.claims.transition(
@@ -283,27 +279,13 @@ class ClaimPayments:
         async def step(
             connection: Any, row: ClaimRow, claim: Claim, facts: ApprovalFacts, rows: RowBatch
         ) -> tuple[Outcome, list[str]]:
-            claim.check_can_pay()
-            due = claim.outstanding
-            if not due.is_positive:
-                raise FailedPrecondition(
-                    "nothing is outstanding on this claim", reason="NOTHING_TO_PAY"
-                )
+            due = _outstanding(claim)
             authority = self.claims.authority
             view = await authority.view_of(company, row.currency, facts.bands)
             view.bands.check_authority(due, principal.permissions, action="paying")
             segregated = settings_of(facts.settings).require_segregation_of_duties
             check_duties(principal, row, segregated, "pay")
-            payment = self._payment_row(
-                row,
-                cost_type=CostType.INDEMNITY,
-                payee="claimant",
-                method=PaymentMethod.OTHER,
-                reference=reference,
-                amount=due,
-                request_id=request_id,
-            )
-            payment.state = PaymentState.ISSUED.value
+            payment = self._issued(row, due, reference, request_id)
             cover = await read_cover(connection, row, claim.details)
             paid = claim.pay(CostType.INDEMNITY, due, payment.reference)
             rows.add(payment)
@@ -323,6 +305,22 @@ class ClaimPayments:
             method="pay",
             options=FastOptions(etag, request_id, (reference,)),
         )
+
+    def _issued(
+        self, row: ClaimRow, due: Money, reference: str, request_id: str
+    ) -> ClaimPaymentRow:
+        """PayClaim's payment: the outstanding indemnity to the claimant, ISSUED."""
+        payment = self._payment_row(
+            row,
+            cost_type=CostType.INDEMNITY,
+            payee="claimant",
+            method=PaymentMethod.OTHER,
+            reference=reference,
+            amount=due,
+            request_id=request_id,
+        )
+        payment.state = PaymentState.ISSUED.value
+        return payment
 
     def _payment_row(
         self,
