@@ -261,7 +261,10 @@ def pump(service: Service) -> None:
             pass
         line = raw.decode("utf-8", errors="replace").rstrip("\n")
         service.tail.append(line)
-        if line.startswith("{"):
+        # Only a supervisor's line about a worker is parsed: every access line
+        # passes through here, and a pump that falls behind fills the pipe,
+        # which blocks the service's event loop on its next log write.
+        if line.startswith("{") and ("worker exited" in line or "giving up on a worker" in line):
             try:
                 entry = json.loads(line)
             except ValueError:
