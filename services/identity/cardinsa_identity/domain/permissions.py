@@ -52,6 +52,7 @@ __all__ = [
     "BUILT_IN_ROLES",
     "CATALOGUE",
     "PERMISSION_NAME",
+    "SELF_SERVICE",
     "BuiltInRole",
     "Permission",
     "built_in_role",
@@ -98,6 +99,21 @@ def _crud(
     ]
 
 
+#: Self-service (MeService): what a user may do about their own account. Every
+#: built-in role holds all of them (``SELF_SERVICE``); the user acted on is always
+#: the caller, so they grant no power over anyone else.
+_SELF_SERVICE_PERMISSIONS: Final = (
+    Permission("me.get", "Read one's own user profile"),
+    Permission(
+        "me.update",
+        "Change one's own given, family and display name and locale (not the email or the phone)",
+    ),
+    Permission("me.change_password", "Change one's own password (the current one is needed)"),
+    Permission("me.list_sessions", "List one's own login sessions"),
+    Permission("me.revoke_session", "End one of one's own login sessions"),
+)
+
+
 def _build_catalogue() -> tuple[Permission, ...]:
     entries: list[Permission] = [
         # --- identity (names fixed by protos/cardinsa/identity/v1) -------------------
@@ -106,6 +122,7 @@ def _build_catalogue() -> tuple[Permission, ...]:
         Permission("users.deactivate", "Deactivate and reactivate users"),
         Permission("sessions.list", "List the login sessions of users"),
         Permission("sessions.revoke", "Revoke a login session of a user"),
+        *_SELF_SERVICE_PERMISSIONS,
         *_crud("roles", "role", "custom roles"),
         Permission("role_bindings.create", "Grant roles to users"),
         Permission("role_bindings.list", "List which users hold which roles"),
@@ -365,6 +382,9 @@ _ORG_READ = _names(
     "units.list",
 )
 
+#: The self-service permissions; every built-in role holds them.
+SELF_SERVICE: Final = frozenset(p.name for p in _SELF_SERVICE_PERMISSIONS)
+
 _ROLES: tuple[BuiltInRole, ...] = (
     BuiltInRole(
         PLATFORM_ADMIN_ROLE,
@@ -499,6 +519,12 @@ _ROLES: tuple[BuiltInRole, ...] = (
         "audit log, API keys, service accounts or unmasked national ids.",
         _where("get", "list") - _SENSITIVE_READS,
     ),
+)
+
+# Every built-in role may read and change its holder's own account.
+_ROLES = tuple(
+    BuiltInRole(r.name, r.description, r.permissions | SELF_SERVICE, r.cross_company)
+    for r in _ROLES
 )
 
 #: The built-in roles by name.
