@@ -34,6 +34,13 @@ Decisions:
   make it anyway with a reason. It is an admin's decision: only the platform and
   company admins hold it (not the underwriter, who makes those changes, nor the
   claims adjuster, whose claims lose the cover).
+- Self-service (``me.get``, ``me.update``, ``me.change_password``,
+  ``me.list_sessions``, ``me.revoke_session``; MeService, ``/v1/me``) is in
+  every built-in role: a user needs no admin permission to read and edit their
+  own harmless profile fields, change their password or end their own sessions.
+  Built-in roles take their permissions from this module, so no data migration
+  seeds them. They act only on the holder, so the privilege rule
+  (domain/privilege.py) does not count them as power over anyone.
 """
 
 from __future__ import annotations
@@ -515,8 +522,9 @@ _ROLES: tuple[BuiltInRole, ...] = (
     ),
     BuiltInRole(
         "viewer",
-        "Reads the company's data (get and list) and changes nothing; no sessions, "
-        "audit log, API keys, service accounts or unmasked national ids.",
+        "Reads the company's data (get and list) and changes nothing but its own "
+        "profile, password and sessions; no other user's sessions, no audit log, API "
+        "keys, service accounts or unmasked national ids.",
         _where("get", "list") - _SENSITIVE_READS,
     ),
 )
