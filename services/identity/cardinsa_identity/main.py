@@ -26,6 +26,8 @@ from cardinsa.identity.v1 import (
     event_service_pb2_grpc,
     identity_service_pb2,
     identity_service_pb2_grpc,
+    me_service_pb2,
+    me_service_pb2_grpc,
     user_service_pb2,
     user_service_pb2_grpc,
 )
@@ -45,6 +47,7 @@ from cardinsa_identity.application.audit_log import AuditLogUseCases
 from cardinsa_identity.application.auth import AuthUseCases
 from cardinsa_identity.application.context import IdentityContext
 from cardinsa_identity.application.mail import SmtpNotifier
+from cardinsa_identity.application.me import MeUseCases
 from cardinsa_identity.application.notifier import FileNotifier, Notifier
 from cardinsa_identity.application.revocations import RevocationHub
 from cardinsa_identity.application.signing_keys import SigningKeyStore
@@ -57,6 +60,7 @@ from cardinsa_identity.handlers.auth import AuthServicer, UserServicer
 from cardinsa_identity.handlers.event_service import OUTBOX_TABLE, EventServicer
 from cardinsa_identity.handlers.events import identity_events
 from cardinsa_identity.handlers.identity import IdentityServicer
+from cardinsa_identity.handlers.me import MeServicer
 from cardinsa_identity.repository.models import AuditEventRow
 from cardinsa_identity.settings import IdentitySettings, NotifierKind
 
@@ -68,6 +72,7 @@ APIS = [
     "cardinsa.identity.v1.IdentityService",
     "cardinsa.identity.v1.AuthService",
     "cardinsa.identity.v1.UserService",
+    "cardinsa.identity.v1.MeService",
     "cardinsa.identity.v1.AccessService",
     "cardinsa.identity.v1.EventService",
 ]
@@ -206,6 +211,12 @@ def build(
             ),
             registration(
                 user_service_pb2, user_service_pb2_grpc, "UserService", UserServicer(users)
+            ),
+            registration(
+                me_service_pb2,
+                me_service_pb2_grpc,
+                "MeService",
+                MeServicer(MeUseCases(users, auth)),
             ),
             registration(
                 access_service_pb2,

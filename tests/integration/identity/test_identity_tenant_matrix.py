@@ -14,6 +14,7 @@ from cardinsa.identity.v1 import (
     access_service_pb2_grpc,
     auth_service_pb2,
     identity_service_pb2,
+    me_service_pb2,
     resources_pb2,
     user_service_pb2,
 )
@@ -23,6 +24,8 @@ SERVICES = [
     auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"],
     user_service_pb2.DESCRIPTOR.services_by_name["UserService"],
     access_service_pb2.DESCRIPTOR.services_by_name["AccessService"],
+    # RevokeMySession: B's session id is NOT_FOUND like a made-up one.
+    me_service_pb2.DESCRIPTOR.services_by_name["MeService"],
 ]
 
 

@@ -33,6 +33,8 @@ from cardinsa.identity.v1 import (
     access_service_pb2_grpc,
     auth_service_pb2,
     auth_service_pb2_grpc,
+    me_service_pb2,
+    me_service_pb2_grpc,
     resources_pb2,
     user_service_pb2,
     user_service_pb2_grpc,
@@ -188,6 +190,27 @@ async def test_no_issued_or_received_secret_appears_in_identity_logs(
             metadata=_bearer(pair.access_token),
         )
 
+        # The same through self-service (MeService), a wrong current password too.
+        me = me_service_pb2_grpc.MeServiceStub(channel)
+        pair = await auth.Login(auth_service_pb2.LoginRequest(email=email, password=changed))
+        seen += [pair.access_token, pair.refresh_token]
+        self_changed = generate_password() + "-Ee5"
+        seen.append(self_changed)
+        await _expect_error(
+            me.ChangeMyPassword(
+                me_service_pb2.ChangeMyPasswordRequest(
+                    current_password=wrong, new_password=self_changed
+                ),
+                metadata=_bearer(pair.access_token),
+            )
+        )
+        await me.ChangeMyPassword(
+            me_service_pb2.ChangeMyPasswordRequest(
+                current_password=changed, new_password=self_changed
+            ),
+            metadata=_bearer(pair.access_token),
+        )
+
         # Password reset: request, confirm, the used token again, a too-short password.
         # From an address of its own: the session's other tests fill 127.0.0.1's
         # reset allowance in the shared database (10 an hour).
@@ -274,7 +297,12 @@ async def test_no_issued_or_received_secret_appears_in_identity_logs(
     log = identity_process.log_path.read_text(errors="replace")
     lines = log.splitlines()
     # The log did capture these calls (so "absent" means redacted, not unlogged).
-    for method in ("AuthService/Login", "AuthService/RefreshToken", "AccessService/CreateApiKey"):
+    for method in (
+        "AuthService/Login",
+        "AuthService/RefreshToken",
+        "AccessService/CreateApiKey",
+        "MeService/ChangeMyPassword",
+    ):
         assert any(method in line for line in lines), method
     leaks = [(secret[:6], line) for secret in seen if secret for line in lines if secret in line]
     assert not leaks, leaks[:3]

@@ -1,5 +1,5 @@
 """grpcurl against the running identity service: server reflection lists and
-describes every RPC of the five identity services, and calls work through it."""
+describes every RPC of the six identity services, and calls work through it."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from cardinsa.identity.v1 import (
     auth_service_pb2,
     event_service_pb2,
     identity_service_pb2,
+    me_service_pb2,
     user_service_pb2,
 )
 
@@ -25,6 +26,7 @@ SERVICES = {
     ],
     "cardinsa.identity.v1.AuthService": auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"],
     "cardinsa.identity.v1.UserService": user_service_pb2.DESCRIPTOR.services_by_name["UserService"],
+    "cardinsa.identity.v1.MeService": me_service_pb2.DESCRIPTOR.services_by_name["MeService"],
     "cardinsa.identity.v1.AccessService": access_service_pb2.DESCRIPTOR.services_by_name[
         "AccessService"
     ],

@@ -12,6 +12,7 @@ from cardinsa_identity.domain.permissions import (
     BUILT_IN_ROLES,
     CATALOGUE,
     PERMISSION_NAME,
+    SELF_SERVICE,
     built_in_role,
     check_permission_names,
     effective_permissions,
@@ -161,7 +162,7 @@ def test_company_admin_has_everything_but_platform_powers() -> None:
 
 
 def test_viewer_is_read_only_and_sees_nothing_sensitive() -> None:
-    perms = BUILT_IN_ROLES["viewer"].permissions
+    perms = BUILT_IN_ROLES["viewer"].permissions - SELF_SERVICE
     assert all(p.rsplit(".", 1)[1] in ("get", "list") for p in perms), perms
     assert {"policies.get", "claims.list", "users.get", "companies.get"} <= perms
     for sensitive in (
@@ -252,3 +253,16 @@ def test_only_billing_clerks_and_admins_record_payments() -> None:
     assert {"invoices.get", "invoices.list", "payments.list"} <= BUILT_IN_ROLES[
         "viewer"
     ].permissions
+
+
+def test_every_built_in_role_holds_the_self_service_permissions() -> None:
+    assert {
+        "me.get",
+        "me.update",
+        "me.change_password",
+        "me.list_sessions",
+        "me.revoke_session",
+    } == SELF_SERVICE
+    assert SELF_SERVICE <= ALL_PERMISSIONS
+    for role in BUILT_IN_ROLES.values():
+        assert role.permissions >= SELF_SERVICE, role.name

@@ -13,7 +13,7 @@ from cardinsa_identity.application.privilege import (
     require_may_act_on,
 )
 from cardinsa_identity.domain.access import missing_to_grant
-from cardinsa_identity.domain.permissions import ALL_PERMISSIONS, BUILT_IN_ROLES
+from cardinsa_identity.domain.permissions import ALL_PERMISSIONS, BUILT_IN_ROLES, SELF_SERVICE
 from cardinsa_identity.domain.privilege import Power, Shortfall, shortfall
 from cardinsa_identity.repository.models import RoleRow
 
@@ -31,7 +31,7 @@ def test_equal_and_stronger_callers_pass_weaker_ones_fall_short() -> None:
     short = shortfall(helpdesk, admin)
     assert short is not None
     assert not short.platform_admin
-    assert list(short.missing) == sorted(ADMIN - {"users.update"})
+    assert list(short.missing) == sorted(ADMIN - {"users.update"} - SELF_SERVICE)
 
 
 def test_platform_admins_are_reached_only_by_platform_admins() -> None:
@@ -50,6 +50,16 @@ def test_power_of_keeps_only_catalogue_names() -> None:
     power = Power.of(["users.get", "gone.permission"])
     assert power.permissions == frozenset({"users.get"})
     assert shortfall(Power(frozenset({"users.get"})), power) is None
+
+
+def test_self_service_permissions_are_no_power_over_others() -> None:
+    # They act only on their holder: a custom helpdesk role without them still
+    # reaches a viewer (who holds them through the built-in role) and grants it.
+    helpdesk = set(VIEWER - SELF_SERVICE) | {"users.update"}
+    assert SELF_SERVICE <= VIEWER
+    assert shortfall(Power.of(helpdesk), Power.of(VIEWER)) is None
+    assert missing_to_grant(VIEWER, helpdesk) == []
+    assert missing_to_grant({"me.get", "users.get"}, set()) == ["users.get"]
 
 
 def test_the_grant_rule_is_the_same_rule() -> None:

@@ -412,8 +412,13 @@ class UserUseCases:
                 show_revoked=show_revoked,
             )
 
-    async def revoke_session(self, user_id: str, session_id: str) -> None:
+    async def revoke_session(self, user_id: str, session_id: str, *, by_self: bool = False) -> None:
+        """Revokes one session of the user; ``by_self``: the user ends their own
+        (MeService), recorded as ``revoked_by_user``."""
         principal = require_principal()
+        revoke_reason, audit_reason = (
+            ("revoked_by_user", "self") if by_self else ("revoked_by_admin", "admin")
+        )
         company = target_company(principal, "") if not principal.is_platform_admin else None
         async with self.ctx.db.unit_of_work(
             company_id=company, cross_tenant=principal.is_platform_admin
@@ -426,13 +431,13 @@ class UserUseCases:
                 raise not_found("session", session_id)
             if family.revoke_time is None:
                 family.revoke_time = datetime.now(UTC)
-                family.revoke_reason = "revoked_by_admin"
-                await revoke_sessions(session, [family.id], "revoked_by_admin")
+                family.revoke_reason = revoke_reason
+                await revoke_sessions(session, [family.id], revoke_reason)
                 await self.ctx.audit.record(
                     session,
                     action="session.revoke",
                     entity_type="session",
                     entity_id=family.id,
                     company_id=family.company_id,
-                    detail={"user_id": str(user.id), "reason": "admin"},
+                    detail={"user_id": str(user.id), "reason": audit_reason},
                 )

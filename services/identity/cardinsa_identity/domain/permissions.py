@@ -34,6 +34,13 @@ Decisions:
   make it anyway with a reason. It is an admin's decision: only the platform and
   company admins hold it (not the underwriter, who makes those changes, nor the
   claims adjuster, whose claims lose the cover).
+- Self-service (``me.get``, ``me.update``, ``me.change_password``,
+  ``me.list_sessions``, ``me.revoke_session``; MeService, ``/v1/me``) is in
+  every built-in role: a user needs no admin permission to read and edit their
+  own harmless profile fields, change their password or end their own sessions.
+  Built-in roles take their permissions from this module, so no data migration
+  seeds them. They act only on the holder, so the privilege rule
+  (domain/privilege.py) does not count them as power over anyone.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ __all__ = [
     "BUILT_IN_ROLES",
     "CATALOGUE",
     "PERMISSION_NAME",
+    "SELF_SERVICE",
     "BuiltInRole",
     "Permission",
     "built_in_role",
@@ -98,6 +106,21 @@ def _crud(
     ]
 
 
+#: Self-service (MeService): what a user may do about their own account. Every
+#: built-in role holds all of them (``SELF_SERVICE``); the user acted on is always
+#: the caller, so they grant no power over anyone else.
+_SELF_SERVICE_PERMISSIONS: Final = (
+    Permission("me.get", "Read one's own user profile"),
+    Permission(
+        "me.update",
+        "Change one's own given, family and display name and locale (not the email or the phone)",
+    ),
+    Permission("me.change_password", "Change one's own password (the current one is needed)"),
+    Permission("me.list_sessions", "List one's own login sessions"),
+    Permission("me.revoke_session", "End one of one's own login sessions"),
+)
+
+
 def _build_catalogue() -> tuple[Permission, ...]:
     entries: list[Permission] = [
         # --- identity (names fixed by protos/cardinsa/identity/v1) -------------------
@@ -106,6 +129,7 @@ def _build_catalogue() -> tuple[Permission, ...]:
         Permission("users.deactivate", "Deactivate and reactivate users"),
         Permission("sessions.list", "List the login sessions of users"),
         Permission("sessions.revoke", "Revoke a login session of a user"),
+        *_SELF_SERVICE_PERMISSIONS,
         *_crud("roles", "role", "custom roles"),
         Permission("role_bindings.create", "Grant roles to users"),
         Permission("role_bindings.list", "List which users hold which roles"),
@@ -365,6 +389,9 @@ _ORG_READ = _names(
     "units.list",
 )
 
+#: The self-service permissions; every built-in role holds them.
+SELF_SERVICE: Final = frozenset(p.name for p in _SELF_SERVICE_PERMISSIONS)
+
 _ROLES: tuple[BuiltInRole, ...] = (
     BuiltInRole(
         PLATFORM_ADMIN_ROLE,
@@ -495,10 +522,17 @@ _ROLES: tuple[BuiltInRole, ...] = (
     ),
     BuiltInRole(
         "viewer",
-        "Reads the company's data (get and list) and changes nothing; no sessions, "
-        "audit log, API keys, service accounts or unmasked national ids.",
+        "Reads the company's data (get and list) and changes nothing but its own "
+        "profile, password and sessions; no other user's sessions, no audit log, API "
+        "keys, service accounts or unmasked national ids.",
         _where("get", "list") - _SENSITIVE_READS,
     ),
+)
+
+# Every built-in role may read and change its holder's own account.
+_ROLES = tuple(
+    BuiltInRole(r.name, r.description, r.permissions | SELF_SERVICE, r.cross_company)
+    for r in _ROLES
 )
 
 #: The built-in roles by name.

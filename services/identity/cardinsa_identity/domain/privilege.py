@@ -16,6 +16,11 @@ One rule guards both what a caller may give away and whom a caller may act on:
 Without the second half, a "helpdesk" holding only ``users.update`` could set
 the company admin's email to its own address, reset the password and log in as
 that admin. Equal power passes: a caller may act on itself and on its peers.
+
+The self-service permissions (``me.*``, held by every built-in role) act only
+on their holder, so they are no power over anyone and count on neither side:
+a custom "helpdesk" role without them still acts on a viewer and grants the
+built-in roles it otherwise covers.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from cardinsa_identity.domain.permissions import ALL_PERMISSIONS
+from cardinsa_identity.domain.permissions import ALL_PERMISSIONS, SELF_SERVICE
 
 __all__ = ["Power", "Shortfall", "shortfall"]
 
@@ -54,9 +59,10 @@ class Shortfall:
 
 def shortfall(caller: Power, target: Power) -> Shortfall | None:
     """None when ``caller`` may act on (or grant) ``target``: it holds every
-    permission of the target, and is a platform admin if the target is one."""
+    permission of the target (the self-service ones aside), and is a platform
+    admin if the target is one."""
     needs_platform_admin = target.platform_admin and not caller.platform_admin
-    missing = tuple(sorted(target.permissions - caller.permissions))
+    missing = tuple(sorted(target.permissions - caller.permissions - SELF_SERVICE))
     if not needs_platform_admin and not missing:
         return None
     return Shortfall(needs_platform_admin, missing)
