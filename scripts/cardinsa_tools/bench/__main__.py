@@ -163,6 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("interrupted")
         return 130
     finally:
+        # A second signal (Ctrl-C twice, a supervisor's TERM after ours) must
+        # not cut the clean-up short: the suite's processes, PostgreSQL
+        # included, are stopped whatever arrives meanwhile.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if noop is not None:
             noop.stop()
         if suite is not None:
