@@ -622,11 +622,14 @@ class ClaimUseCases:
         existence; then the claim, its etag, not deleted; then ``step``'s).
         None -- nothing written -- when the request id was used before or the
         id is no UUID: the unit-of-work path answers those."""
+        request_id = options.request_id
+        # First, as CoreContext.change does: a bad request id (1 MB of text) is
+        # INVALID_ARGUMENT, never a row of the idempotency table.
+        invalid("the request is not valid", check_request_id(request_id))
         company = own_company(principal)
         key = lookup_uuid(claim_id)
         if key is None:
             return None
-        request_id = options.request_id
         fingerprint = request_fingerprint(claim_id, options.etag, *options.arguments)
         async with self.ctx.db.transaction(company_id=company) as connection:
             facts = await read_approval_facts(
