@@ -50,15 +50,11 @@ async def _status(channel: grpc.aio.Channel) -> int:
     return int(reply.status)
 
 
-async def test_a_busy_pool_keeps_the_service_serving(one_connection: Database) -> None:
-    db = one_connection
-    assert not db.answered_within(60)  # nothing answered yet: a probe must ping
-    async with db.unit_of_work(company_id=None) as session:
-        await session.execute(text("SELECT 1"))
-    assert db.answered_within(60)
-
+async def _serving(name: str, db: Database) -> GrpcServer:
+    """A started server with no services of its own, whose readiness is ``db``,
+    checked every 0.1 s."""
     server = GrpcServer(
-        name="readiness-busy",
+        name=name,
         services=[],
         port=0,
         readiness=db,
@@ -67,6 +63,17 @@ async def test_a_busy_pool_keeps_the_service_serving(one_connection: Database) -
         grace_period_s=1,
     )
     await server.start()
+    return server
+
+
+async def test_a_busy_pool_keeps_the_service_serving(one_connection: Database) -> None:
+    db = one_connection
+    assert not db.answered_within(60)  # nothing answered yet: a probe must ping
+    async with db.unit_of_work(company_id=None) as session:
+        await session.execute(text("SELECT 1"))
+    assert db.answered_within(60)
+
+    server = await _serving("readiness-busy", db)
     channel = grpc.aio.insecure_channel(server.address)
     release = asyncio.Event()
     busy = asyncio.Event()
@@ -110,16 +117,7 @@ async def test_an_idle_service_still_pings_and_notices_a_lost_database(
     db = Database(
         url.render_as_string(hide_password=False), settings, application_name="readiness-lost"
     )
-    server = GrpcServer(
-        name="readiness-lost",
-        services=[],
-        port=0,
-        readiness=db,
-        health_interval_s=0.1,
-        drain_delay_s=0,
-        grace_period_s=1,
-    )
-    await server.start()
+    server = await _serving("readiness-lost", db)
     channel = grpc.aio.insecure_channel(server.address)
     try:
         assert not db.answered_within(60)
