@@ -39,6 +39,16 @@ DEV_PAGE_TOKEN_SECRET: Final = "dev-only-page-token-secret-not-secret"  # noqa: 
 MIN_PRODUCTION_SECRET_LENGTH: Final = 32
 
 
+def split_secret_list(value: Any) -> Any:
+    """A list of secrets from the environment: a JSON list, or comma-separated."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
 def find_project_root() -> Path:
     """Locate the repository root so relative paths (``.data/...``) do not depend on cwd.
 
@@ -180,6 +190,11 @@ class Settings(BaseSettings):
 
     # --- secrets -----------------------------------------------------------------
     signing_key_encryption_key: SecretStr = SecretStr(DEV_SIGNING_KEY_ENCRYPTION_KEY)
+    # Earlier signing-key encryption secrets still accepted for decrypting while
+    # a rotation runs (JSON list or comma-separated); new writes use the one above.
+    signing_key_encryption_previous_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list
+    )
     page_token_secret: SecretStr = SecretStr(DEV_PAGE_TOKEN_SECRET)
 
     # --- HTTP edge ---------------------------------------------------------------
@@ -217,6 +232,11 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+
+    @field_validator("signing_key_encryption_previous_keys", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: Any) -> Any:
+        return split_secret_list(value)
 
     @field_validator("tracing_otlp_endpoint", mode="after")
     @classmethod

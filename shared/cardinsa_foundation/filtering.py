@@ -84,7 +84,7 @@ import enum
 import functools
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, NamedTuple, NoReturn, TypeVar
@@ -172,9 +172,13 @@ class FilterField:
     For ``FieldType.ENUM``, ``values`` gives the accepted names: a Python enum
     class (names → members), a mapping of names to the values to bind, or an
     iterable of names bound as themselves.
+
+    ``lookup`` makes a string field exact-match only (``=`` and ``!=``, no
+    wildcard, no ``:``): the value is passed through it and compared with the
+    column, e.g. a keyed hash of a value that is stored only encrypted.
     """
 
-    __slots__ = ("column", "nullable", "operators", "type", "values")
+    __slots__ = ("column", "lookup", "nullable", "operators", "type", "values")
 
     def __init__(
         self,
@@ -183,14 +187,18 @@ class FilterField:
         *,
         nullable: bool | None = None,
         values: type[enum.Enum] | Mapping[str, Any] | Iterable[str] | None = None,
+        lookup: Callable[[str], Any] | None = None,
     ) -> None:
         self.column: ColumnElement[Any] = _column(column)
         self.type = FieldType(type_)
+        if lookup is not None and self.type is not FieldType.STRING:
+            raise ValueError("lookup= is only for string fields")
+        self.lookup = lookup
         if nullable is None:
             declared = getattr(self.column, "nullable", None)
             nullable = declared if isinstance(declared, bool) else True
         self.nullable: bool = nullable
-        self.operators: frozenset[str] = _OPERATORS[self.type]
+        self.operators: frozenset[str] = _EQUALITY if lookup else _OPERATORS[self.type]
         self.values: dict[str, Any] = {}
         if self.type is FieldType.ENUM:
             if values is None:
@@ -557,6 +565,8 @@ def _compare(name: str, field: FilterField, op_tok: _Tok, value: _Tok) -> Column
     if op == ":" and bare and text == "*":
         return col.is_not(None)  # presence: field:*
     if op not in field.operators:
+        if field.lookup is not None:
+            _fail(f"field '{name}' can only be matched exactly (= or !=)", op_tok.pos)
         if op == ":":
             _fail(
                 f"':' (has) is only supported on string fields; '{name}' is "
@@ -653,6 +663,10 @@ def _compare_string(
     name: str, field: FilterField, op: str, text: str, *, stars: frozenset[int], where: int
 ) -> ColumnElement[bool]:
     col = field.column
+    if field.lookup is not None:
+        if stars:
+            _fail(f"field '{name}' can only be matched exactly (no '*' wildcard)", where)
+        return _apply(field, op, _bind(field, field.lookup(text)))
     if op == ":":
         # Has: case-insensitive substring; '*' is literal here except for field:*.
         return _positive(field, col.icontains(text, autoescape=True))

@@ -76,6 +76,7 @@ from cardinsa_core.handlers.payment_providers import PaymentProviderServicer
 from cardinsa_core.handlers.policies import PolicyServicer
 from cardinsa_core.handlers.policyholders import PolicyholderServicer
 from cardinsa_core.handlers.products import ProductServicer
+from cardinsa_core.repository import personal_data
 from cardinsa_core.repository.models import AuditEventRow
 from cardinsa_core.settings import CoreSettings
 from cardinsa_foundation import tracing
@@ -152,6 +153,8 @@ def build(
     tenants: TenantDirectory | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> CoreApp:
+    # Personal data at rest is encrypted with the keys of these settings.
+    personal_data.use_settings(settings)
     host = ServiceHost(SERVICE_NAME, settings, database_url, port=port, metrics_port=metrics_port)
     db = host.db
     # GetPolicy's connections (Database.read), a pool of their own.

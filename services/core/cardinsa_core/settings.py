@@ -3,22 +3,43 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import ClassVar
+from typing import Annotated, Any, ClassVar, Final
 from zoneinfo import available_timezones
 
 from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
 
-from cardinsa_foundation.config import Settings
+from cardinsa_foundation.config import Settings, split_secret_list
 
 #: A provider's signing secret is at least this long (a shared HMAC key).
 MIN_PROVIDER_SECRET_LENGTH = 32
+
+# Development defaults of the personal-data secrets (public, hence refused in
+# production like the foundation's).
+DEV_PERSONAL_DATA_KEY: Final = "dev-only-personal-data-encryption-key-not-secret"
+DEV_PERSONAL_DATA_HASH_KEY: Final = "dev-only-personal-data-lookup-hash-key-not-secret"
 
 
 class CoreSettings(Settings):
     # One cross-tenant path: the platform's callers of EventService.WatchEvents
     # read every company's events as the platform role.
     USES_PLATFORM_ROLE: ClassVar[bool] = True
+    SECRET_DEFAULTS: ClassVar[Mapping[str, str]] = {
+        **Settings.SECRET_DEFAULTS,
+        "personal_data_key": DEV_PERSONAL_DATA_KEY,
+        "personal_data_hash_key": DEV_PERSONAL_DATA_HASH_KEY,
+    }
+
+    # Personal data at rest (docs/personal-data.md): the key-encryption secret
+    # that wraps new values, earlier ones still accepted for reading while a
+    # rotation runs (JSON list or comma-separated; `cli reencrypt` rewrites
+    # everything under the current one), and the secret of the keyed hash that
+    # finds a national id by exact match.
+    personal_data_key: SecretStr = SecretStr(DEV_PERSONAL_DATA_KEY)
+    personal_data_previous_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    personal_data_hash_key: SecretStr = SecretStr(DEV_PERSONAL_DATA_HASH_KEY)
 
     core_port: int = Field(default=50053, ge=0, le=65535)
     core_metrics_port: int = Field(default=9053, ge=0, le=65535)
@@ -56,6 +77,21 @@ class CoreSettings(Settings):
     payment_provider_secrets: dict[str, list[SecretStr]] = Field(default_factory=dict)
     # How far a provider's signature timestamp may be from our clock.
     payment_provider_tolerance_s: int = Field(default=300, ge=30, le=3600)
+
+    @field_validator("personal_data_previous_keys", mode="before")
+    @classmethod
+    def _split_previous_keys(cls, value: Any) -> Any:
+        return split_secret_list(value)
+
+    @field_validator("personal_data_key", "personal_data_hash_key", "personal_data_previous_keys")
+    @classmethod
+    def _long_enough(cls, value: Any) -> Any:
+        from cardinsa_foundation.envelope import MIN_SECRET_BYTES
+
+        for secret in value if isinstance(value, list) else [value]:
+            if len(secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
+                raise ValueError(f"at least {MIN_SECRET_BYTES} bytes (a random secret)")
+        return value
 
     @field_validator("service_api_key", mode="after")
     @classmethod

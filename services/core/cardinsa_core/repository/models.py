@@ -34,8 +34,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
+from cardinsa_core.repository.personal_data import EncryptedText, national_id_hash
 from cardinsa_foundation.audit import AuditLogMixin
 from cardinsa_foundation.idempotency import IdempotencyMixin
 from cardinsa_foundation.models import (
@@ -68,6 +69,16 @@ def _created() -> Mapped[datetime]:
     return mapped_column(TIMESTAMP(timezone=True), nullable=False, server_default=func.now())
 
 
+def _encrypted(table: str, column: str) -> Mapped[str]:
+    """A personal-data column: ``<column>_encrypted`` (bytea) holds the envelope."""
+    return mapped_column(
+        f"{column}_encrypted",
+        EncryptedText(f"{SCHEMA}.{table}.{column}"),
+        nullable=True,
+        default="",
+    )
+
+
 # ------------------------------------------------------------------ parties
 
 
@@ -81,14 +92,17 @@ class PolicyholderRow(TenantResourceMixin, Base):
     gender: Mapped[str] = mapped_column(Text, nullable=False, default="GENDER_UNSPECIFIED")
     legal_name: Mapped[str] = mapped_column(Text, nullable=False, default="")
     registration_number: Mapped[str] = mapped_column(Text, nullable=False, default="")
-    national_id: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    # Personal data stored only encrypted (repository.personal_data): the
+    # attribute is the plain value, the column an envelope blob (NULL: empty).
+    national_id: Mapped[str] = _encrypted("policyholders", "national_id")
+    national_id_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
     email: Mapped[str] = mapped_column(Text, nullable=False, default="")
     phone: Mapped[str] = mapped_column(Text, nullable=False, default="")
-    address_line1: Mapped[str] = mapped_column(Text, nullable=False, default="")
-    address_line2: Mapped[str] = mapped_column(Text, nullable=False, default="")
-    address_city: Mapped[str] = mapped_column(Text, nullable=False, default="")
-    address_region: Mapped[str] = mapped_column(Text, nullable=False, default="")
-    address_postal_code: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    address_line1: Mapped[str] = _encrypted("policyholders", "address_line1")
+    address_line2: Mapped[str] = _encrypted("policyholders", "address_line2")
+    address_city: Mapped[str] = _encrypted("policyholders", "address_city")
+    address_region: Mapped[str] = _encrypted("policyholders", "address_region")
+    address_postal_code: Mapped[str] = _encrypted("policyholders", "address_postal_code")
     address_country_code: Mapped[str] = mapped_column(Text, nullable=False, default="")
     display_name: Mapped[str] = mapped_column(Text, nullable=False, default="")
 
@@ -96,7 +110,7 @@ class PolicyholderRow(TenantResourceMixin, Base):
         UniqueConstraint("company_id", "id"),
         Index(None, "company_id", "create_time", "id"),
         Index(None, "company_id", "display_name", "id"),
-        Index(None, "company_id", "national_id"),
+        Index(None, "company_id", "national_id_hash"),
         # Lists: every filter and order_by field (migration core_0013).
         Index(None, "company_id", "email", "id"),
         Index(None, "company_id", "kind", "create_time", "id"),
@@ -106,6 +120,11 @@ class PolicyholderRow(TenantResourceMixin, Base):
         Index(None, "company_id", "phone"),
         Index(None, "company_id", "date_of_birth"),
     )
+
+    @validates("national_id")
+    def _hash_national_id(self, _key: str, value: str) -> str:
+        self.national_id_hash = national_id_hash(value or "")
+        return value
 
 
 class DependentRow(Base):
@@ -121,7 +140,8 @@ class DependentRow(Base):
     family_name: Mapped[str] = mapped_column(Text, nullable=False)
     date_of_birth: Mapped[date | None] = mapped_column(Date)
     gender: Mapped[str] = mapped_column(Text, nullable=False, default="GENDER_UNSPECIFIED")
-    national_id: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    national_id: Mapped[str] = _encrypted("dependents", "national_id")
+    national_id_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
     create_time: Mapped[datetime] = _created()
     remove_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
 
@@ -131,8 +151,14 @@ class DependentRow(Base):
             ["company_id", "policyholder_id"], ["policyholders.company_id", "policyholders.id"]
         ),
         Index(None, "company_id", "policyholder_id"),
+        Index(None, "company_id", "national_id_hash"),
     )
     __mapper_args__ = {"eager_defaults": True}
+
+    @validates("national_id")
+    def _hash_national_id(self, _key: str, value: str) -> str:
+        self.national_id_hash = national_id_hash(value or "")
+        return value
 
 
 # ------------------------------------------------------------------ products

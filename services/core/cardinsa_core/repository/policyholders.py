@@ -19,8 +19,10 @@ from cardinsa_core.domain.policyholders import (
     Gender,
     PartyKind,
     PolicyholderSpec,
+    normalize_national_id,
 )
 from cardinsa_core.repository.models import DependentRow, PolicyholderRow
+from cardinsa_core.repository.personal_data import national_id_hash
 from cardinsa_core.repository.rows import Resources, assign
 from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec
 
@@ -33,6 +35,11 @@ __all__ = [
     "replace_dependents",
     "spec_of",
 ]
+
+
+def _national_id_lookup(value: str) -> bytes | None:
+    return national_id_hash(normalize_national_id(value))
+
 
 POLICYHOLDERS = Resources(
     PolicyholderRow,
@@ -50,7 +57,10 @@ POLICYHOLDERS = Resources(
             "phone": FilterField(PolicyholderRow.phone, FieldType.STRING),
             "date_of_birth": FilterField(PolicyholderRow.date_of_birth, FieldType.DATE),
             "create_time": FilterField(PolicyholderRow.create_time, FieldType.TIMESTAMP),
-            "national_id": FilterField(PolicyholderRow.national_id, FieldType.STRING),
+            # Stored only encrypted: an exact match on its keyed hash.
+            "national_id": FilterField(
+                PolicyholderRow.national_id_hash, FieldType.STRING, lookup=_national_id_lookup
+            ),
         }
     ),
     {
