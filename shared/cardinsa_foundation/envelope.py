@@ -137,8 +137,8 @@ class EnvelopeCipher:
         kek = self._keks.get(kek_id)
         if kek is None:
             raise EnvelopeError(
-                f"the value was encrypted under key {kek_id!r} ({self.purpose}), which is "
-                "neither the current nor a previous key in the settings"
+                f"the value was encrypted under key {kek_id!r} ({self.purpose}), derived from "
+                "neither the current nor a previous encryption secret in the settings"
             )
         wrap_nonce, wrapped = rest[:_NONCE], rest[_NONCE : _NONCE + _WRAPPED]
         data_nonce = rest[_NONCE + _WRAPPED : 2 * _NONCE + _WRAPPED]

@@ -58,6 +58,7 @@ from cardinsa_core.application.claims import ClaimUseCases
 from cardinsa_core.application.context import CoreContext, utc_now
 from cardinsa_core.application.documents import DocumentUseCases
 from cardinsa_core.application.payment_providers import ProviderEvents, providers_from_settings
+from cardinsa_core.application.personal_data import DataSubjectRequests
 from cardinsa_core.application.policies import PolicyUseCases
 from cardinsa_core.application.policyholders import PolicyholderUseCases
 from cardinsa_core.application.products import ProductUseCases
@@ -195,7 +196,7 @@ def build(
                 policyholder_service_pb2,
                 policyholder_service_pb2_grpc,
                 "PolicyholderService",
-                PolicyholderServicer(policyholders),
+                PolicyholderServicer(policyholders, DataSubjectRequests(ctx)),
             ),
             registration(
                 product_service_pb2,

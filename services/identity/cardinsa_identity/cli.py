@@ -1,9 +1,10 @@
 """Operator commands of identity: create-platform-admin, create-service-key,
-seed-demo, and migrate and downgrade (cardinsa_foundation.cli).
+seed-demo, reencrypt, and migrate and downgrade (cardinsa_foundation.cli).
 
     python -m cardinsa_identity.cli migrate
     python -m cardinsa_identity.cli create-platform-admin --email ops@example.com
     python -m cardinsa_identity.cli seed-demo --company-id <uuid>
+    python -m cardinsa_identity.cli reencrypt
     python -m cardinsa_identity.cli create-service-key --company-id <uuid> \
         --name core-service --permission companies.get_status
 
@@ -75,6 +76,23 @@ async def service_key(
             server.stop()
 
 
+async def reencrypt(settings: IdentitySettings) -> int:
+    """Rewrite the stored signing keys under the current encryption secret."""
+    url, server = service_database_url(settings)
+    app = build(settings, url, port=0, metrics_port=None)
+    try:
+
+        def progress(done: int, total: int) -> None:
+            print(f"signing keys: {done}/{total}", flush=True)
+
+        return await app.ctx.keys.reencrypt(progress=progress)
+    finally:
+        app.ctx.hasher.close()
+        await app.ctx.db.dispose()
+        if server is not None and server.started_here:
+            server.stop()
+
+
 def _print_result(result: BootstrapResult, role: str) -> None:
     state = "created" if result.created else "already exists"
     print(f"{role} {result.email} ({state}) in company {result.company_id}")
@@ -94,6 +112,11 @@ def _add_commands(sub: Commands) -> None:
     k.add_argument("--company-id", required=True, help="the platform operator's company")
     k.add_argument("--name", required=True, help="service account name, e.g. core-service")
     k.add_argument("--permission", action="append", required=True, help="repeat for several")
+    sub.add_parser(
+        "reencrypt",
+        help="rewrite the stored signing keys under the current signing-key encryption "
+        "secret (after a rotation; idempotent)",
+    )
     s = sub.add_parser("seed-demo", help="create the demo company's admin (idempotent)")
     s.add_argument("--company-id", required=True)
     s.add_argument(
@@ -131,6 +154,9 @@ def _run(args: argparse.Namespace, settings: IdentitySettings) -> None:
             )
         )
         print(key)
+    elif args.command == "reencrypt":
+        rewritten = asyncio.run(reencrypt(settings))
+        print(f"signing keys re-encrypted under the current secret: {rewritten}")
     elif args.command == "seed-demo":
         password = (
             settings.demo_admin_password.get_secret_value()

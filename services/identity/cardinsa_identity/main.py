@@ -126,6 +126,17 @@ def _notifier(settings: IdentitySettings, host: ServiceHost) -> Notifier:
     return FileNotifier(settings.notification_dir)
 
 
+def signing_key_cipher(settings: IdentitySettings) -> PrivateKeyCipher:
+    """The cipher of the stored private keys: the current encryption secret, and
+    the previous ones still accepted while a rotation runs."""
+    return PrivateKeyCipher(
+        settings.signing_key_encryption_key.get_secret_value(),
+        previous_secrets=[
+            s.get_secret_value() for s in settings.signing_key_encryption_previous_keys
+        ],
+    )
+
+
 def build(
     settings: IdentitySettings,
     database_url: str,
@@ -142,7 +153,7 @@ def build(
     host.on_close(hasher.close)
     keys = SigningKeyStore(
         db,
-        PrivateKeyCipher(settings.signing_key_encryption_key.get_secret_value()),
+        signing_key_cipher(settings),
         publish_delay=timedelta(seconds=settings.signing_key_publish_delay_s),
         token_ttl=timedelta(seconds=settings.access_token_ttl_s + settings.clock_skew_s),
         refresh_interval_s=settings.signing_key_refresh_s,

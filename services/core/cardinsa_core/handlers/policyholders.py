@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from google.protobuf import struct_pb2
+
 from cardinsa.core.v1 import (
     policyholder_service_pb2 as pb,
 )
@@ -11,13 +13,18 @@ from cardinsa.core.v1 import (
     policyholder_service_pb2_grpc,
     resources_pb2,
 )
+from cardinsa_core.application.personal_data import DataSubjectRequests
 from cardinsa_core.application.policyholders import PolicyholderUseCases
 from cardinsa_core.handlers.convert import mask_paths, policyholder_spec, policyholder_to_proto
+from cardinsa_foundation.convert import timestamp
 
 
 class PolicyholderServicer(policyholder_service_pb2_grpc.PolicyholderServiceServicer):
-    def __init__(self, policyholders: PolicyholderUseCases) -> None:
+    def __init__(
+        self, policyholders: PolicyholderUseCases, data_subjects: DataSubjectRequests
+    ) -> None:
         self.policyholders = policyholders
+        self.data_subjects = data_subjects
 
     async def CreatePolicyholder(
         self, request: pb.CreatePolicyholderRequest, context: Any
@@ -68,4 +75,22 @@ class PolicyholderServicer(policyholder_service_pb2_grpc.PolicyholderServiceServ
         self, request: pb.UndeletePolicyholderRequest, context: Any
     ) -> resources_pb2.Policyholder:
         view = await self.policyholders.undelete(request.policyholder_id, request.etag)
+        return policyholder_to_proto(view)
+
+    async def ExportPersonalData(
+        self, request: pb.ExportPersonalDataRequest, context: Any
+    ) -> pb.ExportPersonalDataResponse:
+        export = await self.data_subjects.export(request.policyholder_id)
+        data = struct_pb2.Struct()
+        data.update(export.data)
+        return pb.ExportPersonalDataResponse(
+            policyholder_id=export.policyholder_id,
+            export_time=timestamp(export.export_time),
+            data=data,
+        )
+
+    async def ErasePersonalData(
+        self, request: pb.ErasePersonalDataRequest, context: Any
+    ) -> resources_pb2.Policyholder:
+        view = await self.data_subjects.erase(request.policyholder_id, request.etag)
         return policyholder_to_proto(view)

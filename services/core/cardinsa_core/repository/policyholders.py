@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import LargeBinary, Table, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_core.domain.policyholders import (
@@ -22,16 +24,19 @@ from cardinsa_core.domain.policyholders import (
     normalize_national_id,
 )
 from cardinsa_core.repository.models import DependentRow, PolicyholderRow
-from cardinsa_core.repository.personal_data import national_id_hash
+from cardinsa_core.repository.personal_data import keys, national_id_hash
 from cardinsa_core.repository.rows import Resources, assign
 from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec
 
 __all__ = [
+    "ENCRYPTED_ATTRIBUTES",
     "POLICYHOLDERS",
+    "ReencryptBatch",
     "apply_spec",
     "current_dependent_ids",
     "dependents_of",
     "new_dependent",
+    "reencrypt_batch",
     "replace_dependents",
     "spec_of",
 ]
@@ -207,3 +212,62 @@ def replace_dependents(
         elif assign(by_id[spec.id], _dependent_values(spec)):
             changed = True
     return changed
+
+
+# ------------------------------------------------------------------ personal data at rest
+
+#: The encrypted attributes of each table (docs/personal-data.md).
+ENCRYPTED_ATTRIBUTES: dict[type[PolicyholderRow] | type[DependentRow], tuple[str, ...]] = {
+    PolicyholderRow: (
+        "national_id",
+        "address_line1",
+        "address_line2",
+        "address_city",
+        "address_region",
+        "address_postal_code",
+    ),
+    DependentRow: ("national_id",),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ReencryptBatch:
+    seen: int
+    rewritten: int
+    last_id: uuid.UUID | None
+
+
+async def reencrypt_batch(
+    session: AsyncSession,
+    model: type[PolicyholderRow] | type[DependentRow],
+    after: uuid.UUID | None,
+    limit: int,
+) -> ReencryptBatch:
+    """Re-encrypt, under the current key, the values of the next ``limit`` rows
+    (by id, after ``after``) that are stored under an older one, and refresh
+    stale lookup hashes. The rows are locked meanwhile; the version (etag) is
+    left alone, since the values do not change."""
+    attributes = ENCRYPTED_ATTRIBUTES[model]
+    cipher = keys().cipher
+    table = cast(Table, model.__table__)
+    plain = [getattr(model, a) for a in attributes]
+    raw = [type_coerce(getattr(model, a), LargeBinary) for a in attributes]
+    stmt = select(model.id, model.national_id_hash, *plain, *raw).order_by(model.id).limit(limit)
+    if after is not None:
+        stmt = stmt.where(model.id > after)
+    rows = (await session.execute(stmt.with_for_update())).all()
+    rewritten = 0
+    for row in rows:
+        values = row[2 : 2 + len(attributes)]
+        blobs = row[2 + len(attributes) :]
+        changes: dict[str, object] = {}
+        for attribute, value, blob in zip(attributes, values, blobs, strict=True):
+            if blob is not None and not cipher.is_current(bytes(blob)):
+                changes[getattr(model, attribute).property.columns[0].name] = value
+        expected = national_id_hash(values[0])
+        if row[1] != expected:
+            changes["national_id_hash"] = expected
+        if changes:
+            await session.execute(update(table).where(table.c.id == row[0]).values(changes))
+            rewritten += 1
+    return ReencryptBatch(len(rows), rewritten, rows[-1][0] if rows else None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -156,6 +157,25 @@ class SigningKeyStore:
             create_time=now,
             activate_time=now if active else None,
         )
+
+    async def reencrypt(self, *, progress: Callable[[int, int], None] | None = None) -> int:
+        """Rewrite every stored private key not yet under the current encryption
+        secret (after a rotation of ``signing_key_encryption_key``); the number
+        rewritten. Idempotent: a key already under the current secret is left as
+        is, so an interrupted run is simply run again. ``progress(done, total)``
+        is called after each key."""
+        async with self._db.unit_of_work(company_id=None, cross_tenant=True) as session:
+            await lock_signing_keys(session)
+            rows = list(await all_signing_keys(session, newest_first=False))
+            rewritten = 0
+            for done, row in enumerate(rows, start=1):
+                if self._cipher.needs_reencryption(row.private_key_encrypted):
+                    pair = self._cipher.decrypt(row.kid, row.private_key_encrypted)
+                    row.private_key_encrypted = self._cipher.encrypt(pair)
+                    rewritten += 1
+                if progress is not None:
+                    progress(done, len(rows))
+        return rewritten
 
     async def list_keys(self) -> list[SigningKeyRow]:
         async with self._db.unit_of_work(company_id=None, cross_tenant=True) as session:

@@ -195,6 +195,16 @@ def _build_catalogue() -> tuple[Permission, ...]:
             "policyholders.read_national_id",
             "See national ids of policyholders and dependents unmasked",
         ),
+        Permission(
+            "policyholders.export_personal_data",
+            "Export everything held about a policyholder (data-subject access, GDPR "
+            "articles 15 and 20)",
+        ),
+        Permission(
+            "policyholders.erase_personal_data",
+            "Erase a policyholder's personal data (GDPR article 17): names and "
+            "contact details pseudonymised, financial records kept",
+        ),
         *_crud("products", "product", "products"),
         Permission("products.activate", "Put a draft product on sale"),
         Permission("products.retire", "Take a product off sale"),
@@ -373,6 +383,7 @@ _SENSITIVE_READS = frozenset(
         "service_accounts.get",
         "service_accounts.list",
         "policyholders.read_national_id",
+        "policyholders.export_personal_data",
         # Every event carries the resource in full; subscriptions name where
         # the company's data goes.
         "events.watch",

@@ -4,9 +4,12 @@
   parameter choices to get wrong. The ``kid`` is the key's RFC 7638 JWK
   thumbprint, so a kid can never point at two different keys and a decrypted
   key can be checked against the kid it was stored under.
-- Private keys are stored only encrypted, with AES-256-GCM under a key derived by
-  HKDF-SHA256 from the settings secret (``signing_key_encryption_key``); the kid
-  is the associated data, so a ciphertext moved to another row does not decrypt.
+- Private keys are stored only encrypted: an envelope (a fresh AES-256-GCM data
+  key wrapped under a key derived by HKDF-SHA256 from the settings secret
+  ``signing_key_encryption_key``); the kid is the associated data, so a
+  ciphertext moved to another row does not decrypt. Earlier secrets listed in
+  ``signing_key_encryption_previous_keys`` still decrypt, so the secret can be
+  rotated (``python -m cardinsa_identity.cli reencrypt``).
 - Rotation is a set of pure rules over the keys' states (`plan_rotation`):
   PUBLISHED → ACTIVE → RETIRING → RETIRED. A new key is published before it signs
   (verifiers' JWKS caches pick it up during ``publish_delay``), and an old key
@@ -19,7 +22,6 @@ import base64
 import dataclasses
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,6 +36,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from cardinsa_foundation.envelope import EnvelopeCipher, EnvelopeError, is_envelope
 
 __all__ = [
     "ALGORITHM",
@@ -61,6 +65,7 @@ MIN_ENCRYPTION_SECRET_BYTES: Final = 32
 _BLOB_VERSION: Final = b"\x01"
 _NONCE_BYTES: Final = 12
 _HKDF_INFO: Final = b"cardinsa/identity/signing-key-encryption/v1"
+_PURPOSE: Final = "identity/signing-keys"
 
 
 def _b64url(data: bytes) -> str:
@@ -137,53 +142,83 @@ def _derive(secret: str | bytes) -> AESGCM:
 
 
 class PrivateKeyCipher:
-    """Encrypts private signing keys for storage and decrypts them again.
+    """Encrypts private signing keys (and other identity secrets) for storage and
+    decrypts them again.
 
-    `previous_secrets` lets the settings secret itself be rotated: keys stored
-    under an older secret still decrypt, and are re-encrypted under the current
-    one by whoever stores them next.
+    New blobs are envelopes (:mod:`cardinsa_foundation.envelope`): a fresh data
+    key per value, wrapped under a key derived from the settings secret
+    (``signing_key_encryption_key``). `previous_secrets`
+    (``signing_key_encryption_previous_keys``) lets that secret be rotated:
+    blobs stored under an older secret -- envelopes, or the direct format 1 of
+    earlier versions -- still decrypt, and ``cli reencrypt`` rewrites them under
+    the current one (:meth:`needs_reencryption` tells which).
     """
 
     def __init__(
         self, secret: str | bytes, *, previous_secrets: Iterable[str | bytes] = ()
     ) -> None:
-        self._current = _derive(secret)
-        self._previous = tuple(_derive(s) for s in previous_secrets)
+        previous = tuple(previous_secrets)
+        self._envelope = EnvelopeCipher(secret, previous_secrets=previous, purpose=_PURPOSE)
+        # Format 1 (direct AES-GCM under the HKDF key): read only.
+        self._legacy = tuple(_derive(s) for s in (secret, *previous))
 
     @staticmethod
     def _aad(kid: str) -> bytes:
         return _BLOB_VERSION + kid.encode("utf-8")
 
+    def encrypt_bytes(self, plaintext: bytes, *, aad: bytes) -> bytes:
+        """An envelope of ``plaintext`` under the current secret, bound to ``aad``."""
+        return self._envelope.encrypt(plaintext, aad=aad)
+
+    def decrypt_bytes(self, blob: bytes, *, aad: bytes) -> bytes:
+        """The plaintext of `blob` (an envelope or format 1), or
+        SigningKeyDecryptionError naming nothing secret."""
+        blob = bytes(blob)
+        if is_envelope(blob):
+            try:
+                return self._envelope.decrypt(blob, aad=aad)
+            except EnvelopeError as error:
+                raise SigningKeyDecryptionError(str(error)) from None
+        if len(blob) <= 1 + _NONCE_BYTES or blob[:1] != _BLOB_VERSION:
+            raise SigningKeyDecryptionError("the stored value is not in a known encrypted format")
+        nonce, ciphertext = blob[1 : 1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES :]
+        for cipher in self._legacy:
+            try:
+                return cipher.decrypt(nonce, ciphertext, aad)
+            except InvalidTag:
+                continue
+        raise SigningKeyDecryptionError(
+            "the stored value cannot be decrypted: the signing-key encryption secret in "
+            "settings is not the one it was stored with, or it was altered"
+        )
+
+    def needs_reencryption(self, blob: bytes) -> bool:
+        """Whether `blob` is not an envelope under the current secret."""
+        blob = bytes(blob)
+        if not is_envelope(blob):
+            return True
+        try:
+            return not self._envelope.is_current(blob)
+        except EnvelopeError:
+            return True
+
     def encrypt(self, key: SigningKeyPair) -> bytes:
-        """``version || nonce || AES-256-GCM(PKCS#8 DER)``, bound to the kid."""
+        """An envelope of the PKCS#8 DER private key, bound to the kid."""
         plaintext = key.private_key.private_bytes(
             serialization.Encoding.DER,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        nonce = os.urandom(_NONCE_BYTES)
-        return _BLOB_VERSION + nonce + self._current.encrypt(nonce, plaintext, self._aad(key.kid))
+        return self.encrypt_bytes(plaintext, aad=self._aad(key.kid))
 
     def decrypt(self, kid: str, blob: bytes) -> SigningKeyPair:
         """The key stored as `blob` under `kid`, or SigningKeyDecryptionError."""
-        if len(blob) <= 1 + _NONCE_BYTES or blob[:1] != _BLOB_VERSION:
+        try:
+            plaintext = self.decrypt_bytes(blob, aad=self._aad(kid))
+        except SigningKeyDecryptionError as error:
             raise SigningKeyDecryptionError(
-                f"the stored signing key {kid!r} is not in a known encrypted format"
-            )
-        nonce, ciphertext = blob[1 : 1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES :]
-        plaintext: bytes | None = None
-        for cipher in (self._current, *self._previous):
-            try:
-                plaintext = cipher.decrypt(nonce, ciphertext, self._aad(kid))
-                break
-            except InvalidTag:
-                continue
-        if plaintext is None:
-            raise SigningKeyDecryptionError(
-                f"the signing key {kid!r} cannot be decrypted: the signing-key encryption "
-                "secret in settings is not the one it was stored with, or the stored key "
-                "was altered"
-            )
+                f"the signing key {kid!r} cannot be decrypted: {error}"
+            ) from None
         private_key = serialization.load_der_private_key(plaintext, password=None)
         if not isinstance(private_key, Ed25519PrivateKey):
             raise SigningKeyDecryptionError(f"the stored signing key {kid!r} is not Ed25519")
