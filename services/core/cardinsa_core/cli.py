@@ -25,6 +25,7 @@ from cardinsa_core.repository.models import SCHEMA
 from cardinsa_core.settings import CoreSettings
 from cardinsa_foundation.cli import Commands, run_cli
 from cardinsa_foundation.db import Database, service_database_url
+from cardinsa_foundation.envelope import EnvelopeError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         schema=SCHEMA,
         add_commands=_add_commands,
         run=_run,
-        usage_errors=(ValueError,),
+        usage_errors=(ValueError, EnvelopeError),
     )
 
 

@@ -250,8 +250,8 @@ async def reencrypt_batch(
     attributes = ENCRYPTED_ATTRIBUTES[model]
     cipher = keys().cipher
     table = cast(Table, model.__table__)
-    plain = [getattr(model, a) for a in attributes]
-    raw = [type_coerce(getattr(model, a), LargeBinary) for a in attributes]
+    plain = [getattr(model, a).label(f"plain_{a}") for a in attributes]
+    raw = [type_coerce(getattr(model, a), LargeBinary).label(f"raw_{a}") for a in attributes]
     stmt = select(model.id, model.national_id_hash, *plain, *raw).order_by(model.id).limit(limit)
     if after is not None:
         stmt = stmt.where(model.id > after)
