@@ -1,0 +1,98 @@
+"""Attack suite: the data-subject requests (ExportPersonalData, ErasePersonalData).
+
+An export hands out everything about a person, national ids unmasked, and an
+erasure destroys it: a low-privilege user of the same company (an agent, a
+viewer, a user with no role) must be refused, and another company's admin --
+who does hold both permissions, in its own company -- must find the victim's
+policyholder exactly as if it did not exist. The victim's rows must not move.
+"""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from hostile_attacks import AttackLog
+from hostile_harness import Database, ServiceTarget, Tenants
+from support.identity_harness import IdentityHarness
+
+from cardinsa.core.v1 import policyholder_service_pb2 as hb
+from cardinsa.core.v1 import policyholder_service_pb2_grpc
+
+SCHEMAS = ("core",)
+
+
+async def _code(call: object) -> str:
+    try:
+        await call  # type: ignore[misc]
+    except grpc.aio.AioRpcError as error:
+        return error.code().name
+    return "OK"
+
+
+async def test_attack_low_privilege_users_cannot_export_or_erase_personal_data(
+    core_channel: grpc.aio.Channel,
+    core_target: ServiceTarget,  # seeds a policyholder in each tenant
+    tenants: Tenants,
+    identity: IdentityHarness,
+    hostile_db: Database,
+    attacks: AttackLog,
+) -> None:
+    victim = tenants.victim
+    holders = policyholder_service_pb2_grpc.PolicyholderServiceStub(core_channel)
+    holder_id = victim.ids["policyholder_id"]
+    with attacks.attempt(
+        "export / erase personal data without the permission",
+        "agent, viewer, underwriter, no role: ExportPersonalData, ErasePersonalData",
+    ):
+        before = await hostile_db.tenant_fingerprint(SCHEMAS, victim.company_id, frozenset())
+        for roles in (["agent"], ["viewer"], ["underwriter"], []):
+            account = await identity.create_user(victim.admin, roles=roles)
+            md = identity.bearer(await identity.token(account))
+            exported = await _code(
+                holders.ExportPersonalData(
+                    hb.ExportPersonalDataRequest(policyholder_id=holder_id), metadata=md
+                )
+            )
+            erased = await _code(
+                holders.ErasePersonalData(
+                    hb.ErasePersonalDataRequest(policyholder_id=holder_id), metadata=md
+                )
+            )
+            assert (exported, erased) == ("PERMISSION_DENIED", "PERMISSION_DENIED"), roles
+        after = await hostile_db.tenant_fingerprint(SCHEMAS, victim.company_id, frozenset())
+        assert before == after
+
+
+@pytest.mark.parametrize("method", ["ExportPersonalData", "ErasePersonalData"])
+async def test_attack_another_companys_admin_cannot_export_or_erase_its_people(
+    method: str,
+    core_channel: grpc.aio.Channel,
+    core_target: ServiceTarget,  # seeds a policyholder in each tenant
+    tenants: Tenants,
+    hostile_db: Database,
+    attacks: AttackLog,
+) -> None:
+    attacker, victim = tenants.attacker, tenants.victim
+    holders = policyholder_service_pb2_grpc.PolicyholderServiceStub(core_channel)
+    with attacks.attempt(
+        "another company's policyholder in a data-subject request", f"core: {method}"
+    ):
+        before = await hostile_db.tenant_fingerprint(SCHEMAS, victim.company_id, frozenset())
+        request = (
+            hb.ExportPersonalDataRequest(policyholder_id=victim.ids["policyholder_id"])
+            if method == "ExportPersonalData"
+            else hb.ErasePersonalDataRequest(policyholder_id=victim.ids["policyholder_id"])
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await getattr(holders, method)(request, metadata=attacker.bearer)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        assert victim.ids["policyholder_id"] not in (caught.value.details() or "")
+        # The same answer as for an id that exists nowhere.
+        with pytest.raises(grpc.aio.AioRpcError) as nowhere:
+            await getattr(holders, method)(
+                type(request)(policyholder_id="00000000-0000-4000-8000-000000000000"),
+                metadata=attacker.bearer,
+            )
+        assert nowhere.value.code() == caught.value.code()
+        after = await hostile_db.tenant_fingerprint(SCHEMAS, victim.company_id, frozenset())
+        assert before == after
