@@ -26,7 +26,8 @@ def named(sql: str, values: Mapping[str, Any]) -> tuple[str, list[Any]]:
 
 
 #: One company's bulk copy, statement by statement, in chunks (one transaction
-#: each). Parameters: ``:company``; the copies of this chunk, policies
+#: each). The copied policyholders have no national id and no postal address:
+#: those are stored only encrypted (docs/personal-data.md), by the service. Parameters: ``:company``; the copies of this chunk, policies
 #: ``:policy_first`` + 1 .. ``:policy_first`` + ``:policy_copies`` of
 #: ``:policy_total`` and claims ``:claim_first`` + 1 .. ``:claim_first`` +
 #: ``:claim_copies``; ``:spacing``, the seconds between two policies' creation
@@ -53,16 +54,12 @@ BULK_COPY = (
     """
     INSERT INTO core.policyholders
         (kind, given_name, family_name, date_of_birth, gender, legal_name,
-         registration_number, national_id, email, phone, address_line1, address_line2,
-         address_city, address_region, address_postal_code, address_country_code,
-         display_name, id, create_time, update_time, created_by, updated_by, delete_time,
+         registration_number, email, phone, address_country_code, display_name, id, create_time, update_time, created_by, updated_by, delete_time,
          version, company_id)
     SELECT 'PERSON', n.given, 'Family' || p.g, date '1950-01-01' + (p.g * 37) % 20000,
            (ARRAY['FEMALE', 'MALE', 'GENDER_UNSPECIFIED'])[1 + p.g % 3], '', '',
-           'N' || lpad(p.g::text, 11, '0'),
            'holder-' || p.g || '@' || left(:company::uuid::text, 8) || '.holders.example',
            '+49 30 ' || lpad((p.g::bigint * 7919 % 10000000)::text, 7, '0'),
-           p.g || ' Main Street', '', 'Springfield', '', lpad((p.g % 99999)::text, 5, '0'),
            'DE', n.given || ' Family' || p.g, p.holder_id, p.ts, p.ts,
            t.created_by, t.created_by, NULL, 1, :company::uuid
       FROM bench_policy p
@@ -412,15 +409,11 @@ QUOTED_TOP_UP = (
     """
     INSERT INTO core.policyholders
         (kind, given_name, family_name, date_of_birth, gender, legal_name,
-         registration_number, national_id, email, phone, address_line1, address_line2,
-         address_city, address_region, address_postal_code, address_country_code,
-         display_name, id, create_time, update_time, created_by, updated_by, delete_time,
+         registration_number, email, phone, address_country_code, display_name, id, create_time, update_time, created_by, updated_by, delete_time,
          version, company_id)
     SELECT 'PERSON', 'Bind', 'Applicant' || q.j, date '1970-01-01' + (q.j * 37) % 10000,
            (ARRAY['FEMALE', 'MALE', 'GENDER_UNSPECIFIED'])[1 + q.j % 3], '', '',
-           'B' || left(replace(q.holder_id::text, '-', ''), 11),
-           'bind-' || q.holder_id || '@' || :domain, '', q.j || ' Quote Street', '',
-           'Springfield', '', lpad((q.j % 99999)::text, 5, '0'), 'DE',
+           'bind-' || q.holder_id || '@' || :domain, '', 'DE',
            'Bind Applicant' || q.j, q.holder_id, q.ts, q.ts,
            t.created_by, t.created_by, NULL, 1, :company::uuid
       FROM bench_quote q
