@@ -27,7 +27,8 @@ def named(sql: str, values: Mapping[str, Any]) -> tuple[str, list[Any]]:
 
 #: One company's bulk copy, statement by statement, in chunks (one transaction
 #: each). The copied policyholders have no national id and no postal address:
-#: those are stored only encrypted (docs/personal-data.md), by the service. Parameters: ``:company``; the copies of this chunk, policies
+#: those are stored only encrypted (docs/personal-data.md), by the service.
+#: Parameters: ``:company``; the copies of this chunk, policies
 #: ``:policy_first`` + 1 .. ``:policy_first`` + ``:policy_copies`` of
 #: ``:policy_total`` and claims ``:claim_first`` + 1 .. ``:claim_first`` +
 #: ``:claim_copies``; ``:spacing``, the seconds between two policies' creation
@@ -54,7 +55,8 @@ BULK_COPY = (
     """
     INSERT INTO core.policyholders
         (kind, given_name, family_name, date_of_birth, gender, legal_name,
-         registration_number, email, phone, address_country_code, display_name, id, create_time, update_time, created_by, updated_by, delete_time,
+         registration_number, email, phone, address_country_code, display_name,
+         id, create_time, update_time, created_by, updated_by, delete_time,
          version, company_id)
     SELECT 'PERSON', n.given, 'Family' || p.g, date '1950-01-01' + (p.g * 37) % 20000,
            (ARRAY['FEMALE', 'MALE', 'GENDER_UNSPECIFIED'])[1 + p.g % 3], '', '',
@@ -409,7 +411,8 @@ QUOTED_TOP_UP = (
     """
     INSERT INTO core.policyholders
         (kind, given_name, family_name, date_of_birth, gender, legal_name,
-         registration_number, email, phone, address_country_code, display_name, id, create_time, update_time, created_by, updated_by, delete_time,
+         registration_number, email, phone, address_country_code, display_name,
+         id, create_time, update_time, created_by, updated_by, delete_time,
          version, company_id)
     SELECT 'PERSON', 'Bind', 'Applicant' || q.j, date '1970-01-01' + (q.j * 37) % 10000,
            (ARRAY['FEMALE', 'MALE', 'GENDER_UNSPECIFIED'])[1 + q.j % 3], '', '',

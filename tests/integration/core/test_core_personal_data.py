@@ -79,6 +79,15 @@ async def _rows(url: str, sql: str, **params: object) -> list[dict[str, object]]
         await engine.dispose()
 
 
+async def _event_types(url: str, holder_id: str) -> list[str]:
+    rows = await _rows(
+        url,
+        "SELECT type FROM core.outbox_events WHERE subject = :s ORDER BY sequence",
+        s=f"policyholders/{holder_id}",
+    )
+    return [str(r["type"]) for r in rows]
+
+
 def _pg_dump(url: str) -> str:
     """The whole database as ``pg_dump`` writes it (plain SQL)."""
     libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
@@ -246,6 +255,9 @@ async def test_export_returns_everything_about_the_holder_and_is_audited(
         id=holder.id,
     )
     assert len(audit) == 1 and audit[0]["actor_id"]
+    assert await _event_types(core_database, holder.id) == [
+        "cardinsa.core.policyholder.export_personal_data.v1"
+    ]
 
 
 async def test_erasure_is_refused_while_in_force_or_a_claim_is_open(
@@ -334,6 +346,9 @@ async def test_erasure_is_refused_while_in_force_or_a_claim_is_open(
         id=holder.id,
     )
     assert audit == [{"n": 1}]
+    assert await _event_types(core_database, holder.id) == [
+        "cardinsa.core.policyholder.erase_personal_data.v1"
+    ]
 
 
 async def test_only_the_dedicated_permissions_export_and_erase(tenant: Tenant) -> None:

@@ -30,7 +30,6 @@ async def _code(call: object) -> str:
 
 
 async def test_attack_low_privilege_users_cannot_export_or_erase_personal_data(
-    core_channel: grpc.aio.Channel,
     core_target: ServiceTarget,  # seeds a policyholder in each tenant
     tenants: Tenants,
     identity: IdentityHarness,
@@ -38,7 +37,7 @@ async def test_attack_low_privilege_users_cannot_export_or_erase_personal_data(
     attacks: AttackLog,
 ) -> None:
     victim = tenants.victim
-    holders = policyholder_service_pb2_grpc.PolicyholderServiceStub(core_channel)
+    holders = policyholder_service_pb2_grpc.PolicyholderServiceStub(core_target.channel)
     holder_id = victim.ids["policyholder_id"]
     with attacks.attempt(
         "export / erase personal data without the permission",
@@ -66,14 +65,13 @@ async def test_attack_low_privilege_users_cannot_export_or_erase_personal_data(
 @pytest.mark.parametrize("method", ["ExportPersonalData", "ErasePersonalData"])
 async def test_attack_another_companys_admin_cannot_export_or_erase_its_people(
     method: str,
-    core_channel: grpc.aio.Channel,
     core_target: ServiceTarget,  # seeds a policyholder in each tenant
     tenants: Tenants,
     hostile_db: Database,
     attacks: AttackLog,
 ) -> None:
     attacker, victim = tenants.attacker, tenants.victim
-    holders = policyholder_service_pb2_grpc.PolicyholderServiceStub(core_channel)
+    holders = policyholder_service_pb2_grpc.PolicyholderServiceStub(core_target.channel)
     with attacks.attempt(
         "another company's policyholder in a data-subject request", f"core: {method}"
     ):

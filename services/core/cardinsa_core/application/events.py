@@ -11,6 +11,7 @@ the application only says what happened.
 
 from __future__ import annotations
 
+import uuid
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,3 +47,9 @@ class EventSink(Protocol):
 
     def document_issued(self, session: AsyncSession, row: DocumentRow) -> None:
         """Record that ``row`` was stored: a document issued for the first time."""
+
+    def personal_data_request(
+        self, session: SupportsAdd, company_id: uuid.UUID, holder_id: uuid.UUID, transition: str
+    ) -> None:
+        """Record that a data-subject request (``export_personal_data``,
+        ``erase_personal_data``) was carried out for ``holder_id``."""

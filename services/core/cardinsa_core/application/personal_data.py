@@ -79,6 +79,9 @@ class DataSubjectRequests:
                 entity_id=holder.id,
                 detail={name: len(rows) for name, rows in records.items()},
             )
+            self.ctx.events.personal_data_request(
+                session, company, holder.id, "export_personal_data"
+            )
         return PersonalDataExport(str(holder.id), now, data)
 
     async def erase(self, policyholder_id: str, etag: str) -> PolicyholderView:
@@ -130,6 +133,7 @@ class DataSubjectRequests:
                 changed_fields=sorted({*ERASED_HOLDER_FIELDS, "display_name", "delete_time"}),
                 detail={"dependents": erased},
             )
+            self.ctx.events.personal_data_request(session, company, row.id, "erase_personal_data")
             current = (await dependents_of(session, company, [row.id]))[row.id]
             return PolicyholderView(row, tuple(current), READ_NATIONAL_ID in principal.permissions)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa.core.v1 import events_pb2
@@ -96,6 +98,20 @@ class OutboxEvents:
             subject=f"documents/{row.id}",
             payload=payload,
             company_id=row.company_id,
+        )
+
+    def personal_data_request(
+        self, session: SupportsAdd, company_id: uuid.UUID, holder_id: uuid.UUID, transition: str
+    ) -> None:
+        payload = events_pb2.PolicyholderDataEvent(
+            policyholder_id=str(holder_id), transition=transition
+        )
+        self.outbox.add(
+            session,
+            type=event_type("core", "policyholder", transition),
+            subject=f"policyholders/{holder_id}",
+            payload=payload,
+            company_id=company_id,
         )
 
 
