@@ -9,11 +9,15 @@ policyholder exactly as if it did not exist. The victim's rows must not move.
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 from hostile_attacks import AttackLog
 from hostile_harness import Database, ServiceTarget, Tenants
+from support.gateway_harness import Gateway
 from support.identity_harness import IdentityHarness
+from support.rest import Reply, exchange
 
 from cardinsa.core.v1 import policyholder_service_pb2 as hb
 from cardinsa.core.v1 import policyholder_service_pb2_grpc
@@ -94,3 +98,33 @@ async def test_attack_another_companys_admin_cannot_export_or_erase_its_people(
         assert nowhere.value.code() == caught.value.code()
         after = await hostile_db.tenant_fingerprint(SCHEMAS, victim.company_id, frozenset())
         assert before == after
+
+
+async def test_attack_the_export_through_the_rest_gateway(
+    hostile_gateway: Gateway, core_target: ServiceTarget, tenants: Tenants, attacks: AttackLog
+) -> None:
+    """Through Envoy's REST transcoding: the victim's admin gets the JSON export;
+    the attacker's admin, and a call without a token, get nothing of it."""
+    victim, attacker = tenants.victim, tenants.attacker
+    path = f"/v1/policyholders/{victim.ids['policyholder_id']}:exportPersonalData"
+
+    def post(token: str | None) -> Reply:
+        headers = {"content-type": "application/json"}
+        if token is not None:
+            headers["authorization"] = f"Bearer {token}"
+        return exchange(
+            hostile_gateway.host, hostile_gateway.port, "POST", path, body=b"{}", headers=headers
+        )
+
+    with attacks.attempt("another company's export through REST", "core: POST :exportPersonalData"):
+        own = await asyncio.to_thread(post, victim.token)
+        assert own.status == 200, own.body[:200]
+        data = own.json()["data"]
+        assert data["policyholder"]["id"] == victim.ids["policyholder_id"]
+        assert data["policies"] and "national_id" in data["policyholder"]
+        foreign = await asyncio.to_thread(post, attacker.token)
+        assert foreign.status == 404
+        assert victim.ids["policyholder_id"] not in foreign.body.decode()
+        anonymous = await asyncio.to_thread(post, None)
+        assert anonymous.status == 401
+        assert b"national_id" not in foreign.body + anonymous.body
