@@ -195,6 +195,8 @@ def _literal(value: Any) -> str:
         shown = "{" + ",".join('"' + str(v).replace('"', '\\"') + '"' for v in value) + "}"
     elif isinstance(value, datetime | date):
         shown = value.isoformat()
+    elif isinstance(value, bytes):
+        shown = "\\x" + value.hex()  # bytea
     else:
         shown = str(value)
     return "'" + shown.replace("'", "''") + "'"

@@ -96,6 +96,16 @@ PROBES: list[Probe] = [
         "UndeletePolicyholder",
         lambda i, _: hb.UndeletePolicyholderRequest(policyholder_id=i),
     ),
+    (
+        "policyholders",
+        "ExportPersonalData",
+        lambda i, _: hb.ExportPersonalDataRequest(policyholder_id=i),
+    ),
+    (
+        "policyholders",
+        "ErasePersonalData",
+        lambda i, _: hb.ErasePersonalDataRequest(policyholder_id=i),
+    ),
     ("products", "GetProduct", lambda i, _: rb.GetProductRequest(product_id=i)),
     (
         "products",

@@ -42,6 +42,7 @@ from cardinsa_core.repository.policyholders import (
     POLICYHOLDERS,
     apply_spec,
     dependents_of,
+    fingerprint_safe,
     new_dependent,
     replace_dependents,
     spec_of,
@@ -115,7 +116,9 @@ class PolicyholderUseCases:
         invalid("the policyholder is not valid", violations)
         new_id = uuid.uuid4()
         async with self.ctx.db.unit_of_work(company_id=company) as session:
-            seen = await first_call(session, company, CREATE, request_id, str(new_id), spec)
+            seen = await first_call(
+                session, company, CREATE, request_id, str(new_id), fingerprint_safe(spec)
+            )
             if seen is not None:
                 return await self._view(
                     session, company, await POLICYHOLDERS.find(session, company, seen)

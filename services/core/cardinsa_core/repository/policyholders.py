@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import cast
 
@@ -35,6 +35,7 @@ __all__ = [
     "apply_spec",
     "current_dependent_ids",
     "dependents_of",
+    "fingerprint_safe",
     "new_dependent",
     "reencrypt_batch",
     "replace_dependents",
@@ -89,6 +90,24 @@ _ADDRESS_PARTS = ("line1", "line2", "city", "region", "postal_code", "country_co
 
 
 # ------------------------------------------------------------------ mapping
+
+
+def fingerprint_safe(spec: PolicyholderSpec) -> PolicyholderSpec:
+    """``spec`` with the values stored only encrypted replaced by their keyed
+    hashes: what a request id's fingerprint (a plain SHA-256, stored in
+    ``core.idempotency_keys``) may be computed from, so the fingerprint cannot be
+    brute-forced back to a national id. Equal specs still fingerprint equally."""
+    lookup = keys().lookup
+
+    def keyed(value: str) -> str:
+        return lookup.digest(value).hex() if value else ""
+
+    return replace(
+        spec,
+        national_id=keyed(spec.national_id),
+        address=Address(line1=keyed(repr(spec.address))),
+        dependents=tuple(replace(d, national_id=keyed(d.national_id)) for d in spec.dependents),
+    )
 
 
 def apply_spec(row: PolicyholderRow, spec: PolicyholderSpec, fields: frozenset[str]) -> list[str]:

@@ -8,7 +8,10 @@ and national ids get ``national_id_hash`` (HMAC-SHA256 under
 ``personal_data_hash_key``) for exact-match search. Existing rows are encrypted
 here, in batches, with the keys of the settings this migration runs with (the
 service must run with the same ones), and the plain columns are dropped, so no
-plaintext remains. The downgrade decrypts them back.
+plaintext remains. The stored fingerprints of CreatePolicyholder request ids (a
+plain SHA-256 over the request, national id included) are cleared: from now on
+they are computed over keyed hashes of those values. The downgrade decrypts the
+values back.
 
 Revision ID: core_0015
 Revises: core_0014
@@ -97,6 +100,13 @@ def upgrade() -> None:
             ["company_id", "national_id_hash"],
             schema=SCHEMA,
         )
+    keys_table = f"{SCHEMA}.idempotency_keys"
+    op.execute(f"ALTER TABLE {keys_table} NO FORCE ROW LEVEL SECURITY")
+    op.execute(
+        f"UPDATE {keys_table} SET request_hash = NULL "  # noqa: S608 - constants only
+        "WHERE method = 'CreatePolicyholder'"
+    )
+    op.execute(f"ALTER TABLE {keys_table} FORCE ROW LEVEL SECURITY")
 
 
 def downgrade() -> None:
