@@ -62,6 +62,7 @@ from cardinsa_core.application.lifecycle import LifecycleRunner, PassReport
 from cardinsa_core.application.policies import PolicyUseCases
 from cardinsa_core.handlers.events import core_events
 from cardinsa_core.main import tenant_directory
+from cardinsa_core.repository import personal_data
 from cardinsa_core.repository.lifecycle import DueKind
 from cardinsa_core.repository.models import AuditEventRow
 from cardinsa_core.scheduler_settings import SchedulerSettings
@@ -197,6 +198,8 @@ class Scheduler:
         self.settings = settings
         self.clock = clock
         self.interval_s = interval_s
+        # Personal data read or written on the way is encrypted with these keys.
+        personal_data.use_settings(settings)
         self.db = Database(url, settings, application_name=NAME)
         self._pool_stats = partial(metrics.PoolStats.from_pool, self.db.engine.pool)
         metrics.register_pool_collector(NAME, self._pool_stats)
