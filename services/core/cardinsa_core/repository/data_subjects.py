@@ -67,12 +67,14 @@ def record_dict(row: object) -> dict[str, Any]:
 async def running_states(
     session: AsyncSession, company: uuid.UUID, holder: uuid.UUID
 ) -> tuple[list[str], list[str]]:
-    """The states of the holder's policies and of their claims."""
+    """The states of the holder's policies and of their claims, the rows locked
+    until the transaction ends: a bind or a claim racing an erasure either
+    commits first (and is seen here) or waits for the erasure."""
     policy_states = list(
         await session.scalars(
-            select(PolicyRow.state).where(
-                PolicyRow.company_id == company, PolicyRow.policyholder_id == holder
-            )
+            select(PolicyRow.state)
+            .where(PolicyRow.company_id == company, PolicyRow.policyholder_id == holder)
+            .with_for_update()
         )
     )
     claim_states = list(
@@ -84,6 +86,7 @@ async def running_states(
                 & (PolicyRow.id == ClaimRow.policy_id),
             )
             .where(ClaimRow.company_id == company, PolicyRow.policyholder_id == holder)
+            .with_for_update(of=ClaimRow)
         )
     )
     return policy_states, claim_states
