@@ -36,6 +36,7 @@ from typing import Any, Protocol, TypeVar
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from pydantic import ValidationError
 
 from cardinsa_foundation import loop_lag, metrics, tracing
 from cardinsa_foundation.auth import TokenVerifier
@@ -489,6 +490,17 @@ def _worker_exited(slot: _Worker, now: float, window_s: float, first_backoff_s: 
 SettingsT = TypeVar("SettingsT", bound=Settings)
 
 
+def refused_settings(name: str, error: ValidationError) -> int:
+    """Report settings the validation refused (a production secret missing or
+    still its development value, a malformed URL ...) on stderr, one line each,
+    naming the setting and never its value; the exit code of a configuration
+    error, :data:`EXIT_CONFIG`."""
+    for problem in error.errors():
+        where = ".".join(str(part) for part in problem["loc"])
+        print(f"{name} cannot start: {where}: {problem['msg']}", file=sys.stderr, flush=True)
+    return EXIT_CONFIG
+
+
 def service_main(
     argv: Sequence[str] | None,
     *,
@@ -503,7 +515,7 @@ def service_main(
     supervises the workers (see :func:`run_workers`); worker ``i`` serves on the
     service's port plus ``i`` x ``worker_port_step``. A port that cannot be
     bound ends the worker with one line naming the settings and exit code
-    :data:`EXIT_CONFIG`.
+    :data:`EXIT_CONFIG`; so do settings the validation refuses.
     """
     parser = argparse.ArgumentParser(
         prog=f"cardinsa-{name}", description=f"Run the {name} gRPC service."
@@ -512,7 +524,10 @@ def service_main(
         "--workers", type=int, default=None, help="worker processes, each on its own port"
     )
     args = parser.parse_args(argv)
-    settings = get_settings(settings_cls)
+    try:
+        settings = get_settings(settings_cls)
+    except ValidationError as error:
+        return refused_settings(name, error)
     workers = args.workers or settings.workers
     index = worker_index()
     configure_logging(settings.log_level, settings.log_json, name)

@@ -56,6 +56,7 @@ from typing import Final
 import asyncpg
 import grpc
 from prometheus_client import Counter, Gauge
+from pydantic import ValidationError
 
 from cardinsa_core.application.context import CoreContext
 from cardinsa_core.application.lifecycle import LifecycleRunner, PassReport
@@ -72,6 +73,7 @@ from cardinsa_foundation.config import get_settings
 from cardinsa_foundation.db import Database, service_database_url
 from cardinsa_foundation.leadership import Leadership
 from cardinsa_foundation.logging import configure_logging
+from cardinsa_foundation.server import refused_settings
 
 log = logging.getLogger("cardinsa_core.scheduler")
 
@@ -360,7 +362,10 @@ async def _serve(scheduler: Scheduler, *, once: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _arguments(argv)
-    settings = get_settings(SchedulerSettings)
+    try:
+        settings = get_settings(SchedulerSettings)
+    except ValidationError as error:
+        return refused_settings(NAME, error)
     configure_logging(settings.log_level, settings.log_json, NAME)
     try:
         interval = args.interval if args.interval is not None else settings.scheduler_interval_s

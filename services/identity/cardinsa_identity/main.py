@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from pydantic import ValidationError
+
 from cardinsa.identity.v1 import (
     access_service_pb2,
     access_service_pb2_grpc,
@@ -36,7 +38,7 @@ from cardinsa_foundation.auth import JwksCache
 from cardinsa_foundation.config import get_settings
 from cardinsa_foundation.context import PrincipalKind
 from cardinsa_foundation.host import ServiceApp, ServiceHost, registration, run_service
-from cardinsa_foundation.server import EXIT_CONFIG
+from cardinsa_foundation.server import EXIT_CONFIG, refused_settings
 from cardinsa_foundation.tenancy import (
     ServiceCredentials,
     TenantStatusCache,
@@ -246,7 +248,10 @@ def build(
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = get_settings(IdentitySettings)
+    try:
+        settings = get_settings(IdentitySettings)
+    except ValidationError as error:
+        return refused_settings(SERVICE_NAME, error)
     if settings.is_production and (problems := settings.serving_problems()):
         # Before any worker starts: one line, the exit code of a configuration error.
         for _, message in problems:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -20,6 +24,7 @@ from cardinsa_core.domain.policies import PolicyState
 from cardinsa_core.settings import DEV_PERSONAL_DATA_HASH_KEY, DEV_PERSONAL_DATA_KEY, CoreSettings
 from cardinsa_foundation.errors import InvalidArgument
 from cardinsa_foundation.filtering import FieldType, FilterField, FilterSpec
+from cardinsa_foundation.server import EXIT_CONFIG
 
 STRONG = "x" * 40
 
@@ -114,3 +119,35 @@ def test_a_lookup_field_refuses_anything_but_exact_match(text: str) -> None:
         spec.parse(text)
     assert "exactly" in str(caught.value.field_violations)
     assert seen == []
+
+
+def test_a_production_core_without_personal_data_keys_exits_78(tmp_path: Path) -> None:
+    """The real entry point: refused before any worker or database connection,
+    exit code 78 (configuration), both keys named, no value and no traceback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDINSA_")}
+    env.pop("DATABASE_URL", None)
+    env.pop("ENVIRONMENT", None)
+    env.update(
+        {
+            "CARDINSA_ENVIRONMENT": "production",
+            "CARDINSA_DATABASE_URL": "postgresql://app:pw-0123456789@db.internal/cardinsa",
+            "CARDINSA_DATABASE_PLATFORM_URL": "postgresql://p:pw-0123456789@db.internal/x",
+            "CARDINSA_SIGNING_KEY_ENCRYPTION_KEY": STRONG,
+            "CARDINSA_PAGE_TOKEN_SECRET": STRONG,
+            "CARDINSA_PERSONAL_DATA_KEY": DEV_PERSONAL_DATA_KEY,
+        }
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "cardinsa_core.main"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == EXIT_CONFIG, (done.stdout, done.stderr)
+    assert "CARDINSA_PERSONAL_DATA_KEY" in done.stderr
+    assert "CARDINSA_PERSONAL_DATA_HASH_KEY" in done.stderr
+    assert DEV_PERSONAL_DATA_KEY not in done.stderr and STRONG not in done.stderr
+    assert "Traceback" not in done.stderr

@@ -4,13 +4,18 @@ envelopes for new writes, the older direct format still readable."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from cardinsa_foundation.config import DEV_SIGNING_KEY_ENCRYPTION_KEY
 from cardinsa_foundation.envelope import is_envelope
+from cardinsa_foundation.server import EXIT_CONFIG
 from cardinsa_identity.domain.signing_keys import (
     PrivateKeyCipher,
     SigningKeyDecryptionError,
@@ -81,3 +86,36 @@ def test_other_identity_secrets_use_the_same_cipher() -> None:
         cipher.decrypt_bytes(blob, aad=b"identity.totp:user-2")
     assert cipher.needs_reencryption(blob)
     assert not cipher.needs_reencryption(cipher.encrypt_bytes(b"x", aad=b"a"))
+
+
+@pytest.mark.parametrize("module", ["cardinsa_identity.main", "cardinsa_core.scheduler"])
+def test_a_production_process_with_a_development_secret_exits_78(
+    module: str, tmp_path: Path
+) -> None:
+    """Refused settings end the process with one line per problem and exit code
+    78 (configuration), not a traceback; the value is never printed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDINSA_")}
+    env.pop("DATABASE_URL", None)
+    env.pop("ENVIRONMENT", None)
+    env.update(
+        {
+            "CARDINSA_ENVIRONMENT": "production",
+            "CARDINSA_DATABASE_URL": "postgresql://app:pw-0123456789@db.internal/cardinsa",
+            "CARDINSA_DATABASE_PLATFORM_URL": "postgresql://p:pw-0123456789@db.internal/x",
+            "CARDINSA_SIGNING_KEY_ENCRYPTION_KEY": DEV_SIGNING_KEY_ENCRYPTION_KEY,
+            "CARDINSA_PAGE_TOKEN_SECRET": NEW,
+        }
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", module],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == EXIT_CONFIG, (done.stdout, done.stderr)
+    assert "CARDINSA_SIGNING_KEY_ENCRYPTION_KEY still has its development default" in done.stderr
+    assert DEV_SIGNING_KEY_ENCRYPTION_KEY not in done.stderr and NEW not in done.stderr
+    assert "Traceback" not in done.stderr
