@@ -59,7 +59,11 @@ from cardinsa_identity.application.auth import (
     revoke_user_sessions,
     void_password_resets,
 )
-from cardinsa_identity.application.context import IdentityContext, roles_and_permissions
+from cardinsa_identity.application.context import (
+    IdentityContext,
+    flush_unique,
+    roles_and_permissions,
+)
 from cardinsa_identity.domain.tokens import (
     OpaqueTokenKind,
     hash_opaque_token,
@@ -271,12 +275,13 @@ class EmailChangeUseCases:
             if user is None or user.delete_time is not None:
                 raise _invalid()
             new_email = row.new_email
+            taken = AlreadyExists(
+                "a user with this email already exists",
+                reason="EMAIL_TAKEN",
+                field_violations=[FieldViolation("email_change_token", "address in use")],
+            )
             if new_email != user.email and await self._email_taken(new_email):
-                raise AlreadyExists(
-                    "a user with this email already exists",
-                    reason="EMAIL_TAKEN",
-                    field_violations=[FieldViolation("email_change_token", "address in use")],
-                )
+                raise taken
             principal_var.set(
                 Principal(
                     subject=str(user.id), kind=PrincipalKind.USER, company_id=str(user.company_id)
@@ -286,6 +291,8 @@ class EmailChangeUseCases:
             row.use_time = now
             await _void_email_changes(session, user.id, now)
             user.email = new_email
+            # Taken by a concurrent change or creation after the check: the same answer.
+            await flush_unique(session, taken)
             # Reset tokens mailed to the old address no longer reach the user, and
             # whoever changed how the user is reached keeps no session.
             await void_password_resets(session, user.id)

@@ -42,6 +42,7 @@ from cardinsa_foundation.errors import (
 from cardinsa_foundation.use_cases import check_request_id, require_principal
 from cardinsa_identity.application.context import (
     IdentityContext,
+    flush_unique,
     roles_and_permissions,
     target_company,
 )
@@ -143,12 +144,13 @@ class InvitationUseCases:
                 # A retry: the first call's user, and no second invitation.
                 user = await self.users._get_scoped(session, company, seen)
                 return user, (await roles_and_permissions(session, user.id))[0]
+            taken = AlreadyExists(
+                "a user with this email already exists",
+                reason="EMAIL_TAKEN",
+                field_violations=[FieldViolation("user.email", "already in use")],
+            )
             if await self.users._email_taken(profile.email):
-                raise AlreadyExists(
-                    "a user with this email already exists",
-                    reason="EMAIL_TAKEN",
-                    field_violations=[FieldViolation("user.email", "already in use")],
-                )
+                raise taken
             user = UserRow(
                 id=user_id,
                 company_id=company,
@@ -164,7 +166,7 @@ class InvitationUseCases:
                 password_change_time=None,
             )
             session.add(user)
-            await session.flush()
+            await flush_unique(session, taken)  # a concurrent call took the address
             invitation, token, expire = self._new_invitation(user, now)
             session.add(invitation)
             await self.ctx.audit.record(
