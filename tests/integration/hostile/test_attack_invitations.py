@@ -10,6 +10,8 @@ AcceptInvitation and ConfirmEmailChange or of ChangeMyEmail.
 from __future__ import annotations
 
 import secrets
+import statistics
+import time
 
 import grpc
 from google.protobuf import field_mask_pb2
@@ -302,3 +304,38 @@ async def test_attack_guess_the_current_password_through_change_my_email(
             )
         )
         assert locked[0] == "RESOURCE_EXHAUSTED", locked
+
+
+async def test_attack_tell_invitation_tokens_apart_by_timing(
+    identity: IdentityHarness, tenants: Tenants, attacks: AttackLog
+) -> None:
+    """A used, an expired-by-use (resent) and a made-up token cost the same: one
+    indexed read and no hashing, so their answer times do not tell them apart."""
+    _, _, used = await _invite(identity, tenants)
+    assert await _answer(_accept(identity, used)) == ("OK", "", "")
+    resent_id, resent_email, superseded = await _invite(identity, tenants)
+    await identity.users.ResendInvitation(
+        user_service_pb2.ResendInvitationRequest(user_id=resent_id),
+        metadata=tenants.victim.bearer,
+    )
+    assert len(identity.notifier.messages_for(resent_email, kind="invitation")) == 2
+    with attacks.attempt(
+        "tell invitation tokens apart by timing",
+        "AcceptInvitation 15 times each with a used, a superseded and a made-up token",
+    ):
+        medians = {}
+        for name, token in (
+            ("used", used),
+            ("superseded", superseded),
+            ("unknown", f"cdi_{secrets.token_urlsafe(32)}"),
+        ):
+            times = []
+            for _ in range(15):
+                started = time.perf_counter()
+                answer = await _answer(_accept(identity, token))
+                times.append(time.perf_counter() - started)
+                assert answer[1] == "INVALID_INVITATION_TOKEN"
+            medians[name] = statistics.median(times)
+        # Each is a read or two over the local connection; none hashes a password.
+        assert max(medians.values()) < 0.08, medians
+        assert max(medians.values()) - min(medians.values()) < 0.04, medians
