@@ -80,6 +80,10 @@ BEYOND_OPS = "claims.pay"
 #: RPCs that name an account but do not act on an existing one.
 EXEMPT: dict[str, str] = {
     "UserService/CreateUser": "creates a new user, who holds nothing yet",
+    "UserService/InviteUser": "creates a new (invited) user, who holds nothing yet",
+    "UserService/ResendInvitation": "acts only on an INVITED user (the matrix's targets are "
+    "active) and mails its own address; its power check: "
+    "test_invitations_and_email_change.py",
     "UserService/GetUser": "reads a profile (users.get), changes nothing",
     "AccessService/ListRoleBindings": "reads which roles a user holds, changes nothing",
     "AccessService/CreateServiceAccount": "creates a new account, which holds nothing yet",

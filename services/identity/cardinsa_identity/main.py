@@ -48,6 +48,8 @@ from cardinsa_identity.application.access import AccessUseCases
 from cardinsa_identity.application.audit_log import AuditLogUseCases
 from cardinsa_identity.application.auth import AuthUseCases
 from cardinsa_identity.application.context import IdentityContext
+from cardinsa_identity.application.email_change import EmailChangeUseCases
+from cardinsa_identity.application.invitations import InvitationUseCases
 from cardinsa_identity.application.mail import SmtpNotifier
 from cardinsa_identity.application.me import MeUseCases
 from cardinsa_identity.application.notifier import FileNotifier, Notifier
@@ -195,6 +197,8 @@ def build(
     auth = AuthUseCases(ctx)
     users = UserUseCases(ctx)
     access = AccessUseCases(ctx)
+    invitations = InvitationUseCases(ctx, users)
+    email_changes = EmailChangeUseCases(ctx, auth)
     host.on_close(auth.wait_for_background)
     host.on_close(hub.stop)
     info = host.server_info(APIS)
@@ -220,16 +224,22 @@ def build(
                 IdentityServicer(ctx, info, AuditLogUseCases(ctx)),
             ),
             registration(
-                auth_service_pb2, auth_service_pb2_grpc, "AuthService", AuthServicer(auth)
+                auth_service_pb2,
+                auth_service_pb2_grpc,
+                "AuthService",
+                AuthServicer(auth, invitations, email_changes),
             ),
             registration(
-                user_service_pb2, user_service_pb2_grpc, "UserService", UserServicer(users)
+                user_service_pb2,
+                user_service_pb2_grpc,
+                "UserService",
+                UserServicer(users, invitations),
             ),
             registration(
                 me_service_pb2,
                 me_service_pb2_grpc,
                 "MeService",
-                MeServicer(MeUseCases(users, auth)),
+                MeServicer(MeUseCases(users, auth, email_changes)),
             ),
             registration(
                 access_service_pb2,

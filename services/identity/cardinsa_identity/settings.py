@@ -47,6 +47,10 @@ class IdentitySettings(Settings):
     login_account_wait_max_s: int = Field(default=900, ge=1)
     password_min_length: int = Field(default=12, ge=8)
     password_reset_ttl_s: int = Field(default=1800, ge=60)
+    # How long an invitation token (InviteUser, ResendInvitation) and an e-mail
+    # change token (ChangeMyEmail, UpdateUser of email) stay valid.
+    invitation_ttl_s: int = Field(default=72 * 3600, ge=60)
+    email_change_ttl_s: int = Field(default=24 * 3600, ge=60)
     # The longest an API key may live: a key created without an expiry gets this
     # one, asking for a later expiry is refused. Default one year.
     api_key_max_lifetime_s: int = Field(default=365 * 24 * 3600, ge=3600)

@@ -186,15 +186,22 @@ async def test_attack_reset_token_mailed_to_the_old_address_after_an_email_chang
     victim = await create_user(identity, world.admin_md, [])
     with attacks.attempt(
         "reset token mailed to the old address used after an email change",
-        "RequestPasswordReset, UpdateUser(email), ConfirmPasswordReset",
+        "RequestPasswordReset, UpdateUser(email) confirmed by the new address, "
+        "ConfirmPasswordReset",
     ):
         await identity.auth.RequestPasswordReset(
             auth_service_pb2.RequestPasswordResetRequest(email=victim.email)
         )
         await identity.app.auth.wait_for_background()
         (message,) = identity.notifier.messages_for(victim.email)
+        moved = unique_email("hostile-moved")
         await identity.users.UpdateUser(
-            _email_change(victim.user_id, unique_email("hostile-moved")), metadata=world.admin_md
+            _email_change(victim.user_id, moved), metadata=world.admin_md
+        )
+        # The move takes effect when the new address confirms it.
+        (confirmation,) = identity.notifier.messages_for(moved, kind="email_change")
+        await identity.auth.ConfirmEmailChange(
+            auth_service_pb2.ConfirmEmailChangeRequest(email_change_token=confirmation["token"])
         )
         answer = await _answer(
             identity.auth.ConfirmPasswordReset(

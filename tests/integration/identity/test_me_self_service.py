@@ -125,7 +125,7 @@ async def test_the_weakest_role_reads_and_updates_its_own_profile(
 @pytest.mark.parametrize(
     ("path", "explains"),
     [
-        ("email", "not self-editable yet"),
+        ("email", "use ChangeMyEmail"),
         ("phone", "not self-editable yet"),
         ("state", "cannot be changed through UpdateMe"),
         ("roles", "cannot be changed through UpdateMe"),

@@ -156,11 +156,21 @@ async def test_a_contact_change_is_mailed_to_the_old_address(
         metadata=identity.bearer(account),
     )
     await mailed.delivered()
+    # First the new address confirms (nothing to the old one yet) ...
+    assert mailed.sink.messages_to(old) == []
+    (confirmation,) = mailed.sink.messages_to(new)
+    assert confirmation["Subject"] == "Bestätigen Sie Ihre neue Cardinsa-E-Mail-Adresse"
+    (token,) = re.findall(r"cde_[A-Za-z0-9_\-]{43}", part(confirmation, "plain"))
+    await mailed.auth.ConfirmEmailChange(
+        auth_service_pb2.ConfirmEmailChangeRequest(email_change_token=token)
+    )
+    await mailed.delivered()
+    # ... then the old address is told, without the new one.
     (notice,) = mailed.sink.messages_to(old)
-    assert notice["Subject"] == "Die Kontaktdaten Ihres Cardinsa-Kontos wurden geändert"
-    assert "E-Mail-Adresse" in part(notice, "plain")
+    assert notice["Subject"] == "Die E-Mail-Adresse Ihres Cardinsa-Kontos wurde geändert"
+    assert "Wenn Sie das nicht waren" in part(notice, "plain")
     assert new not in notice.as_string()  # never the new value
-    assert mailed.sink.messages_to(new) == []
+    assert len(mailed.sink.messages_to(new)) == 1
 
 
 async def test_an_unreachable_mail_server_does_not_fail_the_request(

@@ -260,6 +260,7 @@ def test_every_built_in_role_holds_the_self_service_permissions() -> None:
         "me.get",
         "me.update",
         "me.change_password",
+        "me.change_email",
         "me.list_sessions",
         "me.revoke_session",
     } == SELF_SERVICE

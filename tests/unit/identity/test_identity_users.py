@@ -57,9 +57,11 @@ def test_every_state_and_action(state: UserState, action: UserAction) -> None:
     assert action not in allowed_actions(state)
 
 
-def test_there_are_twelve_pairs_five_allowed() -> None:
-    assert len(ALL_PAIRS) == 12
+def test_there_are_sixteen_pairs_five_allowed() -> None:
+    assert len(ALL_PAIRS) == 16
     assert sum(len(allowed_actions(s)) for s in UserState) == 5
+    # An invited user takes no lifecycle action: AcceptInvitation activates it.
+    assert allowed_actions(UserState.INVITED) == frozenset()
 
 
 def test_transition_accepts_plain_strings() -> None:
@@ -80,7 +82,7 @@ def test_lock_and_deactivate_revoke_sessions(action: UserAction, revokes: bool) 
 
 
 def test_states_match_the_proto_enum_names() -> None:
-    assert [s.value for s in UserState] == ["ACTIVE", "LOCKED", "DEACTIVATED"]
+    assert [s.value for s in UserState] == ["ACTIVE", "LOCKED", "DEACTIVATED", "INVITED"]
 
 
 # ----------------------------------------------------------------------- email

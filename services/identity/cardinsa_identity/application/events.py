@@ -7,8 +7,9 @@ commits or rolls back with the change (the transactional outbox,
 its changes. How a row becomes the payload (the API's ``User``, which has no
 password hash nor any other secret) is the sink's business.
 
-Changes: ``created``, ``updated`` (profile), ``locked``, ``unlocked``,
-``deactivated``, ``reactivated``, ``deleted``, ``undeleted`` and
+Changes: ``created`` (also an invited user), ``activated`` (an invitation
+accepted), ``updated`` (profile; a confirmed e-mail change), ``locked``,
+``unlocked``, ``deactivated``, ``reactivated``, ``deleted``, ``undeleted`` and
 ``roles_changed`` (a role binding created or deleted, or a custom role
 the user holds deleted).
 """

@@ -64,6 +64,9 @@ MAX_BACKOFF_S: Final = 60.0
 class MailKind:
     PASSWORD_RESET: Final = "password_reset"  # noqa: S105 (a message kind)
     CONTACT_CHANGED: Final = "contact_changed"
+    INVITATION: Final = "invitation"
+    EMAIL_CHANGE: Final = "email_change"  # to the new address, with the token
+    EMAIL_CHANGED: Final = "email_changed"  # to the old address, no token
 
 
 # How the contact fields are named in each language (the notice never carries
@@ -142,6 +145,16 @@ def render_message(
 
 def password_reset_values(token: str, expire_time: datetime, language: str) -> dict[str, str]:
     return {"token": token, "expire_time": _when(expire_time, language)}
+
+
+def invitation_values(
+    name: str, token: str, expire_time: datetime, language: str
+) -> dict[str, str]:
+    return {"name": name, "token": token, "expire_time": _when(expire_time, language)}
+
+
+def changed_values(change_time: datetime, language: str) -> dict[str, str]:
+    return {"change_time": _when(change_time, language)}
 
 
 def contact_changed_values(
@@ -252,6 +265,36 @@ class SmtpNotifier:
             email,
             language,
             contact_changed_values(changed_fields, change_time, language),
+        )
+
+    async def send_invitation(
+        self, *, email: str, name: str, token: str, expire_time: datetime, locale: str = ""
+    ) -> None:
+        language = pick_language(locale, self.default_locale)
+        self._enqueue(
+            MailKind.INVITATION,
+            email,
+            language,
+            invitation_values(name, token, expire_time, language),
+        )
+
+    async def send_email_change(
+        self, *, email: str, token: str, expire_time: datetime, locale: str = ""
+    ) -> None:
+        language = pick_language(locale, self.default_locale)
+        self._enqueue(
+            MailKind.EMAIL_CHANGE,
+            email,
+            language,
+            password_reset_values(token, expire_time, language),
+        )
+
+    async def send_email_changed(
+        self, *, email: str, change_time: datetime, locale: str = ""
+    ) -> None:
+        language = pick_language(locale, self.default_locale)
+        self._enqueue(
+            MailKind.EMAIL_CHANGED, email, language, changed_values(change_time, language)
         )
 
     # ------------------------------------------------------------ lifecycle

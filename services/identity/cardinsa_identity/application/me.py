@@ -13,10 +13,11 @@ audit records, events and session revocation. What self-service adds:
   or login session, so every method refuses it with PERMISSION_DENIED, reason
   ``NOT_A_USER`` (as ``AuthService.ChangePassword`` always has);
 - UpdateMe changes only :data:`SELF_EDITABLE` fields. ``email`` and ``phone``
-  are how the account is reached (password resets go to the email): a change
-  must be verified by the new address first, which is not built yet, so they
-  are refused with INVALID_ARGUMENT (reason ``FIELD_NOT_SELF_EDITABLE``), as
-  is every other field (state, roles, company, ...);
+  are how the account is reached (password resets go to the email): they are
+  refused with INVALID_ARGUMENT (reason ``FIELD_NOT_SELF_EDITABLE``), as is
+  every other field (state, roles, company, ...). A new email goes through
+  ChangeMyEmail instead (application/email_change.py): the current password,
+  then a confirmation by the new address before anything changes;
 - ChangeMyPassword is ``AuthService.ChangePassword``: the current password is
   verified under the login throttle (a wrong one counts as a failed login; too
   many → RESOURCE_EXHAUSTED with RetryInfo), the new one meets the password
@@ -35,6 +36,7 @@ from cardinsa_foundation.errors import FieldViolation, InvalidArgument, Permissi
 from cardinsa_foundation.paging import Page
 from cardinsa_foundation.use_cases import require_principal
 from cardinsa_identity.application.auth import AuthUseCases
+from cardinsa_identity.application.email_change import EmailChangeUseCases
 from cardinsa_identity.application.users import CONTACT_FIELDS, UserUseCases
 from cardinsa_identity.domain.users import UserProfile
 from cardinsa_identity.repository.models import SessionRow, UserRow
@@ -71,7 +73,15 @@ def check_self_mask(mask: list[str]) -> None:
         field = f"update_mask.paths[{index}]"
         if path in SELF_EDITABLE:
             continue
-        if path in CONTACT_FIELDS:
+        if path == "email":
+            violations.append(
+                FieldViolation(
+                    field,
+                    "'email' is not changed through UpdateMe: use ChangeMyEmail "
+                    "(POST /v1/me:changeEmail), which the new address confirms",
+                )
+            )
+        elif path in CONTACT_FIELDS:
             violations.append(
                 FieldViolation(
                     field,
@@ -96,9 +106,12 @@ def check_self_mask(mask: list[str]) -> None:
 
 
 class MeUseCases:
-    def __init__(self, users: UserUseCases, auth: AuthUseCases) -> None:
+    def __init__(
+        self, users: UserUseCases, auth: AuthUseCases, email_changes: EmailChangeUseCases
+    ) -> None:
         self.users = users
         self.auth = auth
+        self.email_changes = email_changes
 
     async def get(self) -> tuple[UserRow, list[str]]:
         _, user_id = _caller()
@@ -114,6 +127,10 @@ class MeUseCases:
     async def change_password(self, current_password: str, new_password: str) -> None:
         _caller()
         await self.auth.change_password(current_password, new_password)
+
+    async def change_email(self, current_password: str, new_email: str) -> None:
+        _caller()
+        await self.email_changes.request_by_self(current_password, new_email)
 
     async def list_sessions(
         self, *, page_size: int, page_token: str, show_revoked: bool

@@ -1,5 +1,6 @@
-"""How identity reaches a user outside the API (password-reset tokens, and the
-notice to the previous address when a user's email or phone changes).
+"""How identity reaches a user outside the API (password-reset, invitation and
+e-mail-change tokens, and the notice to the previous address when a user's
+email or phone changes).
 
 An interface with two implementations, chosen by ``CARDINSA_NOTIFIER``: the
 SMTP notifier (application/mail.py, e-mail; required in production) and the
@@ -31,6 +32,25 @@ class Notifier(Protocol):
     ) -> None:
         """Tell ``email`` (the address before the change) which contact fields
         changed; never the new values, never a token."""
+        ...
+
+    async def send_invitation(
+        self, *, email: str, name: str, token: str, expire_time: datetime, locale: str = ""
+    ) -> None:
+        """The invitation token of an INVITED user (InviteUser, ResendInvitation)."""
+        ...
+
+    async def send_email_change(
+        self, *, email: str, token: str, expire_time: datetime, locale: str = ""
+    ) -> None:
+        """The confirmation token of an e-mail change, to the new address."""
+        ...
+
+    async def send_email_changed(
+        self, *, email: str, change_time: datetime, locale: str = ""
+    ) -> None:
+        """Tell ``email`` (the address before a confirmed change) that the
+        account's email changed; never the new address, never a token."""
         ...
 
 
@@ -66,6 +86,50 @@ class FileNotifier:
                 + " and ".join(sorted(changed_fields))
                 + " of your Cardinsa account changed and every session was signed out."
                 " If you did not ask for this, contact your administrator.",
+                "create_time": datetime.now(UTC).isoformat(),
+            }
+        )
+
+    async def send_invitation(
+        self, *, email: str, name: str, token: str, expire_time: datetime, locale: str = ""
+    ) -> None:
+        self._write(
+            {
+                "kind": "invitation",
+                "to": email,
+                "locale": locale,
+                "name": name,
+                "token": token,
+                "expire_time": expire_time.isoformat(),
+                "create_time": datetime.now(UTC).isoformat(),
+            }
+        )
+
+    async def send_email_change(
+        self, *, email: str, token: str, expire_time: datetime, locale: str = ""
+    ) -> None:
+        self._write(
+            {
+                "kind": "email_change",
+                "to": email,
+                "locale": locale,
+                "token": token,
+                "expire_time": expire_time.isoformat(),
+                "create_time": datetime.now(UTC).isoformat(),
+            }
+        )
+
+    async def send_email_changed(
+        self, *, email: str, change_time: datetime, locale: str = ""
+    ) -> None:
+        self._write(
+            {
+                "kind": "email_changed",
+                "to": email,
+                "locale": locale,
+                "change_time": change_time.isoformat(),
+                "text": "The e-mail address of your Cardinsa account changed and every"
+                " session was signed out. If this wasn't you, contact your administrator.",
                 "create_time": datetime.now(UTC).isoformat(),
             }
         )

@@ -9,9 +9,10 @@ Privilege: every call that acts on an existing user (update, lock, unlock,
 deactivate, reactivate, delete, undelete, list or revoke sessions) needs at
 least that user's power (application/privilege.py), checked after the user is
 found and before anything else, in the transaction that makes the change. A
-caller acting on itself has equal power and passes. Changing the email or the
-phone revokes every session of the user and notifies the previous address;
-changing the email also voids the reset tokens mailed to the previous one.
+caller acting on itself has equal power and passes. Changing the phone revokes
+every session of the user and notifies the previous address. A new email only
+opens a pending change (application/email_change.py): the address changes, the
+sessions are revoked and the old address is told when the new one confirms.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ from cardinsa_identity.application.context import (
     roles_and_permissions,
     target_company,
 )
+from cardinsa_identity.application.email_change import (
+    PendingEmailChange,
+    open_email_change,
+    send_confirmation,
+)
 from cardinsa_identity.application.events import ACTION_CHANGES
 from cardinsa_identity.application.privilege import require_may_act_on, user_power
 from cardinsa_identity.application.revocations import revoke_sessions
@@ -68,6 +74,7 @@ from cardinsa_identity.repository.users import (
     find_user,
     list_sessions_query,
     list_users_query,
+    void_invitations,
 )
 
 log = logging.getLogger(__name__)
@@ -212,19 +219,28 @@ class UserUseCases:
             await self._require_power(session, principal, user)
             check_etag(user, etag)
             old_email = user.email
-            if (
-                "email" in mask
-                and profile.email != user.email
-                and await self._email_taken(profile.email)
-            ):
+            new_email = "email" in mask and profile.email != user.email
+            if new_email and await self._email_taken(profile.email):
                 raise AlreadyExists(
                     "a user with this email already exists",
                     reason="EMAIL_TAKEN",
                     field_violations=[FieldViolation("user.email", "already in use")],
                 )
+            # A new email takes effect only once the new address confirmed it
+            # (application/email_change.py) -- except for an INVITED user, who
+            # never confirmed any address: its invitations die instead.
+            pending: PendingEmailChange | None = None
+            if new_email and user.state != UserState.INVITED:
+                pending = await open_email_change(
+                    self.ctx, session, user, profile.email, by="admin"
+                )
+            elif new_email:
+                await void_invitations(session, user.id, datetime.now(UTC))
             changed = []
             for path in mask:
                 value = getattr(profile, path)
+                if path == "email" and pending is not None:
+                    continue
                 if getattr(user, path) != value:
                     setattr(user, path, value)
                     changed.append(path)
@@ -255,8 +271,10 @@ class UserUseCases:
                 self.ctx.events.user_changed(
                     session, user, roles, change="updated", from_state=user.state
                 )
-        if contact:
+        if contact and user.state != UserState.INVITED:
             await self._notify_contact_changed(old_email, contact, user)
+        if pending is not None:
+            await send_confirmation(self.ctx, pending)
         return user, roles
 
     async def _notify_contact_changed(

@@ -35,7 +35,7 @@ Decisions:
   company admins hold it (not the underwriter, who makes those changes, nor the
   claims adjuster, whose claims lose the cover).
 - Self-service (``me.get``, ``me.update``, ``me.change_password``,
-  ``me.list_sessions``, ``me.revoke_session``; MeService, ``/v1/me``) is in
+  ``me.change_email``, ``me.list_sessions``, ``me.revoke_session``; MeService, ``/v1/me``) is in
   every built-in role: a user needs no admin permission to read and edit their
   own harmless profile fields, change their password or end their own sessions.
   Built-in roles take their permissions from this module, so no data migration
@@ -116,6 +116,11 @@ _SELF_SERVICE_PERMISSIONS: Final = (
         "Change one's own given, family and display name and locale (not the email or the phone)",
     ),
     Permission("me.change_password", "Change one's own password (the current one is needed)"),
+    Permission(
+        "me.change_email",
+        "Ask to change one's own email (the current password is needed; the new "
+        "address confirms it)",
+    ),
     Permission("me.list_sessions", "List one's own login sessions"),
     Permission("me.revoke_session", "End one of one's own login sessions"),
 )

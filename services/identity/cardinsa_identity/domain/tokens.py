@@ -1,4 +1,5 @@
-"""Access tokens (signed JWTs) and opaque tokens (refresh, password reset).
+"""Access tokens (signed JWTs) and opaque tokens (refresh, password reset,
+invitation, e-mail change).
 
 Access tokens carry exactly the claims `cardinsa_foundation.auth` verifies (see
 ARCHITECTURE.md, "Authentication and authorization"): ``typ`` is always
@@ -7,7 +8,7 @@ identity hands out can pass for one.
 
 Refresh and reset tokens are opaque random strings, not JWTs: they are only ever
 checked by identity, against its database, where they are stored as SHA-256
-hashes. A kind prefix (``cdr_``, ``cdp_``) tells them apart at a glance and lets
+hashes. A kind prefix (``cdr_``, ``cdp_``, ``cdi_``, ``cde_``) tells them apart at a glance and lets
 secret scanners find leaked ones; it also makes a reset token fail as a refresh
 token before any lookup. A fast hash is right here: the tokens carry 256 bits of
 randomness, so there is nothing to brute-force, and an unsalted hash is what lets
@@ -122,6 +123,8 @@ class OpaqueTokenKind(StrEnum):
 
     REFRESH = "cdr"
     PASSWORD_RESET = "cdp"  # noqa: S105 - a prefix, not a secret
+    INVITATION = "cdi"
+    EMAIL_CHANGE = "cde"
 
 
 class NewOpaqueToken(NamedTuple):
@@ -133,7 +136,7 @@ class NewOpaqueToken(NamedTuple):
 
 # token_urlsafe(32) yields 43 characters of the URL-safe base64 alphabet.
 _SECRET_CHARS: Final = 43
-_OPAQUE = re.compile(rf"^(cdr|cdp)_[A-Za-z0-9_-]{{{_SECRET_CHARS}}}$")
+_OPAQUE = re.compile(rf"^(cdr|cdp|cdi|cde)_[A-Za-z0-9_-]{{{_SECRET_CHARS}}}$")
 
 
 def hash_opaque_token(token: str) -> str:

@@ -52,6 +52,9 @@ class UserState(StrEnum):
     ACTIVE = "ACTIVE"
     LOCKED = "LOCKED"
     DEACTIVATED = "DEACTIVATED"
+    #: Invited, the invitation not yet accepted: no usable password, no lifecycle
+    #: action applies (AcceptInvitation makes it ACTIVE; DeleteUser withdraws it).
+    INVITED = "INVITED"
 
 
 class UserAction(StrEnum):

@@ -14,6 +14,8 @@ from cardinsa.identity.v1 import (
     user_service_pb2_grpc,
 )
 from cardinsa_identity.application.auth import AuthUseCases
+from cardinsa_identity.application.email_change import EmailChangeUseCases
+from cardinsa_identity.application.invitations import InvitationUseCases
 from cardinsa_identity.application.users import UserUseCases
 from cardinsa_identity.domain.users import UserAction
 from cardinsa_identity.handlers.convert import (
@@ -32,8 +34,15 @@ def _user_agent(context: Any) -> str | None:
 
 
 class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
-    def __init__(self, auth: AuthUseCases) -> None:
+    def __init__(
+        self,
+        auth: AuthUseCases,
+        invitations: InvitationUseCases,
+        email_changes: EmailChangeUseCases,
+    ) -> None:
         self.auth = auth
+        self.invitations = invitations
+        self.email_changes = email_changes
 
     async def Login(
         self, request: auth_service_pb2.LoginRequest, context: Any
@@ -71,6 +80,18 @@ class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
         await self.auth.confirm_password_reset(request.reset_token, request.new_password)
         return empty_pb2.Empty()
 
+    async def AcceptInvitation(
+        self, request: auth_service_pb2.AcceptInvitationRequest, context: Any
+    ) -> empty_pb2.Empty:
+        await self.invitations.accept(request.invitation_token, request.new_password)
+        return empty_pb2.Empty()
+
+    async def ConfirmEmailChange(
+        self, request: auth_service_pb2.ConfirmEmailChangeRequest, context: Any
+    ) -> empty_pb2.Empty:
+        await self.email_changes.confirm(request.email_change_token)
+        return empty_pb2.Empty()
+
     async def ExchangeApiKey(
         self, request: auth_service_pb2.ExchangeApiKeyRequest, context: Any
     ) -> auth_service_pb2.TokenPair:
@@ -78,8 +99,9 @@ class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
 
 
 class UserServicer(user_service_pb2_grpc.UserServiceServicer):
-    def __init__(self, users: UserUseCases) -> None:
+    def __init__(self, users: UserUseCases, invitations: InvitationUseCases) -> None:
         self.users = users
+        self.invitations = invitations
 
     async def CreateUser(
         self, request: user_service_pb2.CreateUserRequest, context: Any
@@ -183,3 +205,18 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
     ) -> empty_pb2.Empty:
         await self.users.revoke_session(request.user_id, request.session_id)
         return empty_pb2.Empty()
+
+    async def InviteUser(
+        self, request: user_service_pb2.InviteUserRequest, context: Any
+    ) -> resources_pb2.User:
+        user, roles = await self.invitations.invite(
+            profile_from_proto(request.user),
+            company_id=request.user.company_id,
+            request_id=request.request_id,
+        )
+        return user_to_proto(user, roles)
+
+    async def ResendInvitation(
+        self, request: user_service_pb2.ResendInvitationRequest, context: Any
+    ) -> resources_pb2.User:
+        return user_to_proto(*await self.invitations.resend(request.user_id))

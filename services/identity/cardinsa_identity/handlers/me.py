@@ -33,6 +33,12 @@ class MeServicer(me_service_pb2_grpc.MeServiceServicer):
         await self.me.change_password(request.current_password, request.new_password)
         return empty_pb2.Empty()
 
+    async def ChangeMyEmail(
+        self, request: me_service_pb2.ChangeMyEmailRequest, context: Any
+    ) -> empty_pb2.Empty:
+        await self.me.change_email(request.current_password, request.new_email)
+        return empty_pb2.Empty()
+
     async def ListMySessions(
         self, request: me_service_pb2.ListMySessionsRequest, context: Any
     ) -> me_service_pb2.ListMySessionsResponse:

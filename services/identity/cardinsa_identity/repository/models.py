@@ -265,6 +265,51 @@ class PasswordResetRow(Base):
     __mapper_args__ = {"eager_defaults": True}
 
 
+class InvitationRow(Base):
+    """A single-use invitation token of an INVITED user, stored as its SHA-256
+    only (migration identity_0012)."""
+
+    __tablename__ = "invitations"
+
+    token_hash: Mapped[str] = mapped_column(Text, primary_key=True)
+    company_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    user_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    create_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.now()
+    )
+    expire_time: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True), nullable=False)
+    use_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+
+    __table_args__ = (
+        ForeignKeyConstraint(["company_id", "user_id"], ["users.company_id", "users.id"]),
+        Index(None, "user_id"),
+    )
+    __mapper_args__ = {"eager_defaults": True}
+
+
+class EmailChangeRow(Base):
+    """A pending e-mail change: the new address and the single-use token mailed
+    to it, stored as its SHA-256 only (migration identity_0012)."""
+
+    __tablename__ = "email_changes"
+
+    token_hash: Mapped[str] = mapped_column(Text, primary_key=True)
+    company_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    user_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    new_email: Mapped[str] = mapped_column(Text, nullable=False)
+    create_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.now()
+    )
+    expire_time: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True), nullable=False)
+    use_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+
+    __table_args__ = (
+        ForeignKeyConstraint(["company_id", "user_id"], ["users.company_id", "users.id"]),
+        Index(None, "user_id"),
+    )
+    __mapper_args__ = {"eager_defaults": True}
+
+
 class LoginThrottleRow(Base):
     """Failed-login state per account (scope ``account``), account from one client
     address (``account_address``) or client address (``address``); password-reset
@@ -325,7 +370,9 @@ __all__ = [
     "ApiKeyRow",
     "AuditEventRow",
     "Base",
+    "EmailChangeRow",
     "IdempotencyRow",
+    "InvitationRow",
     "LoginThrottleRow",
     "PasswordResetRow",
     "RefreshTokenRow",

@@ -17,7 +17,12 @@ from cardinsa_foundation.filtering import (
 )
 from cardinsa_foundation.paging import OrderTerm
 from cardinsa_identity.domain.users import UserState
-from cardinsa_identity.repository.models import PasswordResetRow, SessionRow, UserRow
+from cardinsa_identity.repository.models import (
+    InvitationRow,
+    PasswordResetRow,
+    SessionRow,
+    UserRow,
+)
 
 __all__ = [
     "email_taken",
@@ -28,6 +33,7 @@ __all__ = [
     "revoke_open_sessions",
     "use_open_resets",
     "use_reset",
+    "void_invitations",
 ]
 
 USER_FILTER = FilterSpec(
@@ -126,3 +132,13 @@ async def use_reset(session: AsyncSession, token_hash: str, now: datetime) -> bo
         .values(use_time=now)
     )
     return bool(claimed.rowcount)  # type: ignore[attr-defined]
+
+
+async def void_invitations(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> None:
+    """Mark every outstanding invitation token of a user used at ``now``."""
+    await session.execute(
+        update(InvitationRow)
+        .where(InvitationRow.user_id == user_id, InvitationRow.use_time.is_(None))
+        .values(use_time=now)
+        .execution_options(synchronize_session=False)
+    )
