@@ -11,7 +11,7 @@ Each service has its own PostgreSQL schema, so each gets its own base (own
 same at run time for scripts and tests). Constraint names follow one convention,
 which is what lets errors.from_exception echo a constraint name safely.
 
-The mixins carry the data conventions of ARCHITECTURE.md: UUID ids, create/update
+The mixins carry the data conventions (docs/architecture.md): UUID ids, create/update
 time, who created/updated, soft delete, tenant, optimistic concurrency (etag) and
 JSON metadata. They set ``eager_defaults`` so server-generated values (timestamps)
 are read back with RETURNING: under asyncio an expired attribute cannot be lazily

@@ -7,8 +7,8 @@ Why these choices:
 - bcrypt is *deprecated*, not removed: hashes imported from the original system
   still verify, and a successful verify hands back an argon2id hash to store
   instead. Argon2 hashes made with older parameters are upgraded the same way.
-- Unknown emails must cost what a wrong password costs (see ARCHITECTURE.md,
-  "Bar to beat"): `dummy_verify` runs a real argon2 verification against a hash
+- Unknown emails must cost what a wrong password costs (docs/architecture.md,
+  "Security model"): `dummy_verify` runs a real argon2 verification against a hash
   made with the current parameters. Known limit: a wrong password for an account
   still on a bcrypt hash costs bcrypt's work factor, not argon2's, so such
   accounts can be told apart by timing until their first successful login
