@@ -10,6 +10,7 @@ repository, relative to the referring file, to the repository root or to
 from __future__ import annotations
 
 import io
+import os
 import re
 import tokenize
 from pathlib import Path
@@ -30,14 +31,14 @@ REFERENCE = re.compile(r"(?<![\w./:-])((?:\.{1,2}/)*(?:[\w-]+/)*[\w-]+\.md)(?![\
 
 def scanned_files() -> list[Path]:
     found = []
-    for path in REPO.rglob("*"):
-        relative = path.relative_to(REPO)
-        if any(part in SKIPPED or part.startswith("gen.") for part in relative.parts):
-            continue
-        if path == Path(__file__).resolve():  # its examples are not references
-            continue
-        if path.is_file() and (path.suffix in SUFFIXES or path.name in EXTRA):
-            found.append(path)
+    for folder, subfolders, files in os.walk(REPO):
+        subfolders[:] = [d for d in subfolders if d not in SKIPPED and not d.startswith("gen.")]
+        for name in files:
+            path = Path(folder) / name
+            if path == Path(__file__).resolve():  # its examples are not references
+                continue
+            if path.suffix in SUFFIXES or name in EXTRA:
+                found.append(path)
     return sorted(found)
 
 
@@ -50,9 +51,8 @@ def prose(path: Path) -> str:
     parts = []
     try:
         for token in tokenize.generate_tokens(io.StringIO(text).readline):
-            if token.type in {tokenize.COMMENT, tokenize.STRING} or (
-                token.type.__class__ is int and tokenize.tok_name[token.type].startswith("FSTRING")
-            ):
+            kind = tokenize.tok_name.get(token.type, "")
+            if kind in {"COMMENT", "STRING"} or kind.startswith("FSTRING"):
                 parts.append(token.string)
     except (tokenize.TokenError, SyntaxError):
         return text
