@@ -116,8 +116,8 @@ class Settings(BaseSettings):
     database_platform_url: SecretStr | None = None
     # The units of work's pool: connections are opened on demand and kept. An
     # overflow connection is closed when it comes back, so under steady load a
-    # pool with overflow opens and closes connections all the time (measured:
-    # 85 of them in 3 000 CreateClaim calls); the default keeps all 20.
+    # pool with overflow opens and closes connections all the time; the default
+    # keeps all 20.
     db_pool_size: int = Field(default=20, ge=1)
     db_max_overflow: int = Field(default=0, ge=0)
     # The hot reads' pool (Database.read), besides the units of work's.

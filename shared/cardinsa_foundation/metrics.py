@@ -78,8 +78,8 @@ ProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
 GCCollector(registry=REGISTRY)
 
-#: 1 ms … 5 s: a no-op call costs ~0.3 ms, a DB read 1-3 ms, anything over 5 s is
-#: already an incident (the +Inf bucket still counts it).
+#: 1 ms … 5 s: from a call that reads one row to one that is already an
+#: incident (the +Inf bucket still counts longer ones).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 BUILD_INFO = Gauge(
