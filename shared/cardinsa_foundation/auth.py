@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 ALLOWED_ALGORITHMS = frozenset({"EdDSA", "ES256"})
 ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a token type name, not a secret
-# Claims every access token carries (see ARCHITECTURE.md, "Authentication").
+# Claims every access token carries (docs/architecture.md, "Security model").
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti", "typ", "kind")
 
 JwksFetcher = Callable[[], Awaitable[Mapping[str, Any]]]

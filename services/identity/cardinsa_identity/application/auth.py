@@ -1,6 +1,6 @@
 """Login, token refresh, logout, passwords and API-key exchange.
 
-Rules that matter here (ARCHITECTURE.md, "Bar to beat"):
+Rules that matter here (docs/architecture.md, "Security model"):
 - an unknown email and a wrong password get the same answer and cost the same
   hashing work;
 - only failed logins count: per account and per account from one client

@@ -1,14 +1,12 @@
 """Login's database work: one statement in each of its two transactions.
 
-Login is the one call whose cost is meant to be the password hash (issue 8:
-login throughput at least 0.9 of what argon2 alone allows on the same cores).
-Through the ORM, the two transactions around the hash took sixteen round trips
-(reserve account, reserve address, find the user; then lock the user, update
-it, clear the account counter, read the roles, insert the session, the refresh
-token and the audit row) at roughly half a millisecond of event-loop CPU each
-in SQLAlchemy. That CPU competes with the hash threads for the same cores, so
-it came straight off the login rate (0.78 of the ceiling, measured with
-``make bench`` and py-spy).
+Login is the one call whose cost is meant to be the password hash: its
+throughput should be close to what argon2 alone allows on the same cores.
+Through the ORM, the two transactions around the hash would take sixteen round
+trips (reserve account, reserve address, find the user; then lock the user,
+update it, clear the account counter, read the roles, insert the session, the
+refresh token and the audit row), and that event-loop CPU competes with the
+hash threads for the same cores (docs/performance.md has the figures).
 
 Here each transaction is a ``Database.transaction`` (no ORM session; BEGIN with
 the tenant for row-level security as one round trip, one prepared statement with

@@ -1,8 +1,8 @@
 """Access tokens (signed JWTs) and opaque tokens (refresh, password reset,
 invitation, e-mail change).
 
-Access tokens carry exactly the claims `cardinsa_foundation.auth` verifies (see
-ARCHITECTURE.md, "Authentication and authorization"): ``typ`` is always
+Access tokens carry exactly the claims `cardinsa_foundation.auth` verifies
+(docs/architecture.md, "Security model"): ``typ`` is always
 ``access`` and the JOSE header says ``at+jwt`` (RFC 9068), so nothing else that
 identity hands out can pass for one.
 
