@@ -48,6 +48,7 @@ from cardinsa_identity.application.auth import AuthUseCases
 from cardinsa_identity.application.context import IdentityContext
 from cardinsa_identity.application.mail import SmtpNotifier
 from cardinsa_identity.application.me import MeUseCases
+from cardinsa_identity.application.mfa import MfaUseCases
 from cardinsa_identity.application.notifier import FileNotifier, Notifier
 from cardinsa_identity.application.revocations import RevocationHub
 from cardinsa_identity.application.signing_keys import SigningKeyStore
@@ -140,9 +141,10 @@ def build(
     db = host.db
     hasher = PasswordHasher()
     host.on_close(hasher.close)
+    cipher = PrivateKeyCipher(settings.signing_key_encryption_key.get_secret_value())
     keys = SigningKeyStore(
         db,
-        PrivateKeyCipher(settings.signing_key_encryption_key.get_secret_value()),
+        cipher,
         publish_delay=timedelta(seconds=settings.signing_key_publish_delay_s),
         token_ttl=timedelta(seconds=settings.access_token_ttl_s + settings.clock_skew_s),
         refresh_interval_s=settings.signing_key_refresh_s,
@@ -158,6 +160,7 @@ def build(
         notifier=notifier,
         audit=AuditWriter(AuditEventRow),
         events=identity_events(),
+        cipher=cipher,
     )
     if settings.company_address:
         ctx.tenants = TenantStatusCache(
@@ -182,6 +185,7 @@ def build(
     auth = AuthUseCases(ctx)
     users = UserUseCases(ctx)
     access = AccessUseCases(ctx)
+    mfa = MfaUseCases(ctx, users, auth)
     host.on_close(auth.wait_for_background)
     host.on_close(hub.stop)
     info = host.server_info(APIS)
@@ -210,13 +214,13 @@ def build(
                 auth_service_pb2, auth_service_pb2_grpc, "AuthService", AuthServicer(auth)
             ),
             registration(
-                user_service_pb2, user_service_pb2_grpc, "UserService", UserServicer(users)
+                user_service_pb2, user_service_pb2_grpc, "UserService", UserServicer(users, mfa)
             ),
             registration(
                 me_service_pb2,
                 me_service_pb2_grpc,
                 "MeService",
-                MeServicer(MeUseCases(users, auth)),
+                MeServicer(MeUseCases(users, auth), mfa),
             ),
             registration(
                 access_service_pb2,

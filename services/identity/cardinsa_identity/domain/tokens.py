@@ -66,6 +66,8 @@ def build_access_claims(
     session_id: str | None = None,
     on_behalf_of: str | None = None,
     now: datetime | None = None,
+    amr: Iterable[str] = (),
+    mfa_permissions: Iterable[str] = (),
 ) -> dict[str, Any]:
     """The claims of a new access token.
 
@@ -96,6 +98,11 @@ def build_access_claims(
         claims["sid"] = session_id
     if on_behalf_of:
         claims["act"] = on_behalf_of
+    if amr := sorted(set(amr)):
+        # RFC 8176 values: ``pwd``, ``otp``.
+        claims["amr"] = amr
+    if held := sorted(set(mfa_permissions)):
+        claims["mfa_perms"] = held
     return claims
 
 
@@ -122,6 +129,7 @@ class OpaqueTokenKind(StrEnum):
 
     REFRESH = "cdr"
     PASSWORD_RESET = "cdp"  # noqa: S105 - a prefix, not a secret
+    LOGIN_CHALLENGE = "cdc"
 
 
 class NewOpaqueToken(NamedTuple):
@@ -133,7 +141,7 @@ class NewOpaqueToken(NamedTuple):
 
 # token_urlsafe(32) yields 43 characters of the URL-safe base64 alphabet.
 _SECRET_CHARS: Final = 43
-_OPAQUE = re.compile(rf"^(cdr|cdp)_[A-Za-z0-9_-]{{{_SECRET_CHARS}}}$")
+_OPAQUE = re.compile(rf"^(cdr|cdp|cdc)_[A-Za-z0-9_-]{{{_SECRET_CHARS}}}$")
 
 
 def hash_opaque_token(token: str) -> str:
