@@ -273,7 +273,9 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
         raise _unauthenticated("INVALID_TOKEN") from None
     permissions = claims.get("perms") or []
     roles = claims.get("roles") or []
-    if not isinstance(permissions, list) or not isinstance(roles, list):
+    amr = claims.get("amr") or []
+    held = claims.get("mfa_perms") or []
+    if not all(isinstance(v, list) for v in (permissions, roles, amr, held)):
         raise _unauthenticated("INVALID_TOKEN")
     company_id = claims.get("cid") or None
     return Principal(
@@ -285,6 +287,8 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
         session_id=claims.get("sid"),
         token_id=str(claims["jti"]),
         on_behalf_of=claims.get("act"),
+        amr=frozenset(str(m) for m in amr),
+        mfa_permissions=frozenset(str(p) for p in held),
     )
 
 

@@ -191,6 +191,35 @@ class PrivateKeyCipher:
             raise SigningKeyDecryptionError(f"the stored signing key does not match kid {kid!r}")
         return SigningKeyPair(kid=kid, private_key=private_key)
 
+    # Other secrets at rest (a user's TOTP secret) under the same keys: the
+    # associated data names what the blob is (``context``, e.g. ``totp:<user
+    # id>``) after a marker no kid contains, so neither a signing key nor
+    # another row's secret can be swapped in.
+    @staticmethod
+    def _sealed_aad(context: str) -> bytes:
+        return _BLOB_VERSION + b"\x00sealed\x00" + context.encode("utf-8")
+
+    def seal(self, plaintext: bytes, context: str) -> bytes:
+        """``version || nonce || AES-256-GCM(plaintext)``, bound to ``context``."""
+        nonce = os.urandom(_NONCE_BYTES)
+        return (
+            _BLOB_VERSION
+            + nonce
+            + self._current.encrypt(nonce, plaintext, self._sealed_aad(context))
+        )
+
+    def open_sealed(self, blob: bytes, context: str) -> bytes:
+        """What `seal` stored under ``context``, or SigningKeyDecryptionError
+        (naming the context only)."""
+        if len(blob) > 1 + _NONCE_BYTES and blob[:1] == _BLOB_VERSION:
+            nonce, ciphertext = blob[1 : 1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES :]
+            for cipher in (self._current, *self._previous):
+                try:
+                    return cipher.decrypt(nonce, ciphertext, self._sealed_aad(context))
+                except InvalidTag:
+                    continue
+        raise SigningKeyDecryptionError(f"the secret stored for {context!r} cannot be decrypted")
+
 
 # ------------------------------------------------------------------- rotation
 
