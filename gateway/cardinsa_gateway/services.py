@@ -66,3 +66,9 @@ ROUTED_PACKAGES_HEADER = "x-cardinsa-routed-packages"
 
 # The method whose route carries the stricter (per client address) rate limit.
 LOGIN_METHOD = "/cardinsa.identity.v1.AuthService/Login"
+# Every method limited like login: the password and the answer to its challenge
+# (a second-factor code or a new password), each with a bucket of its own.
+LOGIN_LIMITED_METHODS: tuple[str, ...] = (
+    LOGIN_METHOD,
+    "/cardinsa.identity.v1.AuthService/RespondToAuthChallenge",
+)

@@ -135,6 +135,23 @@ class Service:
         return "\n".join(f"    {line}" for line in self.tail)
 
 
+def working_tree_commit(root: Path = PROJECT_ROOT) -> str:
+    """The commit of the working tree (``-dirty`` when a tracked file changed), as
+    the services report their build; empty when git or the repository is absent."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+        changed = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f"{head}-dirty" if head and changed else head
+
+
 def say(message: str) -> None:
     print(f"[cardinsa] {message}", flush=True)
 
@@ -486,6 +503,9 @@ class Launch:
         self.step = settings.identity.worker_port_step
         self.gateway_settings = settings.gateway
         self.env = dict(os.environ)
+        # The services' GetServerInfo and cardinsa_build_info: the working tree's commit.
+        if not self.env.get("CARDINSA_BUILD_COMMIT"):
+            self.env["CARDINSA_BUILD_COMMIT"] = working_tree_commit()
         self.embedded: LocalPostgres | None = None
         self.embedded_was_running = True
         self.children: list[subprocess.Popen[bytes]] = []

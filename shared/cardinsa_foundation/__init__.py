@@ -2,8 +2,11 @@
 
 One module per concern: ``config``, ``context``, ``logging``, ``errors``, ``db``,
 ``local_postgres``, ``models``, ``audit``, ``paging``, ``filtering``, ``auth``,
-``interceptors``, ``metrics``, ``server``, ``server_info``.
+``interceptors``, ``metrics``, ``server``, ``server_info``, ``build``.
 This package never imports a service (enforced by import-linter).
 """
 
-__version__ = "0.1.0"
+from cardinsa_foundation.build import package_version
+
+#: The installed distribution's version (package metadata).
+__version__ = package_version(__name__)

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 ALLOWED_ALGORITHMS = frozenset({"EdDSA", "ES256"})
 ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a token type name, not a secret
-# Claims every access token carries (see ARCHITECTURE.md, "Authentication").
+# Claims every access token carries (docs/architecture.md, "Security model").
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti", "typ", "kind")
 
 JwksFetcher = Callable[[], Awaitable[Mapping[str, Any]]]
@@ -273,7 +273,9 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
         raise _unauthenticated("INVALID_TOKEN") from None
     permissions = claims.get("perms") or []
     roles = claims.get("roles") or []
-    if not isinstance(permissions, list) or not isinstance(roles, list):
+    amr = claims.get("amr") or []
+    held = claims.get("mfa_perms") or []
+    if not all(isinstance(v, list) for v in (permissions, roles, amr, held)):
         raise _unauthenticated("INVALID_TOKEN")
     company_id = claims.get("cid") or None
     return Principal(
@@ -285,6 +287,8 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
         session_id=claims.get("sid"),
         token_id=str(claims["jti"]),
         on_behalf_of=claims.get("act"),
+        amr=frozenset(str(m) for m in amr),
+        mfa_permissions=frozenset(str(p) for p in held),
     )
 
 

@@ -50,6 +50,15 @@ class MethodRule:
         if self.access is Access.PERMISSION and self.permission is not None:
             if principal.has_permission(self.permission):
                 return
+            if self.permission in principal.mfa_permissions:
+                # The caller's role grants it, but only after a login with a
+                # second factor (the company's MFA policy).
+                raise PermissionDenied(
+                    "this method needs a login with a second factor: enrol one "
+                    "(/v1/me/mfa:enroll) and log in again with a code",
+                    reason="MFA_REQUIRED",
+                    metadata={"permission": self.permission},
+                )
             raise PermissionDenied(
                 "the caller lacks the permission this method requires",
                 reason="PERMISSION_MISSING",

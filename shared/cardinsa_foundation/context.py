@@ -33,6 +33,12 @@ class Principal:
     session_id: str | None = None
     token_id: str | None = None
     on_behalf_of: str | None = None
+    #: How the caller authenticated (``amr`` claim): ``pwd``, ``otp``.
+    amr: frozenset[str] = field(default_factory=frozenset)
+    #: Permissions the caller's roles grant only after a login with a second
+    #: factor (``mfa_perms`` claim): held back from ``permissions`` because this
+    #: token's login had none.
+    mfa_permissions: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def is_platform_admin(self) -> bool:

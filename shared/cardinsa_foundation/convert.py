@@ -18,8 +18,8 @@ def timestamp(value: datetime | None) -> Timestamp | None:
     """A Timestamp, or None (the field stays unset) for a missing time.
 
     The same value as ``Timestamp.FromDatetime`` (a naive time is UTC), at a
-    fraction of its cost (it showed in GetPolicy's profile: five per policy):
-    a timedelta is already normalised as a Timestamp is, whole seconds rounded
+    fraction of its cost (every resource converts several per call): a
+    timedelta is already normalised as a Timestamp is, whole seconds rounded
     down and a non-negative fraction.
     """
     if value is None:

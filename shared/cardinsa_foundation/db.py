@@ -20,20 +20,18 @@ lets every role set. What is gone is "every tenant at once"; docs/runbook.md
 states the residual risk.)
 
 Hot single-statement reads (GetPolicy and the like) may use :meth:`Database.read`
-instead: the same tenant rules without the ORM and in one round trip, measured
-with ``make bench`` (cardinsa_tools.bench) and py-spy. A GetPolicy through a unit of
-work cost about 1.8 ms of server CPU: the ORM session (~30 %: compiling, identity
-map, events), SQLAlchemy's pre-ping of every checked-out connection (BEGIN;
-SELECT; ROLLBACK: three round trips), then BEGIN, the tenant, the SELECT and
-COMMIT as four more. Every round trip costs the event loop a socket write, a
-wake-up and a callback (about 60-80 µs here, more on a busy machine). ``read``
+instead: the same tenant rules without the ORM and in one round trip. A read
+through a unit of work pays for the ORM session (compiling, identity map,
+events) and for several round trips (BEGIN, the tenant, the SELECT, COMMIT),
+each a socket write, a wake-up and a callback on the event loop (the figures
+are in docs/performance.md). ``read``
 sends each query as one prepared statement on a connection of its own asyncpg
 pool: a call of a PL/pgSQL function the service's migration defined with
 :func:`tenant_read_function_ddl`, which sets the tenant transaction-locally and
 runs its one static query (plan cached per connection). The statement is its own
 transaction, so the setting ends with it, also behind a transaction-pooling
-PgBouncer. (A generic function running query text through EXECUTE measured
-the same client cost but ~1.7x the database's: it plans every call.) The
+PgBouncer. (A generic function running query text through EXECUTE would plan
+every call.) The
 pre-ping is replaced for every engine by a check of the driver connection's
 own state, which costs no round trip (see :func:`_refuse_closed_connection`).
 """
@@ -199,8 +197,7 @@ def _refuse_closed_connection(
     server closing the socket while the connection sits in the pool, and raising
     DisconnectionError here makes the pool discard it and connect anew (SQLAlchemy's
     documented custom pre-ping). SQLAlchemy's own pre-ping sends BEGIN, SELECT and
-    ROLLBACK on every checkout -- three round trips, measured at about a fifth of a
-    GetPolicy's server time.
+    ROLLBACK on every checkout: three round trips.
     """
     driver = getattr(dbapi_connection, "driver_connection", None)
     is_closed = getattr(driver, "is_closed", None)
@@ -517,8 +514,8 @@ class _ReadPool:
     """The connections of :meth:`Database.read`: a LIFO list, up to ``max_size``.
 
     Its own, not asyncpg's Pool: that one wraps every acquire in a timeout and
-    resets every released connection with one more round trip, together about 7 %
-    of a GetPolicy's server CPU in a py-spy profile. Here a free connection is
+    resets every released connection with one more round trip (their cost is in
+    docs/performance.md). Here a free connection is
     taken without awaiting anything, and release is a list append: read
     connections never open a transaction and every setting they get is
     transaction-local, so there is nothing to reset. Connections closed by the

@@ -11,14 +11,12 @@ network failures and turns everything else into a bare INTERNAL: exception
 text, SQL, row values and hostnames never reach a client, only the log
 (`describe_for_log` gives the fields, the traceback is logged by the caller).
 
-This replaces the seed's F7 hierarchy. Seed name → class used here:
-BusinessLogicException → FailedPrecondition, ValidationException →
-InvalidArgument, AuthenticationException → Unauthenticated,
-AuthorizationException → PermissionDenied, ResourceNotFoundException → NotFound,
-DatabaseException / ExternalServiceException → Unavailable (when the dependency
-is down; other database failures are mapped by `from_exception`),
-RateLimitException → ResourceExhausted. Use the gRPC names; there are no aliases
-so that one way exists.
+The classes carry the gRPC status names: a broken business rule is
+FailedPrecondition, bad input InvalidArgument, no or a bad credential
+Unauthenticated, a missing permission PermissionDenied, an unknown resource
+NotFound, a dependency that is down Unavailable (other database failures are
+mapped by `from_exception`), a limit reached ResourceExhausted. There are no
+aliases, so that one way exists.
 
 Timeout decisions (see `from_exception`):
 - PostgreSQL lock timeout (55P03) and statement timeout / query canceled (57014)

@@ -32,8 +32,9 @@ from typing import Any, TypeVar
 
 import grpc
 
-from cardinsa_foundation import __version__, metrics, tracing
+from cardinsa_foundation import metrics, tracing
 from cardinsa_foundation.auth import JwksCache, TokenVerifier, identity_jwks_fetcher
+from cardinsa_foundation.build import BuildInfo
 from cardinsa_foundation.config import Environment, Settings
 from cardinsa_foundation.db import Database, service_database_url
 from cardinsa_foundation.event_watch import EventWatch
@@ -204,13 +205,21 @@ class ServiceHost:
     # ------------------------------------------------------------ serving
 
     def server_info(
-        self, apis: Iterable[str], **dependencies: DependencyProbe
+        self, apis: Iterable[str], *, package: str | None = None, **dependencies: DependencyProbe
     ) -> ServerInfoProvider:
-        """What GetServerInfo answers: this service, its APIs, the database and
-        ``dependencies`` probed."""
+        """What GetServerInfo answers: this service (its version is that of the
+        distribution shipping ``package``, by default ``cardinsa_<name>``), its
+        build, its APIs, the database and ``dependencies`` probed. Publishes
+        ``cardinsa_build_info`` too."""
+        build = BuildInfo.of(
+            self.name,
+            package or f"cardinsa_{self.name}",
+            commit=self.settings.build_commit,
+            build_time=self.settings.build_time,
+        )
+        metrics.set_build_info(build)
         return ServerInfoProvider(
-            name=self.name,
-            version=__version__,
+            build=build,
             environment=self.settings.environment.value,
             apis=list(apis),
             dependencies={"database": self.db.ping, **dependencies},

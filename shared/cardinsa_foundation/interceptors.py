@@ -15,12 +15,10 @@ Concerns, in the order they act on a call:
 8. tracing (when on) -- the call's span, continuing the caller's
    ``traceparent`` (cardinsa_foundation.tracing); off, one test of a global.
 
-They run as one grpc.aio interceptor rather than a stack of grpc-interceptor
-layers (the library the issue suggested): measured with
-``scripts/bench_interceptors.py`` (h2load, no-op method, one server process),
-one pass-through grpc-interceptor layer cost 4-5% of the no-op ceiling and
-seven of them (one per concern) 10-16%, before doing any work. One layer, with
-the wrapped handler built once per method and cached, pays that price once.
+They run as one grpc.aio interceptor rather than a stack of layers, one per
+concern: each layer costs every call a share of its CPU before doing any work
+(``scripts/bench_interceptors.py``; figures in docs/performance.md). One layer,
+with the wrapped handler built once per method and cached, pays that once.
 """
 
 from __future__ import annotations
@@ -285,8 +283,7 @@ class _Call:
         """Refuse the call (raise) unless its caller may make it."""
         scope = self.scope
         # Trailing, not initial, metadata: sending initial metadata early costs
-        # a separate write per call (measured: about 12% of a no-op call's
-        # throughput).
+        # a separate write per call (docs/performance.md).
         self.context.set_trailing_metadata(((REQUEST_ID_HEADER, self.request_id),))
         if scope.needs_token:
             pipeline = scope.pipeline

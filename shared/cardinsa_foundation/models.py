@@ -11,7 +11,7 @@ Each service has its own PostgreSQL schema, so each gets its own base (own
 same at run time for scripts and tests). Constraint names follow one convention,
 which is what lets errors.from_exception echo a constraint name safely.
 
-The mixins carry the data conventions of ARCHITECTURE.md: UUID ids, create/update
+The mixins carry the data conventions (docs/architecture.md): UUID ids, create/update
 time, who created/updated, soft delete, tenant, optimistic concurrency (etag) and
 JSON metadata. They set ``eager_defaults`` so server-generated values (timestamps)
 are read back with RETURNING: under asyncio an expired attribute cannot be lazily
@@ -207,8 +207,8 @@ class VersionedMixin(ModelMixin):
 
 @functools.lru_cache(maxsize=8192)
 def _etag(identity: object, version: int) -> str:
-    # Every response and event carries its etag: a hash per call was about 4 %
-    # of a GetPolicy's CPU; the rows read most often hit the cache.
+    # Every response and event carries its etag: cached per row version, so the
+    # rows read most often cost no hash.
     digest = hashlib.sha256(f"{identity}:{version}".encode()).digest()[:12]
     return f'"{base64.urlsafe_b64encode(digest).decode()}"'
 
@@ -247,8 +247,8 @@ class MetadataMixin(ModelMixin):
 class ResourceMixin(
     UUIDPrimaryKeyMixin, TimestampMixin, CreatedUpdatedByMixin, SoftDeleteMixin, VersionedMixin
 ):
-    """Everything a mutable API resource carries (the seed's BaseModel + VersionedModel)."""
+    """Everything a mutable API resource carries: id, times, authors, soft delete, etag."""
 
 
 class TenantResourceMixin(ResourceMixin, TenantMixin):
-    """A mutable resource owned by one tenant (the seed's CompanyIsolatedModel)."""
+    """A mutable resource owned by one tenant (``company_id``, under row-level security)."""

@@ -459,6 +459,9 @@ class Rest:
                 "user": {"email": unique_email(prefix), "given_name": prefix.title()},
                 "password": PASSWORD,
                 "request_id": str(uuid.uuid4()),
+                # The e2e journeys log in as the users they create; the forced
+                # change at first login has its own tests.
+                "password_permanent": True,
             },
             token=token,
         ).ok()

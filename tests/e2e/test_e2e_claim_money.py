@@ -1,4 +1,4 @@
-"""Claims pay only what the cover allows: the scenarios of issue 15 replayed
+"""Claims pay only what the cover allows (docs/claims.md), exercised
 through the REST gateway alone, as a new front-end client would (JSON bodies,
 google.type.Money as ``{currency_code, units, nanos}``, errors as
 ``google.rpc.Status`` with an ErrorInfo reason and field violations).

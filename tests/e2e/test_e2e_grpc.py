@@ -124,6 +124,7 @@ async def user_with_role(s: Stubs, admin: list[tuple[str, str]], role: str) -> A
             user=identity_resources.User(email=unique_email(f"grpc-{role}")),
             password=PASSWORD,
             request_id=str(uuid.uuid4()),
+            password_permanent=True,
         ),
         metadata=admin,
     )

@@ -328,3 +328,43 @@ def test_the_gateway_routes_to_the_ports_set_in_dot_env(tmp_path: Path) -> None:
     found = json.loads(done.stdout.splitlines()[-1])
     assert found["listening"] == {name.lower(): [port] for name, port in ports.items()}
     assert found["routed"] == found["listening"]
+
+
+def test_each_service_reports_its_version_and_the_working_trees_commit(
+    suite: SuiteProcess,
+) -> None:
+    """`make up` sets the build commit from git; every service shows it with its
+    version (package metadata) at /v1/info/<service> and in cardinsa_build_info."""
+    from importlib import metadata
+
+    from cardinsa_tools.suite import working_tree_commit
+
+    # The commit the launcher saw (whether a file changed since may differ).
+    head = working_tree_commit().removesuffix("-dirty")
+    assert re.fullmatch(r"[0-9a-f]{12}", head), head
+    version = metadata.version("cardinsa")
+    rest = suite.rest()
+    ports = suite.ports
+    for service, metrics_port in (
+        ("identity", ports.identity_metrics),
+        ("company", ports.company_metrics),
+        ("core", ports.core_metrics),
+    ):
+        reply = rest.call("GET", f"/v1/info/{service}")
+        assert reply.status == 200, reply.body
+        info = reply.json()
+        commit = info["build"]
+        assert (info["name"], info["version"]) == (service, version)
+        assert commit in {head, f"{head}-dirty"}, commit
+        assert "buildTime" not in info  # a working tree has no build time
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            text = answer.read().decode()
+        published = [
+            dict(re.findall(r'(\w+)="([^"]*)"', line))
+            for line in text.splitlines()
+            if line.startswith("cardinsa_build_info{") and line.endswith(" 1.0")
+        ]
+        assert published == [
+            {"service": service, "version": version, "commit": commit, "build_time": ""}
+        ], text

@@ -35,6 +35,7 @@ from cardinsa.identity.v1 import (
 from cardinsa_foundation import auth as auth_module
 from cardinsa_foundation import loop_lag, metrics
 from cardinsa_foundation.auth import JwksCache, TokenVerifier
+from cardinsa_foundation.build import BuildInfo
 from cardinsa_foundation.context import current_principal
 from cardinsa_foundation.errors import NotFound
 from cardinsa_foundation.interceptors import CallPipeline
@@ -122,8 +123,7 @@ async def running(signer: TokenMinter) -> AsyncIterator[dict[str, Any]]:
     verifier = TokenVerifier(JwksCache(fetch_jwks), issuer=ISSUER, audience=AUDIENCE, leeway_s=5)
     users = FakeUsers()
     info = ServerInfoProvider(
-        name="identity",
-        version="0.1.0",
+        build=BuildInfo(service="identity", version="0.1.0"),
         environment="test",
         apis=["cardinsa.identity.v1.UserService"],
         dependencies={"database": database.ping},

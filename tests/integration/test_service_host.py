@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from importlib import metadata
 from typing import Any
 
 import grpc
@@ -64,7 +66,17 @@ async def hosted(test_database_url: str) -> AsyncIterator[dict[str, Any]]:
     async def jwks() -> dict[str, Any]:
         return signer.jwks()
 
-    host = ServiceHost(NAME, settings(drain_delay_s=0, grace_period_s=1), test_database_url)
+    host = ServiceHost(
+        NAME,
+        settings(
+            drain_delay_s=0,
+            grace_period_s=1,
+            # As the image's build arguments set them (an offset is read as UTC).
+            build_commit="0123456789abcdef",
+            build_time="2026-12-01T11:30:00+01:00",
+        ),
+        test_database_url,
+    )
     closed: list[str] = []
 
     async def failing() -> None:
@@ -130,6 +142,17 @@ async def test_the_hosted_server_serves_health_reflection_and_server_info(
     stub = identity_service_pb2_grpc.IdentityServiceStub(channel)  # type: ignore[no-untyped-call]
     info = await stub.GetServerInfo(identity_service_pb2.GetServerInfoRequest(), timeout=5)
     assert info.name == NAME
+    # The version of the installed distribution, the build from the settings.
+    assert info.version == metadata.version("cardinsa")
+    assert info.build == "0123456789abcdef"
+    assert info.build_time.ToDatetime(tzinfo=UTC) == datetime(2026, 12, 1, 10, 30, tzinfo=UTC)
+    labels = {
+        "service": NAME,
+        "version": metadata.version("cardinsa"),
+        "commit": "0123456789abcdef",
+        "build_time": "2026-12-01T10:30:00Z",
+    }
+    assert metrics.REGISTRY.get_sample_value("cardinsa_build_info", labels) == 1.0
     assert [d.name for d in info.dependencies] == ["database"]
     assert info.status == common_pb2.SERVING_STATUS_SERVING
     assert metrics.REGISTRY.get_sample_value("db_pool_size", {"pool": NAME}) is not None

@@ -100,7 +100,10 @@ class IdentityHarness:
         roles: list[str] = (),
         email: str | None = None,
         password: str = PASSWORD,
+        password_permanent: bool = True,
     ) -> Account:
+        """A user of ``admin``'s company holding ``roles``; ``password_permanent``
+        (default here): no new password is asked at first login."""
         token = await self.token(admin)
         user = await self.users.CreateUser(
             user_service_pb2.CreateUserRequest(
@@ -108,6 +111,7 @@ class IdentityHarness:
                     email=email or unique_email(), given_name="Test", family_name="User"
                 ),
                 password=password,
+                password_permanent=password_permanent,
             ),
             metadata=self.bearer(token),
         )

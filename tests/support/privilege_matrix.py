@@ -72,6 +72,7 @@ OPS: tuple[str, ...] = (
     "users.get",
     "users.list",
     "users.lock",
+    "users.reset_mfa",
     "users.update",
 )
 #: A permission the weaker-than-caller service account holds beyond the operator.
@@ -181,6 +182,7 @@ async def create_user(identity: IdentityHarness, md: Metadata, role_ids: Iterabl
         user_service_pb2.CreateUserRequest(
             user=resources_pb2.User(email=unique_email("priv"), given_name="Target"),
             password=PASSWORD,
+            password_permanent=True,
         ),
         metadata=md,
     )
@@ -376,6 +378,12 @@ ACTIONS: dict[str, Action] = {
             "RevokeSession",
             lambda t: _us.RevokeSessionRequest(user_id=t.id, session_id=t.session_id),
         ),
+        prepare=_login_target,
+    ),
+    # Revokes every session of the target: one is opened first, so the change shows.
+    "UserService/ResetUserMfa": Action(
+        "user",
+        _user_call("ResetUserMfa", lambda t: _us.ResetUserMfaRequest(user_id=t.id)),
         prepare=_login_target,
     ),
     "AccessService/CreateRoleBinding": Action("user", _bind_extra),

@@ -13,5 +13,5 @@ def venv_tool(name: str) -> str:
     if candidate.exists():
         return str(candidate)
     found = shutil.which(name)
-    assert found, f"{name} is not installed (it comes with the project's Python dependencies)"
+    assert found, f"{name} is not installed (it comes with the project's extras: make setup)"
     return found

@@ -28,6 +28,7 @@ from cardinsa_identity.application.bootstrap import (
     ensure_user_with_role,
     issue_service_key,
 )
+from cardinsa_identity.application.second_factor import reencrypt_factors
 from cardinsa_identity.main import SERVICE_NAME, build
 from cardinsa_identity.repository.models import SCHEMA
 from cardinsa_identity.settings import IdentitySettings
@@ -77,7 +78,8 @@ async def service_key(
 
 
 async def reencrypt(settings: IdentitySettings) -> int:
-    """Rewrite the stored signing keys under the current encryption secret."""
+    """Rewrite the stored signing keys and TOTP secrets under the current
+    encryption secret; the number rewritten."""
     url, server = service_database_url(settings)
     app = build(settings, url, port=0, metrics_port=None)
     try:
@@ -85,7 +87,14 @@ async def reencrypt(settings: IdentitySettings) -> int:
         def progress(done: int, total: int) -> None:
             print(f"signing keys: {done}/{total}", flush=True)
 
-        return await app.ctx.keys.reencrypt(progress=progress)
+        keys = await app.ctx.keys.reencrypt(progress=progress)
+
+        def factors(checked: int, rewritten: int) -> None:
+            print(f"totp secrets: {checked} checked, {rewritten} re-encrypted", flush=True)
+
+        secrets = await reencrypt_factors(app.ctx.db, app.ctx.secrets_cipher, progress=factors)
+        print(f"re-encrypted {keys} signing keys and {secrets} totp secrets", flush=True)
+        return keys + secrets
     finally:
         app.ctx.hasher.close()
         await app.ctx.db.dispose()
@@ -155,8 +164,7 @@ def _run(args: argparse.Namespace, settings: IdentitySettings) -> None:
         )
         print(key)
     elif args.command == "reencrypt":
-        rewritten = asyncio.run(reencrypt(settings))
-        print(f"signing keys re-encrypted under the current secret: {rewritten}")
+        asyncio.run(reencrypt(settings))
     elif args.command == "seed-demo":
         password = (
             settings.demo_admin_password.get_secret_value()

@@ -52,6 +52,7 @@ from cardinsa_identity.application.email_change import EmailChangeUseCases
 from cardinsa_identity.application.invitations import InvitationUseCases
 from cardinsa_identity.application.mail import SmtpNotifier
 from cardinsa_identity.application.me import MeUseCases
+from cardinsa_identity.application.mfa import MfaUseCases
 from cardinsa_identity.application.notifier import FileNotifier, Notifier
 from cardinsa_identity.application.revocations import RevocationHub
 from cardinsa_identity.application.signing_keys import SigningKeyStore
@@ -155,9 +156,10 @@ def build(
     db = host.db
     hasher = PasswordHasher()
     host.on_close(hasher.close)
+    cipher = signing_key_cipher(settings)
     keys = SigningKeyStore(
         db,
-        signing_key_cipher(settings),
+        cipher,
         publish_delay=timedelta(seconds=settings.signing_key_publish_delay_s),
         token_ttl=timedelta(seconds=settings.access_token_ttl_s + settings.clock_skew_s),
         refresh_interval_s=settings.signing_key_refresh_s,
@@ -173,6 +175,7 @@ def build(
         notifier=notifier,
         audit=AuditWriter(AuditEventRow),
         events=identity_events(),
+        cipher=cipher,
     )
     if settings.company_address:
         ctx.tenants = TenantStatusCache(
@@ -199,6 +202,7 @@ def build(
     access = AccessUseCases(ctx)
     invitations = InvitationUseCases(ctx, users)
     email_changes = EmailChangeUseCases(ctx, auth)
+    mfa = MfaUseCases(ctx, users, auth)
     host.on_close(auth.wait_for_background)
     host.on_close(hub.stop)
     info = host.server_info(APIS)
@@ -233,13 +237,13 @@ def build(
                 user_service_pb2,
                 user_service_pb2_grpc,
                 "UserService",
-                UserServicer(users, invitations),
+                UserServicer(users, invitations, mfa),
             ),
             registration(
                 me_service_pb2,
                 me_service_pb2_grpc,
                 "MeService",
-                MeServicer(MeUseCases(users, auth, email_changes)),
+                MeServicer(MeUseCases(users, auth, email_changes), mfa),
             ),
             registration(
                 access_service_pb2,

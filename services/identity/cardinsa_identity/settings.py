@@ -51,6 +51,13 @@ class IdentitySettings(Settings):
     # change token (ChangeMyEmail, UpdateUser of email) stay valid.
     invitation_ttl_s: int = Field(default=72 * 3600, ge=60)
     email_change_ttl_s: int = Field(default=24 * 3600, ge=60)
+    # A login's challenge (second factor, new password): how long it is
+    # accepted and how many wrong codes it takes before it is void (each also
+    # counts as a failed login of the account).
+    login_challenge_ttl_s: int = Field(default=300, ge=10)
+    login_challenge_max_attempts: int = Field(default=5, ge=1)
+    # The issuer name authenticator apps show for a TOTP factor.
+    mfa_issuer: str = Field(default="Cardinsa", min_length=1, max_length=64)
     # The longest an API key may live: a key created without an expiry gets this
     # one, asking for a later expiry is refused. Default one year.
     api_key_max_lifetime_s: int = Field(default=365 * 24 * 3600, ge=3600)

@@ -57,7 +57,7 @@ async def test_platform_admin_creates_a_company_with_every_field(company: Compan
                 )
             ],
         ),
-        feature_flags={"claims_portal": True, "beta_pricing": False},
+        feature_flags={"flat_rating": False},
     )
     assert created.display_name == "Gamma Mutual"
     assert (created.country, created.default_currency, created.locale) == ("DE", "EUR", "de-DE")
@@ -70,7 +70,7 @@ async def test_platform_admin_creates_a_company_with_every_field(company: Compan
     assert motor.band_1_limit == money_pb2.Money(currency_code="EUR", units=500, nanos=500_000_000)
     assert created.settings.default_claim_approval_bands.band_1_limit.currency_code == "EUR"
     assert not created.settings.default_claim_approval_bands.HasField("band_3_limit")
-    assert dict(created.feature_flags) == {"claims_portal": True, "beta_pricing": False}
+    assert dict(created.feature_flags) == {"flat_rating": False}
     assert created.etag and created.create_time.seconds > 0
     read = await company.companies.GetCompany(
         pb.GetCompanyRequest(company_id=created.id),
@@ -325,7 +325,7 @@ async def test_update_changes_only_the_masked_fields_and_checks_the_etag(
                 legal_name="ignored: not in the mask",
                 contact=resources_pb2.Contact(city="Hamburg", email="ignored@example.com"),
                 settings=resources_pb2.CompanySettings(fiscal_year_start_month=7),
-                feature_flags={"new_ui": True},
+                feature_flags={"flat_rating": True},
                 etag=created.etag,
             ),
             update_mask=field_mask_pb2.FieldMask(
@@ -343,7 +343,7 @@ async def test_update_changes_only_the_masked_fields_and_checks_the_etag(
     assert updated.legal_name == "Delta Legal"
     assert updated.contact.city == "Hamburg" and updated.contact.email == ""
     assert updated.settings.fiscal_year_start_month == 7
-    assert dict(updated.feature_flags) == {"new_ui": True}
+    assert dict(updated.feature_flags) == {"flat_rating": True}
     assert updated.etag != created.etag
     stale = await failure(
         company.companies.UpdateCompany(

@@ -43,7 +43,7 @@ async def test_chosen_limits_are_stored_read_back_and_in_the_status(
     created = await company.create_company(
         time_zone="Asia/Riyadh",
         settings=resources_pb2.CompanySettings(max_backdate_days=0, renewal_offer_days=45),
-        feature_flags={"flat_rating": True, "beta_ui": False},
+        feature_flags={"flat_rating": True},
     )
     # 0 is a choice (no backdating at all), not "unset".
     assert created.settings.HasField("max_backdate_days")
@@ -59,7 +59,7 @@ async def test_chosen_limits_are_stored_read_back_and_in_the_status(
         0,
         45,
     )
-    assert dict(status.feature_flags) == {"flat_rating": True, "beta_ui": False}
+    assert dict(status.feature_flags) == {"flat_rating": True}
 
 
 async def test_unset_limits_stay_unset_and_the_status_fills_in_30(
@@ -171,3 +171,31 @@ async def test_an_update_out_of_range_is_refused_and_changes_nothing(
     }
     status = await status_of(company, created.id)
     assert (status.max_backdate_days, status.renewal_offer_days) == (30, 60)
+
+
+async def test_a_flag_nothing_reads_is_refused_on_create_and_update(
+    company: CompanyHarness,
+) -> None:
+    """Only the flags a service reads are stored (cardinsa_company.domain.companies
+    FEATURE_FLAGS): an unknown one is INVALID_ARGUMENT with a field violation
+    naming it, and the company keeps its flags."""
+    error = await failure(company.create_company(feature_flags={"beta_ui": True}))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    violations = field_violations(error)
+    assert set(violations) == {'company.feature_flags["beta_ui"]'}
+    assert (
+        "unknown feature flag; known: flat_rating" in violations['company.feature_flags["beta_ui"]']
+    )
+
+    created = await company.create_company(feature_flags={"flat_rating": True})
+    error = await failure(
+        update(
+            company,
+            created,
+            ["feature_flags"],
+            feature_flags={"flat_rating": True, "flat_ratting": True},
+        )
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(field_violations(error)) == {'company.feature_flags["flat_ratting"]'}
+    assert dict((await status_of(company, created.id)).feature_flags) == {"flat_rating": True}

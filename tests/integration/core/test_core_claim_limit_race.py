@@ -1,4 +1,4 @@
-"""Claim money under concurrency, over gRPC against real PostgreSQL (issue 15).
+"""Claim money under concurrency, over gRPC against real PostgreSQL.
 
 Approvals racing for the last of a coverage limit: the accumulator rows are
 locked ``FOR UPDATE`` at approval, so exactly what fits is approved, never

@@ -292,13 +292,13 @@ async def test_facts_come_from_the_company_service(real: RealCompany, core: Core
         default_currency="SAR",
         time_zone="Asia/Riyadh",
         settings=resources_pb2.CompanySettings(max_backdate_days=0, renewal_offer_days=60),
-        feature_flags={"flat_rating": True, "beta_ui": False},
+        feature_flags={"flat_rating": False},
     )
     await real.create(bogota, country="CO", default_currency="COP", time_zone="America/Bogota")
     facts = await real.core.ctx.facts(uuid.UUID(riyadh.company_id))
     assert facts == TenantFacts(
         time_zone="Asia/Riyadh",
-        feature_flags={"flat_rating": True, "beta_ui": False},
+        feature_flags={"flat_rating": False},
         max_backdate_days=0,
         renewal_offer_days=60,
         locale="en",

@@ -38,6 +38,7 @@ from cardinsa_gateway.envoy import (
 from cardinsa_gateway.openapi import openapi_path, render_openapi
 from cardinsa_gateway.process import validate
 from cardinsa_gateway.services import (
+    LOGIN_LIMITED_METHODS,
     LOGIN_METHOD,
     OPERATOR_SERVICES,
     REFLECTION_SERVICES,
@@ -241,7 +242,7 @@ def test_retries_for_reads_and_unsent_writes_and_login_limit_only_on_login(
     limited = {
         path for path, r in by_path.items() if F_LOGIN_LIMIT in r.get("typed_per_filter_config", {})
     }
-    assert limited == {LOGIN_METHOD}
+    assert limited == set(LOGIN_LIMITED_METHODS)
     identity = next(u for u in UPSTREAMS if u.name == "identity")
     assert (
         by_path[LOGIN_METHOD]["route"]["timeout"]

@@ -32,7 +32,7 @@ from cardinsa.identity.v1 import (
 from cardinsa_identity.application.bootstrap import ensure_user_with_role
 
 TARGETS = [spec.name for spec in TARGET_SPECS]
-#: The bound identity's revocations are held to (issue 12: target ≤ 5 s).
+#: The bound identity's revocations are held to (target ≤ 5 s).
 BOUND_S = 5.0
 
 

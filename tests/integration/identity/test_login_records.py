@@ -114,7 +114,11 @@ async def test_a_login_writes_its_session_refresh_token_user_and_audit_rows(
     assert str(event.company_id) == user.company_id
     assert event.request_id == "login-rows-1"
     assert event.changed_fields == []
-    assert event.detail == {"session_id": pair.session_id, "client_address": "203.0.113.71"}
+    assert event.detail == {
+        "session_id": pair.session_id,
+        "client_address": "203.0.113.71",
+        "amr": ["pwd"],
+    }
 
 
 async def test_a_lockout_is_audited_with_the_account_and_its_company(

@@ -94,6 +94,7 @@ async def create_user(identity: IdentityHarness, locale: str) -> tuple[str, str]
                 email=unique_email("mailed"), given_name="Mail", family_name="Test", locale=locale
             ),
             password=PASSWORD,
+            password_permanent=True,
         ),
         metadata=identity.bearer(token),
     )

@@ -1,7 +1,7 @@
 """A role removed while a refresh is between reading the roles and signing.
 
 The refresh is held right after it read the user's roles (a hook around
-``roles_and_permissions``); the role binding is deleted meanwhile; then the
+``token_grants``); the role binding is deleted meanwhile; then the
 refresh finishes. The token it returns must either not carry the removed role
 or be covered by the removal's subject revocation (``iat`` before its
 ``not_before``): no token may carry a removed role and pass the check.
@@ -65,16 +65,18 @@ async def test_a_binding_deleted_during_a_refresh_never_yields_a_passing_token_w
 
     read = asyncio.Event()
     release = asyncio.Event()
-    original = auth.roles_and_permissions
+    original = auth.token_grants
 
-    async def held(session: Any, user_id: uuid.UUID) -> tuple[list[str], frozenset[str]]:
-        grants = await original(session, user_id)
+    async def held(
+        session: Any, user_id: uuid.UUID, company_id: Any, amr: Any
+    ) -> tuple[list[str], frozenset[str], frozenset[str]]:
+        grants = await original(session, user_id, company_id, amr)
         if str(user_id) == user.user_id:
             read.set()
             await release.wait()
         return grants
 
-    monkeypatch.setattr(auth, "roles_and_permissions", held)
+    monkeypatch.setattr(auth, "token_grants", held)
     refresh = asyncio.ensure_future(
         identity.auth.RefreshToken(
             auth_service_pb2.RefreshTokenRequest(refresh_token=pair.refresh_token)

@@ -57,7 +57,7 @@ from cardinsa_foundation.db import app_role_url
 from cardinsa_foundation.migrations import upgrade
 from cardinsa_identity.application.bootstrap import ensure_user_with_role
 
-#: The bound this suite holds identity to (issue 12: target ≤ 5 s).
+#: The bound this suite holds identity to (target ≤ 5 s).
 BOUND_S = 5.0
 #: The test companies are not registered with company: a caller whose token
 #: passes gets NOT_FOUND for its own company's departments.

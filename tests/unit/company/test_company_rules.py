@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from cardinsa_company.domain.companies import (
+    FEATURE_FLAGS,
     UPDATABLE_FIELDS,
     ApprovalBands,
     CompanyProfile,
@@ -27,6 +28,7 @@ from cardinsa_company.repository.documents import (
     settings_from_document,
     settings_to_document,
 )
+from cardinsa_core.domain.rating import FLAT_RATING_FLAG
 from cardinsa_foundation.errors import InvalidArgument
 
 
@@ -142,11 +144,22 @@ def test_claim_approval_bands() -> None:
 
 
 def test_feature_flag_names() -> None:
-    assert check_profile(valid(feature_flags={"claims_portal": True, "x1": False})) == []
+    assert check_profile(valid(feature_flags={"flat_rating": True})) == []
     assert fields_of(valid(feature_flags={"Claims": True})) == {'company.feature_flags["Claims"]'}
     assert fields_of(valid(feature_flags={f"f{i}": True for i in range(65)})) == {
         "company.feature_flags"
     }
+
+
+def test_only_flags_a_service_reads_are_accepted() -> None:
+    # Each known flag is read where it means something: core's rating strategy.
+    assert set(FEATURE_FLAGS) == {FLAT_RATING_FLAG}
+    unknown = valid(feature_flags={"flat_rating": True, "beta_ui": False})
+    (violation,) = check_profile(unknown)
+    assert violation.field == 'company.feature_flags["beta_ui"]'
+    assert violation.description == "unknown feature flag; known: flat_rating"
+    # An update keeps the flags a company already has (stored before the list).
+    assert check_profile(unknown, tolerated_flags={"beta_ui"}) == []
 
 
 def test_money_amounts_are_exact() -> None:

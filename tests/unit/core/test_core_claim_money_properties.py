@@ -1,4 +1,4 @@
-"""Money invariants of claims (issue 15), as properties of the pure domain.
+"""Money invariants of claims (docs/claims.md), as properties of the pure domain.
 
 ``assess`` is checked for any claimed amount, coverage and usage in currencies
 of 0, 2 and 3 minor units. A state machine then drives several claims of one

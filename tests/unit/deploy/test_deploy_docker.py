@@ -78,35 +78,90 @@ def test_hadolint_config_ignores_nothing() -> None:
     assert "hadolint ignore" not in DOCKERFILE.read_text()
 
 
+def named_stages(text: str) -> dict[str, list[tuple[str, str]]]:
+    return {stage[0][1].split(" AS ")[1]: stage for stage in stages(text)}
+
+
 def test_multi_stage_slim_non_root_runtime() -> None:
     text = DOCKERFILE.read_text()
     (arg,) = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", text, flags=re.M)
     assert re.fullmatch(r"python:3\.11-slim(-\w+)?", arg), arg
-    builder, runtime = stages(text)
+    found = named_stages(text)
+    assert list(found) == ["builder", "gateway-builder", "base", "gateway", "runtime"]
+    builder, base, gateway, runtime = (found[n] for n in ("builder", "base", "gateway", "runtime"))
     assert builder[0] == ("FROM", "${PYTHON_IMAGE} AS builder")
-    assert runtime[0] == ("FROM", "${PYTHON_IMAGE} AS runtime")
-    # The runtime stage installs nothing: no package manager, no compiler, no pip.
-    runs = " ".join(args for name, args in runtime if name == "RUN")
-    for tool in ("apt-get", "apt ", "pip", "gcc", "make", "curl", "wget"):
-        assert tool not in runs, tool
-    assert not any(name == "ADD" for stage in (builder, runtime) for name, _ in stage)
-    copies = [args for name, args in runtime if name == "COPY"]
-    from_builder = [c for c in copies if c.startswith("--from=builder")]
-    assert {c.split()[1] for c in from_builder} == {"/opt/venv", "/src/gen/descriptor.binpb"}
+    assert found["gateway-builder"][0] == ("FROM", "builder AS gateway-builder")
+    assert base[0] == ("FROM", "${PYTHON_IMAGE} AS base")
+    assert gateway[0] == ("FROM", "base AS gateway")
+    # The services' image is the last stage: a build without --target makes it.
+    assert runtime[0] == ("FROM", "base AS runtime")
+    # The images install nothing: no package manager, no compiler, no pip; the
+    # base only adds the user.
+    for stage in (base, gateway, runtime):
+        runs = " ".join(args for name, args in stage if name == "RUN")
+        for tool in ("apt-get", "apt ", "pip", "gcc", "make", "curl", "wget"):
+            assert tool not in runs, tool
+    assert not [name for name, _ in gateway + runtime if name == "RUN"]
+    assert not any(name == "ADD" for stage in found.values() for name, _ in stage)
+
+    def copied(stage: list[tuple[str, str]]) -> set[str]:
+        return {c for name, c in stage if name == "COPY" and c.startswith("--from=")}
+
+    assert copied(runtime) == {"--from=builder /opt/venv /opt/venv"}
+    assert copied(gateway) == {
+        "--from=gateway-builder /opt/venv /opt/venv",
+        "--from=builder /src/gen/descriptor.binpb /app/gen/descriptor.binpb",
+    }
     # A fixed numeric UID, the last user switch, after every RUN.
-    users = [(i, args) for i, (name, args) in enumerate(runtime) if name == "USER"]
+    users = [(i, args) for i, (name, args) in enumerate(base) if name == "USER"]
     assert users and users[-1][1] == "10001:10001"
-    last_run = max(i for i, (name, _) in enumerate(runtime) if name == "RUN")
+    last_run = max(i for i, (name, _) in enumerate(base) if name == "RUN")
     assert users[-1][0] > last_run
+    assert not [name for name, _ in gateway + runtime if name == "USER"]
     assert re.search(r"useradd [^\n]*--uid 10001", text)
-    # The builder makes the generated code and the wheel; the runtime gets neither
+    # The builder makes the generated code and the wheel; the images get neither
     # the sources nor the build backend.
     builder_runs = " ".join(args for name, args in builder if name == "RUN")
     assert "scripts/codegen.py" in builder_runs
     assert "--no-build-isolation" in builder_runs and "hatchling==" in builder_runs
-    env = " ".join(args for name, args in runtime if name == "ENV")
-    assert not re.search(r"SECRET|PASSWORD|DATABASE_URL|_KEY=", env)
+    for stage in (base, gateway, runtime):
+        env = " ".join(args for name, args in stage if name == "ENV")
+        assert not re.search(r"SECRET|PASSWORD|DATABASE_URL|_KEY=", env)
     assert any(name == "CMD" for name, _ in runtime)
+    assert any(name == "CMD" for name, _ in gateway)
+
+
+def test_only_the_gateway_image_has_envoy() -> None:
+    """The shipped environment has the runtime dependencies; only the gateway's
+    adds the `gateway` extra (Envoy). The code generator has its own environment,
+    which stays in the builder."""
+    found = named_stages(DOCKERFILE.read_text())
+    builder_runs = " && ".join(args for name, args in found["builder"] if name == "RUN")
+    commands = [" ".join(c.split()) for c in builder_runs.split("&&")]
+    installs = [c for c in commands if " install " in c and "hatchling" not in c]
+    # /opt/venv (PATH's pip) gets the runtime set only; the generator's own venv
+    # the runtime set and the codegen extra.
+    assert installs == [
+        "pip install --no-cache-dir --requirement /tmp/runtime.txt",
+        "/opt/codegen/bin/pip install --no-cache-dir --requirement /tmp/runtime.txt"
+        " --requirement /tmp/codegen.txt",
+        "pip install --no-cache-dir --no-deps /tmp/wheels/cardinsa-*.whl",
+    ]
+    assert "/opt/codegen/bin/python scripts/codegen.py" in builder_runs
+    gateway_runs = " ".join(a for n, a in found["gateway-builder"] if n == "RUN")
+    assert "--requirement /tmp/gateway.txt" in gateway_runs
+    assert "envoy" not in " ".join(a for n, a in found["runtime"] if n in {"CMD", "ENV", "COPY"})
+
+
+def test_the_build_reaches_both_images() -> None:
+    found = named_stages(DOCKERFILE.read_text())
+    for name in ("gateway", "runtime"):
+        stage = found[name]
+        args = {a for n, a in stage if n == "ARG"}
+        assert {'CARDINSA_BUILD_COMMIT=""', 'CARDINSA_BUILD_TIME=""'} <= args, name
+        env = " ".join(a for n, a in stage if n == "ENV")
+        assert "CARDINSA_BUILD_COMMIT=${CARDINSA_BUILD_COMMIT}" in env
+        assert "CARDINSA_BUILD_TIME=${CARDINSA_BUILD_TIME}" in env
 
 
 # --------------------------------------------------------- the build context

@@ -173,18 +173,22 @@ def test_every_container_is_locked_down(rendered: dict[str, list[Obj]], overlay:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_our_image_runs_as_the_images_user(rendered: dict[str, list[Obj]], overlay: str) -> None:
-    images = set()
+    images: dict[str, set[str]] = {}
     for workload in workloads(rendered[overlay]):
         if workload["metadata"]["labels"].get("app.kubernetes.io/component") == "database":
             continue
         spec = pod_spec(workload)
         assert spec["securityContext"]["runAsUser"] == APP_UID
         assert spec["securityContext"]["runAsGroup"] == APP_UID
-        images |= {c["image"] for c in containers(workload)}
-    assert len(images) == 1, images  # one image for the services, the Jobs and Envoy
-    (image,) = images
-    if overlay == "prod":
-        assert not image.endswith(":latest") and ":" in image.rsplit("/", 1)[-1]
+        for container in containers(workload):
+            images.setdefault(container["image"], set()).add(workload["metadata"]["name"])
+    # One image for the services and the Jobs, the gateway's (with Envoy) for Envoy only.
+    assert len(images) == 2, images
+    (gateway,) = [i for i in images if i.rsplit("/", 1)[-1].startswith("cardinsa-gateway")]
+    assert images[gateway] == {"envoy"}
+    for image in images:
+        if overlay == "prod":
+            assert not image.endswith(":latest") and ":" in image.rsplit("/", 1)[-1]
 
 
 # -------------------------------------------------------- services and probes

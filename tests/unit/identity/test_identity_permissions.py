@@ -263,6 +263,9 @@ def test_every_built_in_role_holds_the_self_service_permissions() -> None:
         "me.change_email",
         "me.list_sessions",
         "me.revoke_session",
+        "me.get_mfa",
+        "me.enroll_mfa",
+        "me.disable_mfa",
     } == SELF_SERVICE
     assert SELF_SERVICE <= ALL_PERMISSIONS
     for role in BUILT_IN_ROLES.values():

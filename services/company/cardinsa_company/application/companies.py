@@ -212,7 +212,7 @@ class CompanyUseCases:
             self._require_changeable(row)
             current = profile_of(row)
             updated = normalize_profile(merge_update(current, patch, mask))
-            violations = check_profile(updated)
+            violations = check_profile(updated, tolerated_flags=current.feature_flags.keys())
             if violations:
                 raise InvalidArgument("the company is not valid", field_violations=violations)
             changed = changed_fields(current, updated)

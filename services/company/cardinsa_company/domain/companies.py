@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import date
 from decimal import Decimal
 from itertools import pairwise
+from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 from urllib.parse import urlsplit
 
@@ -51,6 +52,7 @@ __all__ = [
     "DEFAULT_LOCALE",
     "DEFAULT_MAX_BACKDATE_DAYS",
     "DEFAULT_RENEWAL_OFFER_DAYS",
+    "FEATURE_FLAGS",
     "OUTPUT_ONLY_FIELDS",
     "SETTINGS_FIELDS",
     "UPDATABLE_FIELDS",
@@ -84,6 +86,14 @@ DEFAULT_RENEWAL_OFFER_DAYS: Final = 30
 MAX_RENEWAL_OFFER_DAYS: Final = 365
 
 FEATURE_FLAG_NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+#: The feature flags a company may set, each with the service that reads it and
+#: what it changes (docs/company-settings.md). A flag nothing reads is refused:
+#: a service that starts reading a new flag adds it here.
+FEATURE_FLAGS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "flat_rating": "core prices with the flat rating strategy instead of the standard one",
+    }
+)
 LINE_OF_BUSINESS_NAME: Final = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ./-]*$")
 _POSTAL_CODE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 -]*$")
@@ -480,21 +490,35 @@ def _check_settings(settings: CompanySettings, prefix: str, currency: str) -> li
     return out
 
 
-def _check_flags(flags: Mapping[str, bool], path: str) -> list[FieldViolation]:
+def _check_flags(
+    flags: Mapping[str, bool], path: str, tolerated: Collection[str]
+) -> list[FieldViolation]:
     if len(flags) > MAX_FEATURE_FLAGS:
         return [FieldViolation(path, f"at most {MAX_FEATURE_FLAGS} flags")]
-    return [
-        FieldViolation(
-            f'{path}["{name[:70]}"]',
-            "flag names are lower snake case, at most 63 characters ([a-z][a-z0-9_]*)",
-        )
-        for name in sorted(flags)
-        if not FEATURE_FLAG_NAME.fullmatch(name)
-    ]
+    out: list[FieldViolation] = []
+    for name in sorted(flags):
+        where = f'{path}["{name[:70]}"]'
+        if not FEATURE_FLAG_NAME.fullmatch(name):
+            out.append(
+                FieldViolation(
+                    where,
+                    "flag names are lower snake case, at most 63 characters ([a-z][a-z0-9_]*)",
+                )
+            )
+        elif name not in FEATURE_FLAGS and name not in tolerated:
+            out.append(
+                FieldViolation(where, f"unknown feature flag; known: {', '.join(FEATURE_FLAGS)}")
+            )
+    return out
 
 
-def check_profile(profile: CompanyProfile, *, prefix: str = "company") -> list[FieldViolation]:
-    """Violations of a normalised profile (empty list when valid)."""
+def check_profile(
+    profile: CompanyProfile, *, prefix: str = "company", tolerated_flags: Collection[str] = ()
+) -> list[FieldViolation]:
+    """Violations of a normalised profile (empty list when valid).
+
+    A feature flag must be one of :data:`FEATURE_FLAGS`, except those named in
+    ``tolerated_flags`` (an update keeps the flags a company already has)."""
     out: list[FieldViolation] = []
     out += _text(profile.display_name, f"{prefix}.display_name", MAX_DISPLAY_NAME, required=True)
     out += _text(profile.legal_name, f"{prefix}.legal_name", MAX_LEGAL_NAME)
@@ -549,7 +573,7 @@ def check_profile(profile: CompanyProfile, *, prefix: str = "company") -> list[F
         out += _check_settings(profile.settings, f"{prefix}.settings", profile.default_currency)
     else:
         out += _check_setting_numbers(profile.settings, f"{prefix}.settings")
-    out += _check_flags(profile.feature_flags, f"{prefix}.feature_flags")
+    out += _check_flags(profile.feature_flags, f"{prefix}.feature_flags", tolerated_flags)
     return out
 
 

@@ -1,6 +1,6 @@
 """Login, token refresh, logout, passwords and API-key exchange.
 
-Rules that matter here (ARCHITECTURE.md, "Bar to beat"):
+Rules that matter here (docs/architecture.md, "Security model"):
 - an unknown email and a wrong password get the same answer and cost the same
   hashing work;
 - only failed logins count: per account and per account from one client
@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import uuid
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_foundation import metrics
@@ -43,9 +46,15 @@ from cardinsa_foundation.errors import (
 )
 from cardinsa_foundation.use_cases import require_principal
 from cardinsa_identity.application import login_store, throttle
-from cardinsa_identity.application.context import IdentityContext, roles_and_permissions
+from cardinsa_identity.application.context import (
+    AMR_PASSWORD,
+    AMR_PASSWORD_AND_OTP,
+    IdentityContext,
+    token_grants,
+)
 from cardinsa_identity.application.login_store import LoginUser, NewSession
 from cardinsa_identity.application.revocations import issue_instant, revoke_sessions
+from cardinsa_identity.application.second_factor import accept_recovery_code, accept_totp_code
 from cardinsa_identity.domain.api_keys import parse_api_key, verify_api_key_secret
 from cardinsa_identity.domain.password_policy import check_password
 from cardinsa_identity.domain.permissions import ALL_PERMISSIONS
@@ -60,10 +69,12 @@ from cardinsa_identity.domain.tokens import (
 from cardinsa_identity.domain.users import UserState, check_email, normalize_email
 from cardinsa_identity.repository import users as users_repo
 from cardinsa_identity.repository.models import (
+    LoginChallengeRow,
     PasswordResetRow,
     RefreshTokenRow,
     ServiceAccountRow,
     SessionRow,
+    UserMfaRow,
     UserRow,
 )
 from cardinsa_identity.repository.service_accounts import find_api_key_by_prefix
@@ -115,6 +126,36 @@ class IssuedTokens:
     refresh_token: str = ""
     refresh_expire_time: datetime | None = None
     session_id: str = ""
+    amr: tuple[str, ...] = ()
+
+
+class ChallengeKind(StrEnum):
+    """Values match `cardinsa.identity.v1.AuthChallenge.Kind` names."""
+
+    MFA_TOTP = "MFA_TOTP"
+    NEW_PASSWORD_REQUIRED = "NEW_PASSWORD_REQUIRED"  # noqa: S105 - a kind, not a secret
+
+
+@dataclass(frozen=True)
+class IssuedChallenge:
+    """A login's next step instead of tokens: answer it with `respond_to_challenge`."""
+
+    kind: ChallengeKind
+    session: str
+    expire_time: datetime
+
+
+def _invalid_challenge() -> Unauthenticated:
+    return Unauthenticated(
+        "the login challenge is not valid, was used or has expired; log in again",
+        reason="INVALID_CHALLENGE",
+    )
+
+
+def password_fingerprint(password_hash: str) -> str:
+    """What a challenge keeps of the password hash it was issued for (a change
+    of password since voids it): SHA-256, so the hash itself is not copied."""
+    return hashlib.sha256(password_hash.encode("utf-8")).hexdigest()
 
 
 def _as_user_principal(user: UserRow | LoginUser, session_id: uuid.UUID | None = None) -> Principal:
@@ -183,6 +224,8 @@ class AuthUseCases:
         permissions: frozenset[str],
         session_id: str | None = None,
         issued: datetime | None = None,
+        amr: Iterable[str] = (),
+        held: Iterable[str] = (),
     ) -> tuple[str, datetime]:
         # ``issued``: taken before the roles were read, under the subject's lock
         # (revocations.issue_instant), so a role removal that commits after the
@@ -199,6 +242,8 @@ class AuthUseCases:
             ttl=self.access_ttl,
             session_id=session_id,
             now=now,
+            amr=amr,
+            mfa_permissions=held,
         )
         return sign_access_token(claims, self.ctx.keys.signer), datetime.fromtimestamp(
             claims["exp"], UTC
@@ -219,7 +264,9 @@ class AuthUseCases:
 
     # ------------------------------------------------------------------- login
 
-    async def login(self, email: str, password: str, user_agent: str | None = None) -> IssuedTokens:
+    async def login(
+        self, email: str, password: str, user_agent: str | None = None
+    ) -> IssuedTokens | IssuedChallenge:
         _required(email=email, password=password)
         try:
             email_key = normalize_email(email)
@@ -285,7 +332,7 @@ class AuthUseCases:
         keys: list[tuple[str, str]],
         password: str,
         user_agent: str | None,
-    ) -> IssuedTokens:
+    ) -> IssuedTokens | IssuedChallenge:
         """The rest of `login`, once the attempt is reserved: ``outcome.decided``
         once it is counted as a failure or cleared by the success; otherwise
         `login` gives the reservation back."""
@@ -350,6 +397,46 @@ class AuthUseCases:
             )
 
         await self.ctx.require_active_tenant(user.company_id)
+        if user.must_change_password or user.mfa_enabled:
+            # The password was right, but it is not enough: a challenge instead
+            # of tokens. The reservation is given back (by `login`); the
+            # account's counters are cleared when the challenge is answered.
+            return await self._issue_challenge(
+                user,
+                ChallengeKind.NEW_PASSWORD_REQUIRED
+                if user.must_change_password
+                else ChallengeKind.MFA_TOTP,
+                email_key=email_key,
+                user_agent=user_agent,
+            )
+        tokens = await self._open_session(
+            user,
+            email_key=email_key,
+            address=address,
+            user_agent=user_agent,
+            new_password_hash=new_hash,
+            amr=AMR_PASSWORD,
+        )
+        if tokens is None:  # deactivated, locked, deleted or re-passworded since the check
+            principal_var.set(principal)
+            raise _invalid_credentials()
+        outcome.decided = True
+        return tokens
+
+    async def _open_session(
+        self,
+        user: LoginUser,
+        *,
+        email_key: str,
+        address: str,
+        user_agent: str | None,
+        new_password_hash: str | None,
+        amr: tuple[str, ...],
+    ) -> IssuedTokens | None:
+        """Open a session for a user whose login is complete (password, and the
+        challenges it needed): the account's counters cleared, the session and
+        its refresh token stored, the access token signed. None when the account
+        can no longer log in (nothing written)."""
         refresh = new_opaque_token(OpaqueTokenKind.REFRESH)
         opened = self._new_session(user_agent, refresh.token_hash)
         session_id = str(opened.id)
@@ -358,22 +445,21 @@ class AuthUseCases:
             action="login.succeeded",
             entity_type="user",
             entity_id=user.id,
-            detail={"session_id": session_id, "client_address": address},
+            detail={"session_id": session_id, "client_address": address, "amr": list(amr)},
         )
         grants = await login_store.complete_login(
-            db,
+            self.ctx.db,
             user=user,
             email_key=email_key,
             address=address,
-            new_password_hash=new_hash,
+            new_password_hash=new_password_hash,
             opened=opened,
             audit=audit,
+            amr=amr,
         )
-        if grants is None:  # deactivated, locked, deleted or re-passworded since the check
-            principal_var.set(principal)
-            raise _invalid_credentials()
-        outcome.decided = True
-        roles, permissions, issued = grants
+        if grants is None:
+            return None
+        roles, permissions, held, issued = grants
         access, access_exp = self._sign(
             subject=str(user.id),
             kind=PrincipalKind.USER,
@@ -382,6 +468,8 @@ class AuthUseCases:
             permissions=permissions,
             session_id=session_id,
             issued=issued,
+            amr=amr,
+            held=held,
         )
         return IssuedTokens(
             access_token=access,
@@ -390,7 +478,283 @@ class AuthUseCases:
             refresh_token=refresh.token,
             refresh_expire_time=opened.expire_time,
             session_id=session_id,
+            amr=amr,
         )
+
+    # -------------------------------------------------------------- challenges
+
+    async def _issue_challenge(
+        self,
+        user: LoginUser,
+        kind: ChallengeKind,
+        *,
+        email_key: str,
+        user_agent: str | None,
+    ) -> IssuedChallenge:
+        """Store a new single-use challenge (its hash) for ``user``, bound to
+        the password hash it was issued for."""
+        token = new_opaque_token(OpaqueTokenKind.LOGIN_CHALLENGE)
+        expire = datetime.now(UTC) + timedelta(seconds=self.ctx.settings.login_challenge_ttl_s)
+        async with self.ctx.db.unit_of_work(company_id=user.company_id) as session:
+            session.add(
+                LoginChallengeRow(
+                    token_hash=token.token_hash,
+                    company_id=user.company_id,
+                    user_id=user.id,
+                    kind=kind.value,
+                    password_fingerprint=password_fingerprint(user.password_hash),
+                    email_key=email_key,
+                    user_agent=(user_agent or "")[:256] or None,
+                    expire_time=expire,
+                )
+            )
+            await self.ctx.audit.record(
+                session,
+                action="login.challenge",
+                entity_type="user",
+                entity_id=user.id,
+                detail={"kind": kind.value, "client_address": client_address_var.get()},
+            )
+        return IssuedChallenge(kind=kind, session=token.token, expire_time=expire)
+
+    async def respond_to_challenge(
+        self,
+        session_token: str,
+        *,
+        totp_code: str = "",
+        recovery_code: str = "",
+        new_password: str = "",
+    ) -> IssuedTokens | IssuedChallenge:
+        """Answer a login's challenge: tokens, or the next challenge (after a
+        new password, the second factor if one is confirmed)."""
+        _required(session=session_token)
+        if not is_well_formed_opaque_token(session_token, OpaqueTokenKind.LOGIN_CHALLENGE):
+            raise _invalid_challenge()
+        token_hash = hash_opaque_token(session_token)
+        max_attempts = self.ctx.settings.login_challenge_max_attempts
+        async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
+            row = await session.get(LoginChallengeRow, token_hash)
+            now = datetime.now(UTC)
+            if (
+                row is None
+                or row.use_time is not None
+                or row.expire_time <= now
+                or row.attempts >= max_attempts
+            ):
+                raise _invalid_challenge()
+            account = await session.get(UserRow, row.user_id)
+            if (
+                account is None
+                or account.delete_time is not None
+                or account.state != UserState.ACTIVE
+                or password_fingerprint(account.password_hash) != row.password_fingerprint
+            ):
+                raise _invalid_challenge()
+            principal_var.set(_as_user_principal(account))
+            user = LoginUser(
+                id=account.id,
+                company_id=account.company_id,
+                state=account.state,
+                password_hash=account.password_hash,
+                must_change_password=account.must_change_password,
+            )
+            kind, email, email_key, user_agent = (
+                row.kind,
+                account.email,
+                row.email_key,
+                row.user_agent,
+            )
+        await self.ctx.require_active_tenant(user.company_id)
+        if kind == ChallengeKind.NEW_PASSWORD_REQUIRED:
+            return await self._answer_new_password(
+                token_hash,
+                user=user,
+                email=email,
+                email_key=email_key,
+                user_agent=user_agent,
+                new_password=new_password,
+            )
+        if bool(totp_code) == bool(recovery_code):
+            raise InvalidArgument(
+                "give either a code of the authenticator app or a recovery code",
+                field_violations=[
+                    FieldViolation("totp_code", "exactly one of totp_code and recovery_code")
+                ],
+            )
+        return await self._answer_mfa(
+            token_hash,
+            user=user,
+            email_key=email_key,
+            user_agent=user_agent,
+            totp_code=totp_code,
+            recovery_code=recovery_code,
+        )
+
+    async def _answer_new_password(
+        self,
+        token_hash: str,
+        *,
+        user: LoginUser,
+        email: str,
+        email_key: str,
+        user_agent: str | None,
+        new_password: str,
+    ) -> IssuedTokens | IssuedChallenge:
+        if not new_password:
+            raise InvalidArgument(
+                "a new password is required",
+                field_violations=[FieldViolation("new_password", "required")],
+            )
+        self._check_new_password(new_password, email, "new_password")
+        same, _ = await self.ctx.hasher.verify_password_async(new_password, user.password_hash)
+        if same:
+            raise InvalidArgument(
+                "the new password must differ from the one an administrator set",
+                reason="PASSWORD_NOT_CHANGED",
+                field_violations=[FieldViolation("new_password", "must differ from the current")],
+            )
+        new_hash = await self.ctx.hasher.hash_password_async(new_password)
+        now = datetime.now(UTC)
+        async with self.ctx.db.unit_of_work(company_id=user.company_id) as session:
+            used = await session.execute(
+                update(LoginChallengeRow)
+                .where(
+                    LoginChallengeRow.token_hash == token_hash,
+                    LoginChallengeRow.use_time.is_(None),
+                    LoginChallengeRow.expire_time > now,
+                )
+                .values(use_time=now)
+                .returning(LoginChallengeRow.token_hash)
+            )
+            account = await session.get(
+                UserRow, user.id, with_for_update=True, populate_existing=True
+            )
+            if (
+                used.first() is None
+                or account is None
+                or account.password_hash != user.password_hash
+                or account.state != UserState.ACTIVE
+                or account.delete_time is not None
+            ):
+                raise _invalid_challenge()
+            account.password_hash = new_hash
+            account.password_change_time = now
+            account.must_change_password = False
+            await void_password_resets(session, user.id)
+            revoked = await revoke_user_sessions(session, user.id, "password_change")
+            await self.ctx.audit.record(
+                session,
+                action="user.change_password",
+                entity_type="user",
+                entity_id=user.id,
+                changed_fields=["password"],
+                detail={"sessions_revoked": revoked, "first_login": True},
+            )
+            factor = await session.get(UserMfaRow, user.id)
+            mfa_enabled = factor is not None and factor.confirm_time is not None
+        changed = LoginUser(
+            id=user.id,
+            company_id=user.company_id,
+            state=UserState.ACTIVE.value,
+            password_hash=new_hash,
+            mfa_enabled=mfa_enabled,
+        )
+        if mfa_enabled:
+            return await self._issue_challenge(
+                changed, ChallengeKind.MFA_TOTP, email_key=email_key, user_agent=user_agent
+            )
+        tokens = await self._open_session(
+            changed,
+            email_key=email_key,
+            address=client_address_var.get() or "unknown",
+            user_agent=user_agent,
+            new_password_hash=None,
+            amr=AMR_PASSWORD,
+        )
+        if tokens is None:
+            raise _invalid_challenge()
+        return tokens
+
+    async def _answer_mfa(
+        self,
+        token_hash: str,
+        *,
+        user: LoginUser,
+        email_key: str,
+        user_agent: str | None,
+        totp_code: str,
+        recovery_code: str,
+    ) -> IssuedTokens:
+        """A code counts like a password: under the login throttle of the
+        account (and the account from this address), a wrong one is a failed
+        login; a challenge takes at most ``login_challenge_max_attempts``."""
+        db = self.ctx.db
+        address = client_address_var.get() or "unknown"
+        keys = [
+            (throttle.ACCOUNT, email_key),
+            (throttle.ACCOUNT_ADDRESS, throttle.pair_key(email_key, address)),
+        ]
+        async with db.unit_of_work(company_id=None, cross_tenant=True) as session:
+            verdict = await throttle.reserve_attempt(session, self.policy, keys)
+        if verdict.locked_until is not None:
+            raise throttle.locked_error(verdict.locked_until)
+        if verdict.busy:
+            raise throttle.busy_error()
+        decided = False
+        try:
+            method = "totp" if totp_code else "recovery_code"
+            async with db.unit_of_work(company_id=user.company_id) as session:
+                row = await session.get(
+                    LoginChallengeRow, token_hash, with_for_update=True, populate_existing=True
+                )
+                now = datetime.now(UTC)
+                if (
+                    row is None
+                    or row.use_time is not None
+                    or row.expire_time <= now
+                    or row.attempts >= self.ctx.settings.login_challenge_max_attempts
+                ):
+                    raise _invalid_challenge()
+                row.attempts += 1
+                if totp_code:
+                    ok = await accept_totp_code(
+                        session, self.ctx.secrets_cipher, user.id, totp_code, now
+                    )
+                else:
+                    ok = await accept_recovery_code(session, user.id, recovery_code, now)
+                if ok:
+                    row.use_time = now
+                else:
+                    await throttle.record_failure(session, keys)
+                    await throttle.count_failure(session, self.policy, throttle.ADDRESS, address)
+                    decided = True
+                await self.ctx.audit.record(
+                    session,
+                    action="login.mfa_succeeded" if ok else "login.mfa_failed",
+                    entity_type="user",
+                    entity_id=user.id,
+                    detail={"method": method, "client_address": address},
+                )
+            if not ok:
+                metrics.IDENTITY_LOGIN_FAILURES.inc()
+                raise Unauthenticated("the code is not correct", reason="INVALID_MFA_CODE")
+            tokens = await self._open_session(
+                user,
+                email_key=email_key,
+                address=address,
+                user_agent=user_agent,
+                new_password_hash=None,
+                amr=AMR_PASSWORD_AND_OTP,
+            )
+            if tokens is None:
+                raise _invalid_challenge()
+            decided = True
+            return tokens
+        finally:
+            if not decided:
+                with contextlib.suppress(Exception):
+                    async with db.unit_of_work(company_id=None, cross_tenant=True) as session:
+                        await throttle.give_back(session, keys)
 
     async def _purge_if_due(self) -> None:
         now = datetime.now(UTC)
@@ -399,6 +763,12 @@ class AuthUseCases:
         self._next_purge = now + self.purge_interval
         async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
             purged = await throttle.purge_stale(session, self.purge_idle)
+            # Login challenges live minutes; a day after they expired they go.
+            await session.execute(
+                delete(LoginChallengeRow).where(
+                    LoginChallengeRow.expire_time < now - timedelta(days=1)
+                )
+            )
         if purged:
             log.info("stale login and password-reset counters purged", extra={"rows": purged})
 
@@ -465,7 +835,11 @@ class AuthUseCases:
                     family.expire_time,
                 )
                 issued = await issue_instant(session, user.id)
-                roles, permissions = await roles_and_permissions(session, user.id)
+                # The session's own amr: a refresh never adds a factor.
+                amr = tuple(family.amr or AMR_PASSWORD)
+                roles, permissions, held = await token_grants(
+                    session, user.id, user.company_id, amr
+                )
         if not reused:
             await self.ctx.require_active_tenant(family.company_id)
         if reused:
@@ -482,6 +856,8 @@ class AuthUseCases:
             permissions=permissions,
             session_id=str(family.id),
             issued=issued,
+            amr=amr,
+            held=held,
         )
         return IssuedTokens(
             access_token=access,
@@ -490,6 +866,7 @@ class AuthUseCases:
             refresh_token=replacement.token,
             refresh_expire_time=family.expire_time,
             session_id=str(family.id),
+            amr=amr,
         )
 
     # ------------------------------------------------------------------ logout
@@ -589,6 +966,7 @@ class AuthUseCases:
                     raise wrong
                 user.password_hash = new_hash
                 user.password_change_time = datetime.now(UTC)
+                user.must_change_password = False  # the user chose it
                 await throttle.clear(session, throttle.ACCOUNT, email)
                 await void_password_resets(session, user_id)
                 revoked = await revoke_user_sessions(session, user_id, "password_change")
@@ -605,6 +983,41 @@ class AuthUseCases:
             if not decided:  # the right password, but no change (policy, error)
                 with contextlib.suppress(Exception):
                     async with self.ctx.db.unit_of_work() as session:
+                        await throttle.give_back(session, keys)
+
+    async def guess_under_throttle(self, email: str, check: Callable[[], Awaitable[bool]]) -> bool:
+        """Run ``check`` (a guess at a secret of the account ``email``: its
+        password, a code) under the login throttle, as ChangePassword checks
+        the current password: a lock answers RESOURCE_EXHAUSTED before it
+        runs; False counts as a failed login; True (or an error) counts
+        nothing."""
+        address = client_address_var.get() or "unknown"
+        keys = [
+            (throttle.ACCOUNT, email),
+            (throttle.ACCOUNT_ADDRESS, throttle.pair_key(email, address)),
+        ]
+        async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
+            verdict = await throttle.reserve_attempt(session, self.policy, keys)
+        if verdict.locked_until is not None:
+            raise throttle.locked_error(verdict.locked_until)
+        if verdict.busy:
+            raise throttle.busy_error()
+        ok = False
+        failed = False
+        try:
+            ok = await check()
+            if not ok:
+                metrics.IDENTITY_LOGIN_FAILURES.inc()
+                async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
+                    await throttle.record_failure(session, keys)
+                failed = True
+            return ok
+        finally:
+            if not failed:
+                with contextlib.suppress(Exception):
+                    async with self.ctx.db.unit_of_work(
+                        company_id=None, cross_tenant=True
+                    ) as session:
                         await throttle.give_back(session, keys)
 
     async def request_password_reset(self, email: str) -> None:
@@ -736,6 +1149,7 @@ class AuthUseCases:
             principal_var.set(_as_user_principal(user))
             user.password_hash = new_hash
             user.password_change_time = datetime.now(UTC)
+            user.must_change_password = False  # the user chose it
             await throttle.clear(session, throttle.ACCOUNT, email)
             revoked = await revoke_user_sessions(session, user_id, "password_reset")
             await self.ctx.audit.record(

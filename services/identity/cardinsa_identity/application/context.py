@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
@@ -32,8 +32,13 @@ from cardinsa_identity.application.notifier import Notifier
 from cardinsa_identity.application.revocations import RevocationHub
 from cardinsa_identity.application.signing_keys import SigningKeyStore
 from cardinsa_identity.domain.passwords import PasswordHasher
-from cardinsa_identity.domain.permissions import BUILT_IN_ROLES, effective_permissions
-from cardinsa_identity.repository.models import AuditEventRow
+from cardinsa_identity.domain.permissions import (
+    BUILT_IN_ROLES,
+    SELF_SERVICE,
+    effective_permissions,
+)
+from cardinsa_identity.domain.signing_keys import PrivateKeyCipher
+from cardinsa_identity.repository.models import AuditEventRow, MfaPolicyRow
 from cardinsa_identity.repository.roles import bound_roles
 from cardinsa_identity.settings import IdentitySettings
 
@@ -54,6 +59,15 @@ class IdentityContext(Paging):
     tenants: TenantStatusCache | None = None
     # The revocations this process follows (and streams); set by main.build.
     revocations: RevocationHub | None = None
+    # Encrypts secrets at rest (TOTP secrets); the signing keys' cipher, set by
+    # main.build.
+    cipher: PrivateKeyCipher | None = None
+
+    @property
+    def secrets_cipher(self) -> PrivateKeyCipher:
+        if self.cipher is None:
+            raise RuntimeError("no cipher for secrets at rest is configured")
+        return self.cipher
 
     async def require_active_tenant(self, company_id: uuid.UUID | str) -> None:
         if self.tenants is not None:
@@ -141,3 +155,58 @@ def grants_of(
         # catalogue applies without a data migration.
         sets.append(role.permissions if role else permissions)
     return sorted(names), effective_permissions(sets)
+
+
+#: ``amr`` of a login with the password alone, and with a second factor (RFC 8176).
+AMR_PASSWORD: tuple[str, ...] = ("pwd",)
+AMR_PASSWORD_AND_OTP: tuple[str, ...] = ("pwd", "otp")
+
+
+def grants_under_policy(
+    roles: Iterable[tuple[str, Iterable[str], bool]],
+    mfa_roles: Collection[str],
+    amr: Collection[str],
+) -> tuple[list[str], frozenset[str], frozenset[str]]:
+    """Role names, permissions and permissions held back, of a token whose
+    login authenticated by ``amr``, in a company whose MFA policy names
+    ``mfa_roles``.
+
+    Without ``otp`` in ``amr``, a role the policy names counts for nothing but
+    self-service: its name stays out of the token (so ``platform-admin`` gives
+    no cross-company power) and what only it grants is listed as held back
+    (``mfa_perms``), so a call needing it is answered MFA_REQUIRED rather than
+    a plain missing permission."""
+    names: set[str] = set()
+    free: list[Iterable[str]] = []
+    guarded: list[Iterable[str]] = []
+    needs = "otp" not in amr
+    for name, permissions, built_in in roles:
+        role = BUILT_IN_ROLES.get(name) if built_in else None
+        granted = role.permissions if role else permissions
+        if needs and name in mfa_roles:
+            guarded.append(granted)
+        else:
+            names.add(name)
+            free.append(granted)
+    permissions_ = effective_permissions(free)
+    held_all = effective_permissions(guarded)
+    permissions_ |= held_all & SELF_SERVICE
+    return sorted(names), permissions_, held_all - permissions_
+
+
+async def mfa_required_roles(session: AsyncSession, company_id: uuid.UUID | str) -> frozenset[str]:
+    """The roles of the company's MFA policy (none without one)."""
+    row = await session.get(MfaPolicyRow, uuid.UUID(str(company_id)))
+    return frozenset(row.required_roles) if row is not None else frozenset()
+
+
+async def token_grants(
+    session: AsyncSession, user_id: uuid.UUID, company_id: uuid.UUID | str, amr: Collection[str]
+) -> tuple[list[str], frozenset[str], frozenset[str]]:
+    """`grants_under_policy` of a user's live roles and their company's policy."""
+    rows = await bound_roles(session, user_id)
+    return grants_under_policy(
+        ((row.name, row.permissions, row.built_in) for row in rows),
+        await mfa_required_roles(session, company_id),
+        amr,
+    )

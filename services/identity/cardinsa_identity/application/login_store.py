@@ -1,14 +1,12 @@
 """Login's database work: one statement in each of its two transactions.
 
-Login is the one call whose cost is meant to be the password hash (issue 8:
-login throughput at least 0.9 of what argon2 alone allows on the same cores).
-Through the ORM, the two transactions around the hash took sixteen round trips
-(reserve account, reserve address, find the user; then lock the user, update
-it, clear the account counter, read the roles, insert the session, the refresh
-token and the audit row) at roughly half a millisecond of event-loop CPU each
-in SQLAlchemy. That CPU competes with the hash threads for the same cores, so
-it came straight off the login rate (0.78 of the ceiling, measured with
-``make bench`` and py-spy).
+Login is the one call whose cost is meant to be the password hash: its
+throughput should be close to what argon2 alone allows on the same cores.
+Through the ORM, the two transactions around the hash would take sixteen round
+trips (reserve account, reserve address, find the user; then lock the user,
+update it, clear the account counter, read the roles, insert the session, the
+refresh token and the audit row), and that event-loop CPU competes with the
+hash threads for the same cores (docs/performance.md has the figures).
 
 Here each transaction is a ``Database.transaction`` (no ORM session; BEGIN with
 the tenant for row-level security as one round trip, one prepared statement with
@@ -42,7 +40,7 @@ from typing import Any, Final
 from cardinsa_foundation.audit import AuditWriter
 from cardinsa_foundation.db import Database
 from cardinsa_identity.application import throttle
-from cardinsa_identity.application.context import grants_of
+from cardinsa_identity.application.context import AMR_PASSWORD, grants_under_policy
 from cardinsa_identity.application.revocations import SUBJECT_LOCK_SHARED_SQL
 from cardinsa_identity.domain.users import UserState
 from cardinsa_identity.repository.models import AuditEventRow
@@ -66,7 +64,9 @@ WITH reserved AS ({
     )
 })
 SELECT r.scope, r.key, r.failures, r.pending, r.locked_until, r.lock_count,
-       u.id AS user_id, u.company_id, u.state, u.password_hash
+       u.id AS user_id, u.company_id, u.state, u.password_hash, u.must_change_password,
+       EXISTS (SELECT FROM identity.user_mfa m
+                WHERE m.user_id = u.id AND m.confirm_time IS NOT NULL) AS mfa_enabled
   FROM reserved r
   LEFT JOIN identity.users u
     ON r.scope = $1::text AND u.email = $2::text AND u.delete_time IS NULL
@@ -121,9 +121,9 @@ WITH account AS (
 ), opened AS (
     INSERT INTO identity.sessions
         (id, company_id, user_id, last_use_time, idle_expire_time, expire_time,
-         client_address, user_agent)
+         client_address, user_agent, amr)
     SELECT $16::uuid, company_id, id, $13::timestamptz, $17::timestamptz, $18::timestamptz,
-           $19::text, $20::text
+           $19::text, $20::text, $26::text[]
       FROM account
     RETURNING id, company_id
 ), refresh AS (
@@ -133,7 +133,9 @@ WITH account AS (
     INSERT INTO identity.audit_events ({_AUDIT_COLUMNS})
     SELECT {_AUDIT_VALUES} FROM opened
 )
-SELECT r.name, r.permissions, r.built_in
+SELECT r.name, r.permissions, r.built_in,
+       (SELECT p.required_roles FROM identity.mfa_policies p
+         WHERE p.company_id = a.company_id) AS mfa_roles
   FROM account a
   LEFT JOIN identity.role_bindings b ON b.user_id = a.id
   LEFT JOIN identity.roles r ON r.id = b.role_id AND r.delete_time IS NULL
@@ -168,6 +170,10 @@ class LoginUser:
     company_id: uuid.UUID
     state: str
     password_hash: str
+    # A step before tokens: the password was set by an administrator, or a
+    # second factor is confirmed.
+    must_change_password: bool = False
+    mfa_enabled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +230,8 @@ async def reserve_and_find_user(
                     company_id=_uuid(record["company_id"]),
                     state=record["state"],
                     password_hash=record["password_hash"],
+                    must_change_password=bool(record["must_change_password"]),
+                    mfa_enabled=bool(record["mfa_enabled"]),
                 )
 
         async def place_lock(scope: str, key: str, until: datetime, at: datetime) -> bool:
@@ -267,7 +275,8 @@ async def complete_login(
     new_password_hash: str | None,
     opened: NewSession,
     audit: AuditEventRow,
-) -> tuple[list[str], frozenset[str], datetime] | None:
+    amr: tuple[str, ...] = AMR_PASSWORD,
+) -> tuple[list[str], frozenset[str], frozenset[str], datetime] | None:
     """Record a successful login of a still-active ``user``, in its company's
     transaction: last login time (and the upgraded hash), the account's
     counters cleared (from every address and from this one), the session with
@@ -275,7 +284,9 @@ async def complete_login(
     and the access token's issue instant (taken under the user's subject lock
     before the roles are read: see revocations.issue_instant), or None
     (nothing written) when the account is no longer active, was deleted
-    or had its password changed since the password was checked."""
+    or had its password changed since the password was checked. The session
+    records ``amr``; the grants follow the company's MFA policy
+    (`grants_under_policy`): the third item is what the token holds back."""
     async with db.transaction(company_id=user.company_id) as connection:
         await connection.execute(SUBJECT_LOCK_SHARED_SQL, str(user.id))
         issued = datetime.now(UTC)
@@ -297,12 +308,17 @@ async def complete_login(
             throttle.ACCOUNT,
             throttle.ACCOUNT_ADDRESS,
             throttle.pair_key(email_key, address),
+            list(amr),
         )
     if not records:
         return None
-    roles, permissions = grants_of(
-        (record["name"], record["permissions"], record["built_in"])
-        for record in records
-        if record["name"] is not None
+    roles, permissions, held = grants_under_policy(
+        (
+            (record["name"], record["permissions"], record["built_in"])
+            for record in records
+            if record["name"] is not None
+        ),
+        frozenset(records[0]["mfa_roles"] or ()),
+        amr,
     )
-    return roles, permissions, issued
+    return roles, permissions, held, issued

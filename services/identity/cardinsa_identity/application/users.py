@@ -94,7 +94,13 @@ class UserUseCases:
         self.ctx = ctx
 
     async def create(
-        self, profile: UserProfile, password: str, *, company_id: str, request_id: str
+        self,
+        profile: UserProfile,
+        password: str,
+        *,
+        company_id: str,
+        request_id: str,
+        password_permanent: bool = False,
     ) -> tuple[UserRow, list[str]]:
         principal = require_principal()
         company = target_company(principal, company_id, "user.company_id")
@@ -144,6 +150,9 @@ class UserUseCases:
                 state=UserState.ACTIVE.value,
                 password_hash=password_hash,
                 password_change_time=datetime.now(UTC),
+                # An administrator chose this password: the user replaces it
+                # at first login (unless it is declared their own).
+                must_change_password=not password_permanent,
             )
             session.add(user)
             await session.flush()

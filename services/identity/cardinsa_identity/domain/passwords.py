@@ -2,13 +2,13 @@
 
 Why these choices:
 - argon2id is the default scheme (memory-hard, OWASP's first choice). Its cost is
-  tuned so one hash takes ~30-60 ms on the 2-core reference machine; the
+  tuned to tens of milliseconds per hash (docs/performance.md); the
   parameters are configurable so production can raise them.
 - bcrypt is *deprecated*, not removed: hashes imported from the original system
   still verify, and a successful verify hands back an argon2id hash to store
   instead. Argon2 hashes made with older parameters are upgraded the same way.
-- Unknown emails must cost what a wrong password costs (see ARCHITECTURE.md,
-  "Bar to beat"): `dummy_verify` runs a real argon2 verification against a hash
+- Unknown emails must cost what a wrong password costs (docs/architecture.md,
+  "Security model"): `dummy_verify` runs a real argon2 verification against a hash
   made with the current parameters. Known limit: a wrong password for an account
   still on a bcrypt hash costs bcrypt's work factor, not argon2's, so such
   accounts can be told apart by timing until their first successful login
@@ -66,8 +66,8 @@ _BCRYPT_MAX_BYTES: Final = 72
 
 @dataclass(frozen=True, slots=True)
 class Argon2Parameters:
-    """argon2id cost. The defaults (32 MiB, 2 passes, 1 lane) measured ~40-45 ms per
-    hash on the 2-core reference machine, above OWASP's minimum (19 MiB, t=2, p=1)."""
+    """argon2id cost. The defaults (32 MiB, 2 passes, 1 lane) are above OWASP's
+    minimum (19 MiB, t=2, p=1); their time per hash is in docs/performance.md."""
 
     memory_cost_kib: int = 32 * 1024
     time_cost: int = 2

@@ -35,7 +35,8 @@ Decisions:
   company admins hold it (not the underwriter, who makes those changes, nor the
   claims adjuster, whose claims lose the cover).
 - Self-service (``me.get``, ``me.update``, ``me.change_password``,
-  ``me.change_email``, ``me.list_sessions``, ``me.revoke_session``; MeService, ``/v1/me``) is in
+  ``me.change_email``, ``me.list_sessions``, ``me.revoke_session``, ``me.get_mfa``,
+  ``me.enroll_mfa``, ``me.disable_mfa``; MeService, ``/v1/me``) is in
   every built-in role: a user needs no admin permission to read and edit their
   own harmless profile fields, change their password or end their own sessions.
   Built-in roles take their permissions from this module, so no data migration
@@ -123,6 +124,12 @@ _SELF_SERVICE_PERMISSIONS: Final = (
     ),
     Permission("me.list_sessions", "List one's own login sessions"),
     Permission("me.revoke_session", "End one of one's own login sessions"),
+    Permission("me.get_mfa", "Read the state of one's own second factor (TOTP)"),
+    Permission(
+        "me.enroll_mfa",
+        "Enrol an authenticator app as one's own second factor (secret, QR code, confirmation)",
+    ),
+    Permission("me.disable_mfa", "Remove one's own second factor (the current password is needed)"),
 )
 
 
@@ -132,6 +139,12 @@ def _build_catalogue() -> tuple[Permission, ...]:
         *_crud("users", "user", "users"),
         Permission("users.lock", "Lock and unlock users (unlock also clears a login lock)"),
         Permission("users.deactivate", "Deactivate and reactivate users"),
+        Permission(
+            "users.reset_mfa",
+            "Remove a user's second factor (a lost device): they enrol again",
+        ),
+        Permission("mfa_policies.get", "Read which roles of the company need a second factor"),
+        Permission("mfa_policies.update", "Set which roles of the company need a second factor"),
         Permission("sessions.list", "List the login sessions of users"),
         Permission("sessions.revoke", "Revoke a login session of a user"),
         *_SELF_SERVICE_PERMISSIONS,

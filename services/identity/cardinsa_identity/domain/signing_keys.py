@@ -226,6 +226,28 @@ class PrivateKeyCipher:
             raise SigningKeyDecryptionError(f"the stored signing key does not match kid {kid!r}")
         return SigningKeyPair(kid=kid, private_key=private_key)
 
+    # Other secrets at rest (a user's TOTP secret) under the same keys: the
+    # associated data names what the blob is (``context``, e.g. ``totp:<user
+    # id>``) after a marker no kid contains, so neither a signing key nor
+    # another row's secret can be swapped in.
+    @staticmethod
+    def _sealed_aad(context: str) -> bytes:
+        return _BLOB_VERSION + b"\x00sealed\x00" + context.encode("utf-8")
+
+    def seal(self, plaintext: bytes, context: str) -> bytes:
+        """An envelope of ``plaintext`` under the current secret, bound to ``context``."""
+        return self.encrypt_bytes(plaintext, aad=self._sealed_aad(context))
+
+    def open_sealed(self, blob: bytes, context: str) -> bytes:
+        """What `seal` stored under ``context`` (under the current or a previous
+        secret), or SigningKeyDecryptionError (naming the context only)."""
+        try:
+            return self.decrypt_bytes(blob, aad=self._sealed_aad(context))
+        except SigningKeyDecryptionError:
+            raise SigningKeyDecryptionError(
+                f"the secret stored for {context!r} cannot be decrypted"
+            ) from None
+
 
 # ------------------------------------------------------------------- rotation
 

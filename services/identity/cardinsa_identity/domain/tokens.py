@@ -1,8 +1,8 @@
 """Access tokens (signed JWTs) and opaque tokens (refresh, password reset,
 invitation, e-mail change).
 
-Access tokens carry exactly the claims `cardinsa_foundation.auth` verifies (see
-ARCHITECTURE.md, "Authentication and authorization"): ``typ`` is always
+Access tokens carry exactly the claims `cardinsa_foundation.auth` verifies
+(docs/architecture.md, "Security model"): ``typ`` is always
 ``access`` and the JOSE header says ``at+jwt`` (RFC 9068), so nothing else that
 identity hands out can pass for one.
 
@@ -67,6 +67,8 @@ def build_access_claims(
     session_id: str | None = None,
     on_behalf_of: str | None = None,
     now: datetime | None = None,
+    amr: Iterable[str] = (),
+    mfa_permissions: Iterable[str] = (),
 ) -> dict[str, Any]:
     """The claims of a new access token.
 
@@ -97,6 +99,11 @@ def build_access_claims(
         claims["sid"] = session_id
     if on_behalf_of:
         claims["act"] = on_behalf_of
+    if amr := sorted(set(amr)):
+        # RFC 8176 values: ``pwd``, ``otp``.
+        claims["amr"] = amr
+    if held := sorted(set(mfa_permissions)):
+        claims["mfa_perms"] = held
     return claims
 
 
@@ -125,6 +132,7 @@ class OpaqueTokenKind(StrEnum):
     PASSWORD_RESET = "cdp"  # noqa: S105 - a prefix, not a secret
     INVITATION = "cdi"
     EMAIL_CHANGE = "cde"
+    LOGIN_CHALLENGE = "cdc"
 
 
 class NewOpaqueToken(NamedTuple):
@@ -136,7 +144,7 @@ class NewOpaqueToken(NamedTuple):
 
 # token_urlsafe(32) yields 43 characters of the URL-safe base64 alphabet.
 _SECRET_CHARS: Final = 43
-_OPAQUE = re.compile(rf"^(cdr|cdp|cdi|cde)_[A-Za-z0-9_-]{{{_SECRET_CHARS}}}$")
+_OPAQUE = re.compile(rf"^(cdr|cdp|cdi|cde|cdc)_[A-Za-z0-9_-]{{{_SECRET_CHARS}}}$")
 
 
 def hash_opaque_token(token: str) -> str:

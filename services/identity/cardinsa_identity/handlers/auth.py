@@ -13,17 +13,28 @@ from cardinsa.identity.v1 import (
     user_service_pb2,
     user_service_pb2_grpc,
 )
+from cardinsa_foundation.convert import timestamp
 from cardinsa_identity.application.auth import AuthUseCases
 from cardinsa_identity.application.email_change import EmailChangeUseCases
 from cardinsa_identity.application.invitations import InvitationUseCases
+from cardinsa_identity.application.mfa import MfaPolicy, MfaUseCases
 from cardinsa_identity.application.users import UserUseCases
 from cardinsa_identity.domain.users import UserAction
 from cardinsa_identity.handlers.convert import (
+    login_result_to_proto,
     profile_from_proto,
     session_to_proto,
     tokens_to_proto,
     user_to_proto,
 )
+
+
+def _policy_to_proto(policy: MfaPolicy) -> user_service_pb2.MfaPolicy:
+    return user_service_pb2.MfaPolicy(
+        company_id=str(policy.company_id),
+        required_roles=policy.required_roles,
+        update_time=timestamp(policy.update_time),
+    )
 
 
 def _user_agent(context: Any) -> str | None:
@@ -47,8 +58,20 @@ class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
     async def Login(
         self, request: auth_service_pb2.LoginRequest, context: Any
     ) -> auth_service_pb2.TokenPair:
-        return tokens_to_proto(
+        return login_result_to_proto(
             await self.auth.login(request.email, request.password, _user_agent(context))
+        )
+
+    async def RespondToAuthChallenge(
+        self, request: auth_service_pb2.RespondToAuthChallengeRequest, context: Any
+    ) -> auth_service_pb2.TokenPair:
+        return login_result_to_proto(
+            await self.auth.respond_to_challenge(
+                request.session,
+                totp_code=request.totp_code,
+                recovery_code=request.recovery_code,
+                new_password=request.new_password,
+            )
         )
 
     async def RefreshToken(
@@ -99,9 +122,30 @@ class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
 
 
 class UserServicer(user_service_pb2_grpc.UserServiceServicer):
-    def __init__(self, users: UserUseCases, invitations: InvitationUseCases) -> None:
+    def __init__(
+        self, users: UserUseCases, invitations: InvitationUseCases, mfa: MfaUseCases
+    ) -> None:
         self.users = users
         self.invitations = invitations
+        self.mfa = mfa
+
+    async def ResetUserMfa(
+        self, request: user_service_pb2.ResetUserMfaRequest, context: Any
+    ) -> empty_pb2.Empty:
+        await self.mfa.reset(request.user_id)
+        return empty_pb2.Empty()
+
+    async def GetMfaPolicy(
+        self, request: user_service_pb2.GetMfaPolicyRequest, context: Any
+    ) -> user_service_pb2.MfaPolicy:
+        return _policy_to_proto(await self.mfa.get_policy(request.company_id))
+
+    async def UpdateMfaPolicy(
+        self, request: user_service_pb2.UpdateMfaPolicyRequest, context: Any
+    ) -> user_service_pb2.MfaPolicy:
+        return _policy_to_proto(
+            await self.mfa.update_policy(list(request.policy.required_roles), request.company_id)
+        )
 
     async def CreateUser(
         self, request: user_service_pb2.CreateUserRequest, context: Any
@@ -111,6 +155,7 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
             request.password,
             company_id=request.user.company_id,
             request_id=request.request_id,
+            password_permanent=request.password_permanent,
         )
         return user_to_proto(user, roles)
 

@@ -11,7 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from cardinsa.identity.v1 import auth_service_pb2, resources_pb2
 from cardinsa_foundation.convert import timestamp
 from cardinsa_foundation.errors import FieldViolation, InvalidArgument
-from cardinsa_identity.application.auth import IssuedTokens
+from cardinsa_identity.application.auth import IssuedChallenge, IssuedTokens
 from cardinsa_identity.domain.users import UserProfile
 from cardinsa_identity.repository.models import (
     ApiKeyRow,
@@ -93,6 +93,20 @@ def tokens_to_proto(tokens: IssuedTokens) -> auth_service_pb2.TokenPair:
         token_type="Bearer",  # noqa: S106 - the scheme name, not a secret
         expires_in=expires_in,
         session_id=tokens.session_id,
+        amr=list(tokens.amr),
+    )
+
+
+def login_result_to_proto(result: IssuedTokens | IssuedChallenge) -> auth_service_pb2.TokenPair:
+    """Tokens, or (no tokens) the challenge the login needs answered first."""
+    if isinstance(result, IssuedTokens):
+        return tokens_to_proto(result)
+    return auth_service_pb2.TokenPair(
+        challenge=auth_service_pb2.AuthChallenge(
+            kind=result.kind.value,
+            session=result.session,
+            expire_time=timestamp(result.expire_time),
+        )
     )
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
     LargeBinary,
     Text,
     UniqueConstraint,
+    false,
     func,
     text,
 )
@@ -63,6 +64,10 @@ class UserRow(TenantResourceMixin, MetadataMixin, Base):
     password_hash: Mapped[str] = mapped_column(Text, nullable=False)
     password_change_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
     last_login_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    # Set by an administrator's CreateUser: login asks for a new password first.
+    must_change_password: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
 
     __table_args__ = (
         # Email is the login name: unique on the platform, whatever the case.
@@ -100,6 +105,10 @@ class SessionRow(Base):
     revoke_reason: Mapped[str | None] = mapped_column(Text)
     client_address: Mapped[str | None] = mapped_column(Text)
     user_agent: Mapped[str | None] = mapped_column(Text)
+    # How the login authenticated (``pwd``, ``otp``): refreshed tokens keep it.
+    amr: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), nullable=False, default=lambda: ["pwd"], server_default=text("'{pwd}'::text[]")
+    )
 
     __table_args__ = (
         ForeignKeyConstraint(["company_id", "user_id"], ["users.company_id", "users.id"]),
@@ -307,6 +316,89 @@ class EmailChangeRow(Base):
         ForeignKeyConstraint(["company_id", "user_id"], ["users.company_id", "users.id"]),
         Index(None, "user_id"),
     )
+    __mapper_args__ = {"eager_defaults": True}
+
+
+class UserMfaRow(Base):
+    """A user's TOTP factor: the secret encrypted (bound to the user id), when
+    it was confirmed (None: enrolment pending) and the last time-step a code
+    was accepted for."""
+
+    __tablename__ = "user_mfa"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
+    company_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    confirm_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    last_used_step: Mapped[int | None] = mapped_column(BigInteger)
+    create_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.now()
+    )
+
+    __table_args__ = (
+        ForeignKeyConstraint(["company_id", "user_id"], ["users.company_id", "users.id"]),
+    )
+    __mapper_args__ = {"eager_defaults": True}
+
+
+class MfaRecoveryCodeRow(Base):
+    """A single-use recovery code, stored as its SHA-256 only."""
+
+    __tablename__ = "mfa_recovery_codes"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
+    code_hash: Mapped[str] = mapped_column(Text, primary_key=True)
+    company_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    create_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.now()
+    )
+    use_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+
+    __table_args__ = (
+        ForeignKeyConstraint(["company_id", "user_id"], ["users.company_id", "users.id"]),
+    )
+    __mapper_args__ = {"eager_defaults": True}
+
+
+class LoginChallengeRow(Base):
+    """A login's pending step (MFA_TOTP, NEW_PASSWORD_REQUIRED), its opaque
+    token stored as SHA-256 only; single-use, short-lived. The fingerprint of
+    the password hash it was issued for: a password change since refuses it."""
+
+    __tablename__ = "login_challenges"
+
+    token_hash: Mapped[str] = mapped_column(Text, primary_key=True)
+    company_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    user_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    password_fingerprint: Mapped[str] = mapped_column(Text, nullable=False)
+    email_key: Mapped[str] = mapped_column(Text, nullable=False)
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    create_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.now()
+    )
+    expire_time: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True), nullable=False)
+    use_time: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+
+    __table_args__ = (
+        ForeignKeyConstraint(["company_id", "user_id"], ["users.company_id", "users.id"]),
+        Index(None, "user_id"),
+    )
+    __mapper_args__ = {"eager_defaults": True}
+
+
+class MfaPolicyRow(Base):
+    """Per company: the roles whose permissions need a login with a second factor."""
+
+    __tablename__ = "mfa_policies"
+
+    company_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True)
+    required_roles: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, default=list)
+    update_time: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), nullable=False, server_default=func.now()
+    )
+    updated_by: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
     __mapper_args__ = {"eager_defaults": True}
 
 

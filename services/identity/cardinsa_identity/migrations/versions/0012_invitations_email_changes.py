@@ -7,7 +7,7 @@ their SHA-256 only, single-use (``use_time``) and expiring, like
 ``INVITED`` (``users.state`` is text; nothing to change there).
 
 Revision ID: identity_0012
-Revises: identity_0010
+Revises: identity_0011
 Create Date: 2026-12-07 21:30:00
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 from cardinsa_foundation.migrations import TenantTable, secure_schema
 
 revision: str = "identity_0012"
-down_revision: str | None = "identity_0010"
+down_revision: str | None = "identity_0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -34,6 +34,10 @@ TENANT_TABLES = (
     "api_keys",
     "password_resets",
     "idempotency_keys",
+    "user_mfa",
+    "mfa_recovery_codes",
+    "login_challenges",
+    "mfa_policies",
     "invitations",
     "email_changes",
     TenantTable("roles", also_visible="company_id IS NULL"),
