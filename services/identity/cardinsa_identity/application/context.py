@@ -40,6 +40,7 @@ from cardinsa_identity.domain.permissions import (
 from cardinsa_identity.domain.signing_keys import PrivateKeyCipher
 from cardinsa_identity.repository.models import AuditEventRow, MfaPolicyRow
 from cardinsa_identity.repository.roles import bound_roles
+from cardinsa_identity.repository.users import email_taken
 from cardinsa_identity.settings import IdentitySettings
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,25 @@ def name_in_use(resource: str, field: str, name: str) -> AlreadyExists:
         metadata={"name": name},
         field_violations=[FieldViolation(field, "already in use")],
     )
+
+
+def email_taken_error(
+    field: str = "user.email", description: str = "already in use"
+) -> AlreadyExists:
+    """The answer when an email belongs to another user already."""
+    return AlreadyExists(
+        "a user with this email already exists",
+        reason="EMAIL_TAKEN",
+        field_violations=[FieldViolation("user.email", "already in use")],
+    )
+
+
+async def email_in_use(ctx: IdentityContext, email: str) -> bool:
+    """Whether a user (of any company) has ``email``: email is unique on the whole
+    platform, so the check looks across tenants (it reveals only "taken", which
+    the unique index would reveal anyway)."""
+    async with ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
+        return await email_taken(session, email)
 
 
 async def flush_unique(session: AsyncSession, duplicate: AlreadyExists) -> None:

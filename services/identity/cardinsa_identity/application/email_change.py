@@ -61,6 +61,7 @@ from cardinsa_identity.application.auth import (
 )
 from cardinsa_identity.application.context import (
     IdentityContext,
+    email_in_use,
     flush_unique,
     roles_and_permissions,
 )
@@ -72,7 +73,6 @@ from cardinsa_identity.domain.tokens import (
 )
 from cardinsa_identity.domain.users import check_email, normalize_email
 from cardinsa_identity.repository.models import EmailChangeRow, UserRow
-from cardinsa_identity.repository.users import email_taken
 
 __all__ = [
     "INVALID_EMAIL_CHANGE_TOKEN",
@@ -164,10 +164,6 @@ class EmailChangeUseCases:
         self.ctx = ctx
         self.auth = auth
 
-    async def _email_taken(self, email: str) -> bool:
-        async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
-            return await email_taken(session, email)
-
     async def _verify_current_password(self, user_id: uuid.UUID, password: str) -> None:
         """As ChangeMyPassword: under the login throttle (a lock on the account or
         this address refuses; a wrong password counts as a failed login)."""
@@ -221,7 +217,7 @@ class EmailChangeUseCases:
             raise InvalidArgument("the new email is not valid", field_violations=violations)
         user_id = uuid.UUID(principal.subject)
         await self._verify_current_password(user_id, current_password)
-        taken = await self._email_taken(email)
+        taken = await email_in_use(self.ctx, email)
         pending: PendingEmailChange | None = None
         async with self.ctx.db.unit_of_work() as session:
             user = await session.get(UserRow, user_id, with_for_update=True)
@@ -280,7 +276,7 @@ class EmailChangeUseCases:
                 reason="EMAIL_TAKEN",
                 field_violations=[FieldViolation("email_change_token", "address in use")],
             )
-            if new_email != user.email and await self._email_taken(new_email):
+            if new_email != user.email and await email_in_use(self.ctx, new_email):
                 raise taken
             principal_var.set(
                 Principal(

@@ -33,7 +33,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_foundation.context import Principal, PrincipalKind, principal_var
 from cardinsa_foundation.errors import (
-    AlreadyExists,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
@@ -42,11 +41,13 @@ from cardinsa_foundation.errors import (
 from cardinsa_foundation.use_cases import check_request_id, require_principal
 from cardinsa_identity.application.context import (
     IdentityContext,
+    email_in_use,
+    email_taken_error,
     flush_unique,
     roles_and_permissions,
     target_company,
 )
-from cardinsa_identity.application.users import UserUseCases
+from cardinsa_identity.application.users import UserUseCases, new_user_row
 from cardinsa_identity.domain.password_policy import check_password
 from cardinsa_identity.domain.tokens import (
     OpaqueTokenKind,
@@ -59,7 +60,6 @@ from cardinsa_identity.domain.users import (
     UserProfile,
     UserState,
     check_profile,
-    default_display_name,
     normalize_profile,
 )
 from cardinsa_identity.repository.idempotency import claim
@@ -144,24 +144,14 @@ class InvitationUseCases:
                 # A retry: the first call's user, and no second invitation.
                 user = await self.users._get_scoped(session, company, seen)
                 return user, (await roles_and_permissions(session, user.id))[0]
-            taken = AlreadyExists(
-                "a user with this email already exists",
-                reason="EMAIL_TAKEN",
-                field_violations=[FieldViolation("user.email", "already in use")],
-            )
-            if await self.users._email_taken(profile.email):
+            taken = email_taken_error()
+            if await email_in_use(self.ctx, profile.email):
                 raise taken
-            user = UserRow(
-                id=user_id,
-                company_id=company,
-                email=profile.email,
-                given_name=profile.given_name,
-                family_name=profile.family_name,
-                display_name=profile.display_name
-                or default_display_name(profile.given_name, profile.family_name, profile.email),
-                phone=profile.phone,
-                locale=profile.locale,
-                state=UserState.INVITED.value,
+            user = new_user_row(
+                user_id,
+                company,
+                profile,
+                state=UserState.INVITED,
                 password_hash=unusable,
                 password_change_time=None,
             )

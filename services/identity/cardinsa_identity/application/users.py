@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cardinsa_foundation.context import Principal
 from cardinsa_foundation.errors import (
-    AlreadyExists,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
@@ -44,6 +43,9 @@ from cardinsa_foundation.use_cases import (
 from cardinsa_identity.application.auth import revoke_user_sessions, void_password_resets
 from cardinsa_identity.application.context import (
     IdentityContext,
+    email_in_use,
+    email_taken_error,
+    flush_unique,
     roles_and_permissions,
     target_company,
 )
@@ -70,7 +72,6 @@ from cardinsa_identity.domain.users import (
 from cardinsa_identity.repository.idempotency import claim
 from cardinsa_identity.repository.models import SessionRow, UserRow
 from cardinsa_identity.repository.users import (
-    email_taken,
     find_user,
     list_sessions_query,
     list_users_query,
@@ -87,6 +88,34 @@ CONTACT_FIELDS: Final = frozenset({"email", "phone"})
 MAX_REASON_LENGTH = 500
 
 CREATE_USER = "CreateUser"
+
+
+def new_user_row(
+    user_id: uuid.UUID,
+    company: uuid.UUID,
+    profile: UserProfile,
+    *,
+    state: UserState,
+    password_hash: str,
+    password_change_time: datetime | None,
+    must_change_password: bool = False,
+) -> UserRow:
+    """A new user of ``company`` from a normalised, checked ``profile``."""
+    return UserRow(
+        id=user_id,
+        company_id=company,
+        email=profile.email,
+        given_name=profile.given_name,
+        family_name=profile.family_name,
+        display_name=profile.display_name
+        or default_display_name(profile.given_name, profile.family_name, profile.email),
+        phone=profile.phone,
+        locale=profile.locale,
+        state=state.value,
+        password_hash=password_hash,
+        password_change_time=password_change_time,
+        must_change_password=must_change_password,
+    )
 
 
 class UserUseCases:
@@ -131,23 +160,14 @@ class UserUseCases:
             if seen is not None:
                 user = await self._get_scoped(session, company, seen)
                 return user, (await roles_and_permissions(session, user.id))[0]
-            if await self._email_taken(profile.email):
-                raise AlreadyExists(
-                    "a user with this email already exists",
-                    reason="EMAIL_TAKEN",
-                    field_violations=[FieldViolation("user.email", "already in use")],
-                )
-            user = UserRow(
-                id=user_id,
-                company_id=company,
-                email=profile.email,
-                given_name=profile.given_name,
-                family_name=profile.family_name,
-                display_name=profile.display_name
-                or default_display_name(profile.given_name, profile.family_name, profile.email),
-                phone=profile.phone,
-                locale=profile.locale,
-                state=UserState.ACTIVE.value,
+            taken = email_taken_error()
+            if await email_in_use(self.ctx, profile.email):
+                raise taken
+            user = new_user_row(
+                user_id,
+                company,
+                profile,
+                state=UserState.ACTIVE,
                 password_hash=password_hash,
                 password_change_time=datetime.now(UTC),
                 # An administrator chose this password: the user replaces it
@@ -155,7 +175,7 @@ class UserUseCases:
                 must_change_password=not password_permanent,
             )
             session.add(user)
-            await session.flush()
+            await flush_unique(session, taken)  # a concurrent call took the address
             await self.ctx.audit.record(
                 session,
                 action="user.create",
@@ -166,12 +186,6 @@ class UserUseCases:
             )
             self.ctx.events.user_changed(session, user, [], change="created", from_state=None)
         return user, []
-
-    async def _email_taken(self, email: str) -> bool:
-        """Email is unique on the whole platform, so the check looks across tenants
-        (it reveals only "taken", which the unique index would reveal anyway)."""
-        async with self.ctx.db.unit_of_work(company_id=None, cross_tenant=True) as session:
-            return await email_taken(session, email)
 
     async def get(self, user_id: str) -> tuple[UserRow, list[str]]:
         principal = require_principal()
@@ -229,12 +243,8 @@ class UserUseCases:
             check_etag(user, etag)
             old_email = user.email
             new_email = "email" in mask and profile.email != user.email
-            if new_email and await self._email_taken(profile.email):
-                raise AlreadyExists(
-                    "a user with this email already exists",
-                    reason="EMAIL_TAKEN",
-                    field_violations=[FieldViolation("user.email", "already in use")],
-                )
+            if new_email and await email_in_use(self.ctx, profile.email):
+                raise email_taken_error()
             # A new email takes effect only once the new address confirmed it
             # (application/email_change.py) -- except for an INVITED user, who
             # never confirmed any address: its invitations die instead.
