@@ -53,8 +53,12 @@ def generated(suite: SuiteProcess, tmp_path_factory: pytest.TempPathFactory) -> 
         json.dumps(
             {
                 "post_hooks": [],  # no ruff runs over the output
-                # The documents (application/pdf) are bytes to the generator.
-                "content_type_overrides": {"application/pdf": "application/octet-stream"},
+                # The documents (application/pdf) and the MFA enrolment's QR code
+                # (image/png) are bytes to the generator.
+                "content_type_overrides": {
+                    "application/pdf": "application/octet-stream",
+                    "image/png": "application/octet-stream",
+                },
             }
         )
     )
